@@ -1,0 +1,115 @@
+//! The one media model all protocols convert to and from.
+//!
+//! A [`MediaFrame`] is one access unit (or one codec configuration record) with timestamps in
+//! microseconds and its payload as shared [`Bytes`]: fanning a frame out to a thousand players
+//! clones a reference count, never the payload. Protocol framing (FLV tags, RTP packets, TS
+//! packets) never appears here.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Identifies a live stream: the application and the stream name, both without any query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    /// Application name, e.g. `live`.
+    pub app: String,
+    /// Stream name, e.g. `cam1`.
+    pub name: String,
+}
+
+impl StreamKey {
+    /// A key from its two parts.
+    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
+        StreamKey {
+            app: app.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
+/// Which track a frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    /// The video track.
+    Video,
+    /// The audio track.
+    Audio,
+}
+
+/// The codec of a frame, which fixes the payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// H.264: payload is length-prefixed (4-byte) NAL units; config is an
+    /// AVCDecoderConfigurationRecord (ISO 14496-15).
+    H264,
+    /// H.265: payload is length-prefixed (4-byte) NAL units; config is an
+    /// HEVCDecoderConfigurationRecord (ISO 14496-15).
+    H265,
+    /// AAC: payload is one raw access unit (no ADTS header); config is an
+    /// AudioSpecificConfig (ISO 14496-3).
+    Aac,
+}
+
+/// Whether a frame carries media or the decoder configuration needed to decode it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A decoder configuration record; players must get it before any media of its track.
+    Config,
+    /// One access unit.
+    Media,
+}
+
+/// Timestamps are in microseconds.
+pub const TIMESCALE: i64 = 1_000_000;
+
+/// One access unit or configuration record of one track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFrame {
+    /// Which track.
+    pub track: Track,
+    /// Which codec, fixing the payload format.
+    pub codec: Codec,
+    /// Media or configuration.
+    pub kind: FrameKind,
+    /// Decode time in microseconds, from the publisher's clock.
+    pub dts: i64,
+    /// Presentation time in microseconds (`pts >= dts` for B-frames).
+    pub pts: i64,
+    /// True for a video frame a decoder can start at (IDR); true for every audio frame.
+    pub keyframe: bool,
+    /// The payload, shared among every subscriber.
+    pub payload: Bytes,
+}
+
+impl MediaFrame {
+    /// True when a player that lost data may resume at this frame: a video keyframe.
+    pub fn is_video_keyframe(&self) -> bool {
+        self.track == Track::Video && self.kind == FrameKind::Media && self.keyframe
+    }
+}
+
+/// One value of stream metadata (FLV `onMetaData`, SDP attributes and the like).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    /// A number.
+    Number(f64),
+    /// A flag.
+    Bool(bool),
+    /// A string.
+    Text(String),
+}
+
+/// Descriptive stream metadata (width, height, frame rate, encoder, ...), in the order the
+/// publisher gave it. Informational: players must not need it to decode.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Metadata {
+    /// Name/value pairs.
+    pub entries: Vec<(String, MetaValue)>,
+}

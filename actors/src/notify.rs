@@ -1,0 +1,500 @@
+//! HTTP Notify: the [`NotifyActor`] puts each connect, play, publish and done event to the
+//! operator's HTTP endpoint and answers a [`Decision`].
+//!
+//! It owns the wire format (form-urlencoded POST body, or the same fields in a GET query
+//! string), the per-hook timeout and the failure policy, which is fail closed: a timeout, a
+//! refused connection or any status other than 200 denies. `Done` is informational: its answer
+//! is never checked.
+//!
+//! One `NotifyActor` runs per arbiter because awc's client is not `Send`; each keeps its own
+//! keep-alive pool. Every request runs as its own future, so a slow hook delays only the
+//! session that asked. It must not know any protocol's wire format.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use crate::session::{Protocol, SessionInfo};
+
+/// How the fields travel to the business server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyMethod {
+    /// Fields in the query string.
+    Get,
+    /// Fields in an `application/x-www-form-urlencoded` body (the default).
+    #[default]
+    Post,
+}
+
+/// The default time a hook has to answer before the session is refused.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// The `<http_notify>` settings of one protocol. A `None` URL disables that callback: the
+/// event is allowed without a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// URL called when a client connects.
+    pub on_connect: Option<String>,
+    /// URL called when a client asks to play.
+    pub on_play: Option<String>,
+    /// URL called when a client asks to publish.
+    pub on_publish: Option<String>,
+    /// URL called when a play or publish session ends.
+    pub on_done: Option<String>,
+    /// GET or POST.
+    pub method: NotifyMethod,
+    /// How long a hook may take to answer; past it the session is refused.
+    pub timeout: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            on_connect: None,
+            on_play: None,
+            on_publish: None,
+            on_done: None,
+            method: NotifyMethod::Post,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The hook settings of every protocol, shared by all `NotifyActor`s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookTable {
+    /// `<rtmp><http_notify>`.
+    pub rtmp: NotifyConfig,
+    /// `<rtsp><http_notify>`.
+    pub rtsp: NotifyConfig,
+    /// `<srt><http_notify>`.
+    pub srt: NotifyConfig,
+    /// `<httpflv><http_notify>`.
+    pub httpflv: NotifyConfig,
+}
+
+impl HookTable {
+    /// The settings for one protocol.
+    pub fn get(&self, protocol: Protocol) -> &NotifyConfig {
+        match protocol {
+            Protocol::Rtmp => &self.rtmp,
+            Protocol::Rtsp => &self.rtsp,
+            Protocol::Srt => &self.srt,
+            Protocol::HttpFlv => &self.httpflv,
+        }
+    }
+}
+
+/// The callback being made; its lowercase name is the `call` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Call {
+    /// A client connected.
+    Connect,
+    /// A client asked to play.
+    Play,
+    /// A client asked to publish.
+    Publish,
+    /// A play or publish session ended.
+    Done,
+}
+
+impl Call {
+    fn url(self, config: &NotifyConfig) -> Option<&str> {
+        match self {
+            Call::Connect => config.on_connect.as_deref(),
+            Call::Play => config.on_play.as_deref(),
+            Call::Publish => config.on_publish.as_deref(),
+            Call::Done => config.on_done.as_deref(),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Call::Connect => "connect",
+            Call::Play => "play",
+            Call::Publish => "publish",
+            Call::Done => "done",
+        }
+    }
+}
+
+/// The fields of one callback, in the order they are sent.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotifyFields<'a> {
+    /// `rtmp`, `rtsp`, `srt` or `httpflv`.
+    pub protocol: &'static str,
+    /// `connect`, `play`, `publish` or `done`.
+    pub call: Call,
+    /// The client's IP address.
+    pub addr: String,
+    /// Application name.
+    pub app: &'a str,
+    /// The full URL the client asked for.
+    pub url: &'a str,
+    /// Stream name.
+    pub name: &'a str,
+    /// RTMP tcUrl, or empty.
+    pub tcurl: &'a str,
+    /// The session's unique id.
+    pub clientid: u64,
+}
+
+impl<'a> NotifyFields<'a> {
+    /// The fields for `call` about `info`.
+    pub fn new(call: Call, info: &'a SessionInfo) -> Self {
+        NotifyFields {
+            protocol: info.protocol.as_str(),
+            call,
+            addr: info.addr.to_string(),
+            app: &info.app,
+            url: &info.url,
+            name: &info.name,
+            tcurl: &info.tcurl,
+            clientid: info.clientid,
+        }
+    }
+
+    /// The fields form-urlencoded: the POST body, or the query appended for GET.
+    pub fn encode(&self) -> String {
+        // Serializing a flat struct of strings and integers cannot fail.
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The hook URL for a GET: the operator's own query (if any) kept, our fields appended.
+pub fn get_url(hook: &str, fields: &NotifyFields<'_>) -> String {
+    let (base, fragment) = match hook.find('#') {
+        Some(i) => hook.split_at(i),
+        None => (hook, ""),
+    };
+    let sep = if !base.contains('?') {
+        "?"
+    } else if base.ends_with('?') || base.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    format!("{base}{sep}{}{fragment}", fields.encode())
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The business server answered with this status (anything but 200).
+    Status(u16),
+    /// The business server did not answer within the timeout.
+    Timeout,
+    /// The business server could not be reached, or the exchange failed.
+    Unreachable(String),
+}
+
+/// The answer to `Connect`, `Play` or `Publish`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// 200 (or no hook configured): go on.
+    Allow,
+    /// Anything else: refuse the client.
+    Deny(DenyReason),
+}
+
+impl Decision {
+    /// True when the session may go on.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+
+    /// The status a protocol with HTTP-like codes should answer with: 401 when the hook
+    /// said 401, 403 otherwise.
+    pub fn deny_status(&self) -> u16 {
+        match self {
+            Decision::Deny(DenyReason::Status(401)) => 401,
+            _ => 403,
+        }
+    }
+}
+
+/// A client connected: may it go on?
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Decision")]
+pub struct Connect {
+    /// The session; `name` is empty.
+    pub info: SessionInfo,
+}
+
+/// A client asked to play a stream: may it?
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Decision")]
+pub struct Play {
+    /// The session and the stream it asked for.
+    pub info: SessionInfo,
+}
+
+/// A client asked to publish a stream: may it?
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Decision")]
+pub struct Publish {
+    /// The session and the stream it asked for.
+    pub info: SessionInfo,
+}
+
+/// A play or publish session ended. Fire and forget; sent exactly once per session that a
+/// `Play` or `Publish` allowed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Done {
+    /// The session that ended, with the same fields as its play or publish.
+    pub info: SessionInfo,
+}
+
+/// Counts play/publish sessions whose `on_done` has not yet been delivered, so shutdown can
+/// wait for them. Shared by every arbiter.
+#[derive(Debug, Clone, Default)]
+pub struct DoneTracker(Arc<AtomicUsize>);
+
+impl DoneTracker {
+    /// A session began: its `Done` is now owed.
+    pub fn begin(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn finish(&self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How many `Done`s are still owed or in flight.
+    pub fn pending(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Makes the HTTP calls of one arbiter.
+pub struct NotifyActor {
+    hooks: Arc<HookTable>,
+    client: awc::Client,
+    done: DoneTracker,
+}
+
+impl NotifyActor {
+    /// A notifier for the current arbiter. Redirects are not followed: only a 200 from the
+    /// configured URL allows.
+    pub fn new(hooks: Arc<HookTable>, done: DoneTracker) -> Self {
+        let client = awc::Client::builder()
+            .disable_redirects()
+            .timeout(Duration::from_secs(600))
+            .finish();
+        NotifyActor {
+            hooks,
+            client,
+            done,
+        }
+    }
+
+    fn decide(&self, call: Call, info: SessionInfo) -> Pin<Box<dyn Future<Output = Decision>>> {
+        let config = self.hooks.get(info.protocol);
+        let Some(url) = call.url(config) else {
+            return Box::pin(async { Decision::Allow });
+        };
+        let request = send(&self.client, config, url, call, &info);
+        let url = url.to_owned();
+        Box::pin(async move {
+            let decision = request.await;
+            match &decision {
+                Decision::Allow => tracing::debug!(
+                    clientid = info.clientid,
+                    protocol = %info.protocol,
+                    call = call.as_str(),
+                    %url,
+                    "hook allowed"
+                ),
+                Decision::Deny(reason) => tracing::warn!(
+                    clientid = info.clientid,
+                    protocol = %info.protocol,
+                    call = call.as_str(),
+                    %url,
+                    ?reason,
+                    "hook refused the session"
+                ),
+            }
+            decision
+        })
+    }
+}
+
+/// Makes one call and maps its outcome to a decision. The response body is drained in the
+/// background so the connection can go back to the keep-alive pool.
+fn send(
+    client: &awc::Client,
+    config: &NotifyConfig,
+    url: &str,
+    call: Call,
+    info: &SessionInfo,
+) -> impl Future<Output = Decision> + 'static {
+    let fields = NotifyFields::new(call, info);
+    let timeout = config.timeout;
+    let request = match config.method {
+        NotifyMethod::Post => client
+            .post(url)
+            .timeout(timeout)
+            .insert_header((
+                awc::http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            ))
+            .send_body(fields.encode()),
+        NotifyMethod::Get => client.get(get_url(url, &fields)).timeout(timeout).send(),
+    };
+    async move {
+        match request.await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                actix_rt::spawn(async move {
+                    let _ = actix_rt::time::timeout(timeout, response.body().limit(1 << 16)).await;
+                });
+                if status == 200 {
+                    Decision::Allow
+                } else {
+                    Decision::Deny(DenyReason::Status(status))
+                }
+            }
+            Err(awc::error::SendRequestError::Timeout) => Decision::Deny(DenyReason::Timeout),
+            Err(e) => Decision::Deny(DenyReason::Unreachable(e.to_string())),
+        }
+    }
+}
+
+impl Actor for NotifyActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        tracing::debug!("notify actor started");
+    }
+}
+
+impl Supervised for NotifyActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!("notify actor restarting");
+    }
+}
+
+impl Handler<Connect> for NotifyActor {
+    type Result = ResponseFuture<Decision>;
+
+    fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
+        self.decide(Call::Connect, msg.info)
+    }
+}
+
+impl Handler<Play> for NotifyActor {
+    type Result = ResponseFuture<Decision>;
+
+    fn handle(&mut self, msg: Play, _ctx: &mut Self::Context) -> Self::Result {
+        self.decide(Call::Play, msg.info)
+    }
+}
+
+impl Handler<Publish> for NotifyActor {
+    type Result = ResponseFuture<Decision>;
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+        self.decide(Call::Publish, msg.info)
+    }
+}
+
+impl Handler<Done> for NotifyActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, _ctx: &mut Self::Context) {
+        let info = msg.info;
+        let config = self.hooks.get(info.protocol);
+        let tracker = self.done.clone();
+        let Some(url) = Call::Done.url(config) else {
+            tracker.finish();
+            return;
+        };
+        let request = send(&self.client, config, url, Call::Done, &info);
+        let url = url.to_owned();
+        actix_rt::spawn(async move {
+            match request.await {
+                Decision::Allow => {
+                    tracing::debug!(clientid = info.clientid, %url, "on_done delivered")
+                }
+                // The answer to on_done is not checked; a failure to deliver is still logged.
+                Decision::Deny(DenyReason::Status(status)) => {
+                    tracing::debug!(clientid = info.clientid, %url, status, "on_done answered")
+                }
+                Decision::Deny(reason) => {
+                    tracing::warn!(clientid = info.clientid, %url, ?reason, "on_done not delivered")
+                }
+            }
+            tracker.finish();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            protocol: Protocol::Rtmp,
+            clientid: 42,
+            addr: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 100)),
+            app: "live".into(),
+            url: "rtmp://host:1935/live/cam 1?token=a&b=c".into(),
+            name: "cam 1".into(),
+            tcurl: "rtmp://host:1935/live".into(),
+        }
+    }
+
+    #[test]
+    fn post_body_has_every_field_in_order_and_escaped() {
+        let i = info();
+        let body = NotifyFields::new(Call::Publish, &i).encode();
+        assert_eq!(
+            body,
+            "protocol=rtmp&call=publish&addr=192.168.1.100&app=live&\
+             url=rtmp%3A%2F%2Fhost%3A1935%2Flive%2Fcam+1%3Ftoken%3Da%26b%3Dc&name=cam+1&\
+             tcurl=rtmp%3A%2F%2Fhost%3A1935%2Flive&clientid=42"
+        );
+    }
+
+    #[test]
+    fn odd_characters_round_trip() {
+        let mut i = info();
+        i.name = "a=b&c+d%e/ü#".into();
+        let body = NotifyFields::new(Call::Play, &i).encode();
+        let back: Vec<(String, String)> =
+            serde_urlencoded::from_str(&body).expect("own encoding decodes");
+        assert!(back.contains(&("name".into(), "a=b&c+d%e/ü#".into())));
+        assert!(back.contains(&("call".into(), "play".into())));
+        // The client's own query cannot smuggle a field in.
+        assert_eq!(back.iter().filter(|(k, _)| k == "call").count(), 1);
+    }
+
+    #[test]
+    fn get_url_keeps_the_operators_query() {
+        let i = info();
+        let f = NotifyFields::new(Call::Done, &i);
+        let plain = get_url("http://h/done", &f);
+        assert!(plain.starts_with("http://h/done?protocol=rtmp&call=done&"));
+        let with_q = get_url("http://h/done?key=s", &f);
+        assert!(with_q.starts_with("http://h/done?key=s&protocol=rtmp&"));
+        let with_frag = get_url("http://h/done#x", &f);
+        assert!(with_frag.starts_with("http://h/done?protocol=rtmp"));
+        assert!(with_frag.ends_with("clientid=42#x"));
+    }
+
+    #[test]
+    fn deny_status_maps_401_and_everything_else() {
+        assert_eq!(Decision::Deny(DenyReason::Status(401)).deny_status(), 401);
+        assert_eq!(Decision::Deny(DenyReason::Status(500)).deny_status(), 403);
+        assert_eq!(Decision::Deny(DenyReason::Timeout).deny_status(), 403);
+    }
+}

@@ -1,0 +1,66 @@
+//! The vocabulary a protocol session speaks to the core: which protocol, which client, what it
+//! asked for. Owns client-id allocation. Must not know any protocol's wire format.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The protocol a client session speaks; its lowercase name is the `protocol` hook field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// RTMP (publish and play).
+    Rtmp,
+    /// RTSP (publish and play).
+    Rtsp,
+    /// SRT (publish and play).
+    Srt,
+    /// HTTP-FLV (play only).
+    HttpFlv,
+}
+
+impl Protocol {
+    /// The name used in hook fields and logs: `rtmp`, `rtsp`, `srt`, `httpflv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Rtsp => "rtsp",
+            Protocol::Srt => "srt",
+            Protocol::HttpFlv => "httpflv",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A server-wide unique id for one client session; the `clientid` hook field.
+pub type ClientId = u64;
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Allocates the next client id. Ids are unique for the life of the process and never reused.
+pub fn next_client_id() -> ClientId {
+    NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Everything the hooks are told about a session, as the client asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Protocol of the client session.
+    pub protocol: Protocol,
+    /// Server-assigned unique id, the same in every callback of this session.
+    pub clientid: ClientId,
+    /// The client's IP address.
+    pub addr: IpAddr,
+    /// Application name (without any query string).
+    pub app: String,
+    /// The full URL the client asked for, query string included.
+    pub url: String,
+    /// Stream name (without any query string); empty for `connect`.
+    pub name: String,
+    /// RTMP's tcUrl; empty for protocols that have none.
+    pub tcurl: String,
+}

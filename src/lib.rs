@@ -1,0 +1,18 @@
+//! streamgate: a live media server with HTTP Notify hooks, built on actix.
+//!
+//! Map of the crate:
+//! - [`config`]: the XML config: types, defaults, validation with line-numbered errors.
+//! - [`protocol`]: sans-IO protocol cores (bytes in, events and bytes out): RTMP on
+//!   rml_rtmp with our own chunk layer, FLV tag bodies, URL and stream-name parsing.
+//! - [`session`]: one actor per client connection, a thin IO shell over its protocol core.
+//! - [`listener`]: accept loops spreading connections over the worker arbiters.
+//! - [`server`]: starts the pool, the registry and the listeners; graceful shutdown.
+//!
+//! The protocol-agnostic core (media model, `NotifyActor`, `StreamActor`, `Registry`) is the
+//! `streamgate-actors` crate in `actors/`.
+
+pub mod config;
+pub mod listener;
+pub mod protocol;
+pub mod server;
+pub mod session;

@@ -1,0 +1,79 @@
+//! The `streamgate` binary: reads the config (a file, or the embedded default), sets up
+//! logging, starts the server in an actix System and runs until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use streamgate::config::Config;
+use streamgate::server::{wait_for_signal, Server};
+
+/// A live media server with HTTP Notify hooks.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The XML config file; without it the embedded default config is used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate this config file, report the result and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = cli.check_config {
+        return match Config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("streamgate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("streamgate: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    init_tracing(&config);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("streamgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level.as_str()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let system = actix::System::new();
+    system.block_on(async move {
+        let server = Server::start(&config).await.context("start-up failed")?;
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        server.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! FLV tag bodies (the payload of RTMP audio/video messages and of FLV file tags) to and from
+//! the core's [`MediaFrame`], and `onMetaData` to and from [`Metadata`].
+//!
+//! Video: FLV spec 10.1 VIDEODATA with AVCVIDEOPACKET (codec id 7). Audio: AUDIODATA with
+//! AACAUDIODATA (sound format 10). Other codecs are reported as [`FlvError::Unsupported`].
+//! Pure functions; no IO.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use rml_amf0::Amf0Value;
+use streamgate_actors::media::{Codec, FrameKind, MediaFrame, MetaValue, Metadata, Track};
+
+/// A tag body this server cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlvError {
+    /// A codec other than H.264 video or AAC audio.
+    #[error("unsupported {track} codec id {codec_id}")]
+    Unsupported {
+        /// "audio" or "video".
+        track: &'static str,
+        /// The FLV codec / sound format id.
+        codec_id: u8,
+    },
+    /// The body is shorter than its header.
+    #[error("{0} tag body too short")]
+    Truncated(&'static str),
+}
+
+/// Converts an RTMP video message body. `Ok(None)` for bodies that carry no frame (end of
+/// sequence, video info/command frames).
+pub fn video_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>, FlvError> {
+    let Some(&first) = body.first() else {
+        return Ok(None);
+    };
+    let frame_type = first >> 4;
+    let codec_id = first & 0x0f;
+    if first & 0x80 != 0 || codec_id != 7 {
+        // 0x80: enhanced RTMP extended header (HEVC, AV1, VP9 by FourCC).
+        return Err(FlvError::Unsupported {
+            track: "video",
+            codec_id,
+        });
+    }
+    if frame_type == 5 {
+        return Ok(None);
+    }
+    if body.len() < 5 {
+        return Err(FlvError::Truncated("video"));
+    }
+    let cts =
+        ((i32::from(body[2]) << 24) | (i32::from(body[3]) << 16) | (i32::from(body[4]) << 8)) >> 8;
+    let dts = i64::from(timestamp_ms) * 1000;
+    let kind = match body[1] {
+        0 => FrameKind::Config,
+        1 => FrameKind::Media,
+        _ => return Ok(None),
+    };
+    Ok(Some(MediaFrame {
+        track: Track::Video,
+        codec: Codec::H264,
+        kind,
+        dts,
+        pts: dts + i64::from(cts) * 1000,
+        keyframe: frame_type == 1,
+        payload: body.slice(5..),
+    }))
+}
+
+/// Converts an RTMP audio message body.
+pub fn audio_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>, FlvError> {
+    let Some(&first) = body.first() else {
+        return Ok(None);
+    };
+    let format = first >> 4;
+    if format != 10 {
+        return Err(FlvError::Unsupported {
+            track: "audio",
+            codec_id: format,
+        });
+    }
+    if body.len() < 2 {
+        return Err(FlvError::Truncated("audio"));
+    }
+    let dts = i64::from(timestamp_ms) * 1000;
+    Ok(Some(MediaFrame {
+        track: Track::Audio,
+        codec: Codec::Aac,
+        kind: if body[1] == 0 {
+            FrameKind::Config
+        } else {
+            FrameKind::Media
+        },
+        dts,
+        pts: dts,
+        keyframe: true,
+        payload: body.slice(2..),
+    }))
+}
+
+/// The FLV tag body header for `frame`: 5 bytes for AVC, 2 for AAC. The payload follows it
+/// unchanged, so callers can write header and shared payload without joining them. `None`
+/// for codecs FLV cannot carry in its classic form.
+pub fn tag_header(frame: &MediaFrame) -> Option<([u8; 5], usize)> {
+    match frame.codec {
+        Codec::H264 => {
+            let frame_type: u8 = if frame.keyframe { 1 } else { 2 };
+            let packet_type = match frame.kind {
+                FrameKind::Config => 0,
+                FrameKind::Media => 1,
+            };
+            let cts = ((frame.pts - frame.dts) / 1000).clamp(-(1 << 23), (1 << 23) - 1) as i32;
+            let c = cts.to_be_bytes();
+            Some(([(frame_type << 4) | 7, packet_type, c[1], c[2], c[3]], 5))
+        }
+        Codec::Aac => {
+            // Sound format 10, 44 kHz, 16-bit, stereo: the flags FLV requires for AAC; the
+            // real parameters travel in the AudioSpecificConfig.
+            let packet_type = match frame.kind {
+                FrameKind::Config => 0,
+                FrameKind::Media => 1,
+            };
+            Some(([0xAF, packet_type, 0, 0, 0], 2))
+        }
+        Codec::H265 => None,
+    }
+}
+
+/// The RTMP/FLV timestamp (milliseconds, 32-bit wrapping) of a frame.
+pub fn timestamp_ms(frame: &MediaFrame) -> u32 {
+    (frame.dts.div_euclid(1000)) as u32
+}
+
+/// `onMetaData` properties to the core's metadata (numbers, flags and strings; nested values
+/// are dropped). Sorted by name so the order is stable.
+pub fn metadata_from_amf(properties: HashMap<String, Amf0Value>) -> Metadata {
+    let mut entries: Vec<(String, MetaValue)> = properties
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Amf0Value::Number(n) => Some((k, MetaValue::Number(n))),
+            Amf0Value::Boolean(b) => Some((k, MetaValue::Bool(b))),
+            Amf0Value::Utf8String(s) => Some((k, MetaValue::Text(s))),
+            _ => None,
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Metadata { entries }
+}
+
+/// The core's metadata as `onMetaData` properties.
+pub fn metadata_to_amf(metadata: &Metadata) -> HashMap<String, Amf0Value> {
+    metadata
+        .entries
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                MetaValue::Number(n) => Amf0Value::Number(*n),
+                MetaValue::Bool(b) => Amf0Value::Boolean(*b),
+                MetaValue::Text(s) => Amf0Value::Utf8String(s.clone()),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avc_keyframe_round_trips_with_composition_time() {
+        let body = Bytes::from_static(&[0x17, 1, 0, 0, 80, 0, 0, 0, 2, 0x65, 0x88]);
+        let f = video_frame(1000, &body).expect("h264").expect("a frame");
+        assert_eq!(
+            (f.kind, f.keyframe, f.dts, f.pts),
+            (FrameKind::Media, true, 1_000_000, 1_080_000)
+        );
+        assert_eq!(&f.payload[..], &[0, 0, 0, 2, 0x65, 0x88]);
+        let (h, n) = tag_header(&f).expect("flv can carry h264");
+        assert_eq!(&h[..n], &body[..5]);
+        assert_eq!(timestamp_ms(&f), 1000);
+    }
+
+    #[test]
+    fn negative_composition_time_and_inter_frames() {
+        let body = Bytes::from_static(&[0x27, 1, 0xFF, 0xFF, 0xD8, 1]);
+        let f = video_frame(500, &body).expect("h264").expect("a frame");
+        assert!(!f.keyframe);
+        assert_eq!(f.pts - f.dts, -40_000);
+        let (h, _) = tag_header(&f).expect("h264");
+        assert_eq!(&h[..], &body[..5]);
+    }
+
+    #[test]
+    fn avc_sequence_header_is_config() {
+        let body = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]);
+        let f = video_frame(0, &body).expect("h264").expect("a frame");
+        assert_eq!(f.kind, FrameKind::Config);
+        assert_eq!(&f.payload[..], &[1, 0x64, 0, 0x1f]);
+    }
+
+    #[test]
+    fn aac_config_and_raw() {
+        let asc = Bytes::from_static(&[0xAF, 0, 0x12, 0x10]);
+        let f = audio_frame(0, &asc).expect("aac").expect("frame");
+        assert_eq!(
+            (f.kind, &f.payload[..]),
+            (FrameKind::Config, &[0x12u8, 0x10][..])
+        );
+        let raw = Bytes::from_static(&[0xAF, 1, 0x21, 0x00]);
+        let f = audio_frame(23, &raw).expect("aac").expect("frame");
+        assert_eq!(f.kind, FrameKind::Media);
+        let (h, n) = tag_header(&f).expect("aac");
+        assert_eq!(&h[..n], &raw[..2]);
+    }
+
+    #[test]
+    fn other_codecs_are_reported() {
+        assert!(matches!(
+            audio_frame(0, &Bytes::from_static(&[0x2F, 0])),
+            Err(FlvError::Unsupported { codec_id: 2, .. })
+        ));
+        assert!(matches!(
+            video_frame(0, &Bytes::from_static(&[0x12, 0])),
+            Err(FlvError::Unsupported { codec_id: 2, .. })
+        ));
+        assert!(matches!(
+            video_frame(0, &Bytes::from_static(&[0x17, 1])),
+            Err(FlvError::Truncated(_))
+        ));
+        assert_eq!(video_frame(0, &Bytes::from_static(&[0x57, 0])), Ok(None));
+    }
+
+    #[test]
+    fn metadata_keeps_scalars_in_name_order() {
+        let mut props = HashMap::new();
+        props.insert("width".to_string(), Amf0Value::Number(640.0));
+        props.insert("encoder".to_string(), Amf0Value::Utf8String("Lavf".into()));
+        props.insert("nested".to_string(), Amf0Value::Object(HashMap::new()));
+        let m = metadata_from_amf(props);
+        assert_eq!(m.entries.len(), 2);
+        assert_eq!(m.entries[0].0, "encoder");
+        let back = metadata_to_amf(&m);
+        assert_eq!(back.get("width"), Some(&Amf0Value::Number(640.0)));
+    }
+}

@@ -1,0 +1,5 @@
+//! Sans-IO protocol cores: bytes in, events and bytes out. No actix, no sockets, no clock reads.
+
+pub mod flv;
+pub mod rtmp;
+pub mod url;

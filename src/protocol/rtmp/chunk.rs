@@ -1,0 +1,487 @@
+//! The RTMP chunk layer (RTMP 1.0 spec, section 5.3): reassembles messages from chunks and
+//! splits messages into chunks.
+//!
+//! rml_rtmp 0.8's deserializer keeps one reassembly buffer for all chunk streams, so the
+//! interleaved chunk streams that OBS 30+ and FFmpeg 6.1+ send (audio chunks between the chunks
+//! of a large video message) corrupt messages. Here every chunk stream has its own header state
+//! and its own partial payload. Pure functions over bytes: no socket, no clock.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Most bytes held in partial messages across all chunk streams of one connection.
+pub const MAX_BUFFERED: usize = 24 << 20;
+/// Most chunk streams with a partial message at once.
+pub const MAX_PARTIAL_STREAMS: usize = 64;
+/// The chunk size both sides start with.
+pub const DEFAULT_CHUNK_SIZE: u32 = 128;
+/// The largest chunk size a peer may announce (the spec's 31-bit limit is far beyond any
+/// real client; 16 MiB is the largest message anyway).
+pub const MAX_CHUNK_SIZE: u32 = 0x00FF_FFFF;
+
+/// A malformed chunk stream. Each variant ends the connection it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    /// A compressed header (type 1, 2 or 3) on a chunk stream that never had a full header.
+    #[error("chunk stream {csid}: header type {fmt} before any type 0 header")]
+    NoPreviousHeader {
+        /// The chunk stream id.
+        csid: u32,
+        /// The header type.
+        fmt: u8,
+    },
+    /// The peer asked for a chunk size that is zero or too large.
+    #[error("invalid chunk size {0}")]
+    BadChunkSize(u32),
+    /// Partial messages would hold more than [`MAX_BUFFERED`] bytes, or too many streams.
+    #[error("peer buffers too much: {streams} partial messages, {bytes} bytes")]
+    TooMuchBuffered {
+        /// Chunk streams with a partial message.
+        streams: usize,
+        /// Bytes held.
+        bytes: usize,
+    },
+}
+
+/// One reassembled message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// The chunk stream it arrived on.
+    pub csid: u32,
+    /// Message timestamp in milliseconds.
+    pub timestamp: u32,
+    /// Message type id.
+    pub type_id: u8,
+    /// Message stream id.
+    pub stream_id: u32,
+    /// The message body.
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct ChunkStream {
+    timestamp: u32,
+    delta: u32,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    extended: bool,
+    has_header: bool,
+    partial: BytesMut,
+}
+
+/// Reassembles messages from the peer's chunks.
+#[derive(Debug)]
+pub struct ChunkDecoder {
+    chunk_size: u32,
+    streams: HashMap<u32, ChunkStream>,
+    buffered: usize,
+}
+
+impl Default for ChunkDecoder {
+    fn default() -> Self {
+        ChunkDecoder {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams: HashMap::new(),
+            buffered: 0,
+        }
+    }
+}
+
+fn be24(b: &[u8]) -> u32 {
+    (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2])
+}
+
+impl ChunkDecoder {
+    /// Applies the peer's Set Chunk Size.
+    pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ChunkError> {
+        if size == 0 || size > MAX_CHUNK_SIZE {
+            return Err(ChunkError::BadChunkSize(size));
+        }
+        self.chunk_size = size;
+        Ok(())
+    }
+
+    /// Applies the peer's Abort Message: drops the partial message of `csid`.
+    pub fn abort(&mut self, csid: u32) {
+        if let Some(stream) = self.streams.get_mut(&csid) {
+            self.buffered -= stream.partial.len();
+            stream.partial = BytesMut::new();
+        }
+    }
+
+    /// Consumes whole chunks from `input` until a message is complete (returned) or the input
+    /// holds no whole chunk (`Ok(None)`; the bytes stay in `input`).
+    pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<RawMessage>, ChunkError> {
+        loop {
+            let Some(consumed) = self.decode_chunk(input)? else {
+                return Ok(None);
+            };
+            if let Some(message) = consumed {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// Decodes one chunk. `Ok(None)`: not enough bytes. `Ok(Some(None))`: a chunk was consumed
+    /// without completing a message.
+    fn decode_chunk(
+        &mut self,
+        input: &mut BytesMut,
+    ) -> Result<Option<Option<RawMessage>>, ChunkError> {
+        let b = &input[..];
+        let Some(&first) = b.first() else {
+            return Ok(None);
+        };
+        let fmt = first >> 6;
+        let (csid, mut pos) = match first & 0x3f {
+            0 if b.len() >= 2 => (64 + u32::from(b[1]), 2),
+            1 if b.len() >= 3 => (64 + u32::from(b[1]) + 256 * u32::from(b[2]), 3),
+            0 | 1 => return Ok(None),
+            n => (u32::from(n), 1),
+        };
+        let header_len = [11, 7, 3, 0][usize::from(fmt)];
+        if b.len() < pos + header_len {
+            return Ok(None);
+        }
+        let h = &b[pos..pos + header_len];
+        pos += header_len;
+
+        let prev = self.streams.get(&csid);
+        let has_header = prev.is_some_and(|s| s.has_header);
+        if fmt != 0 && !has_header {
+            return Err(ChunkError::NoPreviousHeader { csid, fmt });
+        }
+        if fmt <= 1 && prev.is_some_and(|s| !s.partial.is_empty()) {
+            // A new message header before the last message was complete: the peer gave up on
+            // it without an Abort. Drop the partial message rather than splice two together.
+            self.abort(csid);
+        }
+        let prev = self.streams.get(&csid);
+        let mid_message = prev.is_some_and(|s| !s.partial.is_empty());
+        let field_ts = if fmt < 3 { be24(&h[0..3]) } else { 0 };
+        let extended = if fmt < 3 {
+            field_ts == 0x00FF_FFFF
+        } else {
+            prev.is_some_and(|s| s.extended)
+        };
+        let mut ext_ts = 0;
+        if extended {
+            if b.len() < pos + 4 {
+                return Ok(None);
+            }
+            ext_ts = u32::from_be_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
+            pos += 4;
+        }
+        let (length, type_id, stream_id) = match (fmt, prev) {
+            (0, _) => (
+                be24(&h[3..6]),
+                h[6],
+                u32::from_le_bytes([h[7], h[8], h[9], h[10]]),
+            ),
+            (1, Some(p)) => (be24(&h[3..6]), h[6], p.stream_id),
+            (_, Some(p)) => (p.length, p.type_id, p.stream_id),
+            (_, None) => return Err(ChunkError::NoPreviousHeader { csid, fmt }),
+        };
+        let already = prev.map_or(0, |s| s.partial.len());
+        let take = (length as usize - already.min(length as usize)).min(self.chunk_size as usize);
+        if b.len() < pos + take {
+            return Ok(None);
+        }
+
+        let completes = already + take == length as usize;
+        if !completes {
+            let partial_streams = self
+                .streams
+                .values()
+                .filter(|s| !s.partial.is_empty())
+                .count()
+                + usize::from(!mid_message);
+            if partial_streams > MAX_PARTIAL_STREAMS || self.buffered + take > MAX_BUFFERED {
+                return Err(ChunkError::TooMuchBuffered {
+                    streams: partial_streams,
+                    bytes: self.buffered + take,
+                });
+            }
+        }
+
+        let stream = self.streams.entry(csid).or_default();
+        if !mid_message {
+            let value = if extended { ext_ts } else { field_ts };
+            match fmt {
+                0 => {
+                    stream.timestamp = value;
+                    stream.delta = 0;
+                }
+                1 | 2 => {
+                    stream.delta = value;
+                    stream.timestamp = stream.timestamp.wrapping_add(value);
+                }
+                _ => stream.timestamp = stream.timestamp.wrapping_add(stream.delta),
+            }
+        }
+        stream.length = length;
+        stream.type_id = type_id;
+        stream.stream_id = stream_id;
+        stream.extended = extended;
+        stream.has_header = true;
+
+        input.advance(pos);
+        let body = input.split_to(take);
+        if stream.partial.is_empty() && take == length as usize {
+            return Ok(Some(Some(RawMessage {
+                csid,
+                timestamp: stream.timestamp,
+                type_id,
+                stream_id,
+                payload: body.freeze(),
+            })));
+        }
+        if stream.partial.is_empty() {
+            // Grow with what arrives; a declared length is not trusted with memory.
+            stream.partial.reserve((length as usize).min(1 << 16));
+        }
+        stream.partial.extend_from_slice(&body);
+        self.buffered += take;
+        if stream.partial.len() < length as usize {
+            return Ok(Some(None));
+        }
+        let payload = std::mem::take(&mut stream.partial).freeze();
+        self.buffered -= payload.len();
+        Ok(Some(Some(RawMessage {
+            csid,
+            timestamp: stream.timestamp,
+            type_id,
+            stream_id,
+            payload,
+        })))
+    }
+}
+
+/// Appends one message as chunks of `chunk_size`: a type 0 header, then type 3 headers.
+/// `body` may be given in parts (a tag header and a shared payload) so the payload is copied
+/// once, into `out`.
+pub fn encode_message(out: &mut BytesMut, chunk_size: u32, msg: ChunkHeader, body: &[&[u8]]) {
+    let length: usize = body.iter().map(|p| p.len()).sum();
+    let extended = msg.timestamp >= 0x00FF_FFFF;
+    let basic = |out: &mut BytesMut, fmt: u8| {
+        if msg.csid < 64 {
+            out.put_u8((fmt << 6) | msg.csid as u8);
+        } else if msg.csid < 320 {
+            out.put_u8(fmt << 6);
+            out.put_u8((msg.csid - 64) as u8);
+        } else {
+            out.put_u8((fmt << 6) | 1);
+            out.put_u16_le((msg.csid - 64) as u16);
+        }
+    };
+    let chunks = length.div_ceil(chunk_size as usize).max(1);
+    out.reserve(length + 16 + (chunks - 1) * 8);
+    basic(out, 0);
+    let ts_field = if extended { 0x00FF_FFFF } else { msg.timestamp };
+    out.put_slice(&ts_field.to_be_bytes()[1..]);
+    out.put_slice(&(length as u32).to_be_bytes()[1..]);
+    out.put_u8(msg.type_id);
+    out.put_u32_le(msg.stream_id);
+    if extended {
+        out.put_u32(msg.timestamp);
+    }
+    let mut room = chunk_size as usize;
+    for part in body {
+        let mut part = *part;
+        while !part.is_empty() {
+            if room == 0 {
+                basic(out, 3);
+                if extended {
+                    out.put_u32(msg.timestamp);
+                }
+                room = chunk_size as usize;
+            }
+            let n = room.min(part.len());
+            out.put_slice(&part[..n]);
+            part = &part[n..];
+            room -= n;
+        }
+    }
+}
+
+/// The header fields of a message to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader {
+    /// Chunk stream id (2 for protocol control).
+    pub csid: u32,
+    /// Timestamp in milliseconds.
+    pub timestamp: u32,
+    /// Message type id.
+    pub type_id: u8,
+    /// Message stream id.
+    pub stream_id: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(csid: u32, timestamp: u32, type_id: u8, stream_id: u32) -> ChunkHeader {
+        ChunkHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+        }
+    }
+
+    fn decode_all(dec: &mut ChunkDecoder, bytes: &[u8]) -> Vec<RawMessage> {
+        let mut input = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = dec.decode(&mut input).expect("valid chunks") {
+            out.push(m);
+        }
+        assert!(input.is_empty(), "{} bytes left", input.len());
+        out
+    }
+
+    #[test]
+    fn round_trip_across_chunk_sizes() {
+        let body: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        for size in [1u32, 7, 128, 999, 1000, 4096] {
+            let mut out = BytesMut::new();
+            encode_message(
+                &mut out,
+                size,
+                header(6, 1234, 9, 1),
+                &[&body[..10], &body[10..]],
+            );
+            let mut dec = ChunkDecoder::default();
+            dec.set_chunk_size(size).expect("valid size");
+            let msgs = decode_all(&mut dec, &out);
+            assert_eq!(msgs.len(), 1);
+            assert_eq!(msgs[0].payload, body);
+            assert_eq!(
+                (msgs[0].timestamp, msgs[0].type_id, msgs[0].stream_id),
+                (1234, 9, 1)
+            );
+        }
+    }
+
+    /// FFmpeg 6.1+ and OBS 30+ put audio chunks between the chunks of a large video message.
+    /// Each chunk stream must keep its own partial message.
+    #[test]
+    fn interleaved_chunk_streams_reassemble_separately() {
+        let video: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let audio: Vec<u8> = vec![0xAF; 100];
+        let mut v = BytesMut::new();
+        encode_message(&mut v, 128, header(6, 40, 9, 1), &[&video]);
+        let mut a = BytesMut::new();
+        encode_message(&mut a, 128, header(4, 41, 8, 1), &[&audio]);
+        // video chunk 1 (1 + 11 + 128), audio whole, video chunks 2 and 3.
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&v[..140]);
+        wire.extend_from_slice(&a);
+        wire.extend_from_slice(&v[140..]);
+        let mut dec = ChunkDecoder::default();
+        let msgs = decode_all(&mut dec, &wire);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!((msgs[0].type_id, &msgs[0].payload[..]), (8, &audio[..]));
+        assert_eq!((msgs[1].type_id, &msgs[1].payload[..]), (9, &video[..]));
+        assert_eq!(msgs[1].timestamp, 40);
+    }
+
+    #[test]
+    fn split_at_every_byte_position() {
+        let mut wire = BytesMut::new();
+        encode_message(&mut wire, 64, header(3, 5, 20, 0), &[&[1u8; 200]]);
+        encode_message(&mut wire, 64, header(3, 0x0100_0000, 9, 1), &[&[2u8; 70]]);
+        for split in 0..wire.len() {
+            let mut dec = ChunkDecoder::default();
+            dec.set_chunk_size(64).expect("valid size");
+            let mut input = BytesMut::from(&wire[..split]);
+            let mut msgs = Vec::new();
+            while let Some(m) = dec.decode(&mut input).expect("valid") {
+                msgs.push(m);
+            }
+            input.extend_from_slice(&wire[split..]);
+            while let Some(m) = dec.decode(&mut input).expect("valid") {
+                msgs.push(m);
+            }
+            assert_eq!(msgs.len(), 2, "split at {split}");
+            assert_eq!(
+                msgs[1].timestamp, 0x0100_0000,
+                "extended timestamp, split {split}"
+            );
+            assert_eq!(msgs[1].payload.len(), 70);
+        }
+    }
+
+    #[test]
+    fn compressed_headers_use_deltas() {
+        // Type 0 at ts 100, then a type 2 header with delta 40, then a type 3 (repeat delta).
+        let mut wire = vec![0x04, 0, 0, 100, 0, 0, 1, 8, 1, 0, 0, 0, 0xAA];
+        wire.extend_from_slice(&[0x84, 0, 0, 40, 0xBB]);
+        wire.extend_from_slice(&[0xC4, 0xCC]);
+        let mut dec = ChunkDecoder::default();
+        let msgs = decode_all(&mut dec, &wire);
+        let ts: Vec<u32> = msgs.iter().map(|m| m.timestamp).collect();
+        assert_eq!(ts, vec![100, 140, 180]);
+        assert_eq!(msgs[2].payload, Bytes::from_static(&[0xCC]));
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics() {
+        let mut dec = ChunkDecoder::default();
+        let mut input = BytesMut::from(&[0x43u8, 0, 0, 0, 0, 0, 1, 8][..]);
+        assert!(matches!(
+            dec.decode(&mut input),
+            Err(ChunkError::NoPreviousHeader { csid: 3, fmt: 1 })
+        ));
+        assert!(dec.set_chunk_size(0).is_err());
+        assert!(dec.set_chunk_size(0x7FFF_FFFF).is_err());
+
+        // Many chunk streams each opening a 16 MiB message: refused past the stream bound.
+        let mut dec = ChunkDecoder::default();
+        let mut wire = Vec::new();
+        for n in 0..=MAX_PARTIAL_STREAMS as u8 {
+            // Two-byte basic headers: chunk stream ids 64 and up.
+            wire.extend_from_slice(&[0, n, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0]);
+            wire.extend_from_slice(&[0u8; 128]);
+        }
+        let mut input = BytesMut::from(&wire[..]);
+        assert!(matches!(
+            dec.decode(&mut input),
+            Err(ChunkError::TooMuchBuffered { .. })
+        ));
+
+        // Huge messages sent in large chunks: refused past the byte bound.
+        let mut dec = ChunkDecoder::default();
+        dec.set_chunk_size(8 << 20).expect("valid size");
+        let mut wire = Vec::new();
+        for csid in [3u8, 4, 5, 6] {
+            wire.extend_from_slice(&[csid, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0]);
+            wire.extend_from_slice(&vec![0u8; 8 << 20]);
+        }
+        let mut input = BytesMut::from(&wire[..]);
+        assert!(matches!(
+            dec.decode(&mut input),
+            Err(ChunkError::TooMuchBuffered { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A fixed pseudo-random stream; the decoder must only ever return errors or wait.
+        let mut seed = 0x1234_5678u32;
+        for _ in 0..200 {
+            let mut bytes = Vec::new();
+            for _ in 0..600 {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                bytes.push(seed as u8);
+            }
+            let mut dec = ChunkDecoder::default();
+            let mut input = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = dec.decode(&mut input) {}
+        }
+    }
+}

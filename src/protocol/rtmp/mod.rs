@@ -1,0 +1,782 @@
+//! RTMP server connection core, sans-IO: bytes in, [`Event`]s and bytes out.
+//!
+//! Built on rml_rtmp for the handshake (including the Flash Player 9 digest handshake) and the
+//! message bodies of protocol-control messages and commands, with our own chunk layer
+//! ([`chunk`]) and AMF0 decoder ([`amf`]) where rml_rtmp 0.8 falls short (see those modules),
+//! and our own command handling: rml_rtmp's `ServerSession` drops the connect command's
+//! `tcUrl`, which the hooks must report as the client sent it.
+//!
+//! The allow/deny hook point follows rml_rtmp's own pattern: a request event carries a
+//! [`RequestId`]; input processing stops there until the application calls
+//! [`ServerConnection::accept`] or [`ServerConnection::reject`], so nothing the client sent
+//! after `connect`, `publish` or `play` is acted on before the decision.
+//!
+//! Owns no socket and reads no clock. Must not know about actors or hooks.
+
+pub mod amf;
+pub mod chunk;
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use rml_amf0::Amf0Value;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventType};
+use rml_rtmp::time::RtmpTimestamp;
+
+use chunk::{encode_message, ChunkDecoder, ChunkHeader, RawMessage};
+
+/// Identifies a request awaiting the application's decision.
+pub type RequestId = u32;
+
+/// The chunk size this server sends with.
+pub const OUT_CHUNK_SIZE: u32 = 4096;
+/// Window acknowledgement size and peer bandwidth announced to clients.
+const WINDOW: u32 = 5_000_000;
+/// Largest command or data message accepted (metadata included).
+pub const MAX_COMMAND_SIZE: usize = 1 << 20;
+/// Most message streams one connection may create.
+const MAX_STREAMS: usize = 8;
+
+const CSID_CONTROL: u32 = 2;
+const CSID_COMMAND: u32 = 3;
+const CSID_AUDIO: u32 = 4;
+const CSID_STREAM_COMMAND: u32 = 5;
+const CSID_VIDEO: u32 = 6;
+
+/// Which kind of media message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// Message type 8.
+    Audio,
+    /// Message type 9.
+    Video,
+}
+
+/// What the client did, for the application to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `connect`: allow or refuse with [`ServerConnection::accept`] / [`ServerConnection::reject`].
+    ConnectRequested {
+        /// The request to answer.
+        request: RequestId,
+        /// The command object's `app`, as sent (it may carry a query).
+        app: String,
+        /// The command object's `tcUrl`, as sent; empty when the client sent none.
+        tcurl: String,
+    },
+    /// `publish`: allow or refuse.
+    PublishRequested {
+        /// The request to answer.
+        request: RequestId,
+        /// The message stream it was sent on.
+        stream_id: u32,
+        /// The stream name as sent, query included.
+        stream_name: String,
+    },
+    /// `play`: allow or refuse.
+    PlayRequested {
+        /// The request to answer.
+        request: RequestId,
+        /// The message stream it was sent on.
+        stream_id: u32,
+        /// The stream name as sent, query included.
+        stream_name: String,
+    },
+    /// `@setDataFrame onMetaData` (or a bare `onMetaData`) on the publishing stream.
+    Metadata {
+        /// The metadata properties.
+        properties: HashMap<String, Amf0Value>,
+    },
+    /// An audio or video message on the publishing stream.
+    Media {
+        /// Audio or video.
+        kind: MediaKind,
+        /// Message timestamp, milliseconds.
+        timestamp: u32,
+        /// The message body (an FLV tag body).
+        data: Bytes,
+    },
+    /// `deleteStream` / `closeStream` / `FCUnpublish` ended the publish or play on `stream_id`.
+    StreamClosed {
+        /// The message stream.
+        stream_id: u32,
+    },
+}
+
+/// Why a request is refused; picks the status code the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The business server said no.
+    Unauthorized,
+    /// Someone else publishes this stream.
+    AlreadyPublishing,
+    /// No such stream to play.
+    NotFound,
+    /// The server is going away.
+    Unavailable,
+}
+
+/// A protocol violation or malformed input. Each one ends the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum RtmpError {
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// A malformed chunk.
+    #[error(transparent)]
+    Chunk(#[from] chunk::ChunkError),
+    /// A malformed AMF0 command or data message.
+    #[error("type {type_id} message on stream {stream_id}: {source}")]
+    Amf {
+        /// Message type.
+        type_id: u8,
+        /// Message stream.
+        stream_id: u32,
+        /// What was wrong.
+        source: amf::AmfError,
+    },
+    /// A control message body rml_rtmp could not read.
+    #[error("type {type_id} message: {reason}")]
+    Message {
+        /// Message type.
+        type_id: u8,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A command message larger than [`MAX_COMMAND_SIZE`].
+    #[error("type {type_id} message of {size} bytes is too large")]
+    TooLarge {
+        /// Message type.
+        type_id: u8,
+        /// Its size.
+        size: usize,
+    },
+    /// A command out of order or with bad arguments.
+    #[error("{0}")]
+    Protocol(String),
+    /// A request id that is not the one pending.
+    #[error("no pending request {0}")]
+    UnknownRequest(RequestId),
+}
+
+enum Phase {
+    Handshake(Box<Handshake>),
+    Messages,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Connect { txn: f64, encoding: f64 },
+    Publish { stream_id: u32, name: String },
+    Play { stream_id: u32, name: String },
+}
+
+/// One RTMP client connection, server side.
+pub struct ServerConnection {
+    phase: Phase,
+    input: BytesMut,
+    decoder: ChunkDecoder,
+    output: BytesMut,
+    out_chunk_size: u32,
+    events: VecDeque<Event>,
+    connected: bool,
+    pending: Option<(RequestId, Pending)>,
+    next_request: RequestId,
+    streams: Vec<u32>,
+    next_stream_id: u32,
+    active: Option<(u32, Role)>,
+    received: u64,
+    ack_window: u32,
+    acked: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Publishing,
+    Playing,
+}
+
+impl Default for ServerConnection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn text(s: &str) -> Amf0Value {
+    Amf0Value::Utf8String(s.to_owned())
+}
+
+fn object(props: &[(&str, Amf0Value)]) -> Amf0Value {
+    Amf0Value::Object(
+        props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+fn status(level: &str, code: &str, description: &str) -> Amf0Value {
+    object(&[
+        ("level", text(level)),
+        ("code", text(code)),
+        ("description", text(description)),
+    ])
+}
+
+impl ServerConnection {
+    /// A connection at the start of the handshake.
+    pub fn new() -> Self {
+        ServerConnection {
+            phase: Phase::Handshake(Box::new(Handshake::new(PeerType::Server))),
+            input: BytesMut::new(),
+            decoder: ChunkDecoder::default(),
+            output: BytesMut::new(),
+            out_chunk_size: chunk::DEFAULT_CHUNK_SIZE,
+            events: VecDeque::new(),
+            connected: false,
+            pending: None,
+            next_request: 1,
+            streams: Vec::new(),
+            next_stream_id: 1,
+            active: None,
+            received: 0,
+            ack_window: 0,
+            acked: 0,
+        }
+    }
+
+    /// Feeds bytes from the client. Afterwards drain [`Self::poll_event`] and
+    /// [`Self::take_output`].
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        self.received += bytes.len() as u64;
+        if let Phase::Handshake(hs) = &mut self.phase {
+            match hs.process_bytes(bytes) {
+                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                    self.output.extend_from_slice(&response_bytes);
+                    return Ok(());
+                }
+                Ok(HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                }) => {
+                    self.output.extend_from_slice(&response_bytes);
+                    self.phase = Phase::Messages;
+                    self.input.extend_from_slice(&remaining_bytes);
+                }
+                Err(e) => return Err(RtmpError::Handshake(e.to_string())),
+            }
+        } else {
+            self.input.extend_from_slice(bytes);
+        }
+        self.process()
+    }
+
+    /// The next event, in the order the client caused them.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to send to the client, all at once.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        (!self.output.is_empty()).then(|| self.output.split().freeze())
+    }
+
+    /// True while a request waits for [`Self::accept`] or [`Self::reject`].
+    pub fn is_suspended(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn process(&mut self) -> Result<(), RtmpError> {
+        while self.pending.is_none() && matches!(self.phase, Phase::Messages) {
+            let Some(msg) = self.decoder.decode(&mut self.input)? else {
+                break;
+            };
+            self.handle_message(msg)?;
+        }
+        if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
+            self.acked = self.received;
+            self.send(
+                RtmpMessage::Acknowledgement {
+                    sequence_number: self.received as u32,
+                },
+                CSID_CONTROL,
+                0,
+            );
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), RtmpError> {
+        match msg.type_id {
+            1 | 2 | 5 => {
+                let parsed = rml_rtmp::messages::MessagePayload {
+                    timestamp: RtmpTimestamp::new(msg.timestamp),
+                    type_id: msg.type_id,
+                    message_stream_id: msg.stream_id,
+                    data: msg.payload.clone(),
+                }
+                .to_rtmp_message()
+                .map_err(|e| RtmpError::Message {
+                    type_id: msg.type_id,
+                    reason: e.to_string(),
+                })?;
+                match parsed {
+                    RtmpMessage::SetChunkSize { size } => self.decoder.set_chunk_size(size)?,
+                    RtmpMessage::Abort { stream_id } => self.decoder.abort(stream_id),
+                    RtmpMessage::WindowAcknowledgement { size } => self.ack_window = size,
+                    _ => {}
+                }
+            }
+            8 | 9 => {
+                if let Some((stream_id, Role::Publishing)) = self.active {
+                    if msg.stream_id == stream_id && !msg.payload.is_empty() {
+                        self.events.push_back(Event::Media {
+                            kind: if msg.type_id == 8 {
+                                MediaKind::Audio
+                            } else {
+                                MediaKind::Video
+                            },
+                            timestamp: msg.timestamp,
+                            data: msg.payload,
+                        });
+                    }
+                }
+            }
+            15 | 17 | 18 | 20 => {
+                if msg.payload.len() > MAX_COMMAND_SIZE {
+                    return Err(RtmpError::TooLarge {
+                        type_id: msg.type_id,
+                        size: msg.payload.len(),
+                    });
+                }
+                // AMF3 variants (15, 17) start with a format byte, then AMF0.
+                let body = if matches!(msg.type_id, 15 | 17) {
+                    msg.payload.get(1..).unwrap_or_default()
+                } else {
+                    &msg.payload[..]
+                };
+                let values = amf::decode_all(body).map_err(|source| RtmpError::Amf {
+                    type_id: msg.type_id,
+                    stream_id: msg.stream_id,
+                    source,
+                })?;
+                if matches!(msg.type_id, 15 | 18) {
+                    self.handle_data(msg.stream_id, values);
+                } else {
+                    self.handle_command(msg.stream_id, values)?;
+                }
+            }
+            // Acknowledgement, user control, peer bandwidth, aggregates and the rest: nothing
+            // this server needs to act on.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self, stream_id: u32, values: Vec<Amf0Value>) {
+        let Some((active, Role::Publishing)) = self.active else {
+            return;
+        };
+        if stream_id != active {
+            return;
+        }
+        let mut values = values.into_iter().peekable();
+        if matches!(values.peek(), Some(Amf0Value::Utf8String(s)) if s == "@setDataFrame") {
+            values.next();
+        }
+        if !matches!(values.next(), Some(Amf0Value::Utf8String(s)) if s == "onMetaData") {
+            return;
+        }
+        if let Some(Amf0Value::Object(properties)) = values.next() {
+            self.events.push_back(Event::Metadata { properties });
+        }
+    }
+
+    fn handle_command(&mut self, stream_id: u32, values: Vec<Amf0Value>) -> Result<(), RtmpError> {
+        let mut values = values.into_iter();
+        let Some(Amf0Value::Utf8String(name)) = values.next() else {
+            return Err(RtmpError::Protocol("command without a name".into()));
+        };
+        let txn = match values.next() {
+            Some(Amf0Value::Number(n)) => n,
+            _ => 0.0,
+        };
+        let command_object = values.next();
+        let args: Vec<Amf0Value> = values.collect();
+        if name != "connect" && !self.connected {
+            return Err(RtmpError::Protocol(format!("{name} before connect")));
+        }
+        match name.as_str() {
+            "connect" => {
+                if self.connected {
+                    return Err(RtmpError::Protocol("second connect".into()));
+                }
+                let Some(Amf0Value::Object(props)) = command_object else {
+                    return Err(RtmpError::Protocol(
+                        "connect without a command object".into(),
+                    ));
+                };
+                let field = |k: &str| match props.get(k) {
+                    Some(Amf0Value::Utf8String(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                let encoding = match props.get("objectEncoding") {
+                    Some(Amf0Value::Number(n)) => *n,
+                    _ => 0.0,
+                };
+                let (app, tcurl) = (field("app"), field("tcUrl"));
+                let request = self.suspend(Pending::Connect { txn, encoding });
+                self.events.push_back(Event::ConnectRequested {
+                    request,
+                    app,
+                    tcurl,
+                });
+            }
+            "createStream" => {
+                if self.streams.len() >= MAX_STREAMS {
+                    return Err(RtmpError::Protocol("too many streams".into()));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.push(id);
+                self.command_reply(
+                    "_result",
+                    txn,
+                    Amf0Value::Null,
+                    Amf0Value::Number(f64::from(id)),
+                );
+            }
+            "releaseStream" | "FCPublish" | "getStreamLength" | "FCSubscribe" if txn != 0.0 => {
+                self.command_reply("_result", txn, Amf0Value::Null, Amf0Value::Undefined);
+            }
+            "publish" | "play" => {
+                let Some(Amf0Value::Utf8String(stream_name)) = args.into_iter().next() else {
+                    return Err(RtmpError::Protocol(format!("{name} without a stream name")));
+                };
+                if !self.streams.contains(&stream_id) {
+                    return Err(RtmpError::Protocol(format!(
+                        "{name} on message stream {stream_id}, which was never created"
+                    )));
+                }
+                if self.active.is_some() {
+                    return Err(RtmpError::Protocol(format!(
+                        "{name} while a publish or play is already active"
+                    )));
+                }
+                let pending = if name == "publish" {
+                    Pending::Publish {
+                        stream_id,
+                        name: stream_name.clone(),
+                    }
+                } else {
+                    Pending::Play {
+                        stream_id,
+                        name: stream_name.clone(),
+                    }
+                };
+                let request = self.suspend(pending);
+                self.events.push_back(if name == "publish" {
+                    Event::PublishRequested {
+                        request,
+                        stream_id,
+                        stream_name,
+                    }
+                } else {
+                    Event::PlayRequested {
+                        request,
+                        stream_id,
+                        stream_name,
+                    }
+                });
+            }
+            "deleteStream" | "closeStream" | "FCUnpublish" => {
+                let target = match (name.as_str(), args.first()) {
+                    ("deleteStream", Some(Amf0Value::Number(n))) => *n as u32,
+                    _ => stream_id,
+                };
+                if let Some((active, _)) = self.active {
+                    if active == target || name == "FCUnpublish" {
+                        self.active = None;
+                        self.events
+                            .push_back(Event::StreamClosed { stream_id: active });
+                    }
+                }
+                if name == "deleteStream" {
+                    self.streams.retain(|&s| s != target);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn suspend(&mut self, pending: Pending) -> RequestId {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.pending = Some((request, pending));
+        request
+    }
+
+    fn take_pending(&mut self, request: RequestId) -> Result<Pending, RtmpError> {
+        match self.pending.take() {
+            Some((id, pending)) if id == request => Ok(pending),
+            other => {
+                self.pending = other;
+                Err(RtmpError::UnknownRequest(request))
+            }
+        }
+    }
+
+    /// Lets a pending request go on, answers the client, and resumes reading its input.
+    pub fn accept(&mut self, request: RequestId) -> Result<(), RtmpError> {
+        match self.take_pending(request)? {
+            Pending::Connect { txn, encoding } => {
+                self.send(
+                    RtmpMessage::WindowAcknowledgement { size: WINDOW },
+                    CSID_CONTROL,
+                    0,
+                );
+                self.send(
+                    RtmpMessage::SetPeerBandwidth {
+                        size: WINDOW,
+                        limit_type: PeerBandwidthLimitType::Dynamic,
+                    },
+                    CSID_CONTROL,
+                    0,
+                );
+                self.send(
+                    RtmpMessage::SetChunkSize {
+                        size: OUT_CHUNK_SIZE,
+                    },
+                    CSID_CONTROL,
+                    0,
+                );
+                let properties = object(&[
+                    ("fmsVer", text("FMS/3,0,1,123")),
+                    ("capabilities", Amf0Value::Number(31.0)),
+                ]);
+                let mut info = match status(
+                    "status",
+                    "NetConnection.Connect.Success",
+                    "Connection succeeded.",
+                ) {
+                    Amf0Value::Object(map) => map,
+                    _ => HashMap::new(),
+                };
+                info.insert("objectEncoding".into(), Amf0Value::Number(encoding));
+                self.command_reply("_result", txn, properties, Amf0Value::Object(info));
+                self.connected = true;
+            }
+            Pending::Publish { stream_id, name } => {
+                self.stream_begin(stream_id);
+                self.on_status(
+                    stream_id,
+                    status(
+                        "status",
+                        "NetStream.Publish.Start",
+                        &format!("{name} is now published."),
+                    ),
+                );
+                self.active = Some((stream_id, Role::Publishing));
+            }
+            Pending::Play { stream_id, name } => {
+                self.stream_begin(stream_id);
+                self.on_status(
+                    stream_id,
+                    status(
+                        "status",
+                        "NetStream.Play.Reset",
+                        &format!("Playing and resetting {name}."),
+                    ),
+                );
+                self.on_status(
+                    stream_id,
+                    status(
+                        "status",
+                        "NetStream.Play.Start",
+                        &format!("Started playing {name}."),
+                    ),
+                );
+                self.send(
+                    RtmpMessage::Amf0Data {
+                        values: vec![
+                            text("|RtmpSampleAccess"),
+                            Amf0Value::Boolean(true),
+                            Amf0Value::Boolean(true),
+                        ],
+                    },
+                    CSID_STREAM_COMMAND,
+                    stream_id,
+                );
+                self.active = Some((stream_id, Role::Playing));
+            }
+        }
+        self.process()
+    }
+
+    /// Refuses a pending request in RTMP's own words. The connection is finished: send the
+    /// output, then close the socket.
+    pub fn reject(&mut self, request: RequestId, why: Rejection) -> Result<(), RtmpError> {
+        let description = match why {
+            Rejection::Unauthorized => "Refused by the server's access policy.",
+            Rejection::AlreadyPublishing => "Stream is already being published.",
+            Rejection::NotFound => "No such stream.",
+            Rejection::Unavailable => "Server is shutting down.",
+        };
+        match self.take_pending(request)? {
+            Pending::Connect { txn, .. } => {
+                self.command_reply(
+                    "_error",
+                    txn,
+                    Amf0Value::Null,
+                    status("error", "NetConnection.Connect.Rejected", description),
+                );
+            }
+            Pending::Publish { stream_id, .. } => {
+                let code = match why {
+                    Rejection::AlreadyPublishing => "NetStream.Publish.BadName",
+                    _ => "NetStream.Publish.Unauthorized",
+                };
+                self.on_status(stream_id, status("error", code, description));
+            }
+            Pending::Play { stream_id, .. } => {
+                let code = match why {
+                    Rejection::NotFound => "NetStream.Play.StreamNotFound",
+                    _ => "NetStream.Play.Failed",
+                };
+                self.on_status(stream_id, status("error", code, description));
+            }
+        }
+        self.phase = Phase::Closed;
+        Ok(())
+    }
+
+    /// Sends stream metadata to a player as `onMetaData`.
+    pub fn send_metadata(&mut self, stream_id: u32, properties: HashMap<String, Amf0Value>) {
+        self.send(
+            RtmpMessage::Amf0Data {
+                values: vec![text("onMetaData"), Amf0Value::Object(properties)],
+            },
+            CSID_STREAM_COMMAND,
+            stream_id,
+        );
+    }
+
+    /// Sends one audio or video message to a player; `parts` together form the FLV tag body.
+    pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, parts: &[&[u8]]) {
+        let (csid, type_id) = match kind {
+            MediaKind::Audio => (CSID_AUDIO, 8),
+            MediaKind::Video => (CSID_VIDEO, 9),
+        };
+        encode_message(
+            &mut self.output,
+            self.out_chunk_size,
+            ChunkHeader {
+                csid,
+                timestamp,
+                type_id,
+                stream_id,
+            },
+            parts,
+        );
+    }
+
+    /// Tells a player its stream ended (the publisher left).
+    pub fn end_of_stream(&mut self, stream_id: u32) {
+        self.send(
+            RtmpMessage::UserControl {
+                event_type: UserControlEventType::StreamEof,
+                stream_id: Some(stream_id),
+                buffer_length: None,
+                timestamp: None,
+            },
+            CSID_CONTROL,
+            0,
+        );
+        self.on_status(
+            stream_id,
+            status(
+                "status",
+                "NetStream.Play.UnpublishNotify",
+                "The stream was unpublished.",
+            ),
+        );
+        self.on_status(
+            stream_id,
+            status("status", "NetStream.Play.Stop", "Stopped playing."),
+        );
+        self.active = None;
+    }
+
+    fn stream_begin(&mut self, stream_id: u32) {
+        self.send(
+            RtmpMessage::UserControl {
+                event_type: UserControlEventType::StreamBegin,
+                stream_id: Some(stream_id),
+                buffer_length: None,
+                timestamp: None,
+            },
+            CSID_CONTROL,
+            0,
+        );
+    }
+
+    fn on_status(&mut self, stream_id: u32, info: Amf0Value) {
+        self.send(
+            RtmpMessage::Amf0Command {
+                command_name: "onStatus".into(),
+                transaction_id: 0.0,
+                command_object: Amf0Value::Null,
+                additional_arguments: vec![info],
+            },
+            CSID_STREAM_COMMAND,
+            stream_id,
+        );
+    }
+
+    fn command_reply(&mut self, name: &str, txn: f64, object: Amf0Value, info: Amf0Value) {
+        self.send(
+            RtmpMessage::Amf0Command {
+                command_name: name.into(),
+                transaction_id: txn,
+                command_object: object,
+                additional_arguments: vec![info],
+            },
+            CSID_COMMAND,
+            0,
+        );
+    }
+
+    /// Serializes one of our own messages. Our messages are well-formed and small, so the
+    /// only failure (a string over 64 KiB) cannot happen; it is dropped rather than sent torn.
+    fn send(&mut self, message: RtmpMessage, csid: u32, stream_id: u32) {
+        let new_size = match &message {
+            RtmpMessage::SetChunkSize { size } => Some(*size),
+            _ => None,
+        };
+        let type_id = message.get_message_type_id();
+        if let Ok(payload) = message.into_message_payload(RtmpTimestamp::new(0), stream_id) {
+            let header = ChunkHeader {
+                csid,
+                timestamp: 0,
+                type_id,
+                stream_id,
+            };
+            encode_message(
+                &mut self.output,
+                self.out_chunk_size,
+                header,
+                &[&payload.data],
+            );
+            // Set Chunk Size itself goes out at the old size; everything after at the new.
+            if let Some(size) = new_size {
+                self.out_chunk_size = size;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! Wires the server together: the worker arbiters (each with its own `NotifyActor`), the
+//! stream `Registry`, and one listener per enabled protocol; and takes it apart again on
+//! shutdown, ending every stream and waiting for the `on_done` calls that are owed.
+//!
+//! Must run inside an actix `System`. Holds no protocol logic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use streamgate_actors::notify::{DoneTracker, NotifyActor};
+use streamgate_actors::registry::{EndAll, Registry};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::listener::{accept_loop, Pool, Worker};
+use crate::session::rtmp::RtmpSession;
+use crate::session::SessionContext;
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listening socket could not be bound.
+    #[error("cannot listen for {protocol} on port {port}: {source}")]
+    Bind {
+        /// Which listener.
+        protocol: &'static str,
+        /// Which port.
+        port: u16,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    arbiters: Vec<Arbiter>,
+    registry: Addr<Registry>,
+    done: DoneTracker,
+    listeners: Vec<actix_rt::task::JoinHandle<()>>,
+    shutdown_grace: Duration,
+    /// The RTMP listening address, when RTMP is enabled.
+    pub rtmp_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Starts the worker pool and binds every enabled listener.
+    pub async fn start(config: &Config) -> Result<Server, ServerError> {
+        let hooks = Arc::new(config.hooks());
+        let done = DoneTracker::default();
+        let registry = Registry::default().start();
+        let mut arbiters = Vec::with_capacity(config.workers);
+        let mut workers = Vec::with_capacity(config.workers);
+        for _ in 0..config.workers {
+            let arbiter = Arbiter::new();
+            let handle = arbiter.handle();
+            let (hooks, tracker) = (hooks.clone(), done.clone());
+            let notify = Supervisor::start_in_arbiter(&handle, move |_| {
+                NotifyActor::new(hooks.clone(), tracker.clone())
+            });
+            workers.push(Worker {
+                arbiter: handle,
+                shared: SessionContext {
+                    notify,
+                    registry: registry.clone(),
+                    done: done.clone(),
+                },
+            });
+            arbiters.push(arbiter);
+        }
+        let pool = Arc::new(Pool::new(workers));
+
+        let mut listeners = Vec::new();
+        let mut rtmp_addr = None;
+        if config.rtmp.enable {
+            let port = config.rtmp.port;
+            let listener = TcpListener::bind(("0.0.0.0", port))
+                .await
+                .map_err(|source| ServerError::Bind {
+                    protocol: "rtmp",
+                    port,
+                    source,
+                })?;
+            rtmp_addr = listener.local_addr().ok();
+            tracing::info!(port, workers = config.workers, "rtmp listening");
+            listeners.push(actix_rt::spawn(accept_loop(
+                listener,
+                pool.clone(),
+                "rtmp",
+                |socket, peer, shared| {
+                    RtmpSession::start(socket, peer, shared);
+                },
+            )));
+        }
+        let longest_hook = [&config.rtmp, &config.rtsp, &config.srt, &config.httpflv]
+            .iter()
+            .map(|l| l.notify.timeout)
+            .max()
+            .unwrap_or_default();
+        Ok(Server {
+            arbiters,
+            registry,
+            done,
+            listeners,
+            shutdown_grace: longest_hook + Duration::from_secs(2),
+            rtmp_addr,
+        })
+    }
+
+    /// Stops accepting, ends every stream (each of its sessions sends its `on_done`), waits
+    /// until every owed `on_done` has been delivered or the grace time (longest hook timeout
+    /// plus two seconds) is over, and stops the workers.
+    pub async fn shutdown(self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+        let streams = self
+            .registry
+            .send(EndAll {
+                reason: "server shutting down",
+            })
+            .await
+            .unwrap_or(0);
+        tracing::info!(streams, "shutting down: ending every stream");
+        let deadline = Instant::now() + self.shutdown_grace;
+        // Ended sessions send their on_done from their own arbiters; give them a moment to
+        // stop before the first look.
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        while self.done.pending() > 0 && Instant::now() < deadline {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.done.pending();
+        if left > 0 {
+            tracing::warn!(left, "on_done calls still pending at shutdown");
+        } else {
+            tracing::info!("every on_done delivered");
+        }
+        for arbiter in self.arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

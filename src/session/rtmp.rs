@@ -1,0 +1,641 @@
+//! [`RtmpSession`]: the actor of one RTMP client connection, a thin shell over
+//! [`crate::protocol::rtmp::ServerConnection`].
+//!
+//! It reads the socket, feeds the core, and drains every event and output after each input.
+//! `connect`, `publish` and `play` are put to the `NotifyActor` while the actor waits
+//! (`ctx.wait`): no further input is read and nothing is answered before the decision. A
+//! publisher's frames go to its `StreamActor` with `try_send`; a player's frames arrive as
+//! `Deliver` messages and are written behind the drop policy. `on_done` is sent from
+//! [`Actor::stopped`] or when the client closes the stream, whichever comes first, once.
+//!
+//! A panic in the protocol core is caught here and ends this connection only.
+
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use streamgate_actors::media::{FrameKind, StreamKey, Track};
+use streamgate_actors::notify::{self, Decision, DenyReason};
+use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
+use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
+use streamgate_actors::stream::{
+    Deliver, Delivery, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded,
+    Subscribe, Unpublish, Unsubscribe,
+};
+use tokio::net::TcpStream;
+use tokio_util::codec::{BytesCodec, FramedRead};
+use tracing::field::Empty;
+
+use super::writer::{WriteError, Writer};
+use super::SessionContext;
+use crate::protocol::flv;
+use crate::protocol::rtmp::{Event, MediaKind, Rejection, RequestId, ServerConnection};
+use crate::protocol::url::{split_query, stream_url};
+
+/// Queued output above which a player drops frames until the next keyframe.
+pub const MAX_PENDING_BYTES: usize = 4 << 20;
+/// Mailbox capacity of a session: live frames waiting to be written.
+pub const SESSION_MAILBOX: usize = 1024;
+/// Time a client has from TCP accept to an accepted `connect`.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+/// A publisher that sends nothing for this long is dropped.
+pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Publisher,
+    Player,
+}
+
+/// An allowed play or publish: owes exactly one `on_done`.
+struct Active {
+    role: Role,
+    info: SessionInfo,
+    stream_id: u32,
+    stream: Option<Addr<StreamActor>>,
+}
+
+/// One RTMP client connection.
+pub struct RtmpSession {
+    core: ServerConnection,
+    writer: Writer,
+    peer: SocketAddr,
+    clientid: ClientId,
+    shared: SessionContext,
+    span: tracing::Span,
+    app: String,
+    tcurl: String,
+    connected: bool,
+    active: Option<Active>,
+    /// A player behind on output: skip frames until the next video keyframe.
+    resync: bool,
+    last_input: Instant,
+    reported_unsupported: bool,
+    dropped_ingest: u64,
+}
+
+impl RtmpSession {
+    /// Starts the session actor for an accepted socket on the current arbiter.
+    pub fn start(socket: TcpStream, peer: SocketAddr, shared: SessionContext) -> Addr<Self> {
+        let clientid = next_client_id();
+        let span = tracing::info_span!(
+            "session",
+            clientid,
+            peer = %peer,
+            protocol = "rtmp",
+            app = Empty,
+            name = Empty
+        );
+        let (read, write) = socket.into_split();
+        let writer = Writer::spawn(write, span.clone());
+        RtmpSession::create(move |ctx| {
+            ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
+            RtmpSession {
+                core: ServerConnection::new(),
+                writer,
+                peer,
+                clientid,
+                shared,
+                span,
+                app: String::new(),
+                tcurl: String::new(),
+                connected: false,
+                active: None,
+                resync: false,
+                last_input: Instant::now(),
+                reported_unsupported: false,
+                dropped_ingest: 0,
+            }
+        })
+    }
+
+    fn info(&self, name: &str, url: String) -> SessionInfo {
+        SessionInfo {
+            protocol: Protocol::Rtmp,
+            clientid: self.clientid,
+            addr: self.peer.ip(),
+            app: self.app.clone(),
+            url,
+            name: name.to_owned(),
+            tcurl: self.tcurl.clone(),
+        }
+    }
+
+    /// Sends queued output. A peer whose queue is full or gone loses its connection.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(bytes) = self.core.take_output() {
+            if let Err(e) = self.writer.send(bytes) {
+                let _s = self.span.clone().entered();
+                tracing::info!(error = %e, "client not reading; closing");
+                ctx.stop();
+            }
+        }
+    }
+
+    /// Runs a core call with panics contained; any failure ends this connection.
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut ServerConnection) -> Result<T, crate::protocol::rtmp::RtmpError>,
+    ) -> Option<T> {
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.core)));
+        let _s = self.span.clone().entered();
+        match result {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "protocol error; closing");
+                self.flush(ctx);
+                ctx.stop();
+                None
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "protocol core panicked on client input; closing this connection only");
+                ctx.stop();
+                None
+            }
+        }
+    }
+
+    /// Drains every event the core has; stops at a request, which suspends the actor until
+    /// its decision is applied (and then drains again).
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::ConnectRequested {
+                    request,
+                    app,
+                    tcurl,
+                } => {
+                    self.app = split_query(&app).0.to_owned();
+                    self.tcurl = tcurl;
+                    self.span.record("app", self.app.as_str());
+                    let info = self.info("", self.tcurl.clone());
+                    self.ask_connect(ctx, request, info);
+                    return;
+                }
+                Event::PublishRequested {
+                    request,
+                    stream_id,
+                    stream_name,
+                } => {
+                    self.ask_publish(ctx, request, stream_id, &stream_name);
+                    return;
+                }
+                Event::PlayRequested {
+                    request,
+                    stream_id,
+                    stream_name,
+                } => {
+                    self.ask_play(ctx, request, stream_id, &stream_name);
+                    return;
+                }
+                Event::Metadata { properties } => {
+                    if let Some(stream) = self.publishing_stream() {
+                        stream.do_send(PublishMetadata {
+                            metadata: flv::metadata_from_amf(properties),
+                        });
+                    }
+                }
+                Event::Media {
+                    kind,
+                    timestamp,
+                    data,
+                } => self.ingest(kind, timestamp, data),
+                Event::StreamClosed { stream_id } => {
+                    if self
+                        .active
+                        .as_ref()
+                        .is_some_and(|a| a.stream_id == stream_id)
+                    {
+                        self.finish("client closed the stream");
+                    }
+                }
+            }
+        }
+    }
+
+    fn publishing_stream(&self) -> Option<&Addr<StreamActor>> {
+        self.active
+            .as_ref()
+            .filter(|a| a.role == Role::Publisher)
+            .and_then(|a| a.stream.as_ref())
+    }
+
+    fn ingest(&mut self, kind: MediaKind, timestamp: u32, data: bytes::Bytes) {
+        let Some(stream) = self.publishing_stream() else {
+            return;
+        };
+        let frame = match kind {
+            MediaKind::Video => flv::video_frame(timestamp, &data),
+            MediaKind::Audio => flv::audio_frame(timestamp, &data),
+        };
+        match frame {
+            Ok(Some(frame)) => {
+                if stream.try_send(PublishFrame { frame }).is_err() {
+                    self.dropped_ingest += 1;
+                    if self.dropped_ingest.is_power_of_two() {
+                        let _s = self.span.clone().entered();
+                        tracing::warn!(
+                            dropped = self.dropped_ingest,
+                            "stream busy; dropping frames"
+                        );
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if !self.reported_unsupported {
+                    self.reported_unsupported = true;
+                    let _s = self.span.clone().entered();
+                    tracing::warn!(error = %e, "dropping media this server cannot carry");
+                }
+            }
+        }
+    }
+
+    /// Applies a refusal: answer in RTMP's words, then close.
+    fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, why: Rejection) {
+        if self
+            .guarded(ctx, |core| core.reject(request, why))
+            .is_some()
+        {
+            self.flush(ctx);
+            ctx.stop();
+        }
+    }
+
+    fn decision_log(&self, call: &str, decision: &Decision) {
+        let _s = self.span.clone().entered();
+        match decision {
+            Decision::Allow => tracing::info!(call, "allowed"),
+            Decision::Deny(reason) => tracing::info!(call, ?reason, "refused"),
+        }
+    }
+
+    fn ask_connect(&mut self, ctx: &mut Context<Self>, request: RequestId, info: SessionInfo) {
+        let asked = self.shared.notify.send(notify::Connect { info });
+        ctx.wait(asked.into_actor(self).map(move |reply, act, ctx| {
+            let decision =
+                reply.unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())));
+            act.decision_log("connect", &decision);
+            if decision.is_allow() {
+                act.connected = true;
+                if act.guarded(ctx, |core| core.accept(request)).is_some() {
+                    act.pump(ctx);
+                }
+            } else {
+                act.refuse(ctx, request, Rejection::Unauthorized);
+            }
+        }));
+    }
+
+    fn ask_publish(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: RequestId,
+        stream_id: u32,
+        stream_name: &str,
+    ) {
+        let name = split_query(stream_name).0.to_owned();
+        self.span.record("name", name.as_str());
+        let info = self.info(&name, stream_url(&self.tcurl, stream_name));
+        if name.is_empty() {
+            self.refuse(ctx, request, Rejection::NotFound);
+            return;
+        }
+        let key = StreamKey::new(self.app.clone(), name);
+        let notify = self.shared.notify.clone();
+        let registry = self.shared.registry.clone();
+        let kick = ctx.address().recipient::<Kick>();
+        let arbiter = Arbiter::current();
+        let clientid = self.clientid;
+        let hook_info = info.clone();
+        let asked = async move {
+            let decision = notify
+                .send(notify::Publish { info: hook_info })
+                .await
+                .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())));
+            if !decision.is_allow() {
+                return (decision, None);
+            }
+            let claim = registry
+                .send(ClaimPublish {
+                    key,
+                    clientid,
+                    kick,
+                    arbiter,
+                })
+                .await;
+            (decision, Some(claim))
+        };
+        ctx.wait(
+            asked
+                .into_actor(self)
+                .map(move |(decision, claim), act, ctx| {
+                    act.decision_log("publish", &decision);
+                    let Some(claim) = claim else {
+                        act.refuse(ctx, request, Rejection::Unauthorized);
+                        return;
+                    };
+                    // The hook allowed this publish: from here on exactly one on_done is owed.
+                    act.begin(Role::Publisher, info, stream_id, None);
+                    match claim {
+                        Ok(Ok(stream)) => {
+                            if let Some(active) = act.active.as_mut() {
+                                active.stream = Some(stream);
+                            }
+                            if act.guarded(ctx, |core| core.accept(request)).is_some() {
+                                act.pump(ctx);
+                            }
+                        }
+                        Ok(Err(PublishRefused::AlreadyPublishing(key))) => {
+                            let _s = act.span.clone().entered();
+                            tracing::info!(stream = %key, "already published by another client");
+                            drop(_s);
+                            act.refuse(ctx, request, Rejection::AlreadyPublishing);
+                        }
+                        Err(_) => act.refuse(ctx, request, Rejection::Unavailable),
+                    }
+                }),
+        );
+    }
+
+    fn ask_play(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: RequestId,
+        stream_id: u32,
+        stream_name: &str,
+    ) {
+        let name = split_query(stream_name).0.to_owned();
+        self.span.record("name", name.as_str());
+        let info = self.info(&name, stream_url(&self.tcurl, stream_name));
+        let key = StreamKey::new(self.app.clone(), name);
+        let notify = self.shared.notify.clone();
+        let registry = self.shared.registry.clone();
+        let media = ctx.address().recipient::<Deliver>();
+        let ended = ctx.address().recipient::<StreamEnded>();
+        let clientid = self.clientid;
+        let hook_info = info.clone();
+        let asked = async move {
+            let decision = notify
+                .send(notify::Play { info: hook_info })
+                .await
+                .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())));
+            if !decision.is_allow() {
+                return (decision, None);
+            }
+            let Ok(Some(stream)) = registry.send(Lookup { key }).await else {
+                return (decision, Some(None));
+            };
+            match stream
+                .send(Subscribe {
+                    clientid,
+                    media,
+                    ended,
+                })
+                .await
+            {
+                Ok(snapshot) => (decision, Some(Some((stream, snapshot)))),
+                Err(_) => (decision, Some(None)),
+            }
+        };
+        ctx.wait(
+            asked
+                .into_actor(self)
+                .map(move |(decision, found), act, ctx| {
+                    act.decision_log("play", &decision);
+                    let Some(found) = found else {
+                        act.refuse(ctx, request, Rejection::Unauthorized);
+                        return;
+                    };
+                    act.begin(Role::Player, info, stream_id, None);
+                    let Some((stream, snapshot)) = found else {
+                        let _s = act.span.clone().entered();
+                        tracing::info!("no such stream");
+                        drop(_s);
+                        act.refuse(ctx, request, Rejection::NotFound);
+                        return;
+                    };
+                    if let Some(active) = act.active.as_mut() {
+                        active.stream = Some(stream);
+                    }
+                    if act.guarded(ctx, |core| core.accept(request)).is_none() {
+                        return;
+                    }
+                    act.replay(stream_id, snapshot);
+                    act.pump(ctx);
+                }),
+        );
+    }
+
+    /// Writes what a joining player needs first: metadata, codec configs, the cached GOP.
+    fn replay(&mut self, stream_id: u32, snapshot: Snapshot) {
+        if let Some(metadata) = snapshot.metadata {
+            self.core
+                .send_metadata(stream_id, flv::metadata_to_amf(&metadata));
+        }
+        for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
+            self.write_frame(stream_id, frame);
+        }
+    }
+
+    fn write_frame(&mut self, stream_id: u32, frame: &streamgate_actors::media::MediaFrame) {
+        let Some((header, len)) = flv::tag_header(frame) else {
+            return;
+        };
+        let kind = match frame.track {
+            Track::Video => MediaKind::Video,
+            Track::Audio => MediaKind::Audio,
+        };
+        self.core.send_media(
+            stream_id,
+            kind,
+            flv::timestamp_ms(frame),
+            &[&header[..len], &frame.payload],
+        );
+    }
+
+    fn begin(
+        &mut self,
+        role: Role,
+        info: SessionInfo,
+        stream_id: u32,
+        stream: Option<Addr<StreamActor>>,
+    ) {
+        self.shared.done.begin();
+        self.active = Some(Active {
+            role,
+            info,
+            stream_id,
+            stream,
+        });
+    }
+
+    /// Ends the active play or publish: leaves the stream and sends its one `on_done`.
+    fn finish(&mut self, why: &str) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        if let Some(stream) = &active.stream {
+            match active.role {
+                Role::Publisher => stream.do_send(Unpublish {
+                    clientid: self.clientid,
+                }),
+                Role::Player => stream.do_send(Unsubscribe {
+                    clientid: self.clientid,
+                }),
+            }
+        }
+        let _s = self.span.clone().entered();
+        tracing::info!(role = ?active.role, why, "session done");
+        self.shared
+            .notify
+            .do_send(notify::Done { info: active.info });
+    }
+}
+
+impl Actor for RtmpSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SESSION_MAILBOX);
+        let _s = self.span.clone().entered();
+        tracing::info!("connection started");
+        drop(_s);
+        ctx.run_later(CONNECT_DEADLINE, |act, ctx| {
+            if !act.connected {
+                let _s = act.span.clone().entered();
+                tracing::info!("no accepted connect in time; closing");
+                ctx.stop();
+            }
+        });
+        ctx.run_interval(Duration::from_secs(5), |act, ctx| {
+            let publishing = act
+                .active
+                .as_ref()
+                .is_some_and(|a| a.role == Role::Publisher);
+            if publishing && act.last_input.elapsed() > PUBLISH_IDLE {
+                let _s = act.span.clone().entered();
+                tracing::info!("publisher sent nothing for too long; closing");
+                ctx.stop();
+            }
+            if act.writer.is_closed() {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.finish("connection closed");
+        let _s = self.span.clone().entered();
+        tracing::info!("connection stopped");
+    }
+}
+
+impl StreamHandler<Result<BytesMut, std::io::Error>> for RtmpSession {
+    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
+        let bytes = match item {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _s = self.span.clone().entered();
+                tracing::info!(error = %e, "read failed");
+                ctx.stop();
+                return;
+            }
+        };
+        self.last_input = Instant::now();
+        if self
+            .guarded(ctx, |core| core.handle_input(&bytes))
+            .is_some()
+        {
+            self.pump(ctx);
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::debug!("client closed the connection");
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for RtmpSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let Some(active) = self.active.as_ref().filter(|a| a.role == Role::Player) else {
+            return;
+        };
+        let stream_id = active.stream_id;
+        match msg.item {
+            Delivery::Metadata(metadata) => {
+                self.core
+                    .send_metadata(stream_id, flv::metadata_to_amf(&metadata));
+            }
+            Delivery::Frame(frame) => {
+                if frame.kind == FrameKind::Media {
+                    if self.writer.pending_bytes() > MAX_PENDING_BYTES && !self.resync {
+                        self.resync = true;
+                        let _s = self.span.clone().entered();
+                        tracing::warn!(
+                            pending = self.writer.pending_bytes(),
+                            "player is behind; dropping to the next keyframe"
+                        );
+                    }
+                    if self.resync {
+                        if !frame.is_video_keyframe()
+                            || self.writer.pending_bytes() > MAX_PENDING_BYTES / 2
+                        {
+                            return;
+                        }
+                        self.resync = false;
+                    }
+                }
+                self.write_frame(stream_id, &frame);
+            }
+        }
+        if let Some(bytes) = self.core.take_output() {
+            match self.writer.send(bytes) {
+                Ok(()) => {}
+                Err(WriteError::Full) => self.resync = true,
+                Err(WriteError::Closed) => ctx.stop(),
+            }
+        }
+    }
+}
+
+impl Handler<StreamEnded> for RtmpSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
+        if let Some(active) = self.active.as_ref().filter(|a| a.role == Role::Player) {
+            let stream_id = active.stream_id;
+            self.core.end_of_stream(stream_id);
+            self.flush(ctx);
+            let _s = self.span.clone().entered();
+            tracing::info!(stream = %msg.key, "stream ended under the player");
+            drop(_s);
+            self.finish("stream ended");
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Kick> for RtmpSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::info!(reason = msg.reason, "closing the publisher");
+        ctx.stop();
+    }
+}
