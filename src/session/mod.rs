@@ -20,3 +20,32 @@ pub struct SessionContext {
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
 }
+
+/// Runs a protocol-core call with panics caught: `Err` carries the panic message. Protocol
+/// cores parse bytes from untrusted clients (and rml_rtmp may panic on input it did not
+/// expect), so a panic there must end only the connection that sent the bytes.
+pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contain;
+
+    #[test]
+    fn a_panic_becomes_an_error_and_the_caller_goes_on() {
+        let hostile: &[u8] = &[0xFF];
+        let result = contain(|| {
+            let index = usize::from(hostile[0]);
+            hostile[index] // out of bounds: panics
+        });
+        assert!(result.unwrap_err().contains("index out of bounds"));
+        assert_eq!(contain(|| 7), Ok(7));
+    }
+}

@@ -11,7 +11,6 @@
 //! A panic in the protocol core is caught here and ends this connection only.
 
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -29,7 +28,7 @@ use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
-use super::SessionContext;
+use super::{contain, SessionContext};
 use crate::protocol::flv;
 use crate::protocol::rtmp::{Event, MediaKind, Rejection, RequestId, ServerConnection};
 use crate::protocol::url::{split_query, stream_url};
@@ -140,7 +139,7 @@ impl RtmpSession {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut ServerConnection) -> Result<T, crate::protocol::rtmp::RtmpError>,
     ) -> Option<T> {
-        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.core)));
+        let result = contain(|| f(&mut self.core));
         let _s = self.span.clone().entered();
         match result {
             Ok(Ok(v)) => Some(v),
@@ -151,12 +150,7 @@ impl RtmpSession {
                 None
             }
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = %what, "protocol core panicked on client input; closing this connection only");
+                tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
                 ctx.stop();
                 None
             }
