@@ -27,8 +27,8 @@ use streamgate_actors::notify::{HookTable, NotifyConfig, NotifyMethod, DEFAULT_T
 /// RTMP on port 1935 and sets no hook URL.
 pub const DEFAULT_CONFIG_XML: &str = include_str!("../config/streamgate.xml");
 
-/// The URL schemes a hook may use (awc is built without TLS, so no `https`).
-pub const SUPPORTED_HOOK_SCHEMES: &[&str] = &["http"];
+/// The URL schemes a hook may use.
+pub const SUPPORTED_HOOK_SCHEMES: &[&str] = &["http", "https"];
 
 /// Default `<rtmp><port>`.
 pub const DEFAULT_RTMP_PORT: u16 = 1935;
@@ -1934,20 +1934,29 @@ mod tests {
     }
 
     #[test]
+    fn https_hook_urls_are_accepted() {
+        let c = Config::parse(
+            "<config><rtmp><http_notify><on_play>HTTPS://hooks.example.com:8443/play?k=v</on_play>\
+             </http_notify></rtmp></config>",
+        )
+        .expect("https is a supported scheme");
+        assert_eq!(
+            c.rtmp.notify.on_play.as_deref(),
+            Some("HTTPS://hooks.example.com:8443/play?k=v")
+        );
+    }
+
+    #[test]
     fn error_hook_url_other_scheme() {
         url_error(
             "ftp://127.0.0.1/publish",
-            "scheme \"ftp\" is not supported (supported schemes: http)",
-        );
-        url_error(
-            "https://127.0.0.1/publish",
-            "scheme \"https\" is not supported (supported schemes: http)",
+            "scheme \"ftp\" is not supported (supported schemes: http, https)",
         );
     }
 
     #[test]
     fn error_hook_url_without_scheme() {
-        url_error("127.0.0.1:9000/publish", "supported schemes: http");
+        url_error("127.0.0.1:9000/publish", "supported schemes: http, https");
         url_error("http:/127.0.0.1/publish", "supported schemes: http");
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use streamgate_actors::notify::{DoneTracker, NotifyActor};
+use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{EndAll, Registry};
 use tokio::net::TcpListener;
 
@@ -31,6 +31,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS client for `https://` hooks could not be set up.
+    #[error("cannot set up TLS for https hooks: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// A running server.
@@ -49,15 +52,16 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
         let hooks = Arc::new(config.hooks());
         let done = DoneTracker::default();
+        let tls = tls_client_config()?;
         let registry = Registry::default().start();
         let mut arbiters = Vec::with_capacity(config.workers);
         let mut workers = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
             let arbiter = Arbiter::new();
             let handle = arbiter.handle();
-            let (hooks, tracker) = (hooks.clone(), done.clone());
+            let (hooks, tracker, tls) = (hooks.clone(), done.clone(), tls.clone());
             let notify = Supervisor::start_in_arbiter(&handle, move |_| {
-                NotifyActor::new(hooks.clone(), tracker.clone())
+                NotifyActor::new(hooks.clone(), tracker.clone(), tls.clone())
             });
             workers.push(Worker {
                 arbiter: handle,

@@ -273,6 +273,25 @@ impl DoneTracker {
     }
 }
 
+/// TLS settings for `https://` hooks: rustls (ring) trusting the system's root certificates,
+/// which honours `SSL_CERT_FILE` and `SSL_CERT_DIR` so an operator's private CA can be added.
+/// Built once at start-up and shared by every arbiter.
+pub fn tls_client_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "a system root certificate could not be loaded");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "root certificates for https hooks");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Makes the HTTP calls of one arbiter.
 pub struct NotifyActor {
     hooks: Arc<HookTable>,
@@ -282,9 +301,10 @@ pub struct NotifyActor {
 
 impl NotifyActor {
     /// A notifier for the current arbiter. Redirects are not followed: only a 200 from the
-    /// configured URL allows.
-    pub fn new(hooks: Arc<HookTable>, done: DoneTracker) -> Self {
+    /// configured URL allows. `https://` hooks use `tls` (see [`tls_client_config`]).
+    pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
         let client = awc::Client::builder()
+            .connector(awc::Connector::new().rustls_0_23(tls))
             .disable_redirects()
             .timeout(Duration::from_secs(600))
             .finish();
