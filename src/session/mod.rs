@@ -45,7 +45,9 @@ mod tests {
             let index = usize::from(hostile[0]);
             hostile[index] // out of bounds: panics
         });
-        assert!(result.unwrap_err().contains("index out of bounds"));
+        assert!(result
+            .expect_err("the panic is caught")
+            .contains("index out of bounds"));
         assert_eq!(contain(|| 7), Ok(7));
     }
 }

@@ -44,14 +44,14 @@ impl Pair {
     fn client_results(&mut self, results: Vec<ClientSessionResult>) {
         for r in results {
             match r {
-                ClientSessionResult::OutboundResponse(p) => self.to_server(&p.bytes),
+                ClientSessionResult::OutboundResponse(p) => self.feed_server(&p.bytes),
                 ClientSessionResult::RaisedEvent(e) => self.client_events.push(e),
                 ClientSessionResult::UnhandleableMessageReceived(_) => {}
             }
         }
     }
 
-    fn to_server(&mut self, bytes: &[u8]) {
+    fn feed_server(&mut self, bytes: &[u8]) {
         self.server
             .handle_input(bytes)
             .expect("server accepts input");
