@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the end-to-end tests need when it is missing (ffmpeg and
-# ffprobe, from Debian), then runs every test of the workspace. Extra arguments go to cargo test.
+# The test command: installs what the end-to-end tests run as real peers when it is missing
+# (ffmpeg/ffprobe, openssl, python3, from Debian), then runs every test of the workspace.
+# Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,11 +10,16 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/c
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 fi
 
-if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
-    echo "tests/run.sh: ffmpeg/ffprobe not found, installing the Debian package ffmpeg" >&2
+# Tools the end-to-end tests run as real peers, and the Debian packages that bring them.
+missing=()
+for tool in ffmpeg:ffmpeg ffprobe:ffmpeg openssl:openssl python3:python3; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "tests/run.sh: installing missing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y ffmpeg
+    apt-get install -y "${missing[@]}"
 fi
 ffmpeg -hide_banner -version | sed -n 1p
 

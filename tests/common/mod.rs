@@ -642,6 +642,8 @@ pub struct Config {
     pub on_done: Option<String>,
     pub method: Option<String>,
     pub timeout_ms: Option<u64>,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Config {
@@ -657,7 +659,14 @@ impl Config {
             on_done: None,
             method: None,
             timeout_ms: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Config {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// All four hooks at `{base}/connect`, `{base}/play`, ... followed by `suffix` (e.g. a query).
@@ -740,6 +749,7 @@ impl Server {
         let log = fs::File::create(&log_path).expect("create log");
         let log2 = log.try_clone().expect("clone log");
         let child = Command::new(BIN)
+            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
