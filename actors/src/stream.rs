@@ -490,4 +490,114 @@ mod tests {
         assert_eq!(gop.frames().len(), AUDIO_ONLY_FRAMES);
         assert_eq!(gop.frames()[0].dts, 100 - AUDIO_ONLY_FRAMES as i64);
     }
+
+    /// Records what a subscriber receives; pauses its mailbox on the first frame so the
+    /// stream finds it full.
+    struct SlowPlayer {
+        got: std::rc::Rc<std::cell::RefCell<Vec<MediaFrame>>>,
+        paused: bool,
+    }
+
+    impl Actor for SlowPlayer {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Self::Context) {
+            ctx.set_mailbox_capacity(4);
+        }
+    }
+
+    impl Handler<Deliver> for SlowPlayer {
+        type Result = ();
+        fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+            if let Delivery::Frame(f) = msg.item {
+                self.got.borrow_mut().push(f);
+            }
+            if !self.paused {
+                self.paused = true;
+                ctx.wait(actix::fut::wrap_future(actix_rt::time::sleep(
+                    std::time::Duration::from_millis(200),
+                )));
+            }
+        }
+    }
+
+    impl Handler<StreamEnded> for SlowPlayer {
+        type Result = ();
+        fn handle(&mut self, _: StreamEnded, _: &mut Self::Context) {}
+    }
+
+    impl Handler<Kick> for SlowPlayer {
+        type Result = ();
+        fn handle(&mut self, _: Kick, _: &mut Self::Context) {}
+    }
+
+    fn config() -> MediaFrame {
+        let mut c = video(0, true, 8);
+        c.kind = FrameKind::Config;
+        c
+    }
+
+    #[test]
+    fn a_player_with_a_full_mailbox_resumes_at_the_next_keyframe_with_configs() {
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let seen = got.clone();
+        actix::System::new().block_on(async move {
+            let registry = Registry::default().start();
+            let player = SlowPlayer {
+                got: seen,
+                paused: false,
+            }
+            .start();
+            let stream = StreamActor::new(
+                StreamKey::new("live", "t"),
+                1,
+                7,
+                player.clone().recipient(),
+                registry,
+            )
+            .start();
+            stream.do_send(PublishFrame { frame: config() });
+            stream
+                .send(Subscribe {
+                    clientid: 9,
+                    media: player.clone().recipient(),
+                    ended: player.clone().recipient(),
+                })
+                .await
+                .expect("subscribed");
+            // The player pauses on the first frame; the inter frames overflow its mailbox.
+            stream.do_send(PublishFrame {
+                frame: video(0, true, 10),
+            });
+            for i in 1..=20 {
+                stream.do_send(PublishFrame {
+                    frame: video(i * 40, false, 10),
+                });
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(400)).await;
+            stream.do_send(PublishFrame {
+                frame: video(840, true, 10),
+            });
+            stream.do_send(PublishFrame {
+                frame: video(880, false, 10),
+            });
+            actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        });
+        let got = got.borrow();
+        let dts: Vec<i64> = got.iter().map(|f| f.dts).collect();
+        assert!(got.len() < 12, "the full mailbox dropped frames: {dts:?}");
+        let resumed = got
+            .iter()
+            .position(|f| f.dts == 840)
+            .unwrap_or_else(|| panic!("no resume at the next keyframe: {dts:?}"));
+        assert_eq!(
+            got[resumed - 1].kind,
+            FrameKind::Config,
+            "configs first: {dts:?}"
+        );
+        assert!(
+            !got[..resumed - 1].iter().any(|f| f.dts > 400),
+            "frames before the keyframe were delivered after the drop: {dts:?}"
+        );
+        assert_eq!(got.last().map(|f| f.dts), Some(880));
+    }
 }
