@@ -40,6 +40,14 @@ pub const DEFAULT_SRT_PORT: u16 = 8890;
 pub const DEFAULT_HTTPFLV_PORT: u16 = 8080;
 /// The largest `<workers>` accepted.
 pub const MAX_WORKERS: usize = 256;
+/// Default `<queue_bytes>`: 4 MiB of unwritten output per player.
+pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
+/// Smallest and largest `<queue_bytes>`.
+pub const QUEUE_BYTES_RANGE: (u64, u64) = (64 << 10, 256 << 20);
+/// Default `<stall_timeout_ms>`.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest and largest `<stall_timeout_ms>`.
+pub const STALL_TIMEOUT_RANGE_MS: (u64, u64) = (1_000, 600_000);
 /// The largest `<timeout_ms>` accepted (ten minutes).
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
@@ -119,6 +127,11 @@ pub struct ListenerConfig {
     pub port: u16,
     /// `<http_notify>`: the hooks of this protocol.
     pub notify: NotifyConfig,
+    /// `<queue_bytes>`: unwritten output a player may have before it drops frames until the
+    /// next keyframe.
+    pub queue_bytes: usize,
+    /// `<stall_timeout_ms>`: a player whose queue stays full this long is disconnected.
+    pub stall_timeout: Duration,
 }
 
 impl ListenerConfig {
@@ -134,6 +147,8 @@ impl ListenerConfig {
                 method: NotifyMethod::Post,
                 timeout: DEFAULT_TIMEOUT,
             },
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -861,7 +876,13 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
 // ---------------------------------------------------------------------------------------------
 
 const CONFIG_CHILDREN: [&str; 6] = ["workers", "log_level", "rtmp", "rtsp", "srt", "httpflv"];
-const LISTENER_CHILDREN: [&str; 3] = ["enable", "port", "http_notify"];
+const LISTENER_CHILDREN: [&str; 5] = [
+    "enable",
+    "port",
+    "http_notify",
+    "queue_bytes",
+    "stall_timeout_ms",
+];
 const NOTIFY_CHILDREN: [&str; 6] = [
     "on_connect",
     "on_play",
@@ -1129,7 +1150,7 @@ fn listener(
     let Some(el) = el else {
         return Ok(listener);
     };
-    let [enable, port_el, http_notify] = fields(el, LISTENER_CHILDREN)?;
+    let [enable, port_el, http_notify, queue_bytes, stall] = fields(el, LISTENER_CHILDREN)?;
     if let Some(el) = enable {
         listener.config.enable = boolean(el)?;
         listener.enable_line = Some(el.line);
@@ -1140,6 +1161,15 @@ fn listener(
     }
     if let Some(el) = http_notify {
         listener.config.notify = notify(el)?;
+    }
+    if let Some(el) = queue_bytes {
+        let (min, max) = QUEUE_BYTES_RANGE;
+        listener.config.queue_bytes = integer(el, "queue size in bytes", min, max)? as usize;
+    }
+    if let Some(el) = stall {
+        let (min, max) = STALL_TIMEOUT_RANGE_MS;
+        listener.config.stall_timeout =
+            Duration::from_millis(integer(el, "stall timeout in milliseconds", min, max)?);
     }
     Ok(listener)
 }
@@ -1172,7 +1202,7 @@ fn check_port_conflicts(listeners: &[Listener]) -> Result<(), ConfigError> {
 }
 
 /// The protocols that have a server today.
-const IMPLEMENTED: &[&str] = &["rtmp"];
+const IMPLEMENTED: &[&str] = &["rtmp", "httpflv"];
 
 /// Enabling a protocol that has no server yet is an error rather than silently ignored.
 fn check_implemented(listeners: &[Listener]) -> Result<(), ConfigError> {
@@ -1273,11 +1303,13 @@ mod tests {
     }
 
     #[test]
-    fn embedded_default_is_valid_rtmp_only_without_hooks() {
+    fn embedded_default_serves_rtmp_and_httpflv_without_hooks() {
         let config = Config::embedded_default();
         assert!(config.rtmp.enable);
         assert_eq!(config.rtmp.port, 1935);
-        assert!(!config.rtsp.enable && !config.srt.enable && !config.httpflv.enable);
+        assert!(config.httpflv.enable);
+        assert_eq!(config.httpflv.port, 8080);
+        assert!(!config.rtsp.enable && !config.srt.enable);
         let hooks = config.hooks();
         for notify in [&hooks.rtmp, &hooks.rtsp, &hooks.srt, &hooks.httpflv] {
             assert_eq!(notify.on_connect, None);
@@ -1285,8 +1317,11 @@ mod tests {
             assert_eq!(notify.on_publish, None);
             assert_eq!(notify.on_done, None);
         }
-        // The shipped file states every default, and leaves <workers> to the core count.
-        assert_eq!(config, Config::default());
+        // The shipped file states every default but one, and leaves <workers> to the core
+        // count: it turns HTTP-FLV on, which a file without an <httpflv> section leaves off.
+        let mut defaults = Config::default();
+        defaults.httpflv.enable = true;
+        assert_eq!(config, defaults);
     }
 
     /// Every `.xml` file under `path`, recursively.
@@ -2045,12 +2080,34 @@ mod tests {
     }
 
     #[test]
-    fn error_httpflv_not_supported() {
+    fn httpflv_and_player_limits() {
+        let c = Config::parse(
+            "<config><httpflv><enable>TRUE</enable><port>8081</port>\
+             <queue_bytes>1048576</queue_bytes><stall_timeout_ms>2500</stall_timeout_ms>\
+             </httpflv></config>",
+        )
+        .expect("httpflv can be enabled");
+        assert!(c.httpflv.enable);
+        assert_eq!(c.httpflv.port, 8081);
+        assert_eq!(c.httpflv.queue_bytes, 1 << 20);
+        assert_eq!(c.httpflv.stall_timeout, Duration::from_millis(2500));
+        assert_eq!(c.rtmp.queue_bytes, DEFAULT_QUEUE_BYTES);
+        assert_eq!(c.rtmp.stall_timeout, DEFAULT_STALL_TIMEOUT);
+    }
+
+    #[test]
+    fn error_player_limits_out_of_range() {
         assert_error(
-            "<config>\n<httpflv>\n<enable>TRUE</enable>\n</httpflv>\n</config>",
+            "<config>\n<httpflv>\n<queue_bytes>100</queue_bytes>\n</httpflv>\n</config>",
             3,
-            "<httpflv><enable>",
-            "httpflv is not supported yet",
+            "<httpflv><queue_bytes>",
+            "100",
+        );
+        assert_error(
+            "<config>\n<rtmp>\n<stall_timeout_ms>0</stall_timeout_ms>\n</rtmp>\n</config>",
+            3,
+            "<rtmp><stall_timeout_ms>",
+            "0",
         );
     }
 

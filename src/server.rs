@@ -13,10 +13,11 @@ use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{EndAll, Registry};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::listener::{accept_loop, Pool, Worker};
+use crate::config::{Config, ListenerConfig};
+use crate::listener::{accept_loop, Pool, StartSession, Worker};
+use crate::session::httpflv::HttpFlvSession;
 use crate::session::rtmp::RtmpSession;
-use crate::session::SessionContext;
+use crate::session::{PlayerLimits, SessionContext};
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,32 @@ pub struct Server {
     shutdown_grace: Duration,
     /// The RTMP listening address, when RTMP is enabled.
     pub rtmp_addr: Option<SocketAddr>,
+    /// The HTTP-FLV listening address, when HTTP-FLV is enabled.
+    pub httpflv_addr: Option<SocketAddr>,
+}
+
+/// Binds one protocol's TCP port and starts its accept loop.
+async fn listen(
+    protocol: &'static str,
+    config: &ListenerConfig,
+    pool: &Arc<Pool>,
+    start: StartSession,
+) -> Result<(SocketAddr, actix_rt::task::JoinHandle<()>), ServerError> {
+    let port = config.port;
+    let bind = |source| ServerError::Bind {
+        protocol,
+        port,
+        source,
+    };
+    let listener = TcpListener::bind(("0.0.0.0", port)).await.map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    tracing::info!(protocol, port, "listening");
+    let limits = PlayerLimits {
+        queue_bytes: config.queue_bytes,
+        stall_timeout: config.stall_timeout,
+    };
+    let task = actix_rt::spawn(accept_loop(listener, pool.clone(), protocol, limits, start));
+    Ok((addr, task))
 }
 
 impl Server {
@@ -77,26 +104,34 @@ impl Server {
 
         let mut listeners = Vec::new();
         let mut rtmp_addr = None;
+        let mut httpflv_addr = None;
         if config.rtmp.enable {
-            let port = config.rtmp.port;
-            let listener = TcpListener::bind(("0.0.0.0", port))
-                .await
-                .map_err(|source| ServerError::Bind {
-                    protocol: "rtmp",
-                    port,
-                    source,
-                })?;
-            rtmp_addr = listener.local_addr().ok();
-            tracing::info!(port, workers = config.workers, "rtmp listening");
-            listeners.push(actix_rt::spawn(accept_loop(
-                listener,
-                pool.clone(),
+            let (addr, task) = listen(
                 "rtmp",
-                |socket, peer, shared| {
-                    RtmpSession::start(socket, peer, shared);
+                &config.rtmp,
+                &pool,
+                |socket, peer, shared, limits| {
+                    RtmpSession::start(socket, peer, shared, limits);
                 },
-            )));
+            )
+            .await?;
+            rtmp_addr = Some(addr);
+            listeners.push(task);
         }
+        if config.httpflv.enable {
+            let (addr, task) = listen(
+                "httpflv",
+                &config.httpflv,
+                &pool,
+                |socket, peer, shared, limits| {
+                    HttpFlvSession::start(socket, peer, shared, limits);
+                },
+            )
+            .await?;
+            httpflv_addr = Some(addr);
+            listeners.push(task);
+        }
+        tracing::info!(workers = config.workers, "server started");
         let longest_hook = [&config.rtmp, &config.rtsp, &config.srt, &config.httpflv]
             .iter()
             .map(|l| l.notify.timeout)
@@ -109,6 +144,7 @@ impl Server {
             listeners,
             shutdown_grace: longest_hook + Duration::from_secs(2),
             rtmp_addr,
+            httpflv_addr,
         })
     }
 

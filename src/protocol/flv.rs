@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use rml_amf0::Amf0Value;
 use streamgate_actors::media::{Codec, FrameKind, MediaFrame, MetaValue, Metadata, Track};
 
@@ -163,6 +163,64 @@ pub fn metadata_to_amf(metadata: &Metadata) -> HashMap<String, Amf0Value> {
         .collect()
 }
 
+/// FLV tag type of audio data.
+pub const TAG_AUDIO: u8 = 8;
+/// FLV tag type of video data.
+pub const TAG_VIDEO: u8 = 9;
+/// FLV tag type of script data (`onMetaData`).
+pub const TAG_SCRIPT: u8 = 18;
+
+/// The FLV file header (FLV spec E.2) and PreviousTagSize0.
+pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
+    let flags = (u8::from(has_audio) << 2) | u8::from(has_video);
+    [b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0]
+}
+
+/// Appends one FLV tag (FLV spec E.4.1) whose body is `parts` joined, and its PreviousTagSize.
+pub fn write_tag(out: &mut BytesMut, tag_type: u8, timestamp_ms: u32, parts: &[&[u8]]) {
+    let size: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(11 + size + 4);
+    out.put_u8(tag_type);
+    out.put_slice(&(size as u32).to_be_bytes()[1..]);
+    out.put_slice(&timestamp_ms.to_be_bytes()[1..]);
+    out.put_u8((timestamp_ms >> 24) as u8);
+    out.put_slice(&[0, 0, 0]);
+    for part in parts {
+        out.put_slice(part);
+    }
+    out.put_u32((11 + size) as u32);
+}
+
+/// Appends `frame` as an FLV audio or video tag; false for codecs FLV cannot carry.
+pub fn write_frame_tag(out: &mut BytesMut, frame: &MediaFrame) -> bool {
+    let Some((header, len)) = tag_header(frame) else {
+        return false;
+    };
+    let tag_type = match frame.track {
+        Track::Video => TAG_VIDEO,
+        Track::Audio => TAG_AUDIO,
+    };
+    write_tag(
+        out,
+        tag_type,
+        timestamp_ms(frame),
+        &[&header[..len], &frame.payload],
+    );
+    true
+}
+
+/// Appends the `onMetaData` script tag for `metadata`.
+pub fn write_metadata_tag(out: &mut BytesMut, metadata: &Metadata) {
+    let values = vec![
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(metadata_to_amf(metadata)),
+    ];
+    // Our own values: scalars with keys under 64 KiB, which always encode.
+    if let Ok(body) = rml_amf0::serialize(&values) {
+        write_tag(out, TAG_SCRIPT, 0, &[&body]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +300,39 @@ mod tests {
         assert_eq!(m.entries[0].0, "encoder");
         let back = metadata_to_amf(&m);
         assert_eq!(back.get("width"), Some(&Amf0Value::Number(640.0)));
+    }
+
+    #[test]
+    fn tags_carry_size_timestamp_and_previous_size() {
+        let mut out = BytesMut::new();
+        write_tag(&mut out, TAG_VIDEO, 0x0102_0304, &[&[1, 2], &[3]]);
+        assert_eq!(
+            &out[..],
+            &[9, 0, 0, 3, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 1, 2, 3, 0, 0, 0, 14]
+        );
+        assert_eq!(file_header(true, true)[4], 5);
+        assert_eq!(
+            &file_header(false, true)[..9],
+            b"FLV\x01\x01\x00\x00\x00\x09"
+        );
+    }
+
+    #[test]
+    fn frames_and_metadata_become_tags() {
+        let body = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+        let frame = video_frame(40, &body).expect("h264").expect("frame");
+        let mut out = BytesMut::new();
+        assert!(write_frame_tag(&mut out, &frame));
+        assert_eq!(out[0], TAG_VIDEO);
+        assert_eq!(&out[11..11 + body.len()], &body[..]);
+        let mut meta = BytesMut::new();
+        write_metadata_tag(
+            &mut meta,
+            &Metadata {
+                entries: vec![("width".into(), MetaValue::Number(640.0))],
+            },
+        );
+        assert_eq!(meta[0], TAG_SCRIPT);
+        assert!(meta.windows(10).any(|w| w == b"onMetaData"));
     }
 }

@@ -1,5 +1,6 @@
 //! Sans-IO protocol cores: bytes in, events and bytes out. No actix, no sockets, no clock reads.
 
 pub mod flv;
+pub mod http;
 pub mod rtmp;
 pub mod url;

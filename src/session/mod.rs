@@ -3,12 +3,18 @@
 //! outputs after every input, and ask the core actors for every decision: hooks through the
 //! arbiter's `NotifyActor`, streams through the `Registry`. They never decide policy.
 
+pub mod httpflv;
 pub mod rtmp;
 pub mod writer;
 
-use actix::Addr;
-use streamgate_actors::notify::{DoneTracker, NotifyActor};
-use streamgate_actors::registry::Registry;
+use std::time::{Duration, Instant};
+
+use actix::{Addr, Recipient};
+use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
+use streamgate_actors::notify::{self, Decision, DenyReason, DoneTracker, NotifyActor};
+use streamgate_actors::registry::{Lookup, Registry};
+use streamgate_actors::session::SessionInfo;
+use streamgate_actors::stream::{Deliver, Snapshot, StreamActor, StreamEnded, Subscribe};
 
 /// What every session on one arbiter shares.
 #[derive(Clone)]
@@ -19,6 +25,130 @@ pub struct SessionContext {
     pub registry: Addr<Registry>,
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
+}
+
+/// How much a player may fall behind: from the protocol's `<queue_bytes>` and
+/// `<stall_timeout_ms>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayerLimits {
+    /// Unwritten output above which the player drops media until the next keyframe.
+    pub queue_bytes: usize,
+    /// A player over its queue for this long is disconnected.
+    pub stall_timeout: Duration,
+}
+
+/// The drop policy of one player's output: past `queue_bytes` of unwritten output it drops
+/// media until a keyframe arrives while the backlog is under half the limit; codec configs
+/// always pass. A stream without video resumes at any audio frame.
+#[derive(Debug)]
+pub struct Backlog {
+    limits: PlayerLimits,
+    resync: bool,
+    seen_video: bool,
+    full_since: Option<Instant>,
+    dropped: u64,
+}
+
+impl Backlog {
+    /// A player's policy.
+    pub fn new(limits: PlayerLimits) -> Self {
+        Backlog {
+            limits,
+            resync: false,
+            seen_video: false,
+            full_since: None,
+            dropped: 0,
+        }
+    }
+
+    /// Whether to write `frame` with `pending` bytes still unwritten. Logs the moments the
+    /// player falls behind and catches up.
+    pub fn admit(&mut self, frame: &MediaFrame, pending: usize) -> bool {
+        if frame.kind == FrameKind::Config {
+            return true;
+        }
+        self.seen_video |= frame.track == Track::Video;
+        if !self.resync && pending > self.limits.queue_bytes {
+            self.resync = true;
+            tracing::warn!(pending, "player is behind; dropping to the next keyframe");
+        }
+        if self.resync {
+            let resume_point = frame.is_video_keyframe() || !self.seen_video;
+            if !resume_point || pending > self.limits.queue_bytes / 2 {
+                self.dropped += 1;
+                return false;
+            }
+            self.resync = false;
+            tracing::info!(dropped = self.dropped, "player caught up at a keyframe");
+        }
+        true
+    }
+
+    /// Marks the player behind (its write queue refused a buffer).
+    pub fn overflowed(&mut self) {
+        self.resync = true;
+    }
+
+    /// True when the player has been over its queue for longer than the stall timeout.
+    pub fn stalled(&mut self, pending: usize, now: Instant) -> bool {
+        if pending <= self.limits.queue_bytes {
+            self.full_since = None;
+            return false;
+        }
+        let since = *self.full_since.get_or_insert(now);
+        now.duration_since(since) > self.limits.stall_timeout
+    }
+}
+
+/// How a play request ended.
+pub enum PlayOutcome {
+    /// The hook refused.
+    Denied(Decision),
+    /// The hook allowed, but no such stream is live.
+    NotFound,
+    /// Attached: write the snapshot, then live frames arrive as `Deliver`.
+    Playing(Addr<StreamActor>, Snapshot),
+}
+
+/// Asks the hook about a play, then finds the stream and subscribes to it. Every protocol's
+/// player goes through here, so the order (hook first, nothing revealed before it) is one.
+pub async fn request_play(
+    shared: SessionContext,
+    info: SessionInfo,
+    key: StreamKey,
+    media: Recipient<Deliver>,
+    ended: Recipient<StreamEnded>,
+) -> PlayOutcome {
+    let clientid = info.clientid;
+    let decision = ask(shared.notify.send(notify::Play { info })).await;
+    if !decision.is_allow() {
+        return PlayOutcome::Denied(decision);
+    }
+    let Ok(Some(stream)) = shared.registry.send(Lookup { key }).await else {
+        return PlayOutcome::NotFound;
+    };
+    match stream
+        .send(Subscribe {
+            clientid,
+            media,
+            ended,
+        })
+        .await
+    {
+        Ok(snapshot) => PlayOutcome::Playing(stream, snapshot),
+        Err(_) => PlayOutcome::NotFound,
+    }
+}
+
+/// Awaits a hook decision; a notifier that is gone refuses.
+pub async fn ask<M>(request: actix::dev::Request<NotifyActor, M>) -> Decision
+where
+    M: actix::Message<Result = Decision> + Send + 'static,
+    NotifyActor: actix::Handler<M>,
+{
+    request
+        .await
+        .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())))
 }
 
 /// Runs a protocol-core call with panics caught: `Err` carries the panic message. Protocol

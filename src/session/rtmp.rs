@@ -15,26 +15,24 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use streamgate_actors::media::{FrameKind, StreamKey, Track};
-use streamgate_actors::notify::{self, Decision, DenyReason};
-use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
+use streamgate_actors::media::{StreamKey, Track};
+use streamgate_actors::notify::{self, Decision};
+use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{
     Deliver, Delivery, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded,
-    Subscribe, Unpublish, Unsubscribe,
+    Unpublish, Unsubscribe,
 };
 use tokio::net::TcpStream;
 use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
-use super::{contain, SessionContext};
+use super::{ask, contain, request_play, Backlog, PlayOutcome, PlayerLimits, SessionContext};
 use crate::protocol::flv;
 use crate::protocol::rtmp::{Event, MediaKind, Rejection, RequestId, ServerConnection};
 use crate::protocol::url::{split_query, stream_url};
 
-/// Queued output above which a player drops frames until the next keyframe.
-pub const MAX_PENDING_BYTES: usize = 4 << 20;
 /// Mailbox capacity of a session: live frames waiting to be written.
 pub const SESSION_MAILBOX: usize = 1024;
 /// Time a client has from TCP accept to an accepted `connect`.
@@ -68,8 +66,8 @@ pub struct RtmpSession {
     tcurl: String,
     connected: bool,
     active: Option<Active>,
-    /// A player behind on output: skip frames until the next video keyframe.
-    resync: bool,
+    /// A player's drop policy.
+    backlog: Backlog,
     last_input: Instant,
     reported_unsupported: bool,
     dropped_ingest: u64,
@@ -77,7 +75,12 @@ pub struct RtmpSession {
 
 impl RtmpSession {
     /// Starts the session actor for an accepted socket on the current arbiter.
-    pub fn start(socket: TcpStream, peer: SocketAddr, shared: SessionContext) -> Addr<Self> {
+    pub fn start(
+        socket: TcpStream,
+        peer: SocketAddr,
+        shared: SessionContext,
+        limits: PlayerLimits,
+    ) -> Addr<Self> {
         let clientid = next_client_id();
         let span = tracing::info_span!(
             "session",
@@ -102,7 +105,7 @@ impl RtmpSession {
                 tcurl: String::new(),
                 connected: false,
                 active: None,
-                resync: false,
+                backlog: Backlog::new(limits),
                 last_input: Instant::now(),
                 reported_unsupported: false,
                 dropped_ingest: 0,
@@ -275,10 +278,8 @@ impl RtmpSession {
     }
 
     fn ask_connect(&mut self, ctx: &mut Context<Self>, request: RequestId, info: SessionInfo) {
-        let asked = self.shared.notify.send(notify::Connect { info });
-        ctx.wait(asked.into_actor(self).map(move |reply, act, ctx| {
-            let decision =
-                reply.unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())));
+        let asked = ask(self.shared.notify.send(notify::Connect { info }));
+        ctx.wait(asked.into_actor(self).map(move |decision, act, ctx| {
             act.decision_log("connect", &decision);
             if decision.is_allow() {
                 act.connected = true;
@@ -313,10 +314,7 @@ impl RtmpSession {
         let clientid = self.clientid;
         let hook_info = info.clone();
         let asked = async move {
-            let decision = notify
-                .send(notify::Publish { info: hook_info })
-                .await
-                .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())));
+            let decision = ask(notify.send(notify::Publish { info: hook_info })).await;
             if !decision.is_allow() {
                 return (decision, None);
             }
@@ -373,62 +371,39 @@ impl RtmpSession {
         self.span.record("name", name.as_str());
         let info = self.info(&name, stream_url(&self.tcurl, stream_name));
         let key = StreamKey::new(self.app.clone(), name);
-        let notify = self.shared.notify.clone();
-        let registry = self.shared.registry.clone();
-        let media = ctx.address().recipient::<Deliver>();
-        let ended = ctx.address().recipient::<StreamEnded>();
-        let clientid = self.clientid;
-        let hook_info = info.clone();
-        let asked = async move {
-            let decision = notify
-                .send(notify::Play { info: hook_info })
-                .await
-                .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())));
-            if !decision.is_allow() {
-                return (decision, None);
-            }
-            let Ok(Some(stream)) = registry.send(Lookup { key }).await else {
-                return (decision, Some(None));
-            };
-            match stream
-                .send(Subscribe {
-                    clientid,
-                    media,
-                    ended,
-                })
-                .await
-            {
-                Ok(snapshot) => (decision, Some(Some((stream, snapshot)))),
-                Err(_) => (decision, Some(None)),
-            }
-        };
-        ctx.wait(
-            asked
-                .into_actor(self)
-                .map(move |(decision, found), act, ctx| {
-                    act.decision_log("play", &decision);
-                    let Some(found) = found else {
-                        act.refuse(ctx, request, Rejection::Unauthorized);
-                        return;
-                    };
-                    act.begin(Role::Player, info, stream_id, None);
-                    let Some((stream, snapshot)) = found else {
-                        let _s = act.span.clone().entered();
-                        tracing::info!("no such stream");
-                        drop(_s);
-                        act.refuse(ctx, request, Rejection::NotFound);
-                        return;
-                    };
-                    if let Some(active) = act.active.as_mut() {
-                        active.stream = Some(stream);
-                    }
-                    if act.guarded(ctx, |core| core.accept(request)).is_none() {
-                        return;
-                    }
-                    act.replay(stream_id, snapshot);
-                    act.pump(ctx);
-                }),
+        let asked = request_play(
+            self.shared.clone(),
+            info.clone(),
+            key,
+            ctx.address().recipient(),
+            ctx.address().recipient(),
         );
+        ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
+            let (stream, snapshot) = match outcome {
+                PlayOutcome::Denied(decision) => {
+                    act.decision_log("play", &decision);
+                    act.refuse(ctx, request, Rejection::Unauthorized);
+                    return;
+                }
+                PlayOutcome::NotFound => {
+                    act.decision_log("play", &Decision::Allow);
+                    act.begin(Role::Player, info, stream_id, None);
+                    let _s = act.span.clone().entered();
+                    tracing::info!("no such stream");
+                    drop(_s);
+                    act.refuse(ctx, request, Rejection::NotFound);
+                    return;
+                }
+                PlayOutcome::Playing(stream, snapshot) => (stream, snapshot),
+            };
+            act.decision_log("play", &Decision::Allow);
+            act.begin(Role::Player, info, stream_id, Some(stream));
+            if act.guarded(ctx, |core| core.accept(request)).is_none() {
+                return;
+            }
+            act.replay(stream_id, snapshot);
+            act.pump(ctx);
+        }));
     }
 
     /// Writes what a joining player needs first: metadata, codec configs, the cached GOP.
@@ -576,23 +551,9 @@ impl Handler<Deliver> for RtmpSession {
                     .send_metadata(stream_id, flv::metadata_to_amf(&metadata));
             }
             Delivery::Frame(frame) => {
-                if frame.kind == FrameKind::Media {
-                    if self.writer.pending_bytes() > MAX_PENDING_BYTES && !self.resync {
-                        self.resync = true;
-                        let _s = self.span.clone().entered();
-                        tracing::warn!(
-                            pending = self.writer.pending_bytes(),
-                            "player is behind; dropping to the next keyframe"
-                        );
-                    }
-                    if self.resync {
-                        if !frame.is_video_keyframe()
-                            || self.writer.pending_bytes() > MAX_PENDING_BYTES / 2
-                        {
-                            return;
-                        }
-                        self.resync = false;
-                    }
+                let _s = self.span.clone().entered();
+                if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
+                    return;
                 }
                 self.write_frame(stream_id, &frame);
             }
@@ -600,7 +561,7 @@ impl Handler<Deliver> for RtmpSession {
         if let Some(bytes) = self.core.take_output() {
             match self.writer.send(bytes) {
                 Ok(()) => {}
-                Err(WriteError::Full) => self.resync = true,
+                Err(WriteError::Full) => self.backlog.overflowed(),
                 Err(WriteError::Closed) => ctx.stop(),
             }
         }

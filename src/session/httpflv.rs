@@ -1,0 +1,364 @@
+//! [`HttpFlvSession`]: the actor of one HTTP-FLV player connection.
+//!
+//! It reads one request head, asks the hooks (`on_connect` as the request arrives, then
+//! `on_play`) while the actor waits, and answers: `200 video/x-flv` with a close-delimited body
+//! (FLV header, metadata, codec headers and the cached GOP first, then live tags), `401`/`403`
+//! when a hook refused, `404` when the stream is not live, `400` for a malformed request or
+//! path, `405` for other methods, `204` for a CORS preflight. `HEAD` is a play that ends after
+//! the response head. Further input is read only to notice the player leaving.
+//!
+//! `on_done` is sent once for every play the hook allowed, from [`HttpFlvSession::finish`].
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use streamgate_actors::media::{StreamKey, Track};
+use streamgate_actors::notify;
+use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
+use streamgate_actors::stream::{
+    Deliver, Delivery, Snapshot, StreamActor, StreamEnded, Unsubscribe,
+};
+use tokio::net::TcpStream;
+use tokio_util::codec::{BytesCodec, FramedRead};
+use tracing::field::Empty;
+
+use super::writer::{WriteError, Writer};
+use super::{ask, request_play, Backlog, PlayOutcome, PlayerLimits, SessionContext};
+use crate::protocol::flv;
+use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
+
+/// Mailbox capacity of a player: live frames waiting to be written.
+pub const SESSION_MAILBOX: usize = 1024;
+/// Time a client has to send its request head.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the request head.
+    Request,
+    /// Waiting for the hooks and the stream.
+    Deciding,
+    /// Sending the stream.
+    Streaming,
+    /// The answer is out; the connection is closing.
+    Closing,
+}
+
+/// One HTTP-FLV player connection.
+pub struct HttpFlvSession {
+    writer: Writer,
+    peer: SocketAddr,
+    local: SocketAddr,
+    clientid: ClientId,
+    shared: SessionContext,
+    span: tracing::Span,
+    input: BytesMut,
+    state: State,
+    /// The allowed play, which owes one `on_done`.
+    active: Option<(SessionInfo, Option<Addr<StreamActor>>)>,
+    backlog: Backlog,
+}
+
+impl HttpFlvSession {
+    /// Starts the session actor for an accepted socket on the current arbiter.
+    pub fn start(
+        socket: TcpStream,
+        peer: SocketAddr,
+        shared: SessionContext,
+        limits: PlayerLimits,
+    ) -> Addr<Self> {
+        let clientid = next_client_id();
+        let local = socket.local_addr().unwrap_or(peer);
+        let span = tracing::info_span!(
+            "session",
+            clientid,
+            peer = %peer,
+            protocol = "httpflv",
+            app = Empty,
+            name = Empty
+        );
+        let (read, write) = socket.into_split();
+        let writer = Writer::spawn(write, span.clone());
+        HttpFlvSession::create(move |ctx| {
+            ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
+            HttpFlvSession {
+                writer,
+                peer,
+                local,
+                clientid,
+                shared,
+                span,
+                input: BytesMut::new(),
+                state: State::Request,
+                active: None,
+                backlog: Backlog::new(limits),
+            }
+        })
+    }
+
+    fn info(&self, app: &str, name: &str, url: String) -> SessionInfo {
+        SessionInfo {
+            protocol: Protocol::HttpFlv,
+            clientid: self.clientid,
+            addr: self.peer.ip(),
+            app: app.to_owned(),
+            url,
+            name: name.to_owned(),
+            tcurl: String::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
+        match self.writer.send(bytes) {
+            Ok(()) => {}
+            Err(WriteError::Full) => self.backlog.overflowed(),
+            Err(WriteError::Closed) => ctx.stop(),
+        }
+    }
+
+    /// Sends a final answer and closes.
+    fn answer(&mut self, response: Bytes, ctx: &mut Context<Self>) {
+        self.state = State::Closing;
+        let _ = self.writer.send(response);
+        ctx.stop();
+    }
+
+    fn handle_request(&mut self, request: Request, ctx: &mut Context<Self>) {
+        let _s = self.span.clone().entered();
+        tracing::info!(method = %request.method, target = %request.target, "request");
+        match request.method.as_str() {
+            "GET" | "HEAD" => {}
+            "OPTIONS" => {
+                let head = response_head(204, &[("Content-Length", "0")]);
+                return self.answer(head, ctx);
+            }
+            _ => {
+                let head = response_head(
+                    405,
+                    &[("Allow", "GET, HEAD, OPTIONS"), ("Content-Length", "0")],
+                );
+                return self.answer(head, ctx);
+            }
+        }
+        let Some(path) = flv_path(&request.target) else {
+            return self.answer(error_response(400, "expected /{app}/{name}.flv"), ctx);
+        };
+        self.span.record("app", path.app.as_str());
+        self.span.record("name", path.name.as_str());
+        let host = request
+            .host
+            .clone()
+            .unwrap_or_else(|| self.local.to_string());
+        let url = format!("http://{host}{}", request.target);
+        let connect_info = self.info(&path.app, "", url.clone());
+        let play_info = self.info(&path.app, &path.name, url);
+        let key = StreamKey::new(path.app, path.name);
+        let head_only = request.method == "HEAD";
+        let shared = self.shared.clone();
+        let (media, ended) = (ctx.address().recipient(), ctx.address().recipient());
+        let info = play_info.clone();
+        let asked = async move {
+            let connect = ask(shared.notify.send(notify::Connect { info: connect_info })).await;
+            if !connect.is_allow() {
+                return ("connect", PlayOutcome::Denied(connect));
+            }
+            ("play", request_play(shared, info, key, media, ended).await)
+        };
+        self.state = State::Deciding;
+        ctx.wait(
+            asked
+                .into_actor(self)
+                .map(move |(call, outcome), act, ctx| {
+                    let _s = act.span.clone().entered();
+                    match outcome {
+                        PlayOutcome::Denied(decision) => {
+                            tracing::info!(call, ?decision, "refused");
+                            let status = decision.deny_status();
+                            act.answer(
+                                error_response(status, "refused by the server's access policy"),
+                                ctx,
+                            );
+                        }
+                        PlayOutcome::NotFound => {
+                            tracing::info!("allowed; no such stream");
+                            act.active = Some((play_info, None));
+                            act.answer(error_response(404, "no such live stream"), ctx);
+                        }
+                        PlayOutcome::Playing(stream, snapshot) => {
+                            tracing::info!("allowed; playing");
+                            act.active = Some((play_info, Some(stream)));
+                            if head_only {
+                                let head = response_head(200, &[("Content-Type", "video/x-flv")]);
+                                act.answer(head, ctx);
+                            } else {
+                                act.state = State::Streaming;
+                                let start = act.start_of_body(snapshot);
+                                act.send(start, ctx);
+                            }
+                        }
+                    }
+                }),
+        );
+    }
+
+    /// The response head, the FLV header and what a joining player needs first: metadata,
+    /// codec configs, the cached GOP.
+    fn start_of_body(&mut self, snapshot: Snapshot) -> Bytes {
+        let has_video = snapshot.configs.iter().any(|f| f.track == Track::Video);
+        let has_audio = snapshot.configs.iter().any(|f| f.track == Track::Audio);
+        // Before any config is known, announce both so a player waits for either.
+        let (audio, video) = if has_video || has_audio {
+            (has_audio, has_video)
+        } else {
+            (true, true)
+        };
+        let mut out = BytesMut::from(
+            &response_head(
+                200,
+                &[
+                    ("Content-Type", "video/x-flv"),
+                    ("Cache-Control", "no-cache"),
+                ],
+            )[..],
+        );
+        out.extend_from_slice(&flv::file_header(audio, video));
+        if let Some(metadata) = &snapshot.metadata {
+            flv::write_metadata_tag(&mut out, metadata);
+        }
+        for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
+            flv::write_frame_tag(&mut out, frame);
+        }
+        out.freeze()
+    }
+
+    /// Ends the allowed play: leaves the stream and sends its one `on_done`.
+    fn finish(&mut self, why: &str) {
+        let Some((info, stream)) = self.active.take() else {
+            return;
+        };
+        if let Some(stream) = stream {
+            stream.do_send(Unsubscribe {
+                clientid: self.clientid,
+            });
+        }
+        let _s = self.span.clone().entered();
+        tracing::info!(why, "session done");
+        self.shared.notify.do_send(notify::Done { info });
+    }
+}
+
+impl Actor for HttpFlvSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SESSION_MAILBOX);
+        let _s = self.span.clone().entered();
+        tracing::info!("connection started");
+        drop(_s);
+        ctx.run_later(REQUEST_DEADLINE, |act, ctx| {
+            if act.state == State::Request {
+                let _s = act.span.clone().entered();
+                tracing::info!("no request in time; closing");
+                ctx.stop();
+            }
+        });
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            if act.writer.is_closed() {
+                ctx.stop();
+            } else if act
+                .backlog
+                .stalled(act.writer.pending_bytes(), Instant::now())
+            {
+                let _s = act.span.clone().entered();
+                tracing::warn!(
+                    pending = act.writer.pending_bytes(),
+                    "player stalled; closing"
+                );
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.finish("connection closed");
+        let _s = self.span.clone().entered();
+        tracing::info!("connection stopped");
+    }
+}
+
+impl StreamHandler<Result<BytesMut, std::io::Error>> for HttpFlvSession {
+    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
+        let bytes = match item {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _s = self.span.clone().entered();
+                tracing::info!(error = %e, "read failed");
+                ctx.stop();
+                return;
+            }
+        };
+        if self.state != State::Request {
+            // A player has nothing more to say; what it sends is read only to notice it leave.
+            return;
+        }
+        self.input.extend_from_slice(&bytes);
+        match parse_request(&self.input) {
+            Ok(None) => {}
+            Ok(Some((request, _))) => {
+                self.input = BytesMut::new();
+                self.handle_request(request, ctx);
+            }
+            Err(e) => {
+                let _s = self.span.clone().entered();
+                tracing::info!(error = %e, "bad request");
+                drop(_s);
+                self.answer(error_response(400, &e.to_string()), ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::debug!("client closed the connection");
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for HttpFlvSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if self.state != State::Streaming {
+            return;
+        }
+        let mut out = BytesMut::new();
+        match msg.item {
+            Delivery::Metadata(metadata) => flv::write_metadata_tag(&mut out, &metadata),
+            Delivery::Frame(frame) => {
+                let _s = self.span.clone().entered();
+                if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
+                    return;
+                }
+                flv::write_frame_tag(&mut out, &frame);
+            }
+        }
+        if !out.is_empty() {
+            self.send(out.freeze(), ctx);
+        }
+    }
+}
+
+impl Handler<StreamEnded> for HttpFlvSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::info!(stream = %msg.key, "stream ended under the player");
+        drop(_s);
+        self.finish("stream ended");
+        self.state = State::Closing;
+        ctx.stop();
+    }
+}
