@@ -644,6 +644,18 @@ pub struct Config {
     pub timeout_ms: Option<u64>,
     /// Extra environment variables for the server process.
     pub env: Vec<(String, String)>,
+    /// The `<httpflv>` section, when enabled.
+    pub httpflv: Option<HttpFlv>,
+}
+
+/// The `<httpflv>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct HttpFlv {
+    pub port: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+    pub queue_bytes: Option<u64>,
+    pub stall_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -660,7 +672,36 @@ impl Config {
             method: None,
             timeout_ms: None,
             env: Vec::new(),
+            httpflv: None,
         }
+    }
+
+    /// Enables HTTP-FLV on a free port (keeps the section if already enabled).
+    pub fn httpflv(mut self) -> Config {
+        self.httpflv.get_or_insert_with(|| HttpFlv {
+            port: free_port(),
+            ..HttpFlv::default()
+        });
+        self
+    }
+
+    /// Enables HTTP-FLV with its four hooks at `{base}/connect{suffix}`, ...
+    pub fn httpflv_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.httpflv();
+        if let Some(h) = c.httpflv.as_mut() {
+            h.hooks = Some((base.into(), suffix.into()));
+        }
+        c
+    }
+
+    /// Enables HTTP-FLV with a player queue of `queue_bytes` and a stall timeout.
+    pub fn httpflv_limits(self, queue_bytes: u64, stall_timeout_ms: u64) -> Config {
+        let mut c = self.httpflv();
+        if let Some(h) = c.httpflv.as_mut() {
+            h.queue_bytes = Some(queue_bytes);
+            h.stall_timeout_ms = Some(stall_timeout_ms);
+        }
+        c
     }
 
     /// Sets an environment variable of the server process.
@@ -716,8 +757,31 @@ impl Config {
         if let Some(t) = self.timeout_ms {
             notify.push_str(&format!("      <timeout_ms>{t}</timeout_ms>\n"));
         }
+        let mut httpflv = String::new();
+        if let Some(h) = &self.httpflv {
+            let mut inner = String::new();
+            if let Some((base, suffix)) = &h.hooks {
+                for call in ["connect", "play", "publish", "done"] {
+                    inner.push_str(&format!(
+                        "      <on_{call}>{}</on_{call}>\n",
+                        esc(&format!("{base}/{call}{suffix}"))
+                    ));
+                }
+            }
+            let mut limits = String::new();
+            if let Some(q) = h.queue_bytes {
+                limits.push_str(&format!("    <queue_bytes>{q}</queue_bytes>\n"));
+            }
+            if let Some(t) = h.stall_timeout_ms {
+                limits.push_str(&format!("    <stall_timeout_ms>{t}</stall_timeout_ms>\n"));
+            }
+            httpflv = format!(
+                "  <httpflv>\n    <enable>true</enable>\n    <port>{}</port>\n{limits}    <http_notify>\n{inner}    </http_notify>\n  </httpflv>\n",
+                h.port
+            );
+        }
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}</config>\n",
             self.workers, self.log_level, self.port
         )
     }
@@ -732,6 +796,8 @@ impl Default for Config {
 /// The real `streamgate` binary, started with a config written for this test.
 pub struct Server {
     pub port: u16,
+    /// The HTTP-FLV port, when enabled.
+    pub httpflv_port: Option<u16>,
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -759,16 +825,21 @@ impl Server {
             .expect("spawn streamgate");
         let mut srv = Server {
             port: cfg.port,
+            httpflv_port: cfg.httpflv.as_ref().map(|h| h.port),
             dir,
             config_path,
             log_path,
             child,
             exit: None,
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], srv.port));
+        let ports: Vec<u16> = std::iter::once(srv.port).chain(srv.httpflv_port).collect();
         let end = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let up = |port: u16| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            };
+            if ports.iter().all(|&p| up(p)) {
                 break;
             }
             if !srv.alive() {
@@ -799,6 +870,14 @@ impl Server {
     /// `rtmp://127.0.0.1:PORT/{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://127.0.0.1:{}/{}", self.port, path)
+    }
+
+    /// `http://127.0.0.1:HTTPFLV_PORT/{path}` (HTTP-FLV must be enabled).
+    pub fn flv_url(&self, path: &str) -> String {
+        let port = self
+            .httpflv_port
+            .expect("HTTP-FLV is enabled in this test's config");
+        format!("http://127.0.0.1:{port}/{path}")
     }
 
     /// `rtmp://127.0.0.1:PORT/live` (the tcUrl ffmpeg sends for app `live`).
