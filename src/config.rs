@@ -491,7 +491,7 @@ pub enum ConfigError {
         other_line: Option<usize>,
     },
     /// A protocol that is enabled but not implemented yet (RTSP, SRT, HTTP-FLV).
-    #[error("{at}: {element}: {protocol} is not supported yet (only rtmp is); set <enable>false</enable> or remove the <{protocol}> section")]
+    #[error("{at}: {element}: {protocol} is not supported yet (rtmp and httpflv are); set <enable>false</enable> or remove the <{protocol}> section")]
     NotSupported {
         /// Where the `<enable>` is.
         at: Location,
