@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests run as real peers when it is missing
-# (ffmpeg/ffprobe, openssl, python3, from Debian), then runs every test of the workspace.
+# (ffmpeg/ffprobe, openssl, python3, chromium and npm, from Debian; mpegts.js from npm for the
+# browser test), then runs every test of the workspace.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,9 +13,11 @@ fi
 
 # Tools the end-to-end tests run as real peers, and the Debian packages that bring them.
 missing=()
-for tool in ffmpeg:ffmpeg ffprobe:ffmpeg openssl:openssl python3:python3; do
+for tool in ffmpeg:ffmpeg ffprobe:ffmpeg openssl:openssl python3:python3 npm:npm; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
+# The browser test (tests/httpflv_browser.rs) runs Debian's Chromium, headless.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "tests/run.sh: installing missing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -22,6 +25,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y "${missing[@]}"
 fi
 ffmpeg -hide_banner -version | sed -n 1p
+
+# The browser test's page plays the stream with mpegts.js, from the npm registry.
+if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ]; then
+    echo "tests/run.sh: installing mpegts.js in tests/browser" >&2
+    if [ -f tests/browser/package-lock.json ]; then
+        (cd tests/browser && npm ci --no-audit --no-fund)
+    else
+        (cd tests/browser && npm install --no-audit --no-fund)
+    fi
+fi
 
 # Run everything, then close with one line that totals every test binary's result.
 log=$(mktemp)
