@@ -17,15 +17,13 @@ use bytes::{Bytes, BytesMut};
 use streamgate_actors::media::{StreamKey, Track};
 use streamgate_actors::notify;
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
-use streamgate_actors::stream::{
-    Deliver, Delivery, Snapshot, StreamActor, StreamEnded, Unsubscribe,
-};
+use streamgate_actors::stream::{Deliver, Delivery, Snapshot, StreamEnded};
 use tokio::net::TcpStream;
 use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
-use super::{ask, request_play, Backlog, PlayOutcome, PlayerLimits, SessionContext};
+use super::{ask, request_play, Active, Backlog, PlayOutcome, PlayerLimits, Role, SessionContext};
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
 
@@ -57,7 +55,7 @@ pub struct HttpFlvSession {
     input: BytesMut,
     state: State,
     /// The allowed play, which owes one `on_done`.
-    active: Option<(SessionInfo, Option<Addr<StreamActor>>)>,
+    active: Option<Active>,
     backlog: Backlog,
 }
 
@@ -183,12 +181,18 @@ impl HttpFlvSession {
                         }
                         PlayOutcome::NotFound => {
                             tracing::info!("allowed; no such stream");
-                            act.active = Some((play_info, None));
+                            act.active =
+                                Some(Active::begin(&act.shared, Role::Player, play_info, None));
                             act.answer(error_response(404, "no such live stream"), ctx);
                         }
                         PlayOutcome::Playing(stream, snapshot) => {
                             tracing::info!("allowed; playing");
-                            act.active = Some((play_info, Some(stream)));
+                            act.active = Some(Active::begin(
+                                &act.shared,
+                                Role::Player,
+                                play_info,
+                                Some(stream),
+                            ));
                             if head_only {
                                 let head = response_head(200, &[("Content-Type", "video/x-flv")]);
                                 act.answer(head, ctx);
@@ -235,17 +239,10 @@ impl HttpFlvSession {
 
     /// Ends the allowed play: leaves the stream and sends its one `on_done`.
     fn finish(&mut self, why: &str) {
-        let Some((info, stream)) = self.active.take() else {
-            return;
-        };
-        if let Some(stream) = stream {
-            stream.do_send(Unsubscribe {
-                clientid: self.clientid,
-            });
+        if let Some(active) = self.active.take() {
+            let _s = self.span.clone().entered();
+            active.finish(&self.shared, why);
         }
-        let _s = self.span.clone().entered();
-        tracing::info!(why, "session done");
-        self.shared.notify.do_send(notify::Done { info });
     }
 }
 

@@ -14,7 +14,9 @@ use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision, DenyReason, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{Lookup, Registry};
 use streamgate_actors::session::SessionInfo;
-use streamgate_actors::stream::{Deliver, Snapshot, StreamActor, StreamEnded, Subscribe};
+use streamgate_actors::stream::{
+    Deliver, Snapshot, StreamActor, StreamEnded, Subscribe, Unpublish, Unsubscribe,
+};
 
 /// What every session on one arbiter shares.
 #[derive(Clone)]
@@ -25,6 +27,53 @@ pub struct SessionContext {
     pub registry: Addr<Registry>,
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
+}
+
+/// Whether a session publishes or plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends a stream in.
+    Publisher,
+    /// Takes a stream out.
+    Player,
+}
+
+/// An allowed play or publish. From [`Active::begin`] on it owes exactly one `on_done`, which
+/// [`Active::finish`] sends; consuming `self` there makes a second one impossible.
+#[derive(Debug)]
+pub struct Active {
+    /// Publisher or player.
+    pub role: Role,
+    /// The fields its hooks were (and its `on_done` will be) sent with.
+    pub info: SessionInfo,
+    /// The stream it is attached to, once it is.
+    pub stream: Option<Addr<StreamActor>>,
+}
+
+impl Active {
+    /// A play or publish the hook allowed: counts its `on_done` as owed.
+    pub fn begin(
+        shared: &SessionContext,
+        role: Role,
+        info: SessionInfo,
+        stream: Option<Addr<StreamActor>>,
+    ) -> Active {
+        shared.done.begin();
+        Active { role, info, stream }
+    }
+
+    /// Leaves the stream (a publisher's leaving ends it) and sends the one `on_done`.
+    pub fn finish(self, shared: &SessionContext, why: &str) {
+        let clientid = self.info.clientid;
+        if let Some(stream) = &self.stream {
+            match self.role {
+                Role::Publisher => stream.do_send(Unpublish { clientid }),
+                Role::Player => stream.do_send(Unsubscribe { clientid }),
+            }
+        }
+        tracing::info!(role = ?self.role, why, "session done");
+        shared.notify.do_send(notify::Done { info: self.info });
+    }
 }
 
 /// How much a player may fall behind: from the protocol's `<queue_bytes>` and

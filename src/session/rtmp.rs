@@ -21,14 +21,15 @@ use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{
     Deliver, Delivery, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded,
-    Unpublish, Unsubscribe,
 };
 use tokio::net::TcpStream;
 use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
-use super::{ask, contain, request_play, Backlog, PlayOutcome, PlayerLimits, SessionContext};
+use super::{
+    ask, contain, request_play, Active, Backlog, PlayOutcome, PlayerLimits, Role, SessionContext,
+};
 use crate::protocol::flv;
 use crate::protocol::rtmp::{Event, MediaKind, Rejection, RequestId, ServerConnection};
 use crate::protocol::url::{split_query, stream_url};
@@ -39,20 +40,6 @@ pub const SESSION_MAILBOX: usize = 1024;
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
 pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Publisher,
-    Player,
-}
-
-/// An allowed play or publish: owes exactly one `on_done`.
-struct Active {
-    role: Role,
-    info: SessionInfo,
-    stream_id: u32,
-    stream: Option<Addr<StreamActor>>,
-}
 
 /// One RTMP client connection.
 pub struct RtmpSession {
@@ -65,7 +52,9 @@ pub struct RtmpSession {
     app: String,
     tcurl: String,
     connected: bool,
+    /// The allowed play or publish, and the RTMP message stream it runs on.
     active: Option<Active>,
+    active_stream_id: u32,
     /// A player's drop policy.
     backlog: Backlog,
     last_input: Instant,
@@ -105,6 +94,7 @@ impl RtmpSession {
                 tcurl: String::new(),
                 connected: false,
                 active: None,
+                active_stream_id: 0,
                 backlog: Backlog::new(limits),
                 last_input: Instant::now(),
                 reported_unsupported: false,
@@ -207,11 +197,7 @@ impl RtmpSession {
                     data,
                 } => self.ingest(kind, timestamp, data),
                 Event::StreamClosed { stream_id } => {
-                    if self
-                        .active
-                        .as_ref()
-                        .is_some_and(|a| a.stream_id == stream_id)
-                    {
+                    if self.active.is_some() && self.active_stream_id == stream_id {
                         self.finish("client closed the stream");
                     }
                 }
@@ -440,35 +426,16 @@ impl RtmpSession {
         stream_id: u32,
         stream: Option<Addr<StreamActor>>,
     ) {
-        self.shared.done.begin();
-        self.active = Some(Active {
-            role,
-            info,
-            stream_id,
-            stream,
-        });
+        self.active = Some(Active::begin(&self.shared, role, info, stream));
+        self.active_stream_id = stream_id;
     }
 
     /// Ends the active play or publish: leaves the stream and sends its one `on_done`.
     fn finish(&mut self, why: &str) {
-        let Some(active) = self.active.take() else {
-            return;
-        };
-        if let Some(stream) = &active.stream {
-            match active.role {
-                Role::Publisher => stream.do_send(Unpublish {
-                    clientid: self.clientid,
-                }),
-                Role::Player => stream.do_send(Unsubscribe {
-                    clientid: self.clientid,
-                }),
-            }
+        if let Some(active) = self.active.take() {
+            let _s = self.span.clone().entered();
+            active.finish(&self.shared, why);
         }
-        let _s = self.span.clone().entered();
-        tracing::info!(role = ?active.role, why, "session done");
-        self.shared
-            .notify
-            .do_send(notify::Done { info: active.info });
     }
 }
 
@@ -541,10 +508,10 @@ impl Handler<Deliver> for RtmpSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let Some(active) = self.active.as_ref().filter(|a| a.role == Role::Player) else {
+        if !self.active.as_ref().is_some_and(|a| a.role == Role::Player) {
             return;
-        };
-        let stream_id = active.stream_id;
+        }
+        let stream_id = self.active_stream_id;
         match msg.item {
             Delivery::Metadata(metadata) => {
                 self.core
@@ -572,8 +539,8 @@ impl Handler<StreamEnded> for RtmpSession {
     type Result = ();
 
     fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
-        if let Some(active) = self.active.as_ref().filter(|a| a.role == Role::Player) {
-            let stream_id = active.stream_id;
+        if self.active.as_ref().is_some_and(|a| a.role == Role::Player) {
+            let stream_id = self.active_stream_id;
             self.core.end_of_stream(stream_id);
             self.flush(ctx);
             let _s = self.span.clone().entered();
