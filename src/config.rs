@@ -44,6 +44,8 @@ pub const MAX_WORKERS: usize = 256;
 pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
 /// Smallest and largest `<queue_bytes>`.
 pub const QUEUE_BYTES_RANGE: (u64, u64) = (64 << 10, 256 << 20);
+/// Default `<rtsp><rtp_port_min>` and `<rtp_port_max>`.
+pub const DEFAULT_RTP_PORTS: (u16, u16) = (20000, 20999);
 /// Default `<stall_timeout_ms>`.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest and largest `<stall_timeout_ms>`.
@@ -132,6 +134,35 @@ pub struct ListenerConfig {
     pub queue_bytes: usize,
     /// `<stall_timeout_ms>`: a player whose queue stays full this long is disconnected.
     pub stall_timeout: Duration,
+    /// `<rtsp>` only: `<rtp_port_min>`..=`<rtp_port_max>`, the UDP ports RTP/RTCP pairs are
+    /// taken from.
+    pub rtp_ports: (u16, u16),
+    /// `<srt>` only: the SRT transport settings.
+    pub srt: SrtOptions,
+}
+
+/// The settings only `<srt>` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtOptions {
+    /// `<latency_ms>`: the receive latency (TSBPD delay) offered in the handshake.
+    pub latency: Duration,
+    /// `<passphrase>`: encrypt with this passphrase (10 to 79 characters); none by default.
+    pub passphrase: Option<String>,
+    /// `<pbkeylen>`: AES key length in bytes, 16, 24 or 32 (with a passphrase).
+    pub pbkeylen: u8,
+    /// `<payload_size>`: bytes of MPEG-TS per SRT packet sent to players (188 to 1456).
+    pub payload_size: usize,
+}
+
+impl Default for SrtOptions {
+    fn default() -> Self {
+        SrtOptions {
+            latency: Duration::from_millis(120),
+            passphrase: None,
+            pbkeylen: 16,
+            payload_size: 1316,
+        }
+    }
 }
 
 impl ListenerConfig {
@@ -149,6 +180,8 @@ impl ListenerConfig {
             },
             queue_bytes: DEFAULT_QUEUE_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            rtp_ports: DEFAULT_RTP_PORTS,
+            srt: SrtOptions::default(),
         }
     }
 }
@@ -442,6 +475,18 @@ pub enum ConfigError {
         /// The largest valid value.
         max: u64,
     },
+    /// A value that is well-formed but not usable, with the reason.
+    #[error("{at}: {element}: {value:?} is not valid: {reason}")]
+    InvalidValue {
+        /// Where.
+        at: Location,
+        /// The element.
+        element: String,
+        /// The value found (secrets are not repeated).
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A `<log_level>` that is not trace, debug, info, warn or error.
     #[error(
         "{at}: {element}: {value:?} is not a log level (use trace, debug, info, warn or error)"
@@ -529,6 +574,7 @@ impl ConfigError {
             | InvalidBool { at, .. }
             | InvalidInteger { at, .. }
             | OutOfRange { at, .. }
+            | InvalidValue { at, .. }
             | InvalidLogLevel { at, .. }
             | InvalidMethod { at, .. }
             | InvalidHookUrl { at, .. }
@@ -561,6 +607,7 @@ impl ConfigError {
             | InvalidBool { at, .. }
             | InvalidInteger { at, .. }
             | OutOfRange { at, .. }
+            | InvalidValue { at, .. }
             | InvalidLogLevel { at, .. }
             | InvalidMethod { at, .. }
             | InvalidHookUrl { at, .. }
@@ -876,13 +923,31 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
 // ---------------------------------------------------------------------------------------------
 
 const CONFIG_CHILDREN: [&str; 6] = ["workers", "log_level", "rtmp", "rtsp", "srt", "httpflv"];
-const LISTENER_CHILDREN: [&str; 5] = [
+/// Every element a protocol section may hold; [`section_children`] says which one may.
+const LISTENER_CHILDREN: [&str; 11] = [
     "enable",
     "port",
     "http_notify",
     "queue_bytes",
     "stall_timeout_ms",
+    "rtp_port_min",
+    "rtp_port_max",
+    "latency_ms",
+    "passphrase",
+    "pbkeylen",
+    "payload_size",
 ];
+
+/// The elements protocol section `name` may hold.
+fn section_children(name: &str) -> Vec<&'static str> {
+    let common = &LISTENER_CHILDREN[..5];
+    let own: &[&str] = match name {
+        "rtsp" => &LISTENER_CHILDREN[5..7],
+        "srt" => &LISTENER_CHILDREN[7..],
+        _ => &[],
+    };
+    common.iter().chain(own).copied().collect()
+}
 const NOTIFY_CHILDREN: [&str; 6] = [
     "on_connect",
     "on_play",
@@ -1150,7 +1215,25 @@ fn listener(
     let Some(el) = el else {
         return Ok(listener);
     };
-    let [enable, port_el, http_notify, queue_bytes, stall] = fields(el, LISTENER_CHILDREN)?;
+    let allowed = section_children(name);
+    if let Some(child) = el
+        .children
+        .iter()
+        .find(|c| !allowed.contains(&c.name.as_str()))
+    {
+        return Err(ConfigError::Unknown {
+            at: child.at(),
+            element: child.path.clone(),
+            parent: el.path.clone(),
+            allowed: allowed
+                .iter()
+                .map(|n| format!("<{n}>"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let [enable, port_el, http_notify, queue_bytes, stall, rtp_min, rtp_max, latency, passphrase, pbkeylen, payload_size] =
+        fields(el, LISTENER_CHILDREN)?;
     if let Some(el) = enable {
         listener.config.enable = boolean(el)?;
         listener.enable_line = Some(el.line);
@@ -1170,6 +1253,62 @@ fn listener(
         let (min, max) = STALL_TIMEOUT_RANGE_MS;
         listener.config.stall_timeout =
             Duration::from_millis(integer(el, "stall timeout in milliseconds", min, max)?);
+    }
+    let (mut low, mut high) = listener.config.rtp_ports;
+    if let Some(el) = rtp_min {
+        low = port(el)?;
+    }
+    if let Some(el) = rtp_max {
+        high = port(el)?;
+    }
+    if let Some(el) = rtp_min.or(rtp_max) {
+        if low % 2 != 0 || high <= low {
+            return Err(ConfigError::InvalidValue {
+                at: el.at(),
+                element: el.path.clone(),
+                value: format!("{low}-{high}"),
+                reason: "the RTP port range must start on an even port and hold at least one \
+                         even/odd pair (rtp_port_min even, rtp_port_max > rtp_port_min)"
+                    .into(),
+            });
+        }
+    }
+    listener.config.rtp_ports = (low, high);
+    let srt = &mut listener.config.srt;
+    if let Some(el) = latency {
+        srt.latency = Duration::from_millis(integer(el, "latency in milliseconds", 0, 60_000)?);
+    }
+    if let Some(el) = pbkeylen {
+        let value = integer(el, "key length in bytes", 16, 32)?;
+        if ![16, 24, 32].contains(&value) {
+            return Err(ConfigError::InvalidValue {
+                at: el.at(),
+                element: el.path.clone(),
+                value: value.to_string(),
+                reason: "the key length must be 16, 24 or 32 bytes".into(),
+            });
+        }
+        srt.pbkeylen = value as u8;
+    }
+    if let Some(el) = payload_size {
+        srt.payload_size = integer(el, "payload size in bytes", 188, 1456)? as usize;
+    }
+    if let Some(el) = passphrase {
+        let value = leaf(el)?;
+        if !value.is_empty() {
+            if !(10..=79).contains(&value.chars().count()) {
+                return Err(ConfigError::InvalidValue {
+                    at: el.at(),
+                    element: el.path.clone(),
+                    value: "(hidden)".into(),
+                    reason: format!(
+                        "a passphrase must be 10 to 79 characters long, this one has {}",
+                        value.chars().count()
+                    ),
+                });
+            }
+            srt.passphrase = Some(value.to_owned());
+        }
     }
     Ok(listener)
 }
@@ -2093,6 +2232,50 @@ mod tests {
         assert_eq!(c.httpflv.stall_timeout, Duration::from_millis(2500));
         assert_eq!(c.rtmp.queue_bytes, DEFAULT_QUEUE_BYTES);
         assert_eq!(c.rtmp.stall_timeout, DEFAULT_STALL_TIMEOUT);
+    }
+
+    #[test]
+    fn rtsp_and_srt_own_settings() {
+        let c = Config::parse(
+            "<config><rtsp><rtp_port_min>30000</rtp_port_min><rtp_port_max>30099</rtp_port_max></rtsp>\
+             <srt><latency_ms>200</latency_ms><passphrase>0123456789abc</passphrase>\
+             <pbkeylen>32</pbkeylen><payload_size>1316</payload_size></srt></config>",
+        )
+        .expect("valid");
+        assert_eq!(c.rtsp.rtp_ports, (30000, 30099));
+        assert_eq!(c.srt.srt.latency, Duration::from_millis(200));
+        assert_eq!(c.srt.srt.passphrase.as_deref(), Some("0123456789abc"));
+        assert_eq!(c.srt.srt.pbkeylen, 32);
+        assert_eq!(Config::default().rtsp.rtp_ports, DEFAULT_RTP_PORTS);
+        assert_eq!(Config::default().srt.srt, SrtOptions::default());
+    }
+
+    #[test]
+    fn error_protocol_settings_in_the_wrong_section_or_invalid() {
+        assert_error(
+            "<config>\n<rtmp>\n<latency_ms>100</latency_ms>\n</rtmp>\n</config>",
+            3,
+            "<rtmp><latency_ms>",
+            "unknown element",
+        );
+        assert_error(
+            "<config>\n<rtsp>\n<rtp_port_min>30001</rtp_port_min>\n</rtsp>\n</config>",
+            3,
+            "<rtsp><rtp_port_min>",
+            "even",
+        );
+        assert_error(
+            "<config>\n<srt>\n<passphrase>short</passphrase>\n</srt>\n</config>",
+            3,
+            "<srt><passphrase>",
+            "10 to 79 characters",
+        );
+        assert_error(
+            "<config>\n<srt>\n<pbkeylen>20</pbkeylen>\n</srt>\n</config>",
+            3,
+            "<srt><pbkeylen>",
+            "16, 24 or 32",
+        );
     }
 
     #[test]
