@@ -1,0 +1,1559 @@
+//! `streamgate-load`: opens N live players against an RTMP or HTTP-FLV URL and reports what
+//! they got: players connected, errors, media bytes and bit rate per player, time from TCP
+//! connect to play start and to the first video keyframe (p50/p90/p99/max), and the largest gap
+//! between two video frames' arrival.
+//!
+//! ```text
+//! streamgate-load --url rtmp://127.0.0.1:1935/live/cam1 --players 200 [--ramp 50] [--duration 10] [--json]
+//! streamgate-load --url http://127.0.0.1:8080/live/cam1.flv --players 200
+//! ```
+//!
+//! One current-thread tokio runtime, one task per player. Each player reads into one fixed
+//! buffer and parses the stream in place, streaming: media payloads are never reassembled or
+//! copied (only their first two bytes are looked at, for the frame type), so the tool costs a
+//! `read` syscall and a header walk per arrival. Only small control messages and commands are
+//! buffered. Times are taken once per `read`, and a frame's arrival is the read that completed
+//! it.
+//!
+//! Every time is measured from the moment the player starts its TCP connect. Play start is
+//! `onStatus NetStream.Play.Start` for RTMP and the end of the HTTP response headers for
+//! HTTP-FLV. A player whose session ends before the run does (connection closed, refused, stream
+//! ended, malformed data, no play start within `--start-timeout`) counts as an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use clap::Parser;
+use rml_amf0::Amf0Value;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use streamgate::protocol::rtmp::amf::decode_all;
+use streamgate::protocol::rtmp::chunk::{encode_message, ChunkHeader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Sleep};
+
+/// Bytes read per `read` call, per player.
+const READ_BUF: usize = 16 * 1024;
+/// Largest non-media RTMP message (command, data, control) a player buffers.
+const MAX_CONTROL_MESSAGE: usize = 1 << 20;
+/// Most RTMP chunk streams a player tracks.
+const MAX_CHUNK_STREAMS: usize = 64;
+/// Largest HTTP response head.
+const MAX_HTTP_HEAD: usize = 16 * 1024;
+/// Chunk size of what the player sends (never changed from the protocol default).
+const OUT_CHUNK_SIZE: u32 = 128;
+
+/// Load generator for live streams: N players over RTMP or HTTP-FLV.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Opens N live players (RTMP or HTTP-FLV) and reports play start, first keyframe, frame gaps, bit rate and errors"
+)]
+struct Cli {
+    /// rtmp://host[:port]/app/name[?query] or http://host[:port]/app/name.flv[?query]
+    #[arg(long)]
+    url: String,
+    /// How many players to open.
+    #[arg(long, default_value_t = 1)]
+    players: usize,
+    /// Start players at this rate (players per second) instead of all at once.
+    #[arg(long, value_name = "PER_SEC")]
+    ramp: Option<f64>,
+    /// How long every player stays after the last one has been started, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    duration: f64,
+    /// A player that has not started playing this long after its connect counts as an error.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    start_timeout: f64,
+    /// Print the report as one JSON object (with a per-player array) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+// ------------------------------------------------------------------------------------------
+// target
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Rtmp,
+    HttpFlv,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::HttpFlv => "httpflv",
+        }
+    }
+}
+
+/// What every player connects to, resolved once.
+#[derive(Debug)]
+struct Target {
+    protocol: Protocol,
+    addr: SocketAddr,
+    /// `host[:port]` as given (HTTP `Host`, RTMP tcUrl).
+    authority: String,
+    /// RTMP: the app (first path segment).
+    app: String,
+    /// RTMP: the play name (the rest of the path, with the query).
+    name: String,
+    /// RTMP: `rtmp://authority/app`.
+    tc_url: String,
+    /// HTTP: the request target (path and query).
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, String> {
+        let (protocol, rest, default_port) = if let Some(r) = url.strip_prefix("rtmp://") {
+            (Protocol::Rtmp, r, 1935)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (Protocol::HttpFlv, r, 80)
+        } else {
+            return Err(format!(
+                "unsupported URL {url:?}: expected rtmp://host[:port]/app/name or http://host[:port]/app/name.flv"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(format!("no host in {url:?}"));
+        }
+        let has_port = authority.rfind(':').is_some_and(|i| {
+            let (host, port) = (&authority[..i], &authority[i + 1..]);
+            !port.is_empty()
+                && port.chars().all(|c| c.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        });
+        let with_port = if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{default_port}")
+        };
+        let addr = with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {with_port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{with_port} resolves to no address"))?;
+        let mut t = Target {
+            protocol,
+            addr,
+            authority: authority.to_string(),
+            app: String::new(),
+            name: String::new(),
+            tc_url: String::new(),
+            path: path.to_string(),
+        };
+        if protocol == Protocol::Rtmp {
+            let p = path.trim_start_matches('/');
+            let (app, name) = p
+                .split_once('/')
+                .ok_or_else(|| format!("{url:?} has no stream name (rtmp://host/app/name)"))?;
+            if app.is_empty() || name.is_empty() {
+                return Err(format!("{url:?} needs both an app and a stream name"));
+            }
+            t.app = app.to_string();
+            t.name = name.to_string();
+            t.tc_url = format!("rtmp://{authority}/{app}");
+        }
+        Ok(t)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// per-player results
+
+/// What one player saw. Durations are from the start of its TCP connect.
+#[derive(Debug)]
+struct PlayerStats {
+    id: usize,
+    /// When the player started its TCP connect.
+    t0: Instant,
+    /// When the player stopped (end of run or error).
+    end: Instant,
+    tcp_connect: Option<Duration>,
+    play_start: Option<Duration>,
+    first_keyframe: Option<Duration>,
+    /// Bytes of audio and video payload (FLV tag bodies).
+    media_bytes: u64,
+    /// Video frames (sequence headers and info frames not counted).
+    video_frames: u64,
+    /// Audio frames (sequence headers not counted).
+    audio_frames: u64,
+    /// Largest gap between the arrivals of two consecutive video frames.
+    max_gap: Option<Duration>,
+    last_video: Option<Instant>,
+    error: Option<String>,
+}
+
+impl PlayerStats {
+    fn new(id: usize) -> PlayerStats {
+        let now = Instant::now();
+        PlayerStats {
+            id,
+            t0: now,
+            end: now,
+            tcp_connect: None,
+            play_start: None,
+            first_keyframe: None,
+            media_bytes: 0,
+            video_frames: 0,
+            audio_frames: 0,
+            max_gap: None,
+            last_video: None,
+            error: None,
+        }
+    }
+
+    fn started_playing(&mut self, now: Instant) {
+        if self.play_start.is_none() {
+            self.play_start = Some(now - self.t0);
+        }
+    }
+
+    /// A whole audio (8) or video (9) tag body has arrived; `head` is its first bytes.
+    fn media_tag(&mut self, type_id: u8, head: &[u8], now: Instant) {
+        match type_id {
+            8 => {
+                // AAC (sound format 10) packet type 0 is the AudioSpecificConfig.
+                let config = head.first().is_some_and(|b| b >> 4 == 10) && head.get(1) == Some(&0);
+                if !head.is_empty() && !config {
+                    self.audio_frames += 1;
+                }
+            }
+            9 => {
+                let Some(&b0) = head.first() else { return };
+                let (frame_type, is_frame) = if b0 & 0x80 != 0 {
+                    // Enhanced RTMP: packet type in the low nibble; 1 CodedFrames, 3 CodedFramesX.
+                    ((b0 >> 4) & 7, matches!(b0 & 0x0f, 1 | 3))
+                } else {
+                    let codec = b0 & 0x0f;
+                    let frame_type = b0 >> 4;
+                    let is_frame = if codec == 7 || codec == 12 {
+                        // AVC/HEVC packet type 1 is a NALU; 0 a sequence header, 2 end of sequence.
+                        head.get(1) == Some(&1)
+                    } else {
+                        true
+                    };
+                    (frame_type, is_frame && frame_type != 5)
+                };
+                if !is_frame {
+                    return;
+                }
+                self.video_frames += 1;
+                if let Some(last) = self.last_video {
+                    let gap = now - last;
+                    if self.max_gap.is_none_or(|g| gap > g) {
+                        self.max_gap = Some(gap);
+                    }
+                }
+                self.last_video = Some(now);
+                if frame_type == 1 && self.first_keyframe.is_none() {
+                    self.first_keyframe = Some(now - self.t0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Media bytes per second of play, in bit/s (None before play start).
+    fn bitrate(&self) -> Option<f64> {
+        let start = self.t0 + self.play_start?;
+        let secs = self.end.saturating_duration_since(start).as_secs_f64();
+        (secs > 0.0).then(|| self.media_bytes as f64 * 8.0 / secs)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// socket helpers
+
+type Res<T> = Result<T, String>;
+
+/// One `read`, bounded by `timer` while `armed` (the play-start timeout).
+async fn read_some(
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+    timer: &mut Pin<&mut Sleep>,
+    armed: bool,
+    start_timeout: f64,
+) -> Res<usize> {
+    tokio::select! {
+        r = sock.read(buf) => match r {
+            Ok(0) => Err("connection closed by server".to_string()),
+            Ok(n) => Ok(n),
+            Err(e) => Err(format!("read: {e}")),
+        },
+        _ = timer.as_mut(), if armed => Err(format!("no play start within {start_timeout} s")),
+    }
+}
+
+async fn write_all(sock: &mut TcpStream, bytes: &[u8]) -> Res<()> {
+    sock.write_all(bytes)
+        .await
+        .map_err(|e| format!("write: {e}"))
+}
+
+async fn tcp_connect(t: &Target, st: &mut PlayerStats) -> Res<TcpStream> {
+    let sock = TcpStream::connect(t.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    st.tcp_connect = Some(st.t0.elapsed());
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+// ------------------------------------------------------------------------------------------
+// RTMP
+
+/// State of one incoming chunk stream.
+#[derive(Debug, Default)]
+struct ChunkStream {
+    csid: u32,
+    has_header: bool,
+    timestamp: u32,
+    delta: u32,
+    length: usize,
+    type_id: u8,
+    extended: bool,
+    /// Bytes of the current message received so far.
+    received: usize,
+    /// First bytes of the current media message.
+    head: [u8; 2],
+    head_len: usize,
+    /// The current non-media message, reassembled.
+    body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RtmpPhase {
+    Connecting,
+    CreatingStream,
+    Playing,
+}
+
+/// A minimal streaming RTMP play client: walks the server's chunks in place, reassembles only
+/// control messages and commands, and answers connect → createStream → play.
+struct RtmpPlayer {
+    chunk_size: usize,
+    streams: Vec<ChunkStream>,
+    /// The chunk header being accumulated.
+    hdr: [u8; 18],
+    hdr_len: usize,
+    /// Index into `streams` and bytes left of the chunk whose payload is being read.
+    cur: Option<(usize, usize)>,
+    phase: RtmpPhase,
+    stream_id: u32,
+    window: u64,
+    bytes_in: u64,
+    last_ack: u64,
+}
+
+fn be24(b: &[u8]) -> u32 {
+    (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2])
+}
+
+fn amf_str(v: &Amf0Value) -> Option<&str> {
+    match v {
+        Amf0Value::Utf8String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn amf_field<'a>(v: Option<&'a Amf0Value>, key: &str) -> Option<&'a str> {
+    match v {
+        Some(Amf0Value::Object(o)) => o.get(key).and_then(amf_str),
+        _ => None,
+    }
+}
+
+fn send_command(out: &mut BytesMut, csid: u32, stream_id: u32, values: Vec<Amf0Value>) {
+    // Our own well-formed values: serialization cannot fail on them.
+    let body = rml_amf0::serialize(&values).unwrap_or_default();
+    encode_message(
+        out,
+        OUT_CHUNK_SIZE,
+        ChunkHeader {
+            csid,
+            timestamp: 0,
+            type_id: 20,
+            stream_id,
+        },
+        &[&body],
+    );
+}
+
+fn send_control(out: &mut BytesMut, type_id: u8, body: &[u8]) {
+    encode_message(
+        out,
+        OUT_CHUNK_SIZE,
+        ChunkHeader {
+            csid: 2,
+            timestamp: 0,
+            type_id,
+            stream_id: 0,
+        },
+        &[body],
+    );
+}
+
+impl RtmpPlayer {
+    fn new() -> RtmpPlayer {
+        RtmpPlayer {
+            chunk_size: 128,
+            streams: Vec::new(),
+            hdr: [0; 18],
+            hdr_len: 0,
+            cur: None,
+            phase: RtmpPhase::Connecting,
+            stream_id: 0,
+            window: 0,
+            bytes_in: 0,
+            last_ack: 0,
+        }
+    }
+
+    fn send_connect(&self, t: &Target, out: &mut BytesMut) {
+        let mut o = HashMap::new();
+        let s = |v: &str| Amf0Value::Utf8String(v.to_string());
+        o.insert("app".to_string(), s(&t.app));
+        o.insert("flashVer".to_string(), s("LNX 9,0,124,2"));
+        o.insert("tcUrl".to_string(), s(&t.tc_url));
+        o.insert("fpad".to_string(), Amf0Value::Boolean(false));
+        o.insert("capabilities".to_string(), Amf0Value::Number(15.0));
+        o.insert("audioCodecs".to_string(), Amf0Value::Number(4071.0));
+        o.insert("videoCodecs".to_string(), Amf0Value::Number(252.0));
+        o.insert("videoFunction".to_string(), Amf0Value::Number(1.0));
+        send_command(
+            out,
+            3,
+            0,
+            vec![s("connect"), Amf0Value::Number(1.0), Amf0Value::Object(o)],
+        );
+    }
+
+    fn stream_index(&mut self, csid: u32) -> Res<usize> {
+        if let Some(i) = self.streams.iter().position(|s| s.csid == csid) {
+            return Ok(i);
+        }
+        if self.streams.len() >= MAX_CHUNK_STREAMS {
+            return Err(format!("more than {MAX_CHUNK_STREAMS} chunk streams"));
+        }
+        self.streams.push(ChunkStream {
+            csid,
+            ..ChunkStream::default()
+        });
+        Ok(self.streams.len() - 1)
+    }
+
+    /// How many header bytes the chunk header being accumulated needs, as far as known.
+    fn header_need(&self) -> usize {
+        if self.hdr_len == 0 {
+            return 1;
+        }
+        let b0 = self.hdr[0];
+        let basic = match b0 & 0x3f {
+            0 => 2,
+            1 => 3,
+            _ => 1,
+        };
+        let fmt = usize::from(b0 >> 6);
+        let base = basic + [11, 7, 3, 0][fmt];
+        if self.hdr_len < base {
+            return base;
+        }
+        let extended = if fmt < 3 {
+            be24(&self.hdr[basic..basic + 3]) == 0x00FF_FFFF
+        } else {
+            let csid = self.csid(basic);
+            self.streams
+                .iter()
+                .find(|s| s.csid == csid)
+                .is_some_and(|s| s.extended)
+        };
+        base + if extended { 4 } else { 0 }
+    }
+
+    fn csid(&self, basic: usize) -> u32 {
+        match basic {
+            2 => 64 + u32::from(self.hdr[1]),
+            3 => 64 + u32::from(self.hdr[1]) + 256 * u32::from(self.hdr[2]),
+            _ => u32::from(self.hdr[0] & 0x3f),
+        }
+    }
+
+    /// A whole chunk header is in `hdr`: update the chunk stream, start its payload.
+    fn header_done(&mut self) -> Res<usize> {
+        let b0 = self.hdr[0];
+        let basic = match b0 & 0x3f {
+            0 => 2,
+            1 => 3,
+            _ => 1,
+        };
+        let fmt = b0 >> 6;
+        let csid = self.csid(basic);
+        let i = self.stream_index(csid)?;
+        let h = &self.hdr[basic..self.hdr_len];
+        let s = &mut self.streams[i];
+        if fmt != 0 && !s.has_header {
+            return Err(format!(
+                "chunk of type {fmt} on chunk stream {csid} without a previous header"
+            ));
+        }
+        if fmt <= 1 && s.received > 0 {
+            // A new message before the last one was complete: drop the partial one.
+            s.received = 0;
+            s.head_len = 0;
+            s.body.clear();
+        }
+        let mid_message = s.received > 0;
+        let ext_at = [11, 7, 3, 0][usize::from(fmt)];
+        let ext = h.len() > ext_at;
+        let ts = if ext {
+            u32::from_be_bytes([h[ext_at], h[ext_at + 1], h[ext_at + 2], h[ext_at + 3]])
+        } else if fmt < 3 {
+            be24(&h[0..3])
+        } else {
+            0
+        };
+        if fmt < 3 {
+            s.extended = ext;
+        }
+        match fmt {
+            0 => {
+                s.length = be24(&h[3..6]) as usize;
+                s.type_id = h[6];
+            }
+            1 => {
+                s.length = be24(&h[3..6]) as usize;
+                s.type_id = h[6];
+            }
+            _ => {}
+        }
+        if !mid_message {
+            match fmt {
+                0 => {
+                    s.timestamp = ts;
+                    s.delta = 0;
+                }
+                1 | 2 => {
+                    s.delta = ts;
+                    s.timestamp = s.timestamp.wrapping_add(ts);
+                }
+                _ => s.timestamp = s.timestamp.wrapping_add(s.delta),
+            }
+        }
+        s.has_header = true;
+        let media = matches!(s.type_id, 8 | 9);
+        if !media && s.length > MAX_CONTROL_MESSAGE {
+            return Err(format!(
+                "message type {} of {} bytes is too large",
+                s.type_id, s.length
+            ));
+        }
+        self.hdr_len = 0;
+        Ok(i)
+    }
+
+    /// Feeds bytes read from the socket; answers go to `out`.
+    fn feed(
+        &mut self,
+        t: &Target,
+        data: &[u8],
+        now: Instant,
+        st: &mut PlayerStats,
+        out: &mut BytesMut,
+    ) -> Res<()> {
+        self.bytes_in += data.len() as u64;
+        let mut pos = 0;
+        while pos < data.len() || matches!(self.cur, Some((_, 0))) {
+            if let Some((i, left)) = self.cur {
+                let take = left.min(data.len() - pos);
+                let part = &data[pos..pos + take];
+                pos += take;
+                let s = &mut self.streams[i];
+                if matches!(s.type_id, 8 | 9) {
+                    if s.head_len < 2 {
+                        let n = (2 - s.head_len).min(part.len());
+                        s.head[s.head_len..s.head_len + n].copy_from_slice(&part[..n]);
+                        s.head_len += n;
+                    }
+                    st.media_bytes += take as u64;
+                } else {
+                    s.body.extend_from_slice(part);
+                }
+                s.received += take;
+                if left > take {
+                    self.cur = Some((i, left - take));
+                    continue;
+                }
+                self.cur = None;
+                if s.received >= s.length {
+                    s.received = 0;
+                    self.message(t, i, now, st, out)?;
+                }
+                continue;
+            }
+            // Accumulate a chunk header.
+            loop {
+                let need = self.header_need();
+                if self.hdr_len >= need {
+                    break;
+                }
+                if pos == data.len() {
+                    return self.maybe_ack(out);
+                }
+                let n = (need - self.hdr_len).min(data.len() - pos);
+                self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[pos..pos + n]);
+                self.hdr_len += n;
+                pos += n;
+            }
+            let i = self.header_done()?;
+            let s = &self.streams[i];
+            let left = (s.length - s.received).min(self.chunk_size);
+            self.cur = Some((i, left));
+        }
+        self.maybe_ack(out)
+    }
+
+    fn maybe_ack(&mut self, out: &mut BytesMut) -> Res<()> {
+        if self.window > 0 && self.bytes_in - self.last_ack >= self.window {
+            self.last_ack = self.bytes_in;
+            send_control(out, 3, &(self.bytes_in as u32).to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// A whole message arrived on `streams[i]`.
+    fn message(
+        &mut self,
+        t: &Target,
+        i: usize,
+        now: Instant,
+        st: &mut PlayerStats,
+        out: &mut BytesMut,
+    ) -> Res<()> {
+        let s = &mut self.streams[i];
+        let type_id = s.type_id;
+        if matches!(type_id, 8 | 9) {
+            st.media_tag(type_id, &s.head[..s.head_len], now);
+            s.head_len = 0;
+            return Ok(());
+        }
+        let body = std::mem::take(&mut s.body);
+        let r = self.control(t, type_id, &body, now, st, out);
+        // Keep the allocation for the next message of this chunk stream.
+        let s = &mut self.streams[i];
+        s.body = body;
+        s.body.clear();
+        r
+    }
+
+    fn control(
+        &mut self,
+        t: &Target,
+        type_id: u8,
+        body: &[u8],
+        now: Instant,
+        st: &mut PlayerStats,
+        out: &mut BytesMut,
+    ) -> Res<()> {
+        let u32_at = |at: usize| -> Option<u32> {
+            body.get(at..at + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match type_id {
+            1 => {
+                let size = u32_at(0).ok_or("short Set Chunk Size")? & 0x7fff_ffff;
+                if size == 0 {
+                    return Err("Set Chunk Size 0".into());
+                }
+                self.chunk_size = size as usize;
+            }
+            2 => {
+                if let Some(csid) = u32_at(0) {
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.csid == csid) {
+                        s.received = 0;
+                        s.head_len = 0;
+                        s.body.clear();
+                    }
+                }
+            }
+            // User control: answer a ping request (6) with a ping response (7).
+            4 if body.len() >= 6 && body[0] == 0 && body[1] == 6 => {
+                let mut pong = [0u8; 6];
+                pong[1] = 7;
+                pong[2..6].copy_from_slice(&body[2..6]);
+                send_control(out, 4, &pong);
+            }
+            5 => self.window = u64::from(u32_at(0).unwrap_or(0)),
+            17 | 20 => {
+                let amf = if type_id == 17 {
+                    body.get(1..).unwrap_or_default()
+                } else {
+                    body
+                };
+                let values = decode_all(amf).map_err(|e| format!("bad command: {e}"))?;
+                self.command(t, &values, now, st, out)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn command(
+        &mut self,
+        t: &Target,
+        values: &[Amf0Value],
+        now: Instant,
+        st: &mut PlayerStats,
+        out: &mut BytesMut,
+    ) -> Res<()> {
+        let name = values.first().and_then(amf_str).unwrap_or("");
+        let txn = match values.get(1) {
+            Some(Amf0Value::Number(n)) => *n,
+            _ => -1.0,
+        };
+        let info = values.get(3);
+        match name {
+            "_result" if txn == 1.0 && self.phase == RtmpPhase::Connecting => {
+                self.phase = RtmpPhase::CreatingStream;
+                send_command(
+                    out,
+                    3,
+                    0,
+                    vec![
+                        Amf0Value::Utf8String("createStream".into()),
+                        Amf0Value::Number(2.0),
+                        Amf0Value::Null,
+                    ],
+                );
+            }
+            "_result" if txn == 2.0 && self.phase == RtmpPhase::CreatingStream => {
+                let sid = match info {
+                    Some(Amf0Value::Number(n)) => *n as u32,
+                    _ => return Err("createStream result without a stream id".into()),
+                };
+                self.phase = RtmpPhase::Playing;
+                self.stream_id = sid;
+                send_command(
+                    out,
+                    8,
+                    sid,
+                    vec![
+                        Amf0Value::Utf8String("play".into()),
+                        Amf0Value::Number(0.0),
+                        Amf0Value::Null,
+                        Amf0Value::Utf8String(t.name.clone()),
+                        Amf0Value::Number(-2000.0),
+                    ],
+                );
+                // Set Buffer Length (user control 3), as ffmpeg sends it: 3000 ms.
+                let mut b = [0u8; 10];
+                b[1] = 3;
+                b[2..6].copy_from_slice(&sid.to_be_bytes());
+                b[6..10].copy_from_slice(&3000u32.to_be_bytes());
+                send_control(out, 4, &b);
+            }
+            "_error" => {
+                let what = if txn == 1.0 {
+                    "connect"
+                } else if txn == 2.0 {
+                    "createStream"
+                } else {
+                    "command"
+                };
+                let code = amf_field(info, "code").unwrap_or("?");
+                return Err(format!("{what} refused: {code}"));
+            }
+            "onStatus" => {
+                let code = amf_field(info, "code").unwrap_or("");
+                let level = amf_field(info, "level").unwrap_or("");
+                match code {
+                    "NetStream.Play.Start" => st.started_playing(now),
+                    "NetStream.Play.Stop"
+                    | "NetStream.Play.UnpublishNotify"
+                    | "NetStream.Play.Complete" => {
+                        return Err(format!("stream ended: {code}"));
+                    }
+                    _ if level == "error" => return Err(format!("play refused: {code}")),
+                    _ => {}
+                }
+            }
+            "close" => return Err("server sent close".into()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+async fn rtmp_session(
+    t: &Target,
+    st: &mut PlayerStats,
+    timer: &mut Pin<&mut Sleep>,
+    start_timeout: f64,
+) -> Res<()> {
+    let mut sock = tcp_connect(t, st).await?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut out = BytesMut::with_capacity(1024);
+
+    let mut hs = Handshake::new(PeerType::Client);
+    let p0p1 = hs
+        .generate_outbound_p0_and_p1()
+        .map_err(|e| format!("handshake: {e:?}"))?;
+    write_all(&mut sock, &p0p1).await?;
+    let mut hs_in = 0u64;
+    let leftover = loop {
+        let n = read_some(&mut sock, &mut buf, timer, true, start_timeout).await?;
+        hs_in += n as u64;
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| format!("handshake: {e:?}"))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                if !response_bytes.is_empty() {
+                    write_all(&mut sock, &response_bytes).await?;
+                }
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                if !response_bytes.is_empty() {
+                    write_all(&mut sock, &response_bytes).await?;
+                }
+                break remaining_bytes;
+            }
+        }
+    };
+
+    let mut p = RtmpPlayer::new();
+    p.bytes_in = hs_in - leftover.len() as u64;
+    p.send_connect(t, &mut out);
+    p.feed(t, &leftover, Instant::now(), st, &mut out)?;
+    write_all(&mut sock, &out).await?;
+    out.clear();
+    loop {
+        let armed = st.play_start.is_none();
+        let n = read_some(&mut sock, &mut buf, timer, armed, start_timeout).await?;
+        let now = Instant::now();
+        p.feed(t, &buf[..n], now, st, &mut out)?;
+        if !out.is_empty() {
+            write_all(&mut sock, &out).await?;
+            out.clear();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP-FLV
+
+#[derive(Debug, Clone, Copy)]
+enum FlvState {
+    /// The 9-byte file header.
+    FileHeader,
+    /// Bytes to skip (rest of the header, PreviousTagSize0).
+    Skip(usize),
+    /// The 11-byte tag header.
+    TagHeader,
+    /// Tag body bytes left.
+    Body(usize),
+    /// The 4-byte PreviousTagSize after a tag.
+    PrevSize,
+}
+
+/// A streaming FLV parser: looks at tag headers and the first two bytes of each body.
+struct FlvParser {
+    state: FlvState,
+    hdr: [u8; 11],
+    hdr_len: usize,
+    tag_type: u8,
+    tag_size: usize,
+    head: [u8; 2],
+    head_len: usize,
+}
+
+impl FlvParser {
+    fn new() -> FlvParser {
+        FlvParser {
+            state: FlvState::FileHeader,
+            hdr: [0; 11],
+            hdr_len: 0,
+            tag_type: 0,
+            tag_size: 0,
+            head: [0; 2],
+            head_len: 0,
+        }
+    }
+
+    /// Accumulates up to `want` header bytes; true when complete.
+    fn fill(&mut self, want: usize, data: &[u8], pos: &mut usize) -> bool {
+        let n = (want - self.hdr_len).min(data.len() - *pos);
+        self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[*pos..*pos + n]);
+        self.hdr_len += n;
+        *pos += n;
+        self.hdr_len == want
+    }
+
+    fn feed(&mut self, data: &[u8], now: Instant, st: &mut PlayerStats) -> Res<()> {
+        let mut pos = 0;
+        while pos < data.len() || matches!(self.state, FlvState::Body(0)) {
+            match self.state {
+                FlvState::FileHeader => {
+                    if !self.fill(9, data, &mut pos) {
+                        continue;
+                    }
+                    self.hdr_len = 0;
+                    if &self.hdr[..3] != b"FLV" {
+                        return Err("body is not FLV".into());
+                    }
+                    let offset =
+                        u32::from_be_bytes([self.hdr[5], self.hdr[6], self.hdr[7], self.hdr[8]])
+                            as usize;
+                    if offset < 9 {
+                        return Err(format!("FLV header size {offset}"));
+                    }
+                    self.state = FlvState::Skip(offset - 9 + 4);
+                }
+                FlvState::Skip(n) => {
+                    let take = n.min(data.len() - pos);
+                    pos += take;
+                    self.state = if take == n {
+                        FlvState::TagHeader
+                    } else {
+                        FlvState::Skip(n - take)
+                    };
+                }
+                FlvState::TagHeader => {
+                    if !self.fill(11, data, &mut pos) {
+                        continue;
+                    }
+                    self.hdr_len = 0;
+                    self.tag_type = self.hdr[0] & 0x1f;
+                    if !matches!(self.tag_type, 8 | 9 | 18) {
+                        return Err(format!("FLV tag type {} (stream out of sync)", self.hdr[0]));
+                    }
+                    self.tag_size = be24(&self.hdr[1..4]) as usize;
+                    self.head_len = 0;
+                    self.state = FlvState::Body(self.tag_size);
+                }
+                FlvState::Body(left) => {
+                    let take = left.min(data.len() - pos);
+                    let part = &data[pos..pos + take];
+                    pos += take;
+                    if matches!(self.tag_type, 8 | 9) {
+                        if self.head_len < 2 {
+                            let n = (2 - self.head_len).min(part.len());
+                            self.head[self.head_len..self.head_len + n].copy_from_slice(&part[..n]);
+                            self.head_len += n;
+                        }
+                        st.media_bytes += take as u64;
+                    }
+                    if take < left {
+                        self.state = FlvState::Body(left - take);
+                        continue;
+                    }
+                    st.media_tag(self.tag_type, &self.head[..self.head_len], now);
+                    self.state = FlvState::PrevSize;
+                }
+                FlvState::PrevSize => {
+                    if !self.fill(4, data, &mut pos) {
+                        continue;
+                    }
+                    self.hdr_len = 0;
+                    let prev =
+                        u32::from_be_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]])
+                            as usize;
+                    if prev != self.tag_size + 11 {
+                        return Err(format!(
+                            "FLV PreviousTagSize {prev} after a tag of {} bytes",
+                            self.tag_size + 11
+                        ));
+                    }
+                    self.state = FlvState::TagHeader;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Transfer-Encoding: chunked`, decoded as it streams.
+#[derive(Debug, Clone, Copy)]
+enum Chunked {
+    /// Reading the hex size; `ext` once past `;` (extensions are skipped).
+    Size {
+        size: usize,
+        digits: usize,
+        ext: bool,
+    },
+    /// After the size line's `\r`, expecting `\n`.
+    SizeLf {
+        size: usize,
+    },
+    Data(usize),
+    /// The CRLF after a chunk's data (bytes left).
+    DataEnd(usize),
+    /// The last chunk arrived.
+    Done,
+}
+
+impl Chunked {
+    /// Feeds raw body bytes; decoded data goes to `flv`.
+    fn feed(
+        &mut self,
+        data: &[u8],
+        flv: &mut FlvParser,
+        now: Instant,
+        st: &mut PlayerStats,
+    ) -> Res<()> {
+        let mut pos = 0;
+        while pos < data.len() {
+            match *self {
+                Chunked::Size { size, digits, ext } => {
+                    let b = data[pos];
+                    pos += 1;
+                    *self = match b {
+                        b'\r' => Chunked::SizeLf { size },
+                        b';' => Chunked::Size {
+                            size,
+                            digits,
+                            ext: true,
+                        },
+                        _ if ext => *self,
+                        _ => {
+                            let d = (b as char)
+                                .to_digit(16)
+                                .ok_or("bad chunk size in chunked body")?;
+                            if digits >= 12 {
+                                return Err("chunk size too large".into());
+                            }
+                            Chunked::Size {
+                                size: size * 16 + d as usize,
+                                digits: digits + 1,
+                                ext,
+                            }
+                        }
+                    };
+                }
+                Chunked::SizeLf { size } => {
+                    if data[pos] != b'\n' {
+                        return Err("bad chunk size line".into());
+                    }
+                    pos += 1;
+                    *self = if size == 0 {
+                        Chunked::Done
+                    } else {
+                        Chunked::Data(size)
+                    };
+                }
+                Chunked::Data(left) => {
+                    let take = left.min(data.len() - pos);
+                    flv.feed(&data[pos..pos + take], now, st)?;
+                    pos += take;
+                    *self = if take == left {
+                        Chunked::DataEnd(2)
+                    } else {
+                        Chunked::Data(left - take)
+                    };
+                }
+                Chunked::DataEnd(left) => {
+                    pos += 1;
+                    *self = if left == 1 {
+                        Chunked::Size {
+                            size: 0,
+                            digits: 0,
+                            ext: false,
+                        }
+                    } else {
+                        Chunked::DataEnd(left - 1)
+                    };
+                }
+                Chunked::Done => return Err("stream ended (last chunk)".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn httpflv_session(
+    t: &Target,
+    st: &mut PlayerStats,
+    timer: &mut Pin<&mut Sleep>,
+    start_timeout: f64,
+) -> Res<()> {
+    let mut sock = tcp_connect(t, st).await?;
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: streamgate-load\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        t.path, t.authority
+    );
+    write_all(&mut sock, req.as_bytes()).await?;
+    let mut buf = vec![0u8; READ_BUF];
+    // The response head (kept until its end is found).
+    let mut head: Vec<u8> = Vec::with_capacity(1024);
+    let (head_end, now) = loop {
+        let n = read_some(&mut sock, &mut buf, timer, true, start_timeout).await?;
+        let now = Instant::now();
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&buf[..n]);
+        if let Some(p) = find(&head[from..], b"\r\n\r\n") {
+            break (from + p + 4, now);
+        }
+        if head.len() > MAX_HTTP_HEAD {
+            return Err("HTTP response head too large".into());
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..head_end]);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.split_whitespace();
+    let version = parts.next().unwrap_or("");
+    let code = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/") {
+        return Err(format!("not an HTTP response: {status_line:?}"));
+    }
+    if code != "200" {
+        return Err(format!("HTTP {code}"));
+    }
+    let mut chunked = None;
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+            {
+                chunked = Some(Chunked::Size {
+                    size: 0,
+                    digits: 0,
+                    ext: false,
+                });
+            }
+        }
+    }
+    st.started_playing(now);
+    let mut flv = FlvParser::new();
+    let mut feed = |data: &[u8], now: Instant, st: &mut PlayerStats| -> Res<()> {
+        match chunked.as_mut() {
+            Some(c) => c.feed(data, &mut flv, now, st),
+            None => flv.feed(data, now, st),
+        }
+    };
+    feed(&head[head_end..], now, st)?;
+    drop(head);
+    loop {
+        let n = read_some(&mut sock, &mut buf, timer, false, start_timeout).await?;
+        feed(&buf[..n], Instant::now(), st)?;
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// the run
+
+async fn player(
+    id: usize,
+    t: Arc<Target>,
+    deadline: tokio::time::Instant,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    start_timeout: f64,
+) -> PlayerStats {
+    let mut st = PlayerStats::new(id);
+    let timer =
+        sleep_until(tokio::time::Instant::from_std(st.t0) + Duration::from_secs_f64(start_timeout));
+    tokio::pin!(timer);
+    let result = tokio::select! {
+        r = async {
+            match t.protocol {
+                Protocol::Rtmp => rtmp_session(&t, &mut st, &mut timer, start_timeout).await,
+                Protocol::HttpFlv => httpflv_session(&t, &mut st, &mut timer, start_timeout).await,
+            }
+        } => r,
+        _ = sleep_until(deadline) => Ok(()),
+        _ = stop.changed() => Ok(()),
+    };
+    st.end = Instant::now();
+    if let Err(e) = result {
+        st.error = Some(e);
+    }
+    st
+}
+
+/// Nearest-rank percentiles of a set of durations, in milliseconds.
+struct Dist {
+    count: usize,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Dist {
+    fn of(mut v: Vec<Duration>) -> Option<Dist> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |p: f64| {
+            let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+            v[rank.clamp(1, v.len()) - 1].as_secs_f64() * 1000.0
+        };
+        Some(Dist {
+            count: v.len(),
+            p50: at(50.0),
+            p90: at(90.0),
+            p99: at(99.0),
+            max: at(100.0),
+        })
+    }
+
+    fn json(d: &Option<Dist>) -> String {
+        match d {
+            None => "null".into(),
+            Some(d) => format!(
+                "{{\"count\":{},\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3}}}",
+                d.count, d.p50, d.p90, d.p99, d.max
+            ),
+        }
+    }
+
+    fn row(name: &str, d: &Option<Dist>) -> String {
+        match d {
+            None => format!("{name:<20} {:>6}\n", 0),
+            Some(d) => format!(
+                "{name:<20} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+                d.count, d.p50, d.p90, d.p99, d.max
+            ),
+        }
+    }
+}
+
+/// Min, mean and max of a set of values.
+fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((min, v.iter().sum::<f64>() / v.len() as f64, max))
+}
+
+fn spread_json(s: Option<(f64, f64, f64)>) -> String {
+    match s {
+        None => "null".into(),
+        Some((min, mean, max)) => {
+            format!("{{\"min\":{min:.1},\"mean\":{mean:.1},\"max\":{max:.1}}}")
+        }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("null".into(), |d| {
+        format!("{:.3}", d.as_secs_f64() * 1000.0)
+    })
+}
+
+/// CPU time (user + system) of this process, from /proc (Linux; 100 ticks per second).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Peak resident memory of this process in KiB, from /proc.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct Report {
+    text: String,
+    json: String,
+    ok: bool,
+}
+
+fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Report {
+    let n = players.len();
+    let connected = players.iter().filter(|p| p.tcp_connect.is_some()).count();
+    let playing = players.iter().filter(|p| p.play_start.is_some()).count();
+    let with_key = players
+        .iter()
+        .filter(|p| p.first_keyframe.is_some())
+        .count();
+    let errors = players.iter().filter(|p| p.error.is_some()).count();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in players.iter().filter_map(|p| p.error.as_deref()) {
+        *kinds.entry(e).or_default() += 1;
+    }
+    let total_bytes: u64 = players.iter().map(|p| p.media_bytes).sum();
+    let bytes: Vec<f64> = players.iter().map(|p| p.media_bytes as f64).collect();
+    let kbps: Vec<f64> = players
+        .iter()
+        .filter_map(|p| p.bitrate())
+        .map(|b| b / 1000.0)
+        .collect();
+    let vframes: Vec<f64> = players.iter().map(|p| p.video_frames as f64).collect();
+    let aframes: Vec<f64> = players.iter().map(|p| p.audio_frames as f64).collect();
+    let collect = |f: fn(&PlayerStats) -> Option<Duration>| -> Option<Dist> {
+        Dist::of(players.iter().filter_map(f).collect())
+    };
+    let tcp = collect(|p| p.tcp_connect);
+    let start = collect(|p| p.play_start);
+    let key = collect(|p| p.first_keyframe);
+    let gap = collect(|p| p.max_gap);
+    let cpu = cpu_time();
+    let cpu_pct = cpu.map(|c| 100.0 * c.as_secs_f64() / wall.as_secs_f64().max(1e-9));
+    let rss = peak_rss_kib();
+    let ramp = cli
+        .ramp
+        .map_or("all at once".to_string(), |r| format!("{r}/s"));
+
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "streamgate-load: {} ({}), {} players, {}, {} s after the last start",
+        cli.url,
+        t.protocol.name(),
+        n,
+        ramp,
+        cli.duration
+    );
+    let _ = writeln!(
+        text,
+        "players: {connected} connected, {playing} playing, {with_key} got a keyframe, {errors} errors"
+    );
+    if let (Some((bmin, bmean, bmax)), Some(fv), Some(fa)) =
+        (spread(&bytes), spread(&vframes), spread(&aframes))
+    {
+        let _ = writeln!(
+            text,
+            "media: {:.1} MB in all; per player {:.0} kB mean (min {:.0}, max {:.0}), {:.0} video + {:.0} audio frames mean",
+            total_bytes as f64 / 1e6,
+            bmean / 1e3,
+            bmin / 1e3,
+            bmax / 1e3,
+            fv.1,
+            fa.1
+        );
+    }
+    if let Some((kmin, kmean, kmax)) = spread(&kbps) {
+        let _ = writeln!(
+            text,
+            "bit rate per player (media bytes from play start): {kmean:.0} kbit/s mean (min {kmin:.0}, max {kmax:.0})"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "{:<20} {:>6} {:>9} {:>9} {:>9} {:>9}   (ms from TCP connect start)",
+        "", "count", "p50", "p90", "p99", "max"
+    );
+    text.push_str(&Dist::row("tcp connected", &tcp));
+    text.push_str(&Dist::row("play start", &start));
+    text.push_str(&Dist::row("first keyframe", &key));
+    text.push_str(&Dist::row("largest frame gap", &gap));
+    let _ = writeln!(
+        text,
+        "load tool: {} CPU over {:.1} s wall, peak RSS {}",
+        cpu_pct.map_or("?".into(), |c| format!("{c:.1}%")),
+        wall.as_secs_f64(),
+        rss.map_or("?".into(), |r| format!("{:.1} MiB", r as f64 / 1024.0))
+    );
+    if kinds.is_empty() {
+        text.push_str("errors: none\n");
+    } else {
+        text.push_str("errors:\n");
+        for (k, c) in &kinds {
+            let _ = writeln!(text, "  {c:>6} x {k}");
+        }
+    }
+
+    let mut j = String::with_capacity(256 + n * 256);
+    let _ = write!(
+        j,
+        "{{\"url\":{},\"protocol\":\"{}\",\"players\":{n},\"ramp_per_sec\":{},\"duration_s\":{},",
+        json_str(&cli.url),
+        t.protocol.name(),
+        cli.ramp.map_or("null".into(), |r| r.to_string()),
+        cli.duration
+    );
+    let _ = write!(
+        j,
+        "\"connected\":{connected},\"playing\":{playing},\"with_keyframe\":{with_key},\"errors\":{errors},\"error_kinds\":{{"
+    );
+    for (i, (k, c)) in kinds.iter().enumerate() {
+        let _ = write!(j, "{}{}:{c}", if i > 0 { "," } else { "" }, json_str(k));
+    }
+    let _ = write!(
+        j,
+        "}},\"media_bytes\":{total_bytes},\"media_bytes_per_player\":{},\"bitrate_kbps\":{},\"video_frames_per_player\":{},\"audio_frames_per_player\":{},",
+        spread_json(spread(&bytes)),
+        spread_json(spread(&kbps)),
+        spread_json(spread(&vframes)),
+        spread_json(spread(&aframes))
+    );
+    let _ = write!(
+        j,
+        "\"tcp_connect_ms\":{},\"play_start_ms\":{},\"first_keyframe_ms\":{},\"max_frame_gap_ms\":{},",
+        Dist::json(&tcp),
+        Dist::json(&start),
+        Dist::json(&key),
+        Dist::json(&gap)
+    );
+    let _ = write!(
+        j,
+        "\"wall_s\":{:.3},\"tool_cpu_percent\":{},\"tool_peak_rss_kib\":{},\"per_player\":[",
+        wall.as_secs_f64(),
+        cpu_pct.map_or("null".into(), |c| format!("{c:.2}")),
+        rss.map_or("null".into(), |r| r.to_string())
+    );
+    for (i, p) in players.iter().enumerate() {
+        let _ = write!(
+            j,
+            "{}{{\"id\":{},\"connected\":{},\"tcp_connect_ms\":{},\"play_start_ms\":{},\"first_keyframe_ms\":{},\"media_bytes\":{},\"video_frames\":{},\"audio_frames\":{},\"max_frame_gap_ms\":{},\"bitrate_kbps\":{},\"error\":{}}}",
+            if i > 0 { "," } else { "" },
+            p.id,
+            p.tcp_connect.is_some(),
+            ms(p.tcp_connect),
+            ms(p.play_start),
+            ms(p.first_keyframe),
+            p.media_bytes,
+            p.video_frames,
+            p.audio_frames,
+            ms(p.max_gap),
+            p.bitrate().map_or("null".into(), |b| format!("{:.1}", b / 1000.0)),
+            p.error.as_deref().map_or("null".into(), json_str)
+        );
+    }
+    j.push_str("]}");
+
+    Report {
+        text,
+        json: j,
+        ok: errors == 0 && playing == n,
+    }
+}
+
+async fn run(cli: &Cli, t: Arc<Target>) -> (Vec<PlayerStats>, Duration) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Ctrl-C ends the run early (players stop and the report covers what they saw). The
+    // sender lives as long as this task, so players never see it dropped.
+    let stopper = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+        std::future::pending::<()>().await;
+    });
+    let start = tokio::time::Instant::now();
+    let ramp_span = match cli.ramp {
+        Some(r) if cli.players > 1 => Duration::from_secs_f64((cli.players - 1) as f64 / r),
+        _ => Duration::ZERO,
+    };
+    let deadline = start + ramp_span + Duration::from_secs_f64(cli.duration);
+    let mut stopped = stop_rx.clone();
+    let mut handles = Vec::with_capacity(cli.players);
+    for i in 0..cli.players {
+        if let Some(r) = cli.ramp {
+            tokio::select! {
+                _ = sleep_until(start + Duration::from_secs_f64(i as f64 / r)) => {}
+                _ = stopped.changed() => break,
+            }
+        }
+        handles.push(tokio::spawn(player(
+            i,
+            t.clone(),
+            deadline,
+            stop_rx.clone(),
+            cli.start_timeout,
+        )));
+    }
+    let mut players = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(p) = h.await {
+            players.push(p);
+        }
+    }
+    stopper.abort();
+    (players, start.elapsed())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.players == 0 {
+        eprintln!("streamgate-load: --players must be at least 1");
+        return ExitCode::from(2);
+    }
+    if cli.ramp.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        eprintln!("streamgate-load: --ramp must be a positive number of players per second");
+        return ExitCode::from(2);
+    }
+    let seconds_ok = cli.duration >= 0.0
+        && cli.duration.is_finite()
+        && cli.start_timeout > 0.0
+        && cli.start_timeout.is_finite();
+    if !seconds_ok {
+        eprintln!("streamgate-load: --duration and --start-timeout must be seconds");
+        return ExitCode::from(2);
+    }
+    let target = match Target::parse(&cli.url) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("streamgate-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("streamgate-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (players, wall) = rt.block_on(run(&cli, target.clone()));
+    let r = report(&cli, &target, &players, wall);
+    if cli.json {
+        println!("{}", r.json);
+    } else {
+        print!("{}", r.text);
+    }
+    if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
