@@ -1,0 +1,774 @@
+//! Codec bitstream helpers shared by every protocol that carries H.264 or AAC: the
+//! AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1), length-prefixed (AVCC) and
+//! start-code (Annex-B, ITU-T H.264 Annex B) NAL unit framing, the AudioSpecificConfig
+//! (ISO/IEC 14496-3 1.6.2.1) and the ADTS header (ISO/IEC 14496-3 1.A.2.2 / ISO/IEC 13818-7
+//! 6.2).
+//!
+//! Pure functions over bytes. This module owns the byte layouts only: it must not know about
+//! transports (TS, RTP, FLV), timestamps or frames.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A codec configuration or bitstream that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The input ends inside the named structure.
+    #[error("{0} is truncated")]
+    Truncated(&'static str),
+    /// An AVCDecoderConfigurationRecord whose configurationVersion is not 1.
+    #[error("AVC configuration version {0}, expected 1")]
+    BadVersion(u8),
+    /// A NAL unit length field size other than 1, 2 or 4 bytes (3 is accepted when splitting).
+    #[error("invalid NAL unit length size {0}")]
+    BadLengthSize(u8),
+    /// A length-prefixed NAL unit that claims more bytes than remain.
+    #[error("NAL unit at byte {offset} claims {len} bytes, past the end of the payload")]
+    NalOverrun {
+        /// Offset of the length field in the payload.
+        offset: usize,
+        /// The length it claims.
+        len: usize,
+    },
+    /// No SPS or no PPS where both are needed.
+    #[error("no SPS or no PPS")]
+    NoParameterSets,
+    /// A parameter set whose NAL unit type is not the one expected (7 for SPS, 8 for PPS).
+    #[error("expected NAL unit type {expected}, found {found}")]
+    WrongNalType {
+        /// The type expected.
+        expected: u8,
+        /// The type found.
+        found: u8,
+    },
+    /// More parameter sets than the record can count (31 SPS, 255 PPS) or one over 65535 bytes.
+    #[error("parameter sets do not fit an AVCDecoderConfigurationRecord")]
+    TooManyParameterSets,
+    /// An AudioSpecificConfig with audio object type 0 (null).
+    #[error("invalid audio object type {0}")]
+    BadObjectType(u8),
+    /// A reserved sampling frequency index (13 or 14, or 15 in ADTS).
+    #[error("invalid sampling frequency index {0}")]
+    BadSampleRateIndex(u8),
+    /// Bytes that are not an ADTS header.
+    #[error("bad ADTS header: {0}")]
+    BadAdts(&'static str),
+}
+
+/// NAL unit type of an IDR slice.
+pub const NAL_IDR: u8 = 5;
+/// NAL unit type of supplemental enhancement information.
+pub const NAL_SEI: u8 = 6;
+/// NAL unit type of a sequence parameter set.
+pub const NAL_SPS: u8 = 7;
+/// NAL unit type of a picture parameter set.
+pub const NAL_PPS: u8 = 8;
+/// NAL unit type of an access unit delimiter.
+pub const NAL_AUD: u8 = 9;
+
+/// The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1): the H.264 codec config of
+/// the frame model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcConfig {
+    /// AVCProfileIndication (`profile_idc` of the SPS).
+    pub profile_idc: u8,
+    /// profile_compatibility (the SPS constraint flags byte).
+    pub profile_compat: u8,
+    /// AVCLevelIndication (`level_idc` of the SPS).
+    pub level_idc: u8,
+    /// Bytes in each NAL unit length prefix of the media payloads (1, 2 or 4).
+    pub length_size: u8,
+    /// Sequence parameter set NAL units, header byte included.
+    pub sps: Vec<Bytes>,
+    /// Picture parameter set NAL units, header byte included.
+    pub pps: Vec<Bytes>,
+}
+
+impl AvcConfig {
+    /// Parses an AVCDecoderConfigurationRecord. The optional high-profile extension after the
+    /// PPS (chroma format, bit depths, SPS extensions) is not needed and is skipped.
+    pub fn parse(record: &[u8]) -> Result<AvcConfig, CodecError> {
+        const WHAT: &str = "AVCDecoderConfigurationRecord";
+        if record.len() < 6 {
+            return Err(CodecError::Truncated(WHAT));
+        }
+        if record[0] != 1 {
+            return Err(CodecError::BadVersion(record[0]));
+        }
+        let length_size = (record[4] & 0x03) + 1;
+        if length_size == 3 {
+            return Err(CodecError::BadLengthSize(length_size));
+        }
+        let mut pos = 6;
+        let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Bytes>, CodecError> {
+            let mut sets = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len_bytes = record
+                    .get(*pos..*pos + 2)
+                    .ok_or(CodecError::Truncated(WHAT))?;
+                let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+                let set = record
+                    .get(*pos + 2..*pos + 2 + len)
+                    .ok_or(CodecError::Truncated(WHAT))?;
+                sets.push(Bytes::copy_from_slice(set));
+                *pos += 2 + len;
+            }
+            Ok(sets)
+        };
+        let sps = read_sets(usize::from(record[5] & 0x1f), &mut pos)?;
+        let pps_count = *record.get(pos).ok_or(CodecError::Truncated(WHAT))? as usize;
+        pos += 1;
+        let pps = read_sets(pps_count, &mut pos)?;
+        Ok(AvcConfig {
+            profile_idc: record[1],
+            profile_compat: record[2],
+            level_idc: record[3],
+            length_size,
+            sps,
+            pps,
+        })
+    }
+
+    /// A configuration from parameter sets seen in the bitstream (Annex-B streams, RTP
+    /// `sprop-parameter-sets`): profile, constraint flags and level are SPS bytes 1..4 of the
+    /// first SPS (ITU-T H.264 7.3.2.1.1); the length size is 4.
+    pub fn from_parameter_sets(sps: Vec<Bytes>, pps: Vec<Bytes>) -> Result<AvcConfig, CodecError> {
+        let first = sps.first().ok_or(CodecError::NoParameterSets)?;
+        if pps.is_empty() {
+            return Err(CodecError::NoParameterSets);
+        }
+        if sps.len() > 31 || pps.len() > 255 {
+            return Err(CodecError::TooManyParameterSets);
+        }
+        for (sets, expected) in [(&sps, NAL_SPS), (&pps, NAL_PPS)] {
+            for set in sets.iter() {
+                if set.len() > usize::from(u16::MAX) {
+                    return Err(CodecError::TooManyParameterSets);
+                }
+                let found = h264_nal_type(set);
+                if found != expected {
+                    return Err(CodecError::WrongNalType { expected, found });
+                }
+            }
+        }
+        if first.len() < 4 {
+            return Err(CodecError::Truncated("SPS"));
+        }
+        Ok(AvcConfig {
+            profile_idc: first[1],
+            profile_compat: first[2],
+            level_idc: first[3],
+            length_size: 4,
+            sps,
+            pps,
+        })
+    }
+
+    /// The AVCDecoderConfigurationRecord. At most 31 SPS and 255 PPS are written and sets over
+    /// 65535 bytes are left out (the record cannot count more; [`Self::from_parameter_sets`]
+    /// refuses them). For profiles other than Baseline, Main and Extended the high-profile
+    /// extension is written from the first SPS, as FFmpeg's `ff_isom_write_avcc` does.
+    pub fn to_record(&self) -> Bytes {
+        let fits = |s: &&Bytes| s.len() <= usize::from(u16::MAX);
+        let sps: Vec<&Bytes> = self.sps.iter().filter(fits).take(31).collect();
+        let pps: Vec<&Bytes> = self.pps.iter().filter(fits).take(255).collect();
+        let size: usize = 11 + sps.iter().chain(&pps).map(|s| s.len() + 2).sum::<usize>();
+        let mut out = BytesMut::with_capacity(size);
+        out.put_slice(&[
+            1,
+            self.profile_idc,
+            self.profile_compat,
+            self.level_idc,
+            0xfc | (self.length_size.saturating_sub(1) & 0x03),
+            0xe0 | sps.len() as u8,
+        ]);
+        for s in &sps {
+            out.put_u16(s.len() as u16);
+            out.put_slice(s);
+        }
+        out.put_u8(pps.len() as u8);
+        for p in &pps {
+            out.put_u16(p.len() as u16);
+            out.put_slice(p);
+        }
+        if !matches!(self.profile_idc, 66 | 77 | 88) {
+            if let Some(ext) = sps.first().and_then(|s| sps_chroma_and_depth(s)) {
+                out.put_slice(&[0xfc | ext.0, 0xf8 | ext.1, 0xf8 | ext.2, 0]);
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// `chroma_format_idc`, `bit_depth_luma_minus8`, `bit_depth_chroma_minus8` of an SPS NAL unit
+/// (ITU-T H.264 7.3.2.1.1); the defaults (4:2:0, 8 bits) for profiles that do not code them.
+fn sps_chroma_and_depth(sps: &[u8]) -> Option<(u8, u8, u8)> {
+    let rbsp = unescape_rbsp(sps.get(1..)?);
+    let profile_idc = *rbsp.first()?;
+    let mut bits = BitReader::new(rbsp.get(3..)?);
+    bits.ue()?; // seq_parameter_set_id
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        let chroma = bits.ue()?;
+        if chroma == 3 {
+            bits.bits(1)?; // separate_colour_plane_flag
+        }
+        let luma = bits.ue()?;
+        let chroma_depth = bits.ue()?;
+        if chroma > 3 || luma > 6 || chroma_depth > 6 {
+            return None;
+        }
+        Some((chroma as u8, luma as u8, chroma_depth as u8))
+    } else {
+        Some((1, 0, 0))
+    }
+}
+
+/// The RBSP of a NAL unit payload: emulation prevention bytes (`00 00 03`) removed
+/// (ITU-T H.264 7.4.1).
+fn unescape_rbsp(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut zeros = 0;
+    for &b in data {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// MSB-first bit reader with Exp-Golomb codes (ITU-T H.264 9.1).
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.pos / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
+            self.pos += 1;
+        }
+        Some(v)
+    }
+
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bits(1)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some(((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)) as u32)
+    }
+}
+
+/// MSB-first bit writer.
+struct BitWriter {
+    out: Vec<u8>,
+    bits: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, n: u32, value: u32) {
+        for i in (0..n).rev() {
+            if self.bits % 8 == 0 {
+                self.out.push(0);
+            }
+            let bit = ((value >> i) & 1) as u8;
+            if let Some(last) = self.out.last_mut() {
+                *last |= bit << (7 - self.bits % 8);
+            }
+            self.bits += 1;
+        }
+    }
+}
+
+/// Splits a length-prefixed (AVCC) payload into its NAL units. Zero-length units are skipped.
+pub fn avcc_nals(payload: &[u8], length_size: u8) -> Result<Vec<&[u8]>, CodecError> {
+    if !(1..=4).contains(&length_size) {
+        return Err(CodecError::BadLengthSize(length_size));
+    }
+    let ls = usize::from(length_size);
+    let mut nals = Vec::new();
+    let mut pos = 0;
+    while pos < payload.len() {
+        let Some(len_bytes) = payload.get(pos..pos + ls) else {
+            return Err(CodecError::Truncated("NAL unit length"));
+        };
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let Some(nal) = payload.get(pos + ls..pos + ls + len) else {
+            return Err(CodecError::NalOverrun { offset: pos, len });
+        };
+        if !nal.is_empty() {
+            nals.push(nal);
+        }
+        pos += ls + len;
+    }
+    Ok(nals)
+}
+
+/// Splits an Annex-B byte stream (ITU-T H.264 B.2) on its `00 00 01` / `00 00 00 01` start
+/// codes. Trailing zero bytes of each unit (`trailing_zero_8bits`, the first byte of a 4-byte
+/// start code) are dropped, as are empty units. Bytes before the first start code are
+/// returned as a unit of their own, so a bare NAL unit yields itself.
+pub fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
+    fn push<'a>(nal: &'a [u8], nals: &mut Vec<&'a [u8]>) {
+        let end = nal.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+        if end > 0 {
+            nals.push(&nal[..end]);
+        }
+    }
+    let mut nals = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + 2 < data.len() {
+        if data[i + 2] > 1 {
+            i += 3;
+        } else if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            push(&data[start..i], &mut nals);
+            i += 3;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    push(&data[start.min(data.len())..], &mut nals);
+    nals
+}
+
+/// Joins NAL units into an AVCC payload with 4-byte lengths.
+pub fn to_avcc(nals: &[&[u8]]) -> Bytes {
+    let mut out = BytesMut::with_capacity(nals.iter().map(|n| n.len() + 4).sum());
+    for nal in nals {
+        out.put_u32(nal.len() as u32);
+        out.put_slice(nal);
+    }
+    out.freeze()
+}
+
+/// The NAL unit type (ITU-T H.264 7.3.1): the low five bits of the header byte; 0 for an
+/// empty unit.
+pub fn h264_nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}
+
+/// Sampling frequencies by `samplingFrequencyIndex` (ISO/IEC 14496-3 Table 1.18).
+pub const AAC_SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// The AudioSpecificConfig fields a remuxer needs (ISO/IEC 14496-3 1.6.2.1): the AAC codec
+/// config of the frame model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AacConfig {
+    /// audioObjectType: 1 Main, 2 LC, 3 SSR, 4 LTP, 5 SBR (HE-AAC), 29 PS, ...
+    pub object_type: u8,
+    /// samplingFrequencyIndex; 15 means `sample_rate` is given explicitly.
+    pub sample_rate_index: u8,
+    /// Sampling frequency in Hz (of the core coder for SBR/PS).
+    pub sample_rate: u32,
+    /// channelConfiguration (0: defined in a program config element).
+    pub channels: u8,
+}
+
+impl AacConfig {
+    /// Parses the leading fields of an AudioSpecificConfig (at least 2 bytes): object type
+    /// (with the escape for types over 30), sampling frequency (index or explicit 24-bit
+    /// value) and channel configuration. What follows (GASpecificConfig, SBR signalling) is
+    /// not needed to remux and is ignored.
+    pub fn parse(asc: &[u8]) -> Result<AacConfig, CodecError> {
+        const WHAT: &str = "AudioSpecificConfig";
+        if asc.len() < 2 {
+            return Err(CodecError::Truncated(WHAT));
+        }
+        let mut bits = BitReader::new(asc);
+        let truncated = || CodecError::Truncated(WHAT);
+        let mut object_type = bits.bits(5).ok_or_else(truncated)?;
+        if object_type == 31 {
+            object_type = 32 + bits.bits(6).ok_or_else(truncated)?;
+        }
+        if object_type == 0 {
+            return Err(CodecError::BadObjectType(0));
+        }
+        let sample_rate_index = bits.bits(4).ok_or_else(truncated)? as u8;
+        let sample_rate = match sample_rate_index {
+            15 => bits.bits(24).ok_or_else(truncated)?,
+            i => *AAC_SAMPLE_RATES
+                .get(usize::from(i))
+                .ok_or(CodecError::BadSampleRateIndex(i))?,
+        };
+        let channels = bits.bits(4).ok_or_else(truncated)? as u8;
+        Ok(AacConfig {
+            object_type: object_type as u8,
+            sample_rate_index,
+            sample_rate,
+            channels,
+        })
+    }
+
+    /// The AudioSpecificConfig: the fields above and a GASpecificConfig of zeros (1024-sample
+    /// frames, no core coder, no extension), as AAC encoders write it. 2 bytes for the usual
+    /// configurations.
+    pub fn to_asc(&self) -> Bytes {
+        let mut w = BitWriter {
+            out: Vec::with_capacity(6),
+            bits: 0,
+        };
+        if self.object_type >= 31 {
+            w.put(5, 31);
+            w.put(6, u32::from(self.object_type - 32) & 0x3f);
+        } else {
+            w.put(5, u32::from(self.object_type));
+        }
+        w.put(4, u32::from(self.sample_rate_index & 0x0f));
+        if self.sample_rate_index >= 15 {
+            w.put(24, self.sample_rate & 0x00ff_ffff);
+        }
+        w.put(4, u32::from(self.channels & 0x0f));
+        w.put(3, 0);
+        Bytes::from(w.out)
+    }
+
+    /// The ADTS header without CRC (7 bytes) for a raw AU of `payload_len` bytes. ADTS can
+    /// carry object types 1 to 4 only: any other (HE-AAC, whose sampling index is the core
+    /// rate's) is written as LC, the implicit signalling decoders expect. An explicit sample
+    /// rate is written as the index of the nearest standard rate. `payload_len` over 8184 does
+    /// not fit the 13-bit frame length, which is then saturated; callers check first.
+    pub fn adts_header(&self, payload_len: usize) -> [u8; 7] {
+        let profile = if (1..=4).contains(&self.object_type) {
+            self.object_type - 1
+        } else {
+            1
+        };
+        let index = if usize::from(self.sample_rate_index) < AAC_SAMPLE_RATES.len() {
+            self.sample_rate_index
+        } else {
+            nearest_rate_index(self.sample_rate)
+        };
+        let len = (payload_len + 7).min(0x1fff);
+        let ch = self.channels & 0x07;
+        [
+            0xff,
+            0xf1,
+            (profile << 6) | (index << 2) | (ch >> 2),
+            ((ch & 0x03) << 6) | (len >> 11) as u8,
+            (len >> 3) as u8,
+            ((len & 0x07) << 5) as u8 | 0x1f,
+            0xfc,
+        ]
+    }
+}
+
+/// The index of the standard sampling frequency nearest to `rate`.
+fn nearest_rate_index(rate: u32) -> u8 {
+    AAC_SAMPLE_RATES
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, &r)| r.abs_diff(rate))
+        .map_or(4, |(i, _)| i as u8)
+}
+
+/// Largest raw AU [`AacConfig::adts_header`] can frame.
+pub const ADTS_MAX_PAYLOAD: usize = 0x1fff - 7;
+
+/// Reads the ADTS frame at the start of `data` (ISO/IEC 14496-3 1.A.2.2.1): its config, its
+/// header length (7, or 9 with CRC) and its frame length including the header. `Ok(None)`
+/// while `data` does not hold the whole frame yet. An error when `data` does not start with a
+/// valid ADTS header; the caller may scan on for the next sync word.
+#[allow(clippy::type_complexity)]
+pub fn parse_adts(data: &[u8]) -> Result<Option<(AacConfig, usize, usize)>, CodecError> {
+    if data.len() < 2 {
+        return Ok(None);
+    }
+    if data[0] != 0xff || data[1] & 0xf0 != 0xf0 {
+        return Err(CodecError::BadAdts("no sync word"));
+    }
+    if data[1] & 0x06 != 0 {
+        return Err(CodecError::BadAdts("layer is not 0"));
+    }
+    if data.len() < 7 {
+        return Ok(None);
+    }
+    let header_len = if data[1] & 0x01 == 1 { 7 } else { 9 };
+    let object_type = (data[2] >> 6) + 1;
+    let sample_rate_index = (data[2] >> 2) & 0x0f;
+    let sample_rate = *AAC_SAMPLE_RATES
+        .get(usize::from(sample_rate_index))
+        .ok_or(CodecError::BadSampleRateIndex(sample_rate_index))?;
+    let channels = ((data[2] & 0x01) << 2) | (data[3] >> 6);
+    let frame_len = (usize::from(data[3] & 0x03) << 11)
+        | (usize::from(data[4]) << 3)
+        | usize::from(data[5] >> 5);
+    if frame_len < header_len {
+        return Err(CodecError::BadAdts("frame length shorter than the header"));
+    }
+    if data.len() < frame_len {
+        return Ok(None);
+    }
+    let config = AacConfig {
+        object_type,
+        sample_rate_index,
+        sample_rate,
+        channels,
+    };
+    Ok(Some((config, header_len, frame_len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The SPS and PPS x264 writes for 320x240 yuv420p (High profile, level 1.3).
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    #[test]
+    fn avc_record_round_trips() {
+        let cfg = AvcConfig::from_parameter_sets(
+            vec![Bytes::from_static(SPS)],
+            vec![Bytes::from_static(PPS)],
+        )
+        .expect("valid sets");
+        assert_eq!(
+            (cfg.profile_idc, cfg.profile_compat, cfg.level_idc),
+            (100, 0, 13)
+        );
+        let record = cfg.to_record();
+        assert_eq!(&record[..6], &[1, 100, 0, 13, 0xff, 0xe1]);
+        // High profile: the extension (4:2:0, 8-bit luma and chroma, no SPS extensions).
+        assert_eq!(&record[record.len() - 4..], &[0xfd, 0xf8, 0xf8, 0]);
+        // Byte for byte the avcC FFmpeg writes into MP4 for this stream.
+        let ffmpeg_avcc: &[u8] = &[
+            0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9,
+            0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03,
+            0x20, 0xf1, 0x42, 0x99, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
+            0xfd, 0xf8, 0xf8, 0x00,
+        ];
+        assert_eq!(&record[..], ffmpeg_avcc);
+        assert_eq!(AvcConfig::parse(&record).expect("own record"), cfg);
+    }
+
+    #[test]
+    fn avc_record_extension_follows_the_sps() {
+        // x264 High 4:4:4 Predictive (profile 244): chroma_format_idc 3 in the extension.
+        let ffmpeg_avcc: &[u8] = &[
+            0x01, 0xf4, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0xf4, 0x00, 0x0d, 0x91, 0x9b,
+            0x28, 0x28, 0x3f, 0x60, 0x22, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00,
+            0x64, 0x1e, 0x28, 0x53, 0x2c, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xc4, 0x48, 0x44,
+            0xff, 0xf8, 0xf8, 0x00,
+        ];
+        let cfg = AvcConfig::parse(ffmpeg_avcc).expect("valid record");
+        assert_eq!((cfg.profile_idc, cfg.sps.len(), cfg.pps.len()), (244, 1, 1));
+        let rebuilt = AvcConfig::from_parameter_sets(cfg.sps.clone(), cfg.pps.clone())
+            .expect("valid sets")
+            .to_record();
+        assert_eq!(&rebuilt[..], ffmpeg_avcc);
+    }
+
+    #[test]
+    fn avc_record_errors() {
+        assert_eq!(
+            AvcConfig::parse(&[1, 66, 0]),
+            Err(CodecError::Truncated("AVCDecoderConfigurationRecord"))
+        );
+        assert_eq!(
+            AvcConfig::parse(&[0, 66, 0, 30, 0xff, 0xe0, 0]),
+            Err(CodecError::BadVersion(0))
+        );
+        // Claims one SPS of 16 bytes, holds 2.
+        assert!(matches!(
+            AvcConfig::parse(&[1, 66, 0, 30, 0xff, 0xe1, 0, 16, 0x67, 0x42]),
+            Err(CodecError::Truncated(_))
+        ));
+        assert_eq!(
+            AvcConfig::from_parameter_sets(vec![], vec![Bytes::from_static(PPS)]),
+            Err(CodecError::NoParameterSets)
+        );
+        assert_eq!(
+            AvcConfig::from_parameter_sets(
+                vec![Bytes::from_static(PPS)],
+                vec![Bytes::from_static(PPS)]
+            ),
+            Err(CodecError::WrongNalType {
+                expected: 7,
+                found: 8
+            })
+        );
+        // Baseline: no extension written, and a record without PPS still parses.
+        let cfg = AvcConfig {
+            profile_idc: 66,
+            profile_compat: 0xc0,
+            level_idc: 30,
+            length_size: 2,
+            sps: vec![Bytes::from_static(&[0x67, 66, 0xc0, 30])],
+            pps: vec![],
+        };
+        let record = cfg.to_record();
+        assert_eq!(
+            &record[..],
+            &[1, 66, 0xc0, 30, 0xfd, 0xe1, 0, 4, 0x67, 66, 0xc0, 30, 0]
+        );
+        assert_eq!(AvcConfig::parse(&record).expect("valid"), cfg);
+    }
+
+    #[test]
+    fn avcc_and_annexb_split_and_join() {
+        let payload = to_avcc(&[&[0x65, 1, 2], &[0x06, 9]]);
+        assert_eq!(&payload[..], &[0, 0, 0, 3, 0x65, 1, 2, 0, 0, 0, 2, 0x06, 9]);
+        let nals = avcc_nals(&payload, 4).expect("valid");
+        assert_eq!(nals, vec![&[0x65, 1, 2][..], &[0x06, 9][..]]);
+        assert_eq!(
+            avcc_nals(&[0, 3, 0x41, 1, 2, 0, 1, 0x41], 2).expect("2-byte lengths"),
+            vec![&[0x41, 1, 2][..], &[0x41][..]]
+        );
+        assert_eq!(
+            avcc_nals(&[0, 0, 0, 9, 0x65], 4),
+            Err(CodecError::NalOverrun { offset: 0, len: 9 })
+        );
+        assert!(matches!(
+            avcc_nals(&[0, 0], 4),
+            Err(CodecError::Truncated(_))
+        ));
+        assert_eq!(avcc_nals(&[], 0), Err(CodecError::BadLengthSize(0)));
+
+        let stream = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 0, 1, 0x65, 0, 0, 3, 1, 0, 0,
+        ];
+        assert_eq!(
+            annexb_nals(&stream),
+            vec![
+                &[0x09, 0xf0][..],
+                &[0x67, 0x42][..],
+                &[0x65, 0, 0, 3, 1][..]
+            ]
+        );
+        assert_eq!(annexb_nals(&[0x65, 1]), vec![&[0x65, 1][..]]);
+        assert!(annexb_nals(&[0, 0, 1]).is_empty());
+        assert!(annexb_nals(&[]).is_empty());
+        assert_eq!(h264_nal_type(&[0x65]), NAL_IDR);
+        assert_eq!(h264_nal_type(&[]), 0);
+    }
+
+    #[test]
+    fn annexb_split_finds_every_start_code() {
+        // NAL units of every length from 1 to 40, each with 3- or 4-byte start codes.
+        let units: Vec<Vec<u8>> = (1..=40u8)
+            .map(|n| (0..n).map(|i| 0x41u8.wrapping_add(i)).collect())
+            .collect();
+        let mut stream = Vec::new();
+        for (i, u) in units.iter().enumerate() {
+            stream.extend_from_slice(if i % 2 == 0 {
+                &[0, 0, 0, 1]
+            } else {
+                &[0, 0, 1]
+            });
+            stream.extend_from_slice(u);
+        }
+        let got = annexb_nals(&stream);
+        assert_eq!(got.len(), units.len());
+        for (g, u) in got.iter().zip(&units) {
+            assert_eq!(g, &&u[..]);
+        }
+    }
+
+    #[test]
+    fn asc_parse_and_write() {
+        // AAC LC, 44.1 kHz, stereo.
+        let cfg = AacConfig::parse(&[0x12, 0x10]).expect("valid");
+        assert_eq!(
+            cfg,
+            AacConfig {
+                object_type: 2,
+                sample_rate_index: 4,
+                sample_rate: 44100,
+                channels: 2
+            }
+        );
+        assert_eq!(&cfg.to_asc()[..], &[0x12, 0x10]);
+        // AAC LC, 48 kHz, mono.
+        let cfg = AacConfig::parse(&[0x11, 0x88]).expect("valid");
+        assert_eq!((cfg.sample_rate, cfg.channels), (48000, 1));
+        assert_eq!(&cfg.to_asc()[..], &[0x11, 0x88]);
+        // Escaped object type (ER AAC ELD = 39) and an explicit 24-bit frequency.
+        let eld = AacConfig {
+            object_type: 39,
+            sample_rate_index: 15,
+            sample_rate: 50000,
+            channels: 1,
+        };
+        assert_eq!(AacConfig::parse(&eld.to_asc()).expect("own asc"), eld);
+        assert_eq!(
+            AacConfig::parse(&[0x12]),
+            Err(CodecError::Truncated("AudioSpecificConfig"))
+        );
+        assert_eq!(
+            AacConfig::parse(&[0x16, 0x90]),
+            Err(CodecError::BadSampleRateIndex(13))
+        );
+        assert_eq!(
+            AacConfig::parse(&[0x00, 0x10]),
+            Err(CodecError::BadObjectType(0))
+        );
+    }
+
+    #[test]
+    fn adts_header_round_trips() {
+        let cfg = AacConfig {
+            object_type: 2,
+            sample_rate_index: 3,
+            sample_rate: 48000,
+            channels: 2,
+        };
+        let h = cfg.adts_header(300);
+        // What FFmpeg's ADTS muxer writes for this config and length.
+        assert_eq!(h, [0xff, 0xf1, 0x4c, 0x80, 0x26, 0x7f, 0xfc]);
+        let mut frame = h.to_vec();
+        frame.extend_from_slice(&[0xaa; 300]);
+        assert_eq!(parse_adts(&frame), Ok(Some((cfg, 7, 307))));
+        assert_eq!(parse_adts(&frame[..306]), Ok(None));
+        assert_eq!(parse_adts(&frame[..3]), Ok(None));
+        assert_eq!(
+            parse_adts(&[0xff, 0x00, 0, 0, 0, 0, 0]),
+            Err(CodecError::BadAdts("no sync word"))
+        );
+        let mut bad = h;
+        bad[3] &= 0xfc;
+        bad[4] = 0;
+        bad[5] &= 0x1f; // frame length 0
+        assert!(matches!(parse_adts(&bad), Err(CodecError::BadAdts(_))));
+        // HE-AAC cannot be signalled in ADTS: written as LC at the core rate.
+        let he = AacConfig {
+            object_type: 5,
+            ..cfg
+        };
+        assert_eq!(he.adts_header(300), h);
+        // Explicit frequency: nearest standard index.
+        let odd = AacConfig {
+            sample_rate_index: 15,
+            sample_rate: 47000,
+            ..cfg
+        };
+        assert_eq!(odd.adts_header(300), h);
+        // With CRC (protection_absent = 0) the header is 9 bytes.
+        let mut crc = frame.clone();
+        crc[1] = 0xf0;
+        assert_eq!(parse_adts(&crc).expect("valid").map(|(_, h, _)| h), Some(9));
+    }
+}
