@@ -5,4 +5,6 @@ pub mod flv;
 pub mod http;
 pub mod rtmp;
 pub mod rtsp;
+pub mod srt;
+pub mod ts;
 pub mod url;
