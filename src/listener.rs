@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::session::{PlayerLimits, SessionContext};
+use crate::session::{SessionContext, SessionSettings};
 
 /// One arbiter of the pool and what its sessions share.
 #[derive(Clone)]
@@ -44,14 +44,14 @@ impl Pool {
 }
 
 /// Starts a session for an accepted socket on the current arbiter.
-pub type StartSession = fn(TcpStream, SocketAddr, SessionContext, PlayerLimits);
+pub type StartSession = fn(TcpStream, SocketAddr, SessionContext, SessionSettings);
 
 /// Accepts connections until the future is dropped.
 pub async fn accept_loop(
     listener: TcpListener,
     pool: Arc<Pool>,
     protocol: &'static str,
-    limits: PlayerLimits,
+    settings: SessionSettings,
     start: StartSession,
 ) {
     loop {
@@ -79,7 +79,7 @@ pub async fn accept_loop(
         let sent = worker
             .arbiter
             .spawn_fn(move || match TcpStream::from_std(socket) {
-                Ok(socket) => start(socket, peer, shared, limits),
+                Ok(socket) => start(socket, peer, shared, settings),
                 Err(e) => {
                     tracing::warn!(protocol, %peer, error = %e, "could not register the socket")
                 }

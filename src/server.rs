@@ -17,7 +17,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::listener::{accept_loop, Pool, StartSession, Worker};
 use crate::session::httpflv::HttpFlvSession;
 use crate::session::rtmp::RtmpSession;
-use crate::session::{PlayerLimits, SessionContext};
+use crate::session::{PlayerLimits, SessionContext, SessionSettings};
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +66,20 @@ async fn listen(
     let listener = TcpListener::bind(("0.0.0.0", port)).await.map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
     tracing::info!(protocol, port, "listening");
-    let limits = PlayerLimits {
-        queue_bytes: config.queue_bytes,
-        stall_timeout: config.stall_timeout,
+    let settings = SessionSettings {
+        player: PlayerLimits {
+            queue_bytes: config.queue_bytes,
+            stall_timeout: config.stall_timeout,
+        },
+        rtp_ports: config.rtp_ports,
     };
-    let task = actix_rt::spawn(accept_loop(listener, pool.clone(), protocol, limits, start));
+    let task = actix_rt::spawn(accept_loop(
+        listener,
+        pool.clone(),
+        protocol,
+        settings,
+        start,
+    ));
     Ok((addr, task))
 }
 

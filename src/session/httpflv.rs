@@ -23,7 +23,9 @@ use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
-use super::{ask, request_play, Active, Backlog, PlayOutcome, PlayerLimits, Role, SessionContext};
+use super::{
+    ask, request_play, Active, Backlog, PlayOutcome, Role, SessionContext, SessionSettings,
+};
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
 
@@ -65,7 +67,7 @@ impl HttpFlvSession {
         socket: TcpStream,
         peer: SocketAddr,
         shared: SessionContext,
-        limits: PlayerLimits,
+        settings: SessionSettings,
     ) -> Addr<Self> {
         let clientid = next_client_id();
         let local = socket.local_addr().unwrap_or(peer);
@@ -91,7 +93,7 @@ impl HttpFlvSession {
                 input: BytesMut::new(),
                 state: State::Request,
                 active: None,
-                backlog: Backlog::new(limits),
+                backlog: Backlog::new(settings.player),
             }
         })
     }

@@ -86,6 +86,15 @@ pub struct PlayerLimits {
     pub stall_timeout: Duration,
 }
 
+/// What a listener's sessions need from its config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// How far a player may fall behind.
+    pub player: PlayerLimits,
+    /// RTSP: the UDP ports RTP/RTCP pairs are taken from.
+    pub rtp_ports: (u16, u16),
+}
+
 /// The drop policy of one player's output: past `queue_bytes` of unwritten output it drops
 /// media until a keyframe arrives while the backlog is under half the limit; codec configs
 /// always pass. A stream without video resumes at any audio frame.

@@ -28,7 +28,7 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, contain, request_play, Active, Backlog, PlayOutcome, PlayerLimits, Role, SessionContext,
+    ask, contain, request_play, Active, Backlog, PlayOutcome, Role, SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
 use crate::protocol::rtmp::{Event, MediaKind, Rejection, RequestId, ServerConnection};
@@ -68,7 +68,7 @@ impl RtmpSession {
         socket: TcpStream,
         peer: SocketAddr,
         shared: SessionContext,
-        limits: PlayerLimits,
+        settings: SessionSettings,
     ) -> Addr<Self> {
         let clientid = next_client_id();
         let span = tracing::info_span!(
@@ -95,7 +95,7 @@ impl RtmpSession {
                 connected: false,
                 active: None,
                 active_stream_id: 0,
-                backlog: Backlog::new(limits),
+                backlog: Backlog::new(settings.player),
                 last_input: Instant::now(),
                 reported_unsupported: false,
                 dropped_ingest: 0,
