@@ -536,7 +536,7 @@ pub enum ConfigError {
         other_line: Option<usize>,
     },
     /// A protocol that is enabled but not implemented yet (RTSP, SRT, HTTP-FLV).
-    #[error("{at}: {element}: {protocol} is not supported yet (rtmp and httpflv are); set <enable>false</enable> or remove the <{protocol}> section")]
+    #[error("{at}: {element}: {protocol} is not supported yet (rtmp, httpflv and rtsp are); set <enable>false</enable> or remove the <{protocol}> section")]
     NotSupported {
         /// Where the `<enable>` is.
         at: Location,
@@ -1341,7 +1341,7 @@ fn check_port_conflicts(listeners: &[Listener]) -> Result<(), ConfigError> {
 }
 
 /// The protocols that have a server today.
-const IMPLEMENTED: &[&str] = &["rtmp", "httpflv"];
+const IMPLEMENTED: &[&str] = &["rtmp", "httpflv", "rtsp"];
 
 /// Enabling a protocol that has no server yet is an error rather than silently ignored.
 fn check_implemented(listeners: &[Listener]) -> Result<(), ConfigError> {
@@ -1448,7 +1448,8 @@ mod tests {
         assert_eq!(config.rtmp.port, 1935);
         assert!(config.httpflv.enable);
         assert_eq!(config.httpflv.port, 8080);
-        assert!(!config.rtsp.enable && !config.srt.enable);
+        assert!(config.rtsp.enable);
+        assert_eq!(config.rtsp.port, 8554);
         let hooks = config.hooks();
         for notify in [&hooks.rtmp, &hooks.rtsp, &hooks.srt, &hooks.httpflv] {
             assert_eq!(notify.on_connect, None);
@@ -1460,6 +1461,7 @@ mod tests {
         // count: it turns HTTP-FLV on, which a file without an <httpflv> section leaves off.
         let mut defaults = Config::default();
         defaults.httpflv.enable = true;
+        defaults.rtsp.enable = true;
         assert_eq!(config, defaults);
     }
 
@@ -2192,20 +2194,10 @@ mod tests {
     }
 
     #[test]
-    fn error_rtsp_not_supported() {
-        let e = assert_error(
-            "<config>\n<rtsp>\n<enable>true</enable>\n</rtsp>\n</config>",
-            3,
-            "<rtsp><enable>",
-            "rtsp is not supported yet",
-        );
-        assert!(matches!(
-            e,
-            ConfigError::NotSupported {
-                protocol: "rtsp",
-                ..
-            }
-        ));
+    fn rtsp_can_be_enabled() {
+        let c = parse("<config>\n<rtsp>\n<enable>true</enable>\n</rtsp>\n</config>");
+        assert!(c.rtsp.enable);
+        assert_eq!(c.rtsp.port, DEFAULT_RTSP_PORT);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::listener::{accept_loop, Pool, StartSession, Worker};
 use crate::session::httpflv::HttpFlvSession;
 use crate::session::rtmp::RtmpSession;
+use crate::session::rtsp::RtspSession;
 use crate::session::{PlayerLimits, SessionContext, SessionSettings};
 
 /// The server could not start.
@@ -48,6 +49,8 @@ pub struct Server {
     pub rtmp_addr: Option<SocketAddr>,
     /// The HTTP-FLV listening address, when HTTP-FLV is enabled.
     pub httpflv_addr: Option<SocketAddr>,
+    /// The RTSP listening address, when RTSP is enabled.
+    pub rtsp_addr: Option<SocketAddr>,
 }
 
 /// Binds one protocol's TCP port and starts its accept loop.
@@ -114,6 +117,7 @@ impl Server {
         let mut listeners = Vec::new();
         let mut rtmp_addr = None;
         let mut httpflv_addr = None;
+        let mut rtsp_addr = None;
         if config.rtmp.enable {
             let (addr, task) = listen(
                 "rtmp",
@@ -140,6 +144,19 @@ impl Server {
             httpflv_addr = Some(addr);
             listeners.push(task);
         }
+        if config.rtsp.enable {
+            let (addr, task) = listen(
+                "rtsp",
+                &config.rtsp,
+                &pool,
+                |socket, peer, shared, settings| {
+                    RtspSession::start(socket, peer, shared, settings);
+                },
+            )
+            .await?;
+            rtsp_addr = Some(addr);
+            listeners.push(task);
+        }
         tracing::info!(workers = config.workers, "server started");
         let longest_hook = [&config.rtmp, &config.rtsp, &config.srt, &config.httpflv]
             .iter()
@@ -154,6 +171,7 @@ impl Server {
             shutdown_grace: longest_hook + Duration::from_secs(2),
             rtmp_addr,
             httpflv_addr,
+            rtsp_addr,
         })
     }
 

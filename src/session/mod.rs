@@ -5,6 +5,7 @@
 
 pub mod httpflv;
 pub mod rtmp;
+pub mod rtsp;
 pub mod writer;
 
 use std::time::{Duration, Instant};

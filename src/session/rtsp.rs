@@ -1,0 +1,1055 @@
+//! [`RtspSession`]: the actor of one RTSP client connection, a thin shell over
+//! [`crate::protocol::rtsp::RtspConnection`] and its RTP (de)packetizers.
+//!
+//! Hooks: `on_connect` at the first request, `on_publish` at ANNOUNCE, `on_play` at DESCRIBE
+//! (or at SETUP/PLAY when a client skips DESCRIBE), each asked while the actor waits, before
+//! anything is answered. Publish: RTP from interleaved frames or UDP datagrams is
+//! depacketized into frames for the `StreamActor`. Play: the subscription starts at DESCRIBE
+//! (its snapshot gives the SDP); frames that arrive before PLAY are kept (bounded) and sent
+//! after the cached GOP when PLAY comes; RTP goes out interleaved or by UDP with RTCP sender
+//! reports. UDP ports come from the `<rtsp>` RTP port range.
+//!
+//! `on_done` is sent once per allowed play or publish ([`Active`]).
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use streamgate_actors::media::{Codec, FrameKind, MediaFrame, StreamKey, Track};
+use streamgate_actors::notify::{self, Decision};
+use streamgate_actors::registry::{ClaimPublish, PublishRefused};
+use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
+use streamgate_actors::stream::{Deliver, Delivery, Kick, PublishFrame, Snapshot, StreamEnded};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::codec::{BytesCodec, FramedRead};
+use tokio_util::udp::UdpFramed;
+use tracing::field::Empty;
+
+use super::writer::{WriteError, Writer};
+use super::{
+    ask, contain, request_play, Active, Backlog, PlayOutcome, Role, SessionContext, SessionSettings,
+};
+use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
+use crate::protocol::rtsp::rtp::{
+    is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
+    AacPacketizer, AuHeaderLayout, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
+    VideoPacketizer,
+};
+use crate::protocol::rtsp::sdp::{self, SdpTrack};
+use crate::protocol::rtsp::{stream_url, Event, RequestId, RtspConnection, RtspError};
+
+/// Mailbox capacity of a session: live frames waiting to be sent.
+pub const SESSION_MAILBOX: usize = 1024;
+/// A session without any request, RTCP or media for this long is closed (RFC 2326 §12.37,
+/// the `timeout` the server announces).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a client has from TCP accept to its first request.
+pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Frames kept between DESCRIBE and PLAY.
+const MAX_PENDING_FRAMES: usize = 4096;
+/// How often a player gets RTCP sender reports.
+const SENDER_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Where a track's RTP and RTCP go or come from.
+#[derive(Debug)]
+enum Link {
+    /// `$` frames on the RTSP connection with these channels.
+    Interleaved { rtp: u8, rtcp: u8 },
+    /// UDP: our sockets and the client's addresses.
+    Udp {
+        rtp: std::rc::Rc<UdpSocket>,
+        rtcp: std::rc::Rc<UdpSocket>,
+        client_rtp: SocketAddr,
+        client_rtcp: SocketAddr,
+    },
+}
+
+/// One depacketizer per announced track.
+enum Depacketizer {
+    Video(Box<VideoDepacketizer>),
+    Audio(AacDepacketizer),
+}
+
+impl Depacketizer {
+    fn push(&mut self, packet: &RtpPacket) -> bool {
+        match self {
+            Depacketizer::Video(d) => d.push(packet).is_ok(),
+            Depacketizer::Audio(d) => d.push(packet).is_ok(),
+        }
+    }
+
+    fn pop(&mut self) -> Option<MediaFrame> {
+        match self {
+            Depacketizer::Video(d) => d.pop(),
+            Depacketizer::Audio(d) => d.pop(),
+        }
+    }
+
+    fn anchor(&mut self, rtp_time: u32, micros: i64) {
+        match self {
+            Depacketizer::Video(d) => {
+                d.anchor(rtp_time, micros);
+            }
+            Depacketizer::Audio(d) => {
+                d.anchor(rtp_time, micros);
+            }
+        }
+    }
+}
+
+/// A track a publisher sends.
+struct Incoming {
+    depacketizer: Depacketizer,
+    link: Option<Link>,
+}
+
+/// One RTP packetizer of a player's track.
+enum Packetizer {
+    Video(Box<VideoPacketizer>),
+    Audio(AacPacketizer),
+}
+
+impl Packetizer {
+    fn packetize(&mut self, frame: &MediaFrame, out: &mut Vec<Bytes>) {
+        let _ = match self {
+            Packetizer::Video(p) => p.packetize(frame, out),
+            Packetizer::Audio(p) => p.packetize(frame, out),
+        };
+    }
+
+    fn clock(&self) -> RtpClock {
+        match self {
+            Packetizer::Video(p) => p.clock(),
+            Packetizer::Audio(p) => p.clock(),
+        }
+    }
+
+    fn stats(&self) -> (u16, u32, u32) {
+        let s = match self {
+            Packetizer::Video(p) => p.stats(),
+            Packetizer::Audio(p) => p.stats(),
+        };
+        (s.next_sequence, s.packets, s.octets)
+    }
+}
+
+/// A track a player receives.
+struct Outgoing {
+    track: Track,
+    codec: Codec,
+    config: Bytes,
+    payload_type: u8,
+    ssrc: u32,
+    link: Option<Link>,
+    url: String,
+    packetizer: Option<Packetizer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Setup,
+    Playing,
+}
+
+/// A random 32-bit value (session ids, SSRCs, RTP offsets): the std hasher's keys are
+/// random per instance.
+fn random_u32() -> u32 {
+    RandomState::new().hash_one(Instant::now()) as u32
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The app and stream name of an RTSP URL: path segments before the last, and the last
+/// (queries and a track segment removed).
+fn app_and_name(url: &str) -> Option<(String, String)> {
+    let url = stream_url(url);
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme.split_once('/').map(|(_, p)| p)?;
+    let path = path.split('?').next().unwrap_or("");
+    let (app, name) = path.trim_end_matches('/').rsplit_once('/')?;
+    (!app.is_empty() && !name.is_empty()).then(|| (app.to_owned(), name.to_owned()))
+}
+
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// Binds an RTP/RTCP pair (even, even + 1) from `range`, starting after the last pair given.
+fn bind_pair(range: (u16, u16)) -> Option<(UdpSocket, UdpSocket, (u16, u16))> {
+    let (low, high) = range;
+    let pairs = u32::from((high - low) / 2 + 1).max(1);
+    for _ in 0..pairs {
+        let i = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % pairs;
+        let rtp_port = low + (i * 2) as u16;
+        let Some(rtcp_port) = rtp_port.checked_add(1).filter(|p| *p <= high) else {
+            continue;
+        };
+        let bind = |port: u16| -> Option<UdpSocket> {
+            let socket = std::net::UdpSocket::bind(("0.0.0.0", port)).ok()?;
+            socket.set_nonblocking(true).ok()?;
+            UdpSocket::from_std(socket).ok()
+        };
+        if let (Some(rtp), Some(rtcp)) = (bind(rtp_port), bind(rtcp_port)) {
+            return Some((rtp, rtcp, (rtp_port, rtcp_port)));
+        }
+    }
+    None
+}
+
+/// A datagram on one of the session's UDP sockets.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Datagram {
+    track: usize,
+    rtcp: bool,
+    data: Bytes,
+}
+
+/// One RTSP client connection.
+pub struct RtspSession {
+    core: RtspConnection,
+    writer: Writer,
+    peer: SocketAddr,
+    clientid: ClientId,
+    shared: SessionContext,
+    settings: SessionSettings,
+    span: tracing::Span,
+    active: Option<Active>,
+    key: Option<StreamKey>,
+    connected: bool,
+    last_activity: Instant,
+    // publish
+    incoming: Vec<Incoming>,
+    origin_micros: Option<i64>,
+    dropped_ingest: u64,
+    // play
+    outgoing: Vec<Outgoing>,
+    snapshot: Option<Snapshot>,
+    pending: Vec<MediaFrame>,
+    phase: Phase,
+    started: Option<(Instant, i64)>,
+    backlog: Backlog,
+}
+
+impl RtspSession {
+    /// Starts the session actor for an accepted socket on the current arbiter.
+    pub fn start(
+        socket: TcpStream,
+        peer: SocketAddr,
+        shared: SessionContext,
+        settings: SessionSettings,
+    ) -> Addr<Self> {
+        let clientid = next_client_id();
+        let span = tracing::info_span!(
+            "session",
+            clientid,
+            peer = %peer,
+            protocol = "rtsp",
+            app = Empty,
+            name = Empty
+        );
+        let (read, write) = socket.into_split();
+        let writer = Writer::spawn(write, span.clone());
+        let session_id = format!("{:08X}{:08X}", random_u32(), clientid as u32);
+        RtspSession::create(move |ctx| {
+            ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
+            RtspSession {
+                core: RtspConnection::new(session_id),
+                writer,
+                peer,
+                clientid,
+                shared,
+                settings,
+                span,
+                active: None,
+                key: None,
+                connected: false,
+                last_activity: Instant::now(),
+                incoming: Vec::new(),
+                origin_micros: None,
+                dropped_ingest: 0,
+                outgoing: Vec::new(),
+                snapshot: None,
+                pending: Vec::new(),
+                phase: Phase::Setup,
+                started: None,
+                backlog: Backlog::new(settings.player),
+            }
+        })
+    }
+
+    fn info(&self, app: &str, name: &str, url: &str) -> SessionInfo {
+        SessionInfo {
+            protocol: Protocol::Rtsp,
+            clientid: self.clientid,
+            addr: self.peer.ip(),
+            app: app.to_owned(),
+            url: url.to_owned(),
+            name: name.to_owned(),
+            tcurl: String::new(),
+        }
+    }
+
+    /// Sends queued output; a refused or finished connection is closed after it.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(bytes) = self.core.take_output() {
+            match self.writer.send(bytes) {
+                Ok(()) => {}
+                Err(WriteError::Full) => self.backlog.overflowed(),
+                Err(WriteError::Closed) => ctx.stop(),
+            }
+        }
+        if self.core.is_finished() {
+            ctx.stop();
+        }
+    }
+
+    /// Runs a core call with panics contained; a failure ends this connection.
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut RtspConnection) -> Result<T, RtspError>,
+    ) -> Option<T> {
+        let result = contain(|| f(&mut self.core));
+        let _s = self.span.clone().entered();
+        match result {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "protocol error; closing");
+                self.flush(ctx);
+                ctx.stop();
+                None
+            }
+            Err(panic) => {
+                tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
+                ctx.stop();
+                None
+            }
+        }
+    }
+
+    /// Drains the core's events; a request suspends the actor until its decision.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Connect { request, url } => {
+                    let info = self.info("", "", &url);
+                    if let Some((app, _)) = app_and_name(&url) {
+                        self.span.record("app", app.as_str());
+                    }
+                    let asked = ask(self.shared.notify.send(notify::Connect { info }));
+                    ctx.wait(asked.into_actor(self).map(move |decision, act, ctx| {
+                        act.log_decision("connect", &decision);
+                        if decision.is_allow() {
+                            act.connected = true;
+                            if act.guarded(ctx, |core| core.accept(request)).is_some() {
+                                act.pump(ctx);
+                            }
+                        } else {
+                            act.refuse(ctx, request, decision.deny_status());
+                        }
+                    }));
+                    return;
+                }
+                Event::PublishRequested {
+                    request,
+                    url,
+                    tracks,
+                } => {
+                    self.ask_publish(ctx, request, &url, tracks);
+                    return;
+                }
+                Event::PlayRequested { request, url } => {
+                    self.ask_play(ctx, request, &url);
+                    return;
+                }
+                Event::SetupRequested {
+                    request,
+                    track,
+                    transport,
+                    ..
+                } => {
+                    let answer = self.setup(ctx, track, transport);
+                    let ok = match answer {
+                        Ok(server) => self.guarded(ctx, |core| core.accept_setup(request, server)),
+                        Err(status) => self.guarded(ctx, |core| core.reject(request, status)),
+                    };
+                    if ok.is_none() {
+                        return;
+                    }
+                    self.flush(ctx);
+                }
+                Event::RecordStarted => {
+                    let _s = self.span.clone().entered();
+                    tracing::info!(tracks = self.incoming.len(), "recording");
+                }
+                Event::PlayStarted { request, .. } => {
+                    let rtp_info = self.start_playing();
+                    if self
+                        .guarded(ctx, |core| core.accept_play(request, rtp_info))
+                        .is_none()
+                    {
+                        return;
+                    }
+                    self.flush(ctx);
+                    self.send_reports(ctx);
+                    self.replay(ctx);
+                }
+                Event::Teardown => {
+                    self.finish("teardown");
+                    self.flush(ctx);
+                }
+                Event::Interleaved { channel, data } => self.interleaved(channel, data),
+            }
+        }
+        self.flush(ctx);
+    }
+
+    fn log_decision(&self, call: &str, decision: &Decision) {
+        let _s = self.span.clone().entered();
+        match decision {
+            Decision::Allow => tracing::info!(call, "allowed"),
+            Decision::Deny(reason) => tracing::info!(call, ?reason, "refused"),
+        }
+    }
+
+    /// Refuses a pending request with `status` and flushes; the core finishes the connection
+    /// when it was a connect, publish or play.
+    fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, status: u16) {
+        if self
+            .guarded(ctx, |core| core.reject(request, status))
+            .is_some()
+        {
+            self.flush(ctx);
+        }
+    }
+
+    fn ask_publish(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: RequestId,
+        url: &str,
+        tracks: Vec<SdpTrack>,
+    ) {
+        let Some((app, name)) = app_and_name(url) else {
+            return self.refuse(ctx, request, 400);
+        };
+        self.span.record("app", app.as_str());
+        self.span.record("name", name.as_str());
+        let info = self.info(&app, &name, url);
+        let key = StreamKey::new(app, name);
+        let notify = self.shared.notify.clone();
+        let registry = self.shared.registry.clone();
+        let kick = ctx.address().recipient::<Kick>();
+        let arbiter = Arbiter::current();
+        let clientid = self.clientid;
+        let hook_info = info.clone();
+        let asked = async move {
+            let decision = ask(notify.send(notify::Publish { info: hook_info })).await;
+            if !decision.is_allow() {
+                return (decision, None);
+            }
+            let claim = registry
+                .send(ClaimPublish {
+                    key,
+                    clientid,
+                    kick,
+                    arbiter,
+                })
+                .await;
+            (decision, Some(claim))
+        };
+        ctx.wait(
+            asked
+                .into_actor(self)
+                .map(move |(decision, claim), act, ctx| {
+                    act.log_decision("publish", &decision);
+                    let Some(claim) = claim else {
+                        return act.refuse(ctx, request, decision.deny_status());
+                    };
+                    act.active = Some(Active::begin(&act.shared, Role::Publisher, info, None));
+                    match claim {
+                        Ok(Ok(stream)) => {
+                            act.incoming = tracks.iter().map(Self::depacketizer).collect();
+                            for track in &tracks {
+                                if let (Some(codec), Some(config), Some(kind)) =
+                                    (track.codec, &track.config, track.track())
+                                {
+                                    let _ = stream.try_send(PublishFrame {
+                                        frame: MediaFrame {
+                                            track: kind,
+                                            codec,
+                                            kind: FrameKind::Config,
+                                            dts: 0,
+                                            pts: 0,
+                                            keyframe: true,
+                                            payload: config.clone(),
+                                        },
+                                    });
+                                }
+                            }
+                            if let Some(active) = act.active.as_mut() {
+                                active.stream = Some(stream);
+                            }
+                            if act.guarded(ctx, |core| core.accept(request)).is_some() {
+                                act.pump(ctx);
+                            }
+                        }
+                        Ok(Err(PublishRefused::AlreadyPublishing(key))) => {
+                            let _s = act.span.clone().entered();
+                            tracing::info!(stream = %key, "already published by another client");
+                            drop(_s);
+                            act.refuse(ctx, request, 403);
+                        }
+                        Err(_) => act.refuse(ctx, request, 503),
+                    }
+                }),
+        );
+    }
+
+    /// The depacketizer of an announced track; tracks this server cannot carry get none
+    /// (their packets are dropped).
+    fn depacketizer(track: &SdpTrack) -> Incoming {
+        let depacketizer = match track.codec {
+            Some(Codec::H264) => {
+                Depacketizer::Video(Box::new(VideoDepacketizer::h264(track.config.clone())))
+            }
+            Some(Codec::H265) => Depacketizer::Video(Box::new(VideoDepacketizer::h265(
+                track.parameter_sets.clone(),
+            ))),
+            Some(Codec::Aac) => Depacketizer::Audio(AacDepacketizer::new(
+                track.clock_rate,
+                AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
+            )),
+            None => Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR)),
+        };
+        Incoming {
+            depacketizer,
+            link: None,
+        }
+    }
+
+    fn ask_play(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {
+        let Some((app, name)) = app_and_name(url) else {
+            return self.refuse(ctx, request, 404);
+        };
+        self.span.record("app", app.as_str());
+        self.span.record("name", name.as_str());
+        let info = self.info(&app, &name, url);
+        let key = StreamKey::new(app, name);
+        self.key = Some(key.clone());
+        let asked = request_play(
+            self.shared.clone(),
+            info.clone(),
+            key,
+            ctx.address().recipient(),
+            ctx.address().recipient(),
+        );
+        ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
+            let (stream, snapshot) = match outcome {
+                PlayOutcome::Denied(decision) => {
+                    act.log_decision("play", &decision);
+                    return act.refuse(ctx, request, decision.deny_status());
+                }
+                PlayOutcome::NotFound => {
+                    act.log_decision("play", &Decision::Allow);
+                    act.active = Some(Active::begin(&act.shared, Role::Player, info, None));
+                    return act.refuse(ctx, request, 404);
+                }
+                PlayOutcome::Playing(stream, snapshot) => (stream, snapshot),
+            };
+            act.log_decision("play", &Decision::Allow);
+            act.active = Some(Active::begin(&act.shared, Role::Player, info, Some(stream)));
+            let tracks: Vec<SdpTrack> = snapshot
+                .configs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| sdp::track_for_config(i, f.codec, &f.payload).ok())
+                .collect();
+            if tracks.is_empty() {
+                let _s = act.span.clone().entered();
+                tracing::info!("the stream has no codec configuration yet");
+                drop(_s);
+                return act.refuse(ctx, request, 404);
+            }
+            act.outgoing = snapshot
+                .configs
+                .iter()
+                .zip(&tracks)
+                .map(|(f, t)| Outgoing {
+                    track: f.track,
+                    codec: f.codec,
+                    config: f.payload.clone(),
+                    payload_type: t.payload_type,
+                    ssrc: random_u32(),
+                    link: None,
+                    url: String::new(),
+                    packetizer: None,
+                })
+                .collect();
+            act.snapshot = Some(snapshot);
+            let host = act.peer_local_host();
+            let description = sdp::build(&host, "streamgate", &tracks);
+            if act
+                .guarded(ctx, |core| core.accept_describe(request, description))
+                .is_some()
+            {
+                act.pump(ctx);
+            }
+        }));
+    }
+
+    fn peer_local_host(&self) -> String {
+        match self.peer.ip() {
+            IpAddr::V4(_) => "0.0.0.0".into(),
+            IpAddr::V6(_) => "::".into(),
+        }
+    }
+
+    /// Chooses the server side of a SETUP: the client's channels, or a UDP port pair.
+    fn setup(
+        &mut self,
+        ctx: &mut Context<Self>,
+        track: Option<usize>,
+        transport: ClientTransport,
+    ) -> Result<ServerTransport, u16> {
+        let index = track.ok_or(404u16)?;
+        let publishing = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.role == Role::Publisher);
+        let known = if publishing {
+            index < self.incoming.len()
+        } else {
+            index < self.outgoing.len()
+        };
+        if !known {
+            return Err(404);
+        }
+        let (link, server) = match transport.spec {
+            TransportSpec::Interleaved(channels) => {
+                let (rtp, rtcp) = channels.unwrap_or((2 * index as u8, 2 * index as u8 + 1));
+                (
+                    Link::Interleaved { rtp, rtcp },
+                    ServerTransport::Interleaved {
+                        channels: (rtp, rtcp),
+                    },
+                )
+            }
+            TransportSpec::Udp { client_port } => {
+                let Some((rtp, rtcp, server_port)) = bind_pair(self.settings.rtp_ports) else {
+                    let _s = self.span.clone().entered();
+                    tracing::warn!(range = ?self.settings.rtp_ports, "no free RTP port pair");
+                    return Err(453);
+                };
+                let (rtp, rtcp) = (std::rc::Rc::new(rtp), std::rc::Rc::new(rtcp));
+                for (socket, is_rtcp) in [(rtp.clone(), false), (rtcp.clone(), true)] {
+                    ctx.add_stream(UdpFramed::new(socket, BytesCodec::new()).filter_map(
+                        move |item| {
+                            std::future::ready(item.ok().map(|(data, _from)| Datagram {
+                                track: index,
+                                rtcp: is_rtcp,
+                                data: data.freeze(),
+                            }))
+                        },
+                    ));
+                }
+                (
+                    Link::Udp {
+                        rtp,
+                        rtcp,
+                        client_rtp: SocketAddr::new(self.peer.ip(), client_port.0),
+                        client_rtcp: SocketAddr::new(self.peer.ip(), client_port.1),
+                    },
+                    ServerTransport::Udp {
+                        client_port,
+                        server_port,
+                    },
+                )
+            }
+        };
+        if publishing {
+            self.incoming[index].link = Some(link);
+        } else {
+            self.outgoing[index].link = Some(link);
+        }
+        Ok(server)
+    }
+
+    /// RTP or RTCP from a publisher, by interleaved channel.
+    fn interleaved(&mut self, channel: u8, data: Bytes) {
+        let found = self.incoming.iter().position(|t| {
+            matches!(t.link, Some(Link::Interleaved { rtp, rtcp }) if rtp == channel || rtcp == channel)
+        });
+        if let Some(index) = found {
+            let rtcp = matches!(self.incoming[index].link, Some(Link::Interleaved { rtcp, .. }) if rtcp == channel);
+            self.ingest(index, rtcp, data);
+        } else if self.phase == Phase::Playing {
+            // A player's RTCP receiver reports: proof of life, nothing more.
+            self.last_activity = Instant::now();
+        }
+    }
+
+    /// One RTP or RTCP packet of publisher track `index`.
+    fn ingest(&mut self, index: usize, rtcp: bool, data: Bytes) {
+        self.last_activity = Instant::now();
+        let Some(stream) = self
+            .active
+            .as_ref()
+            .filter(|a| a.role == Role::Publisher)
+            .and_then(|a| a.stream.clone())
+        else {
+            return;
+        };
+        let Some(track) = self.incoming.get_mut(index) else {
+            return;
+        };
+        if rtcp || is_rtcp(&data) {
+            // Sender reports put every track on one timeline (RFC 3550 §6.4.1).
+            for packet in parse_rtcp(&data).unwrap_or_default() {
+                if let RtcpPacket::SenderReport { ntp, rtp_time, .. } = packet {
+                    let wall = ntp_to_unix_micros(ntp);
+                    let origin = *self.origin_micros.get_or_insert(wall);
+                    track.depacketizer.anchor(rtp_time, wall - origin);
+                }
+            }
+            return;
+        }
+        let Ok(packet) = RtpPacket::parse(data) else {
+            return;
+        };
+        if !track.depacketizer.push(&packet) {
+            return;
+        }
+        while let Some(frame) = track.depacketizer.pop() {
+            if stream.try_send(PublishFrame { frame }).is_err() {
+                self.dropped_ingest += 1;
+                if self.dropped_ingest.is_power_of_two() {
+                    let _s = self.span.clone().entered();
+                    tracing::warn!(
+                        dropped = self.dropped_ingest,
+                        "stream busy; dropping frames"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Makes the packetizers for the tracks set up; returns the RTP-Info of PLAY.
+    fn start_playing(&mut self) -> Vec<(String, u16, u32)> {
+        let first = self
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.gop.first().map(|f| f.pts))
+            .or_else(|| self.pending.first().map(|f| f.pts))
+            .unwrap_or(0);
+        let setups = self.core.setups().to_vec();
+        let mut info = Vec::new();
+        for (index, out) in self.outgoing.iter_mut().enumerate() {
+            if out.link.is_none() {
+                continue;
+            }
+            let sequence = random_u32() as u16;
+            let rate = match out.codec {
+                Codec::Aac => crate::protocol::codec::AacConfig::parse(&out.config)
+                    .map_or(48_000, |c| c.sample_rate),
+                _ => 90_000,
+            };
+            let clock = RtpClock::new(rate, random_u32());
+            let mut packetizer = match out.codec {
+                Codec::H264 => Packetizer::Video(Box::new(VideoPacketizer::h264(
+                    out.payload_type,
+                    out.ssrc,
+                    sequence,
+                    clock,
+                ))),
+                Codec::H265 => Packetizer::Video(Box::new(VideoPacketizer::h265(
+                    out.payload_type,
+                    out.ssrc,
+                    sequence,
+                    clock,
+                ))),
+                Codec::Aac => Packetizer::Audio(AacPacketizer::new(
+                    out.payload_type,
+                    out.ssrc,
+                    sequence,
+                    clock,
+                )),
+            };
+            if let Packetizer::Video(p) = &mut packetizer {
+                let _ = p.set_config(&out.config);
+            }
+            out.url = setups
+                .iter()
+                .find(|s| s.track == Some(index))
+                .map(|s| s.url.clone())
+                .unwrap_or_default();
+            info.push((out.url.clone(), sequence, clock.rtp_time(first)));
+            out.packetizer = Some(packetizer);
+        }
+        self.phase = Phase::Playing;
+        self.started = Some((Instant::now(), first));
+        info
+    }
+
+    /// Sends the cached GOP and the frames that arrived since DESCRIBE.
+    fn replay(&mut self, ctx: &mut Context<Self>) {
+        let snapshot = self.snapshot.take().unwrap_or_default();
+        let pending = std::mem::take(&mut self.pending);
+        let mut frames = snapshot.gop;
+        let last = frames.last().map(|f| f.dts);
+        frames.extend(
+            pending
+                .into_iter()
+                .filter(|f| Some(f.dts) > last || last.is_none()),
+        );
+        for frame in &frames {
+            self.send_frame(frame);
+        }
+        self.flush(ctx);
+    }
+
+    /// Packetizes and sends one frame to every track of its kind that is set up.
+    fn send_frame(&mut self, frame: &MediaFrame) {
+        let mut packets = Vec::new();
+        for out in &mut self.outgoing {
+            if out.track != frame.track {
+                continue;
+            }
+            let (Some(packetizer), Some(link)) = (out.packetizer.as_mut(), out.link.as_ref())
+            else {
+                continue;
+            };
+            packets.clear();
+            packetizer.packetize(frame, &mut packets);
+            for packet in &packets {
+                match link {
+                    Link::Interleaved { rtp, .. } => {
+                        let _ = self.core.send_interleaved(*rtp, &[packet]);
+                    }
+                    Link::Udp {
+                        rtp, client_rtp, ..
+                    } => {
+                        // A full socket buffer drops the packet: UDP players live with loss.
+                        let _ = rtp.try_send_to(packet, *client_rtp);
+                    }
+                }
+            }
+        }
+    }
+
+    /// RTCP sender reports for every playing track: NTP now and the RTP time it maps to.
+    fn send_reports(&mut self, ctx: &mut Context<Self>) {
+        let Some((start, first)) = self.started else {
+            return;
+        };
+        let media_now = first + start.elapsed().as_micros() as i64;
+        let ntp = ntp_timestamp(unix_micros());
+        for out in &self.outgoing {
+            let (Some(packetizer), Some(link)) = (out.packetizer.as_ref(), out.link.as_ref())
+            else {
+                continue;
+            };
+            let (_, packets, octets) = packetizer.stats();
+            let report = sender_report(
+                out.ssrc,
+                ntp,
+                packetizer.clock().rtp_time(media_now),
+                packets,
+                octets,
+                "streamgate",
+            );
+            match link {
+                Link::Interleaved { rtcp, .. } => {
+                    let _ = self.core.send_interleaved(*rtcp, &[&report]);
+                }
+                Link::Udp {
+                    rtcp, client_rtcp, ..
+                } => {
+                    let _ = rtcp.try_send_to(&report, *client_rtcp);
+                }
+            }
+        }
+        self.flush(ctx);
+    }
+
+    /// Ends the allowed play or publish: leaves the stream and sends its one `on_done`.
+    fn finish(&mut self, why: &str) {
+        if let Some(active) = self.active.take() {
+            let _s = self.span.clone().entered();
+            active.finish(&self.shared, why);
+        }
+    }
+}
+
+impl Actor for RtspSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SESSION_MAILBOX);
+        let _s = self.span.clone().entered();
+        tracing::info!("connection started");
+        drop(_s);
+        ctx.run_later(FIRST_REQUEST_DEADLINE, |act, ctx| {
+            if !act.connected {
+                let _s = act.span.clone().entered();
+                tracing::info!("no accepted request in time; closing");
+                ctx.stop();
+            }
+        });
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            if act.writer.is_closed() {
+                ctx.stop();
+                return;
+            }
+            if act.last_activity.elapsed() > SESSION_TIMEOUT {
+                let _s = act.span.clone().entered();
+                tracing::info!("session timed out (no request, RTCP or media)");
+                ctx.stop();
+                return;
+            }
+            if act
+                .backlog
+                .stalled(act.writer.pending_bytes(), Instant::now())
+            {
+                let _s = act.span.clone().entered();
+                tracing::warn!(
+                    pending = act.writer.pending_bytes(),
+                    "player stalled; closing"
+                );
+                ctx.stop();
+            }
+        });
+        ctx.run_interval(SENDER_REPORT_EVERY, |act, ctx| {
+            if act.phase == Phase::Playing {
+                act.send_reports(ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.finish("connection closed");
+        let _s = self.span.clone().entered();
+        tracing::info!("connection stopped");
+    }
+}
+
+impl StreamHandler<Result<BytesMut, std::io::Error>> for RtspSession {
+    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
+        let bytes = match item {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _s = self.span.clone().entered();
+                tracing::info!(error = %e, "read failed");
+                ctx.stop();
+                return;
+            }
+        };
+        self.last_activity = Instant::now();
+        if self
+            .guarded(ctx, |core| core.handle_input(&bytes))
+            .is_some()
+        {
+            self.pump(ctx);
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::debug!("client closed the connection");
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Datagram> for RtspSession {
+    fn handle(&mut self, item: Datagram, _ctx: &mut Self::Context) {
+        let publishing = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.role == Role::Publisher);
+        if publishing {
+            self.ingest(item.track, item.rtcp, item.data);
+        } else {
+            self.last_activity = Instant::now();
+        }
+    }
+
+    /// A UDP socket's stream ending must not end the session.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<Deliver> for RtspSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let Delivery::Frame(frame) = msg.item else {
+            return;
+        };
+        if self.phase != Phase::Playing {
+            if self.pending.len() < MAX_PENDING_FRAMES {
+                self.pending.push(frame);
+            }
+            return;
+        }
+        let _s = self.span.clone().entered();
+        if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
+            return;
+        }
+        drop(_s);
+        self.send_frame(&frame);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<StreamEnded> for RtspSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::info!(stream = %msg.key, "stream ended under the player");
+        drop(_s);
+        self.finish("stream ended");
+        ctx.stop();
+    }
+}
+
+impl Handler<Kick> for RtspSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
+        let _s = self.span.clone().entered();
+        tracing::info!(reason = msg.reason, "closing the publisher");
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::app_and_name;
+
+    #[test]
+    fn app_and_name_from_rtsp_urls() {
+        assert_eq!(
+            app_and_name("rtsp://h:8554/live/cam2?token=abc"),
+            Some(("live".into(), "cam2".into()))
+        );
+        assert_eq!(
+            app_and_name("rtsp://h/live/cam2/trackID=0"),
+            Some(("live".into(), "cam2".into()))
+        );
+        assert_eq!(
+            app_and_name("rtsp://h/a/b/cam"),
+            Some(("a/b".into(), "cam".into()))
+        );
+        assert_eq!(app_and_name("rtsp://h/cam"), None);
+        assert_eq!(app_and_name("rtsp://h"), None);
+    }
+}
