@@ -651,16 +651,21 @@ impl RtspSession {
                     return Err(453);
                 };
                 let (rtp, rtcp) = (std::rc::Rc::new(rtp), std::rc::Rc::new(rtcp));
+                let client = self.peer.ip();
                 for (socket, is_rtcp) in [(rtp.clone(), false), (rtcp.clone(), true)] {
-                    ctx.add_stream(UdpFramed::new(socket, BytesCodec::new()).filter_map(
-                        move |item| {
-                            std::future::ready(item.ok().map(|(data, _from)| Datagram {
-                                track: index,
-                                rtcp: is_rtcp,
-                                data: data.freeze(),
-                            }))
-                        },
-                    ));
+                    // Only the client's own address may feed its ports.
+                    let datagrams =
+                        UdpFramed::new(socket, BytesCodec::new()).filter_map(move |item| {
+                            let datagram = item.ok().filter(|(_, from)| from.ip() == client).map(
+                                |(data, _)| Datagram {
+                                    track: index,
+                                    rtcp: is_rtcp,
+                                    data: data.freeze(),
+                                },
+                            );
+                            std::future::ready(datagram)
+                        });
+                    ctx.add_stream(datagrams);
                 }
                 (
                     Link::Udp {
@@ -804,13 +809,10 @@ impl RtspSession {
     fn replay(&mut self, ctx: &mut Context<Self>) {
         let snapshot = self.snapshot.take().unwrap_or_default();
         let pending = std::mem::take(&mut self.pending);
+        // The snapshot ends where the subscription began; what came after is in `pending`, in
+        // the order the publisher sent it.
         let mut frames = snapshot.gop;
-        let last = frames.last().map(|f| f.dts);
-        frames.extend(
-            pending
-                .into_iter()
-                .filter(|f| Some(f.dts) > last || last.is_none()),
-        );
+        frames.extend(pending);
         for frame in &frames {
             self.send_frame(frame);
         }
