@@ -341,10 +341,11 @@ impl RtspSession {
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Connect { request, url } => {
-                    let info = self.info("", "", &url);
-                    if let Some((app, _)) = app_and_name(&url) {
-                        self.span.record("app", app.as_str());
-                    }
+                    // The first request usually names the stream (ffmpeg's OPTIONS does): its
+                    // app goes with on_connect, as RTMP's connect carries one.
+                    let app = app_and_name(&url).map(|(app, _)| app).unwrap_or_default();
+                    self.span.record("app", app.as_str());
+                    let info = self.info(&app, "", &url);
                     let asked = ask(self.shared.notify.send(notify::Connect { info }));
                     ctx.wait(asked.into_actor(self).map(move |decision, act, ctx| {
                         act.log_decision("connect", &decision);

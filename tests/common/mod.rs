@@ -646,6 +646,8 @@ pub struct Config {
     pub env: Vec<(String, String)>,
     /// The `<httpflv>` section, when enabled.
     pub httpflv: Option<HttpFlv>,
+    /// The `<rtsp>` section, when enabled.
+    pub rtsp: Option<Rtsp>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -673,6 +675,7 @@ impl Config {
             timeout_ms: None,
             env: Vec::new(),
             httpflv: None,
+            rtsp: None,
         }
     }
 
@@ -702,6 +705,51 @@ impl Config {
             h.stall_timeout_ms = Some(stall_timeout_ms);
         }
         c
+    }
+
+    /// Enables RTSP on a free TCP port with 100 UDP ports for RTP/RTCP from a random even
+    /// base in 40000..59000 (keeps the section if already enabled).
+    pub fn rtsp(mut self) -> Config {
+        self.rtsp.get_or_insert_with(|| {
+            let min = rtp_port_base();
+            Rtsp {
+                port: free_port(),
+                rtp_port_min: min,
+                rtp_port_max: min + 99,
+                hooks: None,
+            }
+        });
+        self
+    }
+
+    /// Enables RTSP with its four hooks at `{base}/connect{suffix}`, ...
+    pub fn rtsp_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.rtsp();
+        if let Some(r) = c.rtsp.as_mut() {
+            r.hooks = Some((base.into(), suffix.into()));
+        }
+        c
+    }
+
+    /// The `<rtsp>` section of the XML (empty when RTSP is not enabled).
+    fn rtsp_xml(&self) -> String {
+        let Some(r) = &self.rtsp else {
+            return String::new();
+        };
+        let mut inner = String::new();
+        if let Some((base, suffix)) = &r.hooks {
+            for call in ["connect", "play", "publish", "done"] {
+                let url = format!("{base}/{call}{suffix}")
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;");
+                inner.push_str(&format!("      <on_{call}>{url}</on_{call}>\n"));
+            }
+        }
+        format!(
+            "  <rtsp>\n    <enable>true</enable>\n    <port>{}</port>\n    <rtp_port_min>{}</rtp_port_min>\n    <rtp_port_max>{}</rtp_port_max>\n    <http_notify>\n{inner}    </http_notify>\n  </rtsp>\n",
+            r.port, r.rtp_port_min, r.rtp_port_max
+        )
     }
 
     /// Sets an environment variable of the server process.
@@ -781,10 +829,39 @@ impl Config {
             );
         }
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}</config>\n",
-            self.workers, self.log_level, self.port
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}</config>\n",
+            self.workers,
+            self.log_level,
+            self.port,
+            rtsp = self.rtsp_xml()
         )
     }
+}
+
+/// The `<rtsp>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct Rtsp {
+    pub port: u16,
+    /// The UDP ports RTP/RTCP pairs are taken from (`rtp_port_min` even).
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+}
+
+/// A random even port in 40000..59000 (per process, per call), the base of a test's RTP range.
+fn rtp_port_base() -> u16 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut rng = Rng::new(
+        u64::from(nanos)
+            ^ (u64::from(std::process::id()) << 32)
+            ^ ((UNIQUE.fetch_add(1, Ordering::SeqCst) as u64) << 20),
+    );
+    rng.next_u64();
+    40000 + 2 * (rng.next_u64() % 9500) as u16
 }
 
 impl Default for Config {
@@ -798,6 +875,8 @@ pub struct Server {
     pub port: u16,
     /// The HTTP-FLV port, when enabled.
     pub httpflv_port: Option<u16>,
+    /// The RTSP port, when enabled.
+    pub rtsp_port: Option<u16>,
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -826,13 +905,17 @@ impl Server {
         let mut srv = Server {
             port: cfg.port,
             httpflv_port: cfg.httpflv.as_ref().map(|h| h.port),
+            rtsp_port: cfg.rtsp.as_ref().map(|r| r.port),
             dir,
             config_path,
             log_path,
             child,
             exit: None,
         };
-        let ports: Vec<u16> = std::iter::once(srv.port).chain(srv.httpflv_port).collect();
+        let ports: Vec<u16> = std::iter::once(srv.port)
+            .chain(srv.httpflv_port)
+            .chain(srv.rtsp_port)
+            .collect();
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             let up = |port: u16| {
@@ -878,6 +961,14 @@ impl Server {
             .httpflv_port
             .expect("HTTP-FLV is enabled in this test's config");
         format!("http://127.0.0.1:{port}/{path}")
+    }
+
+    /// `rtsp://127.0.0.1:RTSP_PORT/{path}` (RTSP must be enabled).
+    pub fn rtsp_url(&self, path: &str) -> String {
+        let port = self
+            .rtsp_port
+            .expect("RTSP is enabled in this test's config");
+        format!("rtsp://127.0.0.1:{port}/{path}")
     }
 
     /// `rtmp://127.0.0.1:PORT/live` (the tcUrl ffmpeg sends for app `live`).

@@ -1,0 +1,1260 @@
+//! End-to-end tests of RTSP publish/play with HTTP Notify: the real `streamgate` binary with
+//! `<rtsp>` enabled on a free port and its own RTP port range, a real HTTP business server
+//! ([`common::HookServer`]), real ffmpeg / ffprobe publishers and players over RTSP (TCP
+//! interleaved and UDP), RTMP and HTTP-FLV, and a raw RTSP client to see exactly what the
+//! server answers and when.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// How long to wait for a callback that must come.
+const HOOK_WAIT: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------------------------------------
+// ffmpeg over RTSP
+
+/// Publishes the synthetic H.264+AAC stream over RTSP (`transport` is `tcp` or `udp`).
+fn publish_rtsp(url: &str, transport: &str, seconds: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", TESTSRC])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "25", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
+    Proc::spawn(&format!("publish {url} ({transport})"), &mut cmd)
+}
+
+/// Starts a player decoding `seconds` of video from `url` over RTSP (framemd5 on stdout).
+fn spawn_rtsp_player(url: &str, transport: &str, seconds: f64) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-rtsp_transport", transport, "-i", url])
+        .args(["-t", &format!("{seconds}")])
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"]);
+    Proc::spawn(&format!("play {url} ({transport})"), &mut cmd)
+}
+
+/// Plays `seconds` of `url` over RTSP, bounded by `timeout`.
+fn play_rtsp(url: &str, transport: &str, seconds: f64, timeout: Duration) -> Played {
+    finish_player(spawn_rtsp_player(url, transport, seconds), timeout)
+}
+
+/// The codec names ffprobe sees over RTSP, and its output.
+fn probe_rtsp(url: &str, transport: &str) -> (BTreeSet<String>, Output) {
+    let out = ffprobe(
+        url,
+        &[
+            "-rtsp_transport",
+            transport,
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ],
+        secs(20.0),
+    );
+    let set = out
+        .stdout
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    (set, out)
+}
+
+fn assert_h264_aac(codecs: &BTreeSet<String>, what: &str, out: &Output) {
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "ffprobe over {what} sees h264 and aac, saw {codecs:?}: {}",
+        out.text()
+    );
+}
+
+/// `#dimensions 0: WxH` of a framemd5 output.
+fn framemd5_dimensions(stdout: &str) -> Option<(u32, u32)> {
+    let line = stdout.lines().find(|l| l.starts_with("#dimensions 0:"))?;
+    let (w, h) = line.split(':').nth(1)?.trim().split_once('x')?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+// ------------------------------------------------------------------------------------------
+// a raw RTSP client
+
+/// One response of the server.
+#[derive(Debug, Clone)]
+struct Resp {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<String> {
+        header_of(&self.head, name)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn cseq(&self) -> Option<u32> {
+        self.header("cseq").and_then(|v| v.parse().ok())
+    }
+
+    /// The session id of a SETUP answer (without `;timeout=`).
+    fn session(&self) -> Option<String> {
+        self.header("session")
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
+    }
+}
+
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A bare RTSP/1.0 client on one TCP connection; interleaved `$` frames are counted and
+/// skipped while it looks for responses.
+struct RawRtsp {
+    s: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+    closed: bool,
+    /// When the first byte from the server arrived.
+    first_byte_at: Option<Instant>,
+    /// Interleaved frames received, by channel.
+    frames: Vec<u8>,
+}
+
+impl RawRtsp {
+    fn open(port: u16) -> RawRtsp {
+        let s = connect(port).expect("connect to the RTSP port");
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        s.set_nodelay(true).expect("nodelay");
+        RawRtsp {
+            s,
+            buf: Vec::new(),
+            cseq: 0,
+            closed: false,
+            first_byte_at: None,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Sends raw bytes (errors mean the server hung up; they are not the test's concern here).
+    fn send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.s.write_all(bytes).is_ok()
+    }
+
+    /// Sends a request with the next CSeq (and a Content-Length when there is a body).
+    fn send(&mut self, method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> u32 {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.send_raw(req.as_bytes());
+        self.cseq
+    }
+
+    /// One read (up to 50 ms); marks the connection closed on EOF or a hard error.
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 16384];
+        match self.s.read(&mut chunk) {
+            Ok(0) => self.closed = true,
+            Ok(n) => {
+                self.first_byte_at.get_or_insert_with(Instant::now);
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => self.closed = true,
+        }
+    }
+
+    /// A whole response from the buffer, skipping interleaved frames.
+    fn parse(&mut self) -> Option<Resp> {
+        loop {
+            if self.buf.first() == Some(&b'$') {
+                if self.buf.len() < 4 {
+                    return None;
+                }
+                let n = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() < 4 + n {
+                    return None;
+                }
+                self.frames.push(self.buf[1]);
+                self.buf.drain(..4 + n);
+                continue;
+            }
+            let i = find(&self.buf, b"\r\n\r\n")?;
+            let head = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+            let len: usize = header_of(&head, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if self.buf.len() < i + 4 + len {
+                return None;
+            }
+            let body = self.buf[i + 4..i + 4 + len].to_vec();
+            self.buf.drain(..i + 4 + len);
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            return Some(Resp { status, head, body });
+        }
+    }
+
+    /// The next response, or None when the server closes or `timeout` passes first.
+    fn response(&mut self, timeout: Duration) -> Option<Resp> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.parse() {
+                return Some(r);
+            }
+            if self.closed || Instant::now() >= end {
+                return None;
+            }
+            self.fill();
+        }
+    }
+
+    /// Sends a request and waits up to 10 s for its response (panics without one).
+    fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+        let cseq = self.send(method, url, headers, "");
+        let r = self.response(secs(10.0)).unwrap_or_else(|| {
+            panic!(
+                "no response to {method} {url} (closed: {}, got {:?})",
+                self.closed,
+                String::from_utf8_lossy(&self.buf)
+            )
+        });
+        assert_eq!(r.cseq(), Some(cseq), "CSeq echoed: {}", r.head);
+        r
+    }
+
+    /// Whether the server closes the connection within `timeout` (reading what it sends).
+    fn wait_closed(&mut self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while !self.closed && Instant::now() < end {
+            self.fill();
+            self.parse();
+        }
+        self.closed
+    }
+
+    /// Waits until `n` interleaved frames have arrived.
+    fn wait_frames(&mut self, n: usize, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            while self.parse().is_some() {}
+            if self.frames.len() >= n {
+                return true;
+            }
+            if self.closed || Instant::now() >= end {
+                return false;
+            }
+            self.fill();
+        }
+    }
+}
+
+/// The control URLs of the media of a DESCRIBE answer, in SDP order.
+fn track_urls(describe: &Resp, request_url: &str) -> Vec<String> {
+    let base = describe
+        .header("content-base")
+        .unwrap_or_else(|| request_url.to_string());
+    let mut controls: Vec<Option<String>> = Vec::new();
+    for line in describe.text().lines() {
+        let line = line.trim();
+        if line.starts_with("m=") {
+            controls.push(None);
+        } else if let (Some(last), Some(c)) = (controls.last_mut(), line.strip_prefix("a=control:"))
+        {
+            *last = Some(c.trim().to_string());
+        }
+    }
+    controls
+        .into_iter()
+        .map(|c| match c.as_deref() {
+            Some(c) if c.starts_with("rtsp://") => c.to_string(),
+            Some("*") | None => base.clone(),
+            Some(c) => format!("{}/{}", base.trim_end_matches('/'), c),
+        })
+        .collect()
+}
+
+/// DESCRIBE `url` on a fresh connection.
+fn describe(port: u16, url: &str) -> (RawRtsp, Resp) {
+    let mut c = RawRtsp::open(port);
+    let r = c.request("DESCRIBE", url, &[("Accept", "application/sdp")]);
+    (c, r)
+}
+
+/// Waits until `path` is live over RTSP: a DESCRIBE of `{path}?probe=live` answers 200 with
+/// an SDP. (Those probes are players too; their callbacks carry `probe=` in `url`.)
+fn wait_live(srv: &Server, path: &str) -> Resp {
+    let port = srv.rtsp_port.expect("rtsp enabled");
+    let url = srv.rtsp_url(&format!("{path}?probe=live"));
+    let mut last = None;
+    let live = poll(secs(15.0), || {
+        let mut c = RawRtsp::open(port);
+        c.send("DESCRIBE", &url, &[("Accept", "application/sdp")], "");
+        let r = c.response(secs(5.0));
+        let ok = r.as_ref().is_some_and(|r| r.status == 200);
+        last = r;
+        if ok {
+            last.clone()
+        } else {
+            thread::sleep(Duration::from_millis(150));
+            None
+        }
+    });
+    live.unwrap_or_else(|| {
+        panic!(
+            "{path} never went live over RTSP; last DESCRIBE answer {last:?}\n{}",
+            srv.log_tail(40)
+        )
+    })
+}
+
+fn is_probe(r: &Record) -> bool {
+    r.get("url").is_some_and(|u| u.contains("probe="))
+}
+
+fn is_done_of(r: &Record, clientid: &str) -> bool {
+    r.call() == "done" && r.clientid() == clientid
+}
+
+/// Asserts the fields every RTSP callback carries, exactly.
+fn assert_fields(r: &Record, call: &str, name: &str, url: &str) {
+    assert_eq!(r.field("protocol"), "rtsp", "protocol of {r:?}");
+    assert_eq!(r.field("call"), call, "call of {r:?}");
+    assert_eq!(r.field("addr"), "127.0.0.1", "addr of {r:?}");
+    assert_eq!(r.field("app"), "live", "app of {r:?}");
+    assert_eq!(r.field("name"), name, "name of {r:?}");
+    assert_eq!(r.field("url"), url, "url of {r:?}");
+    assert_eq!(r.field("tcurl"), "", "tcurl of {r:?}");
+    let id = r.field("clientid");
+    assert!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        "clientid must be a non-empty number: {r:?}"
+    );
+}
+
+/// Asserts a POST callback to `path` with the form content type.
+fn assert_post(r: &Record, path: &str) {
+    assert_eq!(r.method, "POST", "method of {r:?}");
+    assert_eq!(r.path, path, "path of {r:?}");
+    let ctype = r.content_type.clone().unwrap_or_default();
+    assert_eq!(
+        ctype.split(';').next().unwrap_or("").trim(),
+        FORM,
+        "content type of {r:?}"
+    );
+}
+
+/// The `done` record must repeat the fields of its play/publish call.
+fn assert_done_matches(done: &Record, call: &Record) {
+    for k in [
+        "protocol", "addr", "app", "name", "url", "tcurl", "clientid",
+    ] {
+        assert_eq!(
+            done.field(k),
+            call.field(k),
+            "field {k} of done {done:?} must equal that of {call:?}"
+        );
+    }
+    assert_eq!(done.field("call"), "done", "{done:?}");
+}
+
+/// The on_connect of the connection of `call` (same clientid), which must be unique.
+fn connect_of(hook: &HookServer, call: &Record) -> Record {
+    let conns = hook.find(|r| r.call() == "connect" && r.clientid() == call.clientid());
+    assert_eq!(
+        conns.len(),
+        1,
+        "exactly one on_connect for the connection of {call:?}:\n{}",
+        hook.dump()
+    );
+    conns[0].clone()
+}
+
+/// Waits for the one on_done of `call`, checks it repeats its fields, then that no second
+/// one follows within `settle`.
+fn assert_one_done(hook: &HookServer, call: &Record, what: &str, settle: Duration) -> Record {
+    let done = hook
+        .wait_for(|r| is_done_of(r, call.clientid()), HOOK_WAIT)
+        .unwrap_or_else(|| panic!("no on_done for {what} {call:?}:\n{}", hook.dump()));
+    assert_done_matches(&done, call);
+    assert!(done.at >= call.at, "on_done after its call");
+    thread::sleep(settle);
+    assert_eq!(
+        hook.count(|r| is_done_of(r, call.clientid())),
+        1,
+        "exactly one on_done for {what}:\n{}",
+        hook.dump()
+    );
+    done
+}
+
+// ------------------------------------------------------------------------------------------
+// 1
+
+#[test]
+fn rtsp_publish_and_play_over_tcp_with_every_hook_field() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let pub_url = srv.rtsp_url("live/cam2?token=abc");
+
+    let mut publisher = publish_rtsp(&pub_url, "tcp", 20);
+    let pubrec = hook
+        .wait_call("publish", "cam2", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish for cam2:\n{}", hook.dump()));
+    wait_live(&srv, "live/cam2");
+
+    let (codecs, out) = probe_rtsp(&srv.rtsp_url("live/cam2"), "tcp");
+    assert_h264_aac(&codecs, "RTSP/TCP", &out);
+
+    let play_url = srv.rtsp_url("live/cam2?sig=1");
+    let played = play_rtsp(&play_url, "tcp", 2.0, secs(20.0));
+    assert!(
+        played.frames >= 40,
+        "decoded {} frames over RTSP/TCP: {:?}",
+        played.frames,
+        played.out
+    );
+    assert_eq!(
+        framemd5_dimensions(&played.out.stdout),
+        Some((640, 360)),
+        "the picture size survives"
+    );
+    assert!(publisher.running(), "the publisher still runs");
+
+    // on_connect and on_publish of the publisher: the request URL with its query.
+    assert_post(&pubrec, "/rtsp/publish");
+    assert_fields(&pubrec, "publish", "cam2", &pub_url);
+    let pub_connect = connect_of(&hook, &pubrec);
+    assert_post(&pub_connect, "/rtsp/connect");
+    assert_fields(&pub_connect, "connect", "", &pub_url);
+    assert!(pub_connect.seq < pubrec.seq, "connect comes before publish");
+
+    // on_connect and on_play of the player.
+    let playrec = hook
+        .find(|r| r.call() == "play" && r.get("url") == Some(play_url.as_str()))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("on_play with url {play_url}:\n{}", hook.dump()));
+    assert_post(&playrec, "/rtsp/play");
+    assert_fields(&playrec, "play", "cam2", &play_url);
+    let play_connect = connect_of(&hook, &playrec);
+    assert_post(&play_connect, "/rtsp/connect");
+    assert_fields(&play_connect, "connect", "", &play_url);
+    assert!(play_connect.seq < playrec.seq, "connect comes before play");
+    assert_ne!(
+        playrec.clientid(),
+        pubrec.clientid(),
+        "two connections, two clientids"
+    );
+
+    // The player ended (TEARDOWN): one on_done repeating its fields, with the POST form.
+    let done = assert_one_done(&hook, &playrec, "the player", secs(1.0));
+    assert_post(&done, "/rtsp/done");
+
+    // Every connection got its own clientid; the publisher has no on_done while publishing.
+    let connects = hook.find(|r| r.call() == "connect");
+    let ids: BTreeSet<&str> = connects.iter().map(|r| r.clientid()).collect();
+    assert_eq!(
+        ids.len(),
+        connects.len(),
+        "clientids are unique:\n{}",
+        hook.dump()
+    );
+    assert!(publisher.running(), "the publisher still runs");
+    assert_eq!(
+        hook.count(|r| is_done_of(r, pubrec.clientid())),
+        0,
+        "no on_done for a publisher that is still publishing:\n{}",
+        hook.dump()
+    );
+    publisher.kill();
+}
+
+// ------------------------------------------------------------------------------------------
+// 2
+
+#[test]
+fn rtsp_publish_and_play_over_udp_with_server_ports_from_the_range() {
+    let hook = HookServer::start();
+    let cfg = Config::new().rtsp_hooks(&hook.url("/rtsp"), "");
+    let (min, max) = cfg
+        .rtsp
+        .as_ref()
+        .map(|r| (r.rtp_port_min, r.rtp_port_max))
+        .expect("rtsp section");
+    let srv = Server::start(&cfg);
+    let port = srv.rtsp_port.expect("rtsp");
+
+    let mut publisher = publish_rtsp(&srv.rtsp_url("live/cam2u"), "udp", 20);
+    hook.wait_call("publish", "cam2u", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish for cam2u:\n{}", hook.dump()));
+    wait_live(&srv, "live/cam2u");
+
+    let played = play_rtsp(&srv.rtsp_url("live/cam2u"), "udp", 2.0, secs(20.0));
+    assert!(
+        played.frames >= 40,
+        "decoded {} frames over RTSP/UDP from a UDP publisher: {:?}",
+        played.frames,
+        played.out
+    );
+    assert!(publisher.running(), "the UDP publisher still runs");
+
+    // A raw UDP player: the server's port pair comes from the configured range, and RTP
+    // arrives at our client port from it.
+    let (rtp, client_port) = (0..50)
+        .find_map(|i| {
+            let p = 30000 + 2 * ((u32::from(port) * 7 + i * 131) % 4000) as u16;
+            let a = UdpSocket::bind(("127.0.0.1", p)).ok()?;
+            let b = UdpSocket::bind(("127.0.0.1", p + 1)).ok()?;
+            Some(((a, b), p))
+        })
+        .expect("a free even/odd UDP pair for the raw client");
+    let url = srv.rtsp_url("live/cam2u");
+    let (mut c, d) = describe(port, &url);
+    assert_eq!(d.status, 200, "{}", d.head);
+    let tracks = track_urls(&d, &url);
+    assert_eq!(tracks.len(), 2, "two media in the SDP:\n{}", d.text());
+    let transport = format!(
+        "RTP/AVP;unicast;client_port={}-{}",
+        client_port,
+        client_port + 1
+    );
+    let setup = c.request("SETUP", &tracks[0], &[("Transport", &transport)]);
+    assert_eq!(setup.status, 200, "UDP SETUP: {}", setup.head);
+    let t = setup.header("transport").unwrap_or_default();
+    let server_port = t
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("server_port="))
+        .and_then(|p| p.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .unwrap_or_else(|| panic!("server_port in the SETUP answer: {}", setup.head));
+    assert!(
+        server_port.0 % 2 == 0
+            && server_port.1 == server_port.0 + 1
+            && (min..=max).contains(&server_port.0)
+            && server_port.1 <= max,
+        "server_port {server_port:?} is an even/odd pair inside {min}-{max}: {}",
+        setup.head
+    );
+    let session = setup.session().expect("Session in the SETUP answer");
+    let play = c.request(
+        "PLAY",
+        &url,
+        &[("Session", &session), ("Range", "npt=0.000-")],
+    );
+    assert_eq!(play.status, 200, "PLAY: {}", play.head);
+    rtp.0
+        .set_read_timeout(Some(secs(5.0)))
+        .expect("udp timeout");
+    let mut pkt = [0u8; 2048];
+    let (n, from) = rtp
+        .0
+        .recv_from(&mut pkt)
+        .expect("RTP arrives at the raw client's UDP port");
+    assert!(
+        n >= 12 && pkt[0] >> 6 == 2,
+        "an RTP version 2 packet: {:?}",
+        &pkt[..n.min(16)]
+    );
+    assert_eq!(
+        from.port(),
+        server_port.0,
+        "RTP comes from the server_port it announced"
+    );
+    let teardown = c.request("TEARDOWN", &url, &[("Session", &session)]);
+    assert_eq!(teardown.status, 200, "TEARDOWN: {}", teardown.head);
+    publisher.kill();
+}
+
+// ------------------------------------------------------------------------------------------
+// 3
+
+#[test]
+fn rtsp_in_plays_over_rtmp_and_httpflv() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().httpflv().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let mut publisher = publish_rtsp(&srv.rtsp_url("live/cam3"), "tcp", 20);
+    hook.wait_call("publish", "cam3", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish for cam3:\n{}", hook.dump()));
+    wait_live(&srv, "live/cam3");
+
+    // RTMP and HTTP-FLV players at once.
+    let rtmp = spawn_player(&srv.url("live/cam3"), 2.0);
+    let flv = spawn_player(&srv.flv_url("live/cam3.flv"), 2.0);
+    let rtmp = finish_player(rtmp, secs(20.0));
+    let flv = finish_player(flv, secs(20.0));
+    assert!(
+        rtmp.frames >= 40,
+        "decoded {} frames over RTMP from an RTSP publisher: {:?}",
+        rtmp.frames,
+        rtmp.out
+    );
+    assert!(
+        flv.frames >= 40,
+        "decoded {} frames over HTTP-FLV from an RTSP publisher: {:?}",
+        flv.frames,
+        flv.out
+    );
+    for p in [&rtmp, &flv] {
+        assert_eq!(
+            framemd5_dimensions(&p.out.stdout),
+            Some((640, 360)),
+            "{:?}",
+            p.out.stdout.lines().take(8).collect::<Vec<_>>()
+        );
+    }
+    let (codecs, out) = probe_codecs_out(&srv.url("live/cam3"));
+    assert_h264_aac(&codecs, "RTMP", &out);
+    let (codecs, out) = probe_codecs_out(&srv.flv_url("live/cam3.flv"));
+    assert_h264_aac(&codecs, "HTTP-FLV", &out);
+    assert!(publisher.running(), "the RTSP publisher still runs");
+    publisher.kill();
+}
+
+// ------------------------------------------------------------------------------------------
+// 4
+
+#[test]
+fn rtmp_in_plays_over_rtsp_tcp_and_udp() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let mut publisher = publish(&srv.url("live/cam4"), 20);
+    let sdp = wait_live(&srv, "live/cam4");
+    let text = sdp.text();
+    assert!(
+        text.contains("m=video") && text.contains("m=audio"),
+        "the SDP of an RTMP stream has video and audio:\n{text}"
+    );
+    assert!(
+        text.contains("H264/90000") && text.to_lowercase().contains("mpeg4-generic/44100"),
+        "H.264 at 90 kHz and AAC (mpeg4-generic) at 44.1 kHz:\n{text}"
+    );
+
+    let url = srv.rtsp_url("live/cam4");
+    let tcp = spawn_rtsp_player(&url, "tcp", 2.0);
+    let udp = spawn_rtsp_player(&url, "udp", 2.0);
+    let tcp = finish_player(tcp, secs(20.0));
+    let udp = finish_player(udp, secs(20.0));
+    for (p, what) in [(&tcp, "TCP"), (&udp, "UDP")] {
+        assert!(
+            p.frames >= 40,
+            "decoded {} frames over RTSP/{what} from an RTMP publisher: {:?}",
+            p.frames,
+            p.out
+        );
+        assert_eq!(framemd5_dimensions(&p.out.stdout), Some((640, 360)));
+    }
+    let (codecs, out) = probe_rtsp(&url, "tcp");
+    assert_h264_aac(&codecs, "RTSP/TCP", &out);
+    let (codecs, out) = probe_rtsp(&url, "udp");
+    assert_h264_aac(&codecs, "RTSP/UDP", &out);
+    assert!(publisher.running(), "the RTMP publisher still runs");
+    publisher.kill();
+}
+
+// ------------------------------------------------------------------------------------------
+// 5
+
+#[test]
+fn deny_publish_and_play_with_statuses_and_nothing_before_the_play_hook() {
+    let hook = HookServer::start();
+    let delay = secs(2.0);
+    hook.on_field("/rtsp/publish", "name", "cam5", Reply::Status(403));
+    let with_token = |token: &'static str, reply: Reply| {
+        move |r: &Record| {
+            (r.path.starts_with("/rtsp/play")
+                && r.get("url")
+                    .is_some_and(|u| u.ends_with(&format!("token={token}"))))
+            .then_some(reply)
+        }
+    };
+    hook.rule(with_token("bad", Reply::Status(403)));
+    hook.rule(with_token("member", Reply::Status(401)));
+    hook.rule(with_token("slow", Reply::Delay(delay, 200)));
+    let mut srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let port = srv.rtsp_port.expect("rtsp");
+
+    // A live stream (published over RTMP, which has no hooks here).
+    let mut publisher = publish(&srv.url("live/open"), 25);
+
+    // Publish refused at ANNOUNCE: ffmpeg fails, no stream, no on_done.
+    let pub_url = srv.rtsp_url("live/cam5?token=abc");
+    let denied = publish_rtsp(&pub_url, "tcp", 15).finish(secs(8.0));
+    assert!(
+        denied.failed(),
+        "a refused RTSP publisher fails at once: {denied:?}"
+    );
+    assert!(
+        denied.stderr.contains("403"),
+        "ffmpeg reports the 403: {}",
+        denied.stderr
+    );
+    let pubrec = hook
+        .wait_call("publish", "cam5", HOOK_WAIT)
+        .expect("on_publish was asked");
+    assert_eq!(pubrec.reply, Reply::Status(403));
+    assert_fields(&pubrec, "publish", "cam5", &pub_url);
+    let (_, missing) = describe(port, &srv.rtsp_url("live/cam5"));
+    assert_eq!(
+        missing.status, 404,
+        "a refused publish creates no stream: {}",
+        missing.head
+    );
+    let missing_play = hook
+        .wait_for(|r| r.call() == "play" && r.name() == "cam5", HOOK_WAIT)
+        .expect("on_play comes before the 404");
+    assert!(
+        hook.wait_for(|r| is_done_of(r, missing_play.clientid()), HOOK_WAIT)
+            .is_some(),
+        "the 404 player gets its on_done:\n{}",
+        hook.dump()
+    );
+
+    wait_live(&srv, "live/open");
+
+    // Play refused at DESCRIBE: ffmpeg fails with the 403.
+    let bad_url = srv.rtsp_url("live/open?token=bad");
+    let played = play_rtsp(&bad_url, "tcp", 2.0, secs(10.0));
+    assert!(
+        played.out.failed() && played.frames == 0,
+        "a refused player fails without frames: {:?}",
+        played.out
+    );
+    assert!(
+        played.out.stderr.contains("403"),
+        "ffmpeg reports the 403: {}",
+        played.out.stderr
+    );
+    let bad = hook
+        .wait_for(
+            |r| r.call() == "play" && r.get("url") == Some(bad_url.as_str()),
+            HOOK_WAIT,
+        )
+        .expect("on_play of the refused player");
+    assert_fields(&bad, "play", "open", &bad_url);
+    assert_eq!(bad.reply, Reply::Status(403));
+
+    // The same refusals seen raw: the status line, the CSeq, no SDP, then the close.
+    for (token, status) in [("bad", 403u16), ("member", 401)] {
+        let url = srv.rtsp_url(&format!("live/open?token={token}"));
+        let (mut c, r) = describe(port, &url);
+        assert_eq!(r.status, status, "DESCRIBE {url}: {}", r.head);
+        assert!(
+            r.head.starts_with(&format!("RTSP/1.0 {status} ")),
+            "status line: {}",
+            r.head
+        );
+        assert!(
+            !r.text().contains("m=") && r.header("content-type").is_none_or(|t| !t.contains("sdp")),
+            "no SDP to a refused player: {r:?}"
+        );
+        assert!(
+            c.wait_closed(secs(5.0)),
+            "the server closes after refusing {url}"
+        );
+    }
+
+    // Nothing is revealed before on_play answers: the DESCRIBE answer comes after the delay.
+    let slow_url = srv.rtsp_url("live/open?token=slow");
+    let mut c = RawRtsp::open(port);
+    let cseq = c.send("DESCRIBE", &slow_url, &[("Accept", "application/sdp")], "");
+    let slow = hook
+        .wait_for(
+            |r| r.call() == "play" && r.get("url") == Some(slow_url.as_str()),
+            HOOK_WAIT,
+        )
+        .expect("on_play of the slow-hook player");
+    let quiet_until = slow.at + delay;
+    while Instant::now() < quiet_until - Duration::from_millis(100) && !c.closed {
+        c.fill();
+    }
+    assert!(
+        c.first_byte_at.is_none(),
+        "no byte before on_play answers, got {:?}",
+        String::from_utf8_lossy(&c.buf)
+    );
+    let r = c
+        .response(secs(10.0))
+        .expect("the DESCRIBE is answered once the hook allows it");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.cseq(), Some(cseq));
+    assert!(r.text().contains("m=video"), "the SDP: {}", r.text());
+    let first = c.first_byte_at.expect("bytes arrived");
+    assert!(
+        first >= quiet_until,
+        "the first byte came {:?} before the hook's answer",
+        quiet_until.saturating_duration_since(first)
+    );
+
+    thread::sleep(secs(0.5));
+    assert_eq!(
+        hook.count(|r| is_done_of(r, pubrec.clientid()) || is_done_of(r, bad.clientid())),
+        0,
+        "no on_done for a refused publish or play:\n{}",
+        hook.dump()
+    );
+    assert!(srv.alive(), "the server is alive");
+    assert!(publisher.running(), "the RTMP publisher still runs");
+    publisher.kill();
+}
+
+// ------------------------------------------------------------------------------------------
+// 6
+
+#[test]
+fn on_done_once_on_teardown_of_player_and_publisher() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+
+    let mut publisher = publish_rtsp(&srv.rtsp_url("live/cam6"), "tcp", 9);
+    let pubrec = hook
+        .wait_call("publish", "cam6", HOOK_WAIT)
+        .expect("on_publish");
+    wait_live(&srv, "live/cam6");
+    let played = play_rtsp(&srv.rtsp_url("live/cam6"), "tcp", 1.5, secs(15.0));
+    assert!(
+        played.frames > 0,
+        "the player decodes frames: {:?}",
+        played.out
+    );
+    assert!(
+        played.out.success(),
+        "the player ends normally: {:?}",
+        played.out
+    );
+    let playrec = hook
+        .find(|r| r.call() == "play" && r.name() == "cam6" && !is_probe(r))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("on_play of the player:\n{}", hook.dump()));
+    let pdone = hook
+        .wait_for(|r| is_done_of(r, playrec.clientid()), HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_done after the player's TEARDOWN:\n{}", hook.dump()));
+    assert_done_matches(&pdone, &playrec);
+    if publisher.running() {
+        assert_eq!(
+            hook.count(|r| is_done_of(r, pubrec.clientid())),
+            0,
+            "the player's TEARDOWN ends only the player's session:\n{}",
+            hook.dump()
+        );
+    }
+
+    // A raw player: its TEARDOWN (answered 200) ends the session while this side still holds
+    // the connection open; the close that follows sends no second on_done.
+    let raw_url = srv.rtsp_url("live/cam6?who=raw");
+    let mut raw = RawRtsp::open(srv.rtsp_port.expect("rtsp"));
+    let d = raw.request("DESCRIBE", &raw_url, &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200, "{}", d.head);
+    let tracks = track_urls(&d, &raw_url);
+    let setup = raw.request(
+        "SETUP",
+        &tracks[0],
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(setup.status, 200, "{}", setup.head);
+    let session = setup.session().expect("Session");
+    let play = raw.request("PLAY", &raw_url, &[("Session", &session)]);
+    assert_eq!(play.status, 200, "{}", play.head);
+    assert!(
+        raw.wait_frames(5, secs(5.0)),
+        "interleaved RTP flows: {:?}",
+        raw.frames
+    );
+    let rawrec = hook
+        .find(|r| r.call() == "play" && r.get("url") == Some(raw_url.as_str()))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("on_play of the raw player:\n{}", hook.dump()));
+    let teardown = raw.request("TEARDOWN", &raw_url, &[("Session", &session)]);
+    assert_eq!(teardown.status, 200, "TEARDOWN: {}", teardown.head);
+    let rdone = hook
+        .wait_for(|r| is_done_of(r, rawrec.clientid()), HOOK_WAIT)
+        .unwrap_or_else(|| {
+            panic!(
+                "on_done at TEARDOWN, connection still open:\n{}",
+                hook.dump()
+            )
+        });
+    assert_done_matches(&rdone, &rawrec);
+    drop(raw);
+
+    // The publisher's -t runs out: it sends TEARDOWN and closes.
+    let st = publisher.wait_timeout(secs(15.0));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "the publisher finishes its 9 s normally: {st:?} {}",
+        publisher.stderr()
+    );
+    assert_one_done(&hook, &pubrec, "the publisher", secs(0.0));
+    thread::sleep(secs(1.0));
+    for (id, what) in [
+        (pubrec.clientid(), "publisher"),
+        (playrec.clientid(), "player"),
+        (rawrec.clientid(), "raw player"),
+    ] {
+        assert_eq!(
+            hook.count(|r| is_done_of(r, id)),
+            1,
+            "exactly one on_done for the {what}:\n{}",
+            hook.dump()
+        );
+    }
+    // After the end the stream is gone.
+    let (_, r) = describe(srv.rtsp_port.expect("rtsp"), &srv.rtsp_url("live/cam6"));
+    assert_eq!(
+        r.status, 404,
+        "no stream after the publisher's TEARDOWN: {}",
+        r.head
+    );
+}
+
+#[test]
+fn on_done_once_on_kill_9_of_a_player_and_of_the_publisher() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+
+    let mut publisher = publish_rtsp(&srv.rtsp_url("live/cam7"), "tcp", 30);
+    let pubrec = hook
+        .wait_call("publish", "cam7", HOOK_WAIT)
+        .expect("on_publish");
+    wait_live(&srv, "live/cam7");
+    let play_rec = |who: &str| {
+        let url = srv.rtsp_url(&format!("live/cam7?who={who}"));
+        hook.wait_for(
+            |r| r.call() == "play" && r.get("url") == Some(url.as_str()),
+            HOOK_WAIT,
+        )
+        .unwrap_or_else(|| panic!("on_play of {who}:\n{}", hook.dump()))
+    };
+    let mut killed = spawn_rtsp_player(&srv.rtsp_url("live/cam7?who=killed"), "tcp", 30.0);
+    let mut watching = spawn_rtsp_player(&srv.rtsp_url("live/cam7?who=watching"), "tcp", 30.0);
+    let killed_rec = play_rec("killed");
+    let watching_rec = play_rec("watching");
+    thread::sleep(secs(1.5));
+    assert!(killed.running(), "the player plays: {}", killed.stderr());
+    assert!(
+        watching.running(),
+        "the player plays: {}",
+        watching.stderr()
+    );
+
+    // kill -9 of a player: socket loss ends its session only.
+    send_signal(killed.pid(), "KILL");
+    killed.kill();
+    assert_one_done(&hook, &killed_rec, "the killed player", secs(0.5));
+    assert!(publisher.running(), "the publisher still runs");
+    assert_eq!(
+        hook.count(|r| is_done_of(r, pubrec.clientid()) || is_done_of(r, watching_rec.clientid())),
+        0,
+        "a player's kill ends only its own session:\n{}",
+        hook.dump()
+    );
+
+    // kill -9 of the publisher: its on_done, and the stream ends under the watching player.
+    let killed_at = Instant::now();
+    send_signal(publisher.pid(), "KILL");
+    publisher.kill();
+    let pdone = hook
+        .wait_for(|r| is_done_of(r, pubrec.clientid()), HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_done for the killed publisher:\n{}", hook.dump()));
+    assert!(pdone.at >= killed_at);
+    let wdone = hook
+        .wait_for(|r| is_done_of(r, watching_rec.clientid()), HOOK_WAIT)
+        .unwrap_or_else(|| {
+            panic!(
+                "on_done for the player whose stream ended:\n{}",
+                hook.dump()
+            )
+        });
+    assert_done_matches(&pdone, &pubrec);
+    assert_done_matches(&wdone, &watching_rec);
+    let played = finish_player(watching, secs(10.0));
+    assert!(
+        !played.out.timed_out,
+        "the player is ended when its stream ends: {:?}",
+        played.out
+    );
+    assert!(played.frames > 0, "it had decoded frames: {:?}", played.out);
+    thread::sleep(secs(1.0));
+    for (id, what) in [
+        (pubrec.clientid(), "publisher"),
+        (killed_rec.clientid(), "killed player"),
+        (watching_rec.clientid(), "watching player"),
+    ] {
+        assert_eq!(
+            hook.count(|r| is_done_of(r, id)),
+            1,
+            "exactly one on_done for the {what}:\n{}",
+            hook.dump()
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 7
+
+/// What a hostile connection got: a response status, a close, or nothing.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Status(u16),
+    Closed,
+    Silent,
+}
+
+fn outcome(c: &mut RawRtsp, timeout: Duration) -> Outcome {
+    match c.response(timeout) {
+        Some(r) => Outcome::Status(r.status),
+        None if c.closed => Outcome::Closed,
+        None => Outcome::Silent,
+    }
+}
+
+#[test]
+fn garbage_and_half_open_connections_do_not_disturb_a_stream() {
+    let hook = HookServer::start();
+    let mut srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let port = srv.rtsp_port.expect("rtsp");
+    let base = srv.rtsp_url("live/steady");
+
+    let mut publisher = publish_rtsp(&base, "tcp", 25);
+    let pubrec = hook
+        .wait_call("publish", "steady", HOOK_WAIT)
+        .expect("on_publish steady");
+    let sdp = wait_live(&srv, "live/steady");
+    let player = spawn_rtsp_player(&srv.rtsp_url("live/steady?who=long"), "tcp", 8.0);
+
+    let mut rng = Rng::new(0x7275_7370_0042);
+    let mut held: Vec<RawRtsp> = Vec::new();
+
+    // Random bytes (not starting with '$'), each ending like a request head.
+    let mut garbage: Vec<RawRtsp> = Vec::new();
+    for _ in 0..20 {
+        let mut c = RawRtsp::open(port);
+        let n = 64 + (rng.next_u64() % 8192) as usize;
+        let mut bytes = vec![0x16];
+        bytes.extend(rng.bytes(n));
+        bytes.extend_from_slice(b"\r\n\r\n");
+        c.send_raw(&bytes);
+        garbage.push(c);
+    }
+
+    // RTSP-shaped hostility that must be refused (4xx/5xx) or hung up on.
+    let huge =
+        format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\nxx");
+    let many_headers = format!(
+        "OPTIONS {base} RTSP/1.0\r\nCSeq: 1\r\n{}\r\n",
+        (0..400)
+            .map(|i| format!("X-Filler-{i}: {}\r\n", "a".repeat(1000)))
+            .collect::<String>()
+    );
+    let bad_sdp = "v=9\r\nm=nonsense\r\n\x01\x02garbage\r\n";
+    let bad_announce = format!(
+        "ANNOUNCE {} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{bad_sdp}",
+        srv.rtsp_url("live/other"),
+        bad_sdp.len()
+    );
+    let refused: Vec<(&str, String)> = vec![
+        ("a request line without a version", "GARBAGE\r\n\r\n".into()),
+        (
+            "an unknown protocol version",
+            format!("OPTIONS {base} RTSP/9.9\r\nCSeq: 1\r\n\r\n"),
+        ),
+        ("a huge Content-Length", huge),
+        ("400 headers of 1 KB", many_headers),
+        ("an ANNOUNCE with a garbage SDP", bad_announce),
+    ];
+    let mut refusals = Vec::new();
+    for (what, req) in &refused {
+        let mut c = RawRtsp::open(port);
+        c.send_raw(req.as_bytes());
+        refusals.push((*what, c));
+    }
+
+    // A RECORD without an ANNOUNCE (after a SETUP in record mode) must never succeed, and
+    // RTP-looking interleaved frames after it must not reach the stream.
+    let mut hijack = RawRtsp::open(port);
+    let tracks = track_urls(&sdp, &base);
+    hijack.send(
+        "SETUP",
+        &tracks[0],
+        &[(
+            "Transport",
+            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+        )],
+        "",
+    );
+    let setup = hijack.response(secs(5.0));
+    let session = setup
+        .as_ref()
+        .and_then(Resp::session)
+        .unwrap_or_else(|| "12345678".into());
+    hijack.send("RECORD", &base, &[("Session", &session)], "");
+    let record = outcome(&mut hijack, secs(5.0));
+    assert!(
+        !matches!(record, Outcome::Status(200..=299)),
+        "a RECORD without ANNOUNCE on a live stream is refused; SETUP got {setup:?}, RECORD got {record:?}"
+    );
+    for _ in 0..20 {
+        let mut f = vec![b'$', 0, 0x05, 0xdc, 0x80, 0x60];
+        f.extend(rng.bytes(1500 - 2));
+        if !hijack.send_raw(&f) {
+            break;
+        }
+    }
+
+    // An interleaved frame before any request, claiming 64 KB of garbage.
+    {
+        let mut c = RawRtsp::open(port);
+        let mut f = vec![b'$', 0, 0xff, 0xff];
+        f.extend(rng.bytes(65535));
+        c.send_raw(&f);
+        held.push(c);
+    }
+    // A 1 MB request line with no end.
+    let mut endless = RawRtsp::open(port);
+    let _ = endless.s.set_write_timeout(Some(secs(3.0)));
+    let mut line = b"DESCRIBE rtsp://127.0.0.1/".to_vec();
+    line.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let wrote_all = endless.s.write_all(&line).is_ok();
+
+    // Half-open: connections that send nothing, and ones that send half a request.
+    let half_open: Vec<TcpStream> = (0..10)
+        .map(|_| connect(port).expect("connect half-open"))
+        .collect();
+    for _ in 0..5 {
+        let mut c = RawRtsp::open(port);
+        c.send_raw(format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 2\r\nAccept: appl").as_bytes());
+        held.push(c);
+    }
+
+    // A player that sets up and plays over TCP, then never reads again.
+    let mut stalled = RawRtsp::open(port);
+    let stalled_url = srv.rtsp_url("live/steady?who=stalled");
+    let d = stalled.request("DESCRIBE", &stalled_url, &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200, "{}", d.head);
+    let tracks = track_urls(&d, &stalled_url);
+    let s1 = stalled.request(
+        "SETUP",
+        &tracks[0],
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(s1.status, 200, "interleaved SETUP: {}", s1.head);
+    let session = s1.session().expect("Session");
+    if let Some(t) = tracks.get(1) {
+        let s2 = stalled.request(
+            "SETUP",
+            t,
+            &[
+                ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+                ("Session", &session),
+            ],
+        );
+        assert_eq!(s2.status, 200, "second interleaved SETUP: {}", s2.head);
+    }
+    let p = stalled.request("PLAY", &stalled_url, &[("Session", &session)]);
+    assert_eq!(p.status, 200, "PLAY: {}", p.head);
+    assert!(
+        stalled.wait_frames(10, secs(5.0)),
+        "interleaved RTP flows to the raw player: {:?}",
+        stalled.frames
+    );
+
+    // The server's answers to the hostile requests.
+    for (what, c) in refusals.iter_mut() {
+        let o = outcome(c, secs(5.0));
+        assert!(
+            matches!(o, Outcome::Closed | Outcome::Status(400..=599)),
+            "{what}: refused or hung up on, got {o:?}"
+        );
+    }
+    for c in garbage.iter_mut().take(5) {
+        let o = outcome(c, secs(5.0));
+        assert!(
+            matches!(o, Outcome::Closed | Outcome::Status(400..=599)),
+            "random bytes: refused or hung up on, got {o:?}"
+        );
+    }
+    let hung_up = !wrote_all || endless.wait_closed(secs(5.0));
+    assert!(hung_up, "the server hangs up on a 1 MB request line");
+
+    // Through all that: the server lives, a new player joins, the first keeps full rate.
+    assert!(srv.alive(), "the server survives hostile bytes");
+    let joined = play_rtsp(&srv.rtsp_url("live/steady?who=new"), "tcp", 1.0, secs(20.0));
+    assert!(
+        joined.frames > 0,
+        "a new player joins after the hostile bytes: {:?}",
+        joined.out
+    );
+    let played = finish_player(player, secs(30.0));
+    assert!(
+        played.frames >= 180,
+        "the player that ran through it all decoded its 8 s ({} of 200 frames): {:?}",
+        played.frames,
+        played.out.stderr
+    );
+    assert!(publisher.running(), "the publisher was not disturbed");
+    assert_eq!(
+        hook.count(|r| is_done_of(r, pubrec.clientid())),
+        0,
+        "the publisher's session goes on:\n{}",
+        hook.dump()
+    );
+    drop(half_open);
+    drop(held);
+    drop(garbage);
+    drop(stalled);
+    drop(hijack);
+    thread::sleep(secs(0.5));
+    assert!(srv.alive(), "the server is alive after the sockets closed");
+    assert_eq!(
+        hook.count(|r| r.call() == "publish" && r.name() == "steady"),
+        1,
+        "garbage never reached a publish of the live stream:\n{}",
+        hook.dump()
+    );
+    publisher.kill();
+}
