@@ -1202,13 +1202,12 @@ fn bad_configs_are_refused_with_element_and_line() {
     let l = line_of(&put, "<notify_method>");
     bad_config_case(&dir, "put.xml", &put, &["notify_method"], &[l]);
 
-    // Protocols not built yet must not be silently ignored when enabled.
-    let rtsp = format!(
-        "<config>\n  <rtmp>\n    <enable>true</enable>\n    <port>{port}</port>\n  </rtmp>\n  <rtsp>\n    <enable>true</enable>\n    <port>{}</port>\n  </rtsp>\n</config>\n",
-        free_port()
+    // A setting of another protocol's section is refused where it does not belong.
+    let misplaced = format!(
+        "<config>\n  <rtmp>\n    <enable>true</enable>\n    <port>{port}</port>\n    <rtp_port_min>30000</rtp_port_min>\n  </rtmp>\n</config>\n"
     );
-    let l1 = line_of(&rtsp, "<rtsp>");
-    bad_config_case(&dir, "rtsp.xml", &rtsp, &["rtsp"], &[l1, l1 + 1]);
+    let l = line_of(&misplaced, "<rtp_port_min>");
+    bad_config_case(&dir, "misplaced.xml", &misplaced, &["rtp_port_min"], &[l]);
 
     // --config with a bad file exits non-zero promptly and does not serve.
     let started = Instant::now();
