@@ -24,10 +24,14 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, request_play, Active, Backlog, PlayOutcome, Role, SessionContext, SessionSettings,
+    ask, request_play, shared_encoding, Active, Backlog, PlayOutcome, Role, SessionContext,
+    SessionSettings,
 };
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
+
+/// The [`shared_encoding`] form of FLV tags.
+const FLV_FORM: u64 = u64::from_be_bytes(*b"flv-tags");
 
 /// Mailbox capacity of a player: live frames waiting to be written.
 pub const SESSION_MAILBOX: usize = 1024;
@@ -340,7 +344,11 @@ impl Handler<Deliver> for HttpFlvSession {
                 if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
                     return;
                 }
-                flv::write_frame_tag(&mut out, &frame);
+                // One FLV tag per frame for every player on this arbiter.
+                let tag = shared_encoding(&frame, FLV_FORM, |out| {
+                    flv::write_frame_tag(out, &frame);
+                });
+                return self.send(tag, ctx);
             }
         }
         if !out.is_empty() {

@@ -11,6 +11,7 @@ pub mod writer;
 use std::time::{Duration, Instant};
 
 use actix::{Addr, Recipient};
+use bytes::{Bytes, BytesMut};
 use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision, DenyReason, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{Lookup, Registry};
@@ -210,6 +211,56 @@ where
         .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())))
 }
 
+/// How many encodings each arbiter keeps for [`shared_encoding`].
+const ENCODING_CACHE: usize = 512;
+
+/// A frame's encoding in one wire form, cached per arbiter.
+struct Encoding {
+    /// Holds the payload alive, so its address cannot be reused while the entry exists.
+    payload: Bytes,
+    dts: i64,
+    form: u64,
+    encoded: Bytes,
+}
+
+thread_local! {
+    static ENCODINGS: std::cell::RefCell<std::collections::VecDeque<Encoding>> =
+        std::cell::RefCell::new(std::collections::VecDeque::with_capacity(ENCODING_CACHE));
+}
+
+/// The wire bytes of `frame` in `form` (a protocol and whatever per-player setting shapes the
+/// bytes): encoded by the first player on this arbiter that needs them, then shared by every
+/// other player here as a reference-counted `Bytes`. Fan-out to many players of one protocol
+/// thus encodes each frame once per arbiter instead of once per player.
+pub fn shared_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let same = |e: &Encoding| {
+        e.form == form
+            && e.dts == frame.dts
+            && e.payload.len() == frame.payload.len()
+            && e.payload.as_ptr() == frame.payload.as_ptr()
+    };
+    ENCODINGS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        // Newest first: the players of one frame ask for it one after another.
+        if let Some(hit) = cache.iter().rev().find(|e| same(e)) {
+            return hit.encoded.clone();
+        }
+        let mut out = BytesMut::new();
+        encode(&mut out);
+        let encoded = out.freeze();
+        if cache.len() == ENCODING_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back(Encoding {
+            payload: frame.payload.clone(),
+            dts: frame.dts,
+            form,
+            encoded: encoded.clone(),
+        });
+        encoded
+    })
+}
+
 /// Runs a protocol-core call with panics caught: `Err` carries the panic message. Protocol
 /// cores parse bytes from untrusted clients (and rml_rtmp may panic on input it did not
 /// expect), so a panic there must end only the connection that sent the bytes.
@@ -226,6 +277,43 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::contain;
+
+    #[test]
+    fn one_encoding_per_frame_and_form() {
+        use super::shared_encoding;
+        use bytes::{BufMut, Bytes};
+        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
+        let frame = |payload: Bytes, dts| MediaFrame {
+            track: Track::Audio,
+            codec: Codec::Aac,
+            kind: FrameKind::Media,
+            dts,
+            pts: dts,
+            keyframe: true,
+            payload,
+        };
+        let a = frame(Bytes::from_static(b"same"), 0);
+        let mut calls = 0;
+        let mut enc = |form: u64, f: &MediaFrame| {
+            shared_encoding(f, form, |out| {
+                calls += 1;
+                out.put_u64(form);
+                out.put_slice(&f.payload);
+            })
+        };
+        let first = enc(1, &a);
+        let again = enc(1, &a.clone());
+        assert_eq!(first, again);
+        assert_eq!(first.as_ptr(), again.as_ptr(), "shared, not re-encoded");
+        let other_form = enc(2, &a);
+        assert_ne!(first, other_form);
+        // Equal bytes in another buffer are another frame.
+        let b = frame(Bytes::copy_from_slice(b"same"), 0);
+        let _ = enc(1, &b);
+        let later = frame(a.payload.clone(), 40);
+        let _ = enc(1, &later);
+        assert_eq!(calls, 4);
+    }
 
     #[test]
     fn a_panic_becomes_an_error_and_the_caller_goes_on() {

@@ -28,10 +28,13 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, contain, request_play, Active, Backlog, PlayOutcome, Role, SessionContext, SessionSettings,
+    ask, contain, request_play, shared_encoding, Active, Backlog, PlayOutcome, Role,
+    SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
-use crate::protocol::rtmp::{Event, MediaKind, Rejection, RequestId, ServerConnection};
+use crate::protocol::rtmp::{
+    encode_media, Event, MediaKind, Rejection, RequestId, ServerConnection,
+};
 use crate::protocol::url::{split_query, stream_url};
 
 /// Mailbox capacity of a session: live frames waiting to be written.
@@ -522,7 +525,35 @@ impl Handler<Deliver> for RtmpSession {
                 if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
                     return;
                 }
-                self.write_frame(stream_id, &frame);
+                drop(_s);
+                // Whatever the core has queued goes first, then the frame in the encoding
+                // every player of this stream id on this arbiter shares.
+                self.flush(ctx);
+                let Some((header, len)) = flv::tag_header(&frame) else {
+                    return;
+                };
+                let kind = match frame.track {
+                    Track::Video => MediaKind::Video,
+                    Track::Audio => MediaKind::Audio,
+                };
+                let chunk_size = self.core.out_chunk_size();
+                let form = (u64::from(chunk_size) << 32) | u64::from(stream_id);
+                let bytes = shared_encoding(&frame, form, |out| {
+                    encode_media(
+                        out,
+                        chunk_size,
+                        stream_id,
+                        kind,
+                        flv::timestamp_ms(&frame),
+                        &[&header[..len], &frame.payload],
+                    )
+                });
+                match self.writer.send(bytes) {
+                    Ok(()) => {}
+                    Err(WriteError::Full) => self.backlog.overflowed(),
+                    Err(WriteError::Closed) => ctx.stop(),
+                }
+                return;
             }
         }
         if let Some(bytes) = self.core.take_output() {

@@ -666,21 +666,19 @@ impl ServerConnection {
 
     /// Sends one audio or video message to a player; `parts` together form the FLV tag body.
     pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, parts: &[&[u8]]) {
-        let (csid, type_id) = match kind {
-            MediaKind::Audio => (CSID_AUDIO, 8),
-            MediaKind::Video => (CSID_VIDEO, 9),
-        };
-        encode_message(
+        encode_media(
             &mut self.output,
             self.out_chunk_size,
-            ChunkHeader {
-                csid,
-                timestamp,
-                type_id,
-                stream_id,
-            },
+            stream_id,
+            kind,
+            timestamp,
             parts,
         );
+    }
+
+    /// The chunk size this connection's output uses now.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.out_chunk_size
     }
 
     /// Tells a player its stream ended (the publisher left).
@@ -776,6 +774,34 @@ impl ServerConnection {
             }
         }
     }
+}
+
+/// Appends one audio or video message as chunks. Every message starts with a full (type 0)
+/// header, so the bytes depend only on the arguments: players with the same message stream
+/// id and chunk size can share one encoding of a frame.
+pub fn encode_media(
+    out: &mut BytesMut,
+    chunk_size: u32,
+    stream_id: u32,
+    kind: MediaKind,
+    timestamp: u32,
+    parts: &[&[u8]],
+) {
+    let (csid, type_id) = match kind {
+        MediaKind::Audio => (CSID_AUDIO, 8),
+        MediaKind::Video => (CSID_VIDEO, 9),
+    };
+    encode_message(
+        out,
+        chunk_size,
+        ChunkHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+        },
+        parts,
+    );
 }
 
 #[cfg(test)]
