@@ -261,6 +261,38 @@ pub fn shared_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
     })
 }
 
+/// How a guarded protocol-core call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreFailure {
+    /// The client's input broke the protocol: send what the core queued (its error answer),
+    /// then close.
+    Protocol,
+    /// The core panicked: close without trusting its state.
+    Panic,
+}
+
+/// Runs a protocol-core call with panics contained ([`contain`]) and logs a failure in the
+/// connection's span; the session then closes its connection.
+pub fn guard<C, T, E: std::fmt::Display>(
+    core: &mut C,
+    span: &tracing::Span,
+    f: impl FnOnce(&mut C) -> Result<T, E>,
+) -> Result<T, CoreFailure> {
+    let result = contain(|| f(core));
+    let _s = span.enter();
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "protocol error; closing");
+            Err(CoreFailure::Protocol)
+        }
+        Err(panic) => {
+            tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
+            Err(CoreFailure::Panic)
+        }
+    }
+}
+
 /// Runs a protocol-core call with panics caught: `Err` carries the panic message. Protocol
 /// cores parse bytes from untrusted clients (and rml_rtmp may panic on input it did not
 /// expect), so a panic there must end only the connection that sent the bytes.

@@ -28,7 +28,7 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, contain, request_play, shared_encoding, Active, Backlog, PlayOutcome, Role,
+    ask, guard, request_play, shared_encoding, Active, Backlog, CoreFailure, PlayOutcome, Role,
     SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
@@ -135,18 +135,12 @@ impl RtmpSession {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut ServerConnection) -> Result<T, crate::protocol::rtmp::RtmpError>,
     ) -> Option<T> {
-        let result = contain(|| f(&mut self.core));
-        let _s = self.span.clone().entered();
-        match result {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::info!(error = %e, "protocol error; closing");
-                self.flush(ctx);
-                ctx.stop();
-                None
-            }
-            Err(panic) => {
-                tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
+        match guard(&mut self.core, &self.span, f) {
+            Ok(v) => Some(v),
+            Err(failure) => {
+                if failure == CoreFailure::Protocol {
+                    self.flush(ctx);
+                }
                 ctx.stop();
                 None
             }

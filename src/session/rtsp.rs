@@ -32,7 +32,8 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, contain, request_play, Active, Backlog, PlayOutcome, Role, SessionContext, SessionSettings,
+    ask, guard, request_play, Active, Backlog, CoreFailure, PlayOutcome, Role, SessionContext,
+    SessionSettings,
 };
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::rtp::{
@@ -317,18 +318,12 @@ impl RtspSession {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut RtspConnection) -> Result<T, RtspError>,
     ) -> Option<T> {
-        let result = contain(|| f(&mut self.core));
-        let _s = self.span.clone().entered();
-        match result {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::info!(error = %e, "protocol error; closing");
-                self.flush(ctx);
-                ctx.stop();
-                None
-            }
-            Err(panic) => {
-                tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
+        match guard(&mut self.core, &self.span, f) {
+            Ok(v) => Some(v),
+            Err(failure) => {
+                if failure == CoreFailure::Protocol {
+                    self.flush(ctx);
+                }
                 ctx.stop();
                 None
             }
