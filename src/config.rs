@@ -64,7 +64,7 @@ pub struct Config {
     pub rtmp: ListenerConfig,
     /// `<rtsp>`: disabled by default (port 8554); not implemented yet.
     pub rtsp: ListenerConfig,
-    /// `<srt>`: disabled by default (UDP port 8890); not implemented yet.
+    /// `<srt>`: disabled by default (UDP port 8890); the shipped config enables it.
     pub srt: ListenerConfig,
     /// `<httpflv>`: disabled by default (port 8080); not implemented yet.
     pub httpflv: ListenerConfig,
@@ -535,8 +535,8 @@ pub enum ConfigError {
         /// Where that listener's port is set; `None` when it is its default.
         other_line: Option<usize>,
     },
-    /// A protocol that is enabled but not implemented yet (RTSP, SRT, HTTP-FLV).
-    #[error("{at}: {element}: {protocol} is not supported yet (rtmp, httpflv and rtsp are); set <enable>false</enable> or remove the <{protocol}> section")]
+    /// A protocol that is enabled but has no server yet (every protocol has one today).
+    #[error("{at}: {element}: {protocol} is not supported yet (rtmp, httpflv, rtsp and srt are); set <enable>false</enable> or remove the <{protocol}> section")]
     NotSupported {
         /// Where the `<enable>` is.
         at: Location,
@@ -1341,7 +1341,7 @@ fn check_port_conflicts(listeners: &[Listener]) -> Result<(), ConfigError> {
 }
 
 /// The protocols that have a server today.
-const IMPLEMENTED: &[&str] = &["rtmp", "httpflv", "rtsp"];
+const IMPLEMENTED: &[&str] = &["rtmp", "httpflv", "rtsp", "srt"];
 
 /// Enabling a protocol that has no server yet is an error rather than silently ignored.
 fn check_implemented(listeners: &[Listener]) -> Result<(), ConfigError> {
@@ -1450,6 +1450,8 @@ mod tests {
         assert_eq!(config.httpflv.port, 8080);
         assert!(config.rtsp.enable);
         assert_eq!(config.rtsp.port, 8554);
+        assert!(config.srt.enable, "the embedded default config serves SRT");
+        assert_eq!(config.srt.port, 8890);
         let hooks = config.hooks();
         for notify in [&hooks.rtmp, &hooks.rtsp, &hooks.srt, &hooks.httpflv] {
             assert_eq!(notify.on_connect, None);
@@ -1457,11 +1459,13 @@ mod tests {
             assert_eq!(notify.on_publish, None);
             assert_eq!(notify.on_done, None);
         }
-        // The shipped file states every default but one, and leaves <workers> to the core
-        // count: it turns HTTP-FLV on, which a file without an <httpflv> section leaves off.
+        // The shipped file states every default but three, and leaves <workers> to the core
+        // count: it turns HTTP-FLV, RTSP and SRT on, which a file without those sections
+        // leaves off.
         let mut defaults = Config::default();
         defaults.httpflv.enable = true;
         defaults.rtsp.enable = true;
+        defaults.srt.enable = true;
         assert_eq!(config, defaults);
     }
 
@@ -1702,21 +1706,11 @@ mod tests {
             check_port_conflicts(&listeners),
             Err(ConfigError::PortConflict { port: 1935, .. })
         ));
-        // Through the parser, an enabled srt on 1935 gets past the port check and is then
-        // refused only because SRT is not implemented yet.
-        let e = assert_error(
-            "<config>\n<srt>\n<enable>true</enable>\n<port>1935</port>\n</srt>\n</config>",
-            3,
-            "<srt><enable>",
-            "not supported yet",
-        );
-        assert!(matches!(
-            e,
-            ConfigError::NotSupported {
-                protocol: "srt",
-                ..
-            }
-        ));
+        // Through the parser: an enabled srt on 1935 beside rtmp on 1935 is fine.
+        let c =
+            parse("<config>\n<srt>\n<enable>true</enable>\n<port>1935</port>\n</srt>\n</config>");
+        assert!(c.rtmp.enable && c.srt.enable);
+        assert_eq!((c.rtmp.port, c.srt.port), (1935, 1935));
     }
 
     // ---- file errors ----
@@ -2201,13 +2195,11 @@ mod tests {
     }
 
     #[test]
-    fn error_srt_not_supported() {
-        assert_error(
-            "<config>\n<srt>\n<port>9000</port>\n<enable>1</enable>\n</srt>\n</config>",
-            4,
-            "<srt><enable>",
-            "srt is not supported yet",
-        );
+    fn srt_can_be_enabled() {
+        let c = parse("<config>\n<srt>\n<port>9000</port>\n<enable>1</enable>\n</srt>\n</config>");
+        assert!(c.srt.enable);
+        assert_eq!(c.srt.port, 9000);
+        assert_eq!(c.srt.srt, SrtOptions::default());
     }
 
     #[test]

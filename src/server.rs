@@ -112,6 +112,8 @@ impl Server {
             });
             arbiters.push(arbiter);
         }
+        // SRT sessions run on the same workers (see the SRT block below).
+        let srt_workers = workers.clone();
         let pool = Arc::new(Pool::new(workers));
 
         let mut listeners = Vec::new();
@@ -157,6 +159,18 @@ impl Server {
             rtsp_addr = Some(addr);
             listeners.push(task);
         }
+        // ---- SRT (UDP): the supervised SRT listener; see session::srt ----
+        if config.srt.enable {
+            let (_addr, task) = crate::session::srt::listen(&config.srt, srt_workers)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    protocol: "srt",
+                    port: config.srt.port,
+                    source,
+                })?;
+            listeners.push(task);
+        }
+        // ---- end of SRT ----
         tracing::info!(workers = config.workers, "server started");
         let longest_hook = [&config.rtmp, &config.rtsp, &config.srt, &config.httpflv]
             .iter()

@@ -6,6 +6,7 @@
 pub mod httpflv;
 pub mod rtmp;
 pub mod rtsp;
+pub mod srt;
 pub mod writer;
 
 use std::time::{Duration, Instant};

@@ -648,6 +648,8 @@ pub struct Config {
     pub httpflv: Option<HttpFlv>,
     /// The `<rtsp>` section, when enabled.
     pub rtsp: Option<Rtsp>,
+    /// The `<srt>` section, when enabled.
+    pub srt: Option<Srt>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -676,7 +678,69 @@ impl Config {
             env: Vec::new(),
             httpflv: None,
             rtsp: None,
+            srt: None,
         }
+    }
+
+    /// Enables SRT on a free UDP port (keeps the section if already enabled).
+    pub fn srt(mut self) -> Config {
+        self.srt.get_or_insert_with(|| Srt {
+            port: free_udp_port(),
+            ..Srt::default()
+        });
+        self
+    }
+
+    /// Enables SRT with its four hooks at `{base}/connect{suffix}`, ...
+    pub fn srt_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.srt();
+        if let Some(s) = c.srt.as_mut() {
+            s.hooks = Some((base.into(), suffix.into()));
+        }
+        c
+    }
+
+    /// Enables SRT with `<passphrase>` (and `<pbkeylen>` when given).
+    pub fn srt_passphrase(self, passphrase: &str, pbkeylen: Option<u8>) -> Config {
+        let mut c = self.srt();
+        if let Some(s) = c.srt.as_mut() {
+            s.passphrase = Some(passphrase.into());
+            s.pbkeylen = pbkeylen;
+        }
+        c
+    }
+
+    /// The `<srt>` section of the XML (empty when SRT is not enabled).
+    fn srt_xml(&self) -> String {
+        let Some(s) = &self.srt else {
+            return String::new();
+        };
+        let esc = |v: &str| {
+            v.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let mut inner = String::new();
+        if let Some((base, suffix)) = &s.hooks {
+            for call in ["connect", "play", "publish", "done"] {
+                let url = esc(&format!("{base}/{call}{suffix}"));
+                inner.push_str(&format!("      <on_{call}>{url}</on_{call}>\n"));
+            }
+        }
+        let mut extra = String::new();
+        if let Some(p) = &s.passphrase {
+            extra.push_str(&format!("    <passphrase>{}</passphrase>\n", esc(p)));
+        }
+        if let Some(k) = s.pbkeylen {
+            extra.push_str(&format!("    <pbkeylen>{k}</pbkeylen>\n"));
+        }
+        if let Some(l) = s.latency_ms {
+            extra.push_str(&format!("    <latency_ms>{l}</latency_ms>\n"));
+        }
+        format!(
+            "  <srt>\n    <enable>true</enable>\n    <port>{}</port>\n{extra}    <http_notify>\n{inner}    </http_notify>\n  </srt>\n",
+            s.port
+        )
     }
 
     /// Enables HTTP-FLV on a free port (keeps the section if already enabled).
@@ -829,11 +893,12 @@ impl Config {
             );
         }
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.port,
-            rtsp = self.rtsp_xml()
+            rtsp = self.rtsp_xml(),
+            srt = self.srt_xml()
         )
     }
 }
@@ -847,6 +912,24 @@ pub struct Rtsp {
     pub rtp_port_max: u16,
     /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
     pub hooks: Option<(String, String)>,
+}
+
+/// The `<srt>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct Srt {
+    /// The UDP port.
+    pub port: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+    pub passphrase: Option<String>,
+    pub pbkeylen: Option<u8>,
+    pub latency_ms: Option<u64>,
+}
+
+/// A UDP port nobody uses right now (bind 127.0.0.1:0 and drop).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.local_addr().expect("local_addr").port()
 }
 
 /// A random even port in 40000..59000 (per process, per call), the base of a test's RTP range.
@@ -877,6 +960,8 @@ pub struct Server {
     pub httpflv_port: Option<u16>,
     /// The RTSP port, when enabled.
     pub rtsp_port: Option<u16>,
+    /// The SRT (UDP) port, when enabled.
+    pub srt_port: Option<u16>,
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -906,6 +991,7 @@ impl Server {
             port: cfg.port,
             httpflv_port: cfg.httpflv.as_ref().map(|h| h.port),
             rtsp_port: cfg.rtsp.as_ref().map(|r| r.port),
+            srt_port: cfg.srt.as_ref().map(|s| s.port),
             dir,
             config_path,
             log_path,
@@ -922,7 +1008,15 @@ impl Server {
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             };
-            if ports.iter().all(|&p| up(p)) {
+            // SRT is UDP: its listener logs the port once it is bound.
+            let srt_up = || {
+                srv.srt_port.is_none_or(|p| {
+                    srv.log()
+                        .lines()
+                        .any(|l| l.contains("listening (UDP)") && l.contains(&format!("port={p}")))
+                })
+            };
+            if ports.iter().all(|&p| up(p)) && srt_up() {
                 break;
             }
             if !srv.alive() {
@@ -969,6 +1063,13 @@ impl Server {
             .rtsp_port
             .expect("RTSP is enabled in this test's config");
         format!("rtsp://127.0.0.1:{port}/{path}")
+    }
+
+    /// `srt://127.0.0.1:SRT_PORT?streamid={streamid}` (SRT must be enabled); options such as
+    /// `&latency=...` may follow.
+    pub fn srt_url(&self, streamid: &str) -> String {
+        let port = self.srt_port.expect("SRT is enabled in this test's config");
+        format!("srt://127.0.0.1:{port}?streamid={streamid}")
     }
 
     /// `rtmp://127.0.0.1:PORT/live` (the tcUrl ffmpeg sends for app `live`).
