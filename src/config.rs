@@ -23,8 +23,8 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 use streamgate_actors::notify::{HookTable, NotifyConfig, NotifyMethod, DEFAULT_TIMEOUT};
 
-/// The shipped `config/streamgate.xml`, used when no config file is given. It enables only
-/// RTMP on port 1935 and sets no hook URL.
+/// The shipped `config/streamgate.xml`, used when no config file is given. It serves RTMP on
+/// 1935, HTTP-FLV on 8080, RTSP on 8554 and SRT on UDP 8890, and sets no hook URL.
 pub const DEFAULT_CONFIG_XML: &str = include_str!("../config/streamgate.xml");
 
 /// The URL schemes a hook may use.
