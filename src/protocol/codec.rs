@@ -528,6 +528,65 @@ pub fn parse_adts(data: &[u8]) -> Result<Option<(AacConfig, usize, usize)>, Code
     Ok(Some((config, header_len, frame_len)))
 }
 
+/// H.265 NAL unit types of the parameter sets (ITU-T H.265 Table 7-1).
+const HEVC_VPS: u8 = 32;
+const HEVC_SPS: u8 = 33;
+const HEVC_PPS: u8 = 34;
+
+/// An HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1) for these parameter sets
+/// (VPS, SPS and PPS NAL units, any order), with 4-byte NAL lengths. The profile, tier, level
+/// and layer fields are copied from the first SPS's profile_tier_level; chroma format and bit
+/// depths are left at 4:2:0, 8 bits (players read the real values from the SPS itself).
+pub fn hevc_record(sets: &[Bytes]) -> Result<Bytes, CodecError> {
+    let nal_type = |n: &[u8]| n.first().map_or(0, |b| (b >> 1) & 0x3f);
+    let of = |t: u8| sets.iter().filter(|n| nal_type(n) == t).collect::<Vec<_>>();
+    let (vps, sps, pps) = (of(HEVC_VPS), of(HEVC_SPS), of(HEVC_PPS));
+    let first_sps = sps.first().ok_or(CodecError::NoParameterSets)?;
+    if vps.is_empty() || pps.is_empty() {
+        return Err(CodecError::NoParameterSets);
+    }
+    // The SPS RBSP after its 2-byte NAL header, emulation prevention removed: one byte of
+    // ids and sub-layer count, then 12 bytes of general profile_tier_level.
+    let mut rbsp = Vec::with_capacity(13);
+    let mut zeros = 0;
+    for &b in first_sps.iter().skip(2) {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+        if rbsp.len() == 13 {
+            break;
+        }
+    }
+    if rbsp.len() < 13 {
+        return Err(CodecError::Truncated("HEVC SPS"));
+    }
+    let sub_layers = ((rbsp[0] >> 1) & 0x07) + 1;
+    let nested = rbsp[0] & 0x01;
+    let mut out = BytesMut::new();
+    out.put_u8(1);
+    out.put_slice(&rbsp[1..13]);
+    out.put_u16(0xF000); // min_spatial_segmentation_idc 0
+    out.put_u8(0xFC); // parallelismType unknown
+    out.put_u8(0xFD); // chroma_format_idc 1
+    out.put_u8(0xF8); // bit_depth_luma_minus8 0
+    out.put_u8(0xF8); // bit_depth_chroma_minus8 0
+    out.put_u16(0); // avgFrameRate unknown
+    out.put_u8((sub_layers << 3) | (nested << 2) | 0x03);
+    out.put_u8(3);
+    for (t, nals) in [(HEVC_VPS, &vps), (HEVC_SPS, &sps), (HEVC_PPS, &pps)] {
+        out.put_u8(0x80 | t);
+        out.put_u16(u16::try_from(nals.len()).map_err(|_| CodecError::TooManyParameterSets)?);
+        for nal in nals.iter() {
+            out.put_u16(u16::try_from(nal.len()).map_err(|_| CodecError::TooManyParameterSets)?);
+            out.put_slice(nal);
+        }
+    }
+    Ok(out.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,5 +829,32 @@ mod tests {
         let mut crc = frame.clone();
         crc[1] = 0xf0;
         assert_eq!(parse_adts(&crc).expect("valid").map(|(_, h, _)| h), Some(9));
+    }
+
+    #[test]
+    fn hevc_record_from_parameter_sets() {
+        let vps = Bytes::from_static(&[0x40, 0x01, 0x0c, 0x01, 0xff, 0xff]);
+        // SPS: NAL header, then ids/sub-layers (1 layer, nested), 12 bytes of PTL with an
+        // emulation prevention bytes inside (00 00 03 00).
+        let sps = Bytes::from_static(&[
+            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00,
+            0x00, 0x03, 0x00, 0x5d, 0xa0,
+        ]);
+        let pps = Bytes::from_static(&[0x44, 0x01, 0xc1, 0x72]);
+        let record = hevc_record(&[sps.clone(), pps.clone(), vps.clone()]).expect("record");
+        assert_eq!(record[0], 1);
+        assert_eq!(
+            &record[1..13],
+            &[0x01, 0x60, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00, 0x00, 0x5d]
+        );
+        assert_eq!(record[21] & 0x03, 3, "4-byte NAL lengths");
+        assert_eq!(record[21] >> 3, 1, "one temporal layer");
+        assert_eq!(record[22], 3);
+        let sets = crate::protocol::rtsp::sdp::hvcc_parameter_sets(&record).expect("parses");
+        assert_eq!(sets, vec![vps, sps, pps]);
+        assert!(matches!(
+            hevc_record(&[Bytes::from_static(&[0x44, 0x01, 0xc1])]),
+            Err(CodecError::NoParameterSets)
+        ));
     }
 }

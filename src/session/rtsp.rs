@@ -35,6 +35,7 @@ use super::{
     ask, guard, request_play, Active, Backlog, CoreFailure, PlayOutcome, Role, SessionContext,
     SessionSettings,
 };
+use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
@@ -107,6 +108,10 @@ impl Depacketizer {
 struct Incoming {
     depacketizer: Depacketizer,
     link: Option<Link>,
+    /// H.265: the record last made from in-band parameter sets (descriptions from ffmpeg and
+    /// many cameras carry none).
+    hevc_config: Option<Bytes>,
+    hevc: bool,
 }
 
 /// One RTP packetizer of a player's track.
@@ -178,6 +183,37 @@ fn app_and_name(url: &str) -> Option<(String, String)> {
     let path = path.split('?').next().unwrap_or("");
     let (app, name) = path.trim_end_matches('/').rsplit_once('/')?;
     (!app.is_empty() && !name.is_empty()).then(|| (app.to_owned(), name.to_owned()))
+}
+
+/// A config frame for an H.265 keyframe whose in-band VPS/SPS/PPS make a record other than
+/// `last` (which it then becomes); `None` otherwise.
+fn in_band_hevc_config(frame: &MediaFrame, last: &mut Option<Bytes>) -> Option<MediaFrame> {
+    if frame.kind != FrameKind::Media || !frame.keyframe {
+        return None;
+    }
+    let nals = avcc_nals(&frame.payload, 4).ok()?;
+    let sets: Vec<Bytes> = nals
+        .iter()
+        .filter(|n| {
+            n.first()
+                .is_some_and(|b| matches!((b >> 1) & 0x3f, 32..=34))
+        })
+        .map(|n| Bytes::copy_from_slice(n))
+        .collect();
+    let record = hevc_record(&sets).ok()?;
+    if last.as_ref() == Some(&record) {
+        return None;
+    }
+    *last = Some(record.clone());
+    Some(MediaFrame {
+        track: Track::Video,
+        codec: Codec::H265,
+        kind: FrameKind::Config,
+        dts: frame.dts,
+        pts: frame.pts,
+        keyframe: true,
+        payload: record,
+    })
 }
 
 static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
@@ -476,8 +512,15 @@ impl RtspSession {
                         Ok(Ok(stream)) => {
                             act.incoming = tracks.iter().map(Self::depacketizer).collect();
                             for track in &tracks {
+                                // H.265 descriptions carry bare parameter sets: make the
+                                // record players and the SDP builder expect.
+                                let config = track.config.clone().or_else(|| {
+                                    (track.codec == Some(Codec::H265))
+                                        .then(|| hevc_record(&track.parameter_sets).ok())
+                                        .flatten()
+                                });
                                 if let (Some(codec), Some(config), Some(kind)) =
-                                    (track.codec, &track.config, track.track())
+                                    (track.codec, &config, track.track())
                                 {
                                     let _ = stream.try_send(PublishFrame {
                                         frame: MediaFrame {
@@ -530,6 +573,8 @@ impl RtspSession {
         Incoming {
             depacketizer,
             link: None,
+            hevc_config: None,
+            hevc: track.codec == Some(Codec::H265),
         }
     }
 
@@ -731,7 +776,14 @@ impl RtspSession {
             return;
         }
         while let Some(frame) = track.depacketizer.pop() {
-            if stream.try_send(PublishFrame { frame }).is_err() {
+            let config = track
+                .hevc
+                .then(|| in_band_hevc_config(&frame, &mut track.hevc_config))
+                .flatten();
+            for frame in config.into_iter().chain([frame]) {
+                if stream.try_send(PublishFrame { frame }).is_ok() {
+                    continue;
+                }
                 self.dropped_ingest += 1;
                 if self.dropped_ingest.is_power_of_two() {
                     let _s = self.span.clone().entered();
