@@ -261,6 +261,7 @@ pub struct RtspSession {
     active: Option<Active>,
     key: Option<StreamKey>,
     connected: bool,
+    app_recorded: bool,
     last_activity: Instant,
     // publish
     incoming: Vec<Incoming>,
@@ -308,6 +309,7 @@ impl RtspSession {
                 active: None,
                 key: None,
                 connected: false,
+                app_recorded: false,
                 last_activity: Instant::now(),
                 incoming: Vec::new(),
                 origin_micros: None,
@@ -375,7 +377,7 @@ impl RtspSession {
                     // The first request usually names the stream (ffmpeg's OPTIONS does): its
                     // app goes with on_connect, as RTMP's connect carries one.
                     let app = app_and_name(&url).map(|(app, _)| app).unwrap_or_default();
-                    self.span.record("app", app.as_str());
+                    self.record_app(&app);
                     let info = self.info(&app, "", &url);
                     let asked = ask(self.shared.notify.send(notify::Connect { info }));
                     ctx.wait(asked.into_actor(self).map(move |decision, act, ctx| {
@@ -445,6 +447,14 @@ impl RtspSession {
         self.flush(ctx);
     }
 
+    /// Puts the app in the connection's span once (a field recorded twice is logged twice).
+    fn record_app(&mut self, app: &str) {
+        if !self.app_recorded && !app.is_empty() {
+            self.app_recorded = true;
+            self.span.record("app", app);
+        }
+    }
+
     fn log_decision(&self, call: &str, decision: &Decision) {
         let _s = self.span.clone().entered();
         match decision {
@@ -474,7 +484,7 @@ impl RtspSession {
         let Some((app, name)) = app_and_name(url) else {
             return self.refuse(ctx, request, 400);
         };
-        self.span.record("app", app.as_str());
+        self.record_app(&app);
         self.span.record("name", name.as_str());
         let info = self.info(&app, &name, url);
         let key = StreamKey::new(app, name);
@@ -582,7 +592,7 @@ impl RtspSession {
         let Some((app, name)) = app_and_name(url) else {
             return self.refuse(ctx, request, 404);
         };
-        self.span.record("app", app.as_str());
+        self.record_app(&app);
         self.span.record("name", name.as_str());
         let info = self.info(&app, &name, url);
         let key = StreamKey::new(app, name);
