@@ -131,6 +131,24 @@ fn counts_what_a_live_stream_sends_to_rtmp_and_httpflv_players() {
             "{json}"
         );
     }
+
+    // A measurement window inside the run: part of the media, every player through it.
+    let (out, json) = load(
+        &rtmp,
+        2,
+        &["--duration", "2.5", "--window-start", "1", "--window", "1"],
+    );
+    assert_clean(&rtmp, 2, &out, &json);
+    let window = &json[json
+        .find("\"window\":{")
+        .unwrap_or_else(|| panic!("no window in {json}"))..];
+    assert_eq!(num(window, "players_through"), 2.0, "{json}");
+    let in_window = num(window, "media_bytes");
+    assert!(
+        in_window > 0.0 && in_window < num(&json, "media_bytes"),
+        "window bytes {in_window} against all of {json}"
+    );
+    assert!(num(window, "gbps") > 0.0, "{json}");
 }
 
 #[test]

@@ -74,6 +74,13 @@ struct Cli {
     /// Print the report as one JSON object (with a per-player array) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also count media bytes and frame gaps in a measurement window that opens this many
+    /// seconds after the run starts (the first player's start); needs `--window`.
+    #[arg(long, value_name = "SECS", requires = "window")]
+    window_start: Option<f64>,
+    /// Length of the measurement window in seconds (from `--window-start`, default 0).
+    #[arg(long, value_name = "SECS")]
+    window: Option<f64>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -194,10 +201,16 @@ struct PlayerStats {
     max_gap: Option<Duration>,
     last_video: Option<Instant>,
     error: Option<String>,
+    /// The measurement window (`--window-start`, `--window`), if any.
+    window: Option<(Instant, Instant)>,
+    /// Media bytes that arrived inside the window.
+    window_bytes: u64,
+    /// Largest gap between two video frames that both arrived inside the window.
+    window_max_gap: Option<Duration>,
 }
 
 impl PlayerStats {
-    fn new(id: usize) -> PlayerStats {
+    fn new(id: usize, window: Option<(Instant, Instant)>) -> PlayerStats {
         let now = Instant::now();
         PlayerStats {
             id,
@@ -212,6 +225,31 @@ impl PlayerStats {
             max_gap: None,
             last_video: None,
             error: None,
+            window,
+            window_bytes: 0,
+            window_max_gap: None,
+        }
+    }
+
+    fn in_window(&self, t: Instant) -> bool {
+        self.window.is_some_and(|(from, to)| t >= from && t < to)
+    }
+
+    /// `n` bytes of audio or video payload arrived.
+    fn media(&mut self, n: usize, now: Instant) {
+        self.media_bytes += n as u64;
+        if self.in_window(now) {
+            self.window_bytes += n as u64;
+        }
+    }
+
+    /// Played without error from before the window opened until after it closed.
+    fn covers_window(&self) -> bool {
+        match (self.window, self.play_start) {
+            (Some((from, to)), Some(ps)) => {
+                self.error.is_none() && self.t0 + ps <= from && self.end >= to
+            }
+            _ => false,
         }
     }
 
@@ -255,6 +293,12 @@ impl PlayerStats {
                     let gap = now - last;
                     if self.max_gap.is_none_or(|g| gap > g) {
                         self.max_gap = Some(gap);
+                    }
+                    if self.in_window(last)
+                        && self.in_window(now)
+                        && self.window_max_gap.is_none_or(|g| gap > g)
+                    {
+                        self.window_max_gap = Some(gap);
                     }
                 }
                 self.last_video = Some(now);
@@ -587,7 +631,7 @@ impl RtmpPlayer {
                         s.head[s.head_len..s.head_len + n].copy_from_slice(&part[..n]);
                         s.head_len += n;
                     }
-                    st.media_bytes += take as u64;
+                    st.media(take, now);
                 } else {
                     s.body.extend_from_slice(part);
                 }
@@ -956,7 +1000,7 @@ impl FlvParser {
                             self.head[self.head_len..self.head_len + n].copy_from_slice(&part[..n]);
                             self.head_len += n;
                         }
-                        st.media_bytes += take as u64;
+                        st.media(take, now);
                     }
                     if take < left {
                         self.state = FlvState::Body(left - take);
@@ -1167,8 +1211,9 @@ async fn player(
     deadline: tokio::time::Instant,
     mut stop: tokio::sync::watch::Receiver<bool>,
     start_timeout: f64,
+    window: Option<(Instant, Instant)>,
 ) -> PlayerStats {
-    let mut st = PlayerStats::new(id);
+    let mut st = PlayerStats::new(id, window);
     let timer =
         sleep_until(tokio::time::Instant::from_std(st.t0) + Duration::from_secs_f64(start_timeout));
     tokio::pin!(timer);
@@ -1334,6 +1379,20 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     let start = collect(|p| p.play_start);
     let key = collect(|p| p.first_keyframe);
     let gap = collect(|p| p.max_gap);
+    // The measurement window: bytes of every player, gaps and rate of those that played
+    // through all of it.
+    let win = cli.window_start.map(|from| {
+        let len = cli.window.unwrap_or(0.0);
+        let bytes: u64 = players.iter().map(|p| p.window_bytes).sum();
+        let full: Vec<&PlayerStats> = players.iter().filter(|p| p.covers_window()).collect();
+        let gaps = Dist::of(full.iter().filter_map(|p| p.window_max_gap).collect());
+        let gbps = if len > 0.0 {
+            bytes as f64 * 8.0 / len / 1e9
+        } else {
+            0.0
+        };
+        (from, len, bytes, full.len(), gbps, gaps)
+    });
     let cpu = cpu_time();
     let cpu_pct = cpu.map(|c| 100.0 * c.as_secs_f64() / wall.as_secs_f64().max(1e-9));
     let rss = peak_rss_kib();
@@ -1384,6 +1443,14 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     text.push_str(&Dist::row("play start", &start));
     text.push_str(&Dist::row("first keyframe", &key));
     text.push_str(&Dist::row("largest frame gap", &gap));
+    if let Some((from, len, bytes, full, gbps, gaps)) = &win {
+        let _ = writeln!(
+            text,
+            "window {from} s + {len} s: {:.1} MB of media ({gbps:.3} Gbit/s), {full} players played through it",
+            *bytes as f64 / 1e6
+        );
+        text.push_str(&Dist::row("  largest frame gap", gaps));
+    }
     let _ = writeln!(
         text,
         "load tool: {} CPU over {:.1} s wall, peak RSS {}",
@@ -1432,6 +1499,16 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
         Dist::json(&key),
         Dist::json(&gap)
     );
+    match &win {
+        None => j.push_str("\"window\":null,"),
+        Some((from, len, bytes, full, gbps, gaps)) => {
+            let _ = write!(
+                j,
+                "\"window\":{{\"start_s\":{from},\"len_s\":{len},\"media_bytes\":{bytes},\"gbps\":{gbps:.6},\"players_through\":{full},\"max_frame_gap_ms\":{}}},",
+                Dist::json(gaps)
+            );
+        }
+    }
     let _ = write!(
         j,
         "\"wall_s\":{:.3},\"tool_cpu_percent\":{},\"tool_peak_rss_kib\":{},\"per_player\":[",
@@ -1482,6 +1559,13 @@ async fn run(cli: &Cli, t: Arc<Target>) -> (Vec<PlayerStats>, Duration) {
         _ => Duration::ZERO,
     };
     let deadline = start + ramp_span + Duration::from_secs_f64(cli.duration);
+    let window = cli.window_start.map(|from| {
+        let from = start.into_std() + Duration::from_secs_f64(from);
+        (
+            from,
+            from + Duration::from_secs_f64(cli.window.unwrap_or(0.0)),
+        )
+    });
     let mut stopped = stop_rx.clone();
     let mut handles = Vec::with_capacity(cli.players);
     for i in 0..cli.players {
@@ -1497,6 +1581,7 @@ async fn run(cli: &Cli, t: Arc<Target>) -> (Vec<PlayerStats>, Duration) {
             deadline,
             stop_rx.clone(),
             cli.start_timeout,
+            window,
         )));
     }
     let mut players = Vec::with_capacity(handles.len());
@@ -1519,12 +1604,18 @@ fn main() -> ExitCode {
         eprintln!("streamgate-load: --ramp must be a positive number of players per second");
         return ExitCode::from(2);
     }
-    let seconds_ok = cli.duration >= 0.0
+    let seconds_ok = [cli.window_start, cli.window]
+        .iter()
+        .flatten()
+        .all(|s| *s >= 0.0 && s.is_finite())
+        && cli.duration >= 0.0
         && cli.duration.is_finite()
         && cli.start_timeout > 0.0
         && cli.start_timeout.is_finite();
     if !seconds_ok {
-        eprintln!("streamgate-load: --duration and --start-timeout must be seconds");
+        eprintln!(
+            "streamgate-load: --duration, --start-timeout, --window-start and --window must be seconds"
+        );
         return ExitCode::from(2);
     }
     let target = match Target::parse(&cli.url) {
