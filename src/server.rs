@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{EndAll, Registry};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
+
+/// Pending connections the kernel queues per listening socket.
+const LISTEN_BACKLOG: u32 = 1024;
 
 use crate::config::{Config, ListenerConfig};
 use crate::listener::{accept_loop, Pool, StartSession, Worker};
@@ -66,7 +69,14 @@ async fn listen(
         port,
         source,
     };
-    let listener = TcpListener::bind(("0.0.0.0", port)).await.map_err(bind)?;
+    // A backlog of 1024 rather than std's 128: a burst of players connecting at once would
+    // otherwise lose SYNs and retry a second later.
+    let socket = TcpSocket::new_v4().map_err(bind)?;
+    socket.set_reuseaddr(true).map_err(bind)?;
+    socket
+        .bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
+        .map_err(bind)?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
     tracing::info!(protocol, port, "listening");
     let settings = SessionSettings {

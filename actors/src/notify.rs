@@ -31,6 +31,9 @@ pub enum NotifyMethod {
     Post,
 }
 
+/// Most HTTP connections one arbiter's notifier keeps open to hook servers.
+pub const HOOK_CONNECTIONS: usize = 1024;
+
 /// The default time a hook has to answer before the session is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -304,7 +307,13 @@ impl NotifyActor {
     /// configured URL allows. `https://` hooks use `tls` (see [`tls_client_config`]).
     pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
         let client = awc::Client::builder()
-            .connector(awc::Connector::new().rustls_0_23(tls))
+            // Up to HOOK_CONNECTIONS calls in flight per arbiter; more wait for a connection
+            // (awc's default of 100 made a burst of players queue behind each other).
+            .connector(
+                awc::Connector::new()
+                    .limit(HOOK_CONNECTIONS)
+                    .rustls_0_23(tls),
+            )
             .disable_redirects()
             .timeout(Duration::from_secs(600))
             .finish();

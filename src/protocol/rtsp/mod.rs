@@ -245,7 +245,10 @@ impl RtspConnection {
 
     /// Bytes to send to the client, all at once.
     pub fn take_output(&mut self) -> Option<Bytes> {
-        (!self.output.is_empty()).then(|| self.output.split().freeze())
+        // `take`, not `split`: a split-off buffer keeps the whole allocation alive through
+        // the capacity left behind, so one large burst (a GOP replay) would stay resident
+        // for the life of the connection.
+        (!self.output.is_empty()).then(|| std::mem::take(&mut self.output).freeze())
     }
 
     /// True while a request waits for the application's answer.
