@@ -1258,3 +1258,42 @@ fn garbage_and_half_open_connections_do_not_disturb_a_stream() {
     );
     publisher.kill();
 }
+
+// ------------------------------------------------------------------------------------------
+// H.265 pass-through
+
+#[test]
+fn h265_passes_through_rtsp_to_rtsp_players_over_tcp_and_udp() {
+    let srv = Server::start(&Config::new().rtsp());
+    let url = srv.rtsp_url("live/hevc");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", TESTSRC])
+        .args(["-c:v", "libx265", "-preset", "ultrafast"])
+        .args([
+            "-x265-params",
+            "log-level=error:keyint=25",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-t", "15", "-f", "rtsp", "-rtsp_transport", "udp", &url]);
+    let mut publisher = Proc::spawn("publish h265", &mut cmd);
+    wait_live(&srv, "live/hevc");
+
+    let (codecs, out) = probe_rtsp(&url, "tcp");
+    assert!(
+        codecs.contains("hevc"),
+        "an RTSP player sees the H.265 track: {codecs:?} {out:?}"
+    );
+    for transport in ["tcp", "udp"] {
+        let played = play_rtsp(&url, transport, 2.0, secs(20.0));
+        assert!(
+            played.frames >= 40,
+            "H.265 over RTSP/{transport}: {} frames decoded: {:?}\n{}",
+            played.frames,
+            played.out.stderr,
+            srv.log_tail(20)
+        );
+    }
+    publisher.kill();
+}
