@@ -365,6 +365,8 @@ impl Listener {
         let local = socket.local_addr()?;
         let recv = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
         let init = settings.connection_settings(local)?;
+        // Control path, not media: each pending handshake sends exactly one decision, so the
+        // queue never holds more than the handshakes the listener itself has let wait.
         let (responses_tx, responses) = mpsc::unbounded_channel();
         let mut listener = Listener {
             recv,
