@@ -32,7 +32,7 @@ pub enum NotifyMethod {
 }
 
 /// Most HTTP connections one arbiter's notifier keeps open to hook servers.
-pub const HOOK_CONNECTIONS: usize = 1024;
+pub const HOOK_CONNECTIONS: usize = 256;
 
 /// The default time a hook has to answer before the session is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -307,8 +307,10 @@ impl NotifyActor {
     /// configured URL allows. `https://` hooks use `tls` (see [`tls_client_config`]).
     pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
         let client = awc::Client::builder()
-            // Up to HOOK_CONNECTIONS calls in flight per arbiter; more wait for a connection
-            // (awc's default of 100 made a burst of players queue behind each other).
+            // Up to HOOK_CONNECTIONS calls in flight per arbiter; more wait for a pooled
+            // connection. awc's default of 100 made new players queue behind slow calls; 1024
+            // made a burst open so many connections at once that it was slower still
+            // (docs/benchmarks.md).
             .connector(
                 awc::Connector::new()
                     .limit(HOOK_CONNECTIONS)
