@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::io::IoSlice;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::AsyncWriteExt;
@@ -39,6 +39,9 @@ pub enum WriteError {
 pub struct Writer {
     tx: mpsc::Sender<Bytes>,
     pending: Rc<Cell<usize>>,
+    /// When the socket last took bytes (or the queue last went from empty to not empty).
+    progress: Rc<Cell<Instant>>,
+    task: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -47,7 +50,9 @@ impl Writer {
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE_BUFFERS);
         let pending = Rc::new(Cell::new(0usize));
         let counter = pending.clone();
-        actix_rt::spawn(async move {
+        let progress = Rc::new(Cell::new(Instant::now()));
+        let progressed = progress.clone();
+        let task = actix_rt::spawn(async move {
             let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
@@ -58,7 +63,7 @@ impl Writer {
                     }
                 }
                 let size: usize = batch.iter().map(Bytes::len).sum();
-                let result = write_all(&mut socket, &mut batch).await;
+                let result = write_all(&mut socket, &mut batch, &progressed).await;
                 counter.set(counter.get().saturating_sub(size));
                 if let Err(e) = result {
                     let _s = span.clone().entered();
@@ -69,7 +74,12 @@ impl Writer {
             }
             let _ = tokio::time::timeout(WRITE_STALL, socket.shutdown()).await;
         });
-        Writer { tx, pending }
+        Writer {
+            tx,
+            pending,
+            progress,
+            task: Some(task),
+        }
     }
 
     /// Queues bytes for the socket.
@@ -77,6 +87,9 @@ impl Writer {
         let len = bytes.len();
         match self.tx.try_send(bytes) {
             Ok(()) => {
+                if self.pending.get() == 0 {
+                    self.progress.set(Instant::now());
+                }
                 self.pending.set(self.pending.get() + len);
                 Ok(())
             }
@@ -90,21 +103,45 @@ impl Writer {
         self.pending.get()
     }
 
-    /// True when the socket's write task has ended.
+    /// True when the socket's write task has ended, or when queued bytes have made no
+    /// progress into the socket for [`WRITE_STALL`] (the session then closes). Sessions check
+    /// this on their timer, so no timer is armed per write.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+            || (self.pending.get() > 0 && self.progress.get().elapsed() > WRITE_STALL)
     }
 }
 
-async fn write_all(socket: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
+impl Drop for Writer {
+    /// The task flushes what is queued (a refusal must reach the client) and then shuts the
+    /// socket down; a peer that never reads gets [`WRITE_STALL`] before the task is ended.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            if !task.is_finished() {
+                actix_rt::spawn(async move {
+                    actix_rt::time::sleep(WRITE_STALL).await;
+                    task.abort();
+                });
+            }
+        }
+    }
+}
+
+async fn write_all(
+    socket: &mut OwnedWriteHalf,
+    batch: &mut Vec<Bytes>,
+    progress: &Cell<Instant>,
+) -> std::io::Result<()> {
     let mut start = 0;
     while start < batch.len() {
-        let slices: Vec<IoSlice<'_>> = batch[start..].iter().map(|b| IoSlice::new(b)).collect();
-        let written = tokio::time::timeout(WRITE_STALL, socket.write_vectored(&slices))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading")
-            })??;
+        // On the stack: no allocation per write.
+        let mut slices = [IoSlice::new(&[]); BATCH];
+        let n = (batch.len() - start).min(BATCH);
+        for (slot, b) in slices.iter_mut().zip(&batch[start..start + n]) {
+            *slot = IoSlice::new(b);
+        }
+        let written = socket.write_vectored(&slices[..n]).await?;
+        progress.set(Instant::now());
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
