@@ -1458,3 +1458,67 @@ fn nothing_flows_before_the_play_hook_answers() {
         "the allowed player stays connected"
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// A player that stops reading
+
+#[test]
+fn a_stalled_rtmp_player_is_closed_after_the_stall_timeout() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .rtmp_limits(65536, 3000),
+    );
+    // A heavier stream so the stalled player's socket buffers fill quickly.
+    let mut publisher = publish_with(
+        &srv.url("live/big"),
+        40,
+        "testsrc2=size=1280x720:rate=25",
+        25,
+    );
+    hook.wait_call("publish", "big", HOOK_WAIT)
+        .expect("on_publish big");
+    thread::sleep(secs(1.0));
+
+    let mut c = RtmpClient::open(srv.port).expect("RTMP client");
+    let sid = c
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect + createStream");
+    c.send_play(sid, "big?who=stalled").expect("send play");
+    c.wait_status("NetStream.Play.Start", secs(10.0))
+        .unwrap_or_else(|| panic!("NetStream.Play.Start: {:?}", c.messages()));
+    let play = hook
+        .wait_for(
+            |r| r.call() == "play" && r.field("url").ends_with("who=stalled"),
+            HOOK_WAIT,
+        )
+        .expect("on_play of the stalled player");
+    c.pause_reading();
+
+    let logged = |what: &str| {
+        poll(secs(30.0), || {
+            srv.log()
+                .lines()
+                .any(|l| l.contains(what) && l.contains(&format!("clientid={}", play.clientid())))
+                .then_some(())
+        })
+        .is_some()
+    };
+    assert!(
+        logged("dropping to the next keyframe"),
+        "{}",
+        srv.log_tail(40)
+    );
+    assert!(logged("player stalled; closing"), "{}", srv.log_tail(40));
+    assert!(
+        hook.wait_for(|r| is_done_of(r, play.clientid()), HOOK_WAIT)
+            .is_some(),
+        "the stalled player gets its on_done: {}",
+        hook.dump()
+    );
+    // Everyone else is unaffected.
+    let (frames, err) = read_frames(&srv.url("live/big"), 1.0, secs(20.0));
+    assert!(frames > 0, "a new player still plays: {err}");
+    publisher.kill();
+}

@@ -10,7 +10,7 @@
 //! `on_done` is sent once for every play the hook allowed, from [`HttpFlvSession::finish`].
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -24,8 +24,8 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, request_play, shared_encoding, Active, Backlog, PlayOutcome, Role, SessionContext,
-    SessionSettings,
+    ask, read_or_stop, request_play, shared_encoding, Active, Backlog, PlayOutcome, Role,
+    SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
@@ -268,17 +268,8 @@ impl Actor for HttpFlvSession {
             }
         });
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            if act.writer.is_closed() {
-                ctx.stop();
-            } else if act
-                .backlog
-                .stalled(act.writer.pending_bytes(), Instant::now())
-            {
-                let _s = act.span.clone().entered();
-                tracing::warn!(
-                    pending = act.writer.pending_bytes(),
-                    "player stalled; closing"
-                );
+            let _s = act.span.clone().entered();
+            if act.backlog.output_gone(&act.writer) {
                 ctx.stop();
             }
         });
@@ -293,14 +284,8 @@ impl Actor for HttpFlvSession {
 
 impl StreamHandler<Result<BytesMut, std::io::Error>> for HttpFlvSession {
     fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let bytes = match item {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let _s = self.span.clone().entered();
-                tracing::info!(error = %e, "read failed");
-                ctx.stop();
-                return;
-            }
+        let Some(bytes) = read_or_stop(item, &self.span, ctx) else {
+            return;
         };
         if self.state != State::Request {
             // A player has nothing more to say; what it sends is read only to notice it leave.

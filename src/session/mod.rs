@@ -150,6 +150,21 @@ impl Backlog {
         self.resync = true;
     }
 
+    /// Whether a connection's output is over: its writer ended or made no progress for
+    /// [`writer::WRITE_STALL`], or (a player) it has been over its queue for the stall
+    /// timeout, which is logged. Every session asks this on its one-second timer.
+    pub fn output_gone(&mut self, writer: &writer::Writer) -> bool {
+        if writer.is_closed() {
+            return true;
+        }
+        let pending = writer.pending_bytes();
+        if self.stalled(pending, Instant::now()) {
+            tracing::warn!(pending, "player stalled; closing");
+            return true;
+        }
+        false
+    }
+
     /// True when the player has been over its queue for longer than the stall timeout.
     pub fn stalled(&mut self, pending: usize, now: Instant) -> bool {
         if pending <= self.limits.queue_bytes {
@@ -260,6 +275,28 @@ pub fn shared_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
         });
         encoded
     })
+}
+
+/// The bytes of one socket read; a failed read is logged in the connection's span and stops
+/// the session.
+pub fn read_or_stop<A>(
+    item: std::io::Result<BytesMut>,
+    span: &tracing::Span,
+    ctx: &mut actix::Context<A>,
+) -> Option<BytesMut>
+where
+    A: actix::Actor<Context = actix::Context<A>>,
+{
+    use actix::ActorContext;
+    match item {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            let _s = span.enter();
+            tracing::info!(error = %e, "read failed");
+            ctx.stop();
+            None
+        }
+    }
 }
 
 /// How a guarded protocol-core call failed.

@@ -28,8 +28,8 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, guard, request_play, shared_encoding, Active, Backlog, CoreFailure, PlayOutcome, Role,
-    SessionContext, SessionSettings,
+    ask, guard, read_or_stop, request_play, shared_encoding, Active, Backlog, CoreFailure,
+    PlayOutcome, Role, SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
 use crate::protocol::rtmp::{
@@ -451,17 +451,17 @@ impl Actor for RtmpSession {
                 ctx.stop();
             }
         });
-        ctx.run_interval(Duration::from_secs(5), |act, ctx| {
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let _s = act.span.clone().entered();
             let publishing = act
                 .active
                 .as_ref()
                 .is_some_and(|a| a.role == Role::Publisher);
             if publishing && act.last_input.elapsed() > PUBLISH_IDLE {
-                let _s = act.span.clone().entered();
                 tracing::info!("publisher sent nothing for too long; closing");
                 ctx.stop();
             }
-            if act.writer.is_closed() {
+            if act.backlog.output_gone(&act.writer) {
                 ctx.stop();
             }
         });
@@ -476,14 +476,8 @@ impl Actor for RtmpSession {
 
 impl StreamHandler<Result<BytesMut, std::io::Error>> for RtmpSession {
     fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let bytes = match item {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let _s = self.span.clone().entered();
-                tracing::info!(error = %e, "read failed");
-                ctx.stop();
-                return;
-            }
+        let Some(bytes) = read_or_stop(item, &self.span, ctx) else {
+            return;
         };
         self.last_input = Instant::now();
         if self

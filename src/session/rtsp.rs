@@ -32,8 +32,8 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, guard, request_play, Active, Backlog, CoreFailure, PlayOutcome, Role, SessionContext,
-    SessionSettings,
+    ask, guard, read_or_stop, request_play, Active, Backlog, CoreFailure, PlayOutcome, Role,
+    SessionContext, SessionSettings,
 };
 use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
@@ -966,25 +966,11 @@ impl Actor for RtspSession {
             }
         });
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            if act.writer.is_closed() {
-                ctx.stop();
-                return;
-            }
+            let _s = act.span.clone().entered();
             if act.last_activity.elapsed() > SESSION_TIMEOUT {
-                let _s = act.span.clone().entered();
                 tracing::info!("session timed out (no request, RTCP or media)");
                 ctx.stop();
-                return;
-            }
-            if act
-                .backlog
-                .stalled(act.writer.pending_bytes(), Instant::now())
-            {
-                let _s = act.span.clone().entered();
-                tracing::warn!(
-                    pending = act.writer.pending_bytes(),
-                    "player stalled; closing"
-                );
+            } else if act.backlog.output_gone(&act.writer) {
                 ctx.stop();
             }
         });
@@ -1004,14 +990,8 @@ impl Actor for RtspSession {
 
 impl StreamHandler<Result<BytesMut, std::io::Error>> for RtspSession {
     fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let bytes = match item {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let _s = self.span.clone().entered();
-                tracing::info!(error = %e, "read failed");
-                ctx.stop();
-                return;
-            }
+        let Some(bytes) = read_or_stop(item, &self.span, ctx) else {
+            return;
         };
         self.last_activity = Instant::now();
         if self

@@ -642,6 +642,8 @@ pub struct Config {
     pub on_done: Option<String>,
     pub method: Option<String>,
     pub timeout_ms: Option<u64>,
+    /// `<rtmp><queue_bytes>` and `<stall_timeout_ms>`, when set.
+    pub rtmp_limits: Option<(u64, u64)>,
     /// Extra environment variables for the server process.
     pub env: Vec<(String, String)>,
     /// The `<httpflv>` section, when enabled.
@@ -675,6 +677,7 @@ impl Config {
             on_done: None,
             method: None,
             timeout_ms: None,
+            rtmp_limits: None,
             env: Vec::new(),
             httpflv: None,
             rtsp: None,
@@ -841,6 +844,12 @@ impl Config {
         self
     }
 
+    /// RTMP players' `<queue_bytes>` and `<stall_timeout_ms>`.
+    pub fn rtmp_limits(mut self, queue_bytes: u64, stall_timeout_ms: u64) -> Config {
+        self.rtmp_limits = Some((queue_bytes, stall_timeout_ms));
+        self
+    }
+
     pub fn workers(mut self, n: usize) -> Config {
         self.workers = n;
         self
@@ -892,8 +901,11 @@ impl Config {
                 h.port
             );
         }
+        let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
+            format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
+        });
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.port,
@@ -1755,6 +1767,8 @@ struct RtmpInbox {
     msgs: Vec<RtmpMsg>,
     closed_at: Option<Instant>,
     error: Option<String>,
+    /// While set, the reader thread stops reading the socket (a player that stalls).
+    paused: bool,
 }
 
 /// A bare RTMP client: simple handshake, commands in one chunk each (after asking for a big
@@ -1784,6 +1798,11 @@ impl RtmpClient {
         c.reader = Some(thread::spawn(move || rtmp_reader(s, inbox)));
         c.send_raw(2, 0, 1, &65536u32.to_be_bytes())?;
         Ok(c)
+    }
+
+    /// Stops reading the socket from now on, as a player that stalls.
+    pub fn pause_reading(&self) {
+        self.inbox.0.lock().expect("inbox lock").paused = true;
     }
 
     /// Sends one message in a single chunk (fmt 0) on chunk stream `csid`.
@@ -1939,6 +1958,10 @@ impl RtmpClient {
 
 impl Drop for RtmpClient {
     fn drop(&mut self) {
+        // A paused reader must run again to see the shutdown and end.
+        if let Ok(mut g) = self.inbox.0.lock() {
+            g.paused = false;
+        }
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(h) = self.reader.take() {
             let _ = h.join();
@@ -1967,6 +1990,9 @@ fn rtmp_read_loop(s: &mut TcpStream, inbox: &Arc<(Mutex<RtmpInbox>, Condvar)>) -
     let mut chunk_size = 128usize;
     let mut states: std::collections::HashMap<u32, ChunkState> = Default::default();
     let mut u = |n: usize| -> io::Result<Vec<u8>> {
+        while inbox.0.lock().expect("inbox lock").paused {
+            thread::sleep(Duration::from_millis(50));
+        }
         let mut b = vec![0u8; n];
         s.read_exact(&mut b)?;
         Ok(b)
