@@ -50,6 +50,11 @@ pub const DEFAULT_RTP_PORTS: (u16, u16) = (20000, 20999);
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest and largest `<stall_timeout_ms>`.
 pub const STALL_TIMEOUT_RANGE_MS: (u64, u64) = (1_000, 600_000);
+/// Default `<write_merge_ms>` of the TCP protocols.
+pub const DEFAULT_WRITE_MERGE: Duration = Duration::from_millis(WRITE_MERGE_DEFAULT_MS);
+const WRITE_MERGE_DEFAULT_MS: u64 = 40;
+/// The largest `<write_merge_ms>` accepted.
+pub const MAX_WRITE_MERGE_MS: u64 = 1_000;
 /// The largest `<timeout_ms>` accepted (ten minutes).
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
@@ -134,6 +139,10 @@ pub struct ListenerConfig {
     pub queue_bytes: usize,
     /// `<stall_timeout_ms>`: a player whose queue stays full this long is disconnected.
     pub stall_timeout: Duration,
+    /// `<write_merge_ms>` (RTMP, HTTP-FLV, RTSP): live media waits at most this long to be
+    /// written in one system call with the rest of the window's media; 0 writes every frame
+    /// at once.
+    pub write_merge: Duration,
     /// `<rtsp>` only: `<rtp_port_min>`..=`<rtp_port_max>`, the UDP ports RTP/RTCP pairs are
     /// taken from.
     pub rtp_ports: (u16, u16),
@@ -180,6 +189,7 @@ impl ListenerConfig {
             },
             queue_bytes: DEFAULT_QUEUE_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            write_merge: DEFAULT_WRITE_MERGE,
             rtp_ports: DEFAULT_RTP_PORTS,
             srt: SrtOptions::default(),
         }
@@ -924,12 +934,13 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
 
 const CONFIG_CHILDREN: [&str; 6] = ["workers", "log_level", "rtmp", "rtsp", "srt", "httpflv"];
 /// Every element a protocol section may hold; [`section_children`] says which one may.
-const LISTENER_CHILDREN: [&str; 11] = [
+const LISTENER_CHILDREN: [&str; 12] = [
     "enable",
     "port",
     "http_notify",
     "queue_bytes",
     "stall_timeout_ms",
+    "write_merge_ms",
     "rtp_port_min",
     "rtp_port_max",
     "latency_ms",
@@ -942,9 +953,9 @@ const LISTENER_CHILDREN: [&str; 11] = [
 fn section_children(name: &str) -> Vec<&'static str> {
     let common = &LISTENER_CHILDREN[..5];
     let own: &[&str] = match name {
-        "rtsp" => &LISTENER_CHILDREN[5..7],
-        "srt" => &LISTENER_CHILDREN[7..],
-        _ => &[],
+        "rtsp" => &LISTENER_CHILDREN[5..8],
+        "srt" => &LISTENER_CHILDREN[8..],
+        _ => &LISTENER_CHILDREN[5..6],
     };
     common.iter().chain(own).copied().collect()
 }
@@ -1232,7 +1243,7 @@ fn listener(
                 .join(", "),
         });
     }
-    let [enable, port_el, http_notify, queue_bytes, stall, rtp_min, rtp_max, latency, passphrase, pbkeylen, payload_size] =
+    let [enable, port_el, http_notify, queue_bytes, stall, write_merge, rtp_min, rtp_max, latency, passphrase, pbkeylen, payload_size] =
         fields(el, LISTENER_CHILDREN)?;
     if let Some(el) = enable {
         listener.config.enable = boolean(el)?;
@@ -1253,6 +1264,14 @@ fn listener(
         let (min, max) = STALL_TIMEOUT_RANGE_MS;
         listener.config.stall_timeout =
             Duration::from_millis(integer(el, "stall timeout in milliseconds", min, max)?);
+    }
+    if let Some(el) = write_merge {
+        listener.config.write_merge = Duration::from_millis(integer(
+            el,
+            "merge window in milliseconds",
+            0,
+            MAX_WRITE_MERGE_MS,
+        )?);
     }
     let (mut low, mut high) = listener.config.rtp_ports;
     if let Some(el) = rtp_min {
@@ -2216,6 +2235,35 @@ mod tests {
         assert_eq!(c.httpflv.stall_timeout, Duration::from_millis(2500));
         assert_eq!(c.rtmp.queue_bytes, DEFAULT_QUEUE_BYTES);
         assert_eq!(c.rtmp.stall_timeout, DEFAULT_STALL_TIMEOUT);
+    }
+
+    #[test]
+    fn write_merge_in_tcp_sections_only() {
+        let c = Config::parse(
+            "<config><rtmp><write_merge_ms>0</write_merge_ms></rtmp>\
+             <rtsp><write_merge_ms>250</write_merge_ms></rtsp></config>",
+        )
+        .expect("write_merge_ms is an rtmp and rtsp element");
+        assert_eq!(c.rtmp.write_merge, Duration::ZERO);
+        assert_eq!(c.rtsp.write_merge, Duration::from_millis(250));
+        assert_eq!(c.httpflv.write_merge, DEFAULT_WRITE_MERGE);
+        let err = Config::parse(
+            "<config>\n<srt>\n<write_merge_ms>10</write_merge_ms>\n</srt>\n</config>",
+        )
+        .expect_err("SRT has no socket writes to merge");
+        assert!(matches!(err, ConfigError::Unknown { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("line 3: <srt><write_merge_ms>"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "<config>\n<httpflv>\n<write_merge_ms>1001</write_merge_ms>\n</httpflv>\n</config>",
+        )
+        .expect_err("over a second is refused");
+        assert!(
+            err.to_string().contains("<httpflv><write_merge_ms>"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ async fn listen(
             stall_timeout: config.stall_timeout,
         },
         rtp_ports: config.rtp_ports,
+        write_merge: config.write_merge,
     };
     let task = actix_rt::spawn(accept_loop(
         listener,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use streamgate_actors::media::{StreamKey, Track};
+use streamgate_actors::media::{MediaFrame, StreamKey, Track};
 use streamgate_actors::notify;
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot, StreamEnded};
@@ -84,7 +84,7 @@ impl HttpFlvSession {
             name = Empty
         );
         let (read, write) = socket.into_split();
-        let writer = Writer::spawn(write, span.clone());
+        let writer = Writer::spawn(write, span.clone(), settings.write_merge);
         HttpFlvSession::create(move |ctx| {
             ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
             HttpFlvSession {
@@ -114,8 +114,9 @@ impl HttpFlvSession {
         }
     }
 
+    /// Queues live media, written within the merge window.
     fn send(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
-        match self.writer.send(bytes) {
+        match self.writer.send_merged(bytes) {
             Ok(()) => {}
             Err(WriteError::Full) => self.backlog.overflowed(),
             Err(WriteError::Closed) => ctx.stop(),
@@ -204,8 +205,13 @@ impl HttpFlvSession {
                                 act.answer(head, ctx);
                             } else {
                                 act.state = State::Streaming;
-                                let start = act.start_of_body(snapshot);
-                                act.send(start, ctx);
+                                // Headers and the cached GOP go out at once.
+                                for bytes in act.start_of_body(snapshot) {
+                                    if act.writer.send(bytes).is_err() {
+                                        ctx.stop();
+                                        break;
+                                    }
+                                }
                             }
                         }
                     }
@@ -215,7 +221,9 @@ impl HttpFlvSession {
 
     /// The response head, the FLV header and what a joining player needs first: metadata,
     /// codec configs, the cached GOP.
-    fn start_of_body(&mut self, snapshot: Snapshot) -> Bytes {
+    /// The response head, FLV header and metadata, then the codec configs and cached GOP as
+    /// the tags every player on this arbiter shares.
+    fn start_of_body(&mut self, snapshot: Snapshot) -> Vec<Bytes> {
         let has_video = snapshot.configs.iter().any(|f| f.track == Track::Video);
         let has_audio = snapshot.configs.iter().any(|f| f.track == Track::Audio);
         // Before any config is known, announce both so a player waits for either.
@@ -237,10 +245,11 @@ impl HttpFlvSession {
         if let Some(metadata) = &snapshot.metadata {
             flv::write_metadata_tag(&mut out, metadata);
         }
+        let mut start = vec![out.freeze()];
         for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
-            flv::write_frame_tag(&mut out, frame);
+            start.push(frame_tag(frame));
         }
-        out.freeze()
+        start
     }
 
     /// Ends the allowed play: leaves the stream and sends its one `on_done`.
@@ -314,6 +323,13 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for HttpFlvSession {
     }
 }
 
+/// One FLV tag per frame for every player on this arbiter.
+fn frame_tag(frame: &MediaFrame) -> Bytes {
+    shared_encoding(frame, FLV_FORM, |out| {
+        flv::write_frame_tag(out, frame);
+    })
+}
+
 impl Handler<Deliver> for HttpFlvSession {
     type Result = ();
 
@@ -329,11 +345,7 @@ impl Handler<Deliver> for HttpFlvSession {
                 if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
                     return;
                 }
-                // One FLV tag per frame for every player on this arbiter.
-                let tag = shared_encoding(&frame, FLV_FORM, |out| {
-                    flv::write_frame_tag(out, &frame);
-                });
-                return self.send(tag, ctx);
+                return self.send(frame_tag(&frame), ctx);
             }
         }
         if !out.is_empty() {

@@ -96,6 +96,9 @@ pub struct SessionSettings {
     pub player: PlayerLimits,
     /// RTSP: the UDP ports RTP/RTCP pairs are taken from.
     pub rtp_ports: (u16, u16),
+    /// `<write_merge_ms>`: live media waits at most this long to be written together with
+    /// the rest of its window ([`writer::Writer::send_merged`]).
+    pub write_merge: Duration,
 }
 
 /// The drop policy of one player's output: past `queue_bytes` of unwritten output it drops

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::BytesMut;
-use streamgate_actors::media::{StreamKey, Track};
+use bytes::{Bytes, BytesMut};
+use streamgate_actors::media::{MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision};
 use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
@@ -83,7 +83,7 @@ impl RtmpSession {
             name = Empty
         );
         let (read, write) = socket.into_split();
-        let writer = Writer::spawn(write, span.clone());
+        let writer = Writer::spawn(write, span.clone(), settings.write_merge);
         RtmpSession::create(move |ctx| {
             ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
             RtmpSession {
@@ -384,36 +384,52 @@ impl RtmpSession {
             if act.guarded(ctx, |core| core.accept(request)).is_none() {
                 return;
             }
-            act.replay(stream_id, snapshot);
+            act.replay(ctx, stream_id, snapshot);
             act.pump(ctx);
         }));
     }
 
-    /// Writes what a joining player needs first: metadata, codec configs, the cached GOP.
-    fn replay(&mut self, stream_id: u32, snapshot: Snapshot) {
+    /// Writes what a joining player needs first, at once: the core's answers and metadata,
+    /// then the codec configs and the cached GOP in the encodings this arbiter's players share.
+    fn replay(&mut self, ctx: &mut Context<Self>, stream_id: u32, snapshot: Snapshot) {
         if let Some(metadata) = snapshot.metadata {
             self.core
                 .send_metadata(stream_id, flv::metadata_to_amf(&metadata));
         }
+        self.flush(ctx);
         for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
-            self.write_frame(stream_id, frame);
+            let Some(bytes) = self.encoded(stream_id, frame) else {
+                continue;
+            };
+            if let Err(e) = self.writer.send(bytes) {
+                let _s = self.span.clone().entered();
+                tracing::info!(error = %e, "client not reading; closing");
+                ctx.stop();
+                return;
+            }
         }
     }
 
-    fn write_frame(&mut self, stream_id: u32, frame: &streamgate_actors::media::MediaFrame) {
-        let Some((header, len)) = flv::tag_header(frame) else {
-            return;
-        };
+    /// `frame` as RTMP chunks on `stream_id`: encoded by the first player on this arbiter
+    /// with the same chunk size and stream id, shared by the others.
+    fn encoded(&self, stream_id: u32, frame: &MediaFrame) -> Option<Bytes> {
+        let (header, len) = flv::tag_header(frame)?;
         let kind = match frame.track {
             Track::Video => MediaKind::Video,
             Track::Audio => MediaKind::Audio,
         };
-        self.core.send_media(
-            stream_id,
-            kind,
-            flv::timestamp_ms(frame),
-            &[&header[..len], &frame.payload],
-        );
+        let chunk_size = self.core.out_chunk_size();
+        let form = (u64::from(chunk_size) << 32) | u64::from(stream_id);
+        Some(shared_encoding(frame, form, |out| {
+            encode_media(
+                out,
+                chunk_size,
+                stream_id,
+                kind,
+                flv::timestamp_ms(frame),
+                &[&header[..len], &frame.payload],
+            )
+        }))
     }
 
     fn begin(
@@ -517,26 +533,10 @@ impl Handler<Deliver> for RtmpSession {
                 // Whatever the core has queued goes first, then the frame in the encoding
                 // every player of this stream id on this arbiter shares.
                 self.flush(ctx);
-                let Some((header, len)) = flv::tag_header(&frame) else {
+                let Some(bytes) = self.encoded(stream_id, &frame) else {
                     return;
                 };
-                let kind = match frame.track {
-                    Track::Video => MediaKind::Video,
-                    Track::Audio => MediaKind::Audio,
-                };
-                let chunk_size = self.core.out_chunk_size();
-                let form = (u64::from(chunk_size) << 32) | u64::from(stream_id);
-                let bytes = shared_encoding(&frame, form, |out| {
-                    encode_media(
-                        out,
-                        chunk_size,
-                        stream_id,
-                        kind,
-                        flv::timestamp_ms(&frame),
-                        &[&header[..len], &frame.payload],
-                    )
-                });
-                match self.writer.send(bytes) {
+                match self.writer.send_merged(bytes) {
                     Ok(()) => {}
                     Err(WriteError::Full) => self.backlog.overflowed(),
                     Err(WriteError::Closed) => ctx.stop(),
@@ -545,7 +545,7 @@ impl Handler<Deliver> for RtmpSession {
             }
         }
         if let Some(bytes) = self.core.take_output() {
-            match self.writer.send(bytes) {
+            match self.writer.send_merged(bytes) {
                 Ok(()) => {}
                 Err(WriteError::Full) => self.backlog.overflowed(),
                 Err(WriteError::Closed) => ctx.stop(),

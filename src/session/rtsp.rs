@@ -294,7 +294,7 @@ impl RtspSession {
             name = Empty
         );
         let (read, write) = socket.into_split();
-        let writer = Writer::spawn(write, span.clone());
+        let writer = Writer::spawn(write, span.clone(), settings.write_merge);
         let session_id = format!("{:08X}{:08X}", random_u32(), clientid as u32);
         RtspSession::create(move |ctx| {
             ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
@@ -338,8 +338,19 @@ impl RtspSession {
 
     /// Sends queued output; a refused or finished connection is closed after it.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_as(ctx, false);
+    }
+
+    /// [`Self::flush`], with the output written at once or (`merged`, live media) within
+    /// the merge window.
+    fn flush_as(&mut self, ctx: &mut Context<Self>, merged: bool) {
         if let Some(bytes) = self.core.take_output() {
-            match self.writer.send(bytes) {
+            let sent = if merged {
+                self.writer.send_merged(bytes)
+            } else {
+                self.writer.send(bytes)
+            };
+            match sent {
                 Ok(()) => {}
                 Err(WriteError::Full) => self.backlog.overflowed(),
                 Err(WriteError::Closed) => ctx.stop(),
@@ -1045,7 +1056,7 @@ impl Handler<Deliver> for RtspSession {
         }
         drop(_s);
         self.send_frame(&frame);
-        self.flush(ctx);
+        self.flush_as(ctx, true);
     }
 }
 

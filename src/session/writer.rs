@@ -1,28 +1,43 @@
-//! The write side of a client connection: a task on the session's arbiter that drains queued
-//! buffers into the socket with vectored writes, so a burst of outgoing chunks becomes one
-//! system call.
+//! The write side of a client connection: a task on the session's arbiter that drains the
+//! session's queued buffers into the socket with vectored writes.
+//!
+//! The queue is shared with the session on its own thread (no channel): the session appends,
+//! the task takes from the front as the socket accepts bytes. Two kinds of sends:
+//! - [`Writer::send`]: written as soon as the task runs (answers, control messages, the
+//!   replay a joining player gets);
+//! - [`Writer::send_merged`]: live media, written within the connection's merge window. Every
+//!   connection of an arbiter with a merged send waiting is flushed by one timer of that
+//!   arbiter, so each connection makes one system call per window for all the frames of the
+//!   window instead of one per frame. On loopback and real NICs alike the kernel's cost of a
+//!   TCP send is mostly per call, not per byte (docs/benchmarks.md measures it).
 //!
 //! Bounded: the queue holds at most [`QUEUE_BUFFERS`] buffers, and the session reads
-//! [`Writer::pending_bytes`] to apply its drop policy before the queue fills. A write that makes
-//! no progress for [`WRITE_STALL`] ends the connection. Dropping the [`Writer`] flushes what is
-//! queued and then shuts the socket down, so a refusal reaches the client before the close.
+//! [`Writer::pending_bytes`] to apply its drop policy before the queue fills. Queued bytes
+//! that make no progress for [`WRITE_STALL`] end the connection ([`Writer::is_closed`], which
+//! sessions check on their timer). Dropping the [`Writer`] flushes what is queued and then
+//! shuts the socket down, so a refusal reaches the client before the close.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
 
 /// Most buffers queued for one connection.
 pub const QUEUE_BUFFERS: usize = 8192;
-/// A write that cannot make progress for this long ends the connection.
+/// Queued bytes that make no progress into the socket for this long end the connection.
 pub const WRITE_STALL: Duration = Duration::from_secs(20);
 /// Buffers joined into one vectored write at most.
 const BATCH: usize = 64;
+/// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
+const IDLE_CAPACITY: usize = 16;
 
 /// Why a buffer could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,80 +50,130 @@ pub enum WriteError {
     Closed,
 }
 
+/// What the session and its write task share (one thread).
+struct Shared {
+    queue: RefCell<VecDeque<Bytes>>,
+    /// Bytes queued and not yet written.
+    pending: Cell<usize>,
+    /// When the socket last took bytes (or the queue last went from empty to not empty).
+    progress: Cell<Instant>,
+    /// The queue is to be written now.
+    due: Cell<bool>,
+    /// Waiting in this arbiter's merge list.
+    merging: Cell<bool>,
+    /// The session let go: flush, then shut the socket down.
+    released: Cell<bool>,
+    /// The task has ended (write failed, or done after release).
+    ended: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Shared {
+    fn make_due(&self) {
+        self.due.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
 /// Queue handle held by the session actor.
 pub struct Writer {
-    tx: mpsc::Sender<Bytes>,
-    pending: Rc<Cell<usize>>,
-    /// When the socket last took bytes (or the queue last went from empty to not empty).
-    progress: Rc<Cell<Instant>>,
+    shared: Rc<Shared>,
+    merge: Duration,
     task: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the write task on the current arbiter.
-    pub fn spawn(mut socket: OwnedWriteHalf, span: tracing::Span) -> Writer {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE_BUFFERS);
-        let pending = Rc::new(Cell::new(0usize));
-        let counter = pending.clone();
-        let progress = Rc::new(Cell::new(Instant::now()));
-        let progressed = progress.clone();
+    /// Starts the write task on the current arbiter. `merge` is the connection's merge window
+    /// for [`Writer::send_merged`] (zero: no merging).
+    pub fn spawn(mut socket: OwnedWriteHalf, span: tracing::Span, merge: Duration) -> Writer {
+        let shared = Rc::new(Shared {
+            queue: RefCell::new(VecDeque::new()),
+            pending: Cell::new(0),
+            progress: Cell::new(Instant::now()),
+            due: Cell::new(false),
+            merging: Cell::new(false),
+            released: Cell::new(false),
+            ended: Cell::new(false),
+            waker: Cell::new(None),
+        });
+        let state = shared.clone();
         let task = actix_rt::spawn(async move {
-            let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(b) => batch.push(b),
-                        Err(_) => break,
-                    }
+            let result = poll_fn(|cx| drain(&state, &mut socket, cx)).await;
+            match result {
+                Ok(()) => {
+                    let _ = tokio::time::timeout(WRITE_STALL, socket.shutdown()).await;
                 }
-                let size: usize = batch.iter().map(Bytes::len).sum();
-                let result = write_all(&mut socket, &mut batch, &progressed).await;
-                counter.set(counter.get().saturating_sub(size));
-                if let Err(e) = result {
-                    let _s = span.clone().entered();
+                Err(e) => {
+                    let _s = span.enter();
                     tracing::debug!(error = %e, "write failed; closing");
-                    rx.close();
-                    return;
                 }
             }
-            let _ = tokio::time::timeout(WRITE_STALL, socket.shutdown()).await;
+            state.ended.set(true);
+            state.queue.borrow_mut().clear();
         });
         Writer {
-            tx,
-            pending,
-            progress,
+            shared,
+            merge,
             task: Some(task),
         }
     }
 
-    /// Queues bytes for the socket.
+    /// Queues bytes to be written as soon as the write task runs.
     pub fn send(&self, bytes: Bytes) -> Result<(), WriteError> {
-        let len = bytes.len();
-        match self.tx.try_send(bytes) {
-            Ok(()) => {
-                if self.pending.get() == 0 {
-                    self.progress.set(Instant::now());
-                }
-                self.pending.set(self.pending.get() + len);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(WriteError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Closed),
+        self.push(bytes)?;
+        self.shared.make_due();
+        Ok(())
+    }
+
+    /// Queues live media: written within the merge window, together with whatever else this
+    /// connection queued in it.
+    pub fn send_merged(&self, bytes: Bytes) -> Result<(), WriteError> {
+        self.push(bytes)?;
+        let shared = &self.shared;
+        if self.merge.is_zero() {
+            shared.make_due();
+        } else if !shared.due.get() && !shared.merging.get() {
+            shared.merging.set(true);
+            merge_later(self.merge, shared.clone());
         }
+        Ok(())
+    }
+
+    fn push(&self, bytes: Bytes) -> Result<(), WriteError> {
+        let shared = &self.shared;
+        if shared.ended.get() {
+            return Err(WriteError::Closed);
+        }
+        if bytes.is_empty() {
+            // Nothing to write; queued, it would read as a socket that takes no bytes.
+            return Ok(());
+        }
+        let mut queue = shared.queue.borrow_mut();
+        if queue.len() >= QUEUE_BUFFERS {
+            return Err(WriteError::Full);
+        }
+        if shared.pending.get() == 0 {
+            shared.progress.set(Instant::now());
+        }
+        shared.pending.set(shared.pending.get() + bytes.len());
+        queue.push_back(bytes);
+        Ok(())
     }
 
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.get()
+        self.shared.pending.get()
     }
 
     /// True when the socket's write task has ended, or when queued bytes have made no
     /// progress into the socket for [`WRITE_STALL`] (the session then closes). Sessions check
     /// this on their timer, so no timer is armed per write.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-            || (self.pending.get() > 0 && self.progress.get().elapsed() > WRITE_STALL)
+        let shared = &self.shared;
+        shared.ended.get()
+            || (shared.pending.get() > 0 && shared.progress.get().elapsed() > WRITE_STALL)
     }
 }
 
@@ -116,6 +181,8 @@ impl Drop for Writer {
     /// The task flushes what is queued (a refusal must reach the client) and then shuts the
     /// socket down; a peer that never reads gets [`WRITE_STALL`] before the task is ended.
     fn drop(&mut self) {
+        self.shared.released.set(true);
+        self.shared.make_due();
         if let Some(task) = self.task.take() {
             if !task.is_finished() {
                 actix_rt::spawn(async move {
@@ -127,39 +194,189 @@ impl Drop for Writer {
     }
 }
 
-async fn write_all(
+/// Writes the queue while it is due and the socket takes bytes. Ready when the session has
+/// let go and everything is written; `Err` when the socket fails.
+fn drain(
+    shared: &Shared,
     socket: &mut OwnedWriteHalf,
-    batch: &mut Vec<Bytes>,
-    progress: &Cell<Instant>,
-) -> std::io::Result<()> {
-    let mut start = 0;
-    while start < batch.len() {
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<()>> {
+    loop {
+        let mut queue = shared.queue.borrow_mut();
+        if queue.is_empty() || !(shared.due.get() || shared.released.get()) {
+            if queue.is_empty() {
+                shared.due.set(false);
+                if queue.capacity() > IDLE_CAPACITY {
+                    queue.shrink_to(IDLE_CAPACITY);
+                }
+                if shared.released.get() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            shared.waker.set(Some(cx.waker().clone()));
+            return Poll::Pending;
+        }
         // On the stack: no allocation per write.
         let mut slices = [IoSlice::new(&[]); BATCH];
-        let n = (batch.len() - start).min(BATCH);
-        for (slot, b) in slices.iter_mut().zip(&batch[start..start + n]) {
+        let n = queue.len().min(BATCH);
+        for (slot, b) in slices.iter_mut().zip(queue.iter()) {
             *slot = IoSlice::new(b);
         }
-        let written = socket.write_vectored(&slices[..n]).await?;
-        progress.set(Instant::now());
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
+        let written = match Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..n]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(written)) => written,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                // Woken by the socket when it takes bytes again.
+                return Poll::Pending;
+            }
+        };
+        shared.progress.set(Instant::now());
+        shared
+            .pending
+            .set(shared.pending.get().saturating_sub(written));
         let mut left = written;
         while left > 0 {
-            let b = &mut batch[start];
-            if left >= b.len() {
-                left -= b.len();
-                start += 1;
+            let front = queue.front_mut().expect("written bytes were queued");
+            if left >= front.len() {
+                left -= front.len();
+                queue.pop_front();
             } else {
-                b.advance(left);
+                front.advance(left);
                 left = 0;
             }
         }
-        while start < batch.len() && batch[start].is_empty() {
-            start += 1;
-        }
     }
-    batch.clear();
-    Ok(())
+}
+
+/// The connections of one merge window waiting on this arbiter, and whether its timer runs.
+struct MergeList {
+    window: Duration,
+    waiting: Vec<Rc<Shared>>,
+    armed: bool,
+}
+
+thread_local! {
+    static MERGES: RefCell<Vec<MergeList>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `shared` due when this arbiter's timer for `window` fires: the first connection to
+/// wait arms it, every later one joins the same list.
+fn merge_later(window: Duration, shared: Rc<Shared>) {
+    let arm = MERGES.with(|lists| {
+        let mut lists = lists.borrow_mut();
+        let index = match lists.iter().position(|l| l.window == window) {
+            Some(i) => i,
+            None => {
+                lists.push(MergeList {
+                    window,
+                    waiting: Vec::new(),
+                    armed: false,
+                });
+                lists.len() - 1
+            }
+        };
+        let list = &mut lists[index];
+        list.waiting.push(shared);
+        !std::mem::replace(&mut list.armed, true)
+    });
+    if arm {
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(window).await;
+            let due = MERGES.with(|lists| {
+                let mut lists = lists.borrow_mut();
+                let list = lists
+                    .iter_mut()
+                    .find(|l| l.window == window)
+                    .expect("an armed list stays");
+                list.armed = false;
+                std::mem::take(&mut list.waiting)
+            });
+            for shared in due {
+                shared.merging.set(false);
+                shared.make_due();
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair(merge: Duration) -> (Writer, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_read, write) = server.into_split();
+        // The read half may go: the socket stays open for writing.
+        (Writer::spawn(write, tracing::Span::none(), merge), client)
+    }
+
+    #[actix_rt::test]
+    async fn merged_and_immediate_sends_arrive_in_order_and_a_drop_flushes() {
+        let (writer, mut client) = pair(Duration::from_millis(30)).await;
+        for part in [&b"one "[..], b"two ", b"", b"three "] {
+            writer
+                .send_merged(Bytes::from_static(part))
+                .expect("queued");
+        }
+        writer.send(Bytes::from_static(b"now ")).expect("queued");
+        writer
+            .send_merged(Bytes::from_static(b"last"))
+            .expect("queued");
+        drop(writer);
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .await
+            .expect("read until the close");
+        assert_eq!(got, b"one two three now last");
+    }
+
+    #[actix_rt::test]
+    async fn merged_sends_are_written_without_another_send() {
+        let (writer, mut client) = pair(Duration::from_millis(20)).await;
+        writer
+            .send_merged(Bytes::from_static(b"frame"))
+            .expect("queued");
+        let mut got = [0u8; 5];
+        client
+            .read_exact(&mut got)
+            .await
+            .expect("the window's timer wrote it");
+        assert_eq!(&got, b"frame");
+        assert_eq!(writer.pending_bytes(), 0);
+        assert!(!writer.is_closed());
+    }
+
+    #[actix_rt::test]
+    async fn a_full_queue_and_a_closed_socket_are_reported() {
+        let (writer, client) = pair(Duration::ZERO).await;
+        drop(client);
+        let chunk = Bytes::from(vec![0u8; 64 << 10]);
+        let mut result = Ok(());
+        for _ in 0..QUEUE_BUFFERS * 2 {
+            result = writer.send(chunk.clone());
+            if result.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            matches!(result, Err(WriteError::Closed) | Err(WriteError::Full)),
+            "{result:?}"
+        );
+        for _ in 0..100 {
+            if writer.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(writer.is_closed(), "a reset socket ends the writer");
+    }
 }
