@@ -19,7 +19,6 @@ use streamgate_actors::notify;
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot, StreamEnded};
 use tokio::net::TcpStream;
-use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
@@ -86,7 +85,7 @@ impl HttpFlvSession {
         let (read, write) = socket.into_split();
         let writer = Writer::spawn(write, span.clone(), settings.write_merge);
         HttpFlvSession::create(move |ctx| {
-            ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
+            ctx.add_stream(super::reader(read));
             HttpFlvSession {
                 writer,
                 peer,

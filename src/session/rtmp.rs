@@ -23,7 +23,6 @@ use streamgate_actors::stream::{
     Deliver, Delivery, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded,
 };
 use tokio::net::TcpStream;
-use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
@@ -85,7 +84,7 @@ impl RtmpSession {
         let (read, write) = socket.into_split();
         let writer = Writer::spawn(write, span.clone(), settings.write_merge);
         RtmpSession::create(move |ctx| {
-            ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
+            ctx.add_stream(super::reader(read));
             RtmpSession {
                 core: ServerConnection::new(),
                 writer,

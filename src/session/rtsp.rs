@@ -26,7 +26,7 @@ use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, PublishFrame, Snapshot, StreamEnded};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio_util::codec::{BytesCodec, FramedRead};
+use tokio_util::codec::BytesCodec;
 use tokio_util::udp::UdpFramed;
 use tracing::field::Empty;
 
@@ -297,7 +297,7 @@ impl RtspSession {
         let writer = Writer::spawn(write, span.clone(), settings.write_merge);
         let session_id = format!("{:08X}{:08X}", random_u32(), clientid as u32);
         RtspSession::create(move |ctx| {
-            ctx.add_stream(FramedRead::new(read, BytesCodec::new()));
+            ctx.add_stream(super::reader(read));
             RtspSession {
                 core: RtspConnection::new(session_id),
                 writer,

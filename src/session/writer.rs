@@ -37,7 +37,7 @@ pub const WRITE_STALL: Duration = Duration::from_secs(20);
 /// Buffers joined into one vectored write at most.
 const BATCH: usize = 64;
 /// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
-const IDLE_CAPACITY: usize = 16;
+const IDLE_CAPACITY: usize = 4;
 
 /// Why a buffer could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
