@@ -43,6 +43,11 @@ pub enum Delivery {
 pub struct Deliver {
     /// The frame or metadata.
     pub item: Delivery,
+    /// The number of the publisher's frame this delivery belongs to (frames are numbered
+    /// from 0 as the stream fans them out; metadata carries the next frame's number). A
+    /// subscriber that several players share tells with it which frames a joining player's
+    /// [`Snapshot`] already holds.
+    pub seq: u64,
 }
 
 /// The stream a subscriber was attached to has ended; the subscriber should end its session.
@@ -102,13 +107,17 @@ pub struct Snapshot {
     pub configs: Vec<MediaFrame>,
     /// The cached frames from the last video keyframe on, in order.
     pub gop: Vec<MediaFrame>,
+    /// The [`Deliver::seq`] of the first live frame after this snapshot.
+    pub next_seq: u64,
 }
 
-/// Attach a player. The reply carries the [`Snapshot`]; live frames follow as [`Deliver`].
+/// Attach a player, or a subscriber that several players share. The reply carries the
+/// [`Snapshot`]; live frames follow as [`Deliver`]. Subscribing again with the same
+/// `clientid` only takes a new snapshot: that is how a player joins a shared subscriber.
 #[derive(Message, Debug)]
 #[rtype(result = "Snapshot")]
 pub struct Subscribe {
-    /// The player's client id.
+    /// The player's (or shared subscriber's) id.
     pub clientid: ClientId,
     /// Where media goes.
     pub media: Recipient<Deliver>,
@@ -214,6 +223,8 @@ pub struct StreamActor {
     gop: GopCache,
     has_video: bool,
     ended: bool,
+    /// The number the next frame fanned out gets.
+    next_seq: u64,
 }
 
 impl StreamActor {
@@ -238,6 +249,7 @@ impl StreamActor {
             gop: GopCache::default(),
             has_video: false,
             ended: false,
+            next_seq: 0,
         }
     }
 
@@ -255,6 +267,8 @@ impl StreamActor {
     }
 
     fn fan_out(&mut self, frame: MediaFrame) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let resume = self.is_resume_point(&frame);
         let configs = if resume && self.subscribers.values().any(|s| s.resync) {
             self.configs()
@@ -269,7 +283,7 @@ impl StreamActor {
                 }
                 sub.resync = false;
                 for config in &configs {
-                    if !offer(sub, clientid, key, Delivery::Frame(config.clone())) {
+                    if !offer(sub, clientid, key, Delivery::Frame(config.clone()), seq) {
                         return false;
                     }
                     if sub.resync {
@@ -278,7 +292,7 @@ impl StreamActor {
                 }
                 tracing::info!(clientid, stream = %key, dropped = sub.dropped, "player caught up at a keyframe");
             }
-            offer(sub, clientid, key, Delivery::Frame(frame.clone()))
+            offer(sub, clientid, key, Delivery::Frame(frame.clone()), seq)
         });
     }
 
@@ -294,8 +308,14 @@ impl StreamActor {
 
 /// Offers one item to a subscriber. Returns false when the subscriber is gone; marks it for
 /// resync when its mailbox is full.
-fn offer(sub: &mut Subscriber, clientid: &ClientId, key: &StreamKey, item: Delivery) -> bool {
-    match sub.media.try_send(Deliver { item }) {
+fn offer(
+    sub: &mut Subscriber,
+    clientid: &ClientId,
+    key: &StreamKey,
+    item: Delivery,
+    seq: u64,
+) -> bool {
+    match sub.media.try_send(Deliver { item, seq }) {
         Ok(()) => true,
         Err(SendError::Full(_)) => {
             if !sub.resync {
@@ -357,8 +377,16 @@ impl Handler<PublishMetadata> for StreamActor {
         let metadata = Arc::new(msg.metadata);
         self.metadata = Some(metadata.clone());
         let key = &self.key;
+        let seq = self.next_seq;
         self.subscribers.retain(|clientid, sub| {
-            sub.resync || offer(sub, clientid, key, Delivery::Metadata(metadata.clone()))
+            sub.resync
+                || offer(
+                    sub,
+                    clientid,
+                    key,
+                    Delivery::Metadata(metadata.clone()),
+                    seq,
+                )
         });
     }
 }
@@ -367,20 +395,22 @@ impl Handler<Subscribe> for StreamActor {
     type Result = MessageResult<Subscribe>;
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
-        tracing::info!(clientid = msg.clientid, stream = %self.key, cached = self.gop.frames().len(), "player attached");
-        self.subscribers.insert(
-            msg.clientid,
-            Subscriber {
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            self.subscribers.entry(msg.clientid)
+        {
+            tracing::info!(clientid = msg.clientid, stream = %self.key, cached = self.gop.frames().len(), "subscriber attached");
+            entry.insert(Subscriber {
                 media: msg.media,
                 ended: msg.ended,
                 resync: false,
                 dropped: 0,
-            },
-        );
+            });
+        }
         MessageResult(Snapshot {
             metadata: self.metadata.clone(),
             configs: self.configs(),
             gop: self.gop.frames().to_vec(),
+            next_seq: self.next_seq,
         })
     }
 }
@@ -390,7 +420,7 @@ impl Handler<Unsubscribe> for StreamActor {
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) {
         if self.subscribers.remove(&msg.clientid).is_some() {
-            tracing::info!(clientid = msg.clientid, stream = %self.key, "player detached");
+            tracing::info!(clientid = msg.clientid, stream = %self.key, "subscriber detached");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! `on_done` is sent once for every play the hook allowed, from [`HttpFlvSession::finish`].
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -21,10 +22,11 @@ use streamgate_actors::stream::{Deliver, Delivery, Snapshot, StreamEnded};
 use tokio::net::TcpStream;
 use tracing::field::Empty;
 
+use super::fanout::{Encode, Member, Membership};
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, read_or_stop, request_play, shared_encoding, Active, Backlog, PlayOutcome, Role,
-    SessionContext, SessionSettings,
+    ask, read_or_stop, request_play, shared_encoding, Active, Attach, Backlog, PlayOutcome,
+    PlayerLimits, Role, SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
@@ -51,7 +53,7 @@ enum State {
 
 /// One HTTP-FLV player connection.
 pub struct HttpFlvSession {
-    writer: Writer,
+    writer: Rc<Writer>,
     peer: SocketAddr,
     local: SocketAddr,
     clientid: ClientId,
@@ -61,7 +63,11 @@ pub struct HttpFlvSession {
     state: State,
     /// The allowed play, which owes one `on_done`.
     active: Option<Active>,
+    /// A player's stall check (its drop policy is its [`Member`]'s).
     backlog: Backlog,
+    limits: PlayerLimits,
+    /// A player's place in its arbiter's fan-out group.
+    membership: Option<Membership>,
 }
 
 impl HttpFlvSession {
@@ -83,7 +89,7 @@ impl HttpFlvSession {
             name = Empty
         );
         let (read, write) = socket.into_split();
-        let writer = Writer::spawn(write, span.clone(), settings.write_merge);
+        let writer = Rc::new(Writer::spawn(write, span.clone(), settings.write_merge));
         HttpFlvSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             HttpFlvSession {
@@ -97,6 +103,8 @@ impl HttpFlvSession {
                 state: State::Request,
                 active: None,
                 backlog: Backlog::new(settings.player),
+                limits: settings.player,
+                membership: None,
             }
         })
     }
@@ -110,15 +118,6 @@ impl HttpFlvSession {
             url,
             name: name.to_owned(),
             tcurl: String::new(),
-        }
-    }
-
-    /// Queues live media, written within the merge window.
-    fn send(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
-        match self.writer.send_merged(bytes) {
-            Ok(()) => {}
-            Err(WriteError::Full) => self.backlog.overflowed(),
-            Err(WriteError::Closed) => ctx.stop(),
         }
     }
 
@@ -161,14 +160,16 @@ impl HttpFlvSession {
         let key = StreamKey::new(path.app, path.name);
         let head_only = request.method == "HEAD";
         let shared = self.shared.clone();
-        let (media, ended) = (ctx.address().recipient(), ctx.address().recipient());
         let info = play_info.clone();
         let asked = async move {
             let connect = ask(shared.notify.send(notify::Connect { info: connect_info })).await;
             if !connect.is_allow() {
                 return ("connect", PlayOutcome::Denied(connect));
             }
-            ("play", request_play(shared, info, key, media, ended).await)
+            (
+                "play",
+                request_play(shared, info, key, Attach::Shared).await,
+            )
         };
         self.state = State::Deciding;
         ctx.wait(
@@ -191,25 +192,35 @@ impl HttpFlvSession {
                                 Some(Active::begin(&act.shared, Role::Player, play_info, None));
                             act.answer(error_response(404, "no such live stream"), ctx);
                         }
-                        PlayOutcome::Playing(stream, snapshot) => {
+                        PlayOutcome::Playing(_, snapshot, joining) => {
                             tracing::info!("allowed; playing");
-                            act.active = Some(Active::begin(
-                                &act.shared,
-                                Role::Player,
-                                play_info,
-                                Some(stream),
-                            ));
+                            // Attached through the arbiter's group: leaving it is the
+                            // membership's drop.
+                            act.active =
+                                Some(Active::begin(&act.shared, Role::Player, play_info, None));
                             if head_only {
                                 let head = response_head(200, &[("Content-Type", "video/x-flv")]);
                                 act.answer(head, ctx);
                             } else {
                                 act.state = State::Streaming;
+                                let from_seq = snapshot.next_seq;
                                 // Headers and the cached GOP go out at once.
                                 for bytes in act.start_of_body(snapshot) {
                                     if act.writer.send(bytes).is_err() {
                                         ctx.stop();
-                                        break;
+                                        return;
                                     }
+                                }
+                                if let Some(joining) = joining {
+                                    let member = Member::new(
+                                        act.writer.clone(),
+                                        Backlog::new(act.limits).in_span(act.span.clone()),
+                                        Box::new(FlvTags),
+                                        from_seq,
+                                        ctx.address().recipient(),
+                                        ctx.address().recipient(),
+                                    );
+                                    act.membership = Some(joining.activate(member));
                                 }
                             }
                         }
@@ -218,8 +229,6 @@ impl HttpFlvSession {
         );
     }
 
-    /// The response head, the FLV header and what a joining player needs first: metadata,
-    /// codec configs, the cached GOP.
     /// The response head, FLV header and metadata, then the codec configs and cached GOP as
     /// the tags every player on this arbiter shares.
     fn start_of_body(&mut self, snapshot: Snapshot) -> Vec<Bytes> {
@@ -253,6 +262,7 @@ impl HttpFlvSession {
 
     /// Ends the allowed play: leaves the stream and sends its one `on_done`.
     fn finish(&mut self, why: &str) {
+        self.membership = None;
         if let Some(active) = self.active.take() {
             let _s = self.span.clone().entered();
             active.finish(&self.shared, why);
@@ -329,6 +339,16 @@ fn frame_tag(frame: &MediaFrame) -> Bytes {
     })
 }
 
+/// A player's frames as FLV tags.
+struct FlvTags;
+
+impl Encode for FlvTags {
+    fn encode(&self, frame: &MediaFrame) -> Option<Bytes> {
+        Some(frame_tag(frame))
+    }
+}
+
+/// Metadata from the player's fan-out group; its frames are written by the group.
 impl Handler<Deliver> for HttpFlvSession {
     type Result = ();
 
@@ -336,19 +356,14 @@ impl Handler<Deliver> for HttpFlvSession {
         if self.state != State::Streaming {
             return;
         }
+        let Delivery::Metadata(metadata) = msg.item else {
+            return;
+        };
         let mut out = BytesMut::new();
-        match msg.item {
-            Delivery::Metadata(metadata) => flv::write_metadata_tag(&mut out, &metadata),
-            Delivery::Frame(frame) => {
-                let _s = self.span.clone().entered();
-                if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
-                    return;
-                }
-                return self.send(frame_tag(&frame), ctx);
-            }
-        }
-        if !out.is_empty() {
-            self.send(out.freeze(), ctx);
+        flv::write_metadata_tag(&mut out, &metadata);
+        // Behind the frames already queued, like the metadata was behind them.
+        if self.writer.send_merged(out.freeze()) == Err(WriteError::Closed) {
+            ctx.stop();
         }
     }
 }

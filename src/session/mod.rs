@@ -3,6 +3,7 @@
 //! outputs after every input, and ask the core actors for every decision: hooks through the
 //! arbiter's `NotifyActor`, streams through the `Registry`. They never decide policy.
 
+pub mod fanout;
 pub mod httpflv;
 pub mod rtmp;
 pub mod rtsp;
@@ -125,6 +126,7 @@ pub struct SessionSettings {
 #[derive(Debug)]
 pub struct Backlog {
     limits: PlayerLimits,
+    span: tracing::Span,
     resync: bool,
     seen_video: bool,
     full_since: Option<Instant>,
@@ -136,11 +138,18 @@ impl Backlog {
     pub fn new(limits: PlayerLimits) -> Self {
         Backlog {
             limits,
+            span: tracing::Span::none(),
             resync: false,
             seen_video: false,
             full_since: None,
             dropped: 0,
         }
+    }
+
+    /// The same policy, logging in the player's `span`.
+    pub fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     /// Whether to write `frame` with `pending` bytes still unwritten. Logs the moments the
@@ -152,6 +161,7 @@ impl Backlog {
         self.seen_video |= frame.track == Track::Video;
         if !self.resync && pending > self.limits.queue_bytes {
             self.resync = true;
+            let _s = self.span.enter();
             tracing::warn!(pending, "player is behind; dropping to the next keyframe");
         }
         if self.resync {
@@ -161,6 +171,7 @@ impl Backlog {
                 return false;
             }
             self.resync = false;
+            let _s = self.span.enter();
             tracing::info!(dropped = self.dropped, "player caught up at a keyframe");
         }
         true
@@ -197,14 +208,28 @@ impl Backlog {
     }
 }
 
+/// How a player takes live frames.
+pub enum Attach {
+    /// As `Deliver` messages to its own session.
+    Own {
+        /// Where media goes.
+        media: Recipient<Deliver>,
+        /// Where the end of the stream is told.
+        ended: Recipient<StreamEnded>,
+    },
+    /// Through its arbiter's [`fanout`] group, which writes them to its socket.
+    Shared,
+}
+
 /// How a play request ended.
 pub enum PlayOutcome {
     /// The hook refused.
     Denied(Decision),
     /// The hook allowed, but no such stream is live.
     NotFound,
-    /// Attached: write the snapshot, then live frames arrive as `Deliver`.
-    Playing(Addr<StreamActor>, Snapshot),
+    /// Attached: write the snapshot, then live frames arrive as `Deliver` ([`Attach::Own`]),
+    /// or (with [`Attach::Shared`]) activate the [`fanout::Joining`].
+    Playing(Addr<StreamActor>, Snapshot, Option<fanout::Joining>),
 }
 
 /// Asks the hook about a play, then finds the stream and subscribes to it. Every protocol's
@@ -213,8 +238,7 @@ pub async fn request_play(
     shared: SessionContext,
     info: SessionInfo,
     key: StreamKey,
-    media: Recipient<Deliver>,
-    ended: Recipient<StreamEnded>,
+    attach: Attach,
 ) -> PlayOutcome {
     let clientid = info.clientid;
     let decision = ask(shared.notify.send(notify::Play { info })).await;
@@ -224,16 +248,22 @@ pub async fn request_play(
     let Ok(Some(stream)) = shared.registry.send(Lookup { key }).await else {
         return PlayOutcome::NotFound;
     };
-    match stream
-        .send(Subscribe {
-            clientid,
-            media,
-            ended,
-        })
-        .await
-    {
-        Ok(snapshot) => PlayOutcome::Playing(stream, snapshot),
-        Err(_) => PlayOutcome::NotFound,
+    match attach {
+        Attach::Own { media, ended } => match stream
+            .send(Subscribe {
+                clientid,
+                media,
+                ended,
+            })
+            .await
+        {
+            Ok(snapshot) => PlayOutcome::Playing(stream, snapshot, None),
+            Err(_) => PlayOutcome::NotFound,
+        },
+        Attach::Shared => match fanout::join(stream.clone()).await {
+            Some((snapshot, joining)) => PlayOutcome::Playing(stream, snapshot, Some(joining)),
+            None => PlayOutcome::NotFound,
+        },
     }
 }
 

@@ -11,6 +11,7 @@
 //! A panic in the protocol core is caught here and ends this connection only.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -25,10 +26,11 @@ use streamgate_actors::stream::{
 use tokio::net::TcpStream;
 use tracing::field::Empty;
 
+use super::fanout::{Encode, Member, Membership};
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, guard, read_or_stop, request_play, shared_encoding, Active, Backlog, CoreFailure,
-    PlayOutcome, Role, SessionContext, SessionSettings,
+    ask, guard, read_or_stop, request_play, shared_encoding, Active, Attach, Backlog, CoreFailure,
+    PlayOutcome, PlayerLimits, Role, SessionContext, SessionSettings,
 };
 use crate::protocol::flv;
 use crate::protocol::rtmp::{
@@ -43,10 +45,43 @@ pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
 pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
 
+/// `frame` as RTMP chunks on `stream_id`: encoded by the first player on this arbiter with
+/// the same chunk size and stream id, shared by the others.
+fn rtmp_chunks(chunk_size: u32, stream_id: u32, frame: &MediaFrame) -> Option<Bytes> {
+    let (header, len) = flv::tag_header(frame)?;
+    let kind = match frame.track {
+        Track::Video => MediaKind::Video,
+        Track::Audio => MediaKind::Audio,
+    };
+    let form = (u64::from(chunk_size) << 32) | u64::from(stream_id);
+    Some(shared_encoding(frame, form, |out| {
+        encode_media(
+            out,
+            chunk_size,
+            stream_id,
+            kind,
+            flv::timestamp_ms(frame),
+            &[&header[..len], &frame.payload],
+        )
+    }))
+}
+
+/// A player's frames in its connection's chunk size, on its message stream.
+struct RtmpChunks {
+    chunk_size: u32,
+    stream_id: u32,
+}
+
+impl Encode for RtmpChunks {
+    fn encode(&self, frame: &MediaFrame) -> Option<Bytes> {
+        rtmp_chunks(self.chunk_size, self.stream_id, frame)
+    }
+}
+
 /// One RTMP client connection.
 pub struct RtmpSession {
     core: ServerConnection,
-    writer: Writer,
+    writer: Rc<Writer>,
     peer: SocketAddr,
     clientid: ClientId,
     shared: SessionContext,
@@ -57,8 +92,11 @@ pub struct RtmpSession {
     /// The allowed play or publish, and the RTMP message stream it runs on.
     active: Option<Active>,
     active_stream_id: u32,
-    /// A player's drop policy.
+    /// A player's stall check (its drop policy is its [`Member`]'s).
     backlog: Backlog,
+    limits: PlayerLimits,
+    /// A player's place in its arbiter's fan-out group.
+    membership: Option<Membership>,
     last_input: Instant,
     reported_unsupported: bool,
     dropped_ingest: u64,
@@ -82,7 +120,7 @@ impl RtmpSession {
             name = Empty
         );
         let (read, write) = socket.into_split();
-        let writer = Writer::spawn(write, span.clone(), settings.write_merge);
+        let writer = Rc::new(Writer::spawn(write, span.clone(), settings.write_merge));
         RtmpSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             RtmpSession {
@@ -98,6 +136,8 @@ impl RtmpSession {
                 active: None,
                 active_stream_id: 0,
                 backlog: Backlog::new(settings.player),
+                limits: settings.player,
+                membership: None,
                 last_input: Instant::now(),
                 reported_unsupported: false,
                 dropped_ingest: 0,
@@ -353,15 +393,9 @@ impl RtmpSession {
         self.span.record("name", name.as_str());
         let info = self.info(&name, stream_url(&self.tcurl, stream_name));
         let key = StreamKey::new(self.app.clone(), name);
-        let asked = request_play(
-            self.shared.clone(),
-            info.clone(),
-            key,
-            ctx.address().recipient(),
-            ctx.address().recipient(),
-        );
+        let asked = request_play(self.shared.clone(), info.clone(), key, Attach::Shared);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            let (stream, snapshot) = match outcome {
+            let (snapshot, joining) = match outcome {
                 PlayOutcome::Denied(decision) => {
                     act.decision_log("play", &decision);
                     act.refuse(ctx, request, Rejection::Unauthorized);
@@ -376,14 +410,30 @@ impl RtmpSession {
                     act.refuse(ctx, request, Rejection::NotFound);
                     return;
                 }
-                PlayOutcome::Playing(stream, snapshot) => (stream, snapshot),
+                PlayOutcome::Playing(_, snapshot, joining) => (snapshot, joining),
             };
             act.decision_log("play", &Decision::Allow);
-            act.begin(Role::Player, info, stream_id, Some(stream));
+            // Attached through the arbiter's group: leaving it is the membership's drop.
+            act.begin(Role::Player, info, stream_id, None);
             if act.guarded(ctx, |core| core.accept(request)).is_none() {
                 return;
             }
+            let from_seq = snapshot.next_seq;
             act.replay(ctx, stream_id, snapshot);
+            if let Some(joining) = joining {
+                let member = Member::new(
+                    act.writer.clone(),
+                    Backlog::new(act.limits).in_span(act.span.clone()),
+                    Box::new(RtmpChunks {
+                        chunk_size: act.core.out_chunk_size(),
+                        stream_id,
+                    }),
+                    from_seq,
+                    ctx.address().recipient(),
+                    ctx.address().recipient(),
+                );
+                act.membership = Some(joining.activate(member));
+            }
             act.pump(ctx);
         }));
     }
@@ -397,7 +447,7 @@ impl RtmpSession {
         }
         self.flush(ctx);
         for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
-            let Some(bytes) = self.encoded(stream_id, frame) else {
+            let Some(bytes) = rtmp_chunks(self.core.out_chunk_size(), stream_id, frame) else {
                 continue;
             };
             if let Err(e) = self.writer.send(bytes) {
@@ -407,28 +457,6 @@ impl RtmpSession {
                 return;
             }
         }
-    }
-
-    /// `frame` as RTMP chunks on `stream_id`: encoded by the first player on this arbiter
-    /// with the same chunk size and stream id, shared by the others.
-    fn encoded(&self, stream_id: u32, frame: &MediaFrame) -> Option<Bytes> {
-        let (header, len) = flv::tag_header(frame)?;
-        let kind = match frame.track {
-            Track::Video => MediaKind::Video,
-            Track::Audio => MediaKind::Audio,
-        };
-        let chunk_size = self.core.out_chunk_size();
-        let form = (u64::from(chunk_size) << 32) | u64::from(stream_id);
-        Some(shared_encoding(frame, form, |out| {
-            encode_media(
-                out,
-                chunk_size,
-                stream_id,
-                kind,
-                flv::timestamp_ms(frame),
-                &[&header[..len], &frame.payload],
-            )
-        }))
     }
 
     fn begin(
@@ -444,6 +472,7 @@ impl RtmpSession {
 
     /// Ends the active play or publish: leaves the stream and sends its one `on_done`.
     fn finish(&mut self, why: &str) {
+        self.membership = None;
         if let Some(active) = self.active.take() {
             let _s = self.span.clone().entered();
             active.finish(&self.shared, why);
@@ -510,6 +539,7 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for RtmpSession {
     }
 }
 
+/// Metadata from the player's fan-out group; its frames are written by the group.
 impl Handler<Deliver> for RtmpSession {
     type Result = ();
 
@@ -517,37 +547,15 @@ impl Handler<Deliver> for RtmpSession {
         if !self.active.as_ref().is_some_and(|a| a.role == Role::Player) {
             return;
         }
-        let stream_id = self.active_stream_id;
-        match msg.item {
-            Delivery::Metadata(metadata) => {
-                self.core
-                    .send_metadata(stream_id, flv::metadata_to_amf(&metadata));
-            }
-            Delivery::Frame(frame) => {
-                let _s = self.span.clone().entered();
-                if !self.backlog.admit(&frame, self.writer.pending_bytes()) {
-                    return;
-                }
-                drop(_s);
-                // Whatever the core has queued goes first, then the frame in the encoding
-                // every player of this stream id on this arbiter shares.
-                self.flush(ctx);
-                let Some(bytes) = self.encoded(stream_id, &frame) else {
-                    return;
-                };
-                match self.writer.send_merged(bytes) {
-                    Ok(()) => {}
-                    Err(WriteError::Full) => self.backlog.overflowed(),
-                    Err(WriteError::Closed) => ctx.stop(),
-                }
-                return;
-            }
-        }
+        let Delivery::Metadata(metadata) = msg.item else {
+            return;
+        };
+        self.core
+            .send_metadata(self.active_stream_id, flv::metadata_to_amf(&metadata));
         if let Some(bytes) = self.core.take_output() {
-            match self.writer.send_merged(bytes) {
-                Ok(()) => {}
-                Err(WriteError::Full) => self.backlog.overflowed(),
-                Err(WriteError::Closed) => ctx.stop(),
+            // Behind the frames already queued, like the metadata was behind them.
+            if self.writer.send_merged(bytes) == Err(WriteError::Closed) {
+                ctx.stop();
             }
         }
     }

@@ -32,8 +32,8 @@ use tracing::field::Empty;
 
 use super::writer::{WriteError, Writer};
 use super::{
-    ask, guard, read_or_stop, request_play, Active, Backlog, CoreFailure, PlayOutcome, Role,
-    SessionContext, SessionSettings,
+    ask, guard, read_or_stop, request_play, Active, Attach, Backlog, CoreFailure, PlayOutcome,
+    Role, SessionContext, SessionSettings,
 };
 use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
@@ -612,8 +612,10 @@ impl RtspSession {
             self.shared.clone(),
             info.clone(),
             key,
-            ctx.address().recipient(),
-            ctx.address().recipient(),
+            Attach::Own {
+                media: ctx.address().recipient(),
+                ended: ctx.address().recipient(),
+            },
         );
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
             let (stream, snapshot) = match outcome {
@@ -626,7 +628,7 @@ impl RtspSession {
                     act.active = Some(Active::begin(&act.shared, Role::Player, info, None));
                     return act.refuse(ctx, request, 404);
                 }
-                PlayOutcome::Playing(stream, snapshot) => (stream, snapshot),
+                PlayOutcome::Playing(stream, snapshot, _) => (stream, snapshot),
             };
             act.log_decision("play", &Decision::Allow);
             act.active = Some(Active::begin(&act.shared, Role::Player, info, Some(stream)));

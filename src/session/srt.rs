@@ -75,7 +75,8 @@ use tracing::field::Empty;
 
 use super::writer::QUEUE_BUFFERS;
 use super::{
-    ask, contain, request_play, Active, Backlog, PlayOutcome, PlayerLimits, Role, SessionContext,
+    ask, contain, request_play, Active, Attach, Backlog, PlayOutcome, PlayerLimits, Role,
+    SessionContext,
 };
 use crate::config::ListenerConfig;
 use crate::listener::Worker;
@@ -1159,7 +1160,7 @@ impl SrtSession {
             }
             (
                 "play",
-                request_play(shared, play_info, key, media, ended).await,
+                request_play(shared, play_info, key, Attach::Own { media, ended }).await,
             )
         };
         ctx.wait(
@@ -1176,7 +1177,7 @@ impl SrtSession {
                             "no such live stream",
                         );
                     }
-                    PlayOutcome::Playing(stream, snapshot) => {
+                    PlayOutcome::Playing(stream, snapshot, _) => {
                         act.allowed("play");
                         act.active =
                             Some(Active::begin(&act.shared, Role::Player, info, Some(stream)));
