@@ -20,7 +20,7 @@
 # "eff flv join hooks slow w2", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
 # profile streamgate: perf's cpu-clock sampling during a PLAYERS-player RTMP window, or
 # callgrind on a short run with PROFILE_PLAYERS (20) players), KEEP=DIR (copy the raw results
-# and logs there).
+# and logs there), WRITE_MERGE_MS (streamgate's <write_merge_ms>; its default when unset).
 # Needs root for apt-get (only when nginx or its rtmp module is missing), cargo, ffmpeg (with
 # libx264 and aac), python3, curl. Every process it starts is stopped on exit.
 set -euo pipefail
@@ -143,6 +143,7 @@ ffmpeg -hide_banner -version | sed -n 1p
 nginx -v 2>&1
 echo "libnginx-mod-rtmp: $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?')"
 echo "streamgate: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src actors 2>/dev/null || echo ' + uncommitted changes')"
+echo "streamgate <write_merge_ms>: ${WRITE_MERGE_MS:-default}"
 
 if [ "${SKIP_BUILD:-0}" = 1 ]; then
     echo "== build skipped (SKIP_BUILD=1): using the binaries in target/release"
@@ -217,6 +218,7 @@ start_streamgate() { # workers, hooks (on|off)
             echo "  <$proto>"
             echo "    <enable>true</enable>"
             if [ "$proto" = rtmp ]; then echo "    <port>$SG_RTMP</port>"; else echo "    <port>$SG_FLV</port>"; fi
+            if [ -n "${WRITE_MERGE_MS:-}" ]; then echo "    <write_merge_ms>$WRITE_MERGE_MS</write_merge_ms>"; fi
             if [ "$hooks" = on ]; then
                 echo "    <http_notify>"
                 for call in connect play publish done; do

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;

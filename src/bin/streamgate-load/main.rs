@@ -1,11 +1,15 @@
-//! `streamgate-load`: opens N live players against an RTMP or HTTP-FLV URL and reports what
-//! they got: players connected, errors, media bytes and bit rate per player, time from TCP
-//! connect to play start and to the first video keyframe (p50/p90/p99/max), and the largest gap
-//! between two video frames' arrival.
+//! `streamgate-load`: opens N live players against an RTMP, HTTP-FLV, RTSP or SRT URL and
+//! reports what they got: players connected, errors, media bytes and bit rate per player, time
+//! from connect to play start and to the first video keyframe (p50/p90/p99/max), and the
+//! largest gap between two video frames' arrival. With `--publish FILE.flv` it is N RTMP
+//! publishers instead ([`publish`]).
 //!
 //! ```text
 //! streamgate-load --url rtmp://127.0.0.1:1935/live/cam1 --players 200 [--ramp 50] [--duration 10] [--json]
 //! streamgate-load --url http://127.0.0.1:8080/live/cam1.flv --players 200
+//! streamgate-load --url rtsp://127.0.0.1:8554/live/cam1 --players 20
+//! streamgate-load --url 'srt://127.0.0.1:8890?streamid=#!::r=live/cam1,m=request' --players 20
+//! streamgate-load --url rtmp://127.0.0.1:1935/live/load --publish source.flv --players 10
 //! ```
 //!
 //! One current-thread tokio runtime, one task per player. Each player reads into one fixed
@@ -15,9 +19,10 @@
 //! buffered. Times are taken once per `read`, and a frame's arrival is the read that completed
 //! it.
 //!
-//! Every time is measured from the moment the player starts its TCP connect. Play start is
-//! `onStatus NetStream.Play.Start` for RTMP and the end of the HTTP response headers for
-//! HTTP-FLV. A player whose session ends before the run does (connection closed, refused, stream
+//! Every time is measured from the moment the player starts its connect. Play start is
+//! `onStatus NetStream.Play.Start` for RTMP, the end of the HTTP response headers for
+//! HTTP-FLV, the `200` answer to `PLAY` for RTSP ([`rtsp`], TCP-interleaved) and the accepted
+//! handshake for SRT ([`srt`]). A player whose session ends before the run does (connection closed, refused, stream
 //! ended, malformed data, no play start within `--start-timeout`) counts as an error.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +43,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Sleep};
 
+mod publish;
+mod rtsp;
+mod srt;
+
 /// Bytes read per `read` call, per player.
 const READ_BUF: usize = 16 * 1024;
 /// Largest non-media RTMP message (command, data, control) a player buffers.
@@ -46,17 +55,19 @@ const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 const MAX_CHUNK_STREAMS: usize = 64;
 /// Largest HTTP response head.
 const MAX_HTTP_HEAD: usize = 16 * 1024;
-/// Chunk size of what the player sends (never changed from the protocol default).
+/// Chunk size of what a player sends (never changed from the protocol default; a publisher
+/// raises its own to [`publish::CHUNK_SIZE`]).
 const OUT_CHUNK_SIZE: u32 = 128;
 
 /// Load generator for live streams: N players over RTMP or HTTP-FLV.
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Opens N live players (RTMP or HTTP-FLV) and reports play start, first keyframe, frame gaps, bit rate and errors"
+    about = "Opens N live players (RTMP, HTTP-FLV, RTSP or SRT) or RTMP publishers and reports play start, first keyframe, frame gaps, bit rate and errors"
 )]
 struct Cli {
-    /// rtmp://host[:port]/app/name[?query] or http://host[:port]/app/name.flv[?query]
+    /// rtmp://host[:port]/app/name[?query], http://host[:port]/app/name.flv[?query],
+    /// rtsp://host[:port]/app/name[?query] or srt://host:port?streamid=...
     #[arg(long)]
     url: String,
     /// How many players to open.
@@ -81,6 +92,11 @@ struct Cli {
     /// Length of the measurement window in seconds (from `--window-start`, default 0).
     #[arg(long, value_name = "SECS")]
     window: Option<f64>,
+    /// Act as N RTMP publishers instead of players: each sends this FLV file (H.264/AAC), in
+    /// a loop at its own pace, to the URL's stream name (with `-{i}` appended when N > 1).
+    /// The report's play start is then the publish start, and media counts what was sent.
+    #[arg(long, value_name = "FLV_FILE")]
+    publish: Option<std::path::PathBuf>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -90,6 +106,8 @@ struct Cli {
 enum Protocol {
     Rtmp,
     HttpFlv,
+    Rtsp,
+    Srt,
 }
 
 impl Protocol {
@@ -97,6 +115,8 @@ impl Protocol {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::HttpFlv => "httpflv",
+            Protocol::Rtsp => "rtsp",
+            Protocol::Srt => "srt",
         }
     }
 }
@@ -116,6 +136,12 @@ struct Target {
     tc_url: String,
     /// HTTP: the request target (path and query).
     path: String,
+    /// The URL as given (RTSP requests carry it).
+    url: String,
+    /// SRT: the `streamid` query parameter, percent-decoded.
+    streamid: Option<String>,
+    /// How many clients the run opens (`--players`).
+    clients: usize,
 }
 
 impl Target {
@@ -124,12 +150,17 @@ impl Target {
             (Protocol::Rtmp, r, 1935)
         } else if let Some(r) = url.strip_prefix("http://") {
             (Protocol::HttpFlv, r, 80)
+        } else if let Some(r) = url.strip_prefix("rtsp://") {
+            (Protocol::Rtsp, r, 554)
+        } else if let Some(r) = url.strip_prefix("srt://") {
+            (Protocol::Srt, r, 0)
         } else {
             return Err(format!(
-                "unsupported URL {url:?}: expected rtmp://host[:port]/app/name or http://host[:port]/app/name.flv"
+                "unsupported URL {url:?}: expected rtmp://host[:port]/app/name, http://host[:port]/app/name.flv, rtsp://host[:port]/app/name or srt://host:port?streamid=..."
             ));
         };
-        let (authority, path) = match rest.find('/') {
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
@@ -144,6 +175,10 @@ impl Target {
         });
         let with_port = if has_port {
             authority.to_string()
+        } else if default_port == 0 {
+            return Err(format!(
+                "{url:?} needs a port (srt://host:port?streamid=...)"
+            ));
         } else {
             format!("{authority}:{default_port}")
         };
@@ -160,7 +195,18 @@ impl Target {
             name: String::new(),
             tc_url: String::new(),
             path: path.to_string(),
+            url: url.to_string(),
+            streamid: None,
+            clients: 1,
         };
+        if protocol == Protocol::Srt {
+            let query = path.split_once('?').map_or("", |(_, q)| q);
+            t.streamid = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "streamid")
+                .map(|(_, v)| percent_decode(v));
+        }
         if protocol == Protocol::Rtmp {
             let p = path.trim_start_matches('/');
             let (app, name) = p
@@ -175,6 +221,40 @@ impl Target {
         }
         Ok(t)
     }
+}
+
+impl Target {
+    /// The RTMP stream name publisher `id` uses: the URL's, with `-{id}` appended to the
+    /// name (before any query) when the run opens more than one client.
+    fn publish_name(&self, id: usize) -> String {
+        if self.clients <= 1 {
+            return self.name.clone();
+        }
+        match self.name.split_once('?') {
+            Some((name, query)) => format!("{name}-{id}?{query}"),
+            None => format!("{}-{id}", self.name),
+        }
+    }
+}
+
+/// `%XX` escapes decoded (an SRT streamid in a URL is often `%23!::r=...`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -266,7 +346,7 @@ impl PlayerStats {
                 // AAC (sound format 10) packet type 0 is the AudioSpecificConfig.
                 let config = head.first().is_some_and(|b| b >> 4 == 10) && head.get(1) == Some(&0);
                 if !head.is_empty() && !config {
-                    self.audio_frames += 1;
+                    self.audio_frame();
                 }
             }
             9 => {
@@ -285,28 +365,38 @@ impl PlayerStats {
                     };
                     (frame_type, is_frame && frame_type != 5)
                 };
-                if !is_frame {
-                    return;
-                }
-                self.video_frames += 1;
-                if let Some(last) = self.last_video {
-                    let gap = now - last;
-                    if self.max_gap.is_none_or(|g| gap > g) {
-                        self.max_gap = Some(gap);
-                    }
-                    if self.in_window(last)
-                        && self.in_window(now)
-                        && self.window_max_gap.is_none_or(|g| gap > g)
-                    {
-                        self.window_max_gap = Some(gap);
-                    }
-                }
-                self.last_video = Some(now);
-                if frame_type == 1 && self.first_keyframe.is_none() {
-                    self.first_keyframe = Some(now - self.t0);
+                if is_frame {
+                    self.video_frame(frame_type == 1, now);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A whole audio frame (not a codec config) has arrived.
+    fn audio_frame(&mut self) {
+        self.audio_frames += 1;
+    }
+
+    /// A whole video frame (not a codec config) has arrived at `now`; `keyframe` when a
+    /// decoder can start at it.
+    fn video_frame(&mut self, keyframe: bool, now: Instant) {
+        self.video_frames += 1;
+        if let Some(last) = self.last_video {
+            let gap = now - last;
+            if self.max_gap.is_none_or(|g| gap > g) {
+                self.max_gap = Some(gap);
+            }
+            if self.in_window(last)
+                && self.in_window(now)
+                && self.window_max_gap.is_none_or(|g| gap > g)
+            {
+                self.window_max_gap = Some(gap);
+            }
+        }
+        self.last_video = Some(now);
+        if keyframe && self.first_keyframe.is_none() {
+            self.first_keyframe = Some(now - self.t0);
         }
     }
 
@@ -382,11 +472,17 @@ struct ChunkStream {
 enum RtmpPhase {
     Connecting,
     CreatingStream,
+    /// `play` (or `publish`) sent.
     Playing,
 }
 
+/// Transaction id of a publisher's `createStream` (after `releaseStream` 2 and `FCPublish` 3).
+const PUBLISH_CREATE_TXN: f64 = 4.0;
+
 /// A minimal streaming RTMP play client: walks the server's chunks in place, reassembles only
-/// control messages and commands, and answers connect → createStream → play.
+/// control messages and commands, and answers connect → createStream → play. With `publish`
+/// set it is the control side of a publisher instead: connect → createStream → publish, and
+/// `NetStream.Publish.Start` is its start (the media it sends are written by [`publish`]).
 struct RtmpPlayer {
     chunk_size: usize,
     streams: Vec<ChunkStream>,
@@ -400,6 +496,10 @@ struct RtmpPlayer {
     window: u64,
     bytes_in: u64,
     last_ack: u64,
+    /// The stream name to publish to, for a publisher.
+    publish: Option<String>,
+    /// Chunk size of what this client sends.
+    out_chunk_size: u32,
 }
 
 fn be24(b: &[u8]) -> u32 {
@@ -420,12 +520,18 @@ fn amf_field<'a>(v: Option<&'a Amf0Value>, key: &str) -> Option<&'a str> {
     }
 }
 
-fn send_command(out: &mut BytesMut, csid: u32, stream_id: u32, values: Vec<Amf0Value>) {
+fn send_command(
+    out: &mut BytesMut,
+    chunk_size: u32,
+    csid: u32,
+    stream_id: u32,
+    values: Vec<Amf0Value>,
+) {
     // Our own well-formed values: serialization cannot fail on them.
     let body = rml_amf0::serialize(&values).unwrap_or_default();
     encode_message(
         out,
-        OUT_CHUNK_SIZE,
+        chunk_size,
         ChunkHeader {
             csid,
             timestamp: 0,
@@ -463,6 +569,25 @@ impl RtmpPlayer {
             window: 0,
             bytes_in: 0,
             last_ack: 0,
+            publish: None,
+            out_chunk_size: OUT_CHUNK_SIZE,
+        }
+    }
+
+    /// The control side of a publisher to stream `name`.
+    fn publisher(name: String) -> RtmpPlayer {
+        RtmpPlayer {
+            publish: Some(name),
+            ..RtmpPlayer::new()
+        }
+    }
+
+    /// Transaction id of this client's `createStream`.
+    fn create_txn(&self) -> f64 {
+        if self.publish.is_some() {
+            PUBLISH_CREATE_TXN
+        } else {
+            2.0
         }
     }
 
@@ -479,6 +604,7 @@ impl RtmpPlayer {
         o.insert("videoFunction".to_string(), Amf0Value::Number(1.0));
         send_command(
             out,
+            self.out_chunk_size,
             3,
             0,
             vec![s("connect"), Amf0Value::Number(1.0), Amf0Value::Object(o)],
@@ -768,29 +894,49 @@ impl RtmpPlayer {
             _ => -1.0,
         };
         let info = values.get(3);
+        let s = |v: &str| Amf0Value::Utf8String(v.to_string());
         match name {
             "_result" if txn == 1.0 && self.phase == RtmpPhase::Connecting => {
                 self.phase = RtmpPhase::CreatingStream;
+                if let Some(stream) = &self.publish {
+                    // Media go out in large chunks; everything from here on uses the new size.
+                    send_control(out, 1, &publish::CHUNK_SIZE.to_be_bytes());
+                    self.out_chunk_size = publish::CHUNK_SIZE;
+                    // As encoders do: servers that track publishers by these expect them.
+                    for (i, cmd) in ["releaseStream", "FCPublish"].into_iter().enumerate() {
+                        let txn = Amf0Value::Number(2.0 + i as f64);
+                        let args = vec![s(cmd), txn, Amf0Value::Null, s(stream)];
+                        send_command(out, self.out_chunk_size, 3, 0, args);
+                    }
+                }
                 send_command(
                     out,
+                    self.out_chunk_size,
                     3,
                     0,
                     vec![
-                        Amf0Value::Utf8String("createStream".into()),
-                        Amf0Value::Number(2.0),
+                        s("createStream"),
+                        Amf0Value::Number(self.create_txn()),
                         Amf0Value::Null,
                     ],
                 );
             }
-            "_result" if txn == 2.0 && self.phase == RtmpPhase::CreatingStream => {
+            "_result" if txn == self.create_txn() && self.phase == RtmpPhase::CreatingStream => {
                 let sid = match info {
                     Some(Amf0Value::Number(n)) => *n as u32,
                     _ => return Err("createStream result without a stream id".into()),
                 };
                 self.phase = RtmpPhase::Playing;
                 self.stream_id = sid;
+                if let Some(stream) = &self.publish {
+                    let zero = Amf0Value::Number(0.0);
+                    let args = vec![s("publish"), zero, Amf0Value::Null, s(stream), s("live")];
+                    send_command(out, self.out_chunk_size, 8, sid, args);
+                    return Ok(());
+                }
                 send_command(
                     out,
+                    self.out_chunk_size,
                     8,
                     sid,
                     vec![
@@ -808,16 +954,31 @@ impl RtmpPlayer {
                 b[6..10].copy_from_slice(&3000u32.to_be_bytes());
                 send_control(out, 4, &b);
             }
+            // Encoders carry on when a server refuses releaseStream or FCPublish.
+            "_error" if self.publish.is_some() && (txn == 2.0 || txn == 3.0) => {}
             "_error" => {
                 let what = if txn == 1.0 {
                     "connect"
-                } else if txn == 2.0 {
+                } else if txn == self.create_txn() {
                     "createStream"
                 } else {
                     "command"
                 };
                 let code = amf_field(info, "code").unwrap_or("?");
                 return Err(format!("{what} refused: {code}"));
+            }
+            "onStatus" if self.publish.is_some() => {
+                let code = amf_field(info, "code").unwrap_or("?");
+                let level = amf_field(info, "level").unwrap_or("");
+                if st.play_start.is_none() {
+                    // Before the start, anything but the start is the server saying no.
+                    if code != "NetStream.Publish.Start" {
+                        return Err(format!("publish refused: {code}"));
+                    }
+                    st.started_playing(now);
+                } else if level == "error" || code == "NetStream.Unpublish.Success" {
+                    return Err(format!("publish ended: {code}"));
+                }
             }
             "onStatus" => {
                 let code = amf_field(info, "code").unwrap_or("");
@@ -840,6 +1001,45 @@ impl RtmpPlayer {
     }
 }
 
+/// The client side of the RTMP handshake, reading into `buf`. Returns how many bytes the
+/// server sent in it and what the server sent after it (the start of its chunk stream).
+async fn rtmp_handshake(
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+    timer: &mut Pin<&mut Sleep>,
+    start_timeout: f64,
+) -> Res<(u64, Vec<u8>)> {
+    let mut hs = Handshake::new(PeerType::Client);
+    let p0p1 = hs
+        .generate_outbound_p0_and_p1()
+        .map_err(|e| format!("handshake: {e:?}"))?;
+    write_all(sock, &p0p1).await?;
+    let mut hs_in = 0u64;
+    loop {
+        let n = read_some(sock, buf, timer, true, start_timeout).await?;
+        hs_in += n as u64;
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| format!("handshake: {e:?}"))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                if !response_bytes.is_empty() {
+                    write_all(sock, &response_bytes).await?;
+                }
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                if !response_bytes.is_empty() {
+                    write_all(sock, &response_bytes).await?;
+                }
+                return Ok((hs_in - remaining_bytes.len() as u64, remaining_bytes));
+            }
+        }
+    }
+}
+
 async fn rtmp_session(
     t: &Target,
     st: &mut PlayerStats,
@@ -849,39 +1049,10 @@ async fn rtmp_session(
     let mut sock = tcp_connect(t, st).await?;
     let mut buf = vec![0u8; READ_BUF];
     let mut out = BytesMut::with_capacity(1024);
-
-    let mut hs = Handshake::new(PeerType::Client);
-    let p0p1 = hs
-        .generate_outbound_p0_and_p1()
-        .map_err(|e| format!("handshake: {e:?}"))?;
-    write_all(&mut sock, &p0p1).await?;
-    let mut hs_in = 0u64;
-    let leftover = loop {
-        let n = read_some(&mut sock, &mut buf, timer, true, start_timeout).await?;
-        hs_in += n as u64;
-        match hs
-            .process_bytes(&buf[..n])
-            .map_err(|e| format!("handshake: {e:?}"))?
-        {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                if !response_bytes.is_empty() {
-                    write_all(&mut sock, &response_bytes).await?;
-                }
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                if !response_bytes.is_empty() {
-                    write_all(&mut sock, &response_bytes).await?;
-                }
-                break remaining_bytes;
-            }
-        }
-    };
+    let (hs_in, leftover) = rtmp_handshake(&mut sock, &mut buf, timer, start_timeout).await?;
 
     let mut p = RtmpPlayer::new();
-    p.bytes_in = hs_in - leftover.len() as u64;
+    p.bytes_in = hs_in;
     p.send_connect(t, &mut out);
     p.feed(t, &leftover, Instant::now(), st, &mut out)?;
     write_all(&mut sock, &out).await?;
@@ -1212,6 +1383,7 @@ async fn player(
     mut stop: tokio::sync::watch::Receiver<bool>,
     start_timeout: f64,
     window: Option<(Instant, Instant)>,
+    source: Option<Arc<publish::Source>>,
 ) -> PlayerStats {
     let mut st = PlayerStats::new(id, window);
     let timer =
@@ -1219,9 +1391,14 @@ async fn player(
     tokio::pin!(timer);
     let result = tokio::select! {
         r = async {
-            match t.protocol {
-                Protocol::Rtmp => rtmp_session(&t, &mut st, &mut timer, start_timeout).await,
-                Protocol::HttpFlv => httpflv_session(&t, &mut st, &mut timer, start_timeout).await,
+            match (t.protocol, &source) {
+                (Protocol::Rtmp, Some(source)) => {
+                    publish::session(&t, id, source, &mut st, &mut timer, start_timeout).await
+                }
+                (Protocol::Rtmp, None) => rtmp_session(&t, &mut st, &mut timer, start_timeout).await,
+                (Protocol::HttpFlv, _) => httpflv_session(&t, &mut st, &mut timer, start_timeout).await,
+                (Protocol::Rtsp, _) => rtsp::session(&t, &mut st, &mut timer, start_timeout).await,
+                (Protocol::Srt, _) => srt::session(&t, &mut st, &mut timer, start_timeout).await,
             }
         } => r,
         _ = sleep_until(deadline) => Ok(()),
@@ -1410,6 +1587,14 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
         ramp,
         cli.duration
     );
+    if let Some(file) = &cli.publish {
+        let _ = writeln!(
+            text,
+            "mode: publish {}: every client is a publisher; play start is its publish start \
+             (onStatus NetStream.Publish.Start), first keyframe and media count what it sent",
+            file.display()
+        );
+    }
     let _ = writeln!(
         text,
         "players: {connected} connected, {playing} playing, {with_key} got a keyframe, {errors} errors"
@@ -1436,10 +1621,11 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     }
     let _ = writeln!(
         text,
-        "{:<20} {:>6} {:>9} {:>9} {:>9} {:>9}   (ms from TCP connect start)",
+        "{:<20} {:>6} {:>9} {:>9} {:>9} {:>9}   (ms from the start of the connect)",
         "", "count", "p50", "p90", "p99", "max"
     );
-    text.push_str(&Dist::row("tcp connected", &tcp));
+    // SRT: the handshake accepted; the others: the TCP connect.
+    text.push_str(&Dist::row("connected", &tcp));
     text.push_str(&Dist::row("play start", &start));
     text.push_str(&Dist::row("first keyframe", &key));
     text.push_str(&Dist::row("largest frame gap", &gap));
@@ -1470,9 +1656,10 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     let mut j = String::with_capacity(256 + n * 256);
     let _ = write!(
         j,
-        "{{\"url\":{},\"protocol\":\"{}\",\"players\":{n},\"ramp_per_sec\":{},\"duration_s\":{},",
+        "{{\"url\":{},\"protocol\":\"{}\",\"mode\":\"{}\",\"players\":{n},\"ramp_per_sec\":{},\"duration_s\":{},",
         json_str(&cli.url),
         t.protocol.name(),
+        if cli.publish.is_some() { "publish" } else { "play" },
         cli.ramp.map_or("null".into(), |r| r.to_string()),
         cli.duration
     );
@@ -1543,7 +1730,11 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     }
 }
 
-async fn run(cli: &Cli, t: Arc<Target>) -> (Vec<PlayerStats>, Duration) {
+async fn run(
+    cli: &Cli,
+    t: Arc<Target>,
+    source: Option<Arc<publish::Source>>,
+) -> (Vec<PlayerStats>, Duration) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Ctrl-C ends the run early (players stop and the report covers what they saw). The
     // sender lives as long as this task, so players never see it dropped.
@@ -1582,6 +1773,7 @@ async fn run(cli: &Cli, t: Arc<Target>) -> (Vec<PlayerStats>, Duration) {
             stop_rx.clone(),
             cli.start_timeout,
             window,
+            source.clone(),
         )));
     }
     let mut players = Vec::with_capacity(handles.len());
@@ -1619,7 +1811,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let target = match Target::parse(&cli.url) {
-        Ok(t) => Arc::new(t),
+        Ok(mut t) => {
+            t.clients = cli.players;
+            Arc::new(t)
+        }
         Err(e) => {
             eprintln!("streamgate-load: {e}");
             return ExitCode::from(2);
@@ -1635,7 +1830,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (players, wall) = rt.block_on(run(&cli, target.clone()));
+    let source = match &cli.publish {
+        None => None,
+        Some(_) if target.protocol != Protocol::Rtmp => {
+            eprintln!("streamgate-load: --publish needs an rtmp:// URL");
+            return ExitCode::from(2);
+        }
+        Some(path) => match publish::Source::load(path) {
+            Ok(source) => Some(Arc::new(source)),
+            Err(e) => {
+                eprintln!("streamgate-load: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let (players, wall) = rt.block_on(run(&cli, target.clone(), source));
     let r = report(&cli, &target, &players, wall);
     if cli.json {
         println!("{}", r.json);
