@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# What hooks add to play start when 1000 RTMP players connect in the same instant, with two
+# hook servers: the benchmark's Python one (tests/bench/hook_server.py, one asyncio thread) and
+# nginx answering `return 200` (one worker, keep-alive), so the hook server's own throughput can
+# be told apart from streamgate's. streamgate only (<workers>1</workers>), the same 2 Mbit/s
+# stream as tests/bench/compare.sh. See docs/benchmarks.md.
+#
+#   bash tests/bench/hook_burst.sh
+#
+# Knobs (environment): PLAYERS (1000), REPEAT (3), SKIP_BUILD=1.
+# Needs cargo, ffmpeg (libx264, aac), python3, nginx (installed with apt-get when missing).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+PLAYERS=${PLAYERS:-1000}
+REPEAT=${REPEAT:-3}
+
+if ! command -v nginx >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq
+    timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx >/dev/null
+fi
+if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release --bins; fi
+BIN=target/release/streamgate
+LOAD=target/release/streamgate-load
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-hookburst.XXXXXX")
+pids=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+    sleep 0.5
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on $1" >&2
+    return 1
+}
+
+echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s (GOP 2 s) + AAC, FLV"
+ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
+    -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
+    -b:v 2M -maxrate 2M -bufsize 2M -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p \
+    -c:a aac -b:a 64k -f flv "$tmp/source.flv"
+
+# The two hook servers.
+python3 tests/bench/hook_server.py >"$tmp/hook.port" 2>"$tmp/hook.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$tmp/hook.port" ] && break; sleep 0.05; done
+PY_PORT=$(head -1 "$tmp/hook.port")
+NGX_PORT=$(free_port)
+mkdir -p "$tmp/logs"
+cat >"$tmp/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+error_log $tmp/logs/error.log warn;
+pid $tmp/nginx.pid;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $tmp/body;
+    server { listen 127.0.0.1:$NGX_PORT backlog=4096; location / { return 200; } }
+}
+EOF
+nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.out" 2>&1 &
+pids+=($!)
+wait_port "$NGX_PORT"
+wait_port "$PY_PORT"
+
+# One run: streamgate with hooks at BASE (or none), a publisher, PLAYERS players at once.
+# Prints "p50 p99" of play start in ms.
+run() {
+    local base=$1 port conf="$tmp/streamgate.xml" sg ff notify=""
+    port=$(free_port)
+    if [ -n "$base" ]; then
+        notify="<http_notify><on_connect>$base/connect</on_connect><on_play>$base/play</on_play>"
+        notify+="<on_publish>$base/publish</on_publish><on_done>$base/done</on_done>"
+        notify+="<timeout_ms>15000</timeout_ms></http_notify>"
+    fi
+    echo "<config><workers>1</workers><log_level>warn</log_level><rtmp><port>$port</port>$notify</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt></config>" >"$conf"
+    "$BIN" --config "$conf" >>"$tmp/streamgate.log" 2>&1 &
+    sg=$!
+    wait_port "$port"
+    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
+        -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
+    ff=$!
+    # Live once a player gets a keyframe; then 3 s more for a full GOP in the cache.
+    for _ in $(seq 60); do
+        if timeout 10 "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --duration 0.2 --json 2>/dev/null |
+            grep -q '"with_keyframe":1'; then break; fi
+        sleep 0.5
+    done
+    sleep 3
+    timeout 120 "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" \
+        --duration 2 --json >"$tmp/load.json" 2>/dev/null || true
+    kill "$ff" "$sg" 2>/dev/null || true
+    wait "$ff" "$sg" 2>/dev/null || true
+    python3 - "$tmp/load.json" <<'EOF'
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+ps = r["play_start_ms"]
+print("%s %s %d %d" % (ps["p50"], ps["p99"], r["playing"], r["errors"]))
+EOF
+}
+
+declare -A P50 P99
+for rep in $(seq "$REPEAT"); do
+    for hooks in off nginx python; do
+        case $hooks in
+            off) base="" ;;
+            nginx) base="http://127.0.0.1:$NGX_PORT/hook" ;;
+            python) base="http://127.0.0.1:$PY_PORT/hook" ;;
+        esac
+        read -r p50 p99 playing errors < <(run "$base")
+        echo "run $rep, hooks $hooks: play start p50 $p50 ms, p99 $p99 ms; $playing playing, $errors errors"
+        P50[$hooks]+="$p50 "
+        P99[$hooks]+="$p99 "
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo
+echo "| hooks | play start p50 / p99 (ms), median of $REPEAT | overhead p50 / p99 (ms) |"
+echo "|---|---|---|"
+off50=$(echo "${P50[off]}" | median)
+off99=$(echo "${P99[off]}" | median)
+for hooks in off nginx python; do
+    m50=$(echo "${P50[$hooks]}" | median)
+    m99=$(echo "${P99[$hooks]}" | median)
+    if [ "$hooks" = off ]; then
+        over="-"
+    else
+        over=$(python3 -c "print('%+.1f / %+.1f' % ($m50 - $off50, $m99 - $off99))")
+    fi
+    echo "| $hooks | $m50 / $m99 | $over |"
+done
