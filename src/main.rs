@@ -57,8 +57,15 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level.as_str()));
+    // srt-protocol's listener warns "failure - DelegatePacket" whenever the SRT loop tells it
+    // a connection has ended (that is how it is told to drop one), so at every normal close;
+    // only its errors are worth the operator's attention.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},srt_protocol::listener=error",
+            config.log_level.as_str()
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
