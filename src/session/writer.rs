@@ -8,11 +8,13 @@
 //! - [`Writer::send_merged`]: live media, written within the connection's merge window. Every
 //!   connection of an arbiter with a merged send waiting is flushed by one timer of that
 //!   arbiter, so each connection makes one system call per window for all the frames of the
-//!   window instead of one per frame. On loopback and real NICs alike the kernel's cost of a
-//!   TCP send is mostly per call, not per byte (docs/benchmarks.md measures it).
+//!   window instead of one per frame. The kernel's cost of a TCP send was measured to be
+//!   mostly per call, not per byte (on loopback, docs/benchmarks.md); on a network, fewer and
+//!   larger writes also mean fewer, fuller packets.
 //!
-//! Bounded: the queue holds at most [`QUEUE_BUFFERS`] buffers, and the session reads
-//! [`Writer::pending_bytes`] to apply its drop policy before the queue fills. Queued bytes
+//! Bounded: the queue holds at most [`QUEUE_BUFFERS`] buffers, and the player's drop policy
+//! (in its session, or in its fan-out group's member) reads [`Writer::pending_bytes`] before
+//! the queue fills. Queued bytes
 //! that make no progress for [`WRITE_STALL`] end the connection ([`Writer::is_closed`], which
 //! sessions check on their timer). Dropping the [`Writer`] flushes what is queued and then
 //! shuts the socket down, so a refusal reaches the client before the close.
