@@ -462,8 +462,7 @@ struct ChunkStream {
     /// Bytes of the current message received so far.
     received: usize,
     /// First bytes of the current media message.
-    head: [u8; 2],
-    head_len: usize,
+    head: MediaHead,
     /// The current non-media message, reassembled.
     body: Vec<u8>,
 }
@@ -682,7 +681,7 @@ impl RtmpPlayer {
         if fmt <= 1 && s.received > 0 {
             // A new message before the last one was complete: drop the partial one.
             s.received = 0;
-            s.head_len = 0;
+            s.head.clear();
             s.body.clear();
         }
         let mid_message = s.received > 0;
@@ -752,11 +751,7 @@ impl RtmpPlayer {
                 pos += take;
                 let s = &mut self.streams[i];
                 if matches!(s.type_id, 8 | 9) {
-                    if s.head_len < 2 {
-                        let n = (2 - s.head_len).min(part.len());
-                        s.head[s.head_len..s.head_len + n].copy_from_slice(&part[..n]);
-                        s.head_len += n;
-                    }
+                    s.head.take(part);
                     st.media(take, now);
                 } else {
                     s.body.extend_from_slice(part);
@@ -815,8 +810,8 @@ impl RtmpPlayer {
         let s = &mut self.streams[i];
         let type_id = s.type_id;
         if matches!(type_id, 8 | 9) {
-            st.media_tag(type_id, &s.head[..s.head_len], now);
-            s.head_len = 0;
+            st.media_tag(type_id, s.head.get(), now);
+            s.head.clear();
             return Ok(());
         }
         let body = std::mem::take(&mut s.body);
@@ -853,7 +848,7 @@ impl RtmpPlayer {
                 if let Some(csid) = u32_at(0) {
                     if let Some(s) = self.streams.iter_mut().find(|s| s.csid == csid) {
                         s.received = 0;
-                        s.head_len = 0;
+                        s.head.clear();
                         s.body.clear();
                     }
                 }
@@ -1040,21 +1035,35 @@ async fn rtmp_handshake(
     }
 }
 
+/// Connects an RTMP client (player or publisher): TCP connect, handshake, `connect` queued in
+/// `out` with the answers to whatever arrived behind the handshake. Returns the socket and
+/// its read buffer; the caller writes `out`.
+async fn rtmp_open(
+    t: &Target,
+    p: &mut RtmpPlayer,
+    st: &mut PlayerStats,
+    timer: &mut Pin<&mut Sleep>,
+    start_timeout: f64,
+    out: &mut BytesMut,
+) -> Res<(TcpStream, Vec<u8>)> {
+    let mut sock = tcp_connect(t, st).await?;
+    let mut buf = vec![0u8; READ_BUF];
+    let (hs_in, leftover) = rtmp_handshake(&mut sock, &mut buf, timer, start_timeout).await?;
+    p.bytes_in = hs_in;
+    p.send_connect(t, out);
+    p.feed(t, &leftover, Instant::now(), st, out)?;
+    Ok((sock, buf))
+}
+
 async fn rtmp_session(
     t: &Target,
     st: &mut PlayerStats,
     timer: &mut Pin<&mut Sleep>,
     start_timeout: f64,
 ) -> Res<()> {
-    let mut sock = tcp_connect(t, st).await?;
-    let mut buf = vec![0u8; READ_BUF];
     let mut out = BytesMut::with_capacity(1024);
-    let (hs_in, leftover) = rtmp_handshake(&mut sock, &mut buf, timer, start_timeout).await?;
-
     let mut p = RtmpPlayer::new();
-    p.bytes_in = hs_in;
-    p.send_connect(t, &mut out);
-    p.feed(t, &leftover, Instant::now(), st, &mut out)?;
+    let (mut sock, mut buf) = rtmp_open(t, &mut p, st, timer, start_timeout, &mut out).await?;
     write_all(&mut sock, &out).await?;
     out.clear();
     loop {
@@ -1086,6 +1095,31 @@ enum FlvState {
     PrevSize,
 }
 
+/// The first two bytes of a media message or tag body (all that is looked at of media: the
+/// codec, frame type and packet type), collected across the reads the body arrives in.
+#[derive(Debug, Default)]
+struct MediaHead {
+    bytes: [u8; 2],
+    len: usize,
+}
+
+impl MediaHead {
+    /// Keeps what `part` adds to the first two bytes.
+    fn take(&mut self, part: &[u8]) {
+        let n = (2 - self.len).min(part.len());
+        self.bytes[self.len..self.len + n].copy_from_slice(&part[..n]);
+        self.len += n;
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
 /// A streaming FLV parser: looks at tag headers and the first two bytes of each body.
 struct FlvParser {
     state: FlvState,
@@ -1093,8 +1127,7 @@ struct FlvParser {
     hdr_len: usize,
     tag_type: u8,
     tag_size: usize,
-    head: [u8; 2],
-    head_len: usize,
+    head: MediaHead,
 }
 
 impl FlvParser {
@@ -1105,8 +1138,7 @@ impl FlvParser {
             hdr_len: 0,
             tag_type: 0,
             tag_size: 0,
-            head: [0; 2],
-            head_len: 0,
+            head: MediaHead::default(),
         }
     }
 
@@ -1158,7 +1190,7 @@ impl FlvParser {
                         return Err(format!("FLV tag type {} (stream out of sync)", self.hdr[0]));
                     }
                     self.tag_size = be24(&self.hdr[1..4]) as usize;
-                    self.head_len = 0;
+                    self.head.clear();
                     self.state = FlvState::Body(self.tag_size);
                 }
                 FlvState::Body(left) => {
@@ -1166,18 +1198,14 @@ impl FlvParser {
                     let part = &data[pos..pos + take];
                     pos += take;
                     if matches!(self.tag_type, 8 | 9) {
-                        if self.head_len < 2 {
-                            let n = (2 - self.head_len).min(part.len());
-                            self.head[self.head_len..self.head_len + n].copy_from_slice(&part[..n]);
-                            self.head_len += n;
-                        }
+                        self.head.take(part);
                         st.media(take, now);
                     }
                     if take < left {
                         self.state = FlvState::Body(left - take);
                         continue;
                     }
-                    st.media_tag(self.tag_type, &self.head[..self.head_len], now);
+                    st.media_tag(self.tag_type, self.head.get(), now);
                     self.state = FlvState::PrevSize;
                 }
                 FlvState::PrevSize => {

@@ -26,10 +26,7 @@ use streamgate::protocol::rtmp::chunk::{encode_message, ChunkHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Sleep;
 
-use crate::{
-    be24, read_some, rtmp_handshake, tcp_connect, write_all, PlayerStats, Res, RtmpPlayer, Target,
-    READ_BUF,
-};
+use crate::{be24, read_some, rtmp_open, write_all, PlayerStats, Res, RtmpPlayer, Target};
 
 /// Chunk size of what a publisher sends, announced with Set Chunk Size after `connect`.
 pub const CHUNK_SIZE: u32 = 4096;
@@ -321,15 +318,9 @@ pub async fn session(
     timer: &mut Pin<&mut Sleep>,
     start_timeout: f64,
 ) -> Res<()> {
-    let mut sock = tcp_connect(t, st).await?;
-    let mut buf = vec![0u8; READ_BUF];
     let mut out = BytesMut::with_capacity(2 * OUT_HIGH_WATER);
-    let (hs_in, leftover) = rtmp_handshake(&mut sock, &mut buf, timer, start_timeout).await?;
-
     let mut rtmp = RtmpPlayer::publisher(t.publish_name(id));
-    rtmp.bytes_in = hs_in;
-    rtmp.send_connect(t, &mut out);
-    rtmp.feed(t, &leftover, Instant::now(), st, &mut out)?;
+    let (mut sock, mut buf) = rtmp_open(t, &mut rtmp, st, timer, start_timeout, &mut out).await?;
     let started = loop {
         if !out.is_empty() {
             write_all(&mut sock, &out).await?;
