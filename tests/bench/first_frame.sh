@@ -54,18 +54,8 @@ stop_all() {
     pids=()
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port, pid of the process that should listen
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        kill -0 "$2" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+# free_port, wait_port
+. tests/bench/lib.sh
 
 echo "== machine"
 echo "nproc: $(nproc)"

@@ -32,7 +32,6 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
     sleep 0.5
     rm -rf "$tmp"
     exit "$rc"
@@ -40,17 +39,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on $1" >&2
-    return 1
-}
+# free_port, wait_port
+. tests/bench/lib.sh
 
 echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s (GOP $GOP frames) + AAC, FLV"
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
@@ -60,7 +50,8 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
 
 # The two hook servers.
 python3 tests/bench/hook_server.py >"$tmp/hook.port" 2>"$tmp/hook.log" &
-pids+=($!)
+PY_PID=$!
+pids+=("$PY_PID")
 for _ in $(seq 100); do [ -s "$tmp/hook.port" ] && break; sleep 0.05; done
 PY_PORT=$(head -1 "$tmp/hook.port")
 NGX_PORT=$(free_port)
@@ -80,9 +71,10 @@ http {
 }
 EOF
 nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.out" 2>&1 &
-pids+=($!)
-wait_port "$NGX_PORT"
-wait_port "$PY_PORT"
+NGX_PID=$!
+pids+=("$NGX_PID")
+wait_port "$NGX_PORT" "$NGX_PID" || { echo "nginx did not start" >&2; exit 1; }
+wait_port "$PY_PORT" "$PY_PID" || { echo "the hook server did not start" >&2; exit 1; }
 
 # One run: streamgate with hooks at BASE (or none), a publisher, PLAYERS players at once.
 # Prints "p50 p99" of play start in ms.
@@ -97,7 +89,7 @@ run() {
     echo "<config><workers>1</workers><log_level>warn</log_level><rtmp><port>$port</port>$notify</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt></config>" >"$conf"
     "$BIN" --config "$conf" >>"$tmp/streamgate.log" 2>&1 &
     sg=$!
-    wait_port "$port"
+    wait_port "$port" "$sg" || { echo "streamgate did not start" >&2; exit 1; }
     ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
         -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
     ff=$!
