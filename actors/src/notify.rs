@@ -6,8 +6,8 @@
 //! refused connection or any status other than 200 denies. `Done` is informational: its answer
 //! is never checked.
 //!
-//! One `NotifyActor` runs per arbiter because awc's client is not `Send`; each keeps its own
-//! keep-alive pool. Every request runs as its own future, so a slow hook delays only the
+//! One `NotifyActor` runs per worker, on an arbiter of its own (awc's client is not `Send`, so
+//! it lives where its calls run); each keeps its own keep-alive pool. Every request runs as its own future, so a slow hook delays only the
 //! session that asked. It must not know any protocol's wire format.
 
 use std::future::Future;
@@ -31,7 +31,7 @@ pub enum NotifyMethod {
     Post,
 }
 
-/// Most HTTP connections one arbiter's notifier keeps open to hook servers.
+/// Most HTTP connections one worker's notifier keeps open to hook servers.
 pub const HOOK_CONNECTIONS: usize = 256;
 
 /// The default time a hook has to answer before the session is refused.
@@ -307,7 +307,7 @@ impl NotifyActor {
     /// configured URL allows. `https://` hooks use `tls` (see [`tls_client_config`]).
     pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
         let client = awc::Client::builder()
-            // Up to HOOK_CONNECTIONS calls in flight per arbiter; more wait for a pooled
+            // Up to HOOK_CONNECTIONS calls in flight per notifier; more wait for a pooled
             // connection. awc's default of 100 made new players queue behind slow calls; 1024
             // made a burst open so many connections at once that it was slower still
             // (docs/benchmarks.md).
