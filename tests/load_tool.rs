@@ -84,3 +84,56 @@ fn counts_refused_and_unreachable_players_as_errors() {
     assert_eq!(num(&json, "connected"), 0.0, "{json}");
     assert_eq!(num(&json, "errors"), 3.0, "{json}");
 }
+
+#[test]
+fn after_keyframe_starts_the_players_once_a_pilot_has_seen_a_live_keyframe() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let url = srv.url("live/aligned");
+    let _publisher = publish(&url, 40);
+    wait_live(&url);
+    let before = hook.records().len();
+
+    let (out, json) = load(&url, 3, &["--duration", "1", "--after-keyframe", "300"]);
+    assert_clean(&url, 3, &out, &json);
+    assert_eq!(num(&json, "after_keyframe_ms"), 300.0, "{json}");
+
+    // The server saw the pilot play and leave, then the three players.
+    let plays = poll(secs(10.0), || {
+        let plays = hook.find(|r| r.seq >= before && r.is("play", "aligned"));
+        (plays.len() == 4).then_some(plays)
+    })
+    .unwrap_or_else(|| panic!("four on_play calls: {}", hook.dump()));
+    let pilot = &plays[0];
+    let pilot_done = hook
+        .find(|r| r.call() == "done" && r.clientid() == pilot.clientid())
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no on_done for the pilot: {}", hook.dump()));
+    for p in &plays[1..] {
+        assert!(
+            p.seq > pilot_done.seq,
+            "a player's play came before the pilot left: {}",
+            hook.dump()
+        );
+        // Causal, not a speed check: the pilot waited at least 200 ms of play for a live
+        // keyframe, and the players 300 ms after it.
+        assert!(
+            p.at - pilot.at >= secs(0.5),
+            "players started {:?} after the pilot's play",
+            p.at - pilot.at
+        );
+    }
+
+    // No live keyframe to wait for: the tool says why and fails, without a report.
+    let mut cmd = std::process::Command::new(LOAD);
+    cmd.args(["--url", &srv.url("live/absent"), "--players", "2"])
+        .args(["--after-keyframe", "0", "--start-timeout", "2", "--json"]);
+    let out = run("streamgate-load", &mut cmd, secs(60.0));
+    assert!(out.failed(), "{out:?}");
+    assert!(
+        out.stderr.contains("--after-keyframe") && out.stderr.contains("refused"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains('{'), "{out:?}");
+}

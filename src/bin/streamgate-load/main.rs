@@ -97,7 +97,17 @@ struct Cli {
     /// The report's play start is then the publish start, and media counts what was sent.
     #[arg(long, value_name = "FLV_FILE")]
     publish: Option<std::path::PathBuf>,
+    /// Start the players this many milliseconds after a live video keyframe: a pilot player
+    /// (not counted) plays first and is closed at the first keyframe that arrives at least
+    /// 200 ms after its play start (so not one replayed from a GOP cache). Every run then
+    /// lands at the same point of the stream's GOP, so what a joining player is sent at once
+    /// (a GOP cache's content) is the same from run to run.
+    #[arg(long, value_name = "MS", conflicts_with = "publish")]
+    after_keyframe: Option<f64>,
 }
+
+/// A keyframe that arrives this long after play start is live, not replayed from a GOP cache.
+const LIVE_KEYFRAME_AFTER: Duration = Duration::from_millis(200);
 
 // ------------------------------------------------------------------------------------------
 // target
@@ -287,6 +297,8 @@ struct PlayerStats {
     window_bytes: u64,
     /// Largest gap between two video frames that both arrived inside the window.
     window_max_gap: Option<Duration>,
+    /// The `--after-keyframe` pilot's signal, raised at its first live keyframe.
+    live_keyframe: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl PlayerStats {
@@ -308,6 +320,7 @@ impl PlayerStats {
             window,
             window_bytes: 0,
             window_max_gap: None,
+            live_keyframe: None,
         }
     }
 
@@ -397,6 +410,15 @@ impl PlayerStats {
         self.last_video = Some(now);
         if keyframe && self.first_keyframe.is_none() {
             self.first_keyframe = Some(now - self.t0);
+        }
+        if keyframe
+            && self
+                .play_start
+                .is_some_and(|ps| now - self.t0 >= ps + LIVE_KEYFRAME_AFTER)
+        {
+            if let Some(signal) = self.live_keyframe.take() {
+                signal.notify_one();
+            }
         }
     }
 
@@ -1404,16 +1426,32 @@ async fn httpflv_session(
 // ------------------------------------------------------------------------------------------
 // the run
 
-async fn player(
-    id: usize,
-    t: Arc<Target>,
-    deadline: tokio::time::Instant,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+/// What every player of a run shares.
+#[derive(Clone)]
+struct Plan {
+    target: Arc<Target>,
+    /// `--start-timeout`, seconds.
     start_timeout: f64,
     window: Option<(Instant, Instant)>,
+    /// `--publish`: the file every client sends.
     source: Option<Arc<publish::Source>>,
+}
+
+async fn player(
+    id: usize,
+    plan: Plan,
+    deadline: tokio::time::Instant,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    live_keyframe: Option<Arc<tokio::sync::Notify>>,
 ) -> PlayerStats {
+    let Plan {
+        target: t,
+        start_timeout,
+        window,
+        source,
+    } = plan;
     let mut st = PlayerStats::new(id, window);
+    st.live_keyframe = live_keyframe;
     let timer =
         sleep_until(tokio::time::Instant::from_std(st.t0) + Duration::from_secs_f64(start_timeout));
     tokio::pin!(timer);
@@ -1684,11 +1722,12 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     let mut j = String::with_capacity(256 + n * 256);
     let _ = write!(
         j,
-        "{{\"url\":{},\"protocol\":\"{}\",\"mode\":\"{}\",\"players\":{n},\"ramp_per_sec\":{},\"duration_s\":{},",
+        "{{\"url\":{},\"protocol\":\"{}\",\"mode\":\"{}\",\"players\":{n},\"ramp_per_sec\":{},\"after_keyframe_ms\":{},\"duration_s\":{},",
         json_str(&cli.url),
         t.protocol.name(),
         if cli.publish.is_some() { "publish" } else { "play" },
         cli.ramp.map_or("null".into(), |r| r.to_string()),
+        cli.after_keyframe.map_or("null".into(), |r| r.to_string()),
         cli.duration
     );
     let _ = write!(
@@ -1762,7 +1801,7 @@ async fn run(
     cli: &Cli,
     t: Arc<Target>,
     source: Option<Arc<publish::Source>>,
-) -> (Vec<PlayerStats>, Duration) {
+) -> Result<(Vec<PlayerStats>, Duration), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Ctrl-C ends the run early (players stop and the report covers what they saw). The
     // sender lives as long as this task, so players never see it dropped.
@@ -1772,6 +1811,12 @@ async fn run(
         }
         std::future::pending::<()>().await;
     });
+    if let Some(ms) = cli.after_keyframe {
+        if let Err(e) = align_to_keyframe(cli, &t, &stop_rx, ms).await {
+            stopper.abort();
+            return Err(format!("--after-keyframe: {e}"));
+        }
+    }
     let start = tokio::time::Instant::now();
     let ramp_span = match cli.ramp {
         Some(r) if cli.players > 1 => Duration::from_secs_f64((cli.players - 1) as f64 / r),
@@ -1785,6 +1830,12 @@ async fn run(
             from + Duration::from_secs_f64(cli.window.unwrap_or(0.0)),
         )
     });
+    let plan = Plan {
+        target: t,
+        start_timeout: cli.start_timeout,
+        window,
+        source,
+    };
     let mut stopped = stop_rx.clone();
     let mut handles = Vec::with_capacity(cli.players);
     for i in 0..cli.players {
@@ -1796,12 +1847,10 @@ async fn run(
         }
         handles.push(tokio::spawn(player(
             i,
-            t.clone(),
+            plan.clone(),
             deadline,
             stop_rx.clone(),
-            cli.start_timeout,
-            window,
-            source.clone(),
+            None,
         )));
     }
     let mut players = Vec::with_capacity(handles.len());
@@ -1811,7 +1860,48 @@ async fn run(
         }
     }
     stopper.abort();
-    (players, start.elapsed())
+    Ok((players, start.elapsed()))
+}
+
+/// Plays the stream with a pilot until a live keyframe arrives, closes the pilot and waits
+/// `ms` milliseconds more (`--after-keyframe`).
+async fn align_to_keyframe(
+    cli: &Cli,
+    t: &Arc<Target>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    ms: f64,
+) -> Result<(), String> {
+    let signal = Arc::new(tokio::sync::Notify::new());
+    // Long enough for a GOP of up to 10 s after a slow start.
+    let patience = Duration::from_secs_f64(cli.start_timeout) + Duration::from_secs(10);
+    let plan = Plan {
+        target: t.clone(),
+        start_timeout: cli.start_timeout,
+        window: None,
+        source: None,
+    };
+    let mut pilot = tokio::spawn(player(
+        cli.players,
+        plan,
+        tokio::time::Instant::now() + patience,
+        stop.clone(),
+        Some(signal.clone()),
+    ));
+    let outcome = tokio::select! {
+        _ = signal.notified() => Ok(()),
+        st = &mut pilot => Err(match st {
+            Ok(st) => match st.error {
+                Some(e) => format!("the pilot player failed: {e}"),
+                None => format!("no live keyframe within {} s", patience.as_secs()),
+            },
+            Err(e) => format!("the pilot player failed: {e}"),
+        }),
+    };
+    // The pilot's socket closes with its task.
+    pilot.abort();
+    outcome?;
+    tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -1824,7 +1914,7 @@ fn main() -> ExitCode {
         eprintln!("streamgate-load: --ramp must be a positive number of players per second");
         return ExitCode::from(2);
     }
-    let seconds_ok = [cli.window_start, cli.window]
+    let seconds_ok = [cli.window_start, cli.window, cli.after_keyframe]
         .iter()
         .flatten()
         .all(|s| *s >= 0.0 && s.is_finite())
@@ -1834,7 +1924,7 @@ fn main() -> ExitCode {
         && cli.start_timeout.is_finite();
     if !seconds_ok {
         eprintln!(
-            "streamgate-load: --duration, --start-timeout, --window-start and --window must be seconds"
+            "streamgate-load: --duration, --start-timeout, --window-start, --window and --after-keyframe must be non-negative numbers"
         );
         return ExitCode::from(2);
     }
@@ -1872,7 +1962,13 @@ fn main() -> ExitCode {
             }
         },
     };
-    let (players, wall) = rt.block_on(run(&cli, target.clone(), source));
+    let (players, wall) = match rt.block_on(run(&cli, target.clone(), source)) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("streamgate-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let r = report(&cli, &target, &players, wall);
     if cli.json {
         println!("{}", r.json);
