@@ -16,6 +16,8 @@
 # Knobs (environment): PLAYERS (1000), SMALL (200), REPEAT (3), RAMP players/s of the
 # efficiency runs (500), SETTLE seconds between the last player's start and the window (3),
 # WINDOW seconds (10), JOIN_DURATION seconds after the last start of a join run (2),
+# JOIN_PHASE_MS (1000: join runs start this long after a live keyframe, half of the 2 s GOP,
+# so that every run lands at the same point of the GOP; see streamgate-load --after-keyframe),
 # SLOW_EXISTING (200), SLOW_NEW (200), SLOW_SECONDS (5), CASES (space-separated subset of
 # "eff flv join hooks slow w2", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
 # profile streamgate: perf's cpu-clock sampling during a PLAYERS-player RTMP window, or
@@ -34,6 +36,7 @@ RAMP=${RAMP:-500}
 SETTLE=${SETTLE:-3}
 WINDOW=${WINDOW:-10}
 JOIN_DURATION=${JOIN_DURATION:-2}
+JOIN_PHASE_MS=${JOIN_PHASE_MS:-1000}
 SLOW_EXISTING=${SLOW_EXISTING:-200}
 SLOW_NEW=${SLOW_NEW:-200}
 SLOW_SECONDS=${SLOW_SECONDS:-5}
@@ -175,22 +178,94 @@ wait_live() {
 }
 
 # ------------------------------------------------------------------------------------------
-# the hook server
+# the hook servers
+#
+# Two keep-alive HTTP servers answering 200 at once: nginx (`return 200`, one worker) for the
+# join runs, where 1000 players at once make 2000 calls in a fraction of a second and the hook
+# server's own CPU competes with the media server's for the same two cores (in production it
+# runs on another machine): nginx costs the least. The Python one (tests/bench/hook_server.py)
+# for the slow-hook runs, which need it to hold on_play for seconds on request; it also
+# reports its event loop's lag. HOOK_SERVER=python runs the join runs against it too.
+# `use_hook KIND` points the servers started next at one of them (HOOK, HOOK_KIND).
 
-HOOK_PID=""
-HOOK=""
-start_hook() {
-    [ -n "$HOOK_PID" ] && return 0
+HOOK_SERVER=${HOOK_SERVER:-nginx}
+HOOK="" HOOK_KIND=""
+PY_HOOK="" PY_HOOK_PID=""
+start_py_hook() {
+    [ -n "$PY_HOOK_PID" ] && return 0
     python3 "$BENCH/hook_server.py" >"$tmp/hook.port" 2>"$tmp/hook.log" &
-    HOOK_PID=$!
-    pids+=("$HOOK_PID")
+    PY_HOOK_PID=$!
+    pids+=("$PY_HOOK_PID")
     for _ in $(seq 100); do [ -s "$tmp/hook.port" ] && break; sleep 0.05; done
     local port
     port=$(head -n1 "$tmp/hook.port")
     [ -n "$port" ] || { echo "hook server did not start" >&2; cat "$tmp/hook.log" >&2; exit 1; }
-    HOOK="http://127.0.0.1:$port"
+    PY_HOOK="http://127.0.0.1:$port"
+}
+NGX_HOOK="" NGX_HOOK_PID=""
+start_ngx_hook() {
+    [ -n "$NGX_HOOK_PID" ] && return 0
+    local prefix="$tmp/nginx-hook" port
+    mkdir -p "$prefix/logs"
+    port=$(free_port)
+    cat >"$prefix/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+error_log $prefix/logs/error.log warn;
+pid $prefix/nginx.pid;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $prefix/body;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location = /_stats { stub_status; }
+        location / { return 200; }
+    }
+}
+EOF
+    nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" >>"$tmp/nginx-hook.out" 2>&1 &
+    NGX_HOOK_PID=$!
+    pids+=("+$NGX_HOOK_PID")
+    wait_port "$port" "$NGX_HOOK_PID" || {
+        echo "the nginx hook server did not start" >&2; cat "$tmp/nginx-hook.out" >&2; exit 1; }
+    NGX_HOOK="http://127.0.0.1:$port"
+}
+use_hook() { # python|nginx
+    HOOK_KIND=$1
+    if [ "$1" = python ]; then start_py_hook; HOOK=$PY_HOOK; else start_ngx_hook; HOOK=$NGX_HOOK; fi
 }
 hook_ctl() { curl -s -m 5 -o "${2:-/dev/null}" "$HOOK/$1"; }
+
+# The nginx hook server's counters: "requests accepted-connections cpu-seconds" (stub_status;
+# utime+stime of its master and worker).
+ngx_hook_counters() {
+    local pid=$NGX_HOOK_PID p ticks=0 t
+    for p in "$pid" $(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true); do
+        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        ticks=$((ticks + t))
+    done
+    curl -s -m 5 "$NGX_HOOK/_stats" |
+        awk -v ticks="$ticks" -v hz="$(getconf CLK_TCK)" 'NR == 3 {print $3, $1, ticks / hz}'
+}
+# Zeroes the current hook server's counters (nginx: remembers them).
+hook_reset() {
+    if [ "$HOOK_KIND" = python ]; then hook_ctl _reset; else NGX_BASE=$(ngx_hook_counters); fi
+}
+# Writes the current hook server's counters since hook_reset to FILE as JSON.
+hook_stats() { # file
+    if [ "$HOOK_KIND" = python ]; then hook_ctl _stats "$1"; return; fi
+    # The two stub_status requests (and the second one's connection) are not hook calls.
+    python3 - "$NGX_BASE" "$(ngx_hook_counters)" >"$1" <<'EOF'
+import json, sys
+r0, c0, cpu0 = (float(x) for x in sys.argv[1].split())
+r1, c1, cpu1 = (float(x) for x in sys.argv[2].split())
+print(json.dumps({"server": "nginx", "requests": int(r1 - r0 - 2), "connections": int(c1 - c0 - 1),
+                  "cpu_s": round(cpu1 - cpu0, 3)}))
+EOF
+}
 
 # ------------------------------------------------------------------------------------------
 # the servers
@@ -310,15 +385,17 @@ measure() { # case, server (streamgate|nginx-rtmp), url, players, rep
         players="$n" idle_rss_kib="$idle" load="$tmp/load.json" sample="$tmp/sample.json"
 }
 
-# A join run: N players at 500/s or all at once, JOIN_DURATION s after the last start.
+# A join run: N players at 500/s or all at once, JOIN_PHASE_MS after a live keyframe, for
+# JOIN_DURATION s after the last start.
 join_run() { # server, url, hooks, join (500/s|once), rep
     local server=$1 url=$2 hooks=$3 join=$4 rep=$5 args
-    args=(--url "$url" --players "$PLAYERS" --duration "$JOIN_DURATION" --start-timeout 10 --json)
+    args=(--url "$url" --players "$PLAYERS" --duration "$JOIN_DURATION" --start-timeout 10 --json
+        --after-keyframe "$JOIN_PHASE_MS")
     [ "$join" = once ] || args+=(--ramp "${join%/s}")
-    [ "$hooks" = on ] && hook_ctl _reset
+    [ "$hooks" = on ] && hook_reset
     timeout $((PLAYERS / 100 + JOIN_DURATION + 40)) "$LOAD" "${args[@]}" >"$tmp/load.json" 2>"$tmp/load.err" || true
     local hook_arg=()
-    if [ "$hooks" = on ]; then hook_ctl _stats "$tmp/hook.json"; hook_arg=(hook="$tmp/hook.json"); fi
+    if [ "$hooks" = on ]; then hook_stats "$tmp/hook.json"; hook_arg=(hook="$tmp/hook.json"); fi
     python3 "$BENCH/compare_report.py" record "$results" join server="$server" hooks="$hooks" join="$join" \
         rep="$rep" players="$PLAYERS" load="$tmp/load.json" "${hook_arg[@]}"
     sleep 1 # the previous players' sessions end
@@ -379,8 +456,8 @@ fi
 for hooks in off on; do
     has_case join || [ "$hooks" = on ] || continue
     has_case hooks || [ "$hooks" = off ] || continue
-    [ "$hooks" = on ] && start_hook
-    echo "== join, hooks $hooks: $PLAYERS players at 500/s and all at once ($(elapsed))"
+    [ "$hooks" = on ] && use_hook "$HOOK_SERVER"
+    echo "== join, hooks $hooks${HOOK_KIND:+ ($HOOK_KIND hook server)}: $PLAYERS players at 500/s and all at once ($(elapsed))"
     fresh "$hooks" streamgate:1 nginx
     for rep in $(seq "$REPEAT"); do
         for join in 500/s once; do
@@ -392,6 +469,10 @@ for hooks in off on; do
     done
     if [ "$hooks" = on ] && has_case slow; then
         echo "== slow hook: $SLOW_EXISTING players playing, $SLOW_NEW new ones wait $SLOW_SECONDS s ($(elapsed))"
+        if [ "$HOOK_KIND" != python ]; then
+            use_hook python
+            fresh on streamgate:1 nginx
+        fi
         for rep in $(seq "$REPEAT"); do
             for server in streamgate nginx-rtmp; do
                 if [ "$server" = streamgate ]; then url=$SG_URL; else url=$NG_URL; fi
@@ -401,7 +482,7 @@ for hooks in off on; do
     fi
 done
 if has_case slow && ! has_case hooks; then
-    start_hook
+    use_hook python
     echo "== slow hook: $SLOW_EXISTING players playing, $SLOW_NEW new ones wait $SLOW_SECONDS s ($(elapsed))"
     fresh on streamgate:1 nginx
     for rep in $(seq "$REPEAT"); do

@@ -89,10 +89,10 @@ def digest(r):
         )
     if r.get("hook"):
         h = r["hook"]
-        parts.append(
-            "hook server: %d requests, %.2f CPU s, loop lag max %.1f ms"
-            % (h["requests"], h["cpu_s"], h["loop_lag_max_ms"])
-        )
+        part = "hook server (%s): %d requests, %.2f CPU s" % (h.get("server", "python"), h["requests"], h["cpu_s"])
+        if h.get("loop_lag_max_ms") is not None:
+            part += ", loop lag max %.1f ms" % h["loop_lag_max_ms"]
+        parts.append(part)
     L2 = r.get("load2")
     if L2:
         parts.append(
@@ -299,6 +299,7 @@ def summary(argv):
             "hcpu": h.get("cpu_s"),
             "hlag": h.get("loop_lag_max_ms"),
             "hopen": h.get("max_open"),
+            "hconn": h.get("connections"),
         }
 
     J = {k: medians(v, jm) for k, v in joins.items()}
@@ -306,10 +307,18 @@ def summary(argv):
         n = next(iter(joins.values()))[0].get("players")
         p("### Play start with and without hooks (%s players, median of the runs)" % n)
         p("")
-        p("Hooks on: `on_connect`, `on_play`, `on_publish`, `on_done` to the keep-alive hook server (`tests/bench/hook_server.py`) that answers 200 at once. "
-          "Overhead = hooks on minus hooks off of the same server and join. Hook server: requests answered, its CPU seconds and its event loop's largest lag in the run (how long it kept a request waiting because it was busy).")
+        kinds = {(r.get("hook") or {}).get("server", "python") for rs in joins.values() for r in rs if r.get("hook")}
+        python_hooks = kinds == {"python"}
+        if python_hooks:
+            p("Hooks on: `on_connect`, `on_play`, `on_publish`, `on_done` to the keep-alive hook server (`tests/bench/hook_server.py`) that answers 200 at once. "
+              "Overhead = hooks on minus hooks off of the same server and join. Hook server: requests answered, its CPU seconds, the most connections it had open and its event loop's largest lag in the run (how long it kept a request waiting because it was busy).")
+            hook_head = "hook server: requests, CPU s, most connections, lag max (ms)"
+        else:
+            p("Hooks on: `on_connect`, `on_play`, `on_publish`, `on_done` to a keep-alive nginx answering `return 200` (one worker). "
+              "Overhead = hooks on minus hooks off of the same server and join. Hook server: requests answered, its CPU seconds and the connections it accepted in the run.")
+            hook_head = "hook server: requests, CPU s, connections accepted"
         p("")
-        p("| join | server | hooks | playing | errors | TCP connect p50 / p99 (ms); players ≥ 1 s | play start p50 / p99 / max (ms) | first keyframe p50 / p99 (ms) | hook overhead p50 / p99 (ms) | hook server: requests, CPU s, most connections, lag max (ms) | load tool CPU |")
+        p("| join | server | hooks | playing | errors | TCP connect p50 / p99 (ms); players ≥ 1 s | play start p50 / p99 / max (ms) | first keyframe p50 / p99 (ms) | hook overhead p50 / p99 (ms) | %s | load tool CPU |" % hook_head)
         p("|---|---|---|---|---|---|---|---|---|---|---|")
         for join in ("500/s", "once"):
             for server in ("nginx-rtmp", "streamgate"):
@@ -322,7 +331,12 @@ def summary(argv):
                     if hooks == "on" and off:
                         over = "%s / %s" % (fmt(m["ps50"] - off["ps50"] if m["ps50"] is not None and off["ps50"] is not None else None),
                                             fmt(m["ps99"] - off["ps99"] if m["ps99"] is not None and off["ps99"] is not None else None))
-                    hook = "-" if hooks == "off" else "%s, %s, %s, %s" % (fmt(m["hreq"], 0), fmt(m["hcpu"]), fmt(m["hopen"], 0), fmt(m["hlag"], 1))
+                    if hooks == "off":
+                        hook = "-"
+                    elif python_hooks:
+                        hook = "%s, %s, %s, %s" % (fmt(m["hreq"], 0), fmt(m["hcpu"]), fmt(m["hopen"], 0), fmt(m["hlag"], 1))
+                    else:
+                        hook = "%s, %s, %s" % (fmt(m["hreq"], 0), fmt(m["hcpu"]), fmt(m["hconn"], 0))
                     p("| %s | %s | %s | %s | %s | %s / %s; %s | %s / %s / %s | %s / %s | %s | %s | %s%% |" % (
                         "500/s" if join == "500/s" else "all at once", server, hooks,
                         fmt(m["playing"], 0), fmt(m["errors"], 0),
@@ -340,7 +354,7 @@ def summary(argv):
         p("")
         notes = []
         for (server, hooks, join), rs in sorted(joins.items()):
-            if hooks != "on":
+            if hooks != "on" or not python_hooks:
                 continue
             lags = [(r.get("hook") or {}).get("loop_lag_max_ms") or 0 for r in rs]
             m = J[(server, hooks, join)]
@@ -354,7 +368,7 @@ def summary(argv):
             p("")
             for n in notes:
                 p("- " + n)
-        else:
+        elif python_hooks:
             p("The hook server's event loop never lagged 10 ms (or a quarter of the hooks' extra p99) in any run: it was not the bottleneck.")
         p("")
 
