@@ -278,7 +278,7 @@ where
         .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())))
 }
 
-/// How many encodings each arbiter keeps for [`shared_encoding`].
+/// Most encodings each arbiter keeps for [`shared_encoding`].
 const ENCODING_CACHE: usize = 512;
 
 /// A frame's encoding in one wire form, cached per arbiter.
@@ -315,6 +315,13 @@ pub fn shared_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
         let mut out = BytesMut::new();
         encode(&mut out);
         let encoded = out.freeze();
+        // A frame only the cache still holds has left the stream's GOP cache and every
+        // group's history and queue: nobody can ask for its encoding again. Dropping those
+        // keeps the cache at what joining players can still be sent, instead of holding
+        // (and keeping alive) up to ENCODING_CACHE frames. `is_unique` may say false for a
+        // payload that is still unused (one carved from a shared buffer); the count bound
+        // then applies.
+        cache.retain(|e| !e.payload.is_unique());
         if cache.len() == ENCODING_CACHE {
             cache.pop_front();
         }
