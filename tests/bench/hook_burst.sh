@@ -8,14 +8,16 @@
 #   bash tests/bench/hook_burst.sh
 #
 # Knobs (environment): PLAYERS (1000), REPEAT (3), GOP frames at 25 fps (50 = 2 s; a shorter
-# GOP makes the cached GOP each player gets at once smaller, and so the runs less dependent on
-# the GOP phase at which the burst lands), SKIP_BUILD=1.
+# GOP makes the cached GOP each player gets at once smaller), PHASE_MS (how long after a live
+# keyframe the burst starts, streamgate-load --after-keyframe; half the GOP by default, so every
+# run sends the same GOP replay), SKIP_BUILD=1.
 # Needs cargo, ffmpeg (libx264, aac), python3, nginx (installed with apt-get when missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PLAYERS=${PLAYERS:-1000}
 REPEAT=${REPEAT:-3}
 GOP=${GOP:-50}
+PHASE_MS=${PHASE_MS:-$((GOP * 20))}
 
 if ! command -v nginx >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
@@ -101,7 +103,7 @@ run() {
     done
     sleep 3
     timeout 120 "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" \
-        --duration 2 --json >"$tmp/load.json" 2>/dev/null || true
+        --after-keyframe "$PHASE_MS" --duration 2 --json >"$tmp/load.json" 2>/dev/null || true
     kill "$ff" "$sg" 2>/dev/null || true
     wait "$ff" "$sg" 2>/dev/null || true
     python3 - "$tmp/load.json" <<'EOF'
