@@ -112,7 +112,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_port, wait_port
+# free_port, wait_port, write_hook_nginx_conf
 . tests/bench/lib.sh
 
 rss_kib() { # pid or +pid: VmRSS summed over the process (and its children)
@@ -206,26 +206,8 @@ NGX_HOOK="" NGX_HOOK_PID=""
 start_ngx_hook() {
     [ -n "$NGX_HOOK_PID" ] && return 0
     local prefix="$tmp/nginx-hook" port
-    mkdir -p "$prefix/logs"
     port=$(free_port)
-    cat >"$prefix/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-error_log $prefix/logs/error.log warn;
-pid $prefix/nginx.pid;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $prefix/body;
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location = /_stats { stub_status; }
-        location / { return 200; }
-    }
-}
-EOF
+    write_hook_nginx_conf "$prefix" "$port"
     nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" >>"$tmp/nginx-hook.out" 2>&1 &
     NGX_HOOK_PID=$!
     pids+=("+$NGX_HOOK_PID")

@@ -41,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_port, wait_port
+# free_port, wait_port, write_hook_nginx_conf
 . tests/bench/lib.sh
 
 echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s (GOP $GOP frames) + AAC, FLV"
@@ -57,21 +57,7 @@ pids+=("$PY_PID")
 for _ in $(seq 100); do [ -s "$tmp/hook.port" ] && break; sleep 0.05; done
 PY_PORT=$(head -1 "$tmp/hook.port")
 NGX_PORT=$(free_port)
-mkdir -p "$tmp/logs"
-cat >"$tmp/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-error_log $tmp/logs/error.log warn;
-pid $tmp/nginx.pid;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $tmp/body;
-    server { listen 127.0.0.1:$NGX_PORT backlog=4096; location / { return 200; } }
-}
-EOF
+write_hook_nginx_conf "$tmp" "$NGX_PORT"
 nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.out" 2>&1 &
 NGX_PID=$!
 pids+=("$NGX_PID")

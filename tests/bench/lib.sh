@@ -15,3 +15,27 @@ wait_port() { # port, pid
     done
     return 1
 }
+
+# Writes PREFIX/nginx.conf for a hook server: one nginx worker answering `return 200` on
+# 127.0.0.1:PORT with HTTP/1.1 keep-alive, and its stub_status at /_stats.
+write_hook_nginx_conf() { # prefix, port
+    mkdir -p "$1/logs"
+    cat >"$1/nginx.conf" <<EOF2
+worker_processes 1;
+daemon off;
+error_log $1/logs/error.log warn;
+pid $1/nginx.pid;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $1/body;
+    server {
+        listen 127.0.0.1:$2 backlog=4096;
+        location = /_stats { stub_status; }
+        location / { return 200; }
+    }
+}
+EOF2
+}
