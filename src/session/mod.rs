@@ -335,6 +335,12 @@ pub fn shared_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
     })
 }
 
+/// How many encodings this arbiter holds.
+#[cfg(test)]
+fn cached_encodings() -> usize {
+    ENCODINGS.with(|cache| cache.borrow().len())
+}
+
 /// The bytes of one socket read; a failed read is logged in the connection's span and stops
 /// the session.
 pub fn read_or_stop<A>(
@@ -441,6 +447,38 @@ mod tests {
         let later = frame(a.payload.clone(), 40);
         let _ = enc(1, &later);
         assert_eq!(calls, 4);
+    }
+
+    #[test]
+    fn an_encoding_goes_when_nobody_else_holds_its_frame() {
+        use super::{cached_encodings, shared_encoding};
+        use bytes::{BufMut, Bytes};
+        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
+        let frame = |n: u8| MediaFrame {
+            track: Track::Video,
+            codec: Codec::H264,
+            kind: FrameKind::Media,
+            dts: i64::from(n),
+            pts: i64::from(n),
+            keyframe: false,
+            payload: Bytes::from(vec![n; 64]),
+        };
+        let enc = |f: &MediaFrame| shared_encoding(f, 7, |out| out.put_slice(&f.payload));
+        let (a, b) = (frame(1), frame(2));
+        let _ = enc(&a);
+        let _ = enc(&b);
+        assert_eq!(cached_encodings(), 2, "both frames are still held");
+        drop(a);
+        let c = frame(3);
+        let _ = enc(&c);
+        assert_eq!(
+            cached_encodings(),
+            2,
+            "a's encoding went with its frame, b's and c's stay"
+        );
+        let mut calls = 0;
+        let _ = shared_encoding(&b, 7, |_| calls += 1);
+        assert_eq!(calls, 0, "b is still served from the cache");
     }
 
     #[test]
