@@ -113,7 +113,8 @@ pub struct Record {
     pub seq: usize,
     /// When the whole request (headers and body) had arrived.
     pub at: Instant,
-    /// When the answer was written (None while it is delayed, or never for `Reply::Hang`).
+    /// When the answer started to be written, so nothing that follows from it can be earlier
+    /// (None while it is delayed, or never for `Reply::Hang`).
     pub answered_at: Option<Instant>,
     /// The reply chosen for it.
     pub reply: Reply,
@@ -570,11 +571,14 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
+        // Taken before the write: once the bytes are out, the media server may act on them
+        // (and its client see the result) before this thread runs again.
+        let answering = Instant::now();
         let ok = stream.write_all(resp.as_bytes()).is_ok() && stream.flush().is_ok();
         {
             let mut recs = inner.records.lock().expect("records lock");
             if let Some(r) = recs.get_mut(seq) {
-                r.answered_at = Some(Instant::now());
+                r.answered_at = Some(answering);
             }
             inner.changed.notify_all();
         }
