@@ -7,8 +7,9 @@
 //! is never checked.
 //!
 //! One `NotifyActor` runs per worker, on an arbiter of its own (awc's client is not `Send`, so
-//! it lives where its calls run); each keeps its own keep-alive pool. Every request runs as its own future, so a slow hook delays only the
-//! session that asked. It must not know any protocol's wire format.
+//! it lives where its calls run); each keeps its own keep-alive pool. Every request runs as its
+//! own future, so a slow hook delays only the session that asked. It must not know any
+//! protocol's wire format.
 
 use std::future::Future;
 use std::pin::Pin;

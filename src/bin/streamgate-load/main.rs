@@ -38,7 +38,7 @@ use clap::Parser;
 use rml_amf0::Amf0Value;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use streamgate::protocol::rtmp::amf::decode_all;
-use streamgate::protocol::rtmp::chunk::{encode_message, ChunkHeader};
+use streamgate::protocol::rtmp::chunk::{advance_clock, encode_message, ChunkHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Sleep};
@@ -731,17 +731,7 @@ impl RtmpPlayer {
             _ => {}
         }
         if !mid_message {
-            match fmt {
-                0 => {
-                    s.timestamp = ts;
-                    s.delta = 0;
-                }
-                1 | 2 => {
-                    s.delta = ts;
-                    s.timestamp = s.timestamp.wrapping_add(ts);
-                }
-                _ => s.timestamp = s.timestamp.wrapping_add(s.delta),
-            }
+            (s.timestamp, s.delta) = advance_clock(fmt, ts, s.timestamp, s.delta);
         }
         s.has_header = true;
         let media = matches!(s.type_id, 8 | 9);
@@ -1811,8 +1801,18 @@ async fn run(
         }
         std::future::pending::<()>().await;
     });
+    let mut plan = Plan {
+        target: t,
+        start_timeout: cli.start_timeout,
+        window: None,
+        source,
+    };
     if let Some(ms) = cli.after_keyframe {
-        if let Err(e) = align_to_keyframe(cli, &t, &stop_rx, ms).await {
+        let pilot = Plan {
+            source: None,
+            ..plan.clone()
+        };
+        if let Err(e) = align_to_keyframe(pilot, cli.players, &stop_rx, ms).await {
             stopper.abort();
             return Err(format!("--after-keyframe: {e}"));
         }
@@ -1823,19 +1823,13 @@ async fn run(
         _ => Duration::ZERO,
     };
     let deadline = start + ramp_span + Duration::from_secs_f64(cli.duration);
-    let window = cli.window_start.map(|from| {
+    plan.window = cli.window_start.map(|from| {
         let from = start.into_std() + Duration::from_secs_f64(from);
         (
             from,
             from + Duration::from_secs_f64(cli.window.unwrap_or(0.0)),
         )
     });
-    let plan = Plan {
-        target: t,
-        start_timeout: cli.start_timeout,
-        window,
-        source,
-    };
     let mut stopped = stop_rx.clone();
     let mut handles = Vec::with_capacity(cli.players);
     for i in 0..cli.players {
@@ -1863,25 +1857,19 @@ async fn run(
     Ok((players, start.elapsed()))
 }
 
-/// Plays the stream with a pilot until a live keyframe arrives, closes the pilot and waits
-/// `ms` milliseconds more (`--after-keyframe`).
+/// Plays the stream with a pilot (player `id`) until a live keyframe arrives, closes the pilot
+/// and waits `ms` milliseconds more (`--after-keyframe`).
 async fn align_to_keyframe(
-    cli: &Cli,
-    t: &Arc<Target>,
+    plan: Plan,
+    id: usize,
     stop: &tokio::sync::watch::Receiver<bool>,
     ms: f64,
 ) -> Result<(), String> {
     let signal = Arc::new(tokio::sync::Notify::new());
     // Long enough for a GOP of up to 10 s after a slow start.
-    let patience = Duration::from_secs_f64(cli.start_timeout) + Duration::from_secs(10);
-    let plan = Plan {
-        target: t.clone(),
-        start_timeout: cli.start_timeout,
-        window: None,
-        source: None,
-    };
+    let patience = Duration::from_secs_f64(plan.start_timeout) + Duration::from_secs(10);
     let mut pilot = tokio::spawn(player(
-        cli.players,
+        id,
         plan,
         tokio::time::Instant::now() + patience,
         stop.clone(),

@@ -89,6 +89,18 @@ impl Default for ChunkDecoder {
     }
 }
 
+/// A chunk stream's clock after the first chunk of a message with header format `fmt` and
+/// timestamp field `value` (the extended timestamp when there is one): format 0 carries an
+/// absolute time, 1 and 2 a delta that later format-3 messages repeat. Returns the new
+/// `(timestamp, delta)`.
+pub fn advance_clock(fmt: u8, value: u32, timestamp: u32, delta: u32) -> (u32, u32) {
+    match fmt {
+        0 => (value, 0),
+        1 | 2 => (timestamp.wrapping_add(value), value),
+        _ => (timestamp.wrapping_add(delta), delta),
+    }
+}
+
 fn be24(b: &[u8]) -> u32 {
     (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2])
 }
@@ -209,17 +221,8 @@ impl ChunkDecoder {
         let stream = self.streams.entry(csid).or_default();
         if !mid_message {
             let value = if extended { ext_ts } else { field_ts };
-            match fmt {
-                0 => {
-                    stream.timestamp = value;
-                    stream.delta = 0;
-                }
-                1 | 2 => {
-                    stream.delta = value;
-                    stream.timestamp = stream.timestamp.wrapping_add(value);
-                }
-                _ => stream.timestamp = stream.timestamp.wrapping_add(stream.delta),
-            }
+            (stream.timestamp, stream.delta) =
+                advance_clock(fmt, value, stream.timestamp, stream.delta);
         }
         stream.length = length;
         stream.type_id = type_id;
