@@ -6,8 +6,8 @@
 //! refused connection or any status other than 200 denies. `Done` is informational: its answer
 //! is never checked.
 //!
-//! One `NotifyActor` runs per worker, on an arbiter of its own (awc's client is not `Send`, so
-//! it lives where its calls run); each keeps its own keep-alive pool. Every request runs as its
+//! One `NotifyActor` runs per worker, on an arbiter of its own beside it (so hook answers do not
+//! wait behind the worker's media work); each keeps its own keep-alive pool. Every request runs as its
 //! own future, so a slow hook delays only the session that asked. It must not know any
 //! protocol's wire format.
 
@@ -18,7 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::CONTENT_TYPE;
+use hyper::Request;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::session::{Protocol, SessionInfo};
 
@@ -296,33 +305,46 @@ pub fn tls_client_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     Ok(Arc::new(config))
 }
 
+/// The HTTP client of one notifier: hyper's HTTP/1.1 client over plain TCP or rustls.
+type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Makes the HTTP calls of one arbiter.
 pub struct NotifyActor {
     hooks: Arc<HookTable>,
-    client: awc::Client,
+    client: HookClient,
+    /// One permit per hook call in flight (HOOK_CONNECTIONS): more wait for a permit.
+    permits: Arc<Semaphore>,
     done: DoneTracker,
 }
 
 impl NotifyActor {
     /// A notifier for the current arbiter. Redirects are not followed: only a 200 from the
     /// configured URL allows. `https://` hooks use `tls` (see [`tls_client_config`]).
+    ///
+    /// hyper's client skips interim `1xx` answers and takes the final one (RFC 9110 §15.2),
+    /// and a pooled connection that receives bytes while no request is on it is closed, never
+    /// reused, so a hook server's late or unsolicited answer can not be read as the answer to
+    /// another session's request.
     pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
-        let client = awc::Client::builder()
-            // Up to HOOK_CONNECTIONS calls in flight per notifier; more wait for a pooled
-            // connection. awc's default of 100 made new players queue behind slow calls; 1024
-            // made a burst open so many connections at once that it was slower still
-            // (docs/benchmarks.md).
-            .connector(
-                awc::Connector::new()
-                    .limit(HOOK_CONNECTIONS)
-                    .rustls_0_23(tls),
-            )
-            .disable_redirects()
-            .timeout(Duration::from_secs(600))
-            .finish();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(HOOK_CONNECTIONS)
+            .build(https);
         NotifyActor {
             hooks,
             client,
+            // Up to HOOK_CONNECTIONS calls in flight per notifier; more wait for a permit. A
+            // pool of 100 made new players queue behind slow calls; 1024 made a burst open so
+            // many connections at once that it was slower still (docs/benchmarks.md).
+            permits: Arc::new(Semaphore::new(HOOK_CONNECTIONS)),
             done,
         }
     }
@@ -332,7 +354,7 @@ impl NotifyActor {
         let Some(url) = call.url(config) else {
             return Box::pin(async { Decision::Allow });
         };
-        let request = send(&self.client, config, url, call, &info);
+        let request = send(&self.client, &self.permits, config, url, call, &info);
         let url = url.to_owned();
         Box::pin(async move {
             let decision = request.await;
@@ -358,43 +380,75 @@ impl NotifyActor {
     }
 }
 
-/// Makes one call and maps its outcome to a decision. The response body is drained in the
-/// background so the connection can go back to the keep-alive pool.
+/// Builds the request of one call: the fields as a form body (POST) or query (GET).
+fn build_request(
+    config: &NotifyConfig,
+    url: &str,
+    fields: &NotifyFields<'_>,
+) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+    match config.method {
+        NotifyMethod::Post => Request::post(url)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(fields.encode()))),
+        NotifyMethod::Get => Request::get(get_url(url, fields)).body(Full::default()),
+    }
+}
+
+/// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Makes one call and maps its outcome to a decision; the timeout covers waiting for a
+/// connection permit, connecting and the answer's head. The response body is drained in the
+/// background (at most 64 KiB, within the timeout) so the connection can go back to the
+/// keep-alive pool; its permit is held until then.
 fn send(
-    client: &awc::Client,
+    client: &HookClient,
+    permits: &Arc<Semaphore>,
     config: &NotifyConfig,
     url: &str,
     call: Call,
     info: &SessionInfo,
 ) -> impl Future<Output = Decision> + 'static {
-    let fields = NotifyFields::new(call, info);
     let timeout = config.timeout;
-    let request = match config.method {
-        NotifyMethod::Post => client
-            .post(url)
-            .timeout(timeout)
-            .insert_header((
-                awc::http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            ))
-            .send_body(fields.encode()),
-        NotifyMethod::Get => client.get(get_url(url, &fields)).timeout(timeout).send(),
-    };
+    let request = build_request(config, url, &NotifyFields::new(call, info));
+    let client = client.clone();
+    let permits = Arc::clone(permits);
     async move {
-        match request.await {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                actix_rt::spawn(async move {
-                    let _ = actix_rt::time::timeout(timeout, response.body().limit(1 << 16)).await;
-                });
-                if status == 200 {
-                    Decision::Allow
-                } else {
-                    Decision::Deny(DenyReason::Status(status))
-                }
-            }
-            Err(awc::error::SendRequestError::Timeout) => Decision::Deny(DenyReason::Timeout),
-            Err(e) => Decision::Deny(DenyReason::Unreachable(e.to_string())),
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+        };
+        let exchange = async move {
+            let permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+            let status = response.status().as_u16();
+            actix_rt::spawn(async move {
+                let body = Limited::new(response.into_body(), 1 << 16);
+                let _ = actix_rt::time::timeout(timeout, body.collect()).await;
+                drop(permit);
+            });
+            Ok(status)
+        };
+        match actix_rt::time::timeout(timeout, exchange).await {
+            Ok(Ok(200)) => Decision::Allow,
+            Ok(Ok(status)) => Decision::Deny(DenyReason::Status(status)),
+            Ok(Err(reason)) => Decision::Deny(reason),
+            Err(_) => Decision::Deny(DenyReason::Timeout),
         }
     }
 }
@@ -448,7 +502,7 @@ impl Handler<Done> for NotifyActor {
             tracker.finish();
             return;
         };
-        let request = send(&self.client, config, url, Call::Done, &info);
+        let request = send(&self.client, &self.permits, config, url, Call::Done, &info);
         let url = url.to_owned();
         actix_rt::spawn(async move {
             match request.await {

@@ -104,7 +104,21 @@ pub enum Reply {
     Delay(Duration, u16),
     /// Never answer; hold the connection open until the client gives up.
     Hang,
+    /// An interim `1xx` answer (the first status) at once, then the final answer (the second)
+    /// when the client sends its next request on this connection or after
+    /// [`INTERIM_HOLD`], whichever comes first: a client that takes the interim answer as
+    /// final reads this final answer as the answer to its next request.
+    Interim(u16, u16),
+    /// The answer (the first status), then [`EXTRA_AFTER`] later an unsolicited second answer
+    /// (the second status) on the same connection, while no request is on it.
+    Extra(u16, u16),
 }
+
+/// How long a [`Reply::Interim`] holds its final answer back, waiting for a next request.
+pub const INTERIM_HOLD: Duration = Duration::from_millis(1500);
+
+/// How long after its answer a [`Reply::Extra`] sends the unsolicited one.
+pub const EXTRA_AFTER: Duration = Duration::from_millis(100);
 
 /// One request the business server received.
 #[derive(Clone)]
@@ -488,6 +502,9 @@ fn read_request(
 
 fn reason(code: u16) -> &'static str {
     match code {
+        100 => "Continue",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
         403 => "Forbidden",
         404 => "Not Found",
@@ -542,7 +559,32 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
             rec.seq
         };
         let code = match rec.reply {
-            Reply::Status(c) => c,
+            Reply::Status(c) | Reply::Extra(c, _) => c,
+            Reply::Interim(interim, c) => {
+                let head = format!("HTTP/1.1 {interim} {}\r\n\r\n", reason(interim));
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                // Hold the final answer until the client's next request (kept in `buf` for the
+                // next turn of the loop) or the hold time: a client that took the interim
+                // answer as final has sent that request by then on this connection.
+                let end = Instant::now() + INTERIM_HOLD;
+                let before = buf.len();
+                while buf.len() == before && Instant::now() < end {
+                    let mut chunk = [0u8; 8192];
+                    match stream.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => return,
+                    }
+                }
+                c
+            }
             Reply::Delay(d, c) => {
                 let end = Instant::now() + d;
                 while Instant::now() < end && !inner.stop.load(Ordering::SeqCst) {
@@ -585,6 +627,18 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
         if !ok || close {
             let _ = stream.shutdown(Shutdown::Both);
             return;
+        }
+        if let Reply::Extra(_, extra) = rec.reply {
+            thread::sleep(EXTRA_AFTER);
+            let body = if extra == 200 { "OK" } else { "Denied" };
+            let resp = format!(
+                "HTTP/1.1 {extra} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                reason(extra),
+                body.len()
+            );
+            if stream.write_all(resp.as_bytes()).is_err() {
+                return;
+            }
         }
     }
 }
