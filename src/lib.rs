@@ -6,6 +6,7 @@
 //!   rml_rtmp with our own chunk layer, FLV tag bodies, URL and stream-name parsing.
 //! - [`session`]: one actor per client connection, a thin IO shell over its protocol core.
 //! - [`listener`]: accept loops spreading connections over the worker arbiters.
+//! - [`logging`]: log lines on stderr with every control character escaped.
 //! - [`server`]: starts the pool, the registry and the listeners; graceful shutdown.
 //!
 //! The protocol-agnostic core (media model, `NotifyActor`, `StreamActor`, `Registry`) is the
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod listener;
+pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod session;

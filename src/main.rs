@@ -60,17 +60,10 @@ fn init_tracing(config: &Config) {
     // srt-protocol's listener warns "failure - DelegatePacket" whenever the SRT loop tells it
     // a connection has ended (that is how it is told to drop one), so at every normal close;
     // only its errors are worth the operator's attention.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{},srt_protocol::listener=error",
-            config.log_level.as_str()
-        ))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    streamgate::logging::init(&format!(
+        "{},srt_protocol::listener=error",
+        config.log_level.as_str()
+    ));
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

@@ -1522,3 +1522,38 @@ fn a_stalled_rtmp_player_is_closed_after_the_stall_timeout() {
     assert!(frames > 0, "a new player still plays: {err}");
     publisher.kill();
 }
+
+#[test]
+fn client_text_cannot_forge_or_hide_log_lines() {
+    let srv = Server::start(&Config::new());
+    let mut c = RtmpClient::open(srv.port).expect("RTMP client");
+    let sid = c
+        .connect_and_create_stream("li\rve", &srv.tcurl())
+        .expect("connect + createStream");
+    c.send_publish(sid, "cam\r\nERROR forged line\0\x1b[2J")
+        .expect("send publish");
+    c.wait_status("NetStream.Publish.Start", secs(10.0))
+        .unwrap_or_else(|| panic!("publish allowed: {:?}", c.messages()));
+    drop(c);
+    let log = poll(secs(10.0), || {
+        let log = srv.log();
+        log.contains("ERROR forged line").then_some(log)
+    })
+    .unwrap_or_else(|| panic!("the stream name is logged: {}", srv.log_tail(20)));
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("ERROR forged"),
+            "a client's name started a log line: {line:?}"
+        );
+        assert!(
+            !line.contains(['\r', '\0', '\x1b']),
+            "a control character reached the log: {line:?}"
+        );
+    }
+    assert!(
+        log.contains(r"cam\r\nERROR forged line\0\x1b[2J"),
+        "the name is logged escaped: {}",
+        srv.log_tail(20)
+    );
+    assert!(log.contains(r"li\rve"), "the app is logged escaped");
+}
