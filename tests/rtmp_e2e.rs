@@ -1524,6 +1524,54 @@ fn a_stalled_rtmp_player_is_closed_after_the_stall_timeout() {
 }
 
 #[test]
+fn a_connected_client_that_neither_plays_nor_publishes_is_closed() {
+    let srv = Server::start(&Config::new());
+    let _publisher = publish(&srv.url("live/busy"), 60);
+    let player = poll(secs(20.0), || {
+        let mut p = RtmpClient::open(srv.port).ok()?;
+        let sid = p.connect_and_create_stream("live", &srv.tcurl()).ok()?;
+        p.send_play(sid, "busy").ok()?;
+        p.wait_status("NetStream.Play.Start", secs(2.0))?;
+        Some(p)
+    })
+    .unwrap_or_else(|| panic!("the player plays: {}", srv.log_tail(20)));
+
+    let mut idle = RtmpClient::open(srv.port).expect("RTMP client");
+    idle.connect_and_create_stream("live", &srv.tcurl())
+        .expect("idle connect + createStream");
+    let connected = Instant::now();
+    // Messages keep arriving (acknowledgements), but none is a play or a publish.
+    let closed = loop {
+        if let Some(at) = idle.wait_closed(secs(5.0)) {
+            break Some(at);
+        }
+        if connected.elapsed() > secs(50.0) {
+            break None;
+        }
+        let _ = idle.send_raw(2, 0, 3, &4096u32.to_be_bytes());
+    };
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a client without play or publish is still open after 50 s: {}",
+            srv.log_tail(20)
+        )
+    });
+    assert!(
+        closed.duration_since(connected) >= secs(29.0),
+        "closed {:?} after connect, before the 30 s deadline",
+        closed.duration_since(connected)
+    );
+    assert!(
+        srv.log()
+            .contains("neither played nor published for too long"),
+        "{}",
+        srv.log_tail(20)
+    );
+    // The player was connected longer, but it plays: it is still open and receiving.
+    assert!(player.closed_at().is_none(), "{}", srv.log_tail(20));
+}
+
+#[test]
 fn client_text_cannot_forge_or_hide_log_lines() {
     let srv = Server::start(&Config::new());
     let mut c = RtmpClient::open(srv.port).expect("RTMP client");

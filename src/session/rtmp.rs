@@ -44,6 +44,10 @@ pub const SESSION_MAILBOX: usize = 1024;
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 /// A publisher that sends nothing for this long is dropped.
 pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
+/// A connected client that has neither played nor published for this long (since its
+/// `connect` was accepted, or since its last play or publish ended) is dropped: whatever else
+/// it sends meanwhile (pings, commands) does not keep it.
+pub const INACTIVE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// `frame` as RTMP chunks on `stream_id`: encoded by the first player on this arbiter with
 /// the same chunk size and stream id, shared by the others.
@@ -98,6 +102,8 @@ pub struct RtmpSession {
     /// A player's place in its arbiter's fan-out group.
     membership: Option<Membership>,
     last_input: Instant,
+    /// Since when the connected session has had no play or publish.
+    inactive_since: Instant,
     reported_unsupported: bool,
     dropped_ingest: u64,
 }
@@ -139,6 +145,7 @@ impl RtmpSession {
                 limits: settings.player,
                 membership: None,
                 last_input: Instant::now(),
+                inactive_since: Instant::now(),
                 reported_unsupported: false,
                 dropped_ingest: 0,
             }
@@ -305,6 +312,7 @@ impl RtmpSession {
             act.decision_log("connect", &decision);
             if decision.is_allow() {
                 act.connected = true;
+                act.inactive_since = Instant::now();
                 if act.guarded(ctx, |core| core.accept(request)).is_some() {
                     act.pump(ctx);
                 }
@@ -474,6 +482,7 @@ impl RtmpSession {
     fn finish(&mut self, why: &str) {
         self.membership = None;
         if let Some(active) = self.active.take() {
+            self.inactive_since = Instant::now();
             let _s = self.span.clone().entered();
             active.finish(&self.shared, why);
         }
@@ -503,6 +512,13 @@ impl Actor for RtmpSession {
                 .is_some_and(|a| a.role == Role::Publisher);
             if publishing && act.last_input.elapsed() > PUBLISH_IDLE {
                 tracing::info!("publisher sent nothing for too long; closing");
+                ctx.stop();
+            }
+            if act.connected
+                && act.active.is_none()
+                && act.inactive_since.elapsed() > INACTIVE_DEADLINE
+            {
+                tracing::info!("neither played nor published for too long; closing");
                 ctx.stop();
             }
             if act.backlog.output_gone(&act.writer) {
