@@ -55,6 +55,10 @@ pub const DEFAULT_WRITE_MERGE: Duration = Duration::from_millis(WRITE_MERGE_DEFA
 const WRITE_MERGE_DEFAULT_MS: u64 = 40;
 /// The largest `<write_merge_ms>` accepted.
 pub const MAX_WRITE_MERGE_MS: u64 = 1_000;
+/// Default `<max_connections>` of every protocol section.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The largest `<max_connections>` and `<max_connections_per_ip>` accepted.
+pub const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
 /// The largest `<timeout_ms>` accepted (ten minutes).
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
@@ -148,6 +152,12 @@ pub struct ListenerConfig {
     pub rtp_ports: (u16, u16),
     /// `<srt>` only: the SRT transport settings.
     pub srt: SrtOptions,
+    /// `<max_connections>`: connections of this protocol at once; more are refused before
+    /// any hook.
+    pub max_connections: usize,
+    /// `<max_connections_per_ip>`: connections from one client address at once; 0 (the
+    /// default) sets no limit per address.
+    pub max_connections_per_ip: usize,
 }
 
 /// The settings only `<srt>` takes.
@@ -192,6 +202,8 @@ impl ListenerConfig {
             write_merge: DEFAULT_WRITE_MERGE,
             rtp_ports: DEFAULT_RTP_PORTS,
             srt: SrtOptions::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -934,7 +946,7 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
 
 const CONFIG_CHILDREN: [&str; 6] = ["workers", "log_level", "rtmp", "rtsp", "srt", "httpflv"];
 /// Every element a protocol section may hold; [`section_children`] says which one may.
-const LISTENER_CHILDREN: [&str; 12] = [
+const LISTENER_CHILDREN: [&str; 14] = [
     "enable",
     "port",
     "http_notify",
@@ -947,6 +959,8 @@ const LISTENER_CHILDREN: [&str; 12] = [
     "passphrase",
     "pbkeylen",
     "payload_size",
+    "max_connections",
+    "max_connections_per_ip",
 ];
 
 /// The elements protocol section `name` may hold.
@@ -954,10 +968,15 @@ fn section_children(name: &str) -> Vec<&'static str> {
     let common = &LISTENER_CHILDREN[..5];
     let own: &[&str] = match name {
         "rtsp" => &LISTENER_CHILDREN[5..8],
-        "srt" => &LISTENER_CHILDREN[8..],
+        "srt" => &LISTENER_CHILDREN[8..12],
         _ => &LISTENER_CHILDREN[5..6],
     };
-    common.iter().chain(own).copied().collect()
+    common
+        .iter()
+        .chain(own)
+        .chain(&LISTENER_CHILDREN[12..])
+        .copied()
+        .collect()
 }
 const NOTIFY_CHILDREN: [&str; 6] = [
     "on_connect",
@@ -1243,8 +1262,16 @@ fn listener(
                 .join(", "),
         });
     }
-    let [enable, port_el, http_notify, queue_bytes, stall, write_merge, rtp_min, rtp_max, latency, passphrase, pbkeylen, payload_size] =
+    let [enable, port_el, http_notify, queue_bytes, stall, write_merge, rtp_min, rtp_max, latency, passphrase, pbkeylen, payload_size, max_conns, max_per_ip] =
         fields(el, LISTENER_CHILDREN)?;
+    if let Some(el) = max_conns {
+        listener.config.max_connections =
+            integer(el, "number of connections", 1, MAX_CONNECTIONS_LIMIT)? as usize;
+    }
+    if let Some(el) = max_per_ip {
+        listener.config.max_connections_per_ip =
+            integer(el, "number of connections", 0, MAX_CONNECTIONS_LIMIT)? as usize;
+    }
     if let Some(el) = enable {
         listener.config.enable = boolean(el)?;
         listener.enable_line = Some(el.line);

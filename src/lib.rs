@@ -5,6 +5,7 @@
 //! - [`protocol`]: sans-IO protocol cores (bytes in, events and bytes out): RTMP on
 //!   rml_rtmp with our own chunk layer, FLV tag bodies, URL and stream-name parsing.
 //! - [`session`]: one actor per client connection, a thin IO shell over its protocol core.
+//! - [`limits`]: `<max_connections>` and `<max_connections_per_ip>` of each protocol section.
 //! - [`listener`]: accept loops spreading connections over the worker arbiters.
 //! - [`logging`]: log lines on stderr with every control character escaped.
 //! - [`server`]: starts the pool, the registry and the listeners; graceful shutdown.
@@ -13,6 +14,7 @@
 //! `streamgate-actors` crate in `actors/`.
 
 pub mod config;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod protocol;

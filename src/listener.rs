@@ -2,15 +2,22 @@
 //! of the worker pool, where its session actor lives for the rest of its life.
 //!
 //! A socket is moved between threads as a std socket and registered again with the target
-//! arbiter's reactor, so all of its IO happens on that arbiter. Must not parse any protocol.
+//! arbiter's reactor, so all of its IO happens on that arbiter. A connection over its
+//! section's limits ([`ConnectionLimits`]) gets no session: it is answered in its protocol's
+//! own words by the protocol core ([`Refuse`]) and closed. Must not parse any protocol itself.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::limits::{Admission, ConnectionLimits};
+use crate::protocol::{http, rtsp};
 use crate::session::{SessionContext, SessionSettings};
 
 /// One arbiter of the pool and what its sessions share.
@@ -43,8 +50,89 @@ impl Pool {
     }
 }
 
-/// Starts a session for an accepted socket on the current arbiter.
-pub type StartSession = fn(TcpStream, SocketAddr, SessionContext, SessionSettings);
+/// Starts a session for an accepted socket on the current arbiter; the session holds the
+/// connection's [`Admission`] until it ends.
+pub type StartSession = fn(TcpStream, SocketAddr, SessionContext, SessionSettings, Admission);
+
+/// How a listener answers a connection its limits refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refuse {
+    /// Close at once (RTMP has no way to say why before its handshake).
+    Close,
+    /// Read the request head and answer `503 Service Unavailable` (HTTP-FLV).
+    Http,
+    /// Read the first request and answer `RTSP/1.0 503 Service Unavailable` with its `CSeq`.
+    Rtsp,
+}
+
+/// Refused connections being answered at once, at most; past it they are closed unanswered.
+const MAX_ANSWERING: usize = 64;
+/// How long a refused client has to send its request head.
+const REFUSE_READ_DEADLINE: Duration = Duration::from_secs(2);
+/// The most a refused client's request head is read.
+const REFUSE_READ_LIMIT: usize = 8 << 10;
+
+static ANSWERING: AtomicUsize = AtomicUsize::new(0);
+
+/// The answer to a refused client's first bytes, once they hold a complete request; None
+/// while they do not (or when they never can).
+fn refusal_answer(how: Refuse, head: &[u8]) -> Option<bytes::Bytes> {
+    match how {
+        Refuse::Close => None,
+        Refuse::Http => match http::parse_request(head) {
+            Ok(Some(_)) => Some(http::error_response(503, "too many connections")),
+            _ => None,
+        },
+        Refuse::Rtsp => match rtsp::message::decode(&mut BytesMut::from(head)) {
+            Ok(Some(rtsp::message::Message::Request(request))) => {
+                Some(rtsp::message::Response::to(&request, 503).to_bytes())
+            }
+            _ => None,
+        },
+    }
+}
+
+/// Answers a refused connection (bounded in time, bytes and number at once), then closes it.
+fn refuse(mut socket: TcpStream, how: Refuse) {
+    if how == Refuse::Close || ANSWERING.fetch_add(1, Ordering::Relaxed) >= MAX_ANSWERING {
+        if how != Refuse::Close {
+            ANSWERING.fetch_sub(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    actix_rt::spawn(async move {
+        let answer = actix_rt::time::timeout(REFUSE_READ_DEADLINE, async {
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while head.len() < REFUSE_READ_LIMIT {
+                let n = socket.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+                head.extend_from_slice(&chunk[..n]);
+                if let Some(answer) = refusal_answer(how, &head) {
+                    return Some(answer);
+                }
+            }
+            None
+        })
+        .await;
+        if let Ok(Some(answer)) = answer {
+            let _ = actix_rt::time::timeout(REFUSE_READ_DEADLINE, async {
+                socket.write_all(&answer).await?;
+                socket.shutdown().await
+            })
+            .await;
+        }
+        ANSWERING.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// What a listener does with the connections it accepts.
+#[derive(Clone)]
+pub struct Admit {
+    /// The section's connection limits.
+    pub limits: Arc<ConnectionLimits>,
+    /// How a connection over them is answered.
+    pub refuse: Refuse,
+}
 
 /// Accepts connections until the future is dropped.
 pub async fn accept_loop(
@@ -53,6 +141,7 @@ pub async fn accept_loop(
     protocol: &'static str,
     settings: SessionSettings,
     start: StartSession,
+    admit: Admit,
 ) {
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -61,6 +150,13 @@ pub async fn accept_loop(
                 // Out of file descriptors and the like: wait a moment instead of spinning.
                 tracing::warn!(protocol, error = %e, "accept failed");
                 actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let admission = match admit.limits.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(_) => {
+                refuse(socket, admit.refuse);
                 continue;
             }
         };
@@ -79,7 +175,7 @@ pub async fn accept_loop(
         let sent = worker
             .arbiter
             .spawn_fn(move || match TcpStream::from_std(socket) {
-                Ok(socket) => start(socket, peer, shared, settings),
+                Ok(socket) => start(socket, peer, shared, settings, admission),
                 Err(e) => {
                     tracing::warn!(protocol, %peer, error = %e, "could not register the socket")
                 }

@@ -17,7 +17,8 @@ use tokio::net::TcpSocket;
 const LISTEN_BACKLOG: u32 = 1024;
 
 use crate::config::{Config, ListenerConfig};
-use crate::listener::{accept_loop, Pool, StartSession, Worker};
+use crate::limits::ConnectionLimits;
+use crate::listener::{accept_loop, Admit, Pool, Refuse, StartSession, Worker};
 use crate::session::httpflv::HttpFlvSession;
 use crate::session::rtmp::RtmpSession;
 use crate::session::rtsp::RtspSession;
@@ -62,6 +63,7 @@ async fn listen(
     config: &ListenerConfig,
     pool: &Arc<Pool>,
     start: StartSession,
+    refuse: Refuse,
 ) -> Result<(SocketAddr, actix_rt::task::JoinHandle<()>), ServerError> {
     let port = config.port;
     let bind = |source| ServerError::Bind {
@@ -87,12 +89,21 @@ async fn listen(
         rtp_ports: config.rtp_ports,
         write_merge: config.write_merge,
     };
+    let admit = Admit {
+        limits: ConnectionLimits::new(
+            protocol,
+            config.max_connections,
+            config.max_connections_per_ip,
+        ),
+        refuse,
+    };
     let task = actix_rt::spawn(accept_loop(
         listener,
         pool.clone(),
         protocol,
         settings,
         start,
+        admit,
     ));
     Ok((addr, task))
 }
@@ -143,9 +154,10 @@ impl Server {
                 "rtmp",
                 &config.rtmp,
                 &pool,
-                |socket, peer, shared, limits| {
-                    RtmpSession::start(socket, peer, shared, limits);
+                |socket, peer, shared, settings, admission| {
+                    RtmpSession::start(socket, peer, shared, settings, admission);
                 },
+                Refuse::Close,
             )
             .await?;
             rtmp_addr = Some(addr);
@@ -156,9 +168,10 @@ impl Server {
                 "httpflv",
                 &config.httpflv,
                 &pool,
-                |socket, peer, shared, limits| {
-                    HttpFlvSession::start(socket, peer, shared, limits);
+                |socket, peer, shared, settings, admission| {
+                    HttpFlvSession::start(socket, peer, shared, settings, admission);
                 },
+                Refuse::Http,
             )
             .await?;
             httpflv_addr = Some(addr);
@@ -169,9 +182,10 @@ impl Server {
                 "rtsp",
                 &config.rtsp,
                 &pool,
-                |socket, peer, shared, settings| {
-                    RtspSession::start(socket, peer, shared, settings);
+                |socket, peer, shared, settings, admission| {
+                    RtspSession::start(socket, peer, shared, settings, admission);
                 },
+                Refuse::Rtsp,
             )
             .await?;
             rtsp_addr = Some(addr);

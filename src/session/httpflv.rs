@@ -28,6 +28,7 @@ use super::{
     ask, read_or_stop, request_play, shared_encoding, Active, Attach, Backlog, PlayOutcome,
     PlayerLimits, Role, SessionContext, SessionSettings,
 };
+use crate::limits::Admission;
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
 
@@ -53,6 +54,8 @@ enum State {
 
 /// One HTTP-FLV player connection.
 pub struct HttpFlvSession {
+    /// Its place within the section's connection limits, given back when the session ends.
+    _admission: Admission,
     writer: Rc<Writer>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -77,6 +80,7 @@ impl HttpFlvSession {
         peer: SocketAddr,
         shared: SessionContext,
         settings: SessionSettings,
+        admission: Admission,
     ) -> Addr<Self> {
         let clientid = next_client_id();
         let local = socket.local_addr().unwrap_or(peer);
@@ -93,6 +97,7 @@ impl HttpFlvSession {
         HttpFlvSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             HttpFlvSession {
+                _admission: admission,
                 writer,
                 peer,
                 local,

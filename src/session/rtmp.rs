@@ -32,6 +32,7 @@ use super::{
     ask, guard, read_or_stop, request_play, shared_encoding, Active, Attach, Backlog, CoreFailure,
     PlayOutcome, PlayerLimits, Role, SessionContext, SessionSettings,
 };
+use crate::limits::Admission;
 use crate::protocol::flv;
 use crate::protocol::rtmp::{
     encode_media, Event, MediaKind, Rejection, RequestId, ServerConnection,
@@ -84,6 +85,8 @@ impl Encode for RtmpChunks {
 
 /// One RTMP client connection.
 pub struct RtmpSession {
+    /// Its place within the section's connection limits, given back when the session ends.
+    _admission: Admission,
     core: ServerConnection,
     writer: Rc<Writer>,
     peer: SocketAddr,
@@ -115,6 +118,7 @@ impl RtmpSession {
         peer: SocketAddr,
         shared: SessionContext,
         settings: SessionSettings,
+        admission: Admission,
     ) -> Addr<Self> {
         let clientid = next_client_id();
         let span = tracing::info_span!(
@@ -130,6 +134,7 @@ impl RtmpSession {
         RtmpSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             RtmpSession {
+                _admission: admission,
                 core: ServerConnection::new(),
                 writer,
                 peer,

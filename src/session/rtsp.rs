@@ -35,6 +35,7 @@ use super::{
     ask, guard, read_or_stop, request_play, Active, Attach, Backlog, CoreFailure, PlayOutcome,
     Role, SessionContext, SessionSettings,
 };
+use crate::limits::Admission;
 use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::rtp::{
@@ -251,6 +252,8 @@ struct Datagram {
 
 /// One RTSP client connection.
 pub struct RtspSession {
+    /// Its place within the section's connection limits, given back when the session ends.
+    _admission: Admission,
     core: RtspConnection,
     writer: Writer,
     peer: SocketAddr,
@@ -283,6 +286,7 @@ impl RtspSession {
         peer: SocketAddr,
         shared: SessionContext,
         settings: SessionSettings,
+        admission: Admission,
     ) -> Addr<Self> {
         let clientid = next_client_id();
         let span = tracing::info_span!(
@@ -299,6 +303,7 @@ impl RtspSession {
         RtspSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             RtspSession {
+                _admission: admission,
                 core: RtspConnection::new(session_id),
                 writer,
                 peer,

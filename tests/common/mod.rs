@@ -712,6 +712,8 @@ pub struct Config {
     pub rtsp: Option<Rtsp>,
     /// The `<srt>` section, when enabled.
     pub srt: Option<Srt>,
+    /// `(section, xml)`: more elements written at the start of a section.
+    pub extra: Vec<(String, String)>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -742,7 +744,14 @@ impl Config {
             httpflv: None,
             rtsp: None,
             srt: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
+    pub fn section_xml(mut self, section: &str, xml: &str) -> Config {
+        self.extra.push((section.into(), xml.into()));
+        self
     }
 
     /// Enables SRT on a free UDP port (keeps the section if already enabled).
@@ -916,6 +925,15 @@ impl Config {
     }
 
     pub fn to_xml(&self) -> String {
+        let mut xml = self.sections_xml();
+        for (section, extra) in &self.extra {
+            let open = format!("<{section}>\n");
+            xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
+        }
+        xml
+    }
+
+    fn sections_xml(&self) -> String {
         fn esc(s: &str) -> String {
             s.replace('&', "&amp;")
                 .replace('<', "&lt;")
