@@ -1297,3 +1297,167 @@ fn h265_passes_through_rtsp_to_rtsp_players_over_tcp_and_udp() {
     }
     publisher.kill();
 }
+
+// ------------------------------------------------------------------------------------------
+// hardening: hostile publishers and clients (issue 11)
+
+/// An FLV file of `seconds` of H.264 only (320x240, 25 fps, a keyframe every second), made
+/// by ffmpeg in `dir`.
+fn h264_flv(dir: &TempDir, seconds: u32) -> std::path::PathBuf {
+    let path = dir.file("video.flv");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-t", &seconds.to_string()])
+        .args(["-f", "flv"])
+        .arg(&path);
+    let out = run("ffmpeg h264 flv", &mut cmd, secs(60.0));
+    assert!(out.success(), "ffmpeg made the FLV file: {}", out.text());
+    path
+}
+
+/// The video tags of an FLV file: (timestamp in ms, tag body).
+fn flv_video_tags(path: &std::path::Path) -> Vec<(u32, Vec<u8>)> {
+    let data = std::fs::read(path).expect("read the FLV file");
+    let mut tags = Vec::new();
+    let mut pos = 9 + 4;
+    while pos + 11 <= data.len() {
+        let kind = data[pos];
+        let size = usize::from(data[pos + 1]) << 16
+            | usize::from(data[pos + 2]) << 8
+            | usize::from(data[pos + 3]);
+        let ts = u32::from(data[pos + 7]) << 24
+            | u32::from(data[pos + 4]) << 16
+            | u32::from(data[pos + 5]) << 8
+            | u32::from(data[pos + 6]);
+        let Some(body) = data.get(pos + 11..pos + 11 + size) else {
+            break;
+        };
+        if kind == 9 {
+            tags.push((ts, body.to_vec()));
+        }
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// An AVC sequence header tag body whose record carries, beside each real parameter set of
+/// `good` (a sequence header tag body), an empty one before it: SPS count and PPS count one
+/// more each, with lengths 0.
+fn with_empty_parameter_sets(good: &[u8]) -> Vec<u8> {
+    let record = &good[5..];
+    let mut pos = 6;
+    let sps_count = usize::from(record[5] & 0x1f);
+    let mut sps = Vec::new();
+    for _ in 0..sps_count {
+        let len = usize::from(u16::from_be_bytes([record[pos], record[pos + 1]]));
+        sps.push(&record[pos + 2..pos + 2 + len]);
+        pos += 2 + len;
+    }
+    let pps_count = usize::from(record[pos]);
+    pos += 1;
+    let mut pps = Vec::new();
+    for _ in 0..pps_count {
+        let len = usize::from(u16::from_be_bytes([record[pos], record[pos + 1]]));
+        pps.push(&record[pos + 2..pos + 2 + len]);
+        pos += 2 + len;
+    }
+    let mut out = good[..5].to_vec();
+    out.extend_from_slice(&record[..5]);
+    out.push(0xe0 | (sps_count as u8 + 1));
+    out.extend_from_slice(&[0, 0]);
+    for s in &sps {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    out.push(pps_count as u8 + 1);
+    out.extend_from_slice(&[0, 0]);
+    for p in &pps {
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    // The high-profile extension, as it was.
+    out.extend_from_slice(&record[pos..]);
+    out
+}
+
+/// An RTMP publisher sends an AVC sequence header with an empty SPS and an empty PPS (besides
+/// the real ones) in the middle of its stream: an RTSP player already playing and one that
+/// joins after it both keep decoding until they are done.
+#[test]
+fn empty_parameter_sets_from_an_rtmp_publisher_do_not_cut_rtsp_players_off() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let dir = TempDir::new("emptyps");
+    let tags = flv_video_tags(&h264_flv(&dir, 14));
+    assert!(
+        tags.first().is_some_and(|(_, b)| b.len() > 5 && b[1] == 0),
+        "the FLV file starts with an AVC sequence header"
+    );
+    let bad_header = with_empty_parameter_sets(&tags[0].1);
+
+    let mut rtmp = RtmpClient::open(srv.port).expect("RTMP connect");
+    let sid = rtmp
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect and createStream");
+    rtmp.send_publish(sid, "emptyps").expect("publish");
+    assert!(
+        rtmp.wait_status("NetStream.Publish.Start", HOOK_WAIT)
+            .is_some(),
+        "publish started: {:?}",
+        rtmp.messages()
+    );
+    let (bad_sent_tx, bad_sent) = std::sync::mpsc::channel();
+    let publisher = thread::spawn(move || {
+        let start = Instant::now();
+        let mut bad_sent_tx = Some(bad_sent_tx);
+        for (ts, body) in &tags {
+            let due = start + Duration::from_millis(u64::from(*ts));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            // At 3 s, just before a keyframe: the hostile sequence header.
+            if *ts >= 3000 && body[0] >> 4 == 1 && body[1] == 1 {
+                if let Some(tx) = bad_sent_tx.take() {
+                    rtmp.send_at(6, sid, 9, *ts, &bad_header)
+                        .expect("send the hostile sequence header");
+                    let _ = tx.send(());
+                }
+            }
+            if rtmp.send_at(6, sid, 9, *ts, body).is_err() {
+                break;
+            }
+        }
+        rtmp
+    });
+
+    wait_live(&srv, "live/emptyps");
+    let url = srv.rtsp_url("live/emptyps");
+    let playing = spawn_rtsp_player(&url, "tcp", 6.0);
+    bad_sent
+        .recv_timeout(secs(10.0))
+        .expect("the hostile sequence header was sent");
+    thread::sleep(Duration::from_millis(500));
+    let joining = spawn_rtsp_player(&url, "udp", 5.0);
+    let playing = finish_player(playing, secs(30.0));
+    let joining = finish_player(joining, secs(30.0));
+    for (p, what) in [
+        (&playing, "playing before it (TCP)"),
+        (&joining, "joining after it (UDP)"),
+    ] {
+        assert!(
+            p.frames >= 100,
+            "the RTSP player {what} decoded {} frames; it must not be cut off: {:?}\n{}",
+            p.frames,
+            p.out,
+            srv.log_tail(30)
+        );
+    }
+    assert!(
+        !srv.log().contains("panicked"),
+        "no panic in the server:\n{}",
+        srv.log_tail(30)
+    );
+    let _ = publisher.join();
+}
