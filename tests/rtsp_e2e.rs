@@ -150,6 +150,8 @@ struct RawRtsp {
     first_byte_at: Option<Instant>,
     /// Interleaved frames received, by channel.
     frames: Vec<u8>,
+    /// The payloads of the interleaved frames received, joined.
+    frame_bytes: Vec<u8>,
 }
 
 impl RawRtsp {
@@ -165,6 +167,7 @@ impl RawRtsp {
             closed: false,
             first_byte_at: None,
             frames: Vec::new(),
+            frame_bytes: Vec::new(),
         }
     }
 
@@ -216,6 +219,7 @@ impl RawRtsp {
                     return None;
                 }
                 self.frames.push(self.buf[1]);
+                self.frame_bytes.extend_from_slice(&self.buf[4..4 + n]);
                 self.buf.drain(..4 + n);
                 continue;
             }
@@ -1460,4 +1464,89 @@ fn empty_parameter_sets_from_an_rtmp_publisher_do_not_cut_rtsp_players_off() {
         srv.log_tail(30)
     );
     let _ = publisher.join();
+}
+
+/// What a raw client sent to every even port of `range` from its own UDP port: H.264 IDR
+/// packets (single NAL unit, marker bit) whose body holds `mark`, with sequence numbers spread
+/// over the whole 16-bit space so that some land just ahead of any receiver's.
+fn spray_rtp(from: &UdpSocket, range: (u16, u16), mark: &[u8], round: u32) {
+    for k in 0..8u16 {
+        let mut pkt = vec![0x80, 0x80 | 96];
+        pkt.extend_from_slice(&(k * 8192 + round as u16).to_be_bytes());
+        pkt.extend_from_slice(&(round * 3600).to_be_bytes());
+        pkt.extend_from_slice(&0x5eed_0001u32.to_be_bytes());
+        pkt.extend_from_slice(&[0x65, 0x88]);
+        pkt.extend_from_slice(mark);
+        for port in (range.0..=range.1).step_by(2) {
+            let _ = from.send_to(&pkt, ("127.0.0.1", port));
+        }
+    }
+}
+
+/// RTP sent to a UDP publisher's server ports from another port of its address never reaches
+/// players, and the real publisher (ffmpeg over UDP) goes on working.
+#[test]
+fn rtp_from_another_port_of_a_udp_publisher_is_ignored() {
+    let hook = HookServer::start();
+    let cfg = Config::new().rtsp_hooks(&hook.url("/rtsp"), "");
+    let range = cfg
+        .rtsp
+        .as_ref()
+        .map(|r| (r.rtp_port_min, r.rtp_port_max))
+        .expect("rtsp section");
+    let srv = Server::start(&cfg);
+    let port = srv.rtsp_port.expect("rtsp");
+    let url = srv.rtsp_url("live/spoofed");
+    let mut publisher = publish_rtsp(&url, "udp", 30);
+    let d = wait_live(&srv, "live/spoofed");
+
+    // A raw player over TCP sees every byte the stream sends.
+    let mut watcher = RawRtsp::open(port);
+    let d2 = watcher.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    assert_eq!(d2.status, 200, "{}", d2.head);
+    let tracks = track_urls(&d, &url);
+    let mut session = String::new();
+    for (i, t) in tracks.iter().enumerate() {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1);
+        let mut headers = vec![("Transport", transport.as_str())];
+        if !session.is_empty() {
+            headers.push(("Session", session.as_str()));
+        }
+        let r = watcher.request("SETUP", t, &headers);
+        assert_eq!(r.status, 200, "SETUP {t}: {}", r.head);
+        session = r.session().expect("a session id");
+    }
+    let play = watcher.request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status, 200, "PLAY: {}", play.head);
+    assert!(
+        watcher.wait_frames(20, secs(10.0)),
+        "the raw player gets the stream"
+    );
+
+    let mark = b"SPOOFED-RTP-FROM-ANOTHER-PORT";
+    let spoofer = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    for round in 0..15 {
+        spray_rtp(&spoofer, range, mark, round);
+        thread::sleep(Duration::from_millis(200));
+        while watcher.parse().is_some() {}
+        watcher.fill();
+    }
+    let until = Instant::now() + secs(1.0);
+    while Instant::now() < until {
+        while watcher.parse().is_some() {}
+        watcher.fill();
+    }
+    assert!(
+        find(&watcher.frame_bytes, mark).is_none(),
+        "RTP from another port reached a player"
+    );
+    let played = play_rtsp(&url, "tcp", 3.0, secs(20.0));
+    assert!(
+        played.frames >= 60,
+        "the real UDP publisher still reaches players: {} frames, {:?}",
+        played.frames,
+        played.out
+    );
+    assert!(publisher.running(), "the UDP publisher still runs");
+    publisher.kill();
 }

@@ -216,6 +216,12 @@ fn in_band_hevc_config(frame: &MediaFrame, last: &mut Option<Bytes>) -> Option<M
     })
 }
 
+/// Whether a datagram from `from` comes from `expected` (an IPv4 peer may show as an
+/// IPv4-mapped IPv6 address on a dual-stack socket).
+fn same_source(from: SocketAddr, expected: SocketAddr) -> bool {
+    from.port() == expected.port() && from.ip().to_canonical() == expected.ip().to_canonical()
+}
+
 static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
 
 /// Binds an RTP/RTCP pair (even, even + 1) from `range`, starting after the last pair given.
@@ -715,18 +721,25 @@ impl RtspSession {
                     return Err(453);
                 };
                 let (rtp, rtcp) = (std::rc::Rc::new(rtp), std::rc::Rc::new(rtcp));
-                let client = self.peer.ip();
-                for (socket, is_rtcp) in [(rtp.clone(), false), (rtcp.clone(), true)] {
-                    // Only the client's own address may feed its ports.
+                let client_rtp = SocketAddr::new(self.peer.ip(), client_port.0);
+                let client_rtcp = SocketAddr::new(self.peer.ip(), client_port.1);
+                for (socket, is_rtcp, source) in [
+                    (rtp.clone(), false, client_rtp),
+                    (rtcp.clone(), true, client_rtcp),
+                ] {
+                    // Only the port the client announced for this socket may feed it: any
+                    // other sender, even on the client's host, could inject media into the
+                    // stream (or keep a player alive).
                     let datagrams =
                         UdpFramed::new(socket, BytesCodec::new()).filter_map(move |item| {
-                            let datagram = item.ok().filter(|(_, from)| from.ip() == client).map(
-                                |(data, _)| Datagram {
+                            let datagram = item
+                                .ok()
+                                .filter(|(_, from)| same_source(*from, source))
+                                .map(|(data, _)| Datagram {
                                     track: index,
                                     rtcp: is_rtcp,
                                     data: data.freeze(),
-                                },
-                            );
+                                });
                             std::future::ready(datagram)
                         });
                     ctx.add_stream(datagrams);
@@ -735,8 +748,8 @@ impl RtspSession {
                     Link::Udp {
                         rtp,
                         rtcp,
-                        client_rtp: SocketAddr::new(self.peer.ip(), client_port.0),
-                        client_rtcp: SocketAddr::new(self.peer.ip(), client_port.1),
+                        client_rtp,
+                        client_rtcp,
                     },
                     ServerTransport::Udp {
                         client_port,
