@@ -171,6 +171,32 @@ impl RawRtsp {
         }
     }
 
+    /// Like [`Self::open`], from a local address of our choosing (another loopback address is
+    /// another client host to the server).
+    fn open_from(local: std::net::Ipv4Addr, port: u16) -> RawRtsp {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+        socket
+            .bind(&std::net::SocketAddr::from((local, 0)).into())
+            .expect("bind the local address");
+        socket
+            .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .expect("connect to the RTSP port");
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        s.set_nodelay(true).expect("nodelay");
+        RawRtsp {
+            s,
+            buf: Vec::new(),
+            cseq: 0,
+            closed: false,
+            first_byte_at: None,
+            frames: Vec::new(),
+            frame_bytes: Vec::new(),
+        }
+    }
+
     /// Sends raw bytes (errors mean the server hung up; they are not the test's concern here).
     fn send_raw(&mut self, bytes: &[u8]) -> bool {
         self.s.write_all(bytes).is_ok()
@@ -1549,4 +1575,143 @@ fn rtp_from_another_port_of_a_udp_publisher_is_ignored() {
     );
     assert!(publisher.running(), "the UDP publisher still runs");
     publisher.kill();
+}
+
+/// An SDP announcing `n` H.264 tracks (controls `trackID=0..n`).
+fn sdp_with_tracks(n: usize) -> String {
+    let mut sdp =
+        String::from("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n");
+    for i in 0..n {
+        sdp.push_str(&format!(
+            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:trackID={i}\r\n"
+        ));
+    }
+    sdp
+}
+
+/// One client host (127.0.0.2) opens 14 publishing sessions of 8 tracks each and sets every
+/// track up over UDP three times: it must not be able to take the RTP port range, and a real
+/// ffmpeg UDP publisher from another host (127.0.0.1) still gets its ports and plays.
+#[test]
+fn repeated_udp_setups_and_many_sessions_do_not_exhaust_the_rtp_ports() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let port = srv.rtsp_port.expect("rtsp");
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let sdp = sdp_with_tracks(8);
+    let mut held = Vec::new();
+    let (mut granted, mut refused) = (0, 0);
+    for conn in 0..14 {
+        let url = srv.rtsp_url(&format!("live/hog{conn}"));
+        let mut c = RawRtsp::open_from(attacker, port);
+        c.send(
+            "ANNOUNCE",
+            &url,
+            &[("Content-Type", "application/sdp")],
+            &sdp,
+        );
+        let r = c.response(secs(10.0)).expect("an answer to ANNOUNCE");
+        assert_eq!(r.status, 200, "ANNOUNCE: {}", r.head);
+        let mut session = String::new();
+        for round in 0..3 {
+            for track in 0..8u16 {
+                let client = 30000 + 16 * conn + 2 * track;
+                let transport = format!(
+                    "RTP/AVP;unicast;client_port={client}-{};mode=record",
+                    client + 1
+                );
+                let mut headers = vec![("Transport", transport.as_str())];
+                if !session.is_empty() {
+                    headers.push(("Session", session.as_str()));
+                }
+                let r = c.request("SETUP", &format!("{url}/trackID={track}"), &headers);
+                match r.status {
+                    200 => {
+                        granted += 1;
+                        session = r.session().unwrap_or(session);
+                    }
+                    453 => refused += 1,
+                    s => panic!("SETUP round {round} track {track}: {s} {}", r.head),
+                }
+            }
+        }
+        held.push(c);
+    }
+    assert!(
+        refused > 0,
+        "one host cannot be given every pair it asks for ({granted} granted)"
+    );
+    let url = srv.rtsp_url("live/honest");
+    let mut publisher = publish_rtsp(&url, "udp", 20);
+    hook.wait_call("publish", "honest", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish for honest:\n{}", hook.dump()));
+    wait_live(&srv, "live/honest");
+    let played = play_rtsp(&url, "udp", 2.0, secs(20.0));
+    assert!(
+        played.frames >= 40,
+        "a UDP player of a UDP publisher decoded {} frames while another host holds its share of the ports: {:?}\n{}",
+        played.frames,
+        played.out,
+        srv.log_tail(20)
+    );
+    assert!(publisher.running(), "the UDP publisher still runs");
+    publisher.kill();
+    drop(held);
+}
+
+/// The ports of `range` some socket holds (we cannot bind them).
+fn ports_in_use(range: (u16, u16)) -> usize {
+    (range.0..=range.1)
+        .filter(|p| UdpSocket::bind(("127.0.0.1", *p)).is_err())
+        .count()
+}
+
+/// SETUP of the same track over UDP, 60 times on one session: the server holds one pair for
+/// it at the end, not 60.
+#[test]
+fn re_setup_of_a_udp_track_gives_its_port_pair_back() {
+    let cfg = Config::new().rtsp();
+    let range = cfg
+        .rtsp
+        .as_ref()
+        .map(|r| (r.rtp_port_min, r.rtp_port_max))
+        .expect("rtsp section");
+    let srv = Server::start(&cfg);
+    let port = srv.rtsp_port.expect("rtsp");
+    let before = ports_in_use(range);
+    let url = srv.rtsp_url("live/resetup");
+    let mut c = RawRtsp::open(port);
+    c.send(
+        "ANNOUNCE",
+        &url,
+        &[("Content-Type", "application/sdp")],
+        &sdp_with_tracks(1),
+    );
+    let r = c.response(secs(10.0)).expect("an answer to ANNOUNCE");
+    assert_eq!(r.status, 200, "ANNOUNCE: {}", r.head);
+    let mut session = String::new();
+    for i in 0..60u16 {
+        let client = 31000 + 2 * i;
+        let transport = format!(
+            "RTP/AVP;unicast;client_port={client}-{};mode=record",
+            client + 1
+        );
+        let mut headers = vec![("Transport", transport.as_str())];
+        if !session.is_empty() {
+            headers.push(("Session", session.as_str()));
+        }
+        let r = c.request("SETUP", &format!("{url}/trackID=0"), &headers);
+        assert_eq!(r.status, 200, "SETUP {i}: {}", r.head);
+        session = r.session().unwrap_or(session);
+    }
+    let settled = poll(secs(5.0), || {
+        let held = ports_in_use(range).saturating_sub(before);
+        (held <= 2).then_some(held)
+    });
+    assert!(
+        settled.is_some(),
+        "one track holds one pair after 60 SETUPs; the server holds {} ports of {range:?}",
+        ports_in_use(range).saturating_sub(before)
+    );
+    assert!(!c.wait_closed(secs(0.2)), "the session is still open");
 }

@@ -68,7 +68,59 @@ enum Link {
         rtcp: std::rc::Rc<UdpSocket>,
         client_rtp: SocketAddr,
         client_rtcp: SocketAddr,
+        /// The streams reading both sockets (they hold the sockets too): cancelled when the
+        /// track is set up again, so the pair is given back.
+        readers: [SpawnHandle; 2],
+        /// The pair counted against the client's address.
+        _lease: PairLease,
     },
+}
+
+/// Port pairs held per client address, across every session of the server.
+static PAIRS_PER_IP: std::sync::Mutex<Option<std::collections::HashMap<IpAddr, usize>>> =
+    std::sync::Mutex::new(None);
+
+/// Most RTP/RTCP port pairs one client address may hold at once: a quarter of the range (at
+/// least two, one audio/video session), so one host cannot take the range from the others.
+fn pairs_per_ip(range: (u16, u16)) -> usize {
+    let pairs = usize::from((range.1 - range.0) / 2 + 1);
+    (pairs / 4).max(2)
+}
+
+/// One UDP port pair counted against a client address; given back when dropped.
+#[derive(Debug)]
+struct PairLease {
+    ip: IpAddr,
+}
+
+impl PairLease {
+    /// Counts a pair for `ip`, unless it already holds `cap`.
+    fn take(ip: IpAddr, cap: usize) -> Option<PairLease> {
+        let mut guard = PAIRS_PER_IP.lock().unwrap_or_else(|e| e.into_inner());
+        let held = guard
+            .get_or_insert_with(Default::default)
+            .entry(ip)
+            .or_insert(0);
+        if *held >= cap {
+            return None;
+        }
+        *held += 1;
+        Some(PairLease { ip })
+    }
+}
+
+impl Drop for PairLease {
+    fn drop(&mut self) {
+        let mut guard = PAIRS_PER_IP.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = guard.as_mut() {
+            if let Some(held) = map.get_mut(&self.ip) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// One depacketizer per announced track.
@@ -704,6 +756,18 @@ impl RtspSession {
         if !known {
             return Err(404);
         }
+        // A track set up again gives its UDP pair back first: a client repeating SETUP must
+        // not collect pairs.
+        let old = if publishing {
+            self.incoming[index].link.take()
+        } else {
+            self.outgoing[index].link.take()
+        };
+        if let Some(Link::Udp { readers, .. }) = old {
+            for reader in readers {
+                ctx.cancel_future(reader);
+            }
+        }
         let (link, server) = match transport.spec {
             TransportSpec::Interleaved(channels) => {
                 let (rtp, rtcp) = channels.unwrap_or((2 * index as u8, 2 * index as u8 + 1));
@@ -715,7 +779,16 @@ impl RtspSession {
                 )
             }
             TransportSpec::Udp { client_port } => {
-                let Some((rtp, rtcp, server_port)) = bind_pair(self.settings.rtp_ports) else {
+                let range = self.settings.rtp_ports;
+                let Some(lease) = PairLease::take(self.peer.ip(), pairs_per_ip(range)) else {
+                    let _s = self.span.clone().entered();
+                    tracing::warn!(
+                        limit = pairs_per_ip(range),
+                        "this client address holds its share of RTP port pairs"
+                    );
+                    return Err(453);
+                };
+                let Some((rtp, rtcp, server_port)) = bind_pair(range) else {
                     let _s = self.span.clone().entered();
                     tracing::warn!(range = ?self.settings.rtp_ports, "no free RTP port pair");
                     return Err(453);
@@ -723,10 +796,11 @@ impl RtspSession {
                 let (rtp, rtcp) = (std::rc::Rc::new(rtp), std::rc::Rc::new(rtcp));
                 let client_rtp = SocketAddr::new(self.peer.ip(), client_port.0);
                 let client_rtcp = SocketAddr::new(self.peer.ip(), client_port.1);
-                for (socket, is_rtcp, source) in [
+                let mut readers = [SpawnHandle::default(); 2];
+                for (reader, (socket, is_rtcp, source)) in readers.iter_mut().zip([
                     (rtp.clone(), false, client_rtp),
                     (rtcp.clone(), true, client_rtcp),
-                ] {
+                ]) {
                     // Only the port the client announced for this socket may feed it: any
                     // other sender, even on the client's host, could inject media into the
                     // stream (or keep a player alive).
@@ -742,7 +816,7 @@ impl RtspSession {
                                 });
                             std::future::ready(datagram)
                         });
-                    ctx.add_stream(datagrams);
+                    *reader = ctx.add_stream(datagrams);
                 }
                 (
                     Link::Udp {
@@ -750,6 +824,8 @@ impl RtspSession {
                         rtcp,
                         client_rtp,
                         client_rtcp,
+                        readers,
+                        _lease: lease,
                     },
                     ServerTransport::Udp {
                         client_port,
@@ -1099,7 +1175,30 @@ impl Handler<Kick> for RtspSession {
 
 #[cfg(test)]
 mod tests {
-    use super::app_and_name;
+    use super::{app_and_name, pairs_per_ip, PairLease};
+
+    #[test]
+    fn port_pairs_per_client_address_are_capped_and_given_back() {
+        // The default range (500 pairs) and a test range of 50.
+        assert_eq!(pairs_per_ip((20000, 20999)), 125);
+        assert_eq!(pairs_per_ip((40000, 40099)), 12);
+        assert_eq!(pairs_per_ip((40000, 40003)), 2);
+        let ip: std::net::IpAddr = "192.0.2.77".parse().expect("an address");
+        let other: std::net::IpAddr = "192.0.2.78".parse().expect("an address");
+        let held: Vec<PairLease> = (0..3).filter_map(|_| PairLease::take(ip, 3)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(
+            PairLease::take(ip, 3).is_none(),
+            "the address is at its cap"
+        );
+        let kept = PairLease::take(other, 3);
+        assert!(kept.is_some(), "another address is not");
+        drop(held);
+        assert!(
+            PairLease::take(ip, 3).is_some(),
+            "dropped leases are given back"
+        );
+    }
 
     #[test]
     fn app_and_name_from_rtsp_urls() {
