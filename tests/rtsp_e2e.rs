@@ -1715,3 +1715,233 @@ fn re_setup_of_a_udp_track_gives_its_port_pair_back() {
     );
     assert!(!c.wait_closed(secs(0.2)), "the session is still open");
 }
+
+/// The resident memory of process `pid`, in KiB (VmRSS of /proc/PID/status).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Ten clients send OPTIONS requests back to back for 6 s and never read an answer: the
+/// server's memory stays bounded (it stops reading a client whose answers are not taken) and
+/// another client is answered meanwhile.
+#[test]
+fn pipelined_requests_without_reading_do_not_grow_the_server() {
+    let srv = Server::start(&Config::new().rtsp());
+    let port = srv.rtsp_port.expect("rtsp");
+    let url = srv.rtsp_url("live/flood");
+    // Warm up: one full exchange, so the baseline has every lazy allocation made.
+    let mut warm = RawRtsp::open(port);
+    assert_eq!(warm.request("OPTIONS", &url, &[]).status, 200);
+    let baseline = rss_kib(srv.pid());
+    let mut burst = Vec::new();
+    for i in 0..400 {
+        burst.extend_from_slice(format!("OPTIONS {url} RTSP/1.0\r\nCSeq: {i}\r\n\r\n").as_bytes());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let floods: Vec<_> = (0..10)
+        .map(|_| {
+            let burst = burst.clone();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut s = connect(port).expect("connect");
+                s.set_write_timeout(Some(Duration::from_millis(200)))
+                    .expect("write timeout");
+                let mut sent = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match s.write(&burst) {
+                        Ok(n) => sent += n,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+                (s, sent)
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let mut peak = baseline;
+    let mut served = None;
+    while start.elapsed() < secs(6.0) {
+        peak = peak.max(rss_kib(srv.pid()));
+        if served.is_none() && start.elapsed() > secs(2.0) {
+            let mut c = RawRtsp::open(port);
+            c.send("OPTIONS", &url, &[], "");
+            served = Some(c.response(secs(5.0)).map(|r| r.status));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let floods: Vec<_> = floods.into_iter().filter_map(|t| t.join().ok()).collect();
+    let sent: usize = floods.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        served,
+        Some(Some(200)),
+        "another client is answered during the flood"
+    );
+    let grown = peak.saturating_sub(baseline);
+    assert!(
+        grown < 32 << 10,
+        "the server grew by {grown} KiB (from {baseline} KiB) while 10 clients sent {sent} bytes of requests without reading"
+    );
+    drop(floods);
+}
+
+/// An AVC sequence header tag body (x264's SPS and PPS for 320x240).
+fn avc_sequence_header() -> Vec<u8> {
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    let mut body = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0x00, 0x0d, 0xff, 0xe1];
+    body.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+    body.extend_from_slice(SPS);
+    body.push(1);
+    body.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+    body.extend_from_slice(PPS);
+    body
+}
+
+/// A raw RTMP publisher of `name` whose every frame is a 512 KiB IDR at 25 fps (100 Mbit/s),
+/// so the stream's GOP cache holds one frame at a time. Set the flag to stop it.
+fn fat_publisher(
+    srv: &Server,
+    name: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread::JoinHandle<RtmpClient>,
+) {
+    let mut rtmp = RtmpClient::open(srv.port).expect("RTMP connect");
+    let sid = rtmp
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect and createStream");
+    rtmp.send_publish(sid, name).expect("publish");
+    assert!(rtmp
+        .wait_status("NetStream.Publish.Start", HOOK_WAIT)
+        .is_some());
+    rtmp.send_at(6, sid, 9, 0, &avc_sequence_header())
+        .expect("sequence header");
+    // Every frame a 512 KiB IDR: the stream's GOP cache holds one frame at a time.
+    let mut rng = Rng::new(0x00fa_7f4a);
+    let mut idr = vec![0x17, 1, 0, 0, 0];
+    let nal_len = 512 << 10;
+    idr.extend_from_slice(&(nal_len as u32).to_be_bytes());
+    idr.extend_from_slice(&[0x65, 0x88]);
+    idr.extend(rng.bytes(nal_len - 2));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let publisher = thread::spawn(move || {
+        let start = Instant::now();
+        let mut ts = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if rtmp.send_at(6, sid, 9, ts, &idr).is_err() {
+                break;
+            }
+            ts += 40;
+            let due = start + Duration::from_millis(u64::from(ts));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+        rtmp
+    });
+    (stop, publisher)
+}
+
+/// Ten clients DESCRIBE a 100 Mbit/s stream and keep their connections alive with
+/// GET_PARAMETER without ever sending PLAY: the server holds no media for them (its memory
+/// does not grow with the stream), and one that finally plays starts at the current keyframe.
+#[test]
+fn describe_without_play_holds_no_media() {
+    let srv = Server::start(&Config::new().rtsp());
+    let port = srv.rtsp_port.expect("rtsp");
+    let (stop, publisher) = fat_publisher(&srv, "fat");
+    let url = srv.rtsp_url("live/fat");
+    wait_live(&srv, "live/fat");
+    thread::sleep(secs(1.0));
+    let baseline = rss_kib(srv.pid());
+    let mut holders: Vec<RawRtsp> = (0..10)
+        .map(|_| {
+            let (c, d) = describe(port, &url);
+            assert_eq!(d.status, 200, "DESCRIBE: {}", d.head);
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    let mut peak = baseline;
+    while start.elapsed() < secs(8.0) {
+        for c in &mut holders {
+            let r = c.request("GET_PARAMETER", &url, &[]);
+            assert_eq!(
+                r.status, 200,
+                "GET_PARAMETER keeps the connection: {}",
+                r.head
+            );
+        }
+        peak = peak.max(rss_kib(srv.pid()));
+        thread::sleep(Duration::from_millis(500));
+    }
+    let grown = peak.saturating_sub(baseline);
+    // One of them plays now: it gets the stream from the current keyframe on.
+    let d = holders[0].request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    let tracks = track_urls(&d, &url);
+    let setup = holders[0].request(
+        "SETUP",
+        &tracks[0],
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(setup.status, 200, "SETUP: {}", setup.head);
+    let session = setup.session().expect("a session");
+    let play = holders[0].request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status, 200, "PLAY: {}", play.head);
+    assert!(
+        holders[0].wait_frames(400, secs(10.0)),
+        "the player that finally plays gets media"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = publisher.join();
+    assert!(
+        grown < 32 << 10,
+        "the server grew by {grown} KiB (from {baseline} KiB) while 10 clients held a DESCRIBE for 8 s of a 100 Mbit/s stream\n{}",
+        srv.log_tail(10)
+    );
+}
+
+/// An RTMP player of a stream of 512 KiB frames: the server holds a bounded number of bytes
+/// for it (its fan-out group's history is bounded in bytes, not only in frames).
+#[test]
+fn a_stream_of_large_frames_is_held_in_bounded_bytes_for_rtmp_players() {
+    let srv = Server::start(&Config::new().rtsp());
+    let (stop, publisher) = fat_publisher(&srv, "fatrtmp");
+    wait_live(&srv, "live/fatrtmp");
+    thread::sleep(secs(1.0));
+    let baseline = rss_kib(srv.pid());
+    let mut player = RtmpClient::open(srv.port).expect("RTMP connect");
+    let sid = player
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect and createStream");
+    player.send_play(sid, "fatrtmp").expect("play");
+    let start = Instant::now();
+    let mut peak = baseline;
+    while start.elapsed() < secs(8.0) {
+        peak = peak.max(rss_kib(srv.pid()));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let media = player.messages().iter().filter(|m| m.is_media()).count();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = publisher.join();
+    assert!(media >= 100, "the RTMP player got {media} media messages");
+    let grown = peak.saturating_sub(baseline);
+    assert!(
+        grown < 40 << 10,
+        "the server grew by {grown} KiB (from {baseline} KiB) for one RTMP player of a stream of 512 KiB frames"
+    );
+}

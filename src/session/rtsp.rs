@@ -4,10 +4,13 @@
 //! Hooks: `on_connect` at the first request, `on_publish` at ANNOUNCE, `on_play` at DESCRIBE
 //! (or at SETUP/PLAY when a client skips DESCRIBE), each asked while the actor waits, before
 //! anything is answered. Publish: RTP from interleaved frames or UDP datagrams is
-//! depacketized into frames for the `StreamActor`. Play: the subscription starts at DESCRIBE
-//! (its snapshot gives the SDP); frames that arrive before PLAY are kept (bounded) and sent
-//! after the cached GOP when PLAY comes; RTP goes out interleaved or by UDP with RTCP sender
-//! reports. UDP ports come from the `<rtsp>` RTP port range.
+//! depacketized into frames for the `StreamActor`. Play: DESCRIBE subscribes for the
+//! snapshot that gives the SDP and unsubscribes at once: a client that describes and never
+//! plays holds no media. PLAY subscribes again and sends that snapshot's GOP, then live
+//! frames; RTP goes out interleaved or by UDP with RTCP sender reports. UDP ports come from the
+//! `<rtsp>` RTP port range. The client's input is read only while its unwritten output is
+//! under a bound ([`Writer::gate`]), so requests pipelined without reading the answers cost
+//! the server nothing past that bound.
 //!
 //! `on_done` is sent once per allowed play or publish ([`Active`]).
 
@@ -24,7 +27,9 @@ use streamgate_actors::media::{Codec, FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision};
 use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
-use streamgate_actors::stream::{Deliver, Delivery, Kick, PublishFrame, Snapshot, StreamEnded};
+use streamgate_actors::stream::{
+    Deliver, Delivery, Kick, PublishFrame, Snapshot, StreamEnded, Subscribe, Unsubscribe,
+};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::codec::BytesCodec;
 use tokio_util::udp::UdpFramed;
@@ -52,8 +57,6 @@ pub const SESSION_MAILBOX: usize = 1024;
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a client has from TCP accept to its first request.
 pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// Frames kept between DESCRIBE and PLAY.
-const MAX_PENDING_FRAMES: usize = 4096;
 /// How often a player gets RTCP sender reports.
 const SENDER_REPORT_EVERY: Duration = Duration::from_secs(5);
 
@@ -328,7 +331,9 @@ pub struct RtspSession {
     // play
     outgoing: Vec<Outgoing>,
     snapshot: Option<Snapshot>,
-    pending: Vec<MediaFrame>,
+    /// The number of the first live frame after the snapshot PLAY sent; earlier deliveries
+    /// are in it (or older).
+    from_seq: u64,
     phase: Phase,
     started: Option<(Instant, i64)>,
     backlog: Backlog,
@@ -353,9 +358,10 @@ impl RtspSession {
         );
         let (read, write) = socket.into_split();
         let writer = Writer::spawn(write, span.clone(), settings.write_merge);
+        let input = writer.gate(super::reader(read));
         let session_id = format!("{:08X}{:08X}", random_u32(), clientid as u32);
         RtspSession::create(move |ctx| {
-            ctx.add_stream(super::reader(read));
+            ctx.add_stream(input);
             RtspSession {
                 core: RtspConnection::new(session_id),
                 writer,
@@ -374,7 +380,7 @@ impl RtspSession {
                 dropped_ingest: 0,
                 outgoing: Vec::new(),
                 snapshot: None,
-                pending: Vec::new(),
+                from_seq: 0,
                 phase: Phase::Setup,
                 started: None,
                 backlog: Backlog::new(settings.player),
@@ -410,7 +416,13 @@ impl RtspSession {
             };
             match sent {
                 Ok(()) => {}
-                Err(WriteError::Full) => self.backlog.overflowed(),
+                Err(WriteError::Full) if merged => self.backlog.overflowed(),
+                Err(WriteError::Full) => {
+                    // Answers (or a replay) that do not fit: the client is not reading.
+                    let _s = self.span.clone().entered();
+                    tracing::info!("client not reading its answers; closing");
+                    ctx.stop();
+                }
                 Err(WriteError::Closed) => ctx.stop(),
             }
         }
@@ -495,16 +507,8 @@ impl RtspSession {
                     tracing::info!(tracks = self.incoming.len(), "recording");
                 }
                 Event::PlayStarted { request, .. } => {
-                    let rtp_info = self.start_playing();
-                    if self
-                        .guarded(ctx, |core| core.accept_play(request, rtp_info))
-                        .is_none()
-                    {
-                        return;
-                    }
-                    self.flush(ctx);
-                    self.send_reports(ctx);
-                    self.replay(ctx);
+                    self.resume_play(ctx, request);
+                    return;
                 }
                 Event::Teardown => {
                     self.finish("teardown");
@@ -689,7 +693,12 @@ impl RtspSession {
                 PlayOutcome::Playing(stream, snapshot, _) => (stream, snapshot),
             };
             act.log_decision("play", &Decision::Allow);
-            act.active = Some(Active::begin(&act.shared, Role::Player, info, Some(stream)));
+            act.active = Some(Active::begin(
+                &act.shared,
+                Role::Player,
+                info,
+                Some(stream.clone()),
+            ));
             let tracks: Vec<SdpTrack> = snapshot
                 .configs
                 .iter()
@@ -717,7 +726,11 @@ impl RtspSession {
                     packetizer: None,
                 })
                 .collect();
-            act.snapshot = Some(snapshot);
+            // Nothing is held for a client that has not asked to play: PLAY subscribes again
+            // and starts from the stream's GOP of that moment.
+            stream.do_send(Unsubscribe {
+                clientid: act.clientid,
+            });
             let host = act.peer_local_host();
             let description = sdp::build(&host, "streamgate", &tracks);
             if act
@@ -908,13 +921,69 @@ impl RtspSession {
         }
     }
 
+    /// PLAY: subscribes to the stream again (DESCRIBE let go of it) and, with its snapshot,
+    /// makes the packetizers, answers with `RTP-Info` and sends the GOP. A stream that ended
+    /// since DESCRIBE answers `404`.
+    fn resume_play(&mut self, ctx: &mut Context<Self>, request: RequestId) {
+        if self.phase == Phase::Playing {
+            // A PLAY while playing: new RTP-Info, the media goes on as it was.
+            let rtp_info = self.start_playing();
+            if self
+                .guarded(ctx, |core| core.accept_play(request, rtp_info))
+                .is_some()
+            {
+                self.pump(ctx);
+            }
+            return;
+        }
+        let Some(stream) = self.active.as_ref().and_then(|a| a.stream.clone()) else {
+            return self.refuse(ctx, request, 454);
+        };
+        let subscribed = stream.send(Subscribe {
+            clientid: self.clientid,
+            media: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
+        });
+        ctx.wait(subscribed.into_actor(self).map(move |snapshot, act, ctx| {
+            let Ok(snapshot) = snapshot else {
+                let _s = act.span.clone().entered();
+                tracing::info!("the stream ended before PLAY");
+                drop(_s);
+                return act.refuse(ctx, request, 404);
+            };
+            for out in &mut act.outgoing {
+                let newer = snapshot
+                    .configs
+                    .iter()
+                    .find(|f| f.track == out.track && f.codec == out.codec);
+                if let Some(config) = newer {
+                    out.config = config.payload.clone();
+                }
+            }
+            act.from_seq = snapshot.next_seq;
+            act.snapshot = Some(snapshot);
+            let rtp_info = act.start_playing();
+            if act
+                .guarded(ctx, |core| core.accept_play(request, rtp_info))
+                .is_none()
+            {
+                return;
+            }
+            // A player a little behind still has its keep-alives and reports read.
+            act.writer.set_read_limit(act.settings.player.queue_bytes);
+            act.flush(ctx);
+            act.send_reports(ctx);
+            act.replay(ctx);
+            act.pump(ctx);
+        }));
+    }
+
     /// Makes the packetizers for the tracks set up; returns the RTP-Info of PLAY.
     fn start_playing(&mut self) -> Vec<(String, u16, u32)> {
         let first = self
             .snapshot
             .as_ref()
             .and_then(|s| s.gop.first().map(|f| f.pts))
-            .or_else(|| self.pending.first().map(|f| f.pts))
             .unwrap_or(0);
         let setups = self.core.setups().to_vec();
         let mut info = Vec::new();
@@ -965,14 +1034,9 @@ impl RtspSession {
         info
     }
 
-    /// Sends the cached GOP and the frames that arrived since DESCRIBE.
+    /// Sends the cached GOP of the snapshot PLAY took.
     fn replay(&mut self, ctx: &mut Context<Self>) {
-        let snapshot = self.snapshot.take().unwrap_or_default();
-        let pending = std::mem::take(&mut self.pending);
-        // The snapshot ends where the subscription began; what came after is in `pending`, in
-        // the order the publisher sent it.
-        let mut frames = snapshot.gop;
-        frames.extend(pending);
+        let frames = self.snapshot.take().unwrap_or_default().gop;
         for frame in &frames {
             self.send_frame(frame);
         }
@@ -1135,10 +1199,9 @@ impl Handler<Deliver> for RtspSession {
         let Delivery::Frame(frame) = msg.item else {
             return;
         };
-        if self.phase != Phase::Playing {
-            if self.pending.len() < MAX_PENDING_FRAMES {
-                self.pending.push(frame);
-            }
+        // Before PLAY nothing is kept (deliveries still on their way after DESCRIBE let go);
+        // after it, frames the snapshot already held are skipped.
+        if self.phase != Phase::Playing || msg.seq < self.from_seq {
             return;
         }
         let _s = self.span.clone().entered();
