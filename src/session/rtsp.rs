@@ -1238,7 +1238,26 @@ impl Handler<Kick> for RtspSession {
 
 #[cfg(test)]
 mod tests {
-    use super::{app_and_name, pairs_per_ip, PairLease};
+    use super::{app_and_name, pairs_per_ip, same_source, PairLease};
+
+    #[test]
+    fn udp_sources_match_address_and_port() {
+        let expected: std::net::SocketAddr = "127.0.0.1:5000".parse().expect("an address");
+        let mapped: std::net::SocketAddr = "[::ffff:127.0.0.1]:5000".parse().expect("an address");
+        assert!(same_source(expected, expected));
+        assert!(
+            same_source(mapped, expected),
+            "IPv4-mapped IPv6 is the same host"
+        );
+        assert!(!same_source(
+            "127.0.0.1:5002".parse().expect("an address"),
+            expected
+        ));
+        assert!(!same_source(
+            "127.0.0.2:5000".parse().expect("an address"),
+            expected
+        ));
+    }
 
     #[test]
     fn port_pairs_per_client_address_are_capped_and_given_back() {
