@@ -150,6 +150,8 @@ struct RawRtsp {
     first_byte_at: Option<Instant>,
     /// Interleaved frames received, by channel.
     frames: Vec<u8>,
+    /// The payloads of the interleaved frames received, joined.
+    frame_bytes: Vec<u8>,
 }
 
 impl RawRtsp {
@@ -165,6 +167,33 @@ impl RawRtsp {
             closed: false,
             first_byte_at: None,
             frames: Vec::new(),
+            frame_bytes: Vec::new(),
+        }
+    }
+
+    /// Like [`Self::open`], from a local address of our choosing (another loopback address is
+    /// another client host to the server).
+    fn open_from(local: std::net::Ipv4Addr, port: u16) -> RawRtsp {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+        socket
+            .bind(&std::net::SocketAddr::from((local, 0)).into())
+            .expect("bind the local address");
+        socket
+            .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .expect("connect to the RTSP port");
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        s.set_nodelay(true).expect("nodelay");
+        RawRtsp {
+            s,
+            buf: Vec::new(),
+            cseq: 0,
+            closed: false,
+            first_byte_at: None,
+            frames: Vec::new(),
+            frame_bytes: Vec::new(),
         }
     }
 
@@ -216,6 +245,7 @@ impl RawRtsp {
                     return None;
                 }
                 self.frames.push(self.buf[1]);
+                self.frame_bytes.extend_from_slice(&self.buf[4..4 + n]);
                 self.buf.drain(..4 + n);
                 continue;
             }
@@ -1296,4 +1326,630 @@ fn h265_passes_through_rtsp_to_rtsp_players_over_tcp_and_udp() {
         );
     }
     publisher.kill();
+}
+
+// ------------------------------------------------------------------------------------------
+// hardening: hostile publishers and clients (issue 11)
+
+/// An FLV file of `seconds` of H.264 only (320x240, 25 fps, a keyframe every second), made
+/// by ffmpeg in `dir`.
+fn h264_flv(dir: &TempDir, seconds: u32) -> std::path::PathBuf {
+    let path = dir.file("video.flv");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-t", &seconds.to_string()])
+        .args(["-f", "flv"])
+        .arg(&path);
+    let out = run("ffmpeg h264 flv", &mut cmd, secs(60.0));
+    assert!(out.success(), "ffmpeg made the FLV file: {}", out.text());
+    path
+}
+
+/// The video tags of an FLV file: (timestamp in ms, tag body).
+fn flv_video_tags(path: &std::path::Path) -> Vec<(u32, Vec<u8>)> {
+    let data = std::fs::read(path).expect("read the FLV file");
+    let mut tags = Vec::new();
+    let mut pos = 9 + 4;
+    while pos + 11 <= data.len() {
+        let kind = data[pos];
+        let size = usize::from(data[pos + 1]) << 16
+            | usize::from(data[pos + 2]) << 8
+            | usize::from(data[pos + 3]);
+        let ts = u32::from(data[pos + 7]) << 24
+            | u32::from(data[pos + 4]) << 16
+            | u32::from(data[pos + 5]) << 8
+            | u32::from(data[pos + 6]);
+        let Some(body) = data.get(pos + 11..pos + 11 + size) else {
+            break;
+        };
+        if kind == 9 {
+            tags.push((ts, body.to_vec()));
+        }
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// An AVC sequence header tag body whose record carries, beside each real parameter set of
+/// `good` (a sequence header tag body), an empty one before it: SPS count and PPS count one
+/// more each, with lengths 0.
+fn with_empty_parameter_sets(good: &[u8]) -> Vec<u8> {
+    let record = &good[5..];
+    let mut pos = 6;
+    let sps_count = usize::from(record[5] & 0x1f);
+    let mut sps = Vec::new();
+    for _ in 0..sps_count {
+        let len = usize::from(u16::from_be_bytes([record[pos], record[pos + 1]]));
+        sps.push(&record[pos + 2..pos + 2 + len]);
+        pos += 2 + len;
+    }
+    let pps_count = usize::from(record[pos]);
+    pos += 1;
+    let mut pps = Vec::new();
+    for _ in 0..pps_count {
+        let len = usize::from(u16::from_be_bytes([record[pos], record[pos + 1]]));
+        pps.push(&record[pos + 2..pos + 2 + len]);
+        pos += 2 + len;
+    }
+    let mut out = good[..5].to_vec();
+    out.extend_from_slice(&record[..5]);
+    out.push(0xe0 | (sps_count as u8 + 1));
+    out.extend_from_slice(&[0, 0]);
+    for s in &sps {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    out.push(pps_count as u8 + 1);
+    out.extend_from_slice(&[0, 0]);
+    for p in &pps {
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    // The high-profile extension, as it was.
+    out.extend_from_slice(&record[pos..]);
+    out
+}
+
+/// An RTMP publisher sends an AVC sequence header with an empty SPS and an empty PPS (besides
+/// the real ones) in the middle of its stream: an RTSP player already playing and one that
+/// joins after it both keep decoding until they are done.
+#[test]
+fn empty_parameter_sets_from_an_rtmp_publisher_do_not_cut_rtsp_players_off() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let dir = TempDir::new("emptyps");
+    let tags = flv_video_tags(&h264_flv(&dir, 14));
+    assert!(
+        tags.first().is_some_and(|(_, b)| b.len() > 5 && b[1] == 0),
+        "the FLV file starts with an AVC sequence header"
+    );
+    let bad_header = with_empty_parameter_sets(&tags[0].1);
+
+    let mut rtmp = RtmpClient::open(srv.port).expect("RTMP connect");
+    let sid = rtmp
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect and createStream");
+    rtmp.send_publish(sid, "emptyps").expect("publish");
+    assert!(
+        rtmp.wait_status("NetStream.Publish.Start", HOOK_WAIT)
+            .is_some(),
+        "publish started: {:?}",
+        rtmp.messages()
+    );
+    let (bad_sent_tx, bad_sent) = std::sync::mpsc::channel();
+    let publisher = thread::spawn(move || {
+        let start = Instant::now();
+        let mut bad_sent_tx = Some(bad_sent_tx);
+        for (ts, body) in &tags {
+            let due = start + Duration::from_millis(u64::from(*ts));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            // At 3 s, just before a keyframe: the hostile sequence header.
+            if *ts >= 3000 && body[0] >> 4 == 1 && body[1] == 1 {
+                if let Some(tx) = bad_sent_tx.take() {
+                    rtmp.send_at(6, sid, 9, *ts, &bad_header)
+                        .expect("send the hostile sequence header");
+                    let _ = tx.send(());
+                }
+            }
+            if rtmp.send_at(6, sid, 9, *ts, body).is_err() {
+                break;
+            }
+        }
+        rtmp
+    });
+
+    wait_live(&srv, "live/emptyps");
+    let url = srv.rtsp_url("live/emptyps");
+    let playing = spawn_rtsp_player(&url, "tcp", 6.0);
+    bad_sent
+        .recv_timeout(secs(10.0))
+        .expect("the hostile sequence header was sent");
+    thread::sleep(Duration::from_millis(500));
+    let joining = spawn_rtsp_player(&url, "udp", 5.0);
+    let playing = finish_player(playing, secs(30.0));
+    let joining = finish_player(joining, secs(30.0));
+    for (p, what) in [
+        (&playing, "playing before it (TCP)"),
+        (&joining, "joining after it (UDP)"),
+    ] {
+        assert!(
+            p.frames >= 100,
+            "the RTSP player {what} decoded {} frames; it must not be cut off: {:?}\n{}",
+            p.frames,
+            p.out,
+            srv.log_tail(30)
+        );
+    }
+    assert!(
+        !srv.log().contains("panicked"),
+        "no panic in the server:\n{}",
+        srv.log_tail(30)
+    );
+    let _ = publisher.join();
+}
+
+/// What a raw client sent to every even port of `range` from its own UDP port: H.264 IDR
+/// packets (single NAL unit, marker bit) whose body holds `mark`, with sequence numbers spread
+/// over the whole 16-bit space so that some land just ahead of any receiver's.
+fn spray_rtp(from: &UdpSocket, range: (u16, u16), mark: &[u8], round: u32) {
+    for k in 0..8u16 {
+        let mut pkt = vec![0x80, 0x80 | 96];
+        pkt.extend_from_slice(&(k * 8192 + round as u16).to_be_bytes());
+        pkt.extend_from_slice(&(round * 3600).to_be_bytes());
+        pkt.extend_from_slice(&0x5eed_0001u32.to_be_bytes());
+        pkt.extend_from_slice(&[0x65, 0x88]);
+        pkt.extend_from_slice(mark);
+        for port in (range.0..=range.1).step_by(2) {
+            let _ = from.send_to(&pkt, ("127.0.0.1", port));
+        }
+    }
+}
+
+/// RTP sent to a UDP publisher's server ports from another port of its address never reaches
+/// players, and the real publisher (ffmpeg over UDP) goes on working.
+#[test]
+fn rtp_from_another_port_of_a_udp_publisher_is_ignored() {
+    let hook = HookServer::start();
+    let cfg = Config::new().rtsp_hooks(&hook.url("/rtsp"), "");
+    let range = cfg
+        .rtsp
+        .as_ref()
+        .map(|r| (r.rtp_port_min, r.rtp_port_max))
+        .expect("rtsp section");
+    let srv = Server::start(&cfg);
+    let port = srv.rtsp_port.expect("rtsp");
+    let url = srv.rtsp_url("live/spoofed");
+    let mut publisher = publish_rtsp(&url, "udp", 30);
+    let d = wait_live(&srv, "live/spoofed");
+
+    // A raw player over TCP sees every byte the stream sends.
+    let mut watcher = RawRtsp::open(port);
+    let d2 = watcher.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    assert_eq!(d2.status, 200, "{}", d2.head);
+    let tracks = track_urls(&d, &url);
+    let mut session = String::new();
+    for (i, t) in tracks.iter().enumerate() {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1);
+        let mut headers = vec![("Transport", transport.as_str())];
+        if !session.is_empty() {
+            headers.push(("Session", session.as_str()));
+        }
+        let r = watcher.request("SETUP", t, &headers);
+        assert_eq!(r.status, 200, "SETUP {t}: {}", r.head);
+        session = r.session().expect("a session id");
+    }
+    let play = watcher.request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status, 200, "PLAY: {}", play.head);
+    assert!(
+        watcher.wait_frames(20, secs(10.0)),
+        "the raw player gets the stream"
+    );
+
+    let mark = b"SPOOFED-RTP-FROM-ANOTHER-PORT";
+    let spoofer = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    for round in 0..15 {
+        spray_rtp(&spoofer, range, mark, round);
+        thread::sleep(Duration::from_millis(200));
+        while watcher.parse().is_some() {}
+        watcher.fill();
+    }
+    let until = Instant::now() + secs(1.0);
+    while Instant::now() < until {
+        while watcher.parse().is_some() {}
+        watcher.fill();
+    }
+    assert!(
+        find(&watcher.frame_bytes, mark).is_none(),
+        "RTP from another port reached a player"
+    );
+    let played = play_rtsp(&url, "tcp", 3.0, secs(20.0));
+    assert!(
+        played.frames >= 60,
+        "the real UDP publisher still reaches players: {} frames, {:?}",
+        played.frames,
+        played.out
+    );
+    assert!(publisher.running(), "the UDP publisher still runs");
+    publisher.kill();
+}
+
+/// An SDP announcing `n` H.264 tracks (controls `trackID=0..n`).
+fn sdp_with_tracks(n: usize) -> String {
+    let mut sdp =
+        String::from("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n");
+    for i in 0..n {
+        sdp.push_str(&format!(
+            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:trackID={i}\r\n"
+        ));
+    }
+    sdp
+}
+
+/// One client host (127.0.0.2) opens 14 publishing sessions of 8 tracks each and sets every
+/// track up over UDP three times: it must not be able to take the RTP port range, and a real
+/// ffmpeg UDP publisher from another host (127.0.0.1) still gets its ports and plays.
+#[test]
+fn repeated_udp_setups_and_many_sessions_do_not_exhaust_the_rtp_ports() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let port = srv.rtsp_port.expect("rtsp");
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let sdp = sdp_with_tracks(8);
+    let mut held = Vec::new();
+    let (mut granted, mut refused) = (0, 0);
+    for conn in 0..14 {
+        let url = srv.rtsp_url(&format!("live/hog{conn}"));
+        let mut c = RawRtsp::open_from(attacker, port);
+        c.send(
+            "ANNOUNCE",
+            &url,
+            &[("Content-Type", "application/sdp")],
+            &sdp,
+        );
+        let r = c.response(secs(10.0)).expect("an answer to ANNOUNCE");
+        assert_eq!(r.status, 200, "ANNOUNCE: {}", r.head);
+        let mut session = String::new();
+        for round in 0..3 {
+            for track in 0..8u16 {
+                let client = 30000 + 16 * conn + 2 * track;
+                let transport = format!(
+                    "RTP/AVP;unicast;client_port={client}-{};mode=record",
+                    client + 1
+                );
+                let mut headers = vec![("Transport", transport.as_str())];
+                if !session.is_empty() {
+                    headers.push(("Session", session.as_str()));
+                }
+                let r = c.request("SETUP", &format!("{url}/trackID={track}"), &headers);
+                match r.status {
+                    200 => {
+                        granted += 1;
+                        session = r.session().unwrap_or(session);
+                    }
+                    453 => refused += 1,
+                    s => panic!("SETUP round {round} track {track}: {s} {}", r.head),
+                }
+            }
+        }
+        held.push(c);
+    }
+    assert!(
+        refused > 0,
+        "one host cannot be given every pair it asks for ({granted} granted)"
+    );
+    let url = srv.rtsp_url("live/honest");
+    let mut publisher = publish_rtsp(&url, "udp", 20);
+    hook.wait_call("publish", "honest", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish for honest:\n{}", hook.dump()));
+    wait_live(&srv, "live/honest");
+    let played = play_rtsp(&url, "udp", 2.0, secs(20.0));
+    assert!(
+        played.frames >= 40,
+        "a UDP player of a UDP publisher decoded {} frames while another host holds its share of the ports: {:?}\n{}",
+        played.frames,
+        played.out,
+        srv.log_tail(20)
+    );
+    assert!(publisher.running(), "the UDP publisher still runs");
+    publisher.kill();
+    drop(held);
+}
+
+/// The server ports of a UDP SETUP answer.
+fn server_ports(setup: &Resp) -> Option<(u16, u16)> {
+    let t = setup.header("transport")?;
+    let (a, b) = t
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("server_port="))?
+        .split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// SETUP of the same track over UDP, 60 times on one session: every pair but the last one
+/// is given back (the test can bind those ports again), not kept by the server.
+#[test]
+fn re_setup_of_a_udp_track_gives_its_port_pair_back() {
+    let srv = Server::start(&Config::new().rtsp());
+    let port = srv.rtsp_port.expect("rtsp");
+    let url = srv.rtsp_url("live/resetup");
+    let mut c = RawRtsp::open(port);
+    c.send(
+        "ANNOUNCE",
+        &url,
+        &[("Content-Type", "application/sdp")],
+        &sdp_with_tracks(1),
+    );
+    let r = c.response(secs(10.0)).expect("an answer to ANNOUNCE");
+    assert_eq!(r.status, 200, "ANNOUNCE: {}", r.head);
+    let mut session = String::new();
+    let mut given = std::collections::BTreeSet::new();
+    let mut last = (0, 0);
+    for i in 0..60u16 {
+        let client = 31000 + 2 * i;
+        let transport = format!(
+            "RTP/AVP;unicast;client_port={client}-{};mode=record",
+            client + 1
+        );
+        let mut headers = vec![("Transport", transport.as_str())];
+        if !session.is_empty() {
+            headers.push(("Session", session.as_str()));
+        }
+        let r = c.request("SETUP", &format!("{url}/trackID=0"), &headers);
+        assert_eq!(r.status, 200, "SETUP {i}: {}", r.head);
+        session = r.session().unwrap_or(session);
+        last = server_ports(&r).expect("server_port in the answer");
+        given.extend([last.0, last.1]);
+    }
+    given.remove(&last.0);
+    given.remove(&last.1);
+    // Ports still held; a few may have been taken meanwhile by another test's server whose
+    // range overlaps ours, none are held by this one.
+    let held = |given: &std::collections::BTreeSet<u16>| {
+        given
+            .iter()
+            .filter(|p| UdpSocket::bind(("0.0.0.0", **p)).is_err())
+            .count()
+    };
+    let settled = poll(secs(5.0), || (held(&given) <= 4).then_some(()));
+    assert!(
+        settled.is_some(),
+        "{} of the {} ports given before the last SETUP are still held",
+        held(&given),
+        given.len()
+    );
+    assert!(!c.wait_closed(secs(0.2)), "the session is still open");
+}
+
+/// The resident memory of process `pid`, in KiB (VmRSS of /proc/PID/status).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Ten clients send OPTIONS requests back to back for 6 s and never read an answer: the
+/// server's memory stays bounded (it stops reading a client whose answers are not taken) and
+/// another client is answered meanwhile.
+#[test]
+fn pipelined_requests_without_reading_do_not_grow_the_server() {
+    let srv = Server::start(&Config::new().rtsp());
+    let port = srv.rtsp_port.expect("rtsp");
+    let url = srv.rtsp_url("live/flood");
+    // Warm up: one full exchange, so the baseline has every lazy allocation made.
+    let mut warm = RawRtsp::open(port);
+    assert_eq!(warm.request("OPTIONS", &url, &[]).status, 200);
+    let baseline = rss_kib(srv.pid());
+    let mut burst = Vec::new();
+    for i in 0..400 {
+        burst.extend_from_slice(format!("OPTIONS {url} RTSP/1.0\r\nCSeq: {i}\r\n\r\n").as_bytes());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let floods: Vec<_> = (0..10)
+        .map(|_| {
+            let burst = burst.clone();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut s = connect(port).expect("connect");
+                s.set_write_timeout(Some(Duration::from_millis(200)))
+                    .expect("write timeout");
+                let mut sent = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match s.write(&burst) {
+                        Ok(n) => sent += n,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+                (s, sent)
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let mut peak = baseline;
+    let mut served = None;
+    while start.elapsed() < secs(6.0) {
+        peak = peak.max(rss_kib(srv.pid()));
+        if served.is_none() && start.elapsed() > secs(2.0) {
+            let mut c = RawRtsp::open(port);
+            c.send("OPTIONS", &url, &[], "");
+            served = Some(c.response(secs(5.0)).map(|r| r.status));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let floods: Vec<_> = floods.into_iter().filter_map(|t| t.join().ok()).collect();
+    let sent: usize = floods.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        served,
+        Some(Some(200)),
+        "another client is answered during the flood"
+    );
+    let grown = peak.saturating_sub(baseline);
+    assert!(
+        grown < 32 << 10,
+        "the server grew by {grown} KiB (from {baseline} KiB) while 10 clients sent {sent} bytes of requests without reading"
+    );
+    drop(floods);
+}
+
+/// An AVC sequence header tag body (x264's SPS and PPS for 320x240).
+fn avc_sequence_header() -> Vec<u8> {
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    let mut body = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0x00, 0x0d, 0xff, 0xe1];
+    body.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+    body.extend_from_slice(SPS);
+    body.push(1);
+    body.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+    body.extend_from_slice(PPS);
+    body
+}
+
+/// A raw RTMP publisher of `name` whose every frame is a 512 KiB IDR at 25 fps (100 Mbit/s),
+/// so the stream's GOP cache holds one frame at a time. Set the flag to stop it.
+fn fat_publisher(
+    srv: &Server,
+    name: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread::JoinHandle<RtmpClient>,
+) {
+    let mut rtmp = RtmpClient::open(srv.port).expect("RTMP connect");
+    let sid = rtmp
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect and createStream");
+    rtmp.send_publish(sid, name).expect("publish");
+    assert!(rtmp
+        .wait_status("NetStream.Publish.Start", HOOK_WAIT)
+        .is_some());
+    rtmp.send_at(6, sid, 9, 0, &avc_sequence_header())
+        .expect("sequence header");
+    // Every frame a 512 KiB IDR: the stream's GOP cache holds one frame at a time.
+    let mut rng = Rng::new(0x00fa_7f4a);
+    let mut idr = vec![0x17, 1, 0, 0, 0];
+    let nal_len = 512 << 10;
+    idr.extend_from_slice(&(nal_len as u32).to_be_bytes());
+    idr.extend_from_slice(&[0x65, 0x88]);
+    idr.extend(rng.bytes(nal_len - 2));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let publisher = thread::spawn(move || {
+        let start = Instant::now();
+        let mut ts = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if rtmp.send_at(6, sid, 9, ts, &idr).is_err() {
+                break;
+            }
+            ts += 40;
+            let due = start + Duration::from_millis(u64::from(ts));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+        rtmp
+    });
+    (stop, publisher)
+}
+
+/// Ten clients DESCRIBE a 100 Mbit/s stream and keep their connections alive with
+/// GET_PARAMETER without ever sending PLAY: the server holds no media for them (its memory
+/// does not grow with the stream), and one that finally plays starts at the current keyframe.
+#[test]
+fn describe_without_play_holds_no_media() {
+    let srv = Server::start(&Config::new().rtsp());
+    let port = srv.rtsp_port.expect("rtsp");
+    let (stop, publisher) = fat_publisher(&srv, "fat");
+    let url = srv.rtsp_url("live/fat");
+    wait_live(&srv, "live/fat");
+    thread::sleep(secs(1.0));
+    let baseline = rss_kib(srv.pid());
+    let mut holders: Vec<RawRtsp> = (0..10)
+        .map(|_| {
+            let (c, d) = describe(port, &url);
+            assert_eq!(d.status, 200, "DESCRIBE: {}", d.head);
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    let mut peak = baseline;
+    while start.elapsed() < secs(8.0) {
+        for c in &mut holders {
+            let r = c.request("GET_PARAMETER", &url, &[]);
+            assert_eq!(
+                r.status, 200,
+                "GET_PARAMETER keeps the connection: {}",
+                r.head
+            );
+        }
+        peak = peak.max(rss_kib(srv.pid()));
+        thread::sleep(Duration::from_millis(500));
+    }
+    let grown = peak.saturating_sub(baseline);
+    // One of them plays now: it gets the stream from the current keyframe on.
+    let d = holders[0].request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    let tracks = track_urls(&d, &url);
+    let setup = holders[0].request(
+        "SETUP",
+        &tracks[0],
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(setup.status, 200, "SETUP: {}", setup.head);
+    let session = setup.session().expect("a session");
+    let play = holders[0].request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status, 200, "PLAY: {}", play.head);
+    assert!(
+        holders[0].wait_frames(400, secs(10.0)),
+        "the player that finally plays gets media"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = publisher.join();
+    assert!(
+        grown < 32 << 10,
+        "the server grew by {grown} KiB (from {baseline} KiB) while 10 clients held a DESCRIBE for 8 s of a 100 Mbit/s stream\n{}",
+        srv.log_tail(10)
+    );
+}
+
+/// An RTMP player of a stream of 512 KiB frames: the server holds a bounded number of bytes
+/// for it (its fan-out group's history is bounded in bytes, not only in frames).
+#[test]
+fn a_stream_of_large_frames_is_held_in_bounded_bytes_for_rtmp_players() {
+    let srv = Server::start(&Config::new().rtsp());
+    let (stop, publisher) = fat_publisher(&srv, "fatrtmp");
+    wait_live(&srv, "live/fatrtmp");
+    thread::sleep(secs(1.0));
+    let baseline = rss_kib(srv.pid());
+    let mut player = RtmpClient::open(srv.port).expect("RTMP connect");
+    let sid = player
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect and createStream");
+    player.send_play(sid, "fatrtmp").expect("play");
+    let start = Instant::now();
+    let mut peak = baseline;
+    while start.elapsed() < secs(8.0) {
+        peak = peak.max(rss_kib(srv.pid()));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let media = player.messages().iter().filter(|m| m.is_media()).count();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = publisher.join();
+    assert!(media >= 100, "the RTMP player got {media} media messages");
+    let grown = peak.saturating_sub(baseline);
+    assert!(
+        grown < 40 << 10,
+        "the server grew by {grown} KiB (from {baseline} KiB) for one RTMP player of a stream of 512 KiB frames"
+    );
 }

@@ -86,6 +86,11 @@ pub struct AvcConfig {
 impl AvcConfig {
     /// Parses an AVCDecoderConfigurationRecord. The optional high-profile extension after the
     /// PPS (chroma format, bit depths, SPS extensions) is not needed and is skipped.
+    ///
+    /// A parameter set that is empty or whose NAL unit type is not the one its list holds (7
+    /// in the SPS list, 8 in the PPS list) is left out, as [`avcc_nals`] leaves out empty NAL
+    /// units: the record comes from the publisher, and every consumer of the lists (RTP
+    /// packetizer, SDP, TS muxer) may take each entry for a whole NAL unit with its header.
     pub fn parse(record: &[u8]) -> Result<AvcConfig, CodecError> {
         const WHAT: &str = "AVCDecoderConfigurationRecord";
         if record.len() < 6 {
@@ -99,25 +104,28 @@ impl AvcConfig {
             return Err(CodecError::BadLengthSize(length_size));
         }
         let mut pos = 6;
-        let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Bytes>, CodecError> {
-            let mut sets = Vec::with_capacity(count);
-            for _ in 0..count {
-                let len_bytes = record
-                    .get(*pos..*pos + 2)
-                    .ok_or(CodecError::Truncated(WHAT))?;
-                let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
-                let set = record
-                    .get(*pos + 2..*pos + 2 + len)
-                    .ok_or(CodecError::Truncated(WHAT))?;
-                sets.push(Bytes::copy_from_slice(set));
-                *pos += 2 + len;
-            }
-            Ok(sets)
-        };
-        let sps = read_sets(usize::from(record[5] & 0x1f), &mut pos)?;
+        let read_sets =
+            |count: usize, nal_type: u8, pos: &mut usize| -> Result<Vec<Bytes>, CodecError> {
+                let mut sets = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len_bytes = record
+                        .get(*pos..*pos + 2)
+                        .ok_or(CodecError::Truncated(WHAT))?;
+                    let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+                    let set = record
+                        .get(*pos + 2..*pos + 2 + len)
+                        .ok_or(CodecError::Truncated(WHAT))?;
+                    if !set.is_empty() && h264_nal_type(set) == nal_type {
+                        sets.push(Bytes::copy_from_slice(set));
+                    }
+                    *pos += 2 + len;
+                }
+                Ok(sets)
+            };
+        let sps = read_sets(usize::from(record[5] & 0x1f), NAL_SPS, &mut pos)?;
         let pps_count = *record.get(pos).ok_or(CodecError::Truncated(WHAT))? as usize;
         pos += 1;
-        let pps = read_sets(pps_count, &mut pos)?;
+        let pps = read_sets(pps_count, NAL_PPS, &mut pos)?;
         Ok(AvcConfig {
             profile_idc: record[1],
             profile_compat: record[2],
@@ -685,6 +693,18 @@ mod tests {
             &[1, 66, 0xc0, 30, 0xfd, 0xe1, 0, 4, 0x67, 66, 0xc0, 30, 0]
         );
         assert_eq!(AvcConfig::parse(&record).expect("valid"), cfg);
+    }
+
+    #[test]
+    fn empty_and_mistyped_parameter_sets_in_a_record_are_skipped() {
+        // SPS count 3: empty, a PPS in the SPS slot, the SPS; PPS count 2: empty, the PPS.
+        let sps = [0x67u8, 66, 0xc0, 30];
+        let mut record = vec![1, 66, 0xc0, 30, 0xff, 0xe3, 0, 0, 0, 2, 0x68, 1, 0, 4];
+        record.extend_from_slice(&sps);
+        record.extend_from_slice(&[2, 0, 0, 0, 2, 0x68, 0xce]);
+        let cfg = AvcConfig::parse(&record).expect("readable");
+        assert_eq!(cfg.sps, vec![Bytes::copy_from_slice(&sps)]);
+        assert_eq!(cfg.pps, vec![Bytes::from_static(&[0x68, 0xce])]);
     }
 
     #[test]

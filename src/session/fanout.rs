@@ -37,6 +37,9 @@ use super::Backlog;
 /// the player's activation even when 1000 players join at once. A player that missed more
 /// resumes at the next keyframe. Every frame kept here also keeps its shared encodings.
 const HISTORY: usize = 128;
+/// Payload bytes the history keeps at most, so a stream of very large frames cannot make each
+/// group hold 128 of them; a joining player that missed more resumes at a keyframe, as above.
+const HISTORY_BYTES: usize = 8 << 20;
 /// Frames from the stream a group may have waiting before the stream drops to a keyframe.
 const GROUP_MAILBOX: usize = 1024;
 
@@ -105,6 +108,8 @@ struct GroupState {
     joining: usize,
     /// The last frames handled, with their numbers.
     history: VecDeque<(u64, MediaFrame)>,
+    /// Payload bytes in `history`.
+    history_bytes: usize,
     /// Set when the stream has ended.
     ended: Option<StreamEnded>,
     /// Taken out of this arbiter's table.
@@ -132,6 +137,7 @@ fn group_for(stream: &Addr<StreamActor>) -> Shared {
                     next_member: 0,
                     joining: 0,
                     history: VecDeque::new(),
+                    history_bytes: 0,
                     ended: None,
                     closed: false,
                 }));
@@ -167,6 +173,7 @@ fn close_if_empty(state: &Shared) {
     // With the stream's recipient gone too, the group actor stops.
     group.addr = None;
     group.history.clear();
+    group.history_bytes = 0;
 }
 
 /// Asks `stream` for a snapshot through this arbiter's group. `None` when the stream is gone.
@@ -274,10 +281,16 @@ impl Handler<Deliver> for FanoutGroup {
                 for (_, member) in group.members.iter_mut() {
                     member.take(&frame, msg.seq);
                 }
-                if group.history.len() == HISTORY {
-                    group.history.pop_front();
-                }
+                group.history_bytes += frame.payload.len();
                 group.history.push_back((msg.seq, frame));
+                while group.history.len() > HISTORY
+                    || (group.history_bytes > HISTORY_BYTES && group.history.len() > 1)
+                {
+                    let Some((_, old)) = group.history.pop_front() else {
+                        break;
+                    };
+                    group.history_bytes -= old.payload.len();
+                }
             }
             Delivery::Metadata(metadata) => {
                 for (_, member) in &group.members {

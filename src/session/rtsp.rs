@@ -4,10 +4,13 @@
 //! Hooks: `on_connect` at the first request, `on_publish` at ANNOUNCE, `on_play` at DESCRIBE
 //! (or at SETUP/PLAY when a client skips DESCRIBE), each asked while the actor waits, before
 //! anything is answered. Publish: RTP from interleaved frames or UDP datagrams is
-//! depacketized into frames for the `StreamActor`. Play: the subscription starts at DESCRIBE
-//! (its snapshot gives the SDP); frames that arrive before PLAY are kept (bounded) and sent
-//! after the cached GOP when PLAY comes; RTP goes out interleaved or by UDP with RTCP sender
-//! reports. UDP ports come from the `<rtsp>` RTP port range.
+//! depacketized into frames for the `StreamActor`. Play: DESCRIBE subscribes for the
+//! snapshot that gives the SDP and unsubscribes at once: a client that describes and never
+//! plays holds no media. PLAY subscribes again and sends that snapshot's GOP, then live
+//! frames; RTP goes out interleaved or by UDP with RTCP sender reports. UDP ports come from the
+//! `<rtsp>` RTP port range. The client's input is read only while its unwritten output is
+//! under a bound ([`Writer::gate`]), so requests pipelined without reading the answers cost
+//! the server nothing past that bound.
 //!
 //! `on_done` is sent once per allowed play or publish ([`Active`]).
 
@@ -24,7 +27,9 @@ use streamgate_actors::media::{Codec, FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision};
 use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
-use streamgate_actors::stream::{Deliver, Delivery, Kick, PublishFrame, Snapshot, StreamEnded};
+use streamgate_actors::stream::{
+    Deliver, Delivery, Kick, PublishFrame, Snapshot, StreamEnded, Subscribe, Unsubscribe,
+};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::codec::BytesCodec;
 use tokio_util::udp::UdpFramed;
@@ -53,8 +58,6 @@ pub const SESSION_MAILBOX: usize = 1024;
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a client has from TCP accept to its first request.
 pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// Frames kept between DESCRIBE and PLAY.
-const MAX_PENDING_FRAMES: usize = 4096;
 /// How often a player gets RTCP sender reports.
 const SENDER_REPORT_EVERY: Duration = Duration::from_secs(5);
 
@@ -69,7 +72,59 @@ enum Link {
         rtcp: std::rc::Rc<UdpSocket>,
         client_rtp: SocketAddr,
         client_rtcp: SocketAddr,
+        /// The streams reading both sockets (they hold the sockets too): cancelled when the
+        /// track is set up again, so the pair is given back.
+        readers: [SpawnHandle; 2],
+        /// The pair counted against the client's address.
+        _lease: PairLease,
     },
+}
+
+/// Port pairs held per client address, across every session of the server.
+static PAIRS_PER_IP: std::sync::Mutex<Option<std::collections::HashMap<IpAddr, usize>>> =
+    std::sync::Mutex::new(None);
+
+/// Most RTP/RTCP port pairs one client address may hold at once: a quarter of the range (at
+/// least two, one audio/video session), so one host cannot take the range from the others.
+fn pairs_per_ip(range: (u16, u16)) -> usize {
+    let pairs = usize::from((range.1 - range.0) / 2 + 1);
+    (pairs / 4).max(2)
+}
+
+/// One UDP port pair counted against a client address; given back when dropped.
+#[derive(Debug)]
+struct PairLease {
+    ip: IpAddr,
+}
+
+impl PairLease {
+    /// Counts a pair for `ip`, unless it already holds `cap`.
+    fn take(ip: IpAddr, cap: usize) -> Option<PairLease> {
+        let mut guard = PAIRS_PER_IP.lock().unwrap_or_else(|e| e.into_inner());
+        let held = guard
+            .get_or_insert_with(Default::default)
+            .entry(ip)
+            .or_insert(0);
+        if *held >= cap {
+            return None;
+        }
+        *held += 1;
+        Some(PairLease { ip })
+    }
+}
+
+impl Drop for PairLease {
+    fn drop(&mut self) {
+        let mut guard = PAIRS_PER_IP.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = guard.as_mut() {
+            if let Some(held) = map.get_mut(&self.ip) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// One depacketizer per announced track.
@@ -217,6 +272,12 @@ fn in_band_hevc_config(frame: &MediaFrame, last: &mut Option<Bytes>) -> Option<M
     })
 }
 
+/// Whether a datagram from `from` comes from `expected` (an IPv4 peer may show as an
+/// IPv4-mapped IPv6 address on a dual-stack socket).
+fn same_source(from: SocketAddr, expected: SocketAddr) -> bool {
+    from.port() == expected.port() && from.ip().to_canonical() == expected.ip().to_canonical()
+}
+
 static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
 
 /// Binds an RTP/RTCP pair (even, even + 1) from `range`, starting after the last pair given.
@@ -273,7 +334,9 @@ pub struct RtspSession {
     // play
     outgoing: Vec<Outgoing>,
     snapshot: Option<Snapshot>,
-    pending: Vec<MediaFrame>,
+    /// The number of the first live frame after the snapshot PLAY sent; earlier deliveries
+    /// are in it (or older).
+    from_seq: u64,
     phase: Phase,
     started: Option<(Instant, i64)>,
     backlog: Backlog,
@@ -299,9 +362,10 @@ impl RtspSession {
         );
         let (read, write) = socket.into_split();
         let writer = Writer::spawn(write, span.clone(), settings.write_merge);
+        let input = writer.gate(super::reader(read));
         let session_id = format!("{:08X}{:08X}", random_u32(), clientid as u32);
         RtspSession::create(move |ctx| {
-            ctx.add_stream(super::reader(read));
+            ctx.add_stream(input);
             RtspSession {
                 _admission: admission,
                 core: RtspConnection::new(session_id),
@@ -321,7 +385,7 @@ impl RtspSession {
                 dropped_ingest: 0,
                 outgoing: Vec::new(),
                 snapshot: None,
-                pending: Vec::new(),
+                from_seq: 0,
                 phase: Phase::Setup,
                 started: None,
                 backlog: Backlog::new(settings.player),
@@ -357,7 +421,13 @@ impl RtspSession {
             };
             match sent {
                 Ok(()) => {}
-                Err(WriteError::Full) => self.backlog.overflowed(),
+                Err(WriteError::Full) if merged => self.backlog.overflowed(),
+                Err(WriteError::Full) => {
+                    // Answers (or a replay) that do not fit: the client is not reading.
+                    let _s = self.span.clone().entered();
+                    tracing::info!("client not reading its answers; closing");
+                    ctx.stop();
+                }
                 Err(WriteError::Closed) => ctx.stop(),
             }
         }
@@ -442,16 +512,8 @@ impl RtspSession {
                     tracing::info!(tracks = self.incoming.len(), "recording");
                 }
                 Event::PlayStarted { request, .. } => {
-                    let rtp_info = self.start_playing();
-                    if self
-                        .guarded(ctx, |core| core.accept_play(request, rtp_info))
-                        .is_none()
-                    {
-                        return;
-                    }
-                    self.flush(ctx);
-                    self.send_reports(ctx);
-                    self.replay(ctx);
+                    self.resume_play(ctx, request);
+                    return;
                 }
                 Event::Teardown => {
                     self.finish("teardown");
@@ -636,7 +698,12 @@ impl RtspSession {
                 PlayOutcome::Playing(stream, snapshot, _) => (stream, snapshot),
             };
             act.log_decision("play", &Decision::Allow);
-            act.active = Some(Active::begin(&act.shared, Role::Player, info, Some(stream)));
+            act.active = Some(Active::begin(
+                &act.shared,
+                Role::Player,
+                info,
+                Some(stream.clone()),
+            ));
             let tracks: Vec<SdpTrack> = snapshot
                 .configs
                 .iter()
@@ -664,7 +731,11 @@ impl RtspSession {
                     packetizer: None,
                 })
                 .collect();
-            act.snapshot = Some(snapshot);
+            // Nothing is held for a client that has not asked to play: PLAY subscribes again
+            // and starts from the stream's GOP of that moment.
+            stream.do_send(Unsubscribe {
+                clientid: act.clientid,
+            });
             let host = act.peer_local_host();
             let description = sdp::build(&host, "streamgate", &tracks);
             if act
@@ -703,6 +774,18 @@ impl RtspSession {
         if !known {
             return Err(404);
         }
+        // A track set up again gives its UDP pair back first: a client repeating SETUP must
+        // not collect pairs.
+        let old = if publishing {
+            self.incoming[index].link.take()
+        } else {
+            self.outgoing[index].link.take()
+        };
+        if let Some(Link::Udp { readers, .. }) = old {
+            for reader in readers {
+                ctx.cancel_future(reader);
+            }
+        }
         let (link, server) = match transport.spec {
             TransportSpec::Interleaved(channels) => {
                 let (rtp, rtcp) = channels.unwrap_or((2 * index as u8, 2 * index as u8 + 1));
@@ -714,34 +797,53 @@ impl RtspSession {
                 )
             }
             TransportSpec::Udp { client_port } => {
-                let Some((rtp, rtcp, server_port)) = bind_pair(self.settings.rtp_ports) else {
+                let range = self.settings.rtp_ports;
+                let Some(lease) = PairLease::take(self.peer.ip(), pairs_per_ip(range)) else {
+                    let _s = self.span.clone().entered();
+                    tracing::warn!(
+                        limit = pairs_per_ip(range),
+                        "this client address holds its share of RTP port pairs"
+                    );
+                    return Err(453);
+                };
+                let Some((rtp, rtcp, server_port)) = bind_pair(range) else {
                     let _s = self.span.clone().entered();
                     tracing::warn!(range = ?self.settings.rtp_ports, "no free RTP port pair");
                     return Err(453);
                 };
                 let (rtp, rtcp) = (std::rc::Rc::new(rtp), std::rc::Rc::new(rtcp));
-                let client = self.peer.ip();
-                for (socket, is_rtcp) in [(rtp.clone(), false), (rtcp.clone(), true)] {
-                    // Only the client's own address may feed its ports.
+                let client_rtp = SocketAddr::new(self.peer.ip(), client_port.0);
+                let client_rtcp = SocketAddr::new(self.peer.ip(), client_port.1);
+                let mut readers = [SpawnHandle::default(); 2];
+                for (reader, (socket, is_rtcp, source)) in readers.iter_mut().zip([
+                    (rtp.clone(), false, client_rtp),
+                    (rtcp.clone(), true, client_rtcp),
+                ]) {
+                    // Only the port the client announced for this socket may feed it: any
+                    // other sender, even on the client's host, could inject media into the
+                    // stream (or keep a player alive).
                     let datagrams =
                         UdpFramed::new(socket, BytesCodec::new()).filter_map(move |item| {
-                            let datagram = item.ok().filter(|(_, from)| from.ip() == client).map(
-                                |(data, _)| Datagram {
+                            let datagram = item
+                                .ok()
+                                .filter(|(_, from)| same_source(*from, source))
+                                .map(|(data, _)| Datagram {
                                     track: index,
                                     rtcp: is_rtcp,
                                     data: data.freeze(),
-                                },
-                            );
+                                });
                             std::future::ready(datagram)
                         });
-                    ctx.add_stream(datagrams);
+                    *reader = ctx.add_stream(datagrams);
                 }
                 (
                     Link::Udp {
                         rtp,
                         rtcp,
-                        client_rtp: SocketAddr::new(self.peer.ip(), client_port.0),
-                        client_rtcp: SocketAddr::new(self.peer.ip(), client_port.1),
+                        client_rtp,
+                        client_rtcp,
+                        readers,
+                        _lease: lease,
                     },
                     ServerTransport::Udp {
                         client_port,
@@ -824,13 +926,69 @@ impl RtspSession {
         }
     }
 
+    /// PLAY: subscribes to the stream again (DESCRIBE let go of it) and, with its snapshot,
+    /// makes the packetizers, answers with `RTP-Info` and sends the GOP. A stream that ended
+    /// since DESCRIBE answers `404`.
+    fn resume_play(&mut self, ctx: &mut Context<Self>, request: RequestId) {
+        if self.phase == Phase::Playing {
+            // A PLAY while playing: new RTP-Info, the media goes on as it was.
+            let rtp_info = self.start_playing();
+            if self
+                .guarded(ctx, |core| core.accept_play(request, rtp_info))
+                .is_some()
+            {
+                self.pump(ctx);
+            }
+            return;
+        }
+        let Some(stream) = self.active.as_ref().and_then(|a| a.stream.clone()) else {
+            return self.refuse(ctx, request, 454);
+        };
+        let subscribed = stream.send(Subscribe {
+            clientid: self.clientid,
+            media: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
+        });
+        ctx.wait(subscribed.into_actor(self).map(move |snapshot, act, ctx| {
+            let Ok(snapshot) = snapshot else {
+                let _s = act.span.clone().entered();
+                tracing::info!("the stream ended before PLAY");
+                drop(_s);
+                return act.refuse(ctx, request, 404);
+            };
+            for out in &mut act.outgoing {
+                let newer = snapshot
+                    .configs
+                    .iter()
+                    .find(|f| f.track == out.track && f.codec == out.codec);
+                if let Some(config) = newer {
+                    out.config = config.payload.clone();
+                }
+            }
+            act.from_seq = snapshot.next_seq;
+            act.snapshot = Some(snapshot);
+            let rtp_info = act.start_playing();
+            if act
+                .guarded(ctx, |core| core.accept_play(request, rtp_info))
+                .is_none()
+            {
+                return;
+            }
+            // A player a little behind still has its keep-alives and reports read.
+            act.writer.set_read_limit(act.settings.player.queue_bytes);
+            act.flush(ctx);
+            act.send_reports(ctx);
+            act.replay(ctx);
+            act.pump(ctx);
+        }));
+    }
+
     /// Makes the packetizers for the tracks set up; returns the RTP-Info of PLAY.
     fn start_playing(&mut self) -> Vec<(String, u16, u32)> {
         let first = self
             .snapshot
             .as_ref()
             .and_then(|s| s.gop.first().map(|f| f.pts))
-            .or_else(|| self.pending.first().map(|f| f.pts))
             .unwrap_or(0);
         let setups = self.core.setups().to_vec();
         let mut info = Vec::new();
@@ -881,14 +1039,9 @@ impl RtspSession {
         info
     }
 
-    /// Sends the cached GOP and the frames that arrived since DESCRIBE.
+    /// Sends the cached GOP of the snapshot PLAY took.
     fn replay(&mut self, ctx: &mut Context<Self>) {
-        let snapshot = self.snapshot.take().unwrap_or_default();
-        let pending = std::mem::take(&mut self.pending);
-        // The snapshot ends where the subscription began; what came after is in `pending`, in
-        // the order the publisher sent it.
-        let mut frames = snapshot.gop;
-        frames.extend(pending);
+        let frames = self.snapshot.take().unwrap_or_default().gop;
         for frame in &frames {
             self.send_frame(frame);
         }
@@ -1051,10 +1204,9 @@ impl Handler<Deliver> for RtspSession {
         let Delivery::Frame(frame) = msg.item else {
             return;
         };
-        if self.phase != Phase::Playing {
-            if self.pending.len() < MAX_PENDING_FRAMES {
-                self.pending.push(frame);
-            }
+        // Before PLAY nothing is kept (deliveries still on their way after DESCRIBE let go);
+        // after it, frames the snapshot already held are skipped.
+        if self.phase != Phase::Playing || msg.seq < self.from_seq {
             return;
         }
         let _s = self.span.clone().entered();
@@ -1091,7 +1243,49 @@ impl Handler<Kick> for RtspSession {
 
 #[cfg(test)]
 mod tests {
-    use super::app_and_name;
+    use super::{app_and_name, pairs_per_ip, same_source, PairLease};
+
+    #[test]
+    fn udp_sources_match_address_and_port() {
+        let expected: std::net::SocketAddr = "127.0.0.1:5000".parse().expect("an address");
+        let mapped: std::net::SocketAddr = "[::ffff:127.0.0.1]:5000".parse().expect("an address");
+        assert!(same_source(expected, expected));
+        assert!(
+            same_source(mapped, expected),
+            "IPv4-mapped IPv6 is the same host"
+        );
+        assert!(!same_source(
+            "127.0.0.1:5002".parse().expect("an address"),
+            expected
+        ));
+        assert!(!same_source(
+            "127.0.0.2:5000".parse().expect("an address"),
+            expected
+        ));
+    }
+
+    #[test]
+    fn port_pairs_per_client_address_are_capped_and_given_back() {
+        // The default range (500 pairs) and a test range of 50.
+        assert_eq!(pairs_per_ip((20000, 20999)), 125);
+        assert_eq!(pairs_per_ip((40000, 40099)), 12);
+        assert_eq!(pairs_per_ip((40000, 40003)), 2);
+        let ip: std::net::IpAddr = "192.0.2.77".parse().expect("an address");
+        let other: std::net::IpAddr = "192.0.2.78".parse().expect("an address");
+        let held: Vec<PairLease> = (0..3).filter_map(|_| PairLease::take(ip, 3)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(
+            PairLease::take(ip, 3).is_none(),
+            "the address is at its cap"
+        );
+        let kept = PairLease::take(other, 3);
+        assert!(kept.is_some(), "another address is not");
+        drop(held);
+        assert!(
+            PairLease::take(ip, 3).is_some(),
+            "dropped leases are given back"
+        );
+    }
 
     #[test]
     fn app_and_name_from_rtsp_urls() {

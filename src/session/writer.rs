@@ -12,9 +12,12 @@
 //!   mostly per call, not per byte (on loopback, docs/benchmarks.md); on a network, fewer and
 //!   larger writes also mean fewer, fuller packets.
 //!
-//! Bounded: the queue holds at most [`QUEUE_BUFFERS`] buffers, and the player's drop policy
-//! (in its session, or in its fan-out group's member) reads [`Writer::pending_bytes`] before
-//! the queue fills. Queued bytes
+//! Bounded: the queue holds at most [`QUEUE_BUFFERS`] buffers and [`MAX_QUEUE_BYTES`] bytes,
+//! and the player's drop policy (in its session, or in its fan-out group's member) reads
+//! [`Writer::pending_bytes`] before the queue fills. A session that answers what its client
+//! sends reads that input through [`Writer::gate`]: while more than the read limit is unwritten,
+//! the client's input is left in the socket, so a client that sends requests without reading
+//! the answers fills its own socket buffers, not the server's memory. Queued bytes
 //! that make no progress for [`WRITE_STALL`] end the connection ([`Writer::is_closed`], which
 //! sessions check on their timer). Dropping the [`Writer`] flushes what is queued and then
 //! shuts the socket down, so a refusal reaches the client before the close.
@@ -29,6 +32,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
+use futures_util::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 
@@ -36,6 +40,13 @@ use tokio::net::tcp::OwnedWriteHalf;
 pub const QUEUE_BUFFERS: usize = 8192;
 /// Queued bytes that make no progress into the socket for this long end the connection.
 pub const WRITE_STALL: Duration = Duration::from_secs(20);
+/// Most bytes queued for one connection. Players drop media past their `<queue_bytes>` and a
+/// joining player's replay is at most the GOP cache (32 MiB), so only a client that does not
+/// read reaches this.
+pub const MAX_QUEUE_BYTES: usize = 64 << 20;
+/// The read limit of [`Writer::gate`] until the session sets another: answers to a client's
+/// requests wait in the queue up to this much before its input stops being read.
+pub const DEFAULT_READ_LIMIT: usize = 64 << 10;
 /// Buffers joined into one vectored write at most.
 const BATCH: usize = 64;
 /// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
@@ -68,6 +79,10 @@ struct Shared {
     /// The task has ended (write failed, or done after release).
     ended: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    /// Unwritten bytes above which a [`Gated`] input is not read.
+    read_limit: Cell<usize>,
+    /// The [`Gated`] input waiting for the queue to go under the read limit.
+    read_waker: Cell<Option<Waker>>,
 }
 
 impl Shared {
@@ -75,6 +90,20 @@ impl Shared {
         self.due.set(true);
         if let Some(waker) = self.waker.take() {
             waker.wake();
+        }
+    }
+
+    /// Whether the gated input may be read now.
+    fn readable(&self) -> bool {
+        self.ended.get() || self.pending.get() <= self.read_limit.get()
+    }
+
+    /// Lets a gated input that waits read again, if it may.
+    fn wake_reader(&self) {
+        if self.readable() {
+            if let Some(waker) = self.read_waker.take() {
+                waker.wake();
+            }
         }
     }
 }
@@ -99,6 +128,8 @@ impl Writer {
             released: Cell::new(false),
             ended: Cell::new(false),
             waker: Cell::new(None),
+            read_limit: Cell::new(DEFAULT_READ_LIMIT),
+            read_waker: Cell::new(None),
         });
         let state = shared.clone();
         let task = actix_rt::spawn(async move {
@@ -114,6 +145,7 @@ impl Writer {
             }
             state.ended.set(true);
             state.queue.borrow_mut().clear();
+            state.wake_reader();
         });
         Writer {
             shared,
@@ -153,7 +185,7 @@ impl Writer {
             return Ok(());
         }
         let mut queue = shared.queue.borrow_mut();
-        if queue.len() >= QUEUE_BUFFERS {
+        if queue.len() >= QUEUE_BUFFERS || shared.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
             return Err(WriteError::Full);
         }
         if shared.pending.get() == 0 {
@@ -167,6 +199,24 @@ impl Writer {
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
         self.shared.pending.get()
+    }
+
+    /// The connection's input, read only while at most the read limit
+    /// ([`DEFAULT_READ_LIMIT`], or [`Self::set_read_limit`]) is unwritten. A client that
+    /// pipelines requests and never reads the answers stops being read once its answers fill
+    /// the limit; the rest stays in the kernel's socket buffers, then in the client.
+    pub fn gate<S: Stream + Unpin>(&self, input: S) -> Gated<S> {
+        Gated {
+            input,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Sets the read limit of [`Self::gate`] (a player raises it to its queue, so a player
+    /// that is a little behind still has its keep-alives read).
+    pub fn set_read_limit(&self, bytes: usize) {
+        self.shared.read_limit.set(bytes);
+        self.shared.wake_reader();
     }
 
     /// True when the socket's write task has ended, or when queued bytes have made no
@@ -193,6 +243,25 @@ impl Drop for Writer {
                 });
             }
         }
+    }
+}
+
+/// A connection's input behind its writer's read limit ([`Writer::gate`]).
+pub struct Gated<S> {
+    input: S,
+    shared: Rc<Shared>,
+}
+
+impl<S: Stream + Unpin> Stream for Gated<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if !self.shared.readable() {
+            // Woken by the write task when the queue drains under the limit (or it ends).
+            self.shared.read_waker.set(Some(cx.waker().clone()));
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.input).poll_next(cx)
     }
 }
 
@@ -237,6 +306,7 @@ fn drain(
         shared
             .pending
             .set(shared.pending.get().saturating_sub(written));
+        shared.wake_reader();
         let mut left = written;
         while left > 0 {
             let front = queue.front_mut().expect("written bytes were queued");
@@ -354,6 +424,44 @@ mod tests {
         assert_eq!(&got, b"frame");
         assert_eq!(writer.pending_bytes(), 0);
         assert!(!writer.is_closed());
+    }
+
+    #[actix_rt::test]
+    async fn a_gated_input_waits_while_the_output_is_over_the_limit() {
+        use futures_util::StreamExt;
+        let (writer, mut client) = pair(Duration::ZERO).await;
+        let mut input = writer.gate(futures_util::stream::iter([1, 2]));
+        assert_eq!(input.next().await, Some(1));
+        // More than the socket buffers take, while the client does not read.
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        for _ in 0..16 {
+            writer.send(chunk.clone()).expect("queued");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(writer.pending_bytes() > DEFAULT_READ_LIMIT);
+        let next = tokio::time::timeout(Duration::from_millis(200), input.next()).await;
+        assert!(next.is_err(), "the input is not read while over the limit");
+        actix_rt::spawn(async move {
+            let mut buf = vec![0u8; 1 << 16];
+            while client.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        let next = tokio::time::timeout(Duration::from_secs(10), input.next()).await;
+        assert_eq!(next.expect("read again once the client reads"), Some(2));
+    }
+
+    #[actix_rt::test]
+    async fn the_queue_is_bounded_in_bytes() {
+        let (writer, _client) = pair(Duration::ZERO).await;
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        let mut result = Ok(());
+        for _ in 0..(MAX_QUEUE_BYTES >> 20) * 2 {
+            result = writer.send(chunk.clone());
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(WriteError::Full));
+        assert!(writer.pending_bytes() <= MAX_QUEUE_BYTES);
     }
 
     #[actix_rt::test]

@@ -2032,6 +2032,32 @@ impl RtmpClient {
     pub fn wait_status(&self, code: &str, timeout: Duration) -> Option<RtmpMsg> {
         self.wait_msg(|m| m.code().as_deref() == Some(code), timeout)
     }
+
+    /// Sends one message with a timestamp (media: an FLV tag body as type 8 or 9), split into
+    /// chunks of the 65536-byte chunk size [`Self::open`] announced.
+    pub fn send_at(
+        &mut self,
+        csid: u8,
+        stream_id: u32,
+        type_id: u8,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let csid = csid & 0x3f;
+        let mut m = vec![csid];
+        let ts = timestamp.min(0x00ff_fffe);
+        m.extend_from_slice(&ts.to_be_bytes()[1..]);
+        m.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        m.push(type_id);
+        m.extend_from_slice(&stream_id.to_le_bytes());
+        for (i, part) in payload.chunks(65536).enumerate() {
+            if i > 0 {
+                m.push(0xc0 | csid);
+            }
+            m.extend_from_slice(part);
+        }
+        self.stream.write_all(&m)
+    }
 }
 
 impl Drop for RtmpClient {

@@ -996,6 +996,9 @@ impl VideoPacketizer {
             units.extend(sets.iter().map(|s| &s[..]));
         }
         units.extend(nals);
+        // An empty unit has no header to read and nothing to send (the config parsers and
+        // `avcc_nals` leave them out already; this keeps the loop below safe on its own).
+        units.retain(|u| !u.is_empty());
         let timestamp = self.clock.rtp_time(frame.pts);
         let hl = codec.header_len();
         let max = self.max_payload;
@@ -1018,7 +1021,7 @@ impl VideoPacketizer {
                     NalCodec::H264 => {
                         let nri = units[i..i + n]
                             .iter()
-                            .map(|u| u[0] & 0x60)
+                            .map(|u| u.first().map_or(0, |b| b & 0x60))
                             .max()
                             .unwrap_or(0);
                         payload.put_u8(nri | 24);

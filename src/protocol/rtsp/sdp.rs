@@ -198,6 +198,7 @@ fn resolve_codec(track: &mut SdpTrack) {
                 .map(|v| {
                     v.split(',')
                         .filter_map(base64_decode)
+                        .filter(|s| !s.is_empty())
                         .map(Bytes::from)
                         .collect()
                 })
@@ -222,6 +223,7 @@ fn resolve_codec(track: &mut SdpTrack) {
                 .filter_map(|k| track.fmtp(k))
                 .flat_map(|v| v.split(','))
                 .filter_map(base64_decode)
+                .filter(|s| s.len() >= 2)
                 .map(Bytes::from)
                 .collect();
         }
@@ -344,7 +346,9 @@ pub fn h265_track(control: String, payload_type: u8, record: &[u8]) -> Result<Sd
 }
 
 /// The parameter set NAL units (VPS, SPS, PPS, SEI) of an HEVCDecoderConfigurationRecord
-/// (ISO/IEC 14496-15 §8.3.3.1), in record order.
+/// (ISO/IEC 14496-15 §8.3.3.1), in record order. A NAL unit shorter than the 2-byte H.265
+/// NAL header, or of another type than its array says, is left out: the record comes from
+/// the publisher, and the packetizer and the SDP take each entry for a whole NAL unit.
 pub fn hvcc_parameter_sets(record: &[u8]) -> Result<Vec<Bytes>, CodecError> {
     const WHAT: &str = "HEVCDecoderConfigurationRecord";
     let truncated = || CodecError::Truncated(WHAT);
@@ -357,6 +361,7 @@ pub fn hvcc_parameter_sets(record: &[u8]) -> Result<Vec<Bytes>, CodecError> {
     let mut pos = 23;
     let mut sets = Vec::new();
     for _ in 0..record[22] {
+        let array_type = *record.get(pos).ok_or_else(truncated)? & 0x3f;
         let count = record.get(pos + 1..pos + 3).ok_or_else(truncated)?;
         let count = u16::from_be_bytes([count[0], count[1]]);
         pos += 3;
@@ -364,7 +369,9 @@ pub fn hvcc_parameter_sets(record: &[u8]) -> Result<Vec<Bytes>, CodecError> {
             let len = record.get(pos..pos + 2).ok_or_else(truncated)?;
             let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
             let nal = record.get(pos + 2..pos + 2 + len).ok_or_else(truncated)?;
-            sets.push(Bytes::copy_from_slice(nal));
+            if nal.len() >= 2 && (nal[0] >> 1) & 0x3f == array_type {
+                sets.push(Bytes::copy_from_slice(nal));
+            }
             pos += 2 + len;
         }
     }

@@ -698,3 +698,75 @@ fn ffmpeg_packets_depacketize_and_repacketize() {
         aus.iter().map(|f| &f.payload).collect::<Vec<_>>()
     );
 }
+
+/// An AVCDecoderConfigurationRecord as a hostile RTMP publisher may send it: an empty SPS and
+/// an empty PPS beside the real ones (lengths 0 in the record).
+fn record_with_empty_sets() -> Vec<u8> {
+    let mut record = vec![1, 0x64, 0x00, 0x0d, 0xff, 0xe2, 0, 0];
+    record.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+    record.extend_from_slice(SPS);
+    record.extend_from_slice(&[2, 0, 0]);
+    record.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+    record.extend_from_slice(PPS);
+    record
+}
+
+#[test]
+fn empty_parameter_sets_in_a_record_are_skipped_not_sent() {
+    let mut p = VideoPacketizer::h264(96, 1, 0, RtpClock::new(90_000, 0));
+    p.set_config(&record_with_empty_sets())
+        .expect("the record's real sets are usable");
+    // A keyframe small enough that every unit goes into one STAP-A (the path that read the
+    // first byte of each unit), and one large enough for FU-A.
+    for idr_len in [100, 5000] {
+        let frames = gop(0, idr_len, 1);
+        let sent = packets(&mut p, &frames);
+        let mut d = VideoDepacketizer::h264(None);
+        let got = depacketize(&mut d, &sent);
+        let config = got
+            .iter()
+            .find(|f| f.kind == FrameKind::Config)
+            .expect("the parameter sets went before the keyframe");
+        let cfg = AvcConfig::parse(&config.payload).expect("record");
+        assert_eq!(
+            (&cfg.sps[..], &cfg.pps[..]),
+            (
+                &[Bytes::from_static(SPS)][..],
+                &[Bytes::from_static(PPS)][..]
+            )
+        );
+        let media: Vec<_> = got.iter().filter(|f| f.kind == FrameKind::Media).collect();
+        assert_eq!(media.len(), 2, "keyframe and P-frame arrive");
+    }
+    // A record with nothing but empty sets leaves nothing to put before keyframes.
+    let empty_only = [1, 0x64, 0, 0x0d, 0xff, 0xe1, 0, 0, 1, 0, 0];
+    p.set_config(&empty_only).expect("readable");
+    let sent = packets(&mut p, &gop(0, 100, 0));
+    assert!(!sent.is_empty());
+}
+
+#[test]
+fn empty_and_short_hevc_parameter_sets_are_skipped() {
+    // hvcC with a VPS array holding an empty NAL and a one-byte NAL (shorter than the H.265
+    // NAL header) and a real VPS, then an SPS array whose NAL is of another type.
+    let vps = [0x40u8, 0x01, 0x0c, 0x01];
+    let mut record = vec![1u8; 22];
+    record.push(2);
+    record.extend_from_slice(&[0x80 | 32, 0, 3, 0, 0, 0, 1, 0x40]);
+    record.extend_from_slice(&(vps.len() as u16).to_be_bytes());
+    record.extend_from_slice(&vps);
+    record.extend_from_slice(&[0x80 | 33, 0, 1, 0, 2, 0x44, 0x01]);
+    assert_eq!(
+        sdp::hvcc_parameter_sets(&record).expect("readable"),
+        vec![Bytes::copy_from_slice(&vps)]
+    );
+    let mut p = VideoPacketizer::h265(96, 1, 0, RtpClock::new(90_000, 0));
+    p.set_config(&record).expect("usable");
+    let idr = MediaFrame {
+        codec: Codec::H265,
+        ..video_frame(0, true, &[vec![0x26, 0x01, 0xaf, 0x01]])
+    };
+    let mut out = Vec::new();
+    p.packetize(&idr, &mut out).expect("packetize");
+    assert_eq!(out.len(), 1, "VPS and IDR in one AP");
+}
