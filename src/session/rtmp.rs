@@ -132,7 +132,8 @@ impl RtmpSession {
         let (read, write) = socket.into_split();
         let writer = Rc::new(Writer::spawn(write, span.clone(), settings.write_merge));
         RtmpSession::create(move |ctx| {
-            ctx.add_stream(super::reader(read));
+            // Input is read only while the answers to it are being taken (Writer::gate).
+            ctx.add_stream(writer.gate(super::reader(read)));
             RtmpSession {
                 _admission: admission,
                 core: ServerConnection::new(),
@@ -479,6 +480,10 @@ impl RtmpSession {
         stream_id: u32,
         stream: Option<Addr<StreamActor>>,
     ) {
+        if role == Role::Player {
+            // A player's output is media: a backlog up to its queue still has its acks read.
+            self.writer.set_read_limit(self.limits.queue_bytes);
+        }
         self.active = Some(Active::begin(&self.shared, role, info, stream));
         self.active_stream_id = stream_id;
     }
