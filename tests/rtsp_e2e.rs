@@ -1953,3 +1953,109 @@ fn a_stream_of_large_frames_is_held_in_bounded_bytes_for_rtmp_players() {
         "the server grew by {grown} KiB (from {baseline} KiB) for one RTMP player of a stream of 512 KiB frames"
     );
 }
+
+/// Requests alone hold neither a connection nor a stream name: a client that only sends
+/// `OPTIONS` is closed 60 s after it connected, and a publisher that announced and recorded
+/// but sends no media is closed after 30 s, which frees its name for a real publisher.
+#[test]
+fn requests_alone_do_not_hold_a_connection_or_a_stream_name() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
+    let port = srv.rtsp_port.expect("rtsp");
+    let url = srv.rtsp_url("live/squat");
+
+    let mut squatter = RawRtsp::open(port);
+    squatter.send(
+        "ANNOUNCE",
+        &url,
+        &[("Content-Type", "application/sdp")],
+        &sdp_with_tracks(1),
+    );
+    let r = squatter
+        .response(secs(10.0))
+        .expect("an answer to ANNOUNCE");
+    assert_eq!(r.status, 200, "ANNOUNCE: {}", r.head);
+    let r = squatter.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[(
+            "Transport",
+            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+        )],
+    );
+    assert_eq!(r.status, 200, "SETUP: {}", r.head);
+    let session = r.session().expect("a session id");
+    let r = squatter.request("RECORD", &url, &[("Session", session.as_str())]);
+    assert_eq!(r.status, 200, "RECORD: {}", r.head);
+    let recording = Instant::now();
+    let mut chatter = RawRtsp::open(port);
+    let connected = Instant::now();
+
+    let (mut squatter_closed, mut chatter_closed) = (None, None);
+    for tick in 0..90 {
+        for (c, closed) in [
+            (&mut squatter, &mut squatter_closed),
+            (&mut chatter, &mut chatter_closed),
+        ] {
+            if closed.is_some() {
+                continue;
+            }
+            if tick % 5 == 0 {
+                c.send("OPTIONS", &url, &[], "");
+            }
+            if c.wait_closed(secs(0.5)) {
+                *closed = Some(Instant::now());
+            }
+        }
+        if squatter_closed.is_some() && chatter_closed.is_some() {
+            break;
+        }
+        std::thread::sleep(secs(0.5));
+    }
+    let squatter_after = squatter_closed
+        .unwrap_or_else(|| {
+            panic!(
+                "a publisher without media is still open: {}",
+                srv.log_tail(20)
+            )
+        })
+        .duration_since(recording);
+    assert!(
+        squatter_after >= secs(29.0),
+        "the silent publisher was closed after {squatter_after:?}, before 30 s"
+    );
+    let chatter_after = chatter_closed
+        .unwrap_or_else(|| {
+            panic!(
+                "a client that only asks OPTIONS is still open: {}",
+                srv.log_tail(20)
+            )
+        })
+        .duration_since(connected);
+    assert!(
+        chatter_after >= secs(59.0),
+        "the OPTIONS-only client was closed after {chatter_after:?}, before 60 s"
+    );
+    let log = srv.log();
+    assert!(
+        log.contains("publisher sent no media for too long"),
+        "{}",
+        srv.log_tail(20)
+    );
+    assert!(
+        log.contains("neither played nor published for too long"),
+        "{}",
+        srv.log_tail(20)
+    );
+    let announce = hook
+        .find(|r| r.call() == "publish" && r.name() == "squat")
+        .into_iter()
+        .next()
+        .expect("the squatter's on_publish");
+    assert_one_done(&hook, &announce, "the silent publisher", secs(2.0));
+
+    // The name is free again.
+    let mut publisher = publish_rtsp(&url, "tcp", 20);
+    wait_live(&srv, "live/squat");
+    publisher.kill();
+}

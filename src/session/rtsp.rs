@@ -56,6 +56,9 @@ pub const SESSION_MAILBOX: usize = 1024;
 /// A session without any request, RTCP or media for this long is closed (RFC 2326 §12.37,
 /// the `timeout` the server announces).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// A publisher whose tracks bring no RTP or RTCP for this long is dropped, whatever requests
+/// it still sends (as for RTMP and SRT publishers).
+pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
 /// Time a client has from TCP accept to its first request.
 pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// How often a player gets RTCP sender reports.
@@ -327,6 +330,10 @@ pub struct RtspSession {
     connected: bool,
     app_recorded: bool,
     last_activity: Instant,
+    /// Since when the session has neither played nor published (see `in_use`).
+    inactive_since: Instant,
+    /// When a publisher's last RTP or RTCP packet arrived (or its ANNOUNCE was allowed).
+    last_media: Instant,
     // publish
     incoming: Vec<Incoming>,
     origin_micros: Option<i64>,
@@ -380,6 +387,8 @@ impl RtspSession {
                 connected: false,
                 app_recorded: false,
                 last_activity: Instant::now(),
+                inactive_since: Instant::now(),
+                last_media: Instant::now(),
                 incoming: Vec::new(),
                 origin_micros: None,
                 dropped_ingest: 0,
@@ -596,6 +605,7 @@ impl RtspSession {
                         return act.refuse(ctx, request, decision.deny_status());
                     };
                     act.active = Some(Active::begin(&act.shared, Role::Publisher, info, None));
+                    act.last_media = Instant::now();
                     match claim {
                         Ok(Ok(stream)) => {
                             act.incoming = tracks.iter().map(Self::depacketizer).collect();
@@ -877,6 +887,7 @@ impl RtspSession {
     /// One RTP or RTCP packet of publisher track `index`.
     fn ingest(&mut self, index: usize, rtcp: bool, data: Bytes) {
         self.last_activity = Instant::now();
+        self.last_media = self.last_activity;
         let Some(stream) = self
             .active
             .as_ref()
@@ -1138,8 +1149,23 @@ impl Actor for RtspSession {
         });
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             let _s = act.span.clone().entered();
+            let publishing = act
+                .active
+                .as_ref()
+                .is_some_and(|a| a.role == Role::Publisher);
+            if publishing || act.phase == Phase::Playing {
+                act.inactive_since = Instant::now();
+            }
             if act.last_activity.elapsed() > SESSION_TIMEOUT {
                 tracing::info!("session timed out (no request, RTCP or media)");
+                ctx.stop();
+            } else if act.inactive_since.elapsed() > SESSION_TIMEOUT {
+                // Requests alone (OPTIONS, DESCRIBE, GET_PARAMETER) do not hold a connection.
+                tracing::info!("neither played nor published for too long; closing");
+                ctx.stop();
+            } else if publishing && act.last_media.elapsed() > PUBLISH_IDLE {
+                // Nor do they hold a stream name for a publisher that sends no media.
+                tracing::info!("publisher sent no media for too long; closing");
                 ctx.stop();
             } else if act.backlog.output_gone(&act.writer) {
                 ctx.stop();
