@@ -44,6 +44,10 @@ pub enum NotifyMethod {
 /// Most HTTP connections one worker's notifier keeps open to hook servers.
 pub const HOOK_CONNECTIONS: usize = 256;
 
+/// How long an idle keep-alive connection to a hook server is kept for the next call. Common
+/// servers close theirs after 5 to 75 s; an idle connection is closed within twice this.
+pub const HOOK_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The default time a hook has to answer before the session is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -336,6 +340,7 @@ impl NotifyActor {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(HOOK_IDLE_TIMEOUT)
             .pool_max_idle_per_host(HOOK_CONNECTIONS)
             .build(https);
         NotifyActor {
