@@ -757,3 +757,55 @@ fn probe_codecs_out_with(url: &str, args: &[&str]) -> (std::collections::BTreeSe
         .collect();
     (set, out)
 }
+
+/// `r=live/a/b` is the stream `live/a/b` of every other protocol: app `live/a`, name `b`, in
+/// the stream key (an RTMP player of `rtmp://…/live/a/b` plays it) and in the hook fields,
+/// which are those of an RTMP publish of the same path.
+#[test]
+fn an_srt_resource_splits_into_app_and_name_as_an_rtmp_path_does() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .srt_hooks(&hook.url("/srt"), ""),
+    );
+    let mut srt_in = srt_publish(&srv.srt_url("#!::r=live/a/b,m=publish"), 30);
+    let srt_publish = hook
+        .wait_for(
+            |r| r.path == "/srt/publish" && r.call() == "publish",
+            HOOK_WAIT,
+        )
+        .unwrap_or_else(|| panic!("no SRT on_publish: {}\n{}", hook.dump(), srv.log_tail(30)));
+    assert_eq!(
+        (srt_publish.field("app"), srt_publish.field("name")),
+        ("live/a", "b"),
+        "{srt_publish:?}"
+    );
+    thread::sleep(secs(1.5));
+    let (frames, err) = read_frames(&srv.url("live/a/b"), 2.0, secs(20.0));
+    assert!(
+        frames >= 40,
+        "an RTMP player of live/a/b decoded {frames} frames of the SRT r=live/a/b: {err}"
+    );
+    srt_in.kill();
+    assert_one_done(
+        &hook,
+        srt_publish.clientid(),
+        KILL_WAIT,
+        "the SRT publisher",
+    );
+
+    let mut rtmp_in = publish(&srv.url("live/a/b"), 30);
+    let rtmp_publish = hook
+        .wait_for(
+            |r| r.path == "/rtmp/publish" && r.call() == "publish",
+            HOOK_WAIT,
+        )
+        .unwrap_or_else(|| panic!("no RTMP on_publish: {}", hook.dump()));
+    assert_eq!(
+        (rtmp_publish.field("app"), rtmp_publish.field("name")),
+        (srt_publish.field("app"), srt_publish.field("name")),
+        "the same path over RTMP: {rtmp_publish:?}"
+    );
+    rtmp_in.kill();
+}

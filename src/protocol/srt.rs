@@ -19,7 +19,7 @@
 //! Pure string functions: no sockets, no SRT state, no hook policy (which codes to reject
 //! with is the session's business).
 
-use crate::protocol::url::split_query;
+use crate::protocol::url::{app_and_name, split_query};
 
 /// Longest streamid SRT carries (libsrt's `SRTO_STREAMID` limit).
 pub const MAX_STREAMID: usize = 512;
@@ -38,9 +38,10 @@ pub enum Mode {
 pub struct StreamId {
     /// Publish or play.
     pub mode: Mode,
-    /// The application: the resource up to its first `/`.
+    /// The application: every segment of the resource's path before the last (`live/a` for
+    /// `live/a/b`), as for every protocol ([`app_and_name`]).
     pub app: String,
-    /// The stream name: the rest of the resource, without any query.
+    /// The stream name: the last segment of the resource's path, without any query.
     pub name: String,
     /// The query that followed the resource (without `?`; empty when none).
     pub query: String,
@@ -216,16 +217,14 @@ fn parse_access_control(list: &str) -> Result<StreamId, StreamIdError> {
     })
 }
 
-/// `app/name?query` into its parts; one leading `/` is tolerated. The app is the first path
-/// segment, as in an RTMP URL.
+/// `app/name?query` into its parts; one leading `/` is tolerated. The name is the last path
+/// segment and the app everything before it, the rule of every protocol ([`app_and_name`]), so
+/// `r=live/a/b` is the stream RTMP, RTSP and HTTP-FLV clients reach as `live/a/b`.
 fn split_resource(resource: &str) -> Result<(String, String, String), StreamIdError> {
     let (path, query) = split_query(resource);
-    let path = path.strip_prefix('/').unwrap_or(path);
-    match path.split_once('/') {
-        Some((app, name)) if !app.is_empty() && !name.is_empty() && !name.ends_with('/') => {
-            Ok((app.to_string(), name.to_string(), query.to_string()))
-        }
-        _ => Err(StreamIdError::BadResource(resource.to_string())),
+    match app_and_name(path) {
+        Some((app, name)) => Ok((app.to_string(), name.to_string(), query.to_string())),
+        None => Err(StreamIdError::BadResource(resource.to_string())),
     }
 }
 
@@ -321,11 +320,42 @@ mod tests {
                 extra: pairs(&[("h", "example.com"), ("t", "stream"), ("acme_key", "v=1==")]),
             }
         );
-        // Deeper names keep their slashes; a leading slash and a trailing comma are tolerated.
+        // A leading slash and a trailing comma are tolerated.
         assert_eq!(
-            StreamId::parse("#!::r=/live/a/b,"),
-            Ok(id(Mode::Play, "live", "a/b"))
+            StreamId::parse("#!::r=/live/cam3,"),
+            Ok(id(Mode::Play, "live", "cam3"))
         );
+    }
+
+    #[test]
+    fn the_last_segment_is_the_name_as_for_every_protocol() {
+        // As an RTMP, RTSP or HTTP-FLV path `live/a/b`: app `live/a`, name `b`.
+        for s in [
+            "#!::r=live/a/b,m=publish",
+            "publish:live/a/b",
+            "#!::r=/live/a/b,m=publish",
+        ] {
+            assert_eq!(
+                StreamId::parse(s),
+                Ok(id(Mode::Publish, "live/a", "b")),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            StreamId::parse("live/a/b/c"),
+            Ok(id(Mode::Play, "live/a/b", "c"))
+        );
+        let s = StreamId::parse("#!::r=live/a/b?token=x/y").expect("valid");
+        assert_eq!(
+            (s.app.as_str(), s.name.as_str(), s.query.as_str()),
+            ("live/a", "b", "token=x/y")
+        );
+        for bad in ["#!::r=live//b", "#!::r=live/a/", "live/a//"] {
+            assert!(
+                matches!(StreamId::parse(bad), Err(StreamIdError::BadResource(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
