@@ -18,6 +18,8 @@ for tool in ffmpeg:ffmpeg ffprobe:ffmpeg openssl:openssl python3:python3 npm:npm
 done
 # The browser test (tests/httpflv_browser.rs) runs Debian's Chromium, headless.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The network-fault tests (tests/netem.rs) build namespaces and links with iproute2's `ip`.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "tests/run.sh: installing missing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

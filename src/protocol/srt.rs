@@ -16,10 +16,13 @@
 //! followed by two hex digits stays as it is. A value may contain `=` unescaped (only the
 //! first `=` of a pair separates).
 //!
-//! Pure string functions: no sockets, no SRT state, no hook policy (which codes to reject
-//! with is the session's business).
+//! Also the check every SRT datagram passes before srt-protocol sees it ([`check_datagram`]):
+//! the inputs that make srt-protocol 0.4.4 panic are refused on the raw bytes.
+//!
+//! Pure functions over strings and bytes: no sockets, no SRT state, no hook policy (which
+//! codes to reject with is the session's business).
 
-use crate::protocol::url::split_query;
+use crate::protocol::url::{app_and_name, split_query};
 
 /// Longest streamid SRT carries (libsrt's `SRTO_STREAMID` limit).
 pub const MAX_STREAMID: usize = 512;
@@ -38,9 +41,10 @@ pub enum Mode {
 pub struct StreamId {
     /// Publish or play.
     pub mode: Mode,
-    /// The application: the resource up to its first `/`.
+    /// The application: every segment of the resource's path before the last (`live/a` for
+    /// `live/a/b`), as for every protocol ([`app_and_name`]).
     pub app: String,
-    /// The stream name: the rest of the resource, without any query.
+    /// The stream name: the last segment of the resource's path, without any query.
     pub name: String,
     /// The query that followed the resource (without `?`; empty when none).
     pub query: String,
@@ -216,16 +220,14 @@ fn parse_access_control(list: &str) -> Result<StreamId, StreamIdError> {
     })
 }
 
-/// `app/name?query` into its parts; one leading `/` is tolerated. The app is the first path
-/// segment, as in an RTMP URL.
+/// `app/name?query` into its parts; one leading `/` is tolerated. The name is the last path
+/// segment and the app everything before it, the rule of every protocol ([`app_and_name`]), so
+/// `r=live/a/b` is the stream RTMP, RTSP and HTTP-FLV clients reach as `live/a/b`.
 fn split_resource(resource: &str) -> Result<(String, String, String), StreamIdError> {
     let (path, query) = split_query(resource);
-    let path = path.strip_prefix('/').unwrap_or(path);
-    match path.split_once('/') {
-        Some((app, name)) if !app.is_empty() && !name.is_empty() && !name.ends_with('/') => {
-            Ok((app.to_string(), name.to_string(), query.to_string()))
-        }
-        _ => Err(StreamIdError::BadResource(resource.to_string())),
+    match app_and_name(path) {
+        Some((app, name)) => Ok((app.to_string(), name.to_string(), query.to_string())),
+        None => Err(StreamIdError::BadResource(resource.to_string())),
     }
 }
 
@@ -261,6 +263,202 @@ fn percent_decode(s: &str) -> Result<String, StreamIdError> {
         )));
     }
     Ok(decoded)
+}
+
+// ------------------------------------------------------------------------------------------
+// datagrams srt-protocol must not see
+
+/// The SRT packet header (draft-sharabayko-srt-01 §3, Figures 2 and 3).
+const HEADER: usize = 16;
+/// The handshake's fixed fields, Version to Peer IP Address (§3.2.1, Figure 5).
+const HANDSHAKE_CIF: usize = 48;
+/// A Key Material message without its salt and keys: 4 words of header and the 8 bytes the
+/// key wrap adds (§3.2.2, Figure 11; RFC 3394).
+const KM_FIXED: usize = 16 + 8;
+/// The longest loss range of a NAK taken, in packets. srt-protocol walks a range packet by
+/// packet, so `1..2^31` would hold a worker thread for minutes; a real receiver never asks
+/// for more than its buffer (8192 packets by default) at once.
+pub const MAX_LOSS_RANGE: u32 = 1 << 16;
+
+/// Why a datagram is dropped before srt-protocol 0.4.4 parses or handles it. Each is an input
+/// that makes it panic (`unimplemented!`, `todo!`, a read past the end of a buffer), read the
+/// extension list otherwise than this check does, or spin; no libsrt peer in live mode sends
+/// any of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatagramError {
+    /// A handshake extension other than HSREQ/HSRSP (1, 2), KMREQ/KMRSP (3, 4) and SID (5):
+    /// congestion control (6), packet filter (7), group membership (8), or an unknown type
+    /// (srt-protocol parses 6, 7 and 8 and then reaches `unimplemented!`).
+    #[error("handshake extension type {kind} at byte {offset} is not supported")]
+    UnsupportedExtension {
+        /// The Extension Type.
+        kind: u16,
+        /// Where its header starts in the datagram.
+        offset: usize,
+    },
+    /// An extension whose Extension Length runs past the end of the datagram.
+    #[error("handshake extension type {kind} at byte {offset} claims {len} bytes, {left} left")]
+    ExtensionPastEnd {
+        /// The Extension Type.
+        kind: u16,
+        /// Where its header starts.
+        offset: usize,
+        /// Its Extension Length, in bytes.
+        len: usize,
+        /// The bytes after its header.
+        left: usize,
+    },
+    /// An extension whose length is not what its type holds: an HSREQ/HSRSP is 3 words, a
+    /// Key Material message its header, salt and wrapped keys, a SID at least one word (an
+    /// empty one makes srt-protocol read past its end).
+    #[error("handshake extension type {kind} at byte {offset} cannot be {len} bytes long")]
+    ExtensionLength {
+        /// The Extension Type.
+        kind: u16,
+        /// Where its header starts.
+        offset: usize,
+        /// Its Extension Length, in bytes.
+        len: usize,
+    },
+    /// 1 to 4 bytes after the last extension: less than an extension header.
+    #[error("handshake ends with {left} bytes at byte {offset}, less than an extension")]
+    TruncatedExtension {
+        /// Where the leftover bytes start.
+        offset: usize,
+        /// How many there are.
+        left: usize,
+    },
+    /// A control packet srt-protocol's connection cannot handle: Congestion Warning (4) and
+    /// Peer Error (8) reach `todo!()`, and of the user-defined type 0x7FFF only the key
+    /// material and handshake subtypes (1 to 4) are handled.
+    #[error("control packet type {kind:#06x} (subtype {subtype}) is not supported")]
+    UnsupportedControl {
+        /// The Control Type.
+        kind: u16,
+        /// The Subtype (the Reserved field for types other than 0x7FFF).
+        subtype: u16,
+    },
+    /// A NAK whose loss list ends inside a range, or whose range has no valid end or is
+    /// longer than [`MAX_LOSS_RANGE`].
+    #[error("NAK loss list has a bad range at byte {offset}")]
+    BadLossRange {
+        /// Where the range starts.
+        offset: usize,
+    },
+}
+
+fn be16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+fn be32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+/// Checks a UDP datagram before it goes to srt-protocol: `Err` for the inputs srt-protocol
+/// 0.4.4 cannot take (see [`DatagramError`]). Anything else passes, including what is not SRT
+/// at all: srt-protocol refuses that with a parse error, which is harmless.
+///
+/// Read per draft-sharabayko-srt-01: the header (§3) says data or control and the Control
+/// Type; a handshake (§3.2.1, Figure 5) is HSv5 when its Version is 5, and all but an
+/// induction then carry extensions after the 48 fixed bytes, each an Extension Type, an
+/// Extension Length in 4-byte words and the contents (§3.2.1: HSREQ/HSRSP §3.2.1.1, KMREQ/KMRSP
+/// §3.2.1.2 with the Key Material message of §3.2.2, SID §3.2.1.3). The list is walked as
+/// srt-protocol walks it (while more than 4 bytes are left), and every extension must have
+/// exactly the length srt-protocol reads, so both see the same list. A NAK's loss list (§3.2.5)
+/// codes a range as its first number with the top bit set followed by its last.
+pub fn check_datagram(d: &[u8]) -> Result<(), DatagramError> {
+    if d.len() < HEADER || d[0] & 0x80 == 0 {
+        return Ok(()); // too short for srt-protocol (a parse error), or a data packet
+    }
+    let kind = be16(d, 0) & 0x7fff;
+    let subtype = be16(d, 2);
+    match kind {
+        0x0000 => check_handshake(d),
+        0x0003 => check_loss_list(d),
+        0x0004 | 0x0008 => Err(DatagramError::UnsupportedControl { kind, subtype }),
+        0x7fff if !(1..=4).contains(&subtype) => {
+            Err(DatagramError::UnsupportedControl { kind, subtype })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_handshake(d: &[u8]) -> Result<(), DatagramError> {
+    const INDUCTION: i32 = 1;
+    if d.len() < HEADER + HANDSHAKE_CIF {
+        return Ok(()); // srt-protocol: not enough data
+    }
+    let version = be32(d, HEADER) as i32;
+    let shake_type = be32(d, HEADER + 20) as i32;
+    if version != 5 || shake_type == INDUCTION {
+        return Ok(()); // no extensions are read
+    }
+    let mut at = HEADER + HANDSHAKE_CIF;
+    while d.len() - at > 4 {
+        let offset = at;
+        let kind = be16(d, at);
+        let len = usize::from(be16(d, at + 2)) * 4;
+        at += 4;
+        let left = d.len() - at;
+        if len > left {
+            return Err(DatagramError::ExtensionPastEnd {
+                kind,
+                offset,
+                len,
+                left,
+            });
+        }
+        let body = &d[at..at + len];
+        let expected = match kind {
+            1 | 2 => len == 12,
+            3 | 4 => body.len() >= 16 && len == km_len(body),
+            5 => len >= 4,
+            _ => return Err(DatagramError::UnsupportedExtension { kind, offset }),
+        };
+        if !expected {
+            return Err(DatagramError::ExtensionLength { kind, offset, len });
+        }
+        at += len;
+    }
+    if at < d.len() {
+        return Err(DatagramError::TruncatedExtension {
+            offset: at,
+            left: d.len() - at,
+        });
+    }
+    Ok(())
+}
+
+/// The length of a Key Material message as srt-protocol reads it: header, salt (SLen/4 words)
+/// and one wrapped key (KLen/4 words) per KK bit, plus the wrap's 8 bytes (§3.2.2).
+fn km_len(km: &[u8]) -> usize {
+    let keys = (km[3] & 0b11).count_ones() as usize;
+    let salt = usize::from(km[14]) * 4;
+    let key = usize::from(km[15]) * 4;
+    KM_FIXED + salt + key * keys
+}
+
+fn check_loss_list(d: &[u8]) -> Result<(), DatagramError> {
+    const RANGE: u32 = 0x8000_0000;
+    let mut at = HEADER;
+    while d.len() - at >= 4 {
+        let first = be32(d, at);
+        if first & RANGE == 0 {
+            at += 4;
+            continue;
+        }
+        let start = first & !RANGE;
+        let good = d.len() - at >= 8 && {
+            let end = be32(d, at + 4);
+            end & RANGE == 0 && end >= start && end - start <= MAX_LOSS_RANGE
+        };
+        if !good {
+            return Err(DatagramError::BadLossRange { offset: at });
+        }
+        at += 8;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -321,11 +519,42 @@ mod tests {
                 extra: pairs(&[("h", "example.com"), ("t", "stream"), ("acme_key", "v=1==")]),
             }
         );
-        // Deeper names keep their slashes; a leading slash and a trailing comma are tolerated.
+        // A leading slash and a trailing comma are tolerated.
         assert_eq!(
-            StreamId::parse("#!::r=/live/a/b,"),
-            Ok(id(Mode::Play, "live", "a/b"))
+            StreamId::parse("#!::r=/live/cam3,"),
+            Ok(id(Mode::Play, "live", "cam3"))
         );
+    }
+
+    #[test]
+    fn the_last_segment_is_the_name_as_for_every_protocol() {
+        // As an RTMP, RTSP or HTTP-FLV path `live/a/b`: app `live/a`, name `b`.
+        for s in [
+            "#!::r=live/a/b,m=publish",
+            "publish:live/a/b",
+            "#!::r=/live/a/b,m=publish",
+        ] {
+            assert_eq!(
+                StreamId::parse(s),
+                Ok(id(Mode::Publish, "live/a", "b")),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            StreamId::parse("live/a/b/c"),
+            Ok(id(Mode::Play, "live/a/b", "c"))
+        );
+        let s = StreamId::parse("#!::r=live/a/b?token=x/y").expect("valid");
+        assert_eq!(
+            (s.app.as_str(), s.name.as_str(), s.query.as_str()),
+            ("live/a", "b", "token=x/y")
+        );
+        for bad in ["#!::r=live//b", "#!::r=live/a/", "live/a//"] {
+            assert!(
+                matches!(StreamId::parse(bad), Err(StreamIdError::BadResource(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -438,6 +667,301 @@ mod tests {
         assert_eq!(
             StreamIdError::MissingResource.to_string(),
             "streamid has no resource (r=app/name)"
+        );
+    }
+
+    // ---- check_datagram ----
+
+    /// FFmpeg 5.1 (libsrt 1.5.1) playing: its conclusion handshake, HSREQ and SID.
+    const FFMPEG_PLAY_CONCLUSION: &[u8] = include_bytes!("testdata/srt_ffmpeg_play_conclusion.bin");
+    /// FFmpeg 5.1 publishing with `passphrase=...&pbkeylen=16`: HSREQ, SID and KMREQ.
+    const FFMPEG_PUBLISH_KMREQ: &[u8] =
+        include_bytes!("testdata/srt_ffmpeg_publish_conclusion_kmreq.bin");
+    /// FFmpeg 5.1 playing behind a lossy link: a NAK of one packet, and a full ACK.
+    const FFMPEG_NAK: &[u8] = include_bytes!("testdata/srt_ffmpeg_play_nak.bin");
+    const FFMPEG_ACK: &[u8] = include_bytes!("testdata/srt_ffmpeg_play_ack.bin");
+
+    /// The captured conclusion's 64 fixed bytes followed by `extensions`.
+    fn conclusion(extensions: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut p = FFMPEG_PLAY_CONCLUSION[..64].to_vec();
+        for (kind, body) in extensions {
+            p.extend_from_slice(&kind.to_be_bytes());
+            p.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+            p.extend_from_slice(body);
+        }
+        p
+    }
+
+    /// The captured HSREQ and SID, as (type, body).
+    fn captured_extensions() -> Vec<(u16, Vec<u8>)> {
+        let d = FFMPEG_PLAY_CONCLUSION;
+        vec![(1, d[68..80].to_vec()), (5, d[84..112].to_vec())]
+    }
+
+    fn parse_panics(d: &[u8]) -> bool {
+        use srt_protocol::packet::Packet;
+        std::panic::catch_unwind(|| Packet::parse(&mut std::io::Cursor::new(d), false)).is_err()
+    }
+
+    #[test]
+    fn what_libsrt_sends_passes() {
+        for (what, d) in [
+            ("conclusion", FFMPEG_PLAY_CONCLUSION),
+            ("conclusion with KMREQ", FFMPEG_PUBLISH_KMREQ),
+            ("NAK", FFMPEG_NAK),
+            ("ACK", FFMPEG_ACK),
+        ] {
+            assert_eq!(check_datagram(d), Ok(()), "{what}");
+        }
+        let ext = captured_extensions();
+        let rebuilt = conclusion(&[(1, &ext[0].1), (5, &ext[1].1)]);
+        assert_eq!(
+            rebuilt, FFMPEG_PLAY_CONCLUSION,
+            "the test helper rebuilds it"
+        );
+        // Data packets, an induction (no extensions are read) and what is not SRT pass on.
+        assert_eq!(check_datagram(&[0u8; 1316]), Ok(()));
+        let mut induction = FFMPEG_PLAY_CONCLUSION[..64].to_vec();
+        induction[36..40].copy_from_slice(&1i32.to_be_bytes());
+        induction.extend_from_slice(&[0, 6, 0, 0, 1, 2]);
+        assert_eq!(check_datagram(&induction), Ok(()));
+        assert_eq!(check_datagram(b"GET / HTTP/1.1"), Ok(()));
+    }
+
+    #[test]
+    fn extensions_srt_protocol_panics_on_are_refused() {
+        let ext = captured_extensions();
+        let (hsreq, sid) = (&ext[0].1[..], &ext[1].1[..]);
+        // Congestion control "live", a packet filter, group membership, the reject subtype:
+        // srt-protocol 0.4.4 parses each and then reaches `unimplemented!`.
+        let cases: Vec<(Vec<u8>, DatagramError)> = vec![
+            (
+                conclusion(&[(1, hsreq), (6, b"evil"), (5, sid)]),
+                DatagramError::UnsupportedExtension {
+                    kind: 6,
+                    offset: 80,
+                },
+            ),
+            (
+                conclusion(&[(1, hsreq), (5, sid), (7, b"a:b\0")]),
+                DatagramError::UnsupportedExtension {
+                    kind: 7,
+                    offset: 112,
+                },
+            ),
+            (
+                conclusion(&[(8, &[1, 0, 0, 0]), (1, hsreq)]),
+                DatagramError::UnsupportedExtension {
+                    kind: 8,
+                    offset: 64,
+                },
+            ),
+            (
+                conclusion(&[(0, &[0; 4])]),
+                DatagramError::UnsupportedExtension {
+                    kind: 0,
+                    offset: 64,
+                },
+            ),
+            // Reads past the end of an empty body: group membership and an empty SID.
+            (
+                conclusion(&[(1, hsreq), (8, b""), (5, sid)]),
+                DatagramError::UnsupportedExtension {
+                    kind: 8,
+                    offset: 80,
+                },
+            ),
+            (
+                conclusion(&[(1, hsreq), (5, b""), (1, hsreq)]),
+                DatagramError::ExtensionLength {
+                    kind: 5,
+                    offset: 80,
+                    len: 0,
+                },
+            ),
+        ];
+        for (d, error) in cases {
+            assert!(parse_panics(&d), "srt-protocol panics on {error}");
+            assert_eq!(check_datagram(&d), Err(error));
+        }
+    }
+
+    #[test]
+    fn malformed_extension_lists_are_refused() {
+        let ext = captured_extensions();
+        let (hsreq, sid) = (&ext[0].1[..], &ext[1].1[..]);
+        // An Extension Length past the end of the datagram.
+        let mut d = conclusion(&[(1, hsreq), (5, sid)]);
+        d[82..84].copy_from_slice(&8u16.to_be_bytes());
+        assert_eq!(
+            check_datagram(&d),
+            Err(DatagramError::ExtensionPastEnd {
+                kind: 5,
+                offset: 80,
+                len: 32,
+                left: 28
+            })
+        );
+        // Truncated: an extension header cut short, or a short HSREQ.
+        let mut d = conclusion(&[(1, hsreq)]);
+        d.extend_from_slice(&[0, 5]);
+        assert_eq!(
+            check_datagram(&d),
+            Err(DatagramError::TruncatedExtension {
+                offset: 80,
+                left: 2
+            })
+        );
+        assert_eq!(
+            check_datagram(&conclusion(&[(1, &hsreq[..8]), (5, sid)])),
+            Err(DatagramError::ExtensionLength {
+                kind: 1,
+                offset: 64,
+                len: 8
+            })
+        );
+        // An HSREQ longer than srt-protocol reads: the rest would be read as an extension of
+        // its own (here a congestion control one hidden inside).
+        let mut long = hsreq.to_vec();
+        long.extend_from_slice(&[0, 6, 0, 1, b'e', b'v', b'i', b'l']);
+        let d = conclusion(&[(1, &long)]);
+        assert!(parse_panics(&d), "hidden inside the HSREQ");
+        assert_eq!(
+            check_datagram(&d),
+            Err(DatagramError::ExtensionLength {
+                kind: 1,
+                offset: 64,
+                len: 20
+            })
+        );
+        // The same with a key material message one word longer than its salt and keys.
+        let km = &FFMPEG_PUBLISH_KMREQ[116..];
+        assert_eq!(
+            km_len(km),
+            km.len(),
+            "the captured KMREQ is exactly its length"
+        );
+        let mut long = km.to_vec();
+        long.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(
+            check_datagram(&conclusion(&[(1, hsreq), (3, &long)])),
+            Err(DatagramError::ExtensionLength {
+                kind: 3,
+                offset: 80,
+                len: km.len() + 4
+            })
+        );
+    }
+
+    #[test]
+    fn control_packets_srt_protocol_cannot_handle_are_refused() {
+        let control = |kind: u16, subtype: u16, body: &[u8]| {
+            let mut p = vec![0u8; 16];
+            p[0..2].copy_from_slice(&(0x8000 | kind).to_be_bytes());
+            p[2..4].copy_from_slice(&subtype.to_be_bytes());
+            p.extend_from_slice(body);
+            p
+        };
+        for (kind, subtype) in [
+            (4, 0),
+            (8, 0),
+            (0x7fff, 0),
+            (0x7fff, 5),
+            (0x7fff, 6),
+            (0x7fff, 7),
+            (0x7fff, 8),
+            (0x7fff, 9),
+        ] {
+            assert_eq!(
+                check_datagram(&control(kind, subtype, &[0; 4])),
+                Err(DatagramError::UnsupportedControl { kind, subtype })
+            );
+        }
+        // Reading the body of these panics already.
+        assert!(parse_panics(&control(0x7fff, 5, b"")));
+        assert!(parse_panics(&control(0x7fff, 8, b"")));
+        // Keepalive, ACK, shutdown, ACKACK, drop request, key material refresh pass.
+        for (kind, subtype) in [
+            (1, 0),
+            (2, 0),
+            (5, 0),
+            (6, 0),
+            (7, 0),
+            (0x7fff, 3),
+            (0x7fff, 4),
+        ] {
+            assert_eq!(check_datagram(&control(kind, subtype, &[0; 8])), Ok(()));
+        }
+        // A NAK whose list ends inside a range panics srt-protocol when it is read.
+        let range = |start: u32, end: Option<u32>| {
+            let mut body = 7u32.to_be_bytes().to_vec();
+            body.extend_from_slice(&(start | 0x8000_0000).to_be_bytes());
+            if let Some(end) = end {
+                body.extend_from_slice(&end.to_be_bytes());
+            }
+            control(3, 0, &body)
+        };
+        assert_eq!(check_datagram(&range(10, Some(20))), Ok(()));
+        assert_eq!(
+            check_datagram(&range(10, Some(10 + MAX_LOSS_RANGE))),
+            Ok(())
+        );
+        for bad in [
+            range(10, None),
+            range(10, Some(9)),
+            range(10, Some(0x8000_0014)),
+            range(10, Some(11 + MAX_LOSS_RANGE)),
+        ] {
+            assert_eq!(
+                check_datagram(&bad),
+                Err(DatagramError::BadLossRange { offset: 20 })
+            );
+        }
+    }
+
+    /// Mutated libsrt handshakes: whatever the check lets through, srt-protocol parses
+    /// without panicking.
+    #[test]
+    fn what_passes_the_check_never_panics_the_parser() {
+        let mut seed = 0x5eed_u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let (mut passed, mut refused) = (0, 0);
+        for i in 0..20_000 {
+            let base = if i % 2 == 0 {
+                FFMPEG_PLAY_CONCLUSION
+            } else {
+                FFMPEG_PUBLISH_KMREQ
+            };
+            let mut d = base.to_vec();
+            for _ in 0..1 + next() % 3 {
+                let at = 64 + next() % (d.len() - 64);
+                match next() % 4 {
+                    // An extension type or length word, or any byte.
+                    0 => d[at] = (next() % 10) as u8,
+                    1 => d[at] = 0,
+                    2 => d[at] = next() as u8,
+                    _ => d.truncate(at),
+                }
+                if d.len() <= 64 {
+                    break;
+                }
+            }
+            match check_datagram(&d) {
+                Ok(()) => {
+                    passed += 1;
+                    assert!(!parse_panics(&d), "passed the check but panics: {d:02x?}");
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            passed > 1000 && refused > 1000,
+            "{passed} passed, {refused} refused"
         );
     }
 }

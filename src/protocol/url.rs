@@ -1,5 +1,5 @@
-//! Stream names and URLs as clients send them: splitting off query strings and building the
-//! `url` hook field. Pure string functions.
+//! Stream names and URLs as clients send them: splitting off query strings, splitting a stream
+//! path into app and name, and building the `url` hook field. Pure string functions.
 
 /// Splits `name?query` into the name and the query (without `?`; empty when none).
 pub fn split_query(s: &str) -> (&str, &str) {
@@ -30,6 +30,17 @@ pub fn stream_url(tcurl: &str, stream_name: &str) -> String {
     url
 }
 
+/// The app and stream name of a stream path (`live/a/b`, without query; one leading `/` is
+/// allowed): the last segment is the name, every segment before it the app (`live/a`, `b`).
+/// This is the one rule of every protocol: RTSP and HTTP-FLV paths, SRT resources, and what
+/// RTMP clients such as FFmpeg send as app and stream name for `rtmp://host/live/a/b`. `None`
+/// when the name or any segment of the app is empty (`live`, `live/`, `/b`, `live//b`).
+pub fn app_and_name(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (app, name) = path.rsplit_once('/')?;
+    (!name.is_empty() && !app.split('/').any(str::is_empty)).then_some((app, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +65,18 @@ mod tests {
             "rtmp://h/live/cam1?token=b&vhost=a"
         );
         assert_eq!(stream_url("", "cam1"), "");
+    }
+
+    #[test]
+    fn the_last_segment_is_the_name() {
+        assert_eq!(app_and_name("live/cam1"), Some(("live", "cam1")));
+        assert_eq!(app_and_name("/live/cam1"), Some(("live", "cam1")));
+        assert_eq!(app_and_name("live/a/b"), Some(("live/a", "b")));
+        assert_eq!(app_and_name("a/b/c/d"), Some(("a/b/c", "d")));
+        for bad in [
+            "", "live", "live/", "/cam1", "//cam1", "live//b", "live/a/", "/",
+        ] {
+            assert_eq!(app_and_name(bad), None, "{bad:?}");
+        }
     }
 }

@@ -5,10 +5,13 @@
 //! runs srt-protocol's listener in a task we cannot guard, and srt-protocol 0.4.4 has
 //! `unimplemented!()` branches a caller can reach (a caller that encrypts when the listener is
 //! told to accept without keys — with FFmpeg's default `pbkeylen=0` the handshake does not even
-//! say so —, a key-size mismatch, a handshake extension it does not know); one such panic
-//! there ends the listener and every SRT connection with it. Here every srt-protocol call runs
-//! under [`contain`], and the listener sees each caller's conclusion handshake itself, so it
-//! knows whether the caller sends key material before anything is accepted ([`key_plan`]).
+//! say so —, a key-size mismatch, a handshake extension it does not know, a few control
+//! packets); one such panic there ends the listener and every SRT connection with it. Here
+//! every datagram is checked before srt-protocol sees it and those it would panic on are
+//! dropped ([`check_datagram`]), every srt-protocol call runs under [`contain`], and the
+//! listener sees each caller's conclusion handshake itself, so it knows whether the caller
+//! sends key material before anything is accepted ([`key_plan`]). Dropped datagrams and
+//! contained panics are logged at most once per [`REPORT_EVERY`] each, with counts.
 //!
 //! - The listener task (on the arbiter the server is started on) owns the UDP socket: it parses
 //!   datagrams, routes those of open connections straight to their protocol task, and runs
@@ -81,7 +84,7 @@ use super::{
 use crate::config::ListenerConfig;
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
-use crate::protocol::srt::{Mode, StreamId};
+use crate::protocol::srt::{check_datagram, Mode, StreamId};
 use crate::protocol::ts::{TsDemuxer, TsMuxer, CHUNK_SIZE, PACKET_SIZE};
 
 /// Mailbox capacity of a session: live frames waiting to be muxed.
@@ -111,6 +114,10 @@ pub const PACE_WINDOW: Duration = Duration::from_millis(5);
 const LINGER_MARGIN: Duration = Duration::from_millis(200);
 /// The longest such drain.
 const MAX_LINGER: Duration = Duration::from_secs(3);
+/// Datagrams dropped by the listener (refused, unparsable) and contained panics of the
+/// handshake state machine are logged at most once per this interval each, with counts: one
+/// client sending them at line rate must not write the log at line rate.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// What every SRT connection of the listener is set up with, from `<srt>`.
 #[derive(Debug, Clone)]
@@ -354,7 +361,43 @@ struct Listener {
     open: HashMap<SocketAddr, mpsc::Sender<(Packet, SocketAddr)>>,
     /// Inputs owed to the multiplexer (connections that ended).
     owed: Vec<MuxInput>,
-    unparsable: u64,
+    /// Datagrams refused before srt-protocol saw them ([`check_datagram`]).
+    refused: Throttle,
+    /// Datagrams srt-protocol could not parse.
+    unparsable: Throttle,
+    /// Panics of the handshake state machine.
+    panics: Throttle,
+}
+
+/// Counts events of one kind and says when one is to be logged: the first, then at most one
+/// per [`REPORT_EVERY`], each with the number of events since the last line.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    total: u64,
+    since_report: u64,
+    reported_at: Option<Instant>,
+}
+
+impl Throttle {
+    /// Counts one event at `now`; `Some(events since the last report, this one included)`
+    /// when it is to be logged.
+    pub fn note(&mut self, now: Instant) -> Option<u64> {
+        self.total += 1;
+        self.since_report += 1;
+        if self
+            .reported_at
+            .is_some_and(|at| now.saturating_duration_since(at) < REPORT_EVERY)
+        {
+            return None;
+        }
+        self.reported_at = Some(now);
+        Some(std::mem::take(&mut self.since_report))
+    }
+
+    /// Every event counted.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
 }
 
 impl Listener {
@@ -384,7 +427,9 @@ impl Listener {
             awaiting: HashMap::new(),
             open: HashMap::new(),
             owed: Vec::new(),
-            unparsable: 0,
+            refused: Throttle::default(),
+            unparsable: Throttle::default(),
+            panics: Throttle::default(),
         };
         listener.run_loop().await;
         Ok(())
@@ -406,12 +451,16 @@ impl Listener {
             let step = match contain(move || Step::of(mux.handle_input(now, input))) {
                 Ok(step) => step,
                 Err(panic) => {
-                    tracing::error!(
-                        protocol = "srt",
-                        %panic,
-                        "srt-protocol panicked in the SRT handshake: resetting the handshake state \
-                         (handshakes in progress are lost; open connections go on)"
-                    );
+                    if let Some(since_last) = self.panics.note(now) {
+                        tracing::error!(
+                            protocol = "srt",
+                            %panic,
+                            since_last,
+                            total = self.panics.total(),
+                            "srt-protocol panicked in the SRT handshake: resetting the handshake \
+                             state (handshakes in progress are lost; open connections go on)"
+                        );
+                    }
                     self.mux = MultiplexListener::new(now, self.local, self.init.clone());
                     self.awaiting.clear();
                     Step::Wait
@@ -500,9 +549,23 @@ impl Listener {
         }
     }
 
-    /// Reads one datagram: a packet of an open connection goes straight to it; anything else is
-    /// for the multiplexer (handshakes). A conclusion handshake's key material is noted.
+    /// Reads one datagram: what srt-protocol cannot take is dropped; a packet of an open
+    /// connection goes straight to it; anything else is for the multiplexer (handshakes). A
+    /// conclusion handshake's key material is noted.
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) -> Option<Packet> {
+        if let Err(e) = check_datagram(bytes) {
+            if let Some(since_last) = self.refused.note(Instant::now()) {
+                tracing::warn!(
+                    protocol = "srt",
+                    %from,
+                    why = %e,
+                    since_last,
+                    total = self.refused.total(),
+                    "dropping SRT packets this server does not take"
+                );
+            }
+            return None;
+        }
         let ipv6 = self.local.is_ipv6();
         let packet = match contain(|| Packet::parse(&mut Cursor::new(bytes), ipv6)) {
             Ok(Ok(packet)) => packet,
@@ -542,13 +605,13 @@ impl Listener {
     }
 
     fn unparsable(&mut self, from: SocketAddr, why: &str) {
-        self.unparsable += 1;
-        if self.unparsable.is_power_of_two() {
+        if let Some(since_last) = self.unparsable.note(Instant::now()) {
             tracing::warn!(
                 protocol = "srt",
                 %from,
                 why,
-                count = self.unparsable,
+                since_last,
+                total = self.unparsable.total(),
                 "dropping datagrams that are not SRT packets"
             );
         }
@@ -1625,5 +1688,20 @@ mod tests {
             let settings = SrtSettings::from_config(&config).expect("valid");
             assert_eq!(settings.chunk_size(), chunk);
         }
+    }
+
+    #[test]
+    fn throttle_reports_once_per_interval_with_counts() {
+        let mut t = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(t.note(start), Some(1), "the first is reported");
+        for i in 1..4000u32 {
+            // 4000 events within one interval: none reported.
+            let at = start + REPORT_EVERY * i / 4001;
+            assert_eq!(t.note(at), None);
+        }
+        assert_eq!(t.note(start + REPORT_EVERY), Some(4000));
+        assert_eq!(t.note(start + REPORT_EVERY), None);
+        assert_eq!(t.total(), 4002);
     }
 }
