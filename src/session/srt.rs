@@ -82,6 +82,7 @@ use super::{
     SessionContext,
 };
 use crate::config::ListenerConfig;
+use crate::limits::{Admission, ConnectionLimits};
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
 use crate::protocol::srt::{check_datagram, Mode, StreamId};
@@ -135,6 +136,9 @@ pub struct SrtSettings {
     pub payload_size: usize,
     /// The drop policy of players.
     pub limits: PlayerLimits,
+    /// `<max_connections>` and `<max_connections_per_ip>`, checked before a handshake is
+    /// handed to a session.
+    pub connections: Arc<ConnectionLimits>,
 }
 
 impl SrtSettings {
@@ -160,6 +164,11 @@ impl SrtSettings {
                 queue_bytes: config.queue_bytes,
                 stall_timeout: config.stall_timeout,
             },
+            connections: ConnectionLimits::new(
+                "srt",
+                config.max_connections,
+                config.max_connections_per_ip,
+            ),
         })
     }
 
@@ -651,6 +660,12 @@ impl Listener {
     }
 
     fn dispatch(&mut self, pending: Pending) {
+        // Past the limits the caller is refused here, before any session or hook: 1503
+        // (SRT_REJX_DOWN, "service unavailable") as libsrt callers report it.
+        let admission = match self.settings.connections.admit(pending.request.remote.ip()) {
+            Ok(admission) => admission,
+            Err(_) => return pending.reject(RejectReason::Server(ServerRejectReason::Down)),
+        };
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);
         let peer = pending.request.remote;
@@ -658,7 +673,7 @@ impl Listener {
         let shared = worker.shared.clone();
         let settings = self.settings.clone();
         let sent = worker.arbiter.spawn_fn(move || {
-            SrtSession::start(pending, peer, local, shared, settings);
+            SrtSession::start(pending, peer, local, shared, settings, admission);
         });
         if !sent {
             tracing::warn!(
@@ -988,6 +1003,8 @@ impl SrtOut {
 
 /// One SRT connection, from its connection request to its end.
 pub struct SrtSession {
+    /// Its place within `<srt>`'s connection limits, given back when the session ends.
+    _admission: Admission,
     clientid: ClientId,
     peer: SocketAddr,
     /// The server address the caller reached (for the hooks' `url`).
@@ -1022,6 +1039,7 @@ impl SrtSession {
         local: SocketAddr,
         shared: SessionContext,
         settings: Arc<SrtSettings>,
+        admission: Admission,
     ) -> Addr<Self> {
         let clientid = next_client_id();
         let span = tracing::info_span!(
@@ -1034,6 +1052,7 @@ impl SrtSession {
         );
         let backlog = Backlog::new(settings.limits);
         SrtSession {
+            _admission: admission,
             clientid,
             peer,
             local,
