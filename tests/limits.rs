@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,20 +29,6 @@ fn ask(port: u16, request: &str) -> String {
         }
     }
     String::from_utf8_lossy(&got).into_owned()
-}
-
-/// A TCP connection from `local` (an address of the loopback range) to the server's `port`.
-fn connect_from(local: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.bind(&SocketAddr::from((local, 0)).into())?;
-    socket.connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)).into(),
-        Duration::from_secs(3),
-    )?;
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.set_write_timeout(Some(Duration::from_secs(3)))?;
-    Ok(s)
 }
 
 #[test]

@@ -156,7 +156,11 @@ struct RawRtsp {
 
 impl RawRtsp {
     fn open(port: u16) -> RawRtsp {
-        let s = connect(port).expect("connect to the RTSP port");
+        RawRtsp::over(connect(port).expect("connect to the RTSP port"))
+    }
+
+    /// A client over an established connection.
+    fn over(s: TcpStream) -> RawRtsp {
         s.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("read timeout");
         s.set_nodelay(true).expect("nodelay");
@@ -174,27 +178,7 @@ impl RawRtsp {
     /// Like [`Self::open`], from a local address of our choosing (another loopback address is
     /// another client host to the server).
     fn open_from(local: std::net::Ipv4Addr, port: u16) -> RawRtsp {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
-        socket
-            .bind(&std::net::SocketAddr::from((local, 0)).into())
-            .expect("bind the local address");
-        socket
-            .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
-            .expect("connect to the RTSP port");
-        let s: TcpStream = socket.into();
-        s.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
-        s.set_nodelay(true).expect("nodelay");
-        RawRtsp {
-            s,
-            buf: Vec::new(),
-            cseq: 0,
-            closed: false,
-            first_byte_at: None,
-            frames: Vec::new(),
-            frame_bytes: Vec::new(),
-        }
+        RawRtsp::over(connect_from(local.octets(), port).expect("connect to the RTSP port"))
     }
 
     /// Sends raw bytes (errors mean the server hung up; they are not the test's concern here).

@@ -1592,6 +1592,21 @@ pub fn connect(port: u16) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// Connects to 127.0.0.1:port from `local`, another address of the loopback range (another
+/// client host to the server), with short timeouts.
+pub fn connect_from(local: [u8; 4], port: u16) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((local, 0)).into())?;
+    socket.connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)).into(),
+        Duration::from_secs(3),
+    )?;
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.set_write_timeout(Some(Duration::from_secs(3)))?;
+    Ok(s)
+}
+
 /// Performs the client side of the RTMP simple handshake (C0 C1, S0 S1 S2, C2).
 pub fn rtmp_handshake(s: &mut TcpStream, rng: &mut Rng) -> io::Result<()> {
     let mut c0c1 = vec![3u8];
