@@ -1608,3 +1608,35 @@ fn client_text_cannot_forge_or_hide_log_lines() {
     );
     assert!(log.contains(r"li\rve"), "the app is logged escaped");
 }
+
+// ------------------------------------------------------------------------------------------
+// Interop: what RTMP players expect of the server's answers.
+
+/// FFmpeg (and the players built on it: mpv, VLC) asks `getStreamLength` before `play` and
+/// reads the `_result` as a number; anything else makes it warn
+/// `Unexpected reply on getStreamLength()`.
+#[test]
+fn get_stream_length_is_answered_with_a_number() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let mut publisher = publish(&srv.url("live/len"), 20);
+    hook.wait_call("publish", "len", HOOK_WAIT)
+        .expect("on_publish for len");
+
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-i", &srv.url("live/len")])
+        .args(["-t", "1", "-map", "0:v:0", "-f", "framemd5", "-"]);
+    let out = run("ffmpeg play len", &mut cmd, secs(20.0));
+    assert!(
+        count_frames(&out.stdout) > 0,
+        "the player decodes video: {}",
+        out.text()
+    );
+    assert!(
+        !out.stderr.contains("getStreamLength"),
+        "ffmpeg takes the getStreamLength answer without a warning: {}",
+        out.stderr
+    );
+    publisher.kill();
+}
