@@ -1640,3 +1640,45 @@ fn get_stream_length_is_answered_with_a_number() {
     );
     publisher.kill();
 }
+
+/// Players' clientids come from the clientid counter alone: the fan-out group a player's
+/// arbiter subscribes with takes an internal id, so consecutive connections get consecutive
+/// clientids, and the log names a group as `subscriber=`, never as a clientid.
+#[test]
+fn consecutive_players_get_consecutive_clientids() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), "").workers(1));
+    let mut publisher = publish(&srv.url("live/ids"), 30);
+    hook.wait_call("publish", "ids", HOOK_WAIT)
+        .expect("on_publish for ids");
+    for _ in 0..3 {
+        let (frames, err) = read_frames(&srv.url("live/ids"), 0.5, secs(20.0));
+        assert!(frames > 0, "the player decodes video: {err}");
+    }
+    let mut ids: Vec<u64> = hook
+        .find(|r| r.call() == "play")
+        .iter()
+        .map(|r| r.clientid().parse().expect("numeric clientid"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "three plays:\n{}", hook.dump());
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive players get consecutive clientids, got {ids:?}:\n{}",
+        hook.dump()
+    );
+    let log = srv.log();
+    for line in log.lines().filter(|l| l.contains("subscriber attached")) {
+        if let Some(id) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("clientid="))
+        {
+            let id: u64 = id.parse().expect("numeric clientid in the log");
+            assert!(
+                ids.contains(&id),
+                "a logged clientid is a hook clientid: {line}"
+            );
+        }
+    }
+    publisher.kill();
+}
