@@ -45,8 +45,8 @@ use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
-    AacPacketizer, AuHeaderLayout, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
-    VideoPacketizer,
+    AacPacketizer, AuHeaderLayout, LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket,
+    VideoDepacketizer, VideoPacketizer,
 };
 use crate::protocol::rtsp::sdp::{self, SdpTrack};
 use crate::protocol::rtsp::{stream_url, Event, RequestId, RtspConnection, RtspError};
@@ -134,6 +134,7 @@ impl Drop for PairLease {
 enum Depacketizer {
     Video(Box<VideoDepacketizer>),
     Audio(AacDepacketizer),
+    Latm(LatmDepacketizer),
 }
 
 impl Depacketizer {
@@ -141,6 +142,7 @@ impl Depacketizer {
         match self {
             Depacketizer::Video(d) => d.push(packet).is_ok(),
             Depacketizer::Audio(d) => d.push(packet).is_ok(),
+            Depacketizer::Latm(d) => d.push(packet).is_ok(),
         }
     }
 
@@ -148,6 +150,7 @@ impl Depacketizer {
         match self {
             Depacketizer::Video(d) => d.pop(),
             Depacketizer::Audio(d) => d.pop(),
+            Depacketizer::Latm(d) => d.pop(),
         }
     }
 
@@ -157,6 +160,9 @@ impl Depacketizer {
                 d.anchor(rtp_time, micros);
             }
             Depacketizer::Audio(d) => {
+                d.anchor(rtp_time, micros);
+            }
+            Depacketizer::Latm(d) => {
                 d.anchor(rtp_time, micros);
             }
         }
@@ -681,8 +687,8 @@ impl RtspSession {
         );
     }
 
-    /// The depacketizer of an announced track; tracks this server cannot carry get none
-    /// (their packets are dropped).
+    /// The depacketizer of an announced track. A description with a track this server
+    /// cannot carry is refused at ANNOUNCE (415), so every track here has one.
     fn depacketizer(track: &SdpTrack) -> Incoming {
         let depacketizer = match track.codec {
             Some(Codec::H264) => {
@@ -691,6 +697,11 @@ impl RtspSession {
             Some(Codec::H265) => Depacketizer::Video(Box::new(VideoDepacketizer::h265(
                 track.parameter_sets.clone(),
             ))),
+            Some(Codec::Aac) if track.encoding.eq_ignore_ascii_case("MP4A-LATM") => {
+                // The description was refused unless its LATM config parses.
+                let subframes = track.latm().map_or(1, |l| l.subframes);
+                Depacketizer::Latm(LatmDepacketizer::new(track.clock_rate, subframes))
+            }
             Some(Codec::Aac) => Depacketizer::Audio(AacDepacketizer::new(
                 track.clock_rate,
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),

@@ -426,6 +426,21 @@ impl RtspConnection {
             self.refuse(&request, 400, "unreadable SDP, or no or too many media");
             return;
         };
+        // A track the server cannot carry is refused here rather than accepted and dropped:
+        // 415 Unsupported Media Type (RFC 2326 §11.3, from HTTP) is the status for a request
+        // body describing media the resource does not take; 461 is for transports only.
+        if let Some((i, why)) = tracks
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| t.unsupported().map(|why| (i, why)))
+        {
+            self.refuse(
+                &request,
+                415,
+                &format!("track {i} cannot be carried: {why}"),
+            );
+            return;
+        }
         let url = request.url.clone();
         let id = self.suspend(Pending::Publish(request, tracks.clone()));
         self.events.push_back(Event::PublishRequested {
