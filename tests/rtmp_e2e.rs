@@ -1682,3 +1682,91 @@ fn consecutive_players_get_consecutive_clientids() {
     }
     publisher.kill();
 }
+
+/// Publishes one track only (`audio` or `video`) to `url` for `seconds`.
+fn publish_one_track(url: &str, track: &str, seconds: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
+    if track == "audio" {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-c:a", "aac", "-b:a", "64k"]);
+    } else {
+        cmd.args(["-f", "lavfi", "-i", TESTSRC])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "25", "-pix_fmt", "yuv420p"]);
+    }
+    cmd.args(["-t", &seconds.to_string(), "-f", "flv", url]);
+    Proc::spawn(&format!("publish {track} {url}"), &mut cmd)
+}
+
+/// An audio-only and a video-only stream: ffprobe over RTMP and HTTP-FLV learns at once that
+/// the other track will not come, so its stream analysis ends on "All info found" (it has
+/// every track's parameters and is told there are no more) rather than by reading until its
+/// analysis time is spent (about 5 s) waiting for a second track.
+#[test]
+fn single_track_streams_tell_players_the_other_track_is_missing() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .httpflv_hooks(&hook.url("/flv"), ""),
+    );
+    let mut publishers = Vec::new();
+    for (name, track, codec) in [("aonly", "audio", "aac"), ("vonly", "video", "h264")] {
+        publishers.push(publish_one_track(
+            &srv.url(&format!("live/{name}")),
+            track,
+            30,
+        ));
+        hook.wait_call("publish", name, HOOK_WAIT)
+            .unwrap_or_else(|| panic!("on_publish for {name}"));
+        for url in [
+            srv.url(&format!("live/{name}")),
+            srv.flv_url(&format!("live/{name}.flv")),
+        ] {
+            let mut last = String::new();
+            let probed = poll(secs(20.0), || {
+                let out = ffprobe(
+                    &url,
+                    &[
+                        "-loglevel",
+                        "debug",
+                        "-show_entries",
+                        "stream=codec_name",
+                        "-of",
+                        "csv=p=0",
+                    ],
+                    secs(20.0),
+                );
+                let codecs: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+                last = out.text();
+                (codecs == [codec]).then_some(out)
+            })
+            .unwrap_or_else(|| panic!("ffprobe sees only {codec} in {url}: {last}"));
+            assert!(
+                probed.stderr.contains("All info found"),
+                "ffprobe of {url} stops as soon as it has the one track, not at its \
+                 analysis limit:\n{}",
+                probed
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains("info found")
+                        || l.contains("analyzeduration")
+                        || l.contains("probesize")
+                        || l.contains("onMetaData"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    for mut p in publishers {
+        p.kill();
+    }
+}
