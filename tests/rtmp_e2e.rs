@@ -1608,3 +1608,165 @@ fn client_text_cannot_forge_or_hide_log_lines() {
     );
     assert!(log.contains(r"li\rve"), "the app is logged escaped");
 }
+
+// ------------------------------------------------------------------------------------------
+// Interop: what RTMP players expect of the server's answers.
+
+/// FFmpeg (and the players built on it: mpv, VLC) asks `getStreamLength` before `play` and
+/// reads the `_result` as a number; anything else makes it warn
+/// `Unexpected reply on getStreamLength()`.
+#[test]
+fn get_stream_length_is_answered_with_a_number() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let mut publisher = publish(&srv.url("live/len"), 20);
+    hook.wait_call("publish", "len", HOOK_WAIT)
+        .expect("on_publish for len");
+
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-i", &srv.url("live/len")])
+        .args(["-t", "1", "-map", "0:v:0", "-f", "framemd5", "-"]);
+    let out = run("ffmpeg play len", &mut cmd, secs(20.0));
+    assert!(
+        count_frames(&out.stdout) > 0,
+        "the player decodes video: {}",
+        out.text()
+    );
+    assert!(
+        !out.stderr.contains("getStreamLength"),
+        "ffmpeg takes the getStreamLength answer without a warning: {}",
+        out.stderr
+    );
+    publisher.kill();
+}
+
+/// Players' clientids come from the clientid counter alone: the fan-out group a player's
+/// arbiter subscribes with takes an internal id, so consecutive connections get consecutive
+/// clientids, and the log names a group as `subscriber=`, never as a clientid.
+#[test]
+fn consecutive_players_get_consecutive_clientids() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), "").workers(1));
+    let mut publisher = publish(&srv.url("live/ids"), 30);
+    hook.wait_call("publish", "ids", HOOK_WAIT)
+        .expect("on_publish for ids");
+    for _ in 0..3 {
+        let (frames, err) = read_frames(&srv.url("live/ids"), 0.5, secs(20.0));
+        assert!(frames > 0, "the player decodes video: {err}");
+    }
+    let mut ids: Vec<u64> = hook
+        .find(|r| r.call() == "play")
+        .iter()
+        .map(|r| r.clientid().parse().expect("numeric clientid"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "three plays:\n{}", hook.dump());
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive players get consecutive clientids, got {ids:?}:\n{}",
+        hook.dump()
+    );
+    let log = srv.log();
+    for line in log.lines().filter(|l| l.contains("subscriber attached")) {
+        if let Some(id) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("clientid="))
+        {
+            let id: u64 = id.parse().expect("numeric clientid in the log");
+            assert!(
+                ids.contains(&id),
+                "a logged clientid is a hook clientid: {line}"
+            );
+        }
+    }
+    publisher.kill();
+}
+
+/// Publishes one track only (`audio` or `video`) to `url` for `seconds`.
+fn publish_one_track(url: &str, track: &str, seconds: u32) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
+    if track == "audio" {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-c:a", "aac", "-b:a", "64k"]);
+    } else {
+        cmd.args(["-f", "lavfi", "-i", TESTSRC])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "25", "-pix_fmt", "yuv420p"]);
+    }
+    cmd.args(["-t", &seconds.to_string(), "-f", "flv", url]);
+    Proc::spawn(&format!("publish {track} {url}"), &mut cmd)
+}
+
+/// An audio-only and a video-only stream: ffprobe over RTMP and HTTP-FLV learns at once that
+/// the other track will not come, so its stream analysis ends on "All info found" (it has
+/// every track's parameters and is told there are no more) rather than by reading until its
+/// analysis time is spent (about 5 s) waiting for a second track.
+#[test]
+fn single_track_streams_tell_players_the_other_track_is_missing() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .httpflv_hooks(&hook.url("/flv"), ""),
+    );
+    let mut publishers = Vec::new();
+    for (name, track, codec) in [("aonly", "audio", "aac"), ("vonly", "video", "h264")] {
+        publishers.push(publish_one_track(
+            &srv.url(&format!("live/{name}")),
+            track,
+            30,
+        ));
+        hook.wait_call("publish", name, HOOK_WAIT)
+            .unwrap_or_else(|| panic!("on_publish for {name}"));
+        for url in [
+            srv.url(&format!("live/{name}")),
+            srv.flv_url(&format!("live/{name}.flv")),
+        ] {
+            let mut last = String::new();
+            let probed = poll(secs(20.0), || {
+                let out = ffprobe(
+                    &url,
+                    &[
+                        "-loglevel",
+                        "debug",
+                        "-show_entries",
+                        "stream=codec_name",
+                        "-of",
+                        "csv=p=0",
+                    ],
+                    secs(20.0),
+                );
+                let codecs: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+                last = out.text();
+                (codecs == [codec]).then_some(out)
+            })
+            .unwrap_or_else(|| panic!("ffprobe sees only {codec} in {url}: {last}"));
+            assert!(
+                probed.stderr.contains("All info found"),
+                "ffprobe of {url} stops as soon as it has the one track, not at its \
+                 analysis limit:\n{}",
+                probed
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains("info found")
+                        || l.contains("analyzeduration")
+                        || l.contains("probesize")
+                        || l.contains("onMetaData"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    for mut p in publishers {
+        p.kill();
+    }
+}

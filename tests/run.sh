@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests run as real peers when it is missing
-# (ffmpeg/ffprobe, openssl, python3, chromium and npm, from Debian; mpegts.js from npm for the
-# browser test), then runs every test of the workspace.
+# (ffmpeg/ffprobe, openssl, python3, chromium, npm and GStreamer, from Debian; mpegts.js from
+# npm for the browser test), then runs every test of the workspace.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +20,12 @@ done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The network-fault tests (tests/netem.rs) build namespaces and links with iproute2's `ip`.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The interop tests (tests/interop.rs) run GStreamer 1.22 as a publisher: gst-launch-1.0,
+# rtspclientsink (gstreamer1.0-rtsp), x264enc (ugly), avenc_aac (libav), opusenc (base).
+for pkg in gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-rtsp gstreamer1.0-libav; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "tests/run.sh: installing missing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

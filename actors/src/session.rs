@@ -46,6 +46,39 @@ pub fn next_client_id() -> ClientId {
     NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Internal subscriber ids (a fan-out group's subscription to a stream) live from 2^62 up, in
+/// a counter of their own: taking them from the clientid counter made consecutive
+/// connections' clientids skip numbers, and their own range keeps them from ever equalling a
+/// client's id in a stream's subscriber table.
+const INTERNAL_ID_BASE: u64 = 1 << 62;
+
+static NEXT_INTERNAL_ID: AtomicU64 = AtomicU64::new(INTERNAL_ID_BASE);
+
+/// Allocates an id for a subscriber that is not a client (a fan-out group). Never a clientid.
+pub fn next_internal_id() -> ClientId {
+    NEXT_INTERNAL_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Whether `id` came from [`next_internal_id`] rather than [`next_client_id`].
+pub fn is_internal_id(id: ClientId) -> bool {
+    id >= INTERNAL_ID_BASE
+}
+
+/// A stream subscriber's id as the log shows it (`subscriber=`): a client's id as is, a fan-out
+/// group as `fanout-N`, so no log line shows an internal id where a clientid is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberId(pub ClientId);
+
+impl fmt::Display for SubscriberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_internal_id(self.0) {
+            write!(f, "fanout-{}", self.0 - INTERNAL_ID_BASE)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 /// Everything the hooks are told about a session, as the client asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {

@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use crate::media::{FrameKind, MediaFrame, Metadata, StreamKey, Track};
 use crate::registry::{Registry, StreamStopped};
-use crate::session::ClientId;
+use crate::session::{ClientId, SubscriberId};
 
 /// Capacity of a stream's own mailbox (frames from the publisher).
 pub const STREAM_MAILBOX: usize = 1024;
@@ -290,7 +290,7 @@ impl StreamActor {
                         return true;
                     }
                 }
-                tracing::info!(clientid, stream = %key, dropped = sub.dropped, "player caught up at a keyframe");
+                tracing::info!(subscriber = %SubscriberId(*clientid), stream = %key, dropped = sub.dropped, "player caught up at a keyframe");
             }
             offer(sub, clientid, key, Delivery::Frame(frame.clone()), seq)
         });
@@ -319,7 +319,7 @@ fn offer(
         Ok(()) => true,
         Err(SendError::Full(_)) => {
             if !sub.resync {
-                tracing::warn!(clientid, stream = %key, "player is behind; dropping to the next keyframe");
+                tracing::warn!(subscriber = %SubscriberId(*clientid), stream = %key, "player is behind; dropping to the next keyframe");
             }
             sub.resync = true;
             sub.dropped += 1;
@@ -398,7 +398,7 @@ impl Handler<Subscribe> for StreamActor {
         if let std::collections::hash_map::Entry::Vacant(entry) =
             self.subscribers.entry(msg.clientid)
         {
-            tracing::info!(clientid = msg.clientid, stream = %self.key, cached = self.gop.frames().len(), "subscriber attached");
+            tracing::info!(subscriber = %SubscriberId(msg.clientid), stream = %self.key, cached = self.gop.frames().len(), "subscriber attached");
             entry.insert(Subscriber {
                 media: msg.media,
                 ended: msg.ended,
@@ -420,7 +420,7 @@ impl Handler<Unsubscribe> for StreamActor {
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) {
         if self.subscribers.remove(&msg.clientid).is_some() {
-            tracing::info!(clientid = msg.clientid, stream = %self.key, "subscriber detached");
+            tracing::info!(subscriber = %SubscriberId(msg.clientid), stream = %self.key, "subscriber detached");
         }
     }
 }

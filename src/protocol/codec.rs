@@ -52,6 +52,9 @@ pub enum CodecError {
     /// Bytes that are not an ADTS header.
     #[error("bad ADTS header: {0}")]
     BadAdts(&'static str),
+    /// A LATM StreamMuxConfig this server cannot carry (the named feature).
+    #[error("unsupported LATM StreamMuxConfig: {0}")]
+    UnsupportedLatm(&'static str),
 }
 
 /// NAL unit type of an IDR slice.
@@ -249,7 +252,107 @@ fn unescape_rbsp(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What a LATM (RFC 6416 `MP4A-LATM`) depacketizer needs of a StreamMuxConfig
+/// (ISO/IEC 14496-3 1.7.3.1): the AAC config of its one program and layer, and the number of
+/// AUs (subframes) in each AudioMuxElement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatmConfig {
+    /// The AudioSpecificConfig's fields.
+    pub aac: AacConfig,
+    /// numSubFrames + 1: payloads per AudioMuxElement.
+    pub subframes: u8,
+}
+
+impl LatmConfig {
+    /// Parses a StreamMuxConfig as the SDP's `config=` carries it (`cpresent=0`). Only what
+    /// maps onto the frame model is accepted: audioMuxVersion 0, all streams with the same
+    /// time framing, one program of one layer, an AAC object type 1 to 4 with 1024-sample
+    /// frames and a channel configuration (no program config element), and frameLengthType 0
+    /// (byte lengths before each payload). Anything else is an error naming it, so that the
+    /// track is refused rather than carried wrong.
+    pub fn parse(config: &[u8]) -> Result<LatmConfig, CodecError> {
+        const WHAT: &str = "StreamMuxConfig";
+        let mut bits = BitReader::new(config);
+        let mut read = |n| bits.bits(n).ok_or(CodecError::Truncated(WHAT));
+        if read(1)? != 0 {
+            return Err(CodecError::UnsupportedLatm("audioMuxVersion 1"));
+        }
+        if read(1)? != 1 {
+            return Err(CodecError::UnsupportedLatm("allStreamsSameTimeFraming 0"));
+        }
+        let subframes = read(6)? as u8 + 1;
+        if read(4)? != 0 {
+            return Err(CodecError::UnsupportedLatm("more than one program"));
+        }
+        if read(3)? != 0 {
+            return Err(CodecError::UnsupportedLatm("more than one layer"));
+        }
+        let mut object_type = read(5)?;
+        if object_type == 31 {
+            object_type = 32 + read(6)?;
+        }
+        let sample_rate_index = read(4)? as u8;
+        let sample_rate = match sample_rate_index {
+            15 => read(24)?,
+            i => *AAC_SAMPLE_RATES
+                .get(usize::from(i))
+                .ok_or(CodecError::BadSampleRateIndex(i))?,
+        };
+        let channels = read(4)? as u8;
+        if !(1..=4).contains(&object_type) {
+            return Err(CodecError::UnsupportedLatm(
+                "an audio object type other than AAC Main, LC, SSR or LTP",
+            ));
+        }
+        if channels == 0 {
+            return Err(CodecError::UnsupportedLatm("a program config element"));
+        }
+        // GASpecificConfig: frameLengthFlag, dependsOnCoreCoder (+ coreCoderDelay),
+        // extensionFlag (no extension fields for these object types).
+        if read(1)? != 0 {
+            return Err(CodecError::UnsupportedLatm("960-sample frames"));
+        }
+        if read(1)? != 0 {
+            read(14)?;
+        }
+        read(1)?;
+        // The backward-compatible SBR signalling AAC encoders (FFmpeg's, so GStreamer's
+        // avenc_aac) append: syncExtensionType 0x2b7, extensionAudioObjectType, sbrPresentFlag
+        // (ISO/IEC 14496-3 1.6.2.1). A present SBR layer is left to the decoder's implicit
+        // detection; the core AAC config is what the frame model carries.
+        let mut ahead = bits.clone();
+        if ahead.bits(11) == Some(0x2b7) {
+            let ext_type = ahead.bits(5).ok_or(CodecError::Truncated(WHAT))?;
+            if ext_type == 5 && ahead.bits(1).ok_or(CodecError::Truncated(WHAT))? == 1 {
+                if ahead.bits(4).ok_or(CodecError::Truncated(WHAT))? == 15 {
+                    ahead.bits(24).ok_or(CodecError::Truncated(WHAT))?;
+                }
+                let mut ps = ahead.clone();
+                if ps.bits(11) == Some(0x548) {
+                    ps.bits(1).ok_or(CodecError::Truncated(WHAT))?;
+                    ahead = ps;
+                }
+            }
+            bits = ahead;
+        }
+        let mut read = |n| bits.bits(n).ok_or(CodecError::Truncated(WHAT));
+        if read(3)? != 0 {
+            return Err(CodecError::UnsupportedLatm("frameLengthType other than 0"));
+        }
+        Ok(LatmConfig {
+            aac: AacConfig {
+                object_type: object_type as u8,
+                sample_rate_index,
+                sample_rate,
+                channels,
+            },
+            subframes,
+        })
+    }
+}
+
 /// MSB-first bit reader with Exp-Golomb codes (ITU-T H.264 9.1).
+#[derive(Clone)]
 struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
@@ -805,6 +908,47 @@ mod tests {
             AacConfig::parse(&[0x00, 0x10]),
             Err(CodecError::BadObjectType(0))
         );
+    }
+
+    #[test]
+    fn latm_stream_mux_config() {
+        // GStreamer 1.22's rtpmp4apay (avenc_aac, 44.1 kHz mono): `config=40002410adca00`.
+        let latm = LatmConfig::parse(&[0x40, 0x00, 0x24, 0x10, 0xad, 0xca, 0x00]).expect("latm");
+        assert_eq!(
+            latm,
+            LatmConfig {
+                aac: AacConfig {
+                    object_type: 2,
+                    sample_rate_index: 4,
+                    sample_rate: 44100,
+                    channels: 1,
+                },
+                subframes: 1,
+            }
+        );
+        assert_eq!(&latm.aac.to_asc()[..], [0x12, 0x08]);
+        // 48 kHz stereo, as an encoder writes it.
+        let latm = LatmConfig::parse(&[0x40, 0x00, 0x23, 0x20, 0x3f, 0xc0]).expect("latm");
+        assert_eq!((latm.aac.sample_rate, latm.aac.channels), (48000, 2));
+        for (config, what) in [
+            (
+                &[0xc0, 0x00, 0x24, 0x10, 0xad, 0xca, 0x00][..],
+                "audioMuxVersion",
+            ),
+            (&[0x40, 0x10, 0x24, 0x10, 0xad, 0xca, 0x00][..], "program"),
+            // HE-AAC (object type 5).
+            (&[0x40, 0x00, 0x54, 0x10, 0x3f, 0xc0][..], "object type"),
+        ] {
+            let err = LatmConfig::parse(config).expect_err(what);
+            assert!(
+                matches!(err, CodecError::UnsupportedLatm(_)),
+                "{what}: {err}"
+            );
+        }
+        assert!(matches!(
+            LatmConfig::parse(&[0x40]),
+            Err(CodecError::Truncated(_))
+        ));
     }
 
     #[test]

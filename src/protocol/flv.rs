@@ -221,9 +221,132 @@ pub fn write_metadata_tag(out: &mut BytesMut, metadata: &Metadata) {
     }
 }
 
+/// The tracks to announce to a joining FLV player (`(audio, video)`), from the configs the
+/// stream has and the publisher's metadata: a track is announced when its config is known or
+/// the metadata names its codec (its config may simply not have arrived yet); both when
+/// nothing is known yet, so that the player waits for either.
+pub fn announced_tracks(
+    has_audio_config: bool,
+    has_video_config: bool,
+    metadata: Option<&Metadata>,
+) -> (bool, bool) {
+    let names = |key: &str| metadata.is_some_and(|m| m.entries.iter().any(|(k, _)| k == key));
+    let audio = has_audio_config || names("audiocodecid");
+    let video = has_video_config || names("videocodecid");
+    if audio || video {
+        (audio, video)
+    } else {
+        (true, true)
+    }
+}
+
+/// Whether a joining player can be told the stream has one track only: the publisher's
+/// metadata names the codec of one track only and that track's config is known. Without
+/// metadata nothing is certain (a config may still be on its way), so nothing is said.
+pub fn single_track(
+    has_audio_config: bool,
+    has_video_config: bool,
+    metadata: Option<&Metadata>,
+) -> Option<(bool, bool)> {
+    let metadata = metadata?;
+    let names = |key: &str| metadata.entries.iter().any(|(k, _)| k == key);
+    match (names("audiocodecid"), names("videocodecid")) {
+        (true, false) if has_audio_config && !has_video_config => Some((true, false)),
+        (false, true) if has_video_config && !has_audio_config => Some((false, true)),
+        _ => None,
+    }
+}
+
+/// The `onMetaData` properties that tell a player a stream has one track only, or `None`
+/// when it has both (or neither): the missing track's codec id as an empty object. Only for
+/// what [`single_track`] confirms.
+///
+/// FFmpeg's FLV demuxer (so ffprobe, ffplay, mpv and VLC) cannot know from the FLV header or
+/// a first `onMetaData` that a track will never come, and waits its whole analysis time
+/// (about 5 s) for it; an `onMetaData` read once the first track exists, whose other track's
+/// codec id is an empty object, ends that wait (libavformat/flvdec.c `amf_parse_object`:
+/// "If there is either audio/video missing, codecid will be an empty object"). Sent after the
+/// codec configs, with timestamp 0 (a script tag at a later time would be read as data).
+pub fn single_track_properties(
+    has_audio: bool,
+    has_video: bool,
+) -> Option<HashMap<String, Amf0Value>> {
+    let missing = match (has_audio, has_video) {
+        (true, false) => "videocodecid",
+        (false, true) => "audiocodecid",
+        _ => return None,
+    };
+    Some(HashMap::from([(
+        missing.to_owned(),
+        Amf0Value::Object(HashMap::new()),
+    )]))
+}
+
+/// Appends the script tag of [`single_track_properties`], if the stream has one track only.
+pub fn write_single_track_tag(out: &mut BytesMut, has_audio: bool, has_video: bool) {
+    let Some(properties) = single_track_properties(has_audio, has_video) else {
+        return;
+    };
+    let values = vec![
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(properties),
+    ];
+    if let Ok(body) = rml_amf0::serialize(&values) {
+        write_tag(out, TAG_SCRIPT, 0, &[&body]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_track_streams_say_which_track_is_missing() {
+        assert_eq!(single_track_properties(true, true), None);
+        assert_eq!(single_track_properties(false, false), None);
+        let mut out = BytesMut::new();
+        write_single_track_tag(&mut out, true, true);
+        assert!(out.is_empty());
+        write_single_track_tag(&mut out, true, false);
+        // Script tag, timestamp 0, "onMetaData", an object whose only property is an empty
+        // object named videocodecid.
+        let mut body = vec![0x02, 0, 10];
+        body.extend_from_slice(b"onMetaData");
+        body.extend_from_slice(&[0x03, 0, 12]);
+        body.extend_from_slice(b"videocodecid");
+        body.extend_from_slice(&[0x03, 0, 0, 9, 0, 0, 9]);
+        assert_eq!(out[0], TAG_SCRIPT);
+        assert_eq!(&out[1..4], &(body.len() as u32).to_be_bytes()[1..]);
+        assert_eq!(&out[4..8], &[0, 0, 0, 0]);
+        assert_eq!(&out[11..11 + body.len()], &body[..]);
+        let mut out = BytesMut::new();
+        write_single_track_tag(&mut out, false, true);
+        assert!(out.windows(12).any(|w| w == b"audiocodecid"));
+
+        // Only what the publisher's metadata confirms.
+        let meta = |keys: &[&str]| Metadata {
+            entries: keys
+                .iter()
+                .map(|k| (k.to_string(), MetaValue::Number(10.0)))
+                .collect(),
+        };
+        let audio_only = meta(&["audiocodecid"]);
+        let both = meta(&["audiocodecid", "videocodecid"]);
+        assert_eq!(
+            single_track(true, false, Some(&audio_only)),
+            Some((true, false))
+        );
+        assert_eq!(single_track(true, false, Some(&both)), None);
+        assert_eq!(single_track(true, false, None), None);
+        assert_eq!(single_track(false, false, Some(&audio_only)), None);
+        assert_eq!(announced_tracks(false, true, Some(&both)), (true, true));
+        assert_eq!(announced_tracks(false, true, None), (false, true));
+        assert_eq!(announced_tracks(false, false, None), (true, true));
+        assert_eq!(
+            announced_tracks(true, false, Some(&audio_only)),
+            (true, false)
+        );
+    }
 
     #[test]
     fn avc_keyframe_round_trips_with_composition_time() {

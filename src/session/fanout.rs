@@ -24,7 +24,7 @@ use std::rc::Rc;
 use actix::prelude::*;
 use bytes::Bytes;
 use streamgate_actors::media::MediaFrame;
-use streamgate_actors::session::next_client_id;
+use streamgate_actors::session::next_internal_id;
 use streamgate_actors::stream::{
     Deliver, Delivery, Snapshot, StreamActor, StreamEnded, Subscribe, Unsubscribe,
 };
@@ -130,7 +130,7 @@ fn group_for(stream: &Addr<StreamActor>) -> Shared {
             .entry(stream.clone())
             .or_insert_with(|| {
                 let state = Rc::new(RefCell::new(GroupState {
-                    id: next_client_id(),
+                    id: next_internal_id(),
                     stream: stream.clone(),
                     addr: None,
                     members: Vec::new(),

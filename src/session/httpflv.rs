@@ -239,12 +239,9 @@ impl HttpFlvSession {
     fn start_of_body(&mut self, snapshot: Snapshot) -> Vec<Bytes> {
         let has_video = snapshot.configs.iter().any(|f| f.track == Track::Video);
         let has_audio = snapshot.configs.iter().any(|f| f.track == Track::Audio);
-        // Before any config is known, announce both so a player waits for either.
-        let (audio, video) = if has_video || has_audio {
-            (has_audio, has_video)
-        } else {
-            (true, true)
-        };
+        let metadata = snapshot.metadata.as_deref();
+        let (audio, video) = flv::announced_tracks(has_audio, has_video, metadata);
+        let single = flv::single_track(has_audio, has_video, metadata);
         let mut out = BytesMut::from(
             &response_head(
                 200,
@@ -259,7 +256,18 @@ impl HttpFlvSession {
             flv::write_metadata_tag(&mut out, metadata);
         }
         let mut start = vec![out.freeze()];
-        for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
+        for frame in &snapshot.configs {
+            start.push(frame_tag(frame));
+        }
+        // After the configs, so that the player's first track exists when it reads this.
+        let mut tracks = BytesMut::new();
+        if let Some((audio, video)) = single {
+            flv::write_single_track_tag(&mut tracks, audio, video);
+        }
+        if !tracks.is_empty() {
+            start.push(tracks.freeze());
+        }
+        for frame in &snapshot.gop {
             start.push(frame_tag(frame));
         }
         start

@@ -455,12 +455,37 @@ impl RtmpSession {
     /// Writes what a joining player needs first, at once: the core's answers and metadata,
     /// then the codec configs and the cached GOP in the encodings this arbiter's players share.
     fn replay(&mut self, ctx: &mut Context<Self>, stream_id: u32, snapshot: Snapshot) {
+        let has = |track| {
+            snapshot
+                .configs
+                .iter()
+                .any(|f: &MediaFrame| f.track == track)
+        };
+        let tracks = flv::single_track(
+            has(Track::Audio),
+            has(Track::Video),
+            snapshot.metadata.as_deref(),
+        )
+        .and_then(|(audio, video)| flv::single_track_properties(audio, video));
         if let Some(metadata) = snapshot.metadata {
             self.core
                 .send_metadata(stream_id, flv::metadata_to_amf(&metadata));
         }
         self.flush(ctx);
-        for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
+        for (i, frame) in snapshot
+            .configs
+            .iter()
+            .chain(snapshot.gop.iter())
+            .enumerate()
+        {
+            if i == snapshot.configs.len() {
+                // After the configs, so that the player's first track exists when it reads
+                // this (see `flv::single_track_properties`).
+                if let Some(properties) = &tracks {
+                    self.core.send_metadata(stream_id, properties.clone());
+                    self.flush(ctx);
+                }
+            }
             let Some(bytes) = rtmp_chunks(self.core.out_chunk_size(), stream_id, frame) else {
                 continue;
             };
@@ -469,6 +494,12 @@ impl RtmpSession {
                 tracing::info!(error = %e, "client not reading; closing");
                 ctx.stop();
                 return;
+            }
+        }
+        if snapshot.gop.is_empty() {
+            if let Some(properties) = tracks {
+                self.core.send_metadata(stream_id, properties);
+                self.flush(ctx);
             }
         }
     }

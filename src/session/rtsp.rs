@@ -45,8 +45,8 @@ use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
-    AacPacketizer, AuHeaderLayout, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
-    VideoPacketizer,
+    AacPacketizer, AuHeaderLayout, LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket,
+    VideoDepacketizer, VideoPacketizer,
 };
 use crate::protocol::rtsp::sdp::{self, SdpTrack};
 use crate::protocol::rtsp::{stream_url, Event, RequestId, RtspConnection, RtspError};
@@ -134,6 +134,7 @@ impl Drop for PairLease {
 enum Depacketizer {
     Video(Box<VideoDepacketizer>),
     Audio(AacDepacketizer),
+    Latm(LatmDepacketizer),
 }
 
 impl Depacketizer {
@@ -141,6 +142,7 @@ impl Depacketizer {
         match self {
             Depacketizer::Video(d) => d.push(packet).is_ok(),
             Depacketizer::Audio(d) => d.push(packet).is_ok(),
+            Depacketizer::Latm(d) => d.push(packet).is_ok(),
         }
     }
 
@@ -148,6 +150,7 @@ impl Depacketizer {
         match self {
             Depacketizer::Video(d) => d.pop(),
             Depacketizer::Audio(d) => d.pop(),
+            Depacketizer::Latm(d) => d.pop(),
         }
     }
 
@@ -157,6 +160,9 @@ impl Depacketizer {
                 d.anchor(rtp_time, micros);
             }
             Depacketizer::Audio(d) => {
+                d.anchor(rtp_time, micros);
+            }
+            Depacketizer::Latm(d) => {
                 d.anchor(rtp_time, micros);
             }
         }
@@ -237,6 +243,7 @@ fn unix_micros() -> i64 {
 /// (queries and a track segment removed).
 fn app_and_name(url: &str) -> Option<(String, String)> {
     let url = stream_url(url);
+    let url: &str = &url;
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let path = after_scheme.split_once('/').map(|(_, p)| p)?;
     let path = path.split('?').next().unwrap_or("");
@@ -483,7 +490,7 @@ impl RtspSession {
                                 act.pump(ctx);
                             }
                         } else {
-                            act.refuse(ctx, request, decision.deny_status());
+                            act.refuse(ctx, request, decision.deny_status(), "on_connect refused");
                         }
                     }));
                     return;
@@ -509,7 +516,10 @@ impl RtspSession {
                     let answer = self.setup(ctx, track, transport);
                     let ok = match answer {
                         Ok(server) => self.guarded(ctx, |core| core.accept_setup(request, server)),
-                        Err(status) => self.guarded(ctx, |core| core.reject(request, status)),
+                        Err((status, reason)) => {
+                            self.log_refusal("SETUP", status, reason);
+                            self.guarded(ctx, |core| core.reject(request, status))
+                        }
                     };
                     if ok.is_none() {
                         return;
@@ -529,6 +539,15 @@ impl RtspSession {
                     self.flush(ctx);
                 }
                 Event::Interleaved { channel, data } => self.interleaved(channel, data),
+                Event::Refused {
+                    method,
+                    url,
+                    status,
+                    reason,
+                } => {
+                    let _s = self.span.clone().entered();
+                    tracing::info!(%method, %url, status, %reason, "request refused");
+                }
             }
         }
         self.flush(ctx);
@@ -550,9 +569,20 @@ impl RtspSession {
         }
     }
 
+    /// Logs an error answer the session chose (the core reports its own as `Event::Refused`).
+    fn log_refusal(&self, method: &str, status: u16, reason: &str) {
+        let _s = self.span.clone().entered();
+        if method.is_empty() {
+            tracing::info!(status, %reason, "request refused");
+        } else {
+            tracing::info!(%method, status, %reason, "request refused");
+        }
+    }
+
     /// Refuses a pending request with `status` and flushes; the core finishes the connection
     /// when it was a connect, publish or play.
-    fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, status: u16) {
+    fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, status: u16, reason: &str) {
+        self.log_refusal("", status, reason);
         if self
             .guarded(ctx, |core| core.reject(request, status))
             .is_some()
@@ -569,7 +599,7 @@ impl RtspSession {
         tracks: Vec<SdpTrack>,
     ) {
         let Some((app, name)) = app_and_name(url) else {
-            return self.refuse(ctx, request, 400);
+            return self.refuse(ctx, request, 400, "URL names no app and stream");
         };
         self.record_app(&app);
         self.span.record("name", name.as_str());
@@ -602,7 +632,12 @@ impl RtspSession {
                 .map(move |(decision, claim), act, ctx| {
                     act.log_decision("publish", &decision);
                     let Some(claim) = claim else {
-                        return act.refuse(ctx, request, decision.deny_status());
+                        return act.refuse(
+                            ctx,
+                            request,
+                            decision.deny_status(),
+                            "on_publish refused",
+                        );
                     };
                     act.active = Some(Active::begin(&act.shared, Role::Publisher, info, None));
                     act.last_media = Instant::now();
@@ -644,16 +679,16 @@ impl RtspSession {
                             let _s = act.span.clone().entered();
                             tracing::info!(stream = %key, "already published by another client");
                             drop(_s);
-                            act.refuse(ctx, request, 403);
+                            act.refuse(ctx, request, 403, "already published by another client");
                         }
-                        Err(_) => act.refuse(ctx, request, 503),
+                        Err(_) => act.refuse(ctx, request, 503, "the stream registry is gone"),
                     }
                 }),
         );
     }
 
-    /// The depacketizer of an announced track; tracks this server cannot carry get none
-    /// (their packets are dropped).
+    /// The depacketizer of an announced track. A description with a track this server
+    /// cannot carry is refused at ANNOUNCE (415), so every track here has one.
     fn depacketizer(track: &SdpTrack) -> Incoming {
         let depacketizer = match track.codec {
             Some(Codec::H264) => {
@@ -662,6 +697,11 @@ impl RtspSession {
             Some(Codec::H265) => Depacketizer::Video(Box::new(VideoDepacketizer::h265(
                 track.parameter_sets.clone(),
             ))),
+            Some(Codec::Aac) if track.encoding.eq_ignore_ascii_case("MP4A-LATM") => {
+                // The description was refused unless its LATM config parses.
+                let subframes = track.latm().map_or(1, |l| l.subframes);
+                Depacketizer::Latm(LatmDepacketizer::new(track.clock_rate, subframes))
+            }
             Some(Codec::Aac) => Depacketizer::Audio(AacDepacketizer::new(
                 track.clock_rate,
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
@@ -678,7 +718,7 @@ impl RtspSession {
 
     fn ask_play(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {
         let Some((app, name)) = app_and_name(url) else {
-            return self.refuse(ctx, request, 404);
+            return self.refuse(ctx, request, 404, "URL names no app and stream");
         };
         self.record_app(&app);
         self.span.record("name", name.as_str());
@@ -698,12 +738,12 @@ impl RtspSession {
             let (stream, snapshot) = match outcome {
                 PlayOutcome::Denied(decision) => {
                     act.log_decision("play", &decision);
-                    return act.refuse(ctx, request, decision.deny_status());
+                    return act.refuse(ctx, request, decision.deny_status(), "on_play refused");
                 }
                 PlayOutcome::NotFound => {
                     act.log_decision("play", &Decision::Allow);
                     act.active = Some(Active::begin(&act.shared, Role::Player, info, None));
-                    return act.refuse(ctx, request, 404);
+                    return act.refuse(ctx, request, 404, "the stream is not live");
                 }
                 PlayOutcome::Playing(stream, snapshot, _) => (stream, snapshot),
             };
@@ -722,9 +762,13 @@ impl RtspSession {
                 .collect();
             if tracks.is_empty() {
                 let _s = act.span.clone().entered();
-                tracing::info!("the stream has no codec configuration yet");
                 drop(_s);
-                return act.refuse(ctx, request, 404);
+                return act.refuse(
+                    ctx,
+                    request,
+                    404,
+                    "the stream has no codec configuration yet",
+                );
             }
             act.outgoing = snapshot
                 .configs
@@ -770,8 +814,8 @@ impl RtspSession {
         ctx: &mut Context<Self>,
         track: Option<usize>,
         transport: ClientTransport,
-    ) -> Result<ServerTransport, u16> {
-        let index = track.ok_or(404u16)?;
+    ) -> Result<ServerTransport, (u16, &'static str)> {
+        let index = track.ok_or((404, "SETUP names no track of the stream"))?;
         let publishing = self
             .active
             .as_ref()
@@ -782,7 +826,7 @@ impl RtspSession {
             index < self.outgoing.len()
         };
         if !known {
-            return Err(404);
+            return Err((404, "SETUP names no track of the stream"));
         }
         // A track set up again gives its UDP pair back first: a client repeating SETUP must
         // not collect pairs.
@@ -814,12 +858,12 @@ impl RtspSession {
                         limit = pairs_per_ip(range),
                         "this client address holds its share of RTP port pairs"
                     );
-                    return Err(453);
+                    return Err((453, "this client address holds its share of RTP port pairs"));
                 };
                 let Some((rtp, rtcp, server_port)) = bind_pair(range) else {
                     let _s = self.span.clone().entered();
                     tracing::warn!(range = ?self.settings.rtp_ports, "no free RTP port pair");
-                    return Err(453);
+                    return Err((453, "no free RTP port pair"));
                 };
                 let (rtp, rtcp) = (std::rc::Rc::new(rtp), std::rc::Rc::new(rtcp));
                 let client_rtp = SocketAddr::new(self.peer.ip(), client_port.0);
@@ -953,7 +997,7 @@ impl RtspSession {
             return;
         }
         let Some(stream) = self.active.as_ref().and_then(|a| a.stream.clone()) else {
-            return self.refuse(ctx, request, 454);
+            return self.refuse(ctx, request, 454, "PLAY in a session that has no stream");
         };
         let subscribed = stream.send(Subscribe {
             clientid: self.clientid,
@@ -963,9 +1007,8 @@ impl RtspSession {
         ctx.wait(subscribed.into_actor(self).map(move |snapshot, act, ctx| {
             let Ok(snapshot) = snapshot else {
                 let _s = act.span.clone().entered();
-                tracing::info!("the stream ended before PLAY");
                 drop(_s);
-                return act.refuse(ctx, request, 404);
+                return act.refuse(ctx, request, 404, "the stream ended before PLAY");
             };
             for out in &mut act.outgoing {
                 let newer = snapshot

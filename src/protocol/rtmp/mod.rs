@@ -451,7 +451,13 @@ impl ServerConnection {
                     Amf0Value::Number(f64::from(id)),
                 );
             }
-            "releaseStream" | "FCPublish" | "getStreamLength" | "FCSubscribe" if txn != 0.0 => {
+            // FFmpeg's rtmpproto.c (and so mpv and VLC) reads this answer as
+            // `_result, txn, null, <number>`, the duration in seconds, and warns on anything
+            // else; a live stream has no length, so the number is 0 (as SRS answers).
+            "getStreamLength" if txn != 0.0 => {
+                self.command_reply("_result", txn, Amf0Value::Null, Amf0Value::Number(0.0));
+            }
+            "releaseStream" | "FCPublish" | "FCSubscribe" if txn != 0.0 => {
                 self.command_reply("_result", txn, Amf0Value::Null, Amf0Value::Undefined);
             }
             "publish" | "play" => {

@@ -18,6 +18,7 @@ pub mod message;
 pub mod rtp;
 pub mod sdp;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
@@ -99,6 +100,19 @@ pub enum Event {
     },
     /// TEARDOWN: the session is over. It is answered and the connection is finished.
     Teardown,
+    /// The core answered a request with an error status (4xx/5xx) on its own: for the log, so
+    /// that no refusal goes unexplained. (Refusals through [`RtspConnection::reject`] are the
+    /// application's to log.)
+    Refused {
+        /// The request's method.
+        method: String,
+        /// The request URL as sent.
+        url: String,
+        /// The status answered.
+        status: u16,
+        /// Why, in words for the operator.
+        reason: String,
+    },
     /// A `$` frame on a channel of a track set up with TCP-interleaved transport.
     Interleaved {
         /// The channel.
@@ -300,7 +314,7 @@ impl RtspConnection {
                 Message::Response { .. } => {}
                 Message::Request(request) => {
                     if request.cseq().is_none() {
-                        self.respond(&request, 400, |r| r);
+                        self.refuse(&request, 400, "no CSeq header");
                     } else if !self.connected {
                         let url = request.url.clone();
                         let id = self.suspend(Pending::Connect(request));
@@ -323,12 +337,13 @@ impl RtspConnection {
     fn dispatch(&mut self, request: Request) {
         if let Some(required) = request.header("Require") {
             let required = required.to_owned();
-            self.respond(&request, 551, |r| r.header("Unsupported", required));
+            self.respond(&request, 551, |r| r.header("Unsupported", required.clone()));
+            self.refused(&request, 551, format!("unsupported Require: {required}"));
             return;
         }
         if let Some(session) = request.session() {
             if session != self.session_id {
-                self.respond(&request, 454, |r| r);
+                self.refuse(&request, 454, "unknown Session id");
                 return;
             }
         }
@@ -339,7 +354,7 @@ impl RtspConnection {
             Method::GetParameter | Method::SetParameter => self.respond(&request, 200, |r| r),
             Method::Describe => {
                 if matches!(self.role, Role::Publishing { .. }) {
-                    self.respond(&request, 455, |r| r);
+                    self.refuse(&request, 455, "DESCRIBE in a publishing session");
                 } else {
                     self.ask_play(request, true);
                 }
@@ -354,7 +369,11 @@ impl RtspConnection {
                     self.events
                         .push_back(Event::PlayStarted { request: id, url });
                 }
-                _ => self.respond(&request, 455, |r| r),
+                _ => self.refuse(
+                    &request,
+                    455,
+                    "PLAY before SETUP or in a publishing session",
+                ),
             },
             Method::Record => match &mut self.role {
                 Role::Publishing { recording, .. } if !self.setups.is_empty() => {
@@ -362,7 +381,7 @@ impl RtspConnection {
                     self.respond(&request, 200, |r| r);
                     self.events.push_back(Event::RecordStarted);
                 }
-                _ => self.respond(&request, 455, |r| r),
+                _ => self.refuse(&request, 455, "RECORD before SETUP or outside ANNOUNCE"),
             },
             Method::Teardown => {
                 self.respond(&request, 200, |r| r);
@@ -371,6 +390,7 @@ impl RtspConnection {
             }
             Method::Pause | Method::Other(_) => {
                 self.respond(&request, 501, |r| r.header("Public", PUBLIC_METHODS));
+                self.refused(&request, 501, "method not implemented".into());
             }
         }
     }
@@ -379,7 +399,7 @@ impl RtspConnection {
         let url = if describe {
             request.url.clone()
         } else {
-            stream_url(&request.url).to_owned()
+            stream_url(&request.url).into_owned()
         };
         let id = self.suspend(Pending::Play { request, describe });
         self.events
@@ -388,14 +408,14 @@ impl RtspConnection {
 
     fn announce(&mut self, request: Request) {
         if self.role != Role::Undecided {
-            self.respond(&request, 455, |r| r);
+            self.refuse(&request, 455, "ANNOUNCE after DESCRIBE, ANNOUNCE or SETUP");
             return;
         }
         if request
             .header("Content-Type")
             .is_some_and(|t| !t.to_ascii_lowercase().starts_with("application/sdp"))
         {
-            self.respond(&request, 415, |r| r);
+            self.refuse(&request, 415, "ANNOUNCE body is not application/sdp");
             return;
         }
         let tracks = std::str::from_utf8(&request.body)
@@ -403,9 +423,24 @@ impl RtspConnection {
             .and_then(|text| sdp::parse(text).ok())
             .filter(|tracks| !tracks.is_empty() && tracks.len() <= MAX_TRACKS);
         let Some(tracks) = tracks else {
-            self.respond(&request, 400, |r| r);
+            self.refuse(&request, 400, "unreadable SDP, or no or too many media");
             return;
         };
+        // A track the server cannot carry is refused here rather than accepted and dropped:
+        // 415 Unsupported Media Type (RFC 2326 §11.3, from HTTP) is the status for a request
+        // body describing media the resource does not take; 461 is for transports only.
+        if let Some((i, why)) = tracks
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| t.unsupported().map(|why| (i, why)))
+        {
+            self.refuse(
+                &request,
+                415,
+                &format!("track {i} cannot be carried: {why}"),
+            );
+            return;
+        }
         let url = request.url.clone();
         let id = self.suspend(Pending::Publish(request, tracks.clone()));
         self.events.push_back(Event::PublishRequested {
@@ -418,7 +453,7 @@ impl RtspConnection {
     fn setup(&mut self, request: Request) {
         let Some(mut transport) = request.header("Transport").and_then(ClientTransport::parse)
         else {
-            self.respond(&request, 461, |r| r);
+            self.refuse(&request, 461, "no Transport header this server can serve");
             return;
         };
         let controls: Vec<String> = match &self.role {
@@ -432,14 +467,22 @@ impl RtspConnection {
             } => tracks.iter().map(|t| t.control.clone()).collect(),
             Role::Playing { controls } if !transport.record => controls.clone(),
             _ => {
-                self.respond(&request, 455, |r| r);
+                self.refuse(
+                    &request,
+                    455,
+                    "SETUP after RECORD, or of a mode the session is not in",
+                );
                 return;
             }
         };
         let (track, control) = resolve_track(&controls, &request.url);
         let publishing = matches!(self.role, Role::Publishing { .. });
         if publishing && track.is_none() {
-            self.respond(&request, 404, |r| r);
+            self.refuse(
+                &request,
+                404,
+                "SETUP names no track of the announced description",
+            );
             return;
         }
         let replaces = self
@@ -447,7 +490,7 @@ impl RtspConnection {
             .iter()
             .any(|s| s.control == control || (track.is_some() && s.track == track));
         if !replaces && self.setups.len() >= MAX_TRACKS {
-            self.respond(&request, 453, |r| r);
+            self.refuse(&request, 453, "too many tracks set up");
             return;
         }
         if let TransportSpec::Interleaved(None) = transport.spec {
@@ -628,6 +671,7 @@ impl RtspConnection {
     /// Refuses a pending request with `status` (401 adds a `WWW-Authenticate` challenge).
     /// Refusing the connect, a publish or a play finishes the connection: send the output,
     /// then close. Refusing a SETUP or PLAY only answers it.
+    /// The application logs its own refusals; [`Event::Refused`] reports the core's.
     pub fn reject(&mut self, request: RequestId, status: u16) -> Result<(), RtspError> {
         let pending = self.take_pending(request)?;
         let finishes = matches!(
@@ -649,6 +693,21 @@ impl RtspConnection {
         }
     }
 
+    /// Answers `request` with an error `status` and tells the application why.
+    fn refuse(&mut self, request: &Request, status: u16, reason: &str) {
+        self.respond(request, status, |r| r);
+        self.refused(request, status, reason.to_owned());
+    }
+
+    fn refused(&mut self, request: &Request, status: u16, reason: String) {
+        self.events.push_back(Event::Refused {
+            method: request.method.as_str().to_owned(),
+            url: request.url.clone(),
+            status,
+            reason,
+        });
+    }
+
     fn respond(
         &mut self,
         request: &Request,
@@ -661,32 +720,65 @@ impl RtspConnection {
 }
 
 /// The stream part of a request URL: a trailing `/` and a trailing track control segment
-/// (`trackID=0`, `streamid=1`, `stream=0`: a last segment with `=` and no `?`) removed. The
-/// query stays: `rtsp://h/live/cam?token=a/trackID=0` gives `rtsp://h/live/cam?token=a`.
-pub fn stream_url(url: &str) -> &str {
+/// (`trackID=0`, `streamid=1`, `stream=0`: a last segment with `=`) removed. The query stays,
+/// whether it comes before the track part (`rtsp://h/live/cam?token=a/trackID=0`, as FFmpeg
+/// sends it) or after it (`rtsp://h/live/cam/stream=0?token=a`, as GStreamer's
+/// `rtspclientsink` sends it): both give `rtsp://h/live/cam?token=a`.
+pub fn stream_url(url: &str) -> Cow<'_, str> {
     let url = url.strip_suffix('/').unwrap_or(url);
-    match url.rsplit_once('/') {
-        Some((base, last)) if last.contains('=') && !last.contains('?') && base.contains("//") => {
-            base.strip_suffix('/').unwrap_or(base)
+    if let Some((base, last)) = url.rsplit_once('/') {
+        if !base.contains("//") {
+            return Cow::Borrowed(url);
         }
-        _ => url,
+        let base = base.strip_suffix('/').unwrap_or(base);
+        if is_track_segment(last) {
+            return Cow::Borrowed(base);
+        }
+        // `…/name/stream=0?query`: the track part, then the query.
+        if let Some((track, query)) = last.split_once('?') {
+            if is_track_segment(track) && !base.contains('?') {
+                return Cow::Owned(format!("{base}?{query}"));
+            }
+        }
     }
+    Cow::Borrowed(url)
+}
+
+/// A path segment that is a track control (`trackID=0`) rather than a stream name.
+fn is_track_segment(segment: &str) -> bool {
+    segment.contains('=') && !segment.contains('?')
+}
+
+/// The last path segment of a URL or control, a trailing `/` ignored.
+fn last_segment(s: &str) -> &str {
+    let s = s.strip_suffix('/').unwrap_or(s);
+    s.rsplit('/').next().unwrap_or(s)
 }
 
 /// Which track a SETUP URL names: the control that equals the URL or shares its last
 /// segment; without controls, the number of a `trackID=N`-style last segment. Returns the
 /// index and the control (the URL's last segment when none matched).
+///
+/// The query may follow the track part (`…/cam/stream=0?token=a`, GStreamer): the URL is
+/// then also matched without it.
 fn resolve_track(controls: &[String], url: &str) -> (Option<usize>, String) {
-    let last = |s: &str| {
-        let s = s.strip_suffix('/').unwrap_or(s);
-        s.rsplit('/').next().unwrap_or(s).to_owned()
-    };
-    let url_last = last(url);
+    let with_query = last_segment(url);
+    let without_query = with_query
+        .split_once('?')
+        .filter(|(track, _)| is_track_segment(track))
+        .map(|(track, _)| track);
+    let url_no_query = without_query.map(|_| url.split_once('?').map_or(url, |(u, _)| u));
+    let url_last = without_query.unwrap_or(with_query).to_owned();
     for (i, control) in controls.iter().enumerate() {
         if control.is_empty() || control == "*" {
             continue;
         }
-        if control == url || last(control) == url_last {
+        let control_last = last_segment(control);
+        if control == url
+            || url_no_query == Some(control.as_str())
+            || control_last == with_query
+            || Some(control_last) == without_query
+        {
             return (Some(i), control.clone());
         }
     }

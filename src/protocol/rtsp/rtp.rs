@@ -5,7 +5,9 @@
 //! - H.264, RFC 6184 (packetization mode 1): single NAL unit, STAP-A, FU-A;
 //! - H.265, RFC 7798: single NAL unit, AP, FU (pass-through: parameter sets stay in-band);
 //! - AAC, RFC 3640 `mpeg4-generic` AAC-hbr/AAC-lbr: AU headers, several AUs per packet,
-//!   fragmented AUs.
+//!   fragmented AUs;
+//! - AAC, RFC 6416 `MP4A-LATM` in (`cpresent=0`): AudioMuxElements with byte-length
+//!   subframes, several per packet, fragmented over packets up to the marker bit.
 //!
 //! Input is untrusted: a lost or reordered packet never yields a torn frame — video is dropped
 //! until the next keyframe, a torn audio AU is dropped. Everything is bounded
@@ -1313,6 +1315,119 @@ impl AacDepacketizer {
             keyframe: true,
             payload: au,
         });
+    }
+}
+
+/// RTP packets of one `MP4A-LATM` track (RFC 6416, `cpresent=0`: no StreamMuxConfig in
+/// band) in, raw AUs out. A packet holds one or more whole AudioMuxElements, or one element's
+/// fragment, the last of which has the marker bit (RFC 6416 §6.1). Each element is
+/// `subframes` times a PayloadLengthInfo (bytes of 255 then one under 255, summed) and that
+/// many bytes of AU (ISO/IEC 14496-3 1.7.3, frameLengthType 0).
+#[derive(Debug)]
+pub struct LatmDepacketizer {
+    subframes: u8,
+    timeline: RtpTimeline,
+    sequence: SequenceCheck,
+    /// An element being assembled over packets: its timestamp and bytes so far.
+    fragment: Option<(u32, BytesMut)>,
+    out: VecDeque<MediaFrame>,
+}
+
+impl LatmDepacketizer {
+    /// A depacketizer for a clock of `clock_rate` Hz (the sampling rate) and elements of
+    /// `subframes` AUs (numSubFrames + 1 of the StreamMuxConfig).
+    pub fn new(clock_rate: u32, subframes: u8) -> LatmDepacketizer {
+        LatmDepacketizer {
+            subframes: subframes.max(1),
+            timeline: RtpTimeline::new(clock_rate),
+            sequence: SequenceCheck::default(),
+            fragment: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Puts this track on a shared timeline; see [`RtpTimeline::anchor`].
+    pub fn anchor(&mut self, rtp_time: u32, micros: i64) -> bool {
+        self.timeline.anchor(rtp_time, micros)
+    }
+
+    /// Takes one packet. An error reports a dropped packet or element; the depacketizer goes
+    /// on with the next.
+    pub fn push(&mut self, packet: &RtpPacket) -> Result<(), RtpError> {
+        match self.sequence.check(packet.header.sequence) {
+            Arrival::Late => return Ok(()),
+            Arrival::Gap => self.fragment = None,
+            Arrival::InOrder => {}
+        }
+        let ts = packet.header.timestamp;
+        let data = match self.fragment.take() {
+            // A continuation of the element being assembled.
+            Some((t, mut buf)) if t == ts => {
+                if buf.len() + packet.payload.len() > MAX_ACCESS_UNIT {
+                    return Err(RtpError::Malformed("LATM element over the size limit"));
+                }
+                buf.put_slice(&packet.payload);
+                buf.freeze()
+            }
+            // A new timestamp: what was being assembled lost its end.
+            _ => packet.payload.clone(),
+        };
+        if !packet.header.marker {
+            let mut buf = BytesMut::with_capacity(data.len() * 2);
+            buf.put_slice(&data);
+            self.fragment = Some((ts, buf));
+            return Ok(());
+        }
+        self.elements(ts, &data)
+    }
+
+    /// The next AU.
+    pub fn pop(&mut self) -> Option<MediaFrame> {
+        self.out.pop_front()
+    }
+
+    /// Splits whole elements into AUs: all of them, or none if any length is wrong.
+    fn elements(&mut self, ts: u32, data: &Bytes) -> Result<(), RtpError> {
+        let mut aus = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            for _ in 0..self.subframes {
+                let mut len = 0usize;
+                loop {
+                    let byte = *data
+                        .get(pos)
+                        .ok_or(RtpError::Truncated("LATM PayloadLengthInfo"))?;
+                    pos += 1;
+                    len += usize::from(byte);
+                    if byte != 255 {
+                        break;
+                    }
+                }
+                let end = pos + len;
+                if end > data.len() {
+                    return Err(RtpError::Truncated("LATM payload"));
+                }
+                aus.push(data.slice(pos..end));
+                pos = end;
+            }
+        }
+        for (i, au) in aus.into_iter().enumerate() {
+            if au.is_empty() {
+                continue;
+            }
+            let timestamp = ts.wrapping_add((i as u32).wrapping_mul(AAC_FRAME_SAMPLES));
+            let pts = self.timeline.micros(timestamp);
+            self.out.push_back(MediaFrame {
+                track: Track::Audio,
+                codec: Codec::Aac,
+                kind: FrameKind::Media,
+                dts: pts,
+                pts,
+                keyframe: true,
+                payload: au,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -3,13 +3,16 @@
 //!
 //! Covers H.264 (RFC 6184 §8.1: `sprop-parameter-sets`, `profile-level-id`,
 //! `packetization-mode`), AAC as `mpeg4-generic` (RFC 3640 §4.1: `config=`, `mode=AAC-hbr`,
-//! AU header sizes) and H.265 (RFC 7798 §7.1: `sprop-vps/sps/pps`). Pure text functions: must
+//! AU header sizes) and, in announced descriptions, as `MP4A-LATM` (RFC 6416 §7.1:
+//! `cpresent=0` and the StreamMuxConfig in `config=`), and H.265 (RFC 7798 §7.1: `sprop-vps/sps/pps`). Pure text functions: must
 //! not know about RTP packets, sockets or streams.
 
 use bytes::Bytes;
 use streamgate_actors::media::{Codec, Track};
 
-use crate::protocol::codec::{h264_nal_type, AacConfig, AvcConfig, CodecError, NAL_PPS, NAL_SPS};
+use crate::protocol::codec::{
+    h264_nal_type, AacConfig, AvcConfig, CodecError, LatmConfig, NAL_PPS, NAL_SPS,
+};
 
 /// A description that cannot be read or a config that cannot be described.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +72,44 @@ impl SdpTrack {
             "audio" => Some(Track::Audio),
             _ => None,
         }
+    }
+
+    /// The LATM configuration of an `MP4A-LATM` track this server carries: `cpresent=0` and a
+    /// StreamMuxConfig in `config=` that [`LatmConfig::parse`] accepts.
+    pub fn latm(&self) -> Result<LatmConfig, String> {
+        if !self.encoding.eq_ignore_ascii_case("MP4A-LATM") {
+            return Err(format!("{} is not MP4A-LATM", self.encoding));
+        }
+        // RFC 6416 §7.1: cpresent defaults to 1 (the config in-band).
+        if self.fmtp("cpresent").map(str::trim) != Some("0") {
+            return Err("MP4A-LATM with the configuration in-band (cpresent=1)".into());
+        }
+        let config = self
+            .fmtp("config")
+            .and_then(hex_decode)
+            .ok_or("MP4A-LATM without a config= StreamMuxConfig")?;
+        LatmConfig::parse(&config).map_err(|e| format!("MP4A-LATM: {e}"))
+    }
+
+    /// Why this server cannot carry the track, when it cannot: the encoding (and what of it)
+    /// is not one the frame model has. `None` for a track it carries.
+    pub fn unsupported(&self) -> Option<String> {
+        if self.codec.is_some() {
+            return None;
+        }
+        let media = &self.media;
+        Some(match self.encoding.to_ascii_uppercase().as_str() {
+            "" => format!("{media} payload type {} has no rtpmap", self.payload_type),
+            "MP4A-LATM" => match self.latm() {
+                Err(e) => e,
+                Ok(_) => "MP4A-LATM".into(),
+            },
+            "MPEG4-GENERIC" => format!(
+                "{media} mpeg4-generic mode={} (only AAC-hbr and AAC-lbr audio are carried)",
+                self.fmtp("mode").unwrap_or("")
+            ),
+            other => format!("{media} encoding {other}"),
+        })
     }
 
     /// The value of an `a=fmtp` parameter (key case-insensitive).
@@ -236,6 +277,12 @@ fn resolve_codec(track: &mut SdpTrack) {
                     .and_then(hex_decode)
                     .filter(|asc| AacConfig::parse(asc).is_ok())
                     .map(Bytes::from);
+            }
+        }
+        "MP4A-LATM" if track.media == "audio" => {
+            if let Ok(latm) = track.latm() {
+                track.codec = Some(Codec::Aac);
+                track.config = Some(latm.aac.to_asc());
             }
         }
         _ => {}
@@ -564,6 +611,40 @@ a=fmtp:96 sprop-vps=QAEMAf//AWAAAAMAkAAAAwAAAwA8lZgJ; sprop-sps=QgEBAWAAAAMAkAAA
         assert_eq!(tracks[1].codec, Some(Codec::Aac));
         assert_eq!((tracks[1].clock_rate, tracks[1].channels), (44100, 2));
         assert_eq!(tracks[1].config.as_deref(), Some(&[0x12, 0x10][..]));
+    }
+
+    /// GStreamer 1.22 `rtspclientsink` with its default AAC payloader (rtpmp4apay), as
+    /// captured (testdata/gstreamer_publish_tcp.bin).
+    const GSTREAMER_LATM_SDP: &str = "v=0\r\no=- 3656889512 1 IN IP4 127.0.0.1\r\n\
+s=Session streamed with GStreamer\r\ni=rtspclientsink\r\nt=0 0\r\na=tool:GStreamer\r\n\
+m=audio 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 MP4A-LATM/44100\r\n\
+a=fmtp:96 cpresent=0;config=40002410adca00\r\na=control:stream=1\r\n\
+m=video 0 RTP/AVP 99\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:99 H264/90000\r\n\
+a=fmtp:99 packetization-mode=1;sprop-parameter-sets=Z/QADZDZZAUH7AWoMDAyAAADAAIAAAMAZR4oVJA=,aOvMRIRA;profile-level-id=f4000d\r\n\
+a=control:stream=0\r\n";
+
+    #[test]
+    fn parses_gstreamer_latm_announce() {
+        let tracks = parse(GSTREAMER_LATM_SDP).expect("valid");
+        assert_eq!(tracks.len(), 2);
+        let audio = &tracks[0];
+        assert_eq!(audio.codec, Some(Codec::Aac));
+        assert_eq!(audio.config.as_deref(), Some(&[0x12, 0x08][..]));
+        assert_eq!(audio.latm().map(|l| l.subframes), Ok(1));
+        assert_eq!(audio.unsupported(), None);
+        assert_eq!(tracks[1].codec, Some(Codec::H264));
+
+        // In-band configuration, no config, an unknown encoding: not carried, and said why.
+        for (from, to, why) in [
+            ("cpresent=0;", "cpresent=1;", "cpresent=1"),
+            (";config=40002410adca00", "", "config="),
+            ("MP4A-LATM/44100", "opus/48000/2", "OPUS"),
+        ] {
+            let tracks = parse(&GSTREAMER_LATM_SDP.replace(from, to)).expect("valid");
+            assert_eq!(tracks[0].codec, None, "{to}");
+            let reason = tracks[0].unsupported().expect("unsupported");
+            assert!(reason.contains(why), "{reason}");
+        }
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl App {
                     self.media += 1;
                     continue;
                 }
-                Event::RecordStarted | Event::Teardown => {}
+                Event::RecordStarted | Event::Teardown | Event::Refused { .. } => {}
             }
             self.log.push(event);
         }
@@ -523,6 +523,29 @@ fn stream_urls_and_track_resolution() {
         "rtsp://h/live/cam2"
     );
     assert_eq!(stream_url("rtsp://h/live/cam2"), "rtsp://h/live/cam2");
+    // GStreamer's rtspclientsink puts the query after the track part.
+    assert_eq!(
+        stream_url("rtsp://h/live/cam2/stream=0?token=abc"),
+        "rtsp://h/live/cam2?token=abc"
+    );
+    assert_eq!(
+        resolve_track(
+            &["stream=1".to_owned(), "stream=0".to_owned()],
+            "rtsp://h/live/cam2/stream=0?token=abc"
+        ),
+        (Some(1), "stream=0".to_owned())
+    );
+    assert_eq!(
+        resolve_track(
+            &["rtsp://h/live/cam2/stream=0".to_owned()],
+            "rtsp://h/live/cam2/stream=0?token=abc"
+        ),
+        (Some(0), "rtsp://h/live/cam2/stream=0".to_owned())
+    );
+    assert_eq!(
+        resolve_track(&[], "rtsp://h/live/cam2/trackID=2?token=abc"),
+        (Some(2), "trackID=2".to_owned())
+    );
     let controls = vec![
         "rtsp://127.0.0.1:8554/live/cam3/stream=0".to_owned(),
         "rtsp://127.0.0.1:8554/live/cam3/stream=1".to_owned(),
@@ -553,4 +576,77 @@ fn oversized_input_while_suspended() {
     assert!(conn.is_suspended());
     let junk = vec![b'$'; MAX_SUSPENDED_INPUT + 1];
     assert_eq!(conn.handle_input(&junk), Err(RtspError::InputOverflow));
+}
+
+/// GStreamer 1.22's `rtspclientsink` publishing H.264 + AAC (its default MP4A-LATM payload)
+/// with a query in its URL: its SETUPs name `…/live/gst/stream=N?token=abc`, the query after
+/// the track part. Captured from `gst-launch-1.0 … ! rtspclientsink protocols=tcp
+/// location=rtsp://127.0.0.1:18554/live/gst?token=abc` (the capturing server's session id
+/// was 1234).
+pub(crate) const GSTREAMER_PUBLISH: &[u8] = include_bytes!("testdata/gstreamer_publish_tcp.bin");
+
+#[test]
+fn gstreamer_publish_with_a_query_after_the_track() {
+    let mut conn = RtspConnection::new("1234");
+    let mut app = App::default();
+    let mut out = Vec::new();
+    conn.handle_input(GSTREAMER_PUBLISH)
+        .expect("GStreamer's input");
+    app.run(&mut conn);
+    if let Some(o) = conn.take_output() {
+        out.extend_from_slice(&o);
+    }
+    let (replies, _) = read_output(&out);
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200; 5], "{:?}", app.log);
+    let setups: Vec<(Option<usize>, &str)> = app
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            Event::SetupRequested {
+                track,
+                track_control,
+                ..
+            } => Some((*track, track_control.as_str())),
+            _ => None,
+        })
+        .collect();
+    // The description lists the audio (stream=1) first.
+    assert_eq!(setups, [(Some(0), "stream=1"), (Some(1), "stream=0")]);
+    assert!(app.log.contains(&Event::RecordStarted));
+    assert!(app.media > 40, "{} $ frames", app.media);
+    assert!(
+        !app.log.iter().any(|e| matches!(e, Event::Refused { .. })),
+        "{:?}",
+        app.log
+    );
+}
+
+#[test]
+fn every_error_answer_of_the_core_is_reported() {
+    let mut conn = RtspConnection::new(SESSION);
+    let mut app = App::default();
+    conn.handle_input(b"OPTIONS rtsp://h/live/x RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+        .expect("valid");
+    app.run(&mut conn);
+    conn.handle_input(b"RECORD rtsp://h/live/x RTSP/1.0\r\nCSeq: 2\r\n\r\n")
+        .expect("valid");
+    let events = events(&mut conn);
+    let refused: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Refused {
+                method,
+                url,
+                status,
+                reason,
+            } => Some((method.as_str(), url.as_str(), *status, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(refused[0].0, "RECORD");
+    assert_eq!(refused[0].1, "rtsp://h/live/x");
+    assert_eq!(refused[0].2, 455);
+    assert!(!refused[0].3.is_empty());
 }

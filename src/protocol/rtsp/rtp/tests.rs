@@ -770,3 +770,118 @@ fn empty_and_short_hevc_parameter_sets_are_skipped() {
     p.packetize(&idr, &mut out).expect("packetize");
     assert_eq!(out.len(), 1, "VPS and IDR in one AP");
 }
+
+/// The audio RTP packets (channel 0) and the description of GStreamer's captured publish.
+fn gstreamer_audio() -> (Vec<sdp::SdpTrack>, Vec<Bytes>) {
+    let mut buf = BytesMut::from(crate::protocol::rtsp::tests::GSTREAMER_PUBLISH);
+    let mut sdp_text = String::new();
+    let mut audio = Vec::new();
+    while let Some(m) = decode(&mut buf).expect("GStreamer speaks RTSP") {
+        match m {
+            Message::Request(r) if !r.body.is_empty() => {
+                sdp_text = String::from_utf8(r.body.to_vec()).expect("utf8");
+            }
+            // GStreamer set the audio track (stream=1) up first: channels 0-1.
+            Message::Interleaved { channel: 0, data } => audio.push(data),
+            _ => {}
+        }
+    }
+    (sdp::parse(&sdp_text).expect("GStreamer's SDP"), audio)
+}
+
+fn latm_depacketize(d: &mut LatmDepacketizer, packets: &[Bytes]) -> Vec<MediaFrame> {
+    let mut out = Vec::new();
+    for p in packets {
+        let _ = d.push(&RtpPacket::parse(p.clone()).expect("RTP"));
+        out.extend(std::iter::from_fn(|| d.pop()));
+    }
+    out
+}
+
+#[test]
+fn gstreamer_latm_packets_depacketize() {
+    let (tracks, packets) = gstreamer_audio();
+    assert!(packets.len() >= 12);
+    let track = &tracks[0];
+    assert_eq!(track.encoding, "MP4A-LATM");
+    let latm = track.latm().expect("carried");
+    let mut d = LatmDepacketizer::new(track.clock_rate, latm.subframes);
+    let aus = latm_depacketize(&mut d, &packets);
+    assert_eq!(aus.len(), packets.len(), "one AU per packet");
+    for (au, p) in aus.iter().zip(&packets) {
+        let payload = &RtpPacket::parse(p.clone()).expect("RTP").payload;
+        // The PayloadLengthInfo (one or two bytes here) then exactly the AU.
+        let prefix = payload.len() - au.payload.len();
+        assert!((1..=2).contains(&prefix), "prefix {prefix}");
+        assert_eq!(&payload[prefix..], &au.payload[..]);
+        assert_eq!((au.codec, au.track), (Codec::Aac, Track::Audio));
+    }
+    // FFmpeg's AAC encoder (avenc_aac) starts with its fill element naming itself.
+    assert!(aus[0].payload.windows(4).any(|w| w == b"Lavc"));
+    for w in aus.windows(2) {
+        // 1024 samples at 44.1 kHz, to the microsecond.
+        assert!((23_219..=23_220).contains(&(w[1].pts - w[0].pts)));
+    }
+}
+
+#[test]
+fn latm_fragments_loss_and_subframes() {
+    let header = |seq: u16, ts: u32, marker: bool| RtpHeader {
+        payload_type: 96,
+        marker,
+        sequence: seq,
+        timestamp: ts,
+        ssrc: 7,
+    };
+    let packet = |h: RtpHeader, payload: &[u8]| {
+        let mut out = BytesMut::new();
+        h.write(&mut out);
+        out.put_slice(payload);
+        RtpPacket::parse(out.freeze()).expect("RTP")
+    };
+    let au: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
+    let mut element = vec![255, 255, (600 - 510) as u8];
+    element.extend_from_slice(&au);
+
+    // One element over two packets, the marker on the second.
+    let mut d = LatmDepacketizer::new(48_000, 1);
+    d.push(&packet(header(1, 1000, false), &element[..300]))
+        .expect("first part");
+    assert!(d.pop().is_none());
+    d.push(&packet(header(2, 1000, true), &element[300..]))
+        .expect("second part");
+    assert_eq!(d.pop().map(|f| f.payload.to_vec()), Some(au.clone()));
+
+    // The second part lost: nothing, and the next whole element comes through.
+    d.push(&packet(header(3, 2024, false), &element[..300]))
+        .expect("part");
+    d.push(&packet(header(5, 3048, true), &element))
+        .expect("whole");
+    let f = d.pop().expect("the whole element");
+    assert_eq!(f.payload.to_vec(), au);
+    assert!(d.pop().is_none());
+
+    // A length past the end: dropped, with an error.
+    assert!(d
+        .push(&packet(header(6, 4072, true), &element[..400]))
+        .is_err());
+    assert!(d.pop().is_none());
+
+    // Two subframes per element, two elements in one packet: four AUs, 1024 samples apart.
+    let mut d = LatmDepacketizer::new(48_000, 2);
+    let mut payload = Vec::new();
+    for n in 1..=4u8 {
+        payload.push(n);
+        payload.extend(std::iter::repeat_n(n, usize::from(n)));
+    }
+    d.push(&packet(header(1, 0, true), &payload))
+        .expect("elements");
+    let frames: Vec<MediaFrame> = std::iter::from_fn(|| d.pop()).collect();
+    assert_eq!(frames.len(), 4);
+    for (n, f) in frames.iter().enumerate() {
+        assert_eq!(f.payload.to_vec(), vec![n as u8 + 1; n + 1]);
+    }
+    assert!(frames
+        .windows(2)
+        .all(|w| (21_333..=21_334).contains(&(w[1].pts - w[0].pts))));
+}
