@@ -7,11 +7,14 @@
 //! - [`session`]: one actor per client connection, a thin IO shell over its protocol core.
 //! - [`listener`]: accept loops spreading connections over the worker arbiters.
 //! - [`server`]: starts the pool, the registry and the listeners; graceful shutdown.
+//! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, replayed on stable by
+//!   `tests/fuzz_corpus.rs`.
 //!
 //! The protocol-agnostic core (media model, `NotifyActor`, `StreamActor`, `Registry`) is the
 //! `streamgate-actors` crate in `actors/`.
 
 pub mod config;
+pub mod fuzzing;
 pub mod listener;
 pub mod protocol;
 pub mod server;
