@@ -382,6 +382,8 @@ def write_corpora(recorder, tmp, corpus):
     corpus.add("codec_config", b"\x02" + open(f("a.aac"), "rb").read()[:2048])
     corpus.add("codec_config", b"\x05" + open(f("a.h264"), "rb").read()[:4096])
 
+    write_publisher_seeds(flv, open(f("h.mp4"), "rb").read(), corpus)
+
     # Round-trip targets take generated parameters: a few deterministic seeds.
     rng = random.Random(11)
     for target in ("rtmp_chunk_roundtrip", "rtp_roundtrip", "ts_roundtrip"):
@@ -390,6 +392,25 @@ def write_corpora(recorder, tmp, corpus):
     # The shipped configuration and a minimal one.
     corpus.add("config_xml", open(os.path.join(ROOT, "config", "streamgate.xml"), "rb").read())
     corpus.add("config_xml", b"<config><rtmp><port>1935</port></rtmp></config>")
+
+
+def write_publisher_seeds(flv, hevc_mp4, corpus):
+    """A publisher's configs and frames as the packetizer and muxer targets read them: per
+    frame a flags byte (1 config, 2 keyframe, 4 audio, 8 H.265) and a 16-bit-length payload."""
+    frames = []
+    for kind, _, body in flv_tags(flv)[:30]:
+        if kind == 9 and body[:1] in (b"\x17", b"\x27") and len(body) > 5:
+            flags = (2 if body[0] == 0x17 else 0) | (1 if body[1] == 0 else 0)
+            frames.append((flags, body[5:]))
+        elif kind == 8 and body[:1] == b"\xaf" and len(body) > 2:
+            frames.append((4 | (1 if body[1] == 0 else 0), body[2:]))
+    stream = b"".join(bytes([f]) + struct.pack(">H", len(p)) + p for f, p in frames)
+    corpus.add("rtp_packetize", b"\x00" + stream)
+    corpus.add("rtp_packetize", b"\x02" + stream)
+    corpus.add("ts_mux", b"\x00" + stream)
+    hvcc = mp4_box(hevc_mp4, b"hvcC")
+    if hvcc:
+        corpus.add("rtp_packetize", b"\x01\x09" + struct.pack(">H", len(hvcc)) + hvcc)
 
 
 def main():

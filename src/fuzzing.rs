@@ -683,6 +683,89 @@ fn h264_frames(input: &mut Input<'_>, start_us: i64, max: usize) -> Vec<MediaFra
     frames
 }
 
+/// A publisher's stream as an RTSP player's packetizer gets it: whatever codec config and
+/// frames a publisher sent (over RTMP, RTSP or SRT) reach [`VideoPacketizer`] or
+/// [`AacPacketizer`] unchanged. The first byte picks H.264, H.265 or AAC and the payload size;
+/// then frames, each a flags byte (config or media, keyframe) and a 16-bit-length payload.
+pub fn rtp_packetize(data: &[u8]) {
+    let mut input = Input { data };
+    let which = input.u8();
+    let frames = publisher_frames(&mut input);
+    let mut out = Vec::new();
+    let clock = RtpClock::new(90_000, 0);
+    match which % 3 {
+        0 | 1 => {
+            let mut packetizer = if which % 3 == 0 {
+                VideoPacketizer::h264(96, 1, 0, clock)
+            } else {
+                VideoPacketizer::h265(96, 1, 0, clock)
+            };
+            packetizer.set_max_payload(usize::from(which) * 8);
+            for frame in &frames {
+                let _ = packetizer.packetize(frame, &mut out);
+            }
+        }
+        _ => {
+            let mut packetizer = AacPacketizer::new(97, 1, 0, RtpClock::new(48_000, 0));
+            packetizer.set_max_payload(usize::from(which) * 8);
+            for frame in frames.iter().filter(|f| f.kind == FrameKind::Media) {
+                let _ = packetizer.packetize(frame, &mut out);
+            }
+        }
+    }
+    for packet in out {
+        assert!(RtpPacket::parse(packet).is_ok(), "own packet refused");
+    }
+}
+
+/// A publisher's stream as an SRT player's [`TsMuxer`] gets it: any codec configs and frames,
+/// laid out as in [`rtp_packetize`] (the flags also pick the track).
+pub fn ts_mux(data: &[u8]) {
+    let mut input = Input { data };
+    let mut mux = if input.u8() & 1 == 1 {
+        TsMuxer::with_tracks(true, true)
+    } else {
+        TsMuxer::new()
+    };
+    let mut out = Vec::new();
+    for frame in publisher_frames(&mut input) {
+        let _ = mux.mux(&frame, &mut out);
+    }
+    mux.flush(&mut out);
+    for chunk in out {
+        assert_eq!(chunk.len() % crate::protocol::ts::PACKET_SIZE, 0);
+    }
+}
+
+/// Frames as a publisher may send them: each a flags byte (bit 0 config, bit 1 keyframe,
+/// bit 2 audio, bit 3 H.265), a 16-bit-length payload; 40 ms apart.
+fn publisher_frames(input: &mut Input<'_>) -> Vec<MediaFrame> {
+    let mut frames = Vec::new();
+    while !input.is_empty() && frames.len() < 256 {
+        let flags = input.u8();
+        let audio = flags & 4 != 0;
+        let time = frames.len() as i64 * 40_000;
+        frames.push(MediaFrame {
+            track: if audio { Track::Audio } else { Track::Video },
+            codec: match (audio, flags & 8 != 0) {
+                (true, _) => Codec::Aac,
+                (false, false) => Codec::H264,
+                (false, true) => Codec::H265,
+            },
+            kind: if flags & 1 != 0 {
+                FrameKind::Config
+            } else {
+                FrameKind::Media
+            },
+            dts: time,
+            pts: time,
+            keyframe: flags & 2 != 0,
+            payload: Bytes::copy_from_slice(input.piece()),
+        });
+    }
+    frames
+}
+
 /// RTP round trip: H.264 access units through [`VideoPacketizer`] and back through
 /// [`VideoDepacketizer`] (single NAL, STAP-A, FU-A at a fuzzed payload size), and AAC frames
 /// through [`AacPacketizer`] and [`AacDepacketizer`]; what comes out must be what went in.

@@ -74,6 +74,8 @@ targets!(
     rtp_depacketize,
     rtcp,
     rtp_roundtrip,
+    rtp_packetize,
+    ts_mux,
     ts_demux,
     ts_roundtrip,
     srt_streamid,
