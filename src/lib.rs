@@ -9,11 +9,14 @@
 //! - [`listener`]: accept loops spreading connections over the worker arbiters.
 //! - [`logging`]: log lines on stderr with every control character escaped.
 //! - [`server`]: starts the pool, the registry and the listeners; graceful shutdown.
+//! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, replayed on stable by
+//!   `tests/fuzz_corpus.rs`.
 //!
 //! The protocol-agnostic core (media model, `NotifyActor`, `StreamActor`, `Registry`) is the
 //! `streamgate-actors` crate in `actors/`.
 
 pub mod config;
+pub mod fuzzing;
 pub mod limits;
 pub mod listener;
 pub mod logging;
