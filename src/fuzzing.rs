@@ -25,7 +25,7 @@ use crate::protocol::rtsp::message::{
 };
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_to_unix_micros, parse_rtcp, AacDepacketizer, AacPacketizer, AuHeaderLayout,
-    RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer,
+    LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer,
 };
 use crate::protocol::rtsp::sdp::{self, SdpTrack};
 use crate::protocol::rtsp::{Event as RtspEvent, RtspConnection};
@@ -462,7 +462,7 @@ pub fn rtsp_session(data: &[u8]) {
                         }
                     }
                 }
-                RtspEvent::RecordStarted | RtspEvent::Teardown => {}
+                RtspEvent::RecordStarted | RtspEvent::Teardown | RtspEvent::Refused { .. } => {}
             }
         }
         let _ = conn.take_output();
@@ -528,6 +528,7 @@ pub fn sdp(data: &[u8]) {
 enum Depacketizer {
     Video(Box<VideoDepacketizer>),
     Audio(AacDepacketizer),
+    Latm(LatmDepacketizer),
 }
 
 impl Depacketizer {
@@ -540,6 +541,10 @@ impl Depacketizer {
             Some(Codec::H265) => Depacketizer::Video(Box::new(VideoDepacketizer::h265(
                 track.parameter_sets.clone(),
             ))),
+            Some(Codec::Aac) if track.encoding.eq_ignore_ascii_case("MP4A-LATM") => {
+                let subframes = track.latm().map_or(1, |l| l.subframes);
+                Depacketizer::Latm(LatmDepacketizer::new(track.clock_rate, subframes))
+            }
             Some(Codec::Aac) => Depacketizer::Audio(AacDepacketizer::new(
                 track.clock_rate,
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
@@ -557,6 +562,7 @@ impl Depacketizer {
                     let _ = match self {
                         Depacketizer::Video(d) => d.anchor(rtp_time, wall),
                         Depacketizer::Audio(d) => d.anchor(rtp_time, wall),
+                        Depacketizer::Latm(d) => d.anchor(rtp_time, wall),
                     };
                 }
             }
@@ -576,20 +582,27 @@ impl Depacketizer {
                     while d.pop().is_some() {}
                 }
             }
+            Depacketizer::Latm(d) => {
+                if d.push(&packet).is_ok() {
+                    while d.pop().is_some() {}
+                }
+            }
         }
     }
 }
 
 /// RTP depacketizers: the first byte picks H.264 (with or without a description config),
-/// H.265, or AAC (with an AU-header layout from the next three bytes); then packets, each a
+/// H.265, AAC (with an AU-header layout from the next three bytes) or MP4A-LATM (with the
+/// number of subframes from the next byte); then packets, each a
 /// 16-bit length and the datagram, some taken as RTCP (sender reports anchor the clock).
 pub fn rtp_depacketize(data: &[u8]) {
     let mut input = Input { data };
     let which = input.u8();
-    let mut depacketizer = match which % 4 {
+    let mut depacketizer = match which % 5 {
         0 => Depacketizer::Video(Box::new(VideoDepacketizer::h264(None))),
         1 => Depacketizer::Video(Box::new(VideoDepacketizer::h264(Some(avc_record())))),
         2 => Depacketizer::Video(Box::new(VideoDepacketizer::h265(Vec::new()))),
+        3 => Depacketizer::Latm(LatmDepacketizer::new(44_100, input.u8() % 64 + 1)),
         _ => {
             let layout = AuHeaderLayout {
                 size_length: input.u8() % 17,
@@ -966,12 +979,15 @@ pub fn srt_streamid(data: &[u8]) {
     let _ = srt::StreamId::parse(&decoded);
 }
 
-/// An SRT datagram (handshakes with their extensions first of all) through
-/// `srt_protocol::packet::Packet::parse`, the first thing the listener does with a datagram.
-/// The listener contains panics of this call; here they are reported, as they are
-/// srt-protocol defects a caller can reach.
+/// An SRT datagram (handshakes with their extensions first of all) as the listener takes it:
+/// [`crate::protocol::srt::check_datagram`], then `srt_protocol::packet::Packet::parse` for
+/// what the check lets through. A panic there is a datagram the check should have refused.
 pub fn srt_packet(data: &[u8]) {
-    let _ = srt_protocol::packet::Packet::parse(&mut std::io::Cursor::new(data), false);
+    // As the SRT listener does: a datagram the check refuses never reaches srt-protocol, and
+    // one it passes must parse without a panic.
+    if crate::protocol::srt::check_datagram(data).is_ok() {
+        let _ = srt_protocol::packet::Packet::parse(&mut std::io::Cursor::new(data), false);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
