@@ -475,8 +475,8 @@ fn check_loss_list(d: &[u8]) -> Result<(), DatagramError> {
 /// expects the handshake ("received DATA while HANDSHAKE expected"), re-sends its conclusion
 /// request and loses those packets. So the first data waits until the caller sends anything that
 /// is not a handshake (an ACK, a keepalive, data: it only does once connected), or at most
-/// `longest` (a libsrt caller sends a keepalive within 1 s of its last handshake even when it
-/// has nothing else to say; a caller that sends nothing at all is not held forever).
+/// `longest` (a caller with nothing to say may send nothing for a second: a libsrt player's
+/// first keepalive comes 1 s after its last handshake).
 ///
 /// Payloads that waited are stamped again with the release time ([`FirstDataHold::stamp`]):
 /// SRT's timestamp is when a packet was sent, and the caller's TSBPD plays it one latency after

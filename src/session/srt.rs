@@ -112,8 +112,10 @@ pub const PACE_PAYLOADS: usize = 64;
 /// The pacing window of [`PACE_PAYLOADS`].
 pub const PACE_WINDOW: Duration = Duration::from_millis(5);
 /// The longest a new connection's first data waits for the caller to show it completed the
-/// handshake ([`FirstDataHold`]); a libsrt caller sends a keepalive within 1 s.
-const FIRST_DATA_HOLD: Duration = Duration::from_millis(1200);
+/// handshake ([`FirstDataHold`]): well past what a jittery path reorders by. A libsrt player
+/// shows it only with its first keepalive, 1 s after its last handshake; a caller whose
+/// response was lost asks again when the data arrives, and what it dropped is retransmitted.
+const FIRST_DATA_HOLD: Duration = Duration::from_millis(150);
 /// Added to the latency while a player's last packets drain before its connection is closed.
 const LINGER_MARGIN: Duration = Duration::from_millis(200);
 /// The longest such drain.
@@ -865,6 +867,7 @@ async fn drive(
     let mut buf = BytesMut::with_capacity(1500);
     let (mut packets_open, mut data_open) = (true, true);
     let mut hold = FirstDataHold::new(Instant::now(), FIRST_DATA_HOLD);
+    let mut held_since = Some(Instant::now());
     loop {
         let now = Instant::now();
         let conn = &mut connection;
@@ -900,6 +903,16 @@ async fn drive(
             let _ = received.send(payload).await;
         }
         let sending = hold.released(Instant::now());
+        if let Some(since) = held_since.filter(|_| sending) {
+            held_since = None;
+            let waited = since.elapsed();
+            let _s = span.clone().entered();
+            tracing::debug!(
+                waited_ms = waited.as_millis() as u64,
+                by_caller = waited < FIRST_DATA_HOLD,
+                "the caller is connected: sending"
+            );
+        }
         let wake = match hold.deadline() {
             Some(until) => wake.min(until),
             None => wake,
