@@ -19,8 +19,14 @@
 //! Also the check every SRT datagram passes before srt-protocol sees it ([`check_datagram`]):
 //! the inputs that make srt-protocol 0.4.4 panic are refused on the raw bytes.
 //!
-//! Pure functions over strings and bytes: no sockets, no SRT state, no hook policy (which
-//! codes to reject with is the session's business).
+//! And when a new connection may start sending data ([`FirstDataHold`]): not before the caller
+//! has shown that it has the listener's conclusion response.
+//!
+//! Pure functions over strings and bytes and one small state machine over the caller's packet
+//! kinds and the clock: no sockets, no SRT state, no hook policy (which codes to reject with is
+//! the session's business).
+
+use std::time::{Duration, Instant};
 
 use crate::protocol::url::{app_and_name, split_query};
 
@@ -459,6 +465,74 @@ fn check_loss_list(d: &[u8]) -> Result<(), DatagramError> {
         at += 8;
     }
     Ok(())
+}
+
+/// Holds a new connection's data until the caller has shown that it completed the handshake.
+///
+/// A listener sends its conclusion response and considers the connection open; the caller is
+/// connected only once that response has arrived. Data sent right behind the response can
+/// overtake it on a reordering path, and a libsrt caller drops data that arrives while it still
+/// expects the handshake ("received DATA while HANDSHAKE expected"), re-sends its conclusion
+/// request and loses those packets. So the first data waits until the caller sends anything that
+/// is not a handshake (an ACK, a keepalive, data: it only does once connected), or at most
+/// `longest` (a caller with nothing to say may send nothing for a second: a libsrt player's
+/// first keepalive comes 1 s after its last handshake).
+///
+/// Payloads that waited are stamped again with the release time ([`FirstDataHold::stamp`]):
+/// SRT's timestamp is when a packet was sent, and the caller's TSBPD plays it one latency after
+/// that, so a payload stamped before a hold of most of a second would arrive too late to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstDataHold {
+    /// Until when data is held; `None` once released.
+    until: Option<Instant>,
+    /// When it was released.
+    released_at: Option<Instant>,
+}
+
+impl FirstDataHold {
+    /// A hold for a connection opened at `now`, released at `now + longest` at the latest.
+    pub fn new(now: Instant, longest: Duration) -> FirstDataHold {
+        FirstDataHold {
+            until: Some(now + longest),
+            released_at: None,
+        }
+    }
+
+    /// The caller sent a packet at `now`: a handshake (it may still be waiting for the
+    /// response) or anything else (it is connected).
+    pub fn on_packet(&mut self, now: Instant, handshake: bool) {
+        if !handshake {
+            self.release(now);
+        }
+    }
+
+    /// Whether data may be sent at `now`.
+    pub fn released(&mut self, now: Instant) -> bool {
+        if let Some(until) = self.until.filter(|until| now >= *until) {
+            self.release(until);
+        }
+        self.until.is_none()
+    }
+
+    fn release(&mut self, at: Instant) {
+        if self.until.take().is_some() {
+            self.released_at = Some(at);
+        }
+    }
+
+    /// The SRT send time of a payload the session stamped `stamped`: no earlier than the
+    /// release.
+    pub fn stamp(&self, stamped: Instant) -> Instant {
+        match self.released_at {
+            Some(at) => stamped.max(at),
+            None => stamped,
+        }
+    }
+
+    /// When the hold ends by itself, while it holds.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.until
+    }
 }
 
 #[cfg(test)]
@@ -963,5 +1037,39 @@ mod tests {
             passed > 1000 && refused > 1000,
             "{passed} passed, {refused} refused"
         );
+    }
+
+    #[test]
+    fn first_data_waits_for_a_packet_that_is_not_a_handshake() {
+        let start = Instant::now();
+        let mut hold = FirstDataHold::new(start, Duration::from_secs(1));
+        let ms = |n| start + Duration::from_millis(n);
+        assert!(!hold.released(start));
+        assert_eq!(hold.deadline(), Some(ms(1000)));
+        // The caller repeats its conclusion request: the response did not reach it.
+        hold.on_packet(ms(250), true);
+        assert!(!hold.released(ms(300)));
+        // Its first ACK or keepalive: it is connected.
+        hold.on_packet(ms(400), false);
+        assert!(hold.released(ms(401)));
+        assert_eq!(hold.deadline(), None);
+        // What waited is sent as of the release; what came later keeps its stamp.
+        assert_eq!(hold.stamp(ms(10)), ms(400));
+        assert_eq!(hold.stamp(ms(450)), ms(450));
+        // Released for good: a later handshake (a late duplicate) does not hold data again.
+        hold.on_packet(ms(500), true);
+        assert!(hold.released(ms(502)));
+        assert_eq!(hold.stamp(ms(10)), ms(400));
+    }
+
+    #[test]
+    fn first_data_is_not_held_past_the_longest_hold() {
+        let start = Instant::now();
+        let mut hold = FirstDataHold::new(start, Duration::from_millis(500));
+        assert_eq!(hold.stamp(start), start);
+        assert!(!hold.released(start + Duration::from_millis(499)));
+        assert!(hold.released(start + Duration::from_millis(650)));
+        assert_eq!(hold.deadline(), None);
+        assert_eq!(hold.stamp(start), start + Duration::from_millis(500));
     }
 }

@@ -63,7 +63,7 @@ use srt_protocol::listener::{
 use srt_protocol::options::{KeySize, ListenerOptions, PacketSize, Passphrase, SocketOptions};
 use srt_protocol::packet::{
     ControlPacket, ControlTypes, CoreRejectReason, HandshakeVsInfo, Packet, ReceivePacketError,
-    RejectReason, ServerRejectReason, ShakeType, SrtControlPacket,
+    RejectReason, ServerRejectReason, ShakeType, SocketId, SrtControlPacket,
 };
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use streamgate_actors::media::{FrameKind, MediaFrame, MetaValue, Metadata, StreamKey, Track};
@@ -85,7 +85,7 @@ use crate::config::ListenerConfig;
 use crate::limits::{Admission, ConnectionLimits};
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
-use crate::protocol::srt::{check_datagram, Mode, StreamId};
+use crate::protocol::srt::{check_datagram, FirstDataHold, Mode, StreamId};
 use crate::protocol::ts::{TsDemuxer, TsMuxer, CHUNK_SIZE, PACKET_SIZE};
 
 /// Mailbox capacity of a session: live frames waiting to be muxed.
@@ -111,6 +111,11 @@ const MAX_HANDSHAKES: usize = 4096;
 pub const PACE_PAYLOADS: usize = 64;
 /// The pacing window of [`PACE_PAYLOADS`].
 pub const PACE_WINDOW: Duration = Duration::from_millis(5);
+/// The longest a new connection's first data waits for the caller to show it completed the
+/// handshake ([`FirstDataHold`]): well past what a jittery path reorders by. A libsrt player
+/// shows it only with its first keepalive, 1 s after its last handshake; a caller whose
+/// response was lost asks again when the data arrives, and what it dropped is retransmitted.
+const FIRST_DATA_HOLD: Duration = Duration::from_millis(150);
 /// Added to the latency while a player's last packets drain before its connection is closed.
 const LINGER_MARGIN: Duration = Duration::from_millis(200);
 /// The longest such drain.
@@ -832,6 +837,14 @@ enum ConnInput {
 
 /// Drives one `DuplexConnection` until it closes: the peer's packets in, our payloads out,
 /// its timers. Every srt-protocol call is contained; a panic ends this connection only.
+///
+/// srt-protocol sends only from its timer handling (`check_timers`: the SND event sends new
+/// data and the retransmissions a NAK asked for, the ACK and NAK events their reports), so
+/// each turn runs the timers first and then sends everything they queued at once; a packet
+/// queued by the timers must not wait for the next input or timer, which could be tens of
+/// milliseconds away (a retransmission that waits is one the player's TSBPD may drop).
+/// Payloads to send are not taken before the caller has shown it completed the handshake
+/// ([`FirstDataHold`]).
 async fn drive(
     accepted: Accepted,
     mut data: mpsc::Receiver<(Instant, Bytes)>,
@@ -843,12 +856,18 @@ async fn drive(
         mut packets,
         socket,
     } = accepted;
+    let (local_id, remote_id) = (
+        connection.settings.local_sockid,
+        connection.settings.remote_sockid,
+    );
     let mut connection = match contain(move || DuplexConnection::new(connection)) {
         Ok(c) => c,
         Err(panic) => return connection_panicked(&span, &panic),
     };
     let mut buf = BytesMut::with_capacity(1500);
     let (mut packets_open, mut data_open) = (true, true);
+    let mut hold = FirstDataHold::new(Instant::now(), FIRST_DATA_HOLD);
+    let mut held_since = Some(Instant::now());
     loop {
         let now = Instant::now();
         let conn = &mut connection;
@@ -856,6 +875,8 @@ async fn drive(
             if !conn.is_open() {
                 return None;
             }
+            // Timers first: what they queue is sent below, in this turn.
+            let wake = conn.check_timers(now);
             let mut out = Vec::new();
             while let Some(packet) = conn.next_packet(now) {
                 out.push(packet);
@@ -864,7 +885,7 @@ async fn drive(
             while let Some(payload) = conn.next_data(now) {
                 released.push(payload);
             }
-            Some((out, released, conn.check_timers(now)))
+            Some((out, released, wake))
         });
         let (out, released, wake) = match step {
             Ok(Some(step)) => step,
@@ -881,13 +902,32 @@ async fn drive(
             // The session may be gone; the connection still closes in order.
             let _ = received.send(payload).await;
         }
-        let input = tokio::select! {
+        let sending = hold.released(Instant::now());
+        if let Some(since) = held_since.filter(|_| sending) {
+            held_since = None;
+            let waited = since.elapsed();
+            let _s = span.clone().entered();
+            tracing::debug!(
+                waited_ms = waited.as_millis() as u64,
+                by_caller = waited < FIRST_DATA_HOLD,
+                "the caller is connected: sending"
+            );
+        }
+        let wake = match hold.deadline() {
+            Some(until) => wake.min(until),
+            None => wake,
+        };
+        let mut input = tokio::select! {
             _ = actix_rt::time::sleep_until(wake.into()) => ConnInput::Timer,
             packet = packets.recv(), if packets_open => ConnInput::Packet(packet.map(Box::new)),
-            payload = data.recv(), if data_open => ConnInput::Data(payload),
+            payload = data.recv(), if data_open && sending => ConnInput::Data(payload),
         };
-        match input {
+        match &mut input {
             ConnInput::Packet(None) => packets_open = false,
+            ConnInput::Packet(Some(packet)) => {
+                hold.on_packet(Instant::now(), is_handshake(&packet.0));
+                readdress_repeated_conclusion(&mut packet.0, local_id, remote_id);
+            }
             ConnInput::Data(None) => data_open = false,
             _ => {}
         }
@@ -903,7 +943,10 @@ async fn drive(
                     "the SRT listener stopped",
                 ))),
             ),
-            ConnInput::Data(payload) => conn.handle_data_input(now, payload),
+            ConnInput::Data(payload) => conn.handle_data_input(
+                now,
+                payload.map(|(stamped, bytes)| (hold.stamp(stamped), bytes)),
+            ),
         });
         if let Err(panic) = handled {
             return connection_panicked(&span, &panic);
@@ -911,6 +954,41 @@ async fn drive(
     }
     let _s = span.entered();
     tracing::debug!("SRT connection closed");
+}
+
+/// A caller whose conclusion response was lost repeats its conclusion request, addressed (as
+/// every request before the connection exists) to socket id 0. srt-protocol's connection
+/// answers a handshake with the conclusion response again, but drops any packet not addressed
+/// to its own socket id first ("invalid socket id"), so the caller would never get the answer
+/// and would repeat its request until it gives up. Such a request, from this connection's
+/// caller (its socket id), is addressed to the connection, so that srt-protocol answers it.
+/// True when the packet was changed.
+fn readdress_repeated_conclusion(packet: &mut Packet, local: SocketId, remote: SocketId) -> bool {
+    match packet {
+        Packet::Control(ControlPacket {
+            dest_sockid,
+            control_type: ControlTypes::Handshake(shake),
+            ..
+        }) if *dest_sockid == SocketId(0)
+            && shake.shake_type == ShakeType::Conclusion
+            && shake.socket_id == remote =>
+        {
+            *dest_sockid = local;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether `packet` is a handshake (a caller that may not have the conclusion response yet).
+fn is_handshake(packet: &Packet) -> bool {
+    matches!(
+        packet,
+        Packet::Control(ControlPacket {
+            control_type: ControlTypes::Handshake(_),
+            ..
+        })
+    )
 }
 
 fn connection_panicked(span: &tracing::Span, panic: &str) {
@@ -1630,6 +1708,43 @@ impl Handler<Kick> for SrtSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn handshake(shake_type: ShakeType, dest: u32, from: u32) -> Packet {
+        use srt_protocol::options::PacketCount;
+        use srt_protocol::packet::{HandshakeControlInfo, SeqNumber, SocketType, TimeStamp};
+        Packet::Control(ControlPacket {
+            timestamp: TimeStamp::from_micros(0),
+            dest_sockid: SocketId(dest),
+            control_type: ControlTypes::Handshake(HandshakeControlInfo {
+                init_seq_num: SeqNumber::new_truncate(1),
+                max_packet_size: PacketSize(1500),
+                max_flow_size: PacketCount(8192),
+                shake_type,
+                socket_id: SocketId(from),
+                syn_cookie: 7,
+                peer_addr: Ipv4Addr::LOCALHOST.into(),
+                info: HandshakeVsInfo::V4(SocketType::Datagram),
+            }),
+        })
+    }
+
+    #[test]
+    fn a_repeated_conclusion_of_the_caller_is_addressed_to_its_connection() {
+        let (local, remote) = (SocketId(11), SocketId(22));
+        let mut repeated = handshake(ShakeType::Conclusion, 0, 22);
+        assert!(readdress_repeated_conclusion(&mut repeated, local, remote));
+        assert_eq!(repeated, handshake(ShakeType::Conclusion, 11, 22));
+        // Already addressed, another caller's, or not a conclusion: left as they are.
+        for (shake_type, dest, from) in [
+            (ShakeType::Conclusion, 11, 22),
+            (ShakeType::Conclusion, 0, 33),
+            (ShakeType::Induction, 0, 22),
+        ] {
+            let mut packet = handshake(shake_type, dest, from);
+            assert!(!readdress_repeated_conclusion(&mut packet, local, remote));
+            assert_eq!(packet, handshake(shake_type, dest, from));
+        }
+    }
 
     fn passphrase() -> Passphrase {
         Passphrase::try_from("0123456789abc".to_owned()).expect("valid passphrase")
