@@ -8,10 +8,11 @@
 //! UDP has no retransmission, so the server drops a publisher's video to the next keyframe after
 //! a loss and the player keeps decoding, without a freeze.
 //!
-//! Both tests run with less reordering than netem's `reorder 10%` with 10 ms of jitter, which
-//! today's server does not survive (docs/reliability.md, "Real network faults"): an RTSP/UDP
-//! publisher gets no frame through, and an SRT player loses up to three quarters of its frames
-//! in one run out of two.
+//! The RTSP test runs with netem's `loss 5% delay 30ms 10ms reorder 10%`: the jitter reorders
+//! most of a keyframe's packets, which the server's reorder buffer for RTP over UDP puts back in
+//! order. The SRT test runs without reordering, which today's server does not survive
+//! (docs/reliability.md, "Real network faults"): an SRT player loses up to three quarters of
+//! its frames in one run out of two.
 
 mod common;
 
@@ -48,14 +49,6 @@ const LOSSY: Faults = Faults {
     ..LOSSY_JITTERY_REORDERING
 };
 
-/// `loss 5% delay 30ms reorder 2%`: no jitter, and one packet in fifty overtakes the others.
-/// See the RTSP test for why.
-const LOSSY_REORDERING: Faults = Faults {
-    loss_percent: 5,
-    delay_ms: 30,
-    jitter_ms: 0,
-    reorder_percent: 2,
-};
 /// SRT's latency across the link, in FFmpeg's unit (microseconds). With 400 ms — room for
 /// several retransmissions at a round trip of about 60 ms — a player still loses about one frame
 /// in eight (docs/reliability.md, "Real network faults"); with 1 s it loses none or one.
@@ -393,11 +386,10 @@ fn rtsp_over_udp_through_a_lossy_reordering_link_keeps_playing() {
     let hook = HookServer::start();
     let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
     let port = srv.rtsp_port.expect("rtsp");
-    // Little reordering: the server's RTP depacketizer has no reorder buffer and takes a
-    // packet that arrives out of order as a lost one, so with 10 ms of jitter (which reorders
-    // nearly every keyframe's packets) no frame of an RTSP/UDP publisher gets through at all,
-    // and 10% reordering triples the loss.
-    let mut link = Link::start(LOSSY_REORDERING);
+    // The jitter reorders nearly every keyframe's packets (and 10% of the packets overtake
+    // the others): without the server's reorder buffer, which puts the publisher's packets
+    // back in sequence order before the depacketizer, no frame gets through at all.
+    let mut link = Link::start(LOSSY_JITTERY_REORDERING);
     let url = format!("rtsp://{}:{port}/live/netem", link.server_ip);
     // A keyframe every half second: after a loss the server drops the video until the next.
     // Small frames (a keyframe is 2 packets, the others 1), so that most keyframes get through
@@ -426,12 +418,14 @@ fn rtsp_over_udp_through_a_lossy_reordering_link_keeps_playing() {
     let played = peer_play(&link, &["-rtsp_transport", "udp"], &url, seconds).finish(secs(50.0));
     let (up, down) = link.stop();
     publisher.kill();
-    assert_faults(up, down, false);
+    assert_faults(up, down, true);
     let playback = Playback::of(&played, seconds, up, down);
     eprintln!("rtsp over the link: {playback}");
     // Playing on: frames over the whole window, and no freeze — 4 s without a frame would be 8
     // keyframes in a row lost, on the way in or out (each 2 packets, lost with about 7%
     // chance each way), while a stalled stream leaves the rest of the window empty. And a fair
-    // share of the frames despite the drops to the next keyframe.
-    playback.assert_continuous(0.25, 4.0);
+    // share of the frames despite the drops to the next keyframe (runs here decode 56% to
+    // 67%, the longest gap 0.5 to 1.4 s; without the reorder buffer 16% over 13 s, with a gap
+    // of 5.3 s).
+    playback.assert_continuous(0.4, 4.0);
 }
