@@ -418,14 +418,16 @@ fn rtsp_over_udp_through_a_lossy_reordering_link_keeps_playing() {
     let played = peer_play(&link, &["-rtsp_transport", "udp"], &url, seconds).finish(secs(50.0));
     let (up, down) = link.stop();
     publisher.kill();
-    assert_faults(up, down, true);
     let playback = Playback::of(&played, seconds, up, down);
     eprintln!("rtsp over the link: {playback}");
     // Playing on: frames over the whole window, and no freeze — 4 s without a frame would be 8
     // keyframes in a row lost, on the way in or out (each 2 packets, lost with about 7%
     // chance each way), while a stalled stream leaves the rest of the window empty. And a fair
-    // share of the frames despite the drops to the next keyframe (runs here decode 56% to
-    // 67%, the longest gap 0.5 to 1.4 s; without the reorder buffer 16% over 13 s, with a gap
-    // of 5.3 s).
-    playback.assert_continuous(0.4, 4.0);
+    // share of the frames despite the drops to the next keyframe (runs here decode 47% to
+    // 67%, the longest gap 0.5 to 1.8 s; without the reorder buffer 13% to 16% over 12 to 13 s,
+    // with a gap of 5.3 s).
+    playback.assert_continuous(0.3, 4.0);
+    // After the playback: when the server passes little on, the link to the player carries
+    // too few packets for this check, which would hide what went wrong.
+    assert_faults(up, down, true);
 }

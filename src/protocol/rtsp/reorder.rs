@@ -5,7 +5,7 @@
 //! UDP delivers datagrams out of order (jitter, parallel paths); the depacketizers of [`rtp`]
 //! take a packet with a higher sequence number than the next as a loss and drop the video to
 //! the next keyframe, and one with a lower number as late. Without this buffer, a link with a
-//! few milliseconds of jitter loses nearly every keyframe of a publisher. Interleaved (TCP)
+//! few milliseconds of jitter loses most keyframes of a publisher. Interleaved (TCP)
 //! RTP is in order and needs none; RTCP neither (sender reports are not sequenced).
 //!
 //! Released packets keep their sequence numbers: a gap given up on reaches the depacketizer as
