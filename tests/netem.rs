@@ -8,9 +8,9 @@
 //! UDP has no retransmission, so the server drops a publisher's video to the next keyframe after
 //! a loss and the player keeps decoding, without a freeze.
 //!
-//! The SRT test runs with netem's `loss 5% delay 30ms 10ms reorder 10%`. The RTSP test runs with
-//! less reordering and no jitter, which today's server does not survive (docs/reliability.md,
-//! "Real network faults"): an RTSP/UDP publisher gets no frame through.
+//! Both tests run with netem's `loss 5% delay 30ms 10ms reorder 10%`: the jitter reorders most
+//! of a keyframe's packets. SRT puts them back in order and retransmits what is lost; RTSP over
+//! UDP has the server's reorder buffer for RTP over UDP, which puts them back in order.
 
 mod common;
 
@@ -40,14 +40,6 @@ const LOSSY_JITTERY_REORDERING: Faults = Faults {
     reorder_percent: 10,
 };
 
-/// `loss 5% delay 30ms reorder 2%`: no jitter, and one packet in fifty overtakes the others.
-/// See the RTSP test for why.
-const LOSSY_REORDERING: Faults = Faults {
-    loss_percent: 5,
-    delay_ms: 30,
-    jitter_ms: 0,
-    reorder_percent: 2,
-};
 /// SRT's latency across the link, in FFmpeg's unit (microseconds).
 /// With 400 ms a player decodes all frames in some runs and loses from a tenth to two fifths of
 /// them in others (docs/reliability.md, "Real network faults"), so only 1 s is tested.
@@ -390,11 +382,10 @@ fn rtsp_over_udp_through_a_lossy_reordering_link_keeps_playing() {
     let hook = HookServer::start();
     let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), ""));
     let port = srv.rtsp_port.expect("rtsp");
-    // Little reordering: the server's RTP depacketizer has no reorder buffer and takes a
-    // packet that arrives out of order as a lost one, so with 10 ms of jitter (which reorders
-    // nearly every keyframe's packets) no frame of an RTSP/UDP publisher gets through at all,
-    // and 10% reordering triples the loss.
-    let mut link = Link::start(LOSSY_REORDERING);
+    // The jitter reorders nearly every keyframe's packets (and 10% of the packets overtake
+    // the others): without the server's reorder buffer, which puts the publisher's packets
+    // back in sequence order before the depacketizer, no frame gets through at all.
+    let mut link = Link::start(LOSSY_JITTERY_REORDERING);
     let url = format!("rtsp://{}:{port}/live/netem", link.server_ip);
     // A keyframe every half second: after a loss the server drops the video until the next.
     // Small frames (a keyframe is 2 packets, the others 1), so that most keyframes get through
@@ -423,12 +414,16 @@ fn rtsp_over_udp_through_a_lossy_reordering_link_keeps_playing() {
     let played = peer_play(&link, &["-rtsp_transport", "udp"], &url, seconds).finish(secs(50.0));
     let (up, down) = link.stop();
     publisher.kill();
-    assert_faults(up, down, false);
     let playback = Playback::of(&played, seconds, up, down);
     eprintln!("rtsp over the link: {playback}");
     // Playing on: frames over the whole window, and no freeze — 4 s without a frame would be 8
     // keyframes in a row lost, on the way in or out (each 2 packets, lost with about 7%
     // chance each way), while a stalled stream leaves the rest of the window empty. And a fair
-    // share of the frames despite the drops to the next keyframe.
-    playback.assert_continuous(0.25, 4.0);
+    // share of the frames despite the drops to the next keyframe (runs here decode 47% to
+    // 67%, the longest gap 0.5 to 1.8 s; without the reorder buffer 13% to 16% over 12 to 13 s,
+    // with a gap of 5.3 s).
+    playback.assert_continuous(0.3, 4.0);
+    // After the playback: when the server passes little on, the link to the player carries
+    // too few packets for this check, which would hide what went wrong.
+    assert_faults(up, down, true);
 }

@@ -43,6 +43,7 @@ use super::{
 use crate::limits::Admission;
 use crate::protocol::codec::{avcc_nals, hevc_record};
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
+use crate::protocol::rtsp::reorder::ReorderBuffer;
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
     AacPacketizer, AuHeaderLayout, LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket,
@@ -177,6 +178,10 @@ struct Incoming {
     /// many cameras carry none).
     hevc_config: Option<Bytes>,
     hevc: bool,
+    /// Over UDP: puts the packets back in sequence order before the depacketizer.
+    reorder: Option<ReorderBuffer>,
+    /// A timer to release a gap of `reorder` at its deadline is pending.
+    reorder_timer: bool,
 }
 
 /// One RTP packetizer of a player's track.
@@ -713,6 +718,8 @@ impl RtspSession {
             link: None,
             hevc_config: None,
             hevc: track.codec == Some(Codec::H265),
+            reorder: None,
+            reorder_timer: false,
         }
     }
 
@@ -907,6 +914,7 @@ impl RtspSession {
             }
         };
         if publishing {
+            self.incoming[index].reorder = matches!(link, Link::Udp { .. }).then(Default::default);
             self.incoming[index].link = Some(link);
         } else {
             self.outgoing[index].link = Some(link);
@@ -955,6 +963,56 @@ impl RtspSession {
             return;
         }
         let Ok(packet) = RtpPacket::parse(data) else {
+            return;
+        };
+        if let Some(reorder) = track.reorder.as_mut() {
+            let mut ready = Vec::new();
+            reorder.push(packet, self.last_activity, &mut ready);
+            for packet in ready {
+                self.depacketize(index, &stream, packet);
+            }
+            return;
+        }
+        self.depacketize(index, &stream, packet);
+    }
+
+    /// Gives up on the gap of publisher track `index`'s reorder buffer once its wait is over
+    /// (the next packet would too, but may not come).
+    fn arm_reorder_timer(&mut self, ctx: &mut Context<Self>, index: usize) {
+        let Some(track) = self.incoming.get_mut(index).filter(|t| !t.reorder_timer) else {
+            return;
+        };
+        let Some(deadline) = track.reorder.as_ref().and_then(ReorderBuffer::deadline) else {
+            return;
+        };
+        track.reorder_timer = true;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        ctx.run_later(wait, move |act, ctx| {
+            let mut ready = Vec::new();
+            if let Some(track) = act.incoming.get_mut(index) {
+                track.reorder_timer = false;
+                if let Some(reorder) = track.reorder.as_mut() {
+                    reorder.release_expired(Instant::now(), &mut ready);
+                }
+            }
+            let publisher = act.active.as_ref().filter(|a| a.role == Role::Publisher);
+            if let Some(stream) = publisher.and_then(|a| a.stream.clone()) {
+                for packet in ready {
+                    act.depacketize(index, &stream, packet);
+                }
+            }
+            act.arm_reorder_timer(ctx, index);
+        });
+    }
+
+    /// One RTP packet of publisher track `index`, in sequence order, to its depacketizer.
+    fn depacketize(
+        &mut self,
+        index: usize,
+        stream: &Addr<streamgate_actors::stream::StreamActor>,
+        packet: RtpPacket,
+    ) {
+        let Some(track) = self.incoming.get_mut(index) else {
             return;
         };
         if !track.depacketizer.push(&packet) {
@@ -1250,13 +1308,14 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for RtspSession {
 }
 
 impl StreamHandler<Datagram> for RtspSession {
-    fn handle(&mut self, item: Datagram, _ctx: &mut Self::Context) {
+    fn handle(&mut self, item: Datagram, ctx: &mut Self::Context) {
         let publishing = self
             .active
             .as_ref()
             .is_some_and(|a| a.role == Role::Publisher);
         if publishing {
             self.ingest(item.track, item.rtcp, item.data);
+            self.arm_reorder_timer(ctx, item.track);
         } else {
             self.last_activity = Instant::now();
         }

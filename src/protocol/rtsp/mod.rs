@@ -15,6 +15,7 @@
 //! included) and reads no clock; must not know about actors, hooks or streams.
 
 pub mod message;
+pub mod reorder;
 pub mod rtp;
 pub mod sdp;
 
