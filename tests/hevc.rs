@@ -196,3 +196,87 @@ fn an_srt_track_the_server_cannot_carry_is_logged() {
     assert_eq!(logged(&srv), 1, "logged once: {}", srv.log_tail(30));
     publisher.kill();
 }
+
+/// The FLV header's flags byte (bit 2 audio, bit 0 video) an HTTP-FLV player of `path` gets.
+fn flv_header_flags(srv: &Server, path: &str) -> u8 {
+    use std::io::{Read, Write};
+    let url = srv.flv_url(path);
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in the HTTP-FLV URL");
+    let mut s = connect(port).expect("connect to HTTP-FLV");
+    s.set_read_timeout(Some(secs(10.0))).expect("timeout");
+    write!(s, "GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= end + 4 + 13 {
+                let body = &got[end + 4..];
+                assert_eq!(&body[..3], b"FLV", "{:?}", String::from_utf8_lossy(&got));
+                return body[4];
+            }
+        }
+        let n = s.read(&mut buf).expect("read the FLV header");
+        assert!(n > 0, "closed before the FLV header");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Until Enhanced RTMP is spoken, RTMP and HTTP-FLV players of an H.265 + AAC stream are not
+/// told of a video track that will not follow: the FLV header and the metadata announce
+/// audio only, players see only AAC, and each player's session says once why.
+#[test]
+fn flv_players_of_h265_are_told_audio_only_and_why() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().rtsp_hooks(&hook.url("/rtsp"), "").httpflv());
+    let mut cmd = Command::new("ffmpeg");
+    hevc_encode(&mut cmd, 40);
+    cmd.args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(srv.rtsp_url("live/hevcflv"));
+    let mut publisher = Proc::spawn("rtsp publish h265", &mut cmd);
+    wait_publishing(&hook, &srv, "hevcflv");
+    let logged = |srv: &Server, needle: &str| {
+        srv.log()
+            .lines()
+            .filter(|l| l.contains(needle) && l.contains("H265"))
+            .count()
+    };
+
+    assert_eq!(
+        flv_header_flags(&srv, "live/hevcflv.flv"),
+        0x04,
+        "the FLV header announces audio only"
+    );
+    let (codecs, out) = probe_codecs_out(&srv.flv_url("live/hevcflv.flv"));
+    assert_eq!(
+        codecs.into_iter().collect::<Vec<_>>(),
+        ["aac"],
+        "HTTP-FLV: {}",
+        out.stderr
+    );
+    assert_eq!(
+        logged(&srv, "FLV without Enhanced RTMP cannot carry"),
+        2,
+        "once per HTTP-FLV player: {}",
+        srv.log_tail(30)
+    );
+
+    let (codecs, out) = probe_codecs_out(&srv.url("live/hevcflv"));
+    assert_eq!(
+        codecs.into_iter().collect::<Vec<_>>(),
+        ["aac"],
+        "RTMP: {}",
+        out.stderr
+    );
+    assert_eq!(
+        logged(&srv, "RTMP without Enhanced RTMP cannot carry"),
+        1,
+        "once for the RTMP player: {}",
+        srv.log_tail(30)
+    );
+    publisher.kill();
+}
