@@ -735,10 +735,12 @@ pub fn rtp_packetize(data: &[u8]) {
 /// laid out as in [`rtp_packetize`] (the flags also pick the track).
 pub fn ts_mux(data: &[u8]) {
     let mut input = Input { data };
-    let mut mux = if input.u8() & 1 == 1 {
-        TsMuxer::with_tracks(true, true)
-    } else {
-        TsMuxer::new()
+    // The first byte picks the tracks the PMT declares from the start: none (added as
+    // configs arrive), or H.264 or H.265 video with AAC, as a player of such a stream gets.
+    let mut mux = match input.u8() % 3 {
+        0 => TsMuxer::new(),
+        1 => TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Aac)),
+        _ => TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
     };
     let mut out = Vec::new();
     for frame in publisher_frames(&mut input) {

@@ -240,6 +240,43 @@ pub fn announced_tracks(
     }
 }
 
+/// Whether classic FLV (and so RTMP without the Enhanced RTMP extensions) carries `codec`:
+/// H.264 (codec id 7) and AAC (sound format 10). H.265 needs Enhanced RTMP's FourCC `hvc1`.
+pub fn carries(codec: Codec) -> bool {
+    matches!(codec, Codec::H264 | Codec::Aac)
+}
+
+/// What an FLV player gets of a stream with these codec configs: whether it has an audio and
+/// a video track FLV carries (`(audio, video)`), and the `(track, codec)` of each config FLV
+/// cannot carry (those tracks are left out: never announced, their frames not sent).
+pub fn carried_tracks(configs: &[MediaFrame]) -> (bool, bool, Vec<(Track, Codec)>) {
+    let carried = |track| configs.iter().any(|f| f.track == track && carries(f.codec));
+    let mut left_out: Vec<(Track, Codec)> = Vec::new();
+    for f in configs.iter().filter(|f| !carries(f.codec)) {
+        if !left_out.contains(&(f.track, f.codec)) {
+            left_out.push((f.track, f.codec));
+        }
+    }
+    (carried(Track::Audio), carried(Track::Video), left_out)
+}
+
+/// [`single_track`] for a stream some of whose tracks FLV cannot carry (`left_out`, from
+/// [`carried_tracks`]): a stream whose only other track is left out has, for an FLV player,
+/// one track for certain, whatever the metadata says.
+pub fn single_carried_track(
+    has_audio_config: bool,
+    has_video_config: bool,
+    left_out: &[(Track, Codec)],
+    metadata: Option<&Metadata>,
+) -> Option<(bool, bool)> {
+    let lacks = |track| left_out.iter().any(|&(t, _)| t == track);
+    match (has_audio_config, has_video_config) {
+        (true, false) if lacks(Track::Video) => Some((true, false)),
+        (false, true) if lacks(Track::Audio) => Some((false, true)),
+        _ => single_track(has_audio_config, has_video_config, metadata),
+    }
+}
+
 /// Whether a joining player can be told the stream has one track only: the publisher's
 /// metadata names the codec of one track only and that track's config is known. Without
 /// metadata nothing is certain (a config may still be on its way), so nothing is said.
@@ -299,6 +336,37 @@ pub fn write_single_track_tag(out: &mut BytesMut, has_audio: bool, has_video: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h265_is_left_out_of_what_flv_players_are_told() {
+        let config = |track, codec| MediaFrame {
+            track,
+            codec,
+            kind: FrameKind::Config,
+            dts: 0,
+            pts: 0,
+            keyframe: true,
+            payload: Bytes::new(),
+        };
+        let configs = [
+            config(Track::Video, Codec::H265),
+            config(Track::Audio, Codec::Aac),
+        ];
+        let (audio, video, left_out) = carried_tracks(&configs);
+        assert_eq!(
+            (audio, video, left_out.clone()),
+            (true, false, vec![(Track::Video, Codec::H265)])
+        );
+        assert_eq!(announced_tracks(audio, video, None), (true, false));
+        assert_eq!(
+            single_carried_track(audio, video, &left_out, None),
+            Some((true, false))
+        );
+        assert!(tag_header(&configs[0]).is_none());
+        let (audio, video, left_out) = carried_tracks(&[config(Track::Video, Codec::H264)]);
+        assert_eq!((audio, video, left_out), (false, true, vec![]));
+        assert_eq!(single_carried_track(false, true, &[], None), None);
+    }
 
     #[test]
     fn single_track_streams_say_which_track_is_missing() {

@@ -1,17 +1,20 @@
 //! MPEG transport stream (ISO/IEC 13818-1) to and from the core's [`MediaFrame`]: the
 //! payload format of SRT.
 //!
-//! [`TsDemuxer`] reads one program's H.264 (stream type 0x1B) and AAC in ADTS (0x0F)
-//! elementary streams: PAT and PMT (2.4.4), PES reassembly (2.4.3.6), 33-bit PTS/DTS to
-//! microseconds with wrap handling, Annex-B to AVCC with the SPS/PPS turned into
-//! AVCDecoderConfigurationRecord config frames, ADTS to raw AUs with AudioSpecificConfig
+//! [`TsDemuxer`] reads one program's H.264 (stream type 0x1B) or H.265 (0x24) and AAC in
+//! ADTS (0x0F) elementary streams: PAT and PMT (2.4.4), PES reassembly (2.4.3.6), 33-bit
+//! PTS/DTS to microseconds with wrap handling, Annex-B to length-prefixed NAL units with the
+//! in-band parameter sets (SPS/PPS; VPS/SPS/PPS) turned into AVCDecoderConfigurationRecord /
+//! HEVCDecoderConfigurationRecord config frames, ADTS to raw AUs with AudioSpecificConfig
 //! config frames. It resynchronises on a lost sync byte, drops a PES whose packets were lost
-//! (continuity counter jump, transport error) and then waits for the next IDR on video.
+//! (continuity counter jump, transport error) and then waits for the next IDR (H.265: IRAP)
+//! on video.
 //!
 //! [`TsMuxer`] writes frames from any source as 188-byte packets grouped in 1316-byte chunks
 //! (seven packets, one SRT payload): PAT/PMT, PES with PTS/DTS, PCR, continuity counters,
-//! adaptation-field stuffing, AVCC to Annex-B with an AUD and the parameter sets before every
-//! IDR, raw AAC to ADTS.
+//! adaptation-field stuffing, length-prefixed NAL units to Annex-B with an AUD and the
+//! parameter sets before every IDR / IRAP picture, raw AAC to ADTS. The PMT declares only
+//! codecs whose frames it writes ([`stream_type`]).
 //!
 //! An in-house implementation rather than `mpeg2ts-reader`: its `Demultiplex::push` needs
 //! 188-byte-aligned input and stops at the first packet without a sync byte, ignoring the rest
@@ -26,9 +29,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
 
 use crate::protocol::codec::{
-    annexb_nals, avcc_nals, h264_nal_type, parse_adts, to_avcc, AacConfig, AvcConfig, CodecError,
-    ADTS_MAX_PAYLOAD, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS,
+    annexb_nals, avcc_nals, h264_nal_type, hevc_record, parse_adts, to_avcc, AacConfig, AvcConfig,
+    CodecError, ADTS_MAX_PAYLOAD, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS,
 };
+use crate::protocol::rtsp::sdp::hvcc_parameter_sets;
 
 /// Size of one transport stream packet.
 pub const PACKET_SIZE: usize = 188;
@@ -40,6 +44,8 @@ pub const CHUNK_PACKETS: usize = 7;
 pub const CHUNK_SIZE: usize = PACKET_SIZE * CHUNK_PACKETS;
 /// Stream type of H.264 video (ISO/IEC 13818-1 Table 2-34).
 pub const STREAM_TYPE_H264: u8 = 0x1b;
+/// Stream type of H.265 video (ISO/IEC 13818-1 Table 2-34, HEVC video stream).
+pub const STREAM_TYPE_H265: u8 = 0x24;
 /// Stream type of AAC audio in ADTS.
 pub const STREAM_TYPE_AAC: u8 = 0x0f;
 /// Largest video PES the demuxer reassembles; a larger one is dropped.
@@ -69,10 +75,33 @@ const MAX_SECTION: usize = 1024;
 /// A DTS this far behind the newest one is a timestamp reset, not interleaving.
 const RESET_US: i64 = 1_000_000;
 
+/// H.265 NAL unit types (ITU-T H.265 Table 7-1): IRAP pictures, parameter sets, AUD.
+const HEVC_IRAP: std::ops::RangeInclusive<u8> = 16..=23;
+const HEVC_VPS: u8 = 32;
+const HEVC_SPS: u8 = 33;
+const HEVC_PPS: u8 = 34;
+const HEVC_AUD: u8 = 35;
+
+/// The NAL unit type of an H.265 NAL unit (ITU-T H.265 7.3.1.2).
+fn hevc_nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| (b >> 1) & 0x3f)
+}
+
+/// The stream type (ISO/IEC 13818-1 Table 2-34) under which the muxer writes `codec`;
+/// `None` for a codec it cannot carry, which it then never declares in the PMT.
+pub fn stream_type(codec: Codec) -> Option<u8> {
+    match codec {
+        Codec::H264 => Some(STREAM_TYPE_H264),
+        Codec::H265 => Some(STREAM_TYPE_H265),
+        Codec::Aac => Some(STREAM_TYPE_AAC),
+    }
+}
+
 /// A frame the muxer cannot write. Nothing is written for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TsError {
-    /// A codec this muxer does not carry (H.265).
+    /// A codec this muxer does not carry (see [`stream_type`]), or one on a track whose
+    /// other codec the PMT declares.
     #[error("{0:?} cannot be muxed into TS here")]
     Unsupported(Codec),
     /// A media frame before its track's config frame.
@@ -161,9 +190,16 @@ pub struct TsDemuxer {
     /// The last timestamp seen (90 kHz, unwrapped), shared by both tracks.
     clock: Option<i64>,
     out: VecDeque<MediaFrame>,
+    /// The video codec the PMT declares.
+    video_codec: Codec,
+    /// Stream types of the last PMT's elementary streams that are not read.
+    ignored: Vec<u8>,
     sps: Vec<Bytes>,
     pps: Vec<Bytes>,
-    avc_record: Option<Bytes>,
+    /// H.265 VPS, SPS and PPS NAL units last seen in-band.
+    hevc_sets: Vec<Bytes>,
+    /// The video config last emitted (AVC or HEVC record).
+    video_record: Option<Bytes>,
     wait_idr: bool,
     last_video_ts: Option<(i64, i64)>,
     aac: Option<AacConfig>,
@@ -184,9 +220,12 @@ impl Default for TsDemuxer {
             audio: None,
             clock: None,
             out: VecDeque::new(),
+            video_codec: Codec::H264,
+            ignored: Vec::new(),
             sps: Vec::new(),
             pps: Vec::new(),
-            avc_record: None,
+            hevc_sets: Vec::new(),
+            video_record: None,
             wait_idr: true,
             last_video_ts: None,
             aac: None,
@@ -231,6 +270,13 @@ impl TsDemuxer {
     /// What was dropped or repaired so far.
     pub fn stats(&self) -> DemuxStats {
         self.stats
+    }
+
+    /// The stream types of the program's elementary streams that are not read (codecs this
+    /// demuxer does not carry, a second video or audio stream), as the last PMT lists them:
+    /// their data is dropped, and the session says so.
+    pub fn ignored_stream_types(&self) -> &[u8] {
+        &self.ignored
     }
 
     /// The next frame, or `None` when the pushed bytes hold no further complete frame.
@@ -492,7 +538,7 @@ impl TsDemuxer {
 
     fn emit(&mut self, track: Track, kind: FrameKind, ts: (i64, i64), key: bool, payload: Bytes) {
         let codec = match track {
-            Track::Video => Codec::H264,
+            Track::Video => self.video_codec,
             Track::Audio => Codec::Aac,
         };
         self.out.push_back(MediaFrame {
@@ -519,11 +565,35 @@ impl TsDemuxer {
             },
         };
         self.last_video_ts = Some(ts);
+        let (record, media, idr) = match self.video_codec {
+            Codec::H265 => self.hevc_access_unit(&payload),
+            _ => self.avc_access_unit(&payload),
+        };
+        if let Some(record) = record {
+            if self.video_record.as_ref() != Some(&record) {
+                self.video_record = Some(record.clone());
+                self.emit(Track::Video, FrameKind::Config, ts, true, record);
+            }
+        }
+        if media.is_empty() {
+            return;
+        }
+        if self.video_record.is_none() || (self.wait_idr && !idr) {
+            self.stats.dropped_frames += 1;
+            return;
+        }
+        self.wait_idr = false;
+        self.emit(Track::Video, FrameKind::Media, ts, idr, to_avcc(&media));
+    }
+
+    /// Splits an H.264 access unit: the AVCDecoderConfigurationRecord when it carries
+    /// parameter sets, the other NAL units but AUDs, and whether it holds an IDR slice.
+    fn avc_access_unit<'a>(&mut self, payload: &'a Bytes) -> (Option<Bytes>, Vec<&'a [u8]>, bool) {
         let mut sps = Vec::new();
         let mut pps = Vec::new();
         let mut media = Vec::new();
         let mut idr = false;
-        for nal in annexb_nals(&payload) {
+        for nal in annexb_nals(payload) {
             match h264_nal_type(nal) {
                 NAL_SPS => sps.push(payload.slice_ref(nal)),
                 NAL_PPS => pps.push(payload.slice_ref(nal)),
@@ -534,32 +604,55 @@ impl TsDemuxer {
                 }
             }
         }
-        if !sps.is_empty() || !pps.is_empty() {
-            if !sps.is_empty() {
-                sps.dedup();
-                self.sps = sps;
-            }
-            if !pps.is_empty() {
-                pps.dedup();
-                self.pps = pps;
-            }
-            if let Ok(config) = AvcConfig::from_parameter_sets(self.sps.clone(), self.pps.clone()) {
-                let record = config.to_record();
-                if self.avc_record.as_ref() != Some(&record) {
-                    self.avc_record = Some(record.clone());
-                    self.emit(Track::Video, FrameKind::Config, ts, true, record);
+        if sps.is_empty() && pps.is_empty() {
+            return (None, media, idr);
+        }
+        if !sps.is_empty() {
+            sps.dedup();
+            self.sps = sps;
+        }
+        if !pps.is_empty() {
+            pps.dedup();
+            self.pps = pps;
+        }
+        let record = AvcConfig::from_parameter_sets(self.sps.clone(), self.pps.clone())
+            .ok()
+            .map(|config| config.to_record());
+        (record, media, idr)
+    }
+
+    /// Splits an H.265 access unit: the HEVCDecoderConfigurationRecord when it carries
+    /// parameter sets (each type it carries replaces the ones seen before), the other NAL
+    /// units but AUDs, and whether it is an IRAP picture (a decoder can start there).
+    fn hevc_access_unit<'a>(&mut self, payload: &'a Bytes) -> (Option<Bytes>, Vec<&'a [u8]>, bool) {
+        let mut sets: Vec<Bytes> = Vec::new();
+        let mut media = Vec::new();
+        let mut irap = false;
+        for nal in annexb_nals(payload) {
+            match hevc_nal_type(nal) {
+                HEVC_VPS | HEVC_SPS | HEVC_PPS => {
+                    let set = payload.slice_ref(nal);
+                    if !sets.contains(&set) {
+                        sets.push(set);
+                    }
+                }
+                HEVC_AUD => {}
+                t => {
+                    irap |= HEVC_IRAP.contains(&t);
+                    media.push(nal);
                 }
             }
         }
-        if media.is_empty() {
-            return;
+        if sets.is_empty() {
+            return (None, media, irap);
         }
-        if self.avc_record.is_none() || (self.wait_idr && !idr) {
-            self.stats.dropped_frames += 1;
-            return;
-        }
-        self.wait_idr = false;
-        self.emit(Track::Video, FrameKind::Media, ts, idr, to_avcc(&media));
+        self.hevc_sets.retain(|old| {
+            !sets
+                .iter()
+                .any(|new| hevc_nal_type(new) == hevc_nal_type(old))
+        });
+        self.hevc_sets.extend(sets);
+        (hevc_record(&self.hevc_sets).ok(), media, irap)
     }
 
     fn audio_pes(&mut self, pts: Option<i64>, payload: Bytes) {
@@ -681,20 +774,32 @@ impl TsDemuxer {
         let mut pos = 12 + info_len;
         let mut video = None;
         let mut audio = None;
+        self.ignored.clear();
         while pos + 5 <= end {
             let stream_type = s[pos];
             let pid = (u16::from(s[pos + 1] & 0x1f) << 8) | u16::from(s[pos + 2]);
             let es_info = (usize::from(s[pos + 3] & 0x0f) << 8) | usize::from(s[pos + 4]);
             match stream_type {
-                STREAM_TYPE_H264 if video.is_none() => video = Some(pid),
+                STREAM_TYPE_H264 if video.is_none() => video = Some((pid, Codec::H264)),
+                STREAM_TYPE_H265 if video.is_none() => video = Some((pid, Codec::H265)),
                 STREAM_TYPE_AAC if audio.is_none() => audio = Some(pid),
-                _ => {}
+                other => self.ignored.push(other),
             }
             pos += 5 + es_info;
         }
-        if video != self.video.as_ref().map(|e| e.pid) {
+        let video_codec = video.map_or(self.video_codec, |(_, codec)| codec);
+        let video = video.map(|(pid, _)| pid);
+        if video != self.video.as_ref().map(|e| e.pid) || video_codec != self.video_codec {
             self.video = video.map(Es::new);
             self.wait_idr = true;
+            if video_codec != self.video_codec {
+                // Another codec: the parameter sets of the old one mean nothing to it.
+                self.video_codec = video_codec;
+                self.sps.clear();
+                self.pps.clear();
+                self.hevc_sets.clear();
+                self.video_record = None;
+            }
         }
         if audio != self.audio.as_ref().map(|e| e.pid) {
             self.audio = audio.map(Es::new);
@@ -749,13 +854,17 @@ fn mpeg_crc32(data: &[u8]) -> u32 {
 /// The PMT lists the tracks given to [`Self::with_tracks`], and any other track when its
 /// config frame arrives: a new PMT version with the new track after the existing ones, since
 /// FFmpeg gives a PID it has not seen yet the existing stream at the same PMT position
-/// (`find_matching_stream`), which would turn the audio stream into the video one.
+/// (`find_matching_stream`), which would turn the audio stream into the video one. The
+/// video entry's stream type is its codec's (0x1B H.264, 0x24 H.265); a config of the other
+/// video codec makes a new PMT version.
 #[derive(Debug, Default)]
 pub struct TsMuxer {
-    video: Option<AvcConfig>,
+    video: Option<VideoConfig>,
     audio: Option<AacConfig>,
     /// The PMT's tracks, in order.
     tracks: Vec<Track>,
+    /// The stream type the PMT declares for the video track.
+    video_type: u8,
     cc_pat: u8,
     cc_pmt: u8,
     cc_video: u8,
@@ -766,6 +875,38 @@ pub struct TsMuxer {
     last_pcr: Option<i64>,
     newest_dts_us: Option<i64>,
     buf: BytesMut,
+}
+
+/// What the muxer keeps of a video codec config: the parameter sets it writes in-band.
+#[derive(Debug)]
+enum VideoConfig {
+    Avc(AvcConfig),
+    Hevc {
+        /// Bytes in each NAL unit length prefix of the media payloads.
+        length_size: u8,
+        /// VPS, SPS and PPS NAL units, in record order.
+        sets: Vec<Bytes>,
+    },
+}
+
+impl VideoConfig {
+    /// Reads an AVC or HEVC configuration record.
+    fn parse(codec: Codec, record: &[u8]) -> Result<VideoConfig, TsError> {
+        match codec {
+            Codec::H264 => Ok(VideoConfig::Avc(AvcConfig::parse(record)?)),
+            Codec::H265 => {
+                let sets = hvcc_parameter_sets(record)?;
+                // lengthSizeMinusOne, in the byte before numOfArrays (ISO/IEC 14496-15
+                // 8.3.3.1.2); hvcc_parameter_sets checked the record is that long.
+                let length_size = (record[21] & 0x03) + 1;
+                if length_size == 3 {
+                    return Err(CodecError::BadLengthSize(length_size).into());
+                }
+                Ok(VideoConfig::Hevc { length_size, sets })
+            }
+            Codec::Aac => Err(TsError::Unsupported(codec)),
+        }
+    }
 }
 
 /// Adaptation-field content of the first packet of a PES.
@@ -782,14 +923,17 @@ impl TsMuxer {
         Self::default()
     }
 
-    /// A muxer whose PMT lists these tracks from the first packet on (video first), for a
-    /// stream whose tracks are known; others are still added when their config arrives.
-    pub fn with_tracks(video: bool, audio: bool) -> Self {
+    /// A muxer whose PMT lists the tracks of these codecs from the first packet on (video
+    /// first), for a stream whose tracks are known; others are still added when their
+    /// config arrives. A codec it cannot carry ([`stream_type`] `None`) is left out: the PMT
+    /// never declares a track whose frames will not follow.
+    pub fn with_tracks(video: Option<Codec>, audio: Option<Codec>) -> Self {
         let mut mux = Self::default();
-        if video {
+        if let Some(video_type) = video.and_then(stream_type) {
             mux.tracks.push(Track::Video);
+            mux.video_type = video_type;
         }
-        if audio {
+        if audio.and_then(stream_type).is_some() {
             mux.tracks.push(Track::Audio);
         }
         mux
@@ -802,16 +946,26 @@ impl TsMuxer {
         }
     }
 
+    /// Declares `codec` on the video track: added, or retyped in a new PMT version.
+    fn set_video_codec(&mut self, codec: Codec) -> Result<(), TsError> {
+        let video_type = stream_type(codec).ok_or(TsError::Unsupported(codec))?;
+        if self.tracks.contains(&Track::Video) && self.video_type != video_type {
+            self.pmt_changed = true;
+        }
+        self.video_type = video_type;
+        self.add_track(Track::Video);
+        Ok(())
+    }
+
     /// Writes `frame` and appends every complete 1316-byte chunk to `out`; the rest stays
     /// buffered until more frames or [`Self::flush`]. Config frames only update the codec
     /// state (parameter sets are written in-band before each IDR). On an error nothing is
     /// written.
     pub fn mux(&mut self, frame: &MediaFrame, out: &mut Vec<Bytes>) -> Result<(), TsError> {
         match (frame.codec, frame.kind) {
-            (Codec::H265, _) => return Err(TsError::Unsupported(Codec::H265)),
-            (Codec::H264, FrameKind::Config) => {
-                let config = AvcConfig::parse(&frame.payload)?;
-                self.add_track(Track::Video);
+            (codec @ (Codec::H264 | Codec::H265), FrameKind::Config) => {
+                let config = VideoConfig::parse(codec, &frame.payload)?;
+                self.set_video_codec(codec)?;
                 self.video = Some(config);
             }
             (Codec::Aac, FrameKind::Config) => {
@@ -820,7 +974,9 @@ impl TsMuxer {
                 self.audio = Some(config);
             }
             (Codec::H264, FrameKind::Media) => {
-                let config = self.video.as_ref().ok_or(TsError::NoConfig(Track::Video))?;
+                let Some(VideoConfig::Avc(config)) = &self.video else {
+                    return Err(TsError::NoConfig(Track::Video));
+                };
                 let nals = avcc_nals(&frame.payload, config.length_size)?;
                 let idr = frame.keyframe || nals.iter().any(|n| h264_nal_type(n) == NAL_IDR);
                 let has_sets = nals.iter().any(|n| h264_nal_type(n) == NAL_SPS)
@@ -839,6 +995,32 @@ impl TsMuxer {
                     es.put_slice(nal);
                 }
                 self.write_frame(frame, true, idr, &es);
+            }
+            (Codec::H265, FrameKind::Media) => {
+                let Some(VideoConfig::Hevc { length_size, sets }) = &self.video else {
+                    return Err(TsError::NoConfig(Track::Video));
+                };
+                let nals = avcc_nals(&frame.payload, *length_size)?;
+                let irap =
+                    frame.keyframe || nals.iter().any(|n| HEVC_IRAP.contains(&hevc_nal_type(n)));
+                let has_sets = [HEVC_VPS, HEVC_SPS, HEVC_PPS]
+                    .iter()
+                    .all(|&t| nals.iter().any(|n| hevc_nal_type(n) == t));
+                let mut es = BytesMut::with_capacity(frame.payload.len() + 128);
+                // Access unit delimiter (ITU-T H.265 7.3.2.5): nuh_temporal_id_plus1 1,
+                // pic_type 2 (any slice type), then the stop bit.
+                es.put_slice(&[0, 0, 0, 1, HEVC_AUD << 1, 0x01, 0x50]);
+                if irap && !has_sets {
+                    for set in sets {
+                        es.put_slice(&[0, 0, 0, 1]);
+                        es.put_slice(set);
+                    }
+                }
+                for nal in nals.iter().filter(|n| hevc_nal_type(n) != HEVC_AUD) {
+                    es.put_slice(&[0, 0, 0, 1]);
+                    es.put_slice(nal);
+                }
+                self.write_frame(frame, true, irap, &es);
             }
             (Codec::Aac, FrameKind::Media) => {
                 let config = self.audio.ok_or(TsError::NoConfig(Track::Audio))?;
@@ -1045,7 +1227,7 @@ impl TsMuxer {
             .tracks
             .iter()
             .map(|t| match t {
-                Track::Video => (STREAM_TYPE_H264, VIDEO_PID),
+                Track::Video => (self.video_type, VIDEO_PID),
                 Track::Audio => (STREAM_TYPE_AAC, AUDIO_PID),
             })
             .collect();
@@ -1651,7 +1833,7 @@ mod tests {
         };
         assert_eq!(
             mux.mux(&hevc, &mut out),
-            Err(TsError::Unsupported(Codec::H265))
+            Err(TsError::NoConfig(Track::Video))
         );
         let bad = frame(
             Track::Video,
@@ -1694,6 +1876,205 @@ mod tests {
             );
             mux.mux(&a, &mut out).expect("written");
         }
+    }
+
+    // H.265 parameter sets: a VPS, an SPS whose profile_tier_level holds emulation
+    // prevention bytes, a PPS.
+    const HEVC_VPS_NAL: &[u8] = &[0x40, 0x01, 0x0c, 0x01, 0xff, 0xff];
+    const HEVC_SPS_NAL: &[u8] = &[
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x03, 0x00, 0x5d, 0xa0,
+    ];
+    const HEVC_PPS_NAL: &[u8] = &[0x44, 0x01, 0xc1, 0x72];
+
+    fn hevc_sets() -> Vec<Bytes> {
+        [HEVC_VPS_NAL, HEVC_SPS_NAL, HEVC_PPS_NAL]
+            .map(Bytes::from_static)
+            .to_vec()
+    }
+
+    /// An HEVC config, then `video` H.265 frames at 25 fps (an IDR_W_RADL every `gop`,
+    /// prefix SEI on some, pts > dts on some) interleaved with AAC.
+    fn hevc_source(video: usize, gop: usize) -> Vec<MediaFrame> {
+        let record = crate::protocol::codec::hevc_record(&hevc_sets()).expect("record");
+        source(0, video, gop, true)
+            .into_iter()
+            .map(|f| {
+                if f.track != Track::Video {
+                    return f;
+                }
+                let payload = if f.kind == FrameKind::Config {
+                    record.clone()
+                } else {
+                    let nals = avcc_nals(&f.payload, 4).expect("avcc");
+                    let nals: Vec<Vec<u8>> = nals
+                        .iter()
+                        .map(|n| {
+                            // IDR_W_RADL (19), TRAIL_R (1), prefix SEI (39); temporal id 0.
+                            let t = match h264_nal_type(n) {
+                                NAL_IDR => 19,
+                                crate::protocol::codec::NAL_SEI => 39,
+                                _ => 1,
+                            };
+                            [&[t << 1, 0x01][..], &n[1..]].concat()
+                        })
+                        .collect();
+                    to_avcc(&nals.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                };
+                MediaFrame {
+                    codec: Codec::H265,
+                    payload,
+                    ..f
+                }
+            })
+            .collect()
+    }
+
+    /// The stream types the PMTs of a transport stream declare, (type, PID), per PMT.
+    fn pmt_streams(ts: &[u8]) -> Vec<Vec<(u8, u16)>> {
+        packets(ts)
+            .iter()
+            .filter(|p| p.pid == PMT_PID && p.start)
+            .map(|p| {
+                let s = &p.payload[1..];
+                let len = 3 + ((usize::from(s[1] & 0x0f) << 8) | usize::from(s[2]));
+                let info = (usize::from(s[10] & 0x0f) << 8) | usize::from(s[11]);
+                s[12 + info..len - 4]
+                    .chunks(5)
+                    .map(|e| (e[0], (u16::from(e[1] & 0x1f) << 8) | u16::from(e[2])))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn h265_round_trips_through_mux_and_demux() {
+        let source = hevc_source(60, 25);
+        let ts = mux_all(&source);
+        // The PMT declares HEVC (0x24) on the video PID, never H.264.
+        let pmts = pmt_streams(&ts);
+        assert!(!pmts.is_empty());
+        for pmt in &pmts {
+            assert_eq!(
+                pmt.iter().find(|s| s.1 == VIDEO_PID).map(|s| s.0),
+                Some(0x24)
+            );
+        }
+        // Each IRAP picture's PES carries AUD, VPS, SPS, PPS in-band before the slice.
+        let first_video = packets(&ts)
+            .into_iter()
+            .find(|p| p.pid == VIDEO_PID && p.start)
+            .expect("video");
+        let es = &first_video.payload[9 + usize::from(first_video.payload[8])..];
+        let types: Vec<u8> = annexb_nals(es).iter().map(|n| hevc_nal_type(n)).collect();
+        assert_eq!(&types[..5], &[35, 32, 33, 34, 19]);
+
+        for split in [CHUNK_SIZE, 100, 7] {
+            let (frames, stats) = demux_all(&ts, split);
+            assert_eq!(
+                stats,
+                DemuxStats {
+                    packets: stats.packets,
+                    ..DemuxStats::default()
+                }
+            );
+            assert!(frames
+                .iter()
+                .all(|f| f.track == Track::Audio || f.codec == Codec::H265));
+            assert_eq!(
+                configs(&frames, Track::Video),
+                configs(&source, Track::Video)
+            );
+            assert_eq!(media(&frames, Track::Video), media(&source, Track::Video));
+            assert_eq!(media(&frames, Track::Audio), media(&source, Track::Audio));
+            let keys = media(&frames, Track::Video)
+                .iter()
+                .filter(|f| f.keyframe)
+                .count();
+            assert_eq!(keys, 3);
+        }
+
+        // Joining mid-stream: pictures before the first IRAP are dropped, the config comes
+        // from the IRAP's in-band sets.
+        let at = packets(&ts)
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.pid == VIDEO_PID && p.start)
+            .nth(3)
+            .map(|(i, _)| i * PACKET_SIZE)
+            .expect("a fourth video PES");
+        let (frames, _) = demux_all(&ts[at..], CHUNK_SIZE);
+        let video = media(&frames, Track::Video);
+        assert_eq!(video.first().map(|f| f.dts), Some(25 * 40_000));
+        assert!(video[0].keyframe);
+        assert_eq!(
+            configs(&frames, Track::Video),
+            configs(&source, Track::Video)
+        );
+    }
+
+    #[test]
+    fn streams_the_demuxer_does_not_read_are_reported() {
+        // A PMT whose video is MPEG-2 (0x02) beside AAC: the video is not read, and said so.
+        let mut mux = TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Aac));
+        mux.video_type = 0x02;
+        mux.write_pat();
+        mux.write_pmt();
+        let mut demux = TsDemuxer::new();
+        demux.push(&mux.buf.split());
+        while demux.poll_frame().is_some() {}
+        assert_eq!(demux.ignored_stream_types(), &[0x02]);
+        assert!(demux.video.is_none() && demux.audio.is_some());
+        // A PMT of what it reads clears the report.
+        demux.push(&mux_all(&hevc_source(1, 25)));
+        while demux.poll_frame().is_some() {}
+        assert!(demux.ignored_stream_types().is_empty());
+    }
+
+    #[test]
+    fn the_pmt_declares_the_codec_of_the_frames_that_follow() {
+        // A player of a stream known to be H.265 gets 0x24 from the first PMT on.
+        let hevc = hevc_source(3, 25);
+        let ts = mux_with(
+            TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
+            &hevc,
+        );
+        assert_eq!(
+            pmt_streams(&ts)[0],
+            vec![(STREAM_TYPE_H265, VIDEO_PID), (STREAM_TYPE_AAC, AUDIO_PID)]
+        );
+        // The video codec changes from H.264 to H.265: a new PMT version retypes the PID.
+        let mut frames = source(0, 3, 25, false);
+        let later: Vec<MediaFrame> = hevc_source(3, 25)
+            .into_iter()
+            .filter(|f| f.track == Track::Video)
+            .map(|f| MediaFrame {
+                dts: f.dts + 200_000,
+                pts: f.pts + 200_000,
+                ..f
+            })
+            .collect();
+        frames.extend(later);
+        let ts = mux_all(&frames);
+        let types: Vec<u8> = pmt_streams(&ts).iter().map(|p| p[0].0).collect();
+        assert_eq!(types.first(), Some(&STREAM_TYPE_H264));
+        assert_eq!(types.last(), Some(&STREAM_TYPE_H265));
+        let (demuxed, _) = demux_all(&ts, CHUNK_SIZE);
+        let codecs: Vec<Codec> = media(&demuxed, Track::Video)
+            .iter()
+            .map(|f| f.codec)
+            .collect();
+        assert_eq!(codecs, [[Codec::H264; 3], [Codec::H265; 3]].concat());
+        // H.265 media against an H.264 config is refused, not written under the wrong type.
+        let mut mux = TsMuxer::new();
+        let mut out = Vec::new();
+        mux.mux(&source(0, 1, 25, false)[0], &mut out)
+            .expect("avc config");
+        let hevc_media = media(&hevc_source(1, 25), Track::Video).remove(0);
+        assert_eq!(
+            mux.mux(&hevc_media, &mut out),
+            Err(TsError::NoConfig(Track::Video))
+        );
     }
 
     fn scratch_dir(tag: &str) -> PathBuf {
@@ -1887,7 +2268,14 @@ mod tests {
 
         // Tracks declared up front, as a player session knows them.
         let path = dir.join("declared.ts");
-        std::fs::write(&path, mux_with(TsMuxer::with_tracks(true, true), &frames)).expect("write");
+        std::fs::write(
+            &path,
+            mux_with(
+                TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Aac)),
+                &frames,
+            ),
+        )
+        .expect("write");
         assert_eq!(
             streams(&path),
             vec!["h264,25".to_string(), format!("aac,{audio_frames}")]
@@ -1933,6 +2321,107 @@ mod tests {
         assert_eq!(
             streams(&path),
             vec![format!("aac,{audio_frames}"), "h264,25".to_string()]
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// One second of 25 fps H.265 (GOP 25, B-frames, open GOP) and AAC, as FFmpeg's libx265
+    /// writes it.
+    fn ffmpeg_hevc_ts(dir: &Path) -> PathBuf {
+        let path = dir.join("hevc.ts");
+        run(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine",
+                "-t",
+                "1",
+                "-c:v",
+                "libx265",
+                "-x265-params",
+                "log-level=error",
+                "-g",
+                "25",
+                "-c:a",
+                "aac",
+                "-f",
+                "mpegts",
+                path.to_str().expect("utf-8 path"),
+            ],
+        );
+        path
+    }
+
+    #[test]
+    fn demuxes_and_remuxes_h265_that_ffmpeg_writes() {
+        let dir = scratch_dir("ffmpeg-hevc");
+        let path = ffmpeg_hevc_ts(&dir);
+        let bytes = std::fs::read(&path).expect("ffmpeg output");
+        let (frames, stats) = demux_all(&bytes, CHUNK_SIZE);
+        assert_eq!(
+            stats.cc_errors + stats.dropped_pes + stats.dropped_frames,
+            0,
+            "{stats:?}"
+        );
+        let video = probe_packets(&path, "v");
+        assert_eq!(video.len(), 25);
+        let got: Vec<(i64, bool, Codec)> = media(&frames, Track::Video)
+            .iter()
+            .map(|f| (f.pts, f.keyframe, f.codec))
+            .collect();
+        let want: Vec<(i64, bool, Codec)> = video
+            .iter()
+            .map(|&(pts, key)| (ticks_to_us(pts), key, Codec::H265))
+            .collect();
+        assert_eq!(got, want);
+        let records = configs(&frames, Track::Video);
+        assert_eq!(records.len(), 1);
+        let sets = hvcc_parameter_sets(&records[0]).expect("a valid hvcC");
+        let types: Vec<u8> = sets.iter().map(|n| hevc_nal_type(n)).collect();
+        assert_eq!(types, [HEVC_VPS, HEVC_SPS, HEVC_PPS]);
+        assert!(!media(&frames, Track::Audio).is_empty());
+
+        // Written back by the muxer, FFmpeg reads H.265 and decodes every picture.
+        let out = dir.join("remuxed.ts");
+        let remuxed = mux_with(
+            TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
+            &frames,
+        );
+        std::fs::write(&out, remuxed).expect("write");
+        let probed = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=codec_name,nb_read_frames",
+                "-of",
+                "csv=p=0",
+                out.to_str().expect("utf-8 path"),
+            ],
+        );
+        assert_eq!(probed.lines().next(), Some("hevc,25"), "{probed}");
+        let decoded = Command::new("ffmpeg")
+            .args(["-v", "error", "-i", out.to_str().expect("utf-8 path")])
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(
+            decoded.status.success() && decoded.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&decoded.stderr)
         );
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -237,11 +237,19 @@ impl HttpFlvSession {
     /// The response head, FLV header and metadata, then the codec configs and cached GOP as
     /// the tags every player on this arbiter shares.
     fn start_of_body(&mut self, snapshot: Snapshot) -> Vec<Bytes> {
-        let has_video = snapshot.configs.iter().any(|f| f.track == Track::Video);
-        let has_audio = snapshot.configs.iter().any(|f| f.track == Track::Audio);
+        let (has_audio, has_video, left_out) = flv::carried_tracks(&snapshot.configs);
+        if !left_out.is_empty() {
+            let _s = self.span.clone().entered();
+            tracing::warn!(
+                tracks = ?left_out,
+                "FLV without Enhanced RTMP cannot carry these tracks; playing without them"
+            );
+        }
         let metadata = snapshot.metadata.as_deref();
         let (audio, video) = flv::announced_tracks(has_audio, has_video, metadata);
-        let single = flv::single_track(has_audio, has_video, metadata);
+        let left = |track| left_out.iter().any(|&(t, _)| t == track);
+        let (audio, video) = (audio && !left(Track::Audio), video && !left(Track::Video));
+        let single = flv::single_carried_track(has_audio, has_video, &left_out, metadata);
         let mut out = BytesMut::from(
             &response_head(
                 200,

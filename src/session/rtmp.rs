@@ -455,15 +455,18 @@ impl RtmpSession {
     /// Writes what a joining player needs first, at once: the core's answers and metadata,
     /// then the codec configs and the cached GOP in the encodings this arbiter's players share.
     fn replay(&mut self, ctx: &mut Context<Self>, stream_id: u32, snapshot: Snapshot) {
-        let has = |track| {
-            snapshot
-                .configs
-                .iter()
-                .any(|f: &MediaFrame| f.track == track)
-        };
-        let tracks = flv::single_track(
-            has(Track::Audio),
-            has(Track::Video),
+        let (has_audio, has_video, left_out) = flv::carried_tracks(&snapshot.configs);
+        if !left_out.is_empty() {
+            let _s = self.span.clone().entered();
+            tracing::warn!(
+                tracks = ?left_out,
+                "RTMP without Enhanced RTMP cannot carry these tracks; playing without them"
+            );
+        }
+        let tracks = flv::single_carried_track(
+            has_audio,
+            has_video,
+            &left_out,
             snapshot.metadata.as_deref(),
         )
         .and_then(|(audio, video)| flv::single_track_properties(audio, video));

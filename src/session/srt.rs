@@ -66,6 +66,7 @@ use srt_protocol::packet::{
     RejectReason, ServerRejectReason, ShakeType, SocketId, SrtControlPacket,
 };
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
+use streamgate_actors::media::Codec;
 use streamgate_actors::media::{FrameKind, MediaFrame, MetaValue, Metadata, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision, DenyReason};
 use streamgate_actors::registry::{ClaimPublish, PublishRefused};
@@ -1099,10 +1100,12 @@ pub struct SrtSession {
     out: Option<SrtOut>,
     // publisher
     demuxer: TsDemuxer,
-    has_video: bool,
+    video: Option<Codec>,
     audio: Option<AacConfig>,
     last_input: Instant,
     dropped_ingest: u64,
+    /// The ignored stream types last logged.
+    reported_ignored: Vec<u8>,
     // player
     muxer: TsMuxer,
     backlog: Backlog,
@@ -1142,10 +1145,11 @@ impl SrtSession {
             active: None,
             out: None,
             demuxer: TsDemuxer::new(),
-            has_video: false,
+            video: None,
             audio: None,
             last_input: Instant::now(),
             dropped_ingest: 0,
+            reported_ignored: Vec::new(),
             muxer: TsMuxer::new(),
             backlog,
             reported_unmuxable: false,
@@ -1463,6 +1467,16 @@ impl SrtSession {
                 return;
             }
         };
+        if self.demuxer.ignored_stream_types() != self.reported_ignored {
+            self.reported_ignored = self.demuxer.ignored_stream_types().to_vec();
+            if !self.reported_ignored.is_empty() {
+                let _s = self.span.clone().entered();
+                tracing::warn!(
+                    stream_types = ?self.reported_ignored,
+                    "the MPEG-TS program has streams this server cannot carry; dropping them"
+                );
+            }
+        }
         let Some(stream) = self.publishing_stream() else {
             return;
         };
@@ -1487,7 +1501,7 @@ impl SrtSession {
     /// players see the codecs in `onMetaData` as they would from an RTMP publisher.
     fn note_config(&mut self, frame: &MediaFrame, stream: &Addr<StreamActor>) {
         let changed = match frame.track {
-            Track::Video => !std::mem::replace(&mut self.has_video, true),
+            Track::Video => self.video.replace(frame.codec) != Some(frame.codec),
             Track::Audio => {
                 let config = AacConfig::parse(&frame.payload).ok();
                 let changed = config.is_some() && config != self.audio;
@@ -1501,7 +1515,8 @@ impl SrtSession {
             return;
         }
         let mut entries = Vec::new();
-        if self.has_video {
+        // FLV's codec ids know H.264 (7); H.265 is not announced to legacy FLV players.
+        if self.video == Some(Codec::H264) {
             entries.push(("videocodecid".to_owned(), MetaValue::Number(7.0)));
         }
         if let Some(audio) = &self.audio {
@@ -1526,8 +1541,21 @@ impl SrtSession {
     /// Writes what a joining player needs first: codec configs and the cached GOP, as one
     /// burst (the player's SRT buffer releases it one latency later and then follows live).
     fn replay(&mut self, ctx: &mut Context<Self>, snapshot: Snapshot) {
-        let video = snapshot.configs.iter().any(|f| f.track == Track::Video);
-        let audio = snapshot.configs.iter().any(|f| f.track == Track::Audio);
+        let codec_of = |track| {
+            let config = snapshot.configs.iter().find(|f| f.track == track);
+            config.map(|f| f.codec)
+        };
+        let (video, audio) = (codec_of(Track::Video), codec_of(Track::Audio));
+        for codec in [video, audio].into_iter().flatten() {
+            if crate::protocol::ts::stream_type(codec).is_none() && !self.reported_unmuxable {
+                self.reported_unmuxable = true;
+                let _s = self.span.clone().entered();
+                tracing::warn!(
+                    ?codec,
+                    "MPEG-TS cannot carry this track; playing without it"
+                );
+            }
+        }
         self.muxer = TsMuxer::with_tracks(video, audio);
         for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
             self.write_frame(ctx, frame);
