@@ -333,7 +333,10 @@ fn a_stalled_player_is_dropped_while_another_keeps_full_frame_rate() {
     let srv = Server::start(
         &Config::new()
             .httpflv_hooks(&hook.url("/httpflv"), "")
-            .httpflv_limits(65536, 3000),
+            // Above one keyframe of this stream (about 78 KB) and the other media of a
+            // merge window, which wait in every player's queue together: a smaller queue
+            // makes a player that reads at full speed drop to the next keyframe too.
+            .httpflv_limits(256 << 10, 3000),
     );
     let port = srv.httpflv_port.expect("httpflv");
     // A heavier stream so the slow player's socket buffers fill quickly.
