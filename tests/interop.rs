@@ -37,20 +37,6 @@ fn gst_rtsp_publish(url: &str, seconds: u32) -> Proc {
     Proc::spawn(&format!("gst publish {url}"), &mut cmd)
 }
 
-/// The codec names ffprobe finds in `url`.
-fn codecs(url: &str, pre: &[&str]) -> (BTreeSet<String>, Output) {
-    let mut args = pre.to_vec();
-    args.extend(["-show_entries", "stream=codec_name", "-of", "csv=p=0"]);
-    let out = ffprobe(url, &args, secs(20.0));
-    let set = out
-        .stdout
-        .lines()
-        .map(|l| l.trim().trim_end_matches(',').to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    (set, out)
-}
-
 /// Audio frames FFmpeg decodes from `url` in `seconds` (framemd5 of the first audio track).
 fn audio_frames(url: &str, pre: &[&str], seconds: f64) -> (usize, Output) {
     let mut cmd = Command::new("ffmpeg");
@@ -95,7 +81,7 @@ fn gstreamer_rtsp_publish_with_latm_audio_reaches_rtmp_and_rtsp_players() {
     let rtsp = srv.rtsp_url("live/gst");
     let mut last = String::new();
     let seen = poll(secs(20.0), || {
-        let (c, out) = codecs(&rtmp, &[]);
+        let (c, out) = probe_codecs_with(&rtmp, &[]);
         last = format!("{c:?} {}", out.text());
         want.is_subset(&c).then_some(())
     });
@@ -104,7 +90,7 @@ fn gstreamer_rtsp_publish_with_latm_audio_reaches_rtmp_and_rtsp_players() {
         "ffprobe over RTMP sees h264 and aac: {last}\n{}",
         srv.log()
     );
-    let (c, out) = codecs(&rtsp, &["-rtsp_transport", "tcp"]);
+    let (c, out) = probe_codecs_with(&rtsp, &["-rtsp_transport", "tcp"]);
     assert!(
         want.is_subset(&c),
         "ffprobe over RTSP sees h264 and aac, saw {c:?}: {}",

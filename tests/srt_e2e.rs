@@ -777,7 +777,7 @@ fn srt_in_rtsp_out_and_rtsp_in_srt_out() {
     let mut srt_in = srt_publish(&srv.srt_url(&publish_streamid("fromsrt")), 30);
     wait_publishing(&hook, &srv, "fromsrt");
     let (codecs, out) =
-        probe_codecs_out_with(&srv.rtsp_url("live/fromsrt"), &["-rtsp_transport", "tcp"]);
+        probe_codecs_with(&srv.rtsp_url("live/fromsrt"), &["-rtsp_transport", "tcp"]);
     assert!(
         codecs.contains("h264") && codecs.contains("aac"),
         "RTSP player of an SRT stream: {codecs:?} {}",
@@ -811,20 +811,6 @@ fn srt_in_rtsp_out_and_rtsp_in_srt_out() {
         "SRT player of an RTSP stream decoded {frames}: {err}"
     );
     rtsp_in.kill();
-}
-
-/// The codec names ffprobe sees in `url`, with `args` before the URL.
-fn probe_codecs_out_with(url: &str, args: &[&str]) -> (std::collections::BTreeSet<String>, Output) {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["-show_entries", "stream=codec_name", "-of", "csv=p=0"]);
-    let out = ffprobe(url, &all, secs(20.0));
-    let set = out
-        .stdout
-        .lines()
-        .map(|l| l.trim().trim_end_matches(',').to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    (set, out)
 }
 
 /// `r=live/a/b` is the stream `live/a/b` of every other protocol: app `live/a`, name `b`, in

@@ -1519,11 +1519,15 @@ pub fn probe_codecs(url: &str) -> BTreeSet<String> {
 
 /// The codec names and ffprobe's output.
 pub fn probe_codecs_out(url: &str) -> (BTreeSet<String>, Output) {
-    let out = ffprobe(
-        url,
-        &["-show_entries", "stream=codec_name", "-of", "csv=p=0"],
-        Duration::from_secs(20),
-    );
+    probe_codecs_with(url, &[])
+}
+
+/// The codec names ffprobe finds in `url`, with `pre` (input options) before the URL, and its
+/// output.
+pub fn probe_codecs_with(url: &str, pre: &[&str]) -> (BTreeSet<String>, Output) {
+    let mut args = pre.to_vec();
+    args.extend(["-show_entries", "stream=codec_name", "-of", "csv=p=0"]);
+    let out = ffprobe(url, &args, Duration::from_secs(20));
     let set = out
         .stdout
         .lines()
