@@ -993,6 +993,24 @@ pub fn srt_packet(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The business server's answers
+// ---------------------------------------------------------------------------------------------
+
+/// The bytes a business server answers a hook request with, through the hook client's
+/// response parsing and decision ([`streamgate_actors::notify::decide_answer`]): whatever they
+/// are, a decision comes back, and it allows only when a final `200` came before anything the
+/// client could not read.
+pub fn hook_answer(data: &[u8]) {
+    let decision = streamgate_actors::notify::decide_answer(data);
+    if decision.is_allow() {
+        assert!(
+            data.windows(4).any(|w| w == b" 200"),
+            "allowed without a 200 in the answer"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Configuration
 // ---------------------------------------------------------------------------------------------
 

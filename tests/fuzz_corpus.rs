@@ -81,6 +81,7 @@ targets!(
     srt_streamid,
     srt_packet,
     config_xml,
+    hook_answer,
 );
 
 /// A fuzz target added without a replay here would go unchecked on stable.

@@ -450,12 +450,69 @@ fn send(
             Ok(status)
         };
         match actix_rt::time::timeout(timeout, exchange).await {
-            Ok(Ok(200)) => Decision::Allow,
-            Ok(Ok(status)) => Decision::Deny(DenyReason::Status(status)),
+            Ok(Ok(status)) => decision_of(status),
             Ok(Err(reason)) => Decision::Deny(reason),
             Err(_) => Decision::Deny(DenyReason::Timeout),
         }
     }
+}
+
+/// The decision a final answer's status makes: only 200 allows.
+fn decision_of(status: u16) -> Decision {
+    if status == 200 {
+        Decision::Allow
+    } else {
+        Decision::Deny(DenyReason::Status(status))
+    }
+}
+
+/// The decision the hook client makes of `answer`, the bytes a business server sends back to
+/// one POST: hyper's HTTP/1.1 client over an in-memory connection (the same response parser
+/// as the pooled client's), then [`decision_of`]; a connection that ends or an answer that
+/// does not parse refuses, as it does for real. For the fuzz target `hook_answer`: any input
+/// must give a decision, not a panic or a hang.
+pub fn decide_answer(answer: &[u8]) -> Decision {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return Decision::Deny(DenyReason::Unreachable("no runtime".into()));
+    };
+    let answer = answer.to_vec();
+    runtime.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let exchange = async move {
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+                    .await
+                    .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+            tokio::spawn(connection);
+            tokio::spawn(async move {
+                // Take the request head, then answer with the given bytes and hang up.
+                let mut head = [0u8; 4096];
+                let _ = server.read(&mut head).await;
+                let _ = server.write_all(&answer).await;
+                let _ = server.shutdown().await;
+            });
+            let request = Request::post("http://hooks/on_play")
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from_static(b"call=play")))
+                .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+            let status = response.status().as_u16();
+            let _ = Limited::new(response.into_body(), 1 << 16).collect().await;
+            Ok::<u16, DenyReason>(status)
+        };
+        match tokio::time::timeout(Duration::from_secs(1), exchange).await {
+            Ok(Ok(status)) => decision_of(status),
+            Ok(Err(reason)) => Decision::Deny(reason),
+            Err(_) => Decision::Deny(DenyReason::Timeout),
+        }
+    })
 }
 
 impl Actor for NotifyActor {
@@ -580,6 +637,26 @@ mod tests {
         let with_frag = get_url("http://h/done#x", &f);
         assert!(with_frag.starts_with("http://h/done?protocol=rtmp"));
         assert!(with_frag.ends_with("clientid=42#x"));
+    }
+
+    #[test]
+    fn interim_answers_are_skipped_and_only_a_final_200_allows() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+        assert_eq!(decide_answer(ok), Decision::Allow);
+        assert_eq!(
+            decide_answer(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+            ),
+            Decision::Deny(DenyReason::Status(403))
+        );
+        assert_eq!(
+            decide_answer(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            Decision::Allow
+        );
+        // An interim answer and then nothing: refused, never taken as the answer.
+        assert!(!decide_answer(b"HTTP/1.1 100 Continue\r\n\r\n").is_allow());
+        assert!(!decide_answer(b"garbage\r\n\r\n").is_allow());
+        assert!(!decide_answer(b"").is_allow());
     }
 
     #[test]
