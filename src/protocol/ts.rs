@@ -2098,34 +2098,32 @@ mod tests {
 
     /// One second of 25 fps H.264 (GOP 25) and AAC, as FFmpeg writes it.
     fn ffmpeg_ts(dir: &Path) -> PathBuf {
-        let path = dir.join("in.ts");
-        run(
-            "ffmpeg",
-            &[
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine",
-                "-t",
-                "1",
-                "-c:v",
-                "libx264",
-                "-g",
-                "25",
-                "-c:a",
-                "aac",
-                "-f",
-                "mpegts",
-                path.to_str().expect("utf-8 path"),
-            ],
-        );
+        ffmpeg_ts_with(dir, "in.ts", &["-c:v", "libx264"])
+    }
+
+    /// One second of 25 fps video (GOP 25) encoded with `video` (FFmpeg's options) and AAC,
+    /// as FFmpeg writes it, in `dir/name`.
+    fn ffmpeg_ts_with(dir: &Path, name: &str, video: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        let mut args = vec![
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            "1",
+        ];
+        args.extend_from_slice(video);
+        args.extend(["-g", "25", "-c:a", "aac", "-f", "mpegts"]);
+        args.push(path.to_str().expect("utf-8 path"));
+        run("ffmpeg", &args);
         path
     }
 
@@ -2328,37 +2326,11 @@ mod tests {
     /// One second of 25 fps H.265 (GOP 25, B-frames, open GOP) and AAC, as FFmpeg's libx265
     /// writes it.
     fn ffmpeg_hevc_ts(dir: &Path) -> PathBuf {
-        let path = dir.join("hevc.ts");
-        run(
-            "ffmpeg",
-            &[
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=25",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine",
-                "-t",
-                "1",
-                "-c:v",
-                "libx265",
-                "-x265-params",
-                "log-level=error",
-                "-g",
-                "25",
-                "-c:a",
-                "aac",
-                "-f",
-                "mpegts",
-                path.to_str().expect("utf-8 path"),
-            ],
-        );
-        path
+        ffmpeg_ts_with(
+            dir,
+            "hevc.ts",
+            &["-c:v", "libx265", "-x265-params", "log-level=error"],
+        )
     }
 
     #[test]
