@@ -50,6 +50,21 @@ fn srt_publish(url: &str, seconds: u32) -> Proc {
     Proc::spawn(&format!("srt publish {url}"), &mut cmd)
 }
 
+/// A WHATWG URL parser (the one of browsers and Node's `new URL`) reads `url` with no fragment,
+/// its `streamid` pair as the streamid that was sent, and its `token` pair as `token`.
+fn assert_parses_back(url: &str, streamid: &str, token: Option<&str>) {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url} does not parse: {e}"));
+    assert_eq!(parsed.fragment(), None, "{url} has no fragment");
+    let pair = |key: &str| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(pair("streamid").as_deref(), Some(streamid), "{url}");
+    assert_eq!(pair("token").as_deref(), token, "{url}");
+}
+
 fn assert_fields(r: &Record, call: &str, name: &str, url: &str) {
     assert_eq!(r.field("protocol"), "srt", "protocol of {r:?}");
     assert_eq!(r.field("call"), call, "call of {r:?}");
@@ -131,8 +146,11 @@ fn srt_publish_and_play_with_every_hook_field_and_one_done_each() {
     let pub_id = publish_streamid("cam3");
     let mut publisher = srt_publish(&srv.srt_url(&pub_id), 30);
     let publish = wait_publishing(&hook, &srv, "cam3");
-    let pub_url = format!("srt://127.0.0.1:{port}?streamid={pub_id}");
+    // The streamid is percent-encoded as the value of `streamid=`, so a `#` does not start a
+    // fragment for any URL parser.
+    let pub_url = format!("srt://127.0.0.1:{port}?streamid=%23!::r%3Dlive/cam3,m%3Dpublish");
     assert_fields(&publish, "publish", "cam3", &pub_url);
+    assert_parses_back(&pub_url, &pub_id, None);
     assert_eq!(publish.path, "/srt/publish");
     let connect = hook
         .wait_for(
@@ -150,12 +168,16 @@ fn srt_publish_and_play_with_every_hook_field_and_one_done_each() {
         "ffprobe over SRT sees {codecs:?}"
     );
 
-    // A player decodes frames; its hooks carry the streamid as it was sent, extra keys too.
-    let play_id = "#!::r=live/cam3,m=request,u=alice,s=abc123";
+    // A player decodes frames; its hooks carry the streamid as it was sent, extra keys too,
+    // and the resource's query (its token) as a pair of the URL's query.
+    let play_id = "#!::r=live/cam3?token=t1,m=request,u=alice,s=abc123";
     let before = hook.records().len();
     let (frames, err) = read_frames(&format!("{}{OPTS}", srv.srt_url(play_id)), 2.0, secs(20.0));
     assert!(frames >= 40, "decoded {frames} frames over SRT: {err}");
-    let play_url = format!("srt://127.0.0.1:{port}?streamid={play_id}");
+    let play_url = format!(
+        "srt://127.0.0.1:{port}?streamid=%23!::r%3Dlive/cam3%3Ftoken%3Dt1,m%3Drequest,u%3Dalice,s%3Dabc123&token=t1"
+    );
+    assert_parses_back(&play_url, play_id, Some("t1"));
     let new: Vec<Record> = hook.records().into_iter().skip(before).collect();
     let play = new
         .iter()

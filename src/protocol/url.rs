@@ -1,6 +1,8 @@
 //! Stream names and URLs as clients send them: splitting off query strings, splitting a stream
 //! path into app and name, and building the `url` hook field. Pure string functions.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
 /// Splits `name?query` into the name and the query (without `?`; empty when none).
 pub fn split_query(s: &str) -> (&str, &str) {
     match s.split_once('?') {
@@ -41,6 +43,67 @@ pub fn app_and_name(path: &str) -> Option<(&str, &str)> {
     (!name.is_empty() && !app.split('/').any(str::is_empty)).then_some((app, name))
 }
 
+/// What is escaped in an SRT streamid put into a URL as the value of `streamid=`: everything a
+/// URL or form parser would read as a delimiter (`#` starts a fragment, `&`/`;` end a pair, `+`
+/// is a space, `=`/`?` split pairs and queries), `%` itself, spaces, controls and what RFC 3986
+/// forbids in a query. Non-ASCII is escaped as UTF-8 bytes by `utf8_percent_encode` itself.
+const STREAMID_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b';')
+    .add(b'=')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// What is escaped in the query of the streamid's resource when it is repeated after
+/// `streamid=`: only what would end the query or is not allowed in one; `&`, `=` and `%`
+/// escapes stay, so its pairs read as the client wrote them.
+const RESOURCE_QUERY: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The `url` hook field of an SRT caller: `srt://HOST:PORT?streamid=STREAMID`, the streamid
+/// percent-encoded as a query value so that every URL parser (WHATWG's `new URL`, Python's
+/// `urllib`, Go's `net/url`) reads it as the query and gives it back exactly; a `#` sent by
+/// GStreamer, srt-live-transmit or VLC would otherwise start a fragment. The query of the
+/// streamid's resource (`r=live/cam?token=abc`), when there is one, follows as `&token=abc`,
+/// so a token is found in the URL's query as for RTMP, RTSP and HTTP-FLV.
+pub fn srt_url(host_port: &str, streamid: &str, resource_query: &str) -> String {
+    let mut url = format!(
+        "srt://{host_port}?streamid={}",
+        utf8_percent_encode(streamid, STREAMID_VALUE)
+    );
+    if !resource_query.is_empty() {
+        url.push('&');
+        url.extend(utf8_percent_encode(resource_query, RESOURCE_QUERY));
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +141,25 @@ mod tests {
         ] {
             assert_eq!(app_and_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_srt_streamid_is_one_query_value_and_its_token_a_pair() {
+        assert_eq!(
+            srt_url(
+                "10.0.0.5:8890",
+                "#!::r=live/cam3?token=abc,m=publish,u=alice",
+                "token=abc"
+            ),
+            "srt://10.0.0.5:8890?streamid=%23!::r%3Dlive/cam3%3Ftoken%3Dabc,m%3Dpublish,u%3Dalice&token=abc"
+        );
+        assert_eq!(
+            srt_url("h:1", "live/cam", ""),
+            "srt://h:1?streamid=live/cam"
+        );
+        assert_eq!(
+            srt_url("h:1", "a b&c+d%e\u{e9}\n", "x=1 2#y"),
+            "srt://h:1?streamid=a%20b%26c%2Bd%25e%C3%A9%0A&x=1%202%23y"
+        );
     }
 }

@@ -88,6 +88,7 @@ use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
 use crate::protocol::srt::{check_datagram, FirstDataHold, Mode, StreamId};
 use crate::protocol::ts::{TsDemuxer, TsMuxer, CHUNK_SIZE, PACKET_SIZE};
+use crate::protocol::url::srt_url;
 
 /// Mailbox capacity of a session: live frames waiting to be muxed.
 pub const SESSION_MAILBOX: usize = 1024;
@@ -1234,7 +1235,7 @@ impl SrtSession {
         self.span.record("app", parsed.app.as_str());
         self.span.record("name", parsed.name.as_str());
         drop(_s);
-        let url = format!("srt://{}?streamid={raw}", self.local);
+        let url = srt_url(&self.local.to_string(), &raw, &parsed.query);
         let connect_info = self.info(&parsed.app, "", &url);
         let info = self.info(&parsed.app, &parsed.name, &url);
         let key = StreamKey::new(parsed.app, parsed.name);
