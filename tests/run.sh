@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests run as real peers when it is missing
-# (ffmpeg/ffprobe, openssl, python3, chromium, npm and GStreamer, from Debian; mpegts.js from
-# npm for the browser test), then runs every test of the workspace.
+# (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv and srt-live-transmit, from
+# Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
+# runs every test of the workspace.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,9 @@ done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The network-fault tests (tests/netem.rs) build namespaces and links with iproute2's `ip`.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The interop matrix (tests/interop_clients.rs) also runs mpv and srt-live-transmit.
+command -v mpv >/dev/null 2>&1 || missing+=(mpv)
+command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 # The interop tests (tests/interop.rs) run GStreamer 1.22 as a publisher: gst-launch-1.0,
 # rtspclientsink (gstreamer1.0-rtsp), x264enc (ugly), avenc_aac (libav), opusenc (base).
 for pkg in gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
@@ -33,6 +37,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y "${missing[@]}"
 fi
 ffmpeg -hide_banner -version | sed -n 1p
+
+# FFmpeg 9, the modern client beside Debian's 5.1 (Enhanced RTMP, interleaved chunk streams):
+# the static build PyPI's imageio-ffmpeg ships.
+if ! python3 -c "import imageio_ffmpeg" >/dev/null 2>&1; then
+    echo "tests/run.sh: installing imageio-ffmpeg (FFmpeg 9) from PyPI" >&2
+    python3 -m pip install --quiet imageio-ffmpeg
+fi
+"$(python3 -c "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())")" -hide_banner -version | sed -n 1p
 
 # The browser test's page plays the stream with mpegts.js, from the npm registry.
 if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ]; then
