@@ -154,3 +154,97 @@ fn gstreamer_rtsp_publish_of_an_uncarried_codec_is_refused_at_announce() {
         hook.dump()
     );
 }
+
+/// The PTS (seconds) of the buffers GStreamer's fakesink `sink` printed (`-v`, `silent=false`).
+fn sink_pts(stdout: &str, sink: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .filter(|l| l.contains(&format!("({sink}:sink)")) && l.contains("chain"))
+        .filter_map(|l| {
+            let t = l.split("pts: ").nth(1)?.split(',').next()?;
+            let mut parts = t.split(':');
+            let h: f64 = parts.next()?.parse().ok()?;
+            let m: f64 = parts.next()?.parse().ok()?;
+            let s: f64 = parts.next()?.parse().ok()?;
+            Some(h * 3600.0 + m * 60.0 + s)
+        })
+        .collect()
+}
+
+/// GStreamer's `rtspsrc` joining a stream whose cached keyframe is 2.5 s old (a 10 s GOP) sees
+/// a live timeline from its first packet: its jitter buffer, which derives time from arrival,
+/// gives each frame its own timestamp 40 ms after the last, where a burst of the whole cached
+/// GOP made it reset its timeline and give tens of frames one timestamp, and starts audio and
+/// video together. Over TCP and UDP.
+#[test]
+fn gstreamer_rtspsrc_joining_mid_gop_sees_a_live_timeline() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), "").rtsp());
+    let mut publisher = publish_with(
+        &srv.url("live/gop"),
+        60,
+        "testsrc=size=320x240:rate=25",
+        250,
+    );
+    hook.wait_call("publish", "gop", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish:\n{}", srv.log()));
+    std::thread::sleep(secs(2.5));
+    let url = srv.rtsp_url("live/gop");
+    for proto in ["tcp", "udp"] {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "3", "-s", "INT", "6"])
+            .args(["gst-launch-1.0", "-v", "-e", "rtspsrc"])
+            .arg(format!("location={url}"))
+            .arg(format!("protocols={proto}"))
+            .args(["name=d", "d.", "!", "rtph264depay", "!", "fakesink"])
+            .args([
+                "name=vs",
+                "silent=false",
+                "d.",
+                "!",
+                "rtpmp4gdepay",
+                "!",
+                "fakesink",
+            ])
+            .args(["name=as", "silent=false"]);
+        let out = run(&format!("rtspsrc {proto}"), &mut cmd, secs(30.0));
+        let video = sink_pts(&out.stdout, "vs");
+        let audio = sink_pts(&out.stdout, "as");
+        assert!(
+            video.len() >= 60 && !audio.is_empty(),
+            "{proto}: {} video and {} audio buffers: {}",
+            video.len(),
+            audio.len(),
+            out.stderr
+        );
+        let mut longest = 1;
+        let mut run_len = 1;
+        for pair in video.windows(2) {
+            run_len = if (pair[1] - pair[0]).abs() < 1e-6 {
+                run_len + 1
+            } else {
+                1
+            };
+            longest = longest.max(run_len);
+        }
+        assert!(
+            longest <= 3,
+            "{proto}: {longest} video frames share one timestamp: {:?}",
+            &video[..60]
+        );
+        let mut steps: Vec<f64> = video[..50].windows(2).map(|p| p[1] - p[0]).collect();
+        steps.sort_by(f64::total_cmp);
+        let median = steps[steps.len() / 2];
+        assert!(
+            (0.035..=0.045).contains(&median),
+            "{proto}: the first frames are {median:.3} s apart, not 0.040: {:?}",
+            &video[..50]
+        );
+        let offset = video[0] - audio[0];
+        assert!(
+            offset.abs() <= 0.15,
+            "{proto}: video starts {offset:.3} s after audio"
+        );
+    }
+    publisher.kill();
+}

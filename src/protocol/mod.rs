@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod flv;
 pub mod http;
+pub mod pacing;
 pub mod rtmp;
 pub mod rtsp;
 pub mod srt;

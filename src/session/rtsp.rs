@@ -42,6 +42,7 @@ use super::{
 };
 use crate::limits::Admission;
 use crate::protocol::codec::{avcc_nals, hevc_record};
+use crate::protocol::pacing::JoinPacer;
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::reorder::ReorderBuffer;
 use crate::protocol::rtsp::rtp::{
@@ -62,6 +63,13 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
 /// Time a client has from TCP accept to its first request.
 pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// How much faster than real time a joining player's cached GOP and the frames behind it are
+/// sent until it has caught up with live frames (see [`JoinPacer`]).
+const JOIN_SPEED: f64 = 1.0;
+
+/// The shortest wait of the pacer's timer.
+const PACE_TICK: Duration = Duration::from_millis(100);
+
 /// How often a player gets RTCP sender reports.
 const SENDER_REPORT_EVERY: Duration = Duration::from_secs(5);
 
@@ -359,6 +367,10 @@ pub struct RtspSession {
     phase: Phase,
     started: Option<(Instant, i64)>,
     backlog: Backlog,
+    /// Paces the cached GOP and the frames behind it until the player has caught up.
+    pacer: JoinPacer,
+    /// The timer that releases the pacer's next frames.
+    pace_timer: Option<SpawnHandle>,
 }
 
 impl RtspSession {
@@ -410,6 +422,8 @@ impl RtspSession {
                 phase: Phase::Setup,
                 started: None,
                 backlog: Backlog::new(settings.player),
+                pacer: JoinPacer::new(JOIN_SPEED, settings.player.queue_bytes),
+                pace_timer: None,
             }
         })
     }
@@ -1151,13 +1165,40 @@ impl RtspSession {
         info
     }
 
-    /// Sends the cached GOP of the snapshot PLAY took.
+    /// Sends the cached GOP of the snapshot PLAY took, paced (see [`JoinPacer`]): its first
+    /// keyframe now, the rest as the pacer releases it.
     fn replay(&mut self, ctx: &mut Context<Self>) {
         let frames = self.snapshot.take().unwrap_or_default().gop;
-        for frame in &frames {
+        let mut due = Vec::new();
+        self.pacer.start(frames, Instant::now(), &mut due);
+        for frame in &due {
             self.send_frame(frame);
         }
         self.flush(ctx);
+        self.arm_pacer(ctx);
+    }
+
+    /// Arms the timer for the pacer's next frames, unless one is armed. Live deliveries also
+    /// release what is due, so the timer matters only between them: it waits at least
+    /// [`PACE_TICK`], which bounds the timers of a paced player.
+    fn arm_pacer(&mut self, ctx: &mut Context<Self>) {
+        if self.pace_timer.is_some() {
+            return;
+        }
+        let Some(due) = self.pacer.next_due() else {
+            return;
+        };
+        let wait = due.saturating_duration_since(Instant::now()).max(PACE_TICK);
+        self.pace_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.pace_timer = None;
+            let mut due = Vec::new();
+            act.pacer.release(Instant::now(), &mut due);
+            for frame in &due {
+                act.send_frame(frame);
+            }
+            act.flush_as(ctx, true);
+            act.arm_pacer(ctx);
+        }));
     }
 
     /// Packetizes and sends one frame to every track of its kind that is set up.
@@ -1342,7 +1383,16 @@ impl Handler<Deliver> for RtspSession {
             return;
         }
         drop(_s);
-        self.send_frame(&frame);
+        if self.pacer.is_done() {
+            self.send_frame(&frame);
+        } else {
+            let mut due = Vec::new();
+            self.pacer.push(frame, Instant::now(), &mut due);
+            for frame in &due {
+                self.send_frame(frame);
+            }
+            self.arm_pacer(ctx);
+        }
         self.flush_as(ctx, true);
     }
 }
@@ -1354,6 +1404,13 @@ impl Handler<StreamEnded> for RtspSession {
         let _s = self.span.clone().entered();
         tracing::info!(stream = %msg.key, "stream ended under the player");
         drop(_s);
+        // What the pacer still holds is the end of the stream: it goes out before the close.
+        let mut rest = Vec::new();
+        self.pacer.finish(&mut rest);
+        for frame in &rest {
+            self.send_frame(frame);
+        }
+        self.flush(ctx);
         self.finish("stream ended");
         ctx.stop();
     }
