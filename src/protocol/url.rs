@@ -43,34 +43,10 @@ pub fn app_and_name(path: &str) -> Option<(&str, &str)> {
     (!name.is_empty() && !app.split('/').any(str::is_empty)).then_some((app, name))
 }
 
-/// What is escaped in an SRT streamid put into a URL as the value of `streamid=`: everything a
-/// URL or form parser would read as a delimiter (`#` starts a fragment, `&`/`;` end a pair, `+`
-/// is a space, `=`/`?` split pairs and queries), `%` itself, spaces, controls and what RFC 3986
-/// forbids in a query. Non-ASCII is escaped as UTF-8 bytes by `utf8_percent_encode` itself.
-const STREAMID_VALUE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'&')
-    .add(b'+')
-    .add(b';')
-    .add(b'=')
-    .add(b'?')
-    .add(b'<')
-    .add(b'>')
-    .add(b'[')
-    .add(b']')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
-
 /// What is escaped in the query of the streamid's resource when it is repeated after
-/// `streamid=`: only what would end the query or is not allowed in one; `&`, `=` and `%`
-/// escapes stay, so its pairs read as the client wrote them.
+/// `streamid=`: only what would end the query (`#`) or is not allowed in one by RFC 3986
+/// (spaces, controls, quotes, angle and square brackets, braces, `|`, `^`, backslash and
+/// backtick); `&`, `=` and `%` escapes stay, so its pairs read as the client wrote them.
 const RESOURCE_QUERY: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
@@ -85,6 +61,18 @@ const RESOURCE_QUERY: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
+
+/// What is escaped in an SRT streamid put into a URL as the value of `streamid=`: besides the
+/// above, what a URL or form parser reads as a delimiter (`&`/`;` end a pair, `+` is a space,
+/// `=`/`?` split pairs and queries) and `%` itself. Non-ASCII is escaped as UTF-8 bytes by
+/// `utf8_percent_encode` itself.
+const STREAMID_VALUE: &AsciiSet = &RESOURCE_QUERY
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b';')
+    .add(b'=')
+    .add(b'?');
 
 /// The `url` hook field of an SRT caller: `srt://HOST:PORT?streamid=STREAMID`, the streamid
 /// percent-encoded as a query value so that every URL parser (WHATWG's `new URL`, Python's

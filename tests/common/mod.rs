@@ -1434,7 +1434,22 @@ pub fn publish(url: &str, seconds: u32) -> Proc {
 
 /// Publishes with another lavfi video source and GOP size.
 pub fn publish_with(url: &str, seconds: u32, video: &str, gop: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
+    let mut cmd = publisher_command("ffmpeg", url, seconds, video, gop, "flv");
+    Proc::spawn(&format!("publish {url}"), &mut cmd)
+}
+
+/// The command of an FFmpeg (`exe`: Debian's `ffmpeg` or another build) publishing `seconds`
+/// of the synthetic stream in real time: the lavfi `video` source as H.264 with a keyframe
+/// every `gop` frames, a 440 Hz tone as AAC, in `format` (`flv`, `mpegts`, ...) to `url`.
+pub fn publisher_command(
+    exe: &str,
+    url: &str,
+    seconds: u32,
+    video: &str,
+    gop: u32,
+    format: &str,
+) -> Command {
+    let mut cmd = Command::new(exe);
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", video])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
@@ -1448,8 +1463,8 @@ pub fn publish_with(url: &str, seconds: u32, video: &str, gop: u32) -> Proc {
         ])
         .args(["-g", &gop.to_string(), "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &seconds.to_string(), "-f", "flv", url]);
-    Proc::spawn(&format!("publish {url}"), &mut cmd)
+        .args(["-t", &seconds.to_string(), "-f", format, url]);
+    cmd
 }
 
 /// A player's result.
@@ -2182,4 +2197,20 @@ fn rtmp_read_loop(s: &mut TcpStream, inbox: &Arc<(Mutex<RtmpInbox>, Condvar)>) -
             cv.notify_all();
         }
     }
+}
+
+/// An SRT client's `url` hook field, read by a WHATWG URL parser (the one of browsers and
+/// Node's `new URL`): no fragment, its `streamid` pair the streamid that was sent, and its
+/// `token` pair `token`.
+pub fn assert_srt_url_parses(url: &str, streamid: &str, token: Option<&str>) {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url} does not parse: {e}"));
+    assert_eq!(parsed.fragment(), None, "{url} has no fragment");
+    let pair = |key: &str| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(pair("streamid").as_deref(), Some(streamid), "{url}");
+    assert_eq!(pair("token").as_deref(), token, "{url}");
 }
