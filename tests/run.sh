@@ -2,7 +2,7 @@
 # The test command: installs what the end-to-end tests run as real peers when it is missing
 # (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv and srt-live-transmit, from
 # Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
-# runs every test of the workspace.
+# checks formatting and lints, then runs every test of the workspace.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,6 +55,11 @@ if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ]; then
         (cd tests/browser && npm install --no-audit --no-fund)
     fi
 fi
+
+# Gates before any test: formatting and every clippy lint (warnings are errors).
+echo "tests/run.sh: cargo fmt --check, cargo clippy -D warnings" >&2
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 # Run everything, then close with one line that totals every test binary's result.
 log=$(mktemp)
