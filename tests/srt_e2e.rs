@@ -864,3 +864,81 @@ fn an_srt_resource_splits_into_app_and_name_as_an_rtmp_path_does() {
     );
     rtmp_in.kill();
 }
+
+/// The presentation times (seconds) of the buffers a `fakesink name=NAME silent=false` printed
+/// in `gst-launch-1.0 -v` output, in order.
+fn gst_sink_pts(out: &str, sink: &str) -> Vec<f64> {
+    let tag = format!("({sink}:sink) (");
+    out.lines()
+        .filter_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once("pts: ").map(|(_, pts)| pts))
+        .filter_map(|pts| {
+            let pts = pts.split(',').next()?;
+            let mut parts = pts.split(':');
+            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(
+                h.parse::<f64>().ok()? * 3600.0
+                    + m.parse::<f64>().ok()? * 60.0
+                    + s.parse::<f64>().ok()?,
+            )
+        })
+        .collect()
+}
+
+/// GStreamer's `srtsrc` joining a live stream whose GOP is 3 s old: it stamps its buffers with
+/// SRT's source time of each packet, so the cached GOP the server starts a player with must be
+/// stamped at the pace of its media. Stamped at the moment the burst was sent (within a few
+/// milliseconds), the GOP's frames came out of `tsdemux` squeezed: 40 ms apart for the first
+/// few, then closer, then going back (0.51 s, ..., 0.88 s, ..., back to 0.52 s for the 50th);
+/// now they are 40 ms apart as the publisher produced them.
+#[test]
+fn srtsrc_gets_the_gop_a_player_starts_with_at_the_pace_of_its_media() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .srt_hooks(&hook.url("/srt"), ""),
+    );
+    // One keyframe every 10 s: the GOP cached 3 s after the start is 3 s of frames.
+    let mut publisher = publish_with(&srv.url("live/gst"), 60, TESTSRC, 250);
+    hook.wait_call("publish", "gst", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish: {}", hook.dump()));
+    thread::sleep(secs(3.0));
+    let uri = srv.srt_url("live/gst");
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.args(["-v", "srtsrc", &format!("uri={uri}"), "!", "tsdemux", "!"])
+        .args([
+            "h264parse",
+            "!",
+            "fakesink",
+            "name=vid",
+            "silent=false",
+            "sync=false",
+        ]);
+    let mut player = Proc::spawn("gst-launch-1.0 srtsrc", &mut cmd);
+    let frames = poll(secs(20.0), || {
+        let pts = gst_sink_pts(&player.stdout(), "vid");
+        (pts.len() >= 60).then_some(pts)
+    });
+    player.kill();
+    publisher.kill();
+    let out = player.finish(secs(5.0));
+    let pts = frames.unwrap_or_else(|| {
+        panic!(
+            "srtsrc decoded fewer than 60 frames in 20 s: {}\n{}",
+            out.text(),
+            srv.log_tail(20)
+        )
+    });
+    let first: Vec<f64> = pts[..50].to_vec();
+    let steps: Vec<f64> = first.windows(2).map(|w| w[1] - w[0]).collect();
+    let shown: Vec<String> = first.iter().map(|t| format!("{t:.3}")).collect();
+    assert!(
+        steps.iter().all(|s| (0.030..=0.050).contains(s)),
+        "the first 50 frames are 40 ms apart, as the publisher produced them: {shown:?}"
+    );
+    assert!(
+        first[49] - first[0] >= 1.9,
+        "the first 50 frames span 2 s of media: {shown:?}"
+    );
+}

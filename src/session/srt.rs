@@ -86,7 +86,7 @@ use crate::config::ListenerConfig;
 use crate::limits::{Admission, ConnectionLimits};
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
-use crate::protocol::srt::{check_datagram, FirstDataHold, Mode, StreamId};
+use crate::protocol::srt::{check_datagram, FirstDataHold, MediaClock, Mode, StreamId};
 use crate::protocol::ts::{TsDemuxer, TsMuxer, CHUNK_SIZE, PACKET_SIZE};
 
 /// Mailbox capacity of a session: live frames waiting to be muxed.
@@ -117,6 +117,10 @@ pub const PACE_WINDOW: Duration = Duration::from_millis(5);
 /// shows it only with its first keepalive, 1 s after its last handshake; a caller whose
 /// response was lost asks again when the data arrives, and what it dropped is retransmitted.
 const FIRST_DATA_HOLD: Duration = Duration::from_millis(150);
+/// How far ahead of the moment it is sent a player's media may be stamped ([`MediaClock`]): a
+/// joining player's GOP is released over its own duration, up to this much; an older part of
+/// it is released at once.
+pub const MAX_LEAD: Duration = Duration::from_secs(3);
 /// Added to the latency while a player's last packets drain before its connection is closed.
 const LINGER_MARGIN: Duration = Duration::from_millis(200);
 /// The longest such drain.
@@ -811,10 +815,13 @@ fn deny_reason(decision: &Decision) -> RejectReason {
 // ------------------------------------------------------------------------------------------
 // the protocol task of one connection
 
+/// A payload to send and the media time (DTS, µs) of the frame it carries, if any.
+type Timed = (Option<i64>, Bytes);
+
 /// The session's side of a connection's protocol task.
 struct Link {
-    /// Payloads to send.
-    data: mpsc::Sender<(Instant, Bytes)>,
+    /// Payloads to send, each with the media time (DTS, µs) of what it carries, if any.
+    data: mpsc::Sender<Timed>,
     /// Payloads received, in order, at their TSBPD release time.
     received: mpsc::Receiver<(Instant, Bytes)>,
 }
@@ -833,7 +840,7 @@ fn spawn_connection(accepted: Accepted, span: tracing::Span) -> Link {
 enum ConnInput {
     Timer,
     Packet(Option<Box<(Packet, SocketAddr)>>),
-    Data(Option<(Instant, Bytes)>),
+    Data(Option<Timed>),
 }
 
 /// Drives one `DuplexConnection` until it closes: the peer's packets in, our payloads out,
@@ -845,10 +852,10 @@ enum ConnInput {
 /// queued by the timers must not wait for the next input or timer, which could be tens of
 /// milliseconds away (a retransmission that waits is one the player's TSBPD may drop).
 /// Payloads to send are not taken before the caller has shown it completed the handshake
-/// ([`FirstDataHold`]).
+/// ([`FirstDataHold`]), and each is stamped at the pace of its media time ([`MediaClock`]).
 async fn drive(
     accepted: Accepted,
-    mut data: mpsc::Receiver<(Instant, Bytes)>,
+    mut data: mpsc::Receiver<Timed>,
     received: mpsc::Sender<(Instant, Bytes)>,
     span: tracing::Span,
 ) {
@@ -869,6 +876,7 @@ async fn drive(
     let (mut packets_open, mut data_open) = (true, true);
     let mut hold = FirstDataHold::new(Instant::now(), FIRST_DATA_HOLD);
     let mut held_since = Some(Instant::now());
+    let mut clock = MediaClock::new(MAX_LEAD);
     loop {
         let now = Instant::now();
         let conn = &mut connection;
@@ -934,6 +942,7 @@ async fn drive(
         }
         let now = Instant::now();
         let conn = &mut connection;
+        let clock = &mut clock;
         let handled = contain(move || match input {
             ConnInput::Timer => {}
             ConnInput::Packet(Some(packet)) => conn.handle_packet_input(now, Ok(*packet)),
@@ -946,7 +955,7 @@ async fn drive(
             ),
             ConnInput::Data(payload) => conn.handle_data_input(
                 now,
-                payload.map(|(stamped, bytes)| (hold.stamp(stamped), bytes)),
+                payload.map(|(dts, bytes)| (hold.stamp(clock.stamp(now, dts)), bytes)),
             ),
         });
         if let Err(panic) = handled {
@@ -1001,15 +1010,16 @@ fn connection_panicked(span: &tracing::Span, panic: &str) {
 // the session
 
 /// The send side of an accepted connection: a task on the session's arbiter that hands queued
-/// payloads to the connection, each stamped with the moment it is handed over (a steady clock,
-/// so the player's SRT receive buffer releases them at the pace they were sent, one latency
-/// later). Bursts (the GOP a player starts with) are paced to [`PACE_PAYLOADS`] payloads per
+/// payloads to the connection with the media time of what they carry (the connection stamps
+/// them at that pace, [`MediaClock`], so the player's SRT receive buffer releases them one
+/// latency later at the pace of the source). Bursts (the GOP a player starts with) are sent at
+/// [`PACE_PAYLOADS`] payloads per
 /// [`PACE_WINDOW`] (about 130 Mbit/s), so a large GOP does not hit the network and the UDP
 /// buffers at line rate; live streams below that rate are never held back. Dropping it lets the
 /// queue drain, waits about one latency so the last packets can still be retransmitted, and
 /// closes the connection.
 struct SrtOut {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Timed>,
     pending: Rc<Cell<usize>>,
 }
 
@@ -1020,18 +1030,14 @@ enum QueueError {
 }
 
 impl SrtOut {
-    fn spawn(
-        sink: mpsc::Sender<(Instant, Bytes)>,
-        linger: Duration,
-        span: tracing::Span,
-    ) -> SrtOut {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE_BUFFERS);
+    fn spawn(sink: mpsc::Sender<Timed>, linger: Duration, span: tracing::Span) -> SrtOut {
+        let (tx, mut rx) = mpsc::channel::<Timed>(QUEUE_BUFFERS);
         let pending = Rc::new(Cell::new(0usize));
         let counter = pending.clone();
         actix_rt::spawn(async move {
             let mut sent = false;
             let (mut window, mut in_window) = (Instant::now(), 0usize);
-            while let Some(payload) = rx.recv().await {
+            while let Some((dts, payload)) = rx.recv().await {
                 if window.elapsed() >= PACE_WINDOW {
                     (window, in_window) = (Instant::now(), 0);
                 } else if in_window >= PACE_PAYLOADS {
@@ -1040,7 +1046,7 @@ impl SrtOut {
                 }
                 in_window += 1;
                 let len = payload.len();
-                let result = sink.send((Instant::now(), payload)).await;
+                let result = sink.send((dts, payload)).await;
                 counter.set(counter.get().saturating_sub(len));
                 if let Err(e) = result {
                     let _s = span.clone().entered();
@@ -1059,9 +1065,9 @@ impl SrtOut {
         SrtOut { tx, pending }
     }
 
-    fn send(&self, payload: Bytes) -> Result<(), QueueError> {
+    fn send(&self, dts: Option<i64>, payload: Bytes) -> Result<(), QueueError> {
         let len = payload.len();
-        match self.tx.try_send(payload) {
+        match self.tx.try_send((dts, payload)) {
             Ok(()) => {
                 self.pending.set(self.pending.get() + len);
                 Ok(())
@@ -1538,8 +1544,10 @@ impl SrtSession {
 
     // ---- player ----
 
-    /// Writes what a joining player needs first: codec configs and the cached GOP, as one
-    /// burst (the player's SRT buffer releases it one latency later and then follows live).
+    /// Writes what a joining player needs first: codec configs and the cached GOP, sent as one
+    /// burst but stamped at the pace of its media, so the player's SRT buffer releases it one
+    /// latency later over the GOP's own duration, as a live source would, and live frames follow
+    /// at the same pace.
     fn replay(&mut self, ctx: &mut Context<Self>, snapshot: Snapshot) {
         let codec_of = |track| {
             let config = snapshot.configs.iter().find(|f| f.track == track);
@@ -1557,13 +1565,22 @@ impl SrtSession {
             }
         }
         self.muxer = TsMuxer::with_tracks(video, audio);
-        for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
-            self.write_frame(ctx, frame);
+        for frame in &snapshot.configs {
+            self.write_frame(ctx, frame, None);
+        }
+        // Paced at its media time (over its own duration, up to MAX_LEAD): what is older than
+        // that goes without a media time, released at once.
+        let newest = snapshot.gop.iter().map(|f| f.dts).max().unwrap_or(0);
+        let oldest_paced = newest.saturating_sub(MAX_LEAD.as_micros() as i64);
+        for frame in &snapshot.gop {
+            let dts = Some(frame.dts).filter(|dts| *dts >= oldest_paced);
+            self.write_frame(ctx, frame, dts);
         }
     }
 
-    /// Muxes one frame and queues its TS packets as SRT payloads of whole packets.
-    fn write_frame(&mut self, ctx: &mut Context<Self>, frame: &MediaFrame) {
+    /// Muxes one frame and queues its TS packets as SRT payloads of whole packets, with `dts`
+    /// as their media time.
+    fn write_frame(&mut self, ctx: &mut Context<Self>, frame: &MediaFrame, dts: Option<i64>) {
         let muxer = &mut self.muxer;
         let mut out = Vec::new();
         let result = contain(|| {
@@ -1595,7 +1612,7 @@ impl SrtSession {
         if chunk == CHUNK_SIZE {
             // The muxer's own chunks: whole 1316-byte payloads and one shorter last one.
             for payload in out {
-                self.send(ctx, payload);
+                self.send(ctx, dts, payload);
             }
             return;
         }
@@ -1605,15 +1622,15 @@ impl SrtSession {
         }
         while !all.is_empty() {
             let payload = all.split_to(chunk.min(all.len())).freeze();
-            self.send(ctx, payload);
+            self.send(ctx, dts, payload);
         }
     }
 
-    fn send(&mut self, ctx: &mut Context<Self>, payload: Bytes) {
+    fn send(&mut self, ctx: &mut Context<Self>, dts: Option<i64>, payload: Bytes) {
         let Some(out) = &self.out else {
             return;
         };
-        match out.send(payload) {
+        match out.send(dts, payload) {
             Ok(()) => {}
             Err(QueueError::Full) => self.backlog.overflowed(),
             Err(QueueError::Closed) => ctx.stop(),
@@ -1704,7 +1721,8 @@ impl Handler<Deliver> for SrtSession {
                 return;
             }
             drop(_s);
-            self.write_frame(ctx, &frame);
+            let dts = (frame.kind == FrameKind::Media).then_some(frame.dts);
+            self.write_frame(ctx, &frame, dts);
         }
     }
 }
