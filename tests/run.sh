@@ -26,6 +26,8 @@ for pkg in gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-goo
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-rtsp gstreamer1.0-libav; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# The SRT tests run srt-live-transmit (srt-tools) as a player, for its statistics.
+command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "tests/run.sh: installing missing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -62,9 +62,10 @@ use srt_protocol::listener::{
 };
 use srt_protocol::options::{KeySize, ListenerOptions, PacketSize, Passphrase, SocketOptions};
 use srt_protocol::packet::{
-    ControlPacket, ControlTypes, CoreRejectReason, HandshakeVsInfo, Packet, ReceivePacketError,
-    RejectReason, ServerRejectReason, ShakeType, SocketId, SrtControlPacket,
+    ControlPacket, ControlTypes, CoreRejectReason, HandshakeControlInfo, HandshakeVsInfo, Packet,
+    ReceivePacketError, RejectReason, ServerRejectReason, ShakeType, SocketId, SrtControlPacket,
 };
+use srt_protocol::protocol::handshake::Handshake;
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use streamgate_actors::media::Codec;
 use streamgate_actors::media::{FrameKind, MediaFrame, MetaValue, Metadata, StreamKey, Track};
@@ -507,7 +508,15 @@ impl Listener {
                     }
                     MuxInput::Success(ResultOf::RejectConnection(id))
                 }
-                Step::Open(id, p, connection) => {
+                Step::Open(id, mut p, mut connection) => {
+                    let send = connection.settings.send_tsbpd_latency;
+                    let recv = connection.settings.recv_tsbpd_latency;
+                    if let Some((Packet::Control(control), _)) = p.as_mut() {
+                        announce_negotiated_latency(&mut control.control_type, send, recv);
+                    }
+                    if let Handshake::Listener(control) = &mut connection.handshake {
+                        announce_negotiated_latency(control, send, recv);
+                    }
                     if let Some(p) = p {
                         let _ = self.send_packet(&p);
                     }
@@ -988,6 +997,32 @@ fn readdress_repeated_conclusion(packet: &mut Packet, local: SocketId, remote: S
         }
         _ => false,
     }
+}
+
+/// srt-protocol 0.4.4's listener answers a conclusion with its own configured latencies in the
+/// HSRSP extension, while the connection uses the larger of its own and the caller's
+/// (`send_tsbpd_latency`, `recv_tsbpd_latency`), as SRT agrees them. A libsrt caller takes the
+/// HSRSP's values as the agreement: a player that asked for 400 ms of a server configured with
+/// 120 ms played with 120 ms of TSBPD latency (its retransmissions then came too late on a
+/// lossy path), while the server's sender kept 400 ms. The response — and the copy the
+/// connection answers a repeated conclusion with — is given the latencies the connection uses:
+/// the caller's receive latency is the server's send latency and the other way round. True
+/// when it changed anything.
+fn announce_negotiated_latency(control: &mut ControlTypes, send: Duration, recv: Duration) -> bool {
+    let ControlTypes::Handshake(HandshakeControlInfo {
+        info: HandshakeVsInfo::V5(info),
+        ..
+    }) = control
+    else {
+        return false;
+    };
+    let Some(SrtControlPacket::HandshakeResponse(hs)) = &mut info.ext_hs else {
+        return false;
+    };
+    let changed = hs.send_latency != send || hs.recv_latency != recv;
+    hs.send_latency = send;
+    hs.recv_latency = recv;
+    changed
 }
 
 /// Whether `packet` is a handshake (a caller that may not have the conclusion response yet).
@@ -1790,6 +1825,45 @@ mod tests {
             assert!(!readdress_repeated_conclusion(&mut packet, local, remote));
             assert_eq!(packet, handshake(shake_type, dest, from));
         }
+    }
+
+    #[test]
+    fn the_conclusion_response_announces_the_latencies_the_connection_uses() {
+        use srt_protocol::options::SrtVersion;
+        use srt_protocol::packet::{HsV5Info, SrtHandshake, SrtShakeFlags};
+        let ms = Duration::from_millis;
+        let response = |send, recv| {
+            let Packet::Control(mut control) = handshake(ShakeType::Conclusion, 22, 11) else {
+                unreachable!("a control packet");
+            };
+            if let ControlTypes::Handshake(shake) = &mut control.control_type {
+                shake.info = HandshakeVsInfo::V5(HsV5Info {
+                    key_size: KeySize::Unspecified,
+                    ext_hs: Some(SrtControlPacket::HandshakeResponse(SrtHandshake {
+                        version: SrtVersion::CURRENT,
+                        flags: SrtShakeFlags::SUPPORTED,
+                        send_latency: send,
+                        recv_latency: recv,
+                    })),
+                    ext_km: None,
+                    ext_group: None,
+                    sid: None,
+                });
+            }
+            control.control_type
+        };
+        // Configured 120 ms, the caller asked for 400 ms: the connection uses 400 both ways.
+        let mut answer = response(ms(120), ms(120));
+        assert!(announce_negotiated_latency(&mut answer, ms(400), ms(400)));
+        assert_eq!(answer, response(ms(400), ms(400)));
+        assert!(!announce_negotiated_latency(&mut answer, ms(400), ms(400)));
+        // Anything but a response with HSRSP is left alone.
+        let Packet::Control(request) = handshake(ShakeType::Conclusion, 0, 22) else {
+            unreachable!("a control packet");
+        };
+        let mut other = request.control_type.clone();
+        assert!(!announce_negotiated_latency(&mut other, ms(400), ms(400)));
+        assert_eq!(other, request.control_type);
     }
 
     fn passphrase() -> Passphrase {
