@@ -41,9 +41,9 @@ const LOSSY_JITTERY_REORDERING: Faults = Faults {
 };
 
 /// SRT's latency across the link, in FFmpeg's unit (microseconds).
-/// With 400 ms a player decodes all frames in some runs and loses from a tenth to two fifths of
-/// them in others (docs/reliability.md, "Real network faults"), so only 1 s is tested.
 const SRT_LATENCY_US: u32 = 1_000_000;
+/// A low latency: about 7 round trips of the link (60 ms each, jitter aside).
+const SRT_LOW_LATENCY_US: u32 = 400_000;
 const FPS: u32 = 25;
 const HOOK_WAIT: Duration = Duration::from_secs(20);
 
@@ -266,6 +266,16 @@ fn srt_through_a_lossy_link_recovers_the_frames() {
     // dropped them and asked for the handshake again, which went unanswered), and in one run out
     // of three the player decoded as little as three quarters of the frames.
     srt_through(LOSSY_JITTERY_REORDERING, SRT_LATENCY_US);
+}
+
+/// The same at 400 ms of latency. Not run by default: after the fixes it decodes every frame
+/// in most runs but loses one GOP (468 or 473 of 500 frames) in about one run in three on the
+/// loaded 2-core machine it was measured on (docs/reliability.md, "Real network faults").
+/// Run it with `cargo test --test netem -- --ignored`.
+#[test]
+#[ignore = "loses one GOP in about one run in three (docs/reliability.md, Real network faults)"]
+fn srt_at_400_ms_of_latency_through_a_lossy_link_recovers_the_frames() {
+    srt_through(LOSSY_JITTERY_REORDERING, SRT_LOW_LATENCY_US);
 }
 
 /// An FFmpeg publisher and an FFmpeg player, both across a link with `faults`, both with
