@@ -41,8 +41,6 @@ const LOSSY_JITTERY_REORDERING: Faults = Faults {
 };
 
 /// SRT's latency across the link, in FFmpeg's unit (microseconds).
-/// With 400 ms a player decodes all frames in some runs and loses from a tenth to two fifths of
-/// them in others (docs/reliability.md, "Real network faults"), so only 1 s is tested.
 const SRT_LATENCY_US: u32 = 1_000_000;
 const FPS: u32 = 25;
 const HOOK_WAIT: Duration = Duration::from_secs(20);

@@ -21,7 +21,8 @@ done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The network-fault tests (tests/netem.rs) build namespaces and links with iproute2's `ip`.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-# The interop matrix (tests/interop_clients.rs) also runs mpv and srt-live-transmit.
+# The interop matrix (tests/interop_clients.rs) also runs mpv and srt-live-transmit; the SRT
+# tests run srt-live-transmit (srt-tools) as a player, for its statistics.
 command -v mpv >/dev/null 2>&1 || missing+=(mpv)
 command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 # The interop tests (tests/interop.rs) run GStreamer 1.22 as a publisher: gst-launch-1.0,

@@ -871,3 +871,127 @@ fn an_srt_resource_splits_into_app_and_name_as_an_rtmp_path_does() {
     );
     rtmp_in.kill();
 }
+
+/// The presentation times (seconds) of the buffers a `fakesink name=NAME silent=false` printed
+/// in `gst-launch-1.0 -v` output, in order.
+fn gst_sink_pts(out: &str, sink: &str) -> Vec<f64> {
+    let tag = format!("({sink}:sink) (");
+    out.lines()
+        .filter_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once("pts: ").map(|(_, pts)| pts))
+        .filter_map(|pts| {
+            let pts = pts.split(',').next()?;
+            let mut parts = pts.split(':');
+            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(
+                h.parse::<f64>().ok()? * 3600.0
+                    + m.parse::<f64>().ok()? * 60.0
+                    + s.parse::<f64>().ok()?,
+            )
+        })
+        .collect()
+}
+
+/// GStreamer's `srtsrc` joining a live stream whose GOP is about 2 s old: it stamps its buffers with
+/// SRT's source time of each packet, so the cached GOP the server starts a player with must be
+/// stamped at the pace of its media. Stamped at the moment the burst was sent (within a few
+/// milliseconds), the GOP's frames came out of `tsdemux` squeezed: 40 ms apart for the first
+/// few, then closer, then going back (0.51 s, ..., 0.88 s, ..., back to 0.52 s for the 50th);
+/// now they are 40 ms apart as the publisher produced them.
+#[test]
+fn srtsrc_gets_the_gop_a_player_starts_with_at_the_pace_of_its_media() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .srt_hooks(&hook.url("/srt"), ""),
+    );
+    // One keyframe every 10 s: the GOP cached 2 s after the start is 2 s of frames (under the
+    // 3 s the server paces at most; an older part would be released at once).
+    let mut publisher = publish_with(&srv.url("live/gst"), 60, TESTSRC, 250);
+    hook.wait_call("publish", "gst", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish: {}", hook.dump()));
+    thread::sleep(secs(2.0));
+    let uri = srv.srt_url("live/gst");
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.args(["-v", "srtsrc", &format!("uri={uri}"), "!", "tsdemux", "!"])
+        .args([
+            "h264parse",
+            "!",
+            "fakesink",
+            "name=vid",
+            "silent=false",
+            "sync=false",
+        ]);
+    let mut player = Proc::spawn("gst-launch-1.0 srtsrc", &mut cmd);
+    let frames = poll(secs(20.0), || {
+        let pts = gst_sink_pts(&player.stdout(), "vid");
+        (pts.len() >= 60).then_some(pts)
+    });
+    player.kill();
+    publisher.kill();
+    let out = player.finish(secs(5.0));
+    let pts = frames.unwrap_or_else(|| {
+        panic!(
+            "srtsrc decoded fewer than 60 frames in 20 s: {}\n{}",
+            out.text(),
+            srv.log_tail(20)
+        )
+    });
+    let first: Vec<f64> = pts[..50].to_vec();
+    let steps: Vec<f64> = first.windows(2).map(|w| w[1] - w[0]).collect();
+    let shown: Vec<String> = first.iter().map(|t| format!("{t:.3}")).collect();
+    assert!(
+        steps.iter().all(|s| (0.030..=0.050).contains(s)),
+        "the first 50 frames are 40 ms apart, as the publisher produced them: {shown:?}"
+    );
+    assert!(
+        first[49] - first[0] >= 1.9,
+        "the first 50 frames span 2 s of media: {shown:?}"
+    );
+}
+
+/// A player that asks for more latency than the server's `<latency_ms>` (120 ms by default)
+/// plays with what it asked for: SRT agrees on the larger of both sides' latencies, and the
+/// libsrt caller takes the agreement from the listener's answer. srt-live-transmit's
+/// statistics report the receive (TSBPD) latency its libsrt uses. srt-protocol answered with
+/// the server's own 120 ms, and the player asking for 1000 ms played with 120 ms.
+#[test]
+fn an_srt_player_plays_with_the_latency_it_asked_for() {
+    let hook = HookServer::start();
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .srt_hooks(&hook.url("/srt"), ""),
+    );
+    let mut publisher = publish(&srv.url("live/latency"), 60);
+    hook.wait_call("publish", "latency", HOOK_WAIT)
+        .unwrap_or_else(|| panic!("on_publish: {}", hook.dump()));
+    let dir = TempDir::new("slt");
+    let stats = dir.file("stats.json");
+    let mut cmd = Command::new("srt-live-transmit");
+    cmd.arg(format!("{}&latency=1000", srv.srt_url("live/latency")))
+        .args(["file://con", "-s:100", "-pf:json"])
+        .arg(format!("-statsout:{}", stats.display()))
+        .stdout(std::process::Stdio::null());
+    let mut player = Proc::spawn("srt-live-transmit", &mut cmd);
+    let latency = poll(secs(15.0), || {
+        let text = std::fs::read_to_string(&stats).unwrap_or_default();
+        let at = text.find("\"msTsbPdDelay\":")? + "\"msTsbPdDelay\":".len();
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    });
+    player.kill();
+    publisher.kill();
+    let out = player.finish(secs(5.0));
+    assert_eq!(
+        latency,
+        Some(1000),
+        "the player's TSBPD latency: {}\n{}",
+        out.text(),
+        srv.log_tail(10)
+    );
+}

@@ -20,7 +20,9 @@
 //! the inputs that make srt-protocol 0.4.4 panic are refused on the raw bytes.
 //!
 //! And when a new connection may start sending data ([`FirstDataHold`]): not before the caller
-//! has shown that it has the listener's conclusion response.
+//! has shown that it has the listener's conclusion response; and how what it sends a player is
+//! stamped ([`MediaClock`]): at the pace of the media, so the GOP a player starts with is
+//! released as a live source would release it.
 //!
 //! Pure functions over strings and bytes and one small state machine over the caller's packet
 //! kinds and the clock: no sockets, no SRT state, no hook policy (which codes to reject with is
@@ -532,6 +534,80 @@ impl FirstDataHold {
     /// When the hold ends by itself, while it holds.
     pub fn deadline(&self) -> Option<Instant> {
         self.until
+    }
+}
+
+/// When each payload sent to a player is stamped: SRT's timestamp of a packet is the moment
+/// the receiver's TSBPD measures its release from (one latency later), and live receivers take
+/// it for the moment the media was produced (libsrt's `srctime`: GStreamer's `srtsrc` stamps
+/// its buffers with it). So a payload is stamped at the pace of its media time (the DTS of the
+/// frame it carries), not of the moment it is sent: the cached GOP a player starts with is sent
+/// as one burst, but its frames are released one latency after the stamps, spread over the
+/// GOP's own duration as a live source spreads them — rather than all at once, which squeezes a
+/// GOP of media into a few milliseconds of `srctime`.
+///
+/// The first payload with a media time is stamped at the moment it is handed over; every later
+/// one at that moment plus its media time's distance from the first. So a player that joins a
+/// GOP `g` seconds old is served `g` seconds ahead of the stamps' wall clock: its receive buffer
+/// holds those seconds, which it would otherwise hold (and a player that plays every frame
+/// does) in its decoder. Bounds, on which the pacing starts again from the payload at hand:
+/// never before the moment of hand-over (a payload stamped in the past may already be too late
+/// for the receiver, and srt-protocol's sender drops what is older than 1.25 latencies) — a
+/// publisher that fell behind its own clock —, and never more than `max_lead` after it (a jump
+/// of the publisher's clock; the session hands the part of a GOP older than that without a
+/// media time, so it is released at once and the rest paced). Stamps never go back (frames of two tracks interleave out of DTS order by a few
+/// milliseconds); a payload without a media time takes the last stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaClock {
+    /// A media time (µs) and its stamp: the origin of the pacing.
+    origin: Option<(i64, Instant)>,
+    /// The last stamp given.
+    last: Option<Instant>,
+    max_lead: Duration,
+}
+
+impl MediaClock {
+    /// A clock that paces at most `max_lead` ahead of the moment of hand-over.
+    pub fn new(max_lead: Duration) -> MediaClock {
+        MediaClock {
+            origin: None,
+            last: None,
+            max_lead,
+        }
+    }
+
+    /// The stamp of a payload handed to the connection at `now`, carrying media of decode time
+    /// `dts` (µs on the publisher's clock), or no media time of its own.
+    pub fn stamp(&mut self, now: Instant, dts: Option<i64>) -> Instant {
+        let floor = self.last.map_or(now, |last| last.max(now));
+        let Some(dts) = dts else {
+            self.last = Some(floor);
+            return floor;
+        };
+        let paced = self.origin.and_then(|(origin_dts, at)| {
+            let ahead = dts.checked_sub(origin_dts)?;
+            let offset = Duration::from_micros(ahead.unsigned_abs());
+            if ahead >= 0 {
+                at.checked_add(offset)
+            } else {
+                at.checked_sub(offset)
+            }
+        });
+        let ceiling = now + self.max_lead;
+        let stamp = match paced {
+            Some(paced) if paced >= now && paced <= ceiling => paced.max(floor),
+            // The first payload, a publisher behind its clock, or a jump: pace from here.
+            _ => {
+                let stamp = match paced {
+                    Some(paced) if paced > ceiling => ceiling.max(floor),
+                    _ => floor,
+                };
+                self.origin = Some((dts, stamp));
+                stamp
+            }
+        };
+        self.last = Some(stamp);
+        stamp
     }
 }
 
@@ -1071,5 +1147,44 @@ mod tests {
         assert!(hold.released(start + Duration::from_millis(650)));
         assert_eq!(hold.deadline(), None);
         assert_eq!(hold.stamp(start), start + Duration::from_millis(500));
+    }
+
+    #[test]
+    fn payloads_are_stamped_at_the_pace_of_their_media() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        let mut clock = MediaClock::new(Duration::from_secs(3));
+        // A GOP of 2 s (25 frames a second) sent as a burst within 20 ms: stamped 40 ms apart,
+        // as it was produced, from the moment the first is handed over.
+        for n in 0..50u64 {
+            let dts = 10_000_000 + n as i64 * 40_000;
+            assert_eq!(clock.stamp(ms(n * 20 / 50), Some(dts)), ms(n * 40));
+        }
+        // Live frames after it keep the pace (2 s ahead of the moment they are sent).
+        assert_eq!(clock.stamp(ms(21), Some(12_000_000)), ms(2000));
+        assert_eq!(clock.stamp(ms(60), Some(12_040_000)), ms(2040));
+        // Without a media time: the last stamp; an audio frame slightly behind the video's
+        // DTS never goes back.
+        assert_eq!(clock.stamp(ms(61), None), ms(2040));
+        assert_eq!(clock.stamp(ms(62), Some(12_030_000)), ms(2040));
+        assert_eq!(clock.stamp(ms(63), Some(12_080_000)), ms(2080));
+    }
+
+    #[test]
+    fn media_pacing_stays_between_now_and_the_longest_lead() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        let mut clock = MediaClock::new(Duration::from_secs(3));
+        assert_eq!(clock.stamp(ms(0), Some(0)), ms(0));
+        assert_eq!(clock.stamp(ms(40), Some(40_000)), ms(40));
+        // The publisher stalls for a second: not stamped in the past; pacing starts again.
+        assert_eq!(clock.stamp(ms(1080), Some(80_000)), ms(1080));
+        assert_eq!(clock.stamp(ms(1100), Some(120_000)), ms(1120));
+        // Its clock jumps 1 h ahead: at most 3 s ahead of now, then paced from there.
+        assert_eq!(clock.stamp(ms(1130), Some(3_600_000_000)), ms(4130));
+        assert_eq!(clock.stamp(ms(1170), Some(3_600_040_000)), ms(4170));
+        // ... or back: stamps never go back, pacing starts again at the last stamp.
+        assert_eq!(clock.stamp(ms(1200), Some(0)), ms(4170));
+        assert_eq!(clock.stamp(ms(1240), Some(40_000)), ms(4210));
     }
 }

@@ -62,9 +62,10 @@ use srt_protocol::listener::{
 };
 use srt_protocol::options::{KeySize, ListenerOptions, PacketSize, Passphrase, SocketOptions};
 use srt_protocol::packet::{
-    ControlPacket, ControlTypes, CoreRejectReason, HandshakeVsInfo, Packet, ReceivePacketError,
-    RejectReason, ServerRejectReason, ShakeType, SocketId, SrtControlPacket,
+    ControlPacket, ControlTypes, CoreRejectReason, HandshakeControlInfo, HandshakeVsInfo, Packet,
+    ReceivePacketError, RejectReason, ServerRejectReason, ShakeType, SocketId, SrtControlPacket,
 };
+use srt_protocol::protocol::handshake::Handshake;
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use streamgate_actors::media::Codec;
 use streamgate_actors::media::{FrameKind, MediaFrame, MetaValue, Metadata, StreamKey, Track};
@@ -86,7 +87,7 @@ use crate::config::ListenerConfig;
 use crate::limits::{Admission, ConnectionLimits};
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
-use crate::protocol::srt::{check_datagram, FirstDataHold, Mode, StreamId};
+use crate::protocol::srt::{check_datagram, FirstDataHold, MediaClock, Mode, StreamId};
 use crate::protocol::ts::{TsDemuxer, TsMuxer, CHUNK_SIZE, PACKET_SIZE};
 use crate::protocol::url::srt_url;
 
@@ -118,6 +119,10 @@ pub const PACE_WINDOW: Duration = Duration::from_millis(5);
 /// shows it only with its first keepalive, 1 s after its last handshake; a caller whose
 /// response was lost asks again when the data arrives, and what it dropped is retransmitted.
 const FIRST_DATA_HOLD: Duration = Duration::from_millis(150);
+/// How far ahead of the moment it is sent a player's media may be stamped ([`MediaClock`]): a
+/// joining player's GOP is released over its own duration, up to this much; an older part of
+/// it is released at once.
+pub const MAX_LEAD: Duration = Duration::from_secs(3);
 /// Added to the latency while a player's last packets drain before its connection is closed.
 const LINGER_MARGIN: Duration = Duration::from_millis(200);
 /// The longest such drain.
@@ -504,7 +509,15 @@ impl Listener {
                     }
                     MuxInput::Success(ResultOf::RejectConnection(id))
                 }
-                Step::Open(id, p, connection) => {
+                Step::Open(id, mut p, mut connection) => {
+                    let send = connection.settings.send_tsbpd_latency;
+                    let recv = connection.settings.recv_tsbpd_latency;
+                    if let Some((Packet::Control(control), _)) = p.as_mut() {
+                        announce_negotiated_latency(&mut control.control_type, send, recv);
+                    }
+                    if let Handshake::Listener(control) = &mut connection.handshake {
+                        announce_negotiated_latency(control, send, recv);
+                    }
                     if let Some(p) = p {
                         let _ = self.send_packet(&p);
                     }
@@ -812,10 +825,13 @@ fn deny_reason(decision: &Decision) -> RejectReason {
 // ------------------------------------------------------------------------------------------
 // the protocol task of one connection
 
+/// A payload to send and the media time (DTS, µs) of the frame it carries, if any.
+type Timed = (Option<i64>, Bytes);
+
 /// The session's side of a connection's protocol task.
 struct Link {
-    /// Payloads to send.
-    data: mpsc::Sender<(Instant, Bytes)>,
+    /// Payloads to send, each with the media time (DTS, µs) of what it carries, if any.
+    data: mpsc::Sender<Timed>,
     /// Payloads received, in order, at their TSBPD release time.
     received: mpsc::Receiver<(Instant, Bytes)>,
 }
@@ -834,7 +850,7 @@ fn spawn_connection(accepted: Accepted, span: tracing::Span) -> Link {
 enum ConnInput {
     Timer,
     Packet(Option<Box<(Packet, SocketAddr)>>),
-    Data(Option<(Instant, Bytes)>),
+    Data(Option<Timed>),
 }
 
 /// Drives one `DuplexConnection` until it closes: the peer's packets in, our payloads out,
@@ -846,10 +862,10 @@ enum ConnInput {
 /// queued by the timers must not wait for the next input or timer, which could be tens of
 /// milliseconds away (a retransmission that waits is one the player's TSBPD may drop).
 /// Payloads to send are not taken before the caller has shown it completed the handshake
-/// ([`FirstDataHold`]).
+/// ([`FirstDataHold`]), and each is stamped at the pace of its media time ([`MediaClock`]).
 async fn drive(
     accepted: Accepted,
-    mut data: mpsc::Receiver<(Instant, Bytes)>,
+    mut data: mpsc::Receiver<Timed>,
     received: mpsc::Sender<(Instant, Bytes)>,
     span: tracing::Span,
 ) {
@@ -870,6 +886,7 @@ async fn drive(
     let (mut packets_open, mut data_open) = (true, true);
     let mut hold = FirstDataHold::new(Instant::now(), FIRST_DATA_HOLD);
     let mut held_since = Some(Instant::now());
+    let mut clock = MediaClock::new(MAX_LEAD);
     loop {
         let now = Instant::now();
         let conn = &mut connection;
@@ -935,6 +952,7 @@ async fn drive(
         }
         let now = Instant::now();
         let conn = &mut connection;
+        let clock = &mut clock;
         let handled = contain(move || match input {
             ConnInput::Timer => {}
             ConnInput::Packet(Some(packet)) => conn.handle_packet_input(now, Ok(*packet)),
@@ -947,7 +965,7 @@ async fn drive(
             ),
             ConnInput::Data(payload) => conn.handle_data_input(
                 now,
-                payload.map(|(stamped, bytes)| (hold.stamp(stamped), bytes)),
+                payload.map(|(dts, bytes)| (hold.stamp(clock.stamp(now, dts)), bytes)),
             ),
         });
         if let Err(panic) = handled {
@@ -982,6 +1000,32 @@ fn readdress_repeated_conclusion(packet: &mut Packet, local: SocketId, remote: S
     }
 }
 
+/// srt-protocol 0.4.4's listener answers a conclusion with its own configured latencies in the
+/// HSRSP extension, while the connection uses the larger of its own and the caller's
+/// (`send_tsbpd_latency`, `recv_tsbpd_latency`), as SRT agrees them. A libsrt caller takes the
+/// HSRSP's values as the agreement: a player that asked for 400 ms of a server configured with
+/// 120 ms played with 120 ms of TSBPD latency (its retransmissions then came too late on a
+/// lossy path), while the server's sender kept 400 ms. The response — and the copy the
+/// connection answers a repeated conclusion with — is given the latencies the connection uses:
+/// the caller's receive latency is the server's send latency and the other way round. True
+/// when it changed anything.
+fn announce_negotiated_latency(control: &mut ControlTypes, send: Duration, recv: Duration) -> bool {
+    let ControlTypes::Handshake(HandshakeControlInfo {
+        info: HandshakeVsInfo::V5(info),
+        ..
+    }) = control
+    else {
+        return false;
+    };
+    let Some(SrtControlPacket::HandshakeResponse(hs)) = &mut info.ext_hs else {
+        return false;
+    };
+    let changed = hs.send_latency != send || hs.recv_latency != recv;
+    hs.send_latency = send;
+    hs.recv_latency = recv;
+    changed
+}
+
 /// Whether `packet` is a handshake (a caller that may not have the conclusion response yet).
 fn is_handshake(packet: &Packet) -> bool {
     matches!(
@@ -1002,15 +1046,16 @@ fn connection_panicked(span: &tracing::Span, panic: &str) {
 // the session
 
 /// The send side of an accepted connection: a task on the session's arbiter that hands queued
-/// payloads to the connection, each stamped with the moment it is handed over (a steady clock,
-/// so the player's SRT receive buffer releases them at the pace they were sent, one latency
-/// later). Bursts (the GOP a player starts with) are paced to [`PACE_PAYLOADS`] payloads per
+/// payloads to the connection with the media time of what they carry (the connection stamps
+/// them at that pace, [`MediaClock`], so the player's SRT receive buffer releases them one
+/// latency later at the pace of the source). Bursts (the GOP a player starts with) are sent at
+/// [`PACE_PAYLOADS`] payloads per
 /// [`PACE_WINDOW`] (about 130 Mbit/s), so a large GOP does not hit the network and the UDP
 /// buffers at line rate; live streams below that rate are never held back. Dropping it lets the
 /// queue drain, waits about one latency so the last packets can still be retransmitted, and
 /// closes the connection.
 struct SrtOut {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Timed>,
     pending: Rc<Cell<usize>>,
 }
 
@@ -1021,18 +1066,14 @@ enum QueueError {
 }
 
 impl SrtOut {
-    fn spawn(
-        sink: mpsc::Sender<(Instant, Bytes)>,
-        linger: Duration,
-        span: tracing::Span,
-    ) -> SrtOut {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE_BUFFERS);
+    fn spawn(sink: mpsc::Sender<Timed>, linger: Duration, span: tracing::Span) -> SrtOut {
+        let (tx, mut rx) = mpsc::channel::<Timed>(QUEUE_BUFFERS);
         let pending = Rc::new(Cell::new(0usize));
         let counter = pending.clone();
         actix_rt::spawn(async move {
             let mut sent = false;
             let (mut window, mut in_window) = (Instant::now(), 0usize);
-            while let Some(payload) = rx.recv().await {
+            while let Some((dts, payload)) = rx.recv().await {
                 if window.elapsed() >= PACE_WINDOW {
                     (window, in_window) = (Instant::now(), 0);
                 } else if in_window >= PACE_PAYLOADS {
@@ -1041,7 +1082,7 @@ impl SrtOut {
                 }
                 in_window += 1;
                 let len = payload.len();
-                let result = sink.send((Instant::now(), payload)).await;
+                let result = sink.send((dts, payload)).await;
                 counter.set(counter.get().saturating_sub(len));
                 if let Err(e) = result {
                     let _s = span.clone().entered();
@@ -1060,9 +1101,9 @@ impl SrtOut {
         SrtOut { tx, pending }
     }
 
-    fn send(&self, payload: Bytes) -> Result<(), QueueError> {
+    fn send(&self, dts: Option<i64>, payload: Bytes) -> Result<(), QueueError> {
         let len = payload.len();
-        match self.tx.try_send(payload) {
+        match self.tx.try_send((dts, payload)) {
             Ok(()) => {
                 self.pending.set(self.pending.get() + len);
                 Ok(())
@@ -1539,8 +1580,10 @@ impl SrtSession {
 
     // ---- player ----
 
-    /// Writes what a joining player needs first: codec configs and the cached GOP, as one
-    /// burst (the player's SRT buffer releases it one latency later and then follows live).
+    /// Writes what a joining player needs first: codec configs and the cached GOP, sent as one
+    /// burst but stamped at the pace of its media, so the player's SRT buffer releases it one
+    /// latency later over the GOP's own duration, as a live source would, and live frames follow
+    /// at the same pace.
     fn replay(&mut self, ctx: &mut Context<Self>, snapshot: Snapshot) {
         let codec_of = |track| {
             let config = snapshot.configs.iter().find(|f| f.track == track);
@@ -1558,13 +1601,22 @@ impl SrtSession {
             }
         }
         self.muxer = TsMuxer::with_tracks(video, audio);
-        for frame in snapshot.configs.iter().chain(snapshot.gop.iter()) {
-            self.write_frame(ctx, frame);
+        for frame in &snapshot.configs {
+            self.write_frame(ctx, frame, None);
+        }
+        // Paced at its media time (over its own duration, up to MAX_LEAD): what is older than
+        // that goes without a media time, released at once.
+        let newest = snapshot.gop.iter().map(|f| f.dts).max().unwrap_or(0);
+        let oldest_paced = newest.saturating_sub(MAX_LEAD.as_micros() as i64);
+        for frame in &snapshot.gop {
+            let dts = Some(frame.dts).filter(|dts| *dts >= oldest_paced);
+            self.write_frame(ctx, frame, dts);
         }
     }
 
-    /// Muxes one frame and queues its TS packets as SRT payloads of whole packets.
-    fn write_frame(&mut self, ctx: &mut Context<Self>, frame: &MediaFrame) {
+    /// Muxes one frame and queues its TS packets as SRT payloads of whole packets, with `dts`
+    /// as their media time.
+    fn write_frame(&mut self, ctx: &mut Context<Self>, frame: &MediaFrame, dts: Option<i64>) {
         let muxer = &mut self.muxer;
         let mut out = Vec::new();
         let result = contain(|| {
@@ -1596,7 +1648,7 @@ impl SrtSession {
         if chunk == CHUNK_SIZE {
             // The muxer's own chunks: whole 1316-byte payloads and one shorter last one.
             for payload in out {
-                self.send(ctx, payload);
+                self.send(ctx, dts, payload);
             }
             return;
         }
@@ -1606,15 +1658,15 @@ impl SrtSession {
         }
         while !all.is_empty() {
             let payload = all.split_to(chunk.min(all.len())).freeze();
-            self.send(ctx, payload);
+            self.send(ctx, dts, payload);
         }
     }
 
-    fn send(&mut self, ctx: &mut Context<Self>, payload: Bytes) {
+    fn send(&mut self, ctx: &mut Context<Self>, dts: Option<i64>, payload: Bytes) {
         let Some(out) = &self.out else {
             return;
         };
-        match out.send(payload) {
+        match out.send(dts, payload) {
             Ok(()) => {}
             Err(QueueError::Full) => self.backlog.overflowed(),
             Err(QueueError::Closed) => ctx.stop(),
@@ -1705,7 +1757,8 @@ impl Handler<Deliver> for SrtSession {
                 return;
             }
             drop(_s);
-            self.write_frame(ctx, &frame);
+            let dts = (frame.kind == FrameKind::Media).then_some(frame.dts);
+            self.write_frame(ctx, &frame, dts);
         }
     }
 }
@@ -1773,6 +1826,45 @@ mod tests {
             assert!(!readdress_repeated_conclusion(&mut packet, local, remote));
             assert_eq!(packet, handshake(shake_type, dest, from));
         }
+    }
+
+    #[test]
+    fn the_conclusion_response_announces_the_latencies_the_connection_uses() {
+        use srt_protocol::options::SrtVersion;
+        use srt_protocol::packet::{HsV5Info, SrtHandshake, SrtShakeFlags};
+        let ms = Duration::from_millis;
+        let response = |send, recv| {
+            let Packet::Control(mut control) = handshake(ShakeType::Conclusion, 22, 11) else {
+                unreachable!("a control packet");
+            };
+            if let ControlTypes::Handshake(shake) = &mut control.control_type {
+                shake.info = HandshakeVsInfo::V5(HsV5Info {
+                    key_size: KeySize::Unspecified,
+                    ext_hs: Some(SrtControlPacket::HandshakeResponse(SrtHandshake {
+                        version: SrtVersion::CURRENT,
+                        flags: SrtShakeFlags::SUPPORTED,
+                        send_latency: send,
+                        recv_latency: recv,
+                    })),
+                    ext_km: None,
+                    ext_group: None,
+                    sid: None,
+                });
+            }
+            control.control_type
+        };
+        // Configured 120 ms, the caller asked for 400 ms: the connection uses 400 both ways.
+        let mut answer = response(ms(120), ms(120));
+        assert!(announce_negotiated_latency(&mut answer, ms(400), ms(400)));
+        assert_eq!(answer, response(ms(400), ms(400)));
+        assert!(!announce_negotiated_latency(&mut answer, ms(400), ms(400)));
+        // Anything but a response with HSRSP is left alone.
+        let Packet::Control(request) = handshake(ShakeType::Conclusion, 0, 22) else {
+            unreachable!("a control packet");
+        };
+        let mut other = request.control_type.clone();
+        assert!(!announce_negotiated_latency(&mut other, ms(400), ms(400)));
+        assert_eq!(other, request.control_type);
     }
 
     fn passphrase() -> Passphrase {
