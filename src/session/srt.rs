@@ -1276,7 +1276,11 @@ impl SrtSession {
         self.span.record("app", parsed.app.as_str());
         self.span.record("name", parsed.name.as_str());
         drop(_s);
-        let url = srt_url(&self.local.to_string(), &raw, &parsed.query);
+        let url = srt_url(
+            &self.local.to_string(),
+            &url_decoded_streamid(&raw),
+            &parsed.query,
+        );
         let connect_info = self.info(&parsed.app, "", &url);
         let info = self.info(&parsed.app, &parsed.name, &url);
         let key = StreamKey::new(parsed.app, parsed.name);
