@@ -34,6 +34,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 ffmpeg -hide_banner -version | sed -n 1p
 
+# The Enhanced RTMP tests (tests/enhanced_rtmp.rs) run FFmpeg 9 as the modern publisher and
+# player: the static build PyPI's imageio-ffmpeg ships (Debian's FFmpeg 5.1 cannot send
+# Enhanced RTMP). pip comes from Debian's python3-pip when missing.
+if ! python3 -c "import imageio_ffmpeg" >/dev/null 2>&1; then
+    echo "tests/run.sh: installing imageio-ffmpeg (FFmpeg 9) from PyPI" >&2
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y python3-pip
+    fi
+    python3 -m pip install imageio-ffmpeg ||
+        python3 -m pip install --break-system-packages imageio-ffmpeg
+fi
+"$(python3 -c "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())")" -hide_banner -version | sed -n 1p
+
 # The browser test's page plays the stream with mpegts.js, from the npm registry.
 if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ]; then
     echo "tests/run.sh: installing mpegts.js in tests/browser" >&2
