@@ -317,3 +317,48 @@ fn h265_published_over_rtsp_and_srt_plays_over_enhanced_rtmp() {
     rtsp.kill();
     srt.kill();
 }
+
+/// Opus published over RTSP (RFC 7587, Debian's FFmpeg 5.1 with libopus) beside H.264:
+/// FFmpeg 9 decodes both over RTMP (the Opus as Enhanced RTMP, with an OpusHead made from the
+/// description) and an RTSP player gets `opus` back.
+#[test]
+fn opus_published_over_rtsp_plays_over_enhanced_rtmp_and_rtsp() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "64k",
+        ])
+        .args(["-t", "40", "-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(srv.rtsp_url("live/ropus"));
+    let mut publisher = Proc::spawn("rtsp publish h264+opus", &mut cmd);
+    wait_publishing(&hook, &srv, &mut publisher, "ropus");
+
+    assert_decodes(
+        &srv,
+        "RTMP",
+        &srv.url("live/ropus"),
+        Some("h264"),
+        Some("opus"),
+    );
+    let (codecs, out) = probe_codecs_with(&srv.rtsp_url("live/ropus"), &["-rtsp_transport", "tcp"]);
+    assert_eq!(
+        codecs.into_iter().collect::<Vec<_>>(),
+        ["h264", "opus"],
+        "RTSP: {}\n{}",
+        out.stderr,
+        srv.log_tail(30)
+    );
+    publisher.kill();
+}
