@@ -8,7 +8,8 @@ target, under fuzz/corpus/NAME/ (see fuzz/README.md). Files FFmpeg writes itself
 MP4, ADTS, Annex-B) seed the TS, FLV and codec targets.
 
 Usage: python3 fuzz/capture.py --streamgate target/debug/streamgate [--out fuzz/corpus]
-Needs ffmpeg with libx264, libx265 and libsrt (Debian's ffmpeg has them).
+Needs ffmpeg with libx264, libx265 and libsrt (Debian's ffmpeg has them). With PyPI's
+imageio-ffmpeg installed, its FFmpeg 9 also publishes Enhanced RTMP (H.265, AV1, Opus).
 """
 
 import argparse
@@ -41,6 +42,17 @@ X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g",
 X265 = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=25:log-level=error",
         "-pix_fmt", "yuv420p"]
 AAC = ["-c:a", "aac", "-b:a", "64k"]
+OPUS = ["-c:a", "libopus", "-b:a", "64k"]
+AV1 = ["-c:v", "libsvtav1", "-preset", "12", "-g", "25", "-pix_fmt", "yuv420p"]
+
+
+def ffmpeg9_path():
+    """FFmpeg 9 from PyPI's imageio-ffmpeg (speaks Enhanced RTMP), or None."""
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:
+        return None
 
 
 class Recorder:
@@ -121,13 +133,13 @@ def udp_proxy(recorder, stop):
     front.close()
 
 
-def ffmpeg(args, timeout=30):
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"] + args
+def ffmpeg(args, timeout=30, binary="ffmpeg"):
+    cmd = [binary, "-hide_banner", "-loglevel", "error", "-y"] + args
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
 
-def run(args, timeout=60):
-    p = ffmpeg(args)
+def run(args, timeout=60, binary="ffmpeg"):
+    p = ffmpeg(args, binary=binary)
     p.wait(timeout=timeout)
 
 
@@ -181,6 +193,16 @@ def capture_clients(binary, tmp):
         time.sleep(1.5)
         run(["-i", f"{srt}?streamid=read:live/scam", "-t", "1", "-f", "null", "-"], timeout=30)
         pub.wait(timeout=30)
+        # Enhanced RTMP: FFmpeg 9 publishes H.265 + Opus and AV1 + Opus (audio and video on
+        # chunk streams of their own), each with an FFmpeg 9 player.
+        ffmpeg9 = ffmpeg9_path()
+        if ffmpeg9:
+            for name, video in (("ehevc", X265), ("eav1", AV1)):
+                pub = ffmpeg(["-re"] + LAVFI + ["-t", "3"] + video + OPUS +
+                             ["-f", "flv", f"{rtmp}/{name}"], binary=ffmpeg9)
+                time.sleep(1.5)
+                run(["-i", f"{rtmp}/{name}", "-t", "1", "-f", "null", "-"], binary=ffmpeg9)
+                pub.wait(timeout=30)
     finally:
         time.sleep(0.5)
         stop.set()
@@ -383,6 +405,22 @@ def write_corpora(recorder, tmp, corpus):
     corpus.add("codec_config", b"\x05" + open(f("a.h264"), "rb").read()[:4096])
 
     write_publisher_seeds(flv, open(f("h.mp4"), "rb").read(), corpus)
+
+    # Enhanced RTMP tags as FFmpeg 9 writes them: hvc1, av01, Opus (and its OpusHead, av1C).
+    ffmpeg9 = ffmpeg9_path()
+    if ffmpeg9:
+        for name, video in (("e.flv", X265), ("a1.flv", AV1)):
+            run(LAVFI + ["-t", "1"] + video + OPUS + ["-f", "flv", f(name)], binary=ffmpeg9)
+            seen = set()
+            for kind, ts_ms, body in flv_tags(open(f(name), "rb").read())[:40]:
+                if kind not in (8, 9) or len(body) > 4096 or body[:5] in seen:
+                    continue
+                seen.add(body[:5])
+                corpus.add("flv_tag", bytes([kind == 9]) + ts_ms.to_bytes(4, "big") + body)
+                if body[:5] == b"\x90av01" and len(body) > 5:
+                    corpus.add("codec_config", b"\xf0" + body[5:])
+                elif body[:5] == b"\x90Opus":
+                    corpus.add("codec_config", b"\xf8" + body[5:])
 
     # Round-trip targets take generated parameters: a few deterministic seeds.
     rng = random.Random(11)

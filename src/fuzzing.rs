@@ -25,7 +25,8 @@ use crate::protocol::rtsp::message::{
 };
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_to_unix_micros, parse_rtcp, AacDepacketizer, AacPacketizer, AuHeaderLayout,
-    LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer,
+    LatmDepacketizer, OpusDepacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
+    VideoPacketizer,
 };
 use crate::protocol::rtsp::sdp::{self, SdpTrack};
 use crate::protocol::rtsp::{Event as RtspEvent, RtspConnection};
@@ -299,21 +300,73 @@ fn flv_body(video: bool, timestamp: u32, body: &[u8]) {
         (Codec::Aac, FrameKind::Config) => {
             let _ = AacConfig::parse(&frame.payload);
         }
+        (Codec::H265, FrameKind::Config) => {
+            let _ = sdp::hvcc_parameter_sets(&frame.payload);
+        }
+        (Codec::H265, FrameKind::Media) => {
+            let _ = codec::avcc_nals(&frame.payload, 4);
+        }
+        (Codec::Av1, FrameKind::Config) => {
+            let _ = codec::Av1Config::parse(&frame.payload);
+        }
+        (Codec::Av1, FrameKind::Media) => {
+            let _ = codec::av1_obus(&frame.payload);
+        }
+        (Codec::Opus, FrameKind::Config) if codec::OpusHead::parse(&frame.payload).is_ok() => {
+            let _ = sdp::opus_track("streamid=1".into(), 97, &frame.payload);
+        }
         _ => {}
     }
     let mut out = BytesMut::new();
     flv::write_frame_tag(&mut out, &frame);
-    let _ = flv::tag_header(&frame);
+    // What is written reads back as the same frame: codec, kind and payload (Enhanced RTMP
+    // H.264 and AAC come back in their legacy form, which reads the same).
+    if let Some((header, len)) = flv::tag_header(&frame) {
+        let mut again = BytesMut::from(&header[..len]);
+        again.extend_from_slice(&frame.payload);
+        let again = again.freeze();
+        let read = if video {
+            flv::video_frame(timestamp, &again)
+        } else {
+            flv::audio_frame(timestamp, &again)
+        };
+        let read = read.ok().flatten();
+        assert_eq!(
+            read.as_ref().map(|f| (f.codec, f.kind, &f.payload)),
+            Some((frame.codec, frame.kind, &frame.payload)),
+            "a written tag reads back otherwise"
+        );
+    }
 }
 
 /// Decoder configurations as publishers send them (RTMP sequence headers, SDP, TS): the
 /// first byte picks the parser — AVCDecoderConfigurationRecord (and the round trip of what it
 /// accepts through [`AvcConfig::to_record`]), AudioSpecificConfig (and [`AacConfig::to_asc`]),
-/// ADTS headers, HEVCDecoderConfigurationRecord, AVCC and Annex-B NAL unit framing.
+/// ADTS headers, HEVCDecoderConfigurationRecord, AVCC and Annex-B NAL unit framing; a first
+/// byte of 0xF0 to 0xF7 the AV1CodecConfigurationRecord (and AV1 OBU framing), 0xF8 and up
+/// the OpusHead (and the SDP of an Opus track).
 pub fn codec_config(data: &[u8]) {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
+    if which >= 0xF8 {
+        if let Ok(head) = codec::OpusHead::parse(rest) {
+            let made = codec::OpusHead::for_channels(head.channels);
+            assert!(
+                codec::OpusHead::parse(&made).is_ok(),
+                "own OpusHead refused"
+            );
+            let _ = sdp::opus_track("streamid=1".into(), 97, rest);
+        }
+        return;
+    }
+    if which >= 0xF0 {
+        let _ = codec::av1_obus(rest);
+        if let Ok(config) = codec::Av1Config::parse(rest) {
+            assert!(codec::av1_obus(&config.config_obus).is_ok());
+        }
+        return;
+    }
     match which % 6 {
         0 => {
             if let Ok(config) = AvcConfig::parse(rest) {
@@ -517,6 +570,12 @@ pub fn sdp(data: &[u8]) {
                 Some(Codec::Aac) => {
                     let _ = AacConfig::parse(config);
                 }
+                Some(Codec::Opus) => {
+                    assert!(
+                        codec::OpusHead::parse(config).is_ok(),
+                        "own OpusHead refused"
+                    );
+                }
                 _ => {}
             }
         }
@@ -529,6 +588,7 @@ enum Depacketizer {
     Video(Box<VideoDepacketizer>),
     Audio(AacDepacketizer),
     Latm(LatmDepacketizer),
+    Opus(OpusDepacketizer),
 }
 
 impl Depacketizer {
@@ -549,7 +609,10 @@ impl Depacketizer {
                 track.clock_rate,
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
             )),
-            None => Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR)),
+            Some(Codec::Opus) => Depacketizer::Opus(OpusDepacketizer::new()),
+            Some(Codec::Av1) | None => {
+                Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR))
+            }
         }
     }
 
@@ -563,6 +626,7 @@ impl Depacketizer {
                         Depacketizer::Video(d) => d.anchor(rtp_time, wall),
                         Depacketizer::Audio(d) => d.anchor(rtp_time, wall),
                         Depacketizer::Latm(d) => d.anchor(rtp_time, wall),
+                        Depacketizer::Opus(d) => d.anchor(rtp_time, wall),
                     };
                 }
             }
@@ -583,6 +647,11 @@ impl Depacketizer {
                 }
             }
             Depacketizer::Latm(d) => {
+                if d.push(&packet).is_ok() {
+                    while d.pop().is_some() {}
+                }
+            }
+            Depacketizer::Opus(d) => {
                 if d.push(&packet).is_ok() {
                     while d.pop().is_some() {}
                 }
@@ -879,6 +948,8 @@ pub fn ts_demux(data: &[u8]) {
                     Codec::H264 => assert!(AvcConfig::parse(&frame.payload).is_ok()),
                     Codec::Aac => assert!(AacConfig::parse(&frame.payload).is_ok()),
                     Codec::H265 => {}
+                    // The demuxer makes neither.
+                    Codec::Av1 | Codec::Opus => unreachable!("TS demuxer made {:?}", frame.codec),
                 }
             }
         }

@@ -9,7 +9,7 @@
 mod common;
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -63,17 +63,17 @@ fn gst_publish(what: &str, args: Vec<String>) -> Proc {
 }
 
 /// One player of a matrix row: runs the client and reports what it decoded.
-type Player<'a> = Box<dyn Fn() -> Decoded + 'a>;
+type Player<'a> = Box<dyn Fn() -> Got + 'a>;
 
 /// What a player decoded.
 #[derive(Debug)]
-struct Decoded {
+struct Got {
     video: usize,
     audio: usize,
     log: String,
 }
 
-impl Decoded {
+impl Got {
     fn assert_plays(&self, who: &str, srv: &Server) {
         assert!(
             self.video >= MIN_VIDEO && self.audio >= MIN_AUDIO,
@@ -88,7 +88,7 @@ impl Decoded {
 
 /// FFmpeg (`exe`) decodes `PLAY_SECONDS` of `url`: frames per stream from framemd5 (stream 0
 /// video, 1 audio, as mapped).
-fn ffmpeg_play(exe: &str, pre: &[&str], url: &str) -> Decoded {
+fn ffmpeg_play(exe: &str, pre: &[&str], url: &str) -> Got {
     let mut cmd = Command::new(exe);
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
         .args(pre)
@@ -99,14 +99,14 @@ fn ffmpeg_play(exe: &str, pre: &[&str], url: &str) -> Decoded {
 }
 
 /// Video (stream 0) and audio (stream 1) lines of a framemd5 listing.
-fn framemd5_counts(stdout: &str, log: String) -> Decoded {
+fn framemd5_counts(stdout: &str, log: String) -> Got {
     let count = |index: &str| {
         stdout
             .lines()
             .filter(|l| l.split(',').next().map(str::trim) == Some(index))
             .count()
     };
-    Decoded {
+    Got {
         video: count("0"),
         audio: count("1"),
         log,
@@ -116,7 +116,7 @@ fn framemd5_counts(stdout: &str, log: String) -> Decoded {
 /// GStreamer plays with `source` (elements up to the point where the pipeline splits, ending
 /// in an element named `d`) and the video and audio branches after it, for `PLAY_SECONDS` of
 /// wall time plus a start-up allowance; frames are counted at two fakesinks.
-fn gst_play(source: &str, video: &str, audio: &str) -> Decoded {
+fn gst_play(source: &str, video: &str, audio: &str) -> Got {
     let pipeline = format!(
         "{source} d. ! queue ! {video} ! fakesink name=vs silent=false \
          d. ! queue ! {audio} ! fakesink name=as silent=false"
@@ -132,7 +132,7 @@ fn gst_play(source: &str, video: &str, audio: &str) -> Decoded {
             .filter(|l| l.contains(&format!("({sink}:sink)")) && l.contains("chain"))
             .count()
     };
-    Decoded {
+    Got {
         video: count("vs"),
         audio: count("as"),
         log: out.stderr.lines().take(30).collect::<Vec<_>>().join("\n"),
@@ -145,7 +145,7 @@ const GST_AAC: &str = "aacparse ! avdec_aac";
 
 /// mpv plays `url` until it has shown 50 video frames (written as images: each one decoded)
 /// while its audio goes to a PCM file.
-fn mpv_play(url: &str) -> Decoded {
+fn mpv_play(url: &str) -> Got {
     let dir = TempDir::new("mpv");
     let pcm = dir.file("audio.pcm");
     let mut cmd = Command::new("mpv");
@@ -168,7 +168,7 @@ fn mpv_play(url: &str) -> Decoded {
     // Mono 16-bit PCM at 44.1 kHz, counted in AAC frames (1024 samples).
     let pcm_bytes = fs::metadata(&pcm).map(|m| m.len() as usize).unwrap_or(0);
     let audio_frames = pcm_bytes / (1024 * 2);
-    Decoded {
+    Got {
         video: images,
         audio: audio_frames,
         log: out.text(),
@@ -177,7 +177,7 @@ fn mpv_play(url: &str) -> Decoded {
 
 /// srt-live-transmit reads `url` and sends the MPEG-TS it gets to a local UDP port, where
 /// FFmpeg decodes it (`PLAY_SECONDS` of media).
-fn slt_play(url: &str) -> Decoded {
+fn slt_play(url: &str) -> Got {
     let port = free_udp_port();
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
@@ -192,24 +192,6 @@ fn slt_play(url: &str) -> Decoded {
     let out = decoder.finish(secs(30.0));
     slt.kill();
     framemd5_counts(&out.stdout, format!("{}\n{}", out.stderr, slt.stderr()))
-}
-
-/// FFmpeg 9, when the test command installed it (PyPI's `imageio-ffmpeg`).
-fn ffmpeg9() -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("python3 runs");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success() && !path.is_empty(),
-        "FFmpeg 9 from imageio-ffmpeg is installed (tests/run.sh installs it)"
-    );
-    path
 }
 
 /// The `url` hook field of an SRT client that sent `streamid` (with the token `abc`) reads

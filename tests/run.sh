@@ -39,11 +39,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 ffmpeg -hide_banner -version | sed -n 1p
 
-# FFmpeg 9, the modern client beside Debian's 5.1 (Enhanced RTMP, interleaved chunk streams):
-# the static build PyPI's imageio-ffmpeg ships.
+# The Enhanced RTMP tests (tests/enhanced_rtmp.rs) and the interop matrix run FFmpeg 9 as the
+# modern publisher and player: the static build PyPI's imageio-ffmpeg ships (Debian's FFmpeg
+# 5.1 cannot send Enhanced RTMP). pip comes from Debian's python3-pip when missing.
 if ! python3 -c "import imageio_ffmpeg" >/dev/null 2>&1; then
     echo "tests/run.sh: installing imageio-ffmpeg (FFmpeg 9) from PyPI" >&2
-    python3 -m pip install --quiet imageio-ffmpeg
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y python3-pip
+    fi
+    python3 -m pip install imageio-ffmpeg ||
+        python3 -m pip install --break-system-packages imageio-ffmpeg
 fi
 "$(python3 -c "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())")" -hide_banner -version | sed -n 1p
 

@@ -55,6 +55,13 @@ pub enum Codec {
     /// AAC: payload is one raw access unit (no ADTS header); config is an
     /// AudioSpecificConfig (ISO 14496-3).
     Aac,
+    /// AV1: payload is one temporal unit of OBUs in the low overhead bitstream format (each
+    /// OBU with its size field), as in ISOBMFF; config is an AV1CodecConfigurationRecord
+    /// (`av1C`, AV1 in ISOBMFF §2.3).
+    Av1,
+    /// Opus: payload is one Opus packet (RFC 6716); config is the identification header
+    /// `OpusHead` (RFC 7845 §5.1). Timestamps at 48 kHz.
+    Opus,
 }
 
 /// Whether a frame carries media or the decoder configuration needed to decode it.

@@ -2,7 +2,8 @@
 //! AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1), length-prefixed (AVCC) and
 //! start-code (Annex-B, ITU-T H.264 Annex B) NAL unit framing, the AudioSpecificConfig
 //! (ISO/IEC 14496-3 1.6.2.1) and the ADTS header (ISO/IEC 14496-3 1.A.2.2 / ISO/IEC 13818-7
-//! 6.2).
+//! 6.2); for the Enhanced RTMP codecs, the AV1CodecConfigurationRecord (AV1 in ISOBMFF
+//! §2.3) and the Opus identification header (RFC 7845 §5.1).
 //!
 //! Pure functions over bytes. This module owns the byte layouts only: it must not know about
 //! transports (TS, RTP, FLV), timestamps or frames.
@@ -55,6 +56,10 @@ pub enum CodecError {
     /// A LATM StreamMuxConfig this server cannot carry (the named feature).
     #[error("unsupported LATM StreamMuxConfig: {0}")]
     UnsupportedLatm(&'static str),
+    /// An AV1CodecConfigurationRecord or OpusHead whose marker, version or magic is not the
+    /// one its specification fixes (the named structure).
+    #[error("not a valid {0}")]
+    BadHeader(&'static str),
 }
 
 /// NAL unit type of an IDR slice.
@@ -639,6 +644,157 @@ pub fn parse_adts(data: &[u8]) -> Result<Option<(AacConfig, usize, usize)>, Code
     Ok(Some((config, header_len, frame_len)))
 }
 
+/// The AV1CodecConfigurationRecord (`av1C`, AV1 Codec ISO Media File Format Binding §2.3.3):
+/// the AV1 codec config of the frame model, as Enhanced RTMP's `av01` sequence start
+/// carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Av1Config {
+    /// seq_profile (0 Main, 1 High, 2 Professional).
+    pub profile: u8,
+    /// seq_level_idx_0.
+    pub level: u8,
+    /// seq_tier_0.
+    pub tier: u8,
+    /// Bit depth: 8, 10 or 12 (from high_bitdepth and twelve_bit).
+    pub bit_depth: u8,
+    /// monochrome.
+    pub monochrome: bool,
+    /// The configOBUs: the sequence header OBU (and metadata OBUs) in low overhead format.
+    pub config_obus: Bytes,
+}
+
+impl Av1Config {
+    /// Parses the 4-byte fixed part (marker 1, version 1) and keeps the configOBUs after it.
+    /// The OBUs themselves are checked to be whole OBUs with their size fields, the form the
+    /// record requires, so a player is never handed a record it cannot walk.
+    pub fn parse(record: &[u8]) -> Result<Av1Config, CodecError> {
+        const WHAT: &str = "AV1CodecConfigurationRecord";
+        if record.len() < 4 {
+            return Err(CodecError::Truncated(WHAT));
+        }
+        if record[0] != 0x81 {
+            return Err(CodecError::BadHeader(WHAT));
+        }
+        let high_bitdepth = record[2] & 0x40 != 0;
+        let twelve_bit = record[2] & 0x20 != 0;
+        let obus = &record[4..];
+        av1_obus(obus)?;
+        Ok(Av1Config {
+            profile: record[1] >> 5,
+            level: record[1] & 0x1f,
+            tier: record[2] >> 7,
+            bit_depth: match (high_bitdepth, twelve_bit) {
+                (false, _) => 8,
+                (true, false) => 10,
+                (true, true) => 12,
+            },
+            monochrome: record[2] & 0x10 != 0,
+            config_obus: Bytes::copy_from_slice(obus),
+        })
+    }
+}
+
+/// OBU type of an AV1 sequence header (AV1 spec §6.2.2).
+pub const AV1_OBU_SEQUENCE_HEADER: u8 = 1;
+
+/// Splits AV1 OBUs in the low overhead bitstream format (AV1 spec §5.2): each OBU header
+/// must have `obu_has_size_field` set, as ISOBMFF and Enhanced RTMP samples do. Returns each
+/// OBU's type and its whole bytes (header included).
+pub fn av1_obus(data: &[u8]) -> Result<Vec<(u8, &[u8])>, CodecError> {
+    const WHAT: &str = "AV1 OBU";
+    let mut obus = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let header = data[at];
+        if header & 0x80 != 0 {
+            // obu_forbidden_bit
+            return Err(CodecError::BadHeader(WHAT));
+        }
+        if header & 0x02 == 0 {
+            return Err(CodecError::BadHeader("AV1 OBU without a size field"));
+        }
+        let extension = usize::from(header & 0x04 != 0);
+        let mut p = at + 1 + extension;
+        // leb128 obu_size: at most 8 bytes, value at most 2^32 - 1 (AV1 spec §4.10.5).
+        let mut size: u64 = 0;
+        let mut i = 0;
+        loop {
+            let byte = *data.get(p).ok_or(CodecError::Truncated(WHAT))?;
+            size |= u64::from(byte & 0x7f) << (7 * i);
+            p += 1;
+            i += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            if i == 8 {
+                return Err(CodecError::BadHeader(WHAT));
+            }
+        }
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|n| p.checked_add(n))
+            .filter(|&end| end <= data.len())
+            .ok_or(CodecError::Truncated(WHAT))?;
+        obus.push(((header >> 3) & 0x0f, &data[at..end]));
+        at = end;
+    }
+    Ok(obus)
+}
+
+/// The Opus identification header (`OpusHead`, RFC 7845 §5.1): the Opus codec config of the
+/// frame model, as Enhanced RTMP's `Opus` sequence start carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusHead {
+    /// Output channel count (1 to 255).
+    pub channels: u8,
+    /// Samples (at 48 kHz) to discard from the decoder's output at the start.
+    pub pre_skip: u16,
+    /// The encoder's input sample rate (informational; Opus always decodes at 48 kHz).
+    pub input_sample_rate: u32,
+    /// Channel mapping family (0: mono/stereo, one stream).
+    pub mapping_family: u8,
+}
+
+impl OpusHead {
+    /// Parses the header (at least 19 bytes; the channel mapping table must follow when the
+    /// mapping family is not 0). Versions 0 to 15 are read (RFC 7845: the major version in
+    /// the upper four bits stays 0 for compatible headers).
+    pub fn parse(head: &[u8]) -> Result<OpusHead, CodecError> {
+        const WHAT: &str = "OpusHead";
+        if head.len() < 19 {
+            return Err(CodecError::Truncated(WHAT));
+        }
+        if &head[..8] != b"OpusHead" || head[8] >> 4 != 0 || head[9] == 0 {
+            return Err(CodecError::BadHeader(WHAT));
+        }
+        let channels = head[9];
+        let mapping_family = head[18];
+        if mapping_family != 0 && head.len() < 21 + usize::from(channels) {
+            return Err(CodecError::Truncated(WHAT));
+        }
+        Ok(OpusHead {
+            channels,
+            pre_skip: u16::from_le_bytes([head[10], head[11]]),
+            input_sample_rate: u32::from_le_bytes([head[12], head[13], head[14], head[15]]),
+            mapping_family,
+        })
+    }
+
+    /// The header for a mono or stereo stream (mapping family 0) with no pre-skip and no
+    /// output gain: what an Opus stream that came without one (RTP) is described with.
+    pub fn for_channels(channels: u8) -> Bytes {
+        let mut out = BytesMut::with_capacity(19);
+        out.put_slice(b"OpusHead");
+        out.put_u8(1);
+        out.put_u8(channels.clamp(1, 2));
+        out.put_u16_le(0);
+        out.put_u32_le(48_000);
+        out.put_i16_le(0);
+        out.put_u8(0);
+        out.freeze()
+    }
+}
+
 /// H.265 NAL unit types of the parameter sets (ITU-T H.265 Table 7-1).
 const HEVC_VPS: u8 = 32;
 const HEVC_SPS: u8 = 33;
@@ -701,6 +857,69 @@ pub fn hevc_record(sets: &[Bytes]) -> Result<Bytes, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FFmpeg 9's `av01` sequence start (libaom, 320x240, 8-bit 4:2:0): its av1C.
+    const FFMPEG_AV1C: &[u8] = &[
+        0x81, 0x00, 0x0c, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xda, 0xf9,
+        0x00, 0x40,
+    ];
+    /// FFmpeg 9's `Opus` sequence start (libopus, mono): its OpusHead.
+    const FFMPEG_OPUS_HEAD: &[u8] = &[
+        b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', 1, 1, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn av1_record_and_obus() {
+        let cfg = Av1Config::parse(FFMPEG_AV1C).expect("FFmpeg's av1C");
+        assert_eq!((cfg.profile, cfg.level, cfg.bit_depth), (0, 0, 8));
+        let obus = av1_obus(&cfg.config_obus).expect("whole OBUs");
+        assert_eq!(obus.len(), 1);
+        assert_eq!(obus[0].0, AV1_OBU_SEQUENCE_HEADER);
+        assert_eq!(
+            Av1Config::parse(&FFMPEG_AV1C[..3]),
+            Err(CodecError::Truncated("AV1CodecConfigurationRecord"))
+        );
+        let mut bad = FFMPEG_AV1C.to_vec();
+        bad[0] = 0x01;
+        assert!(Av1Config::parse(&bad).is_err());
+        // An OBU that claims more bytes than remain, and one without a size field.
+        assert!(Av1Config::parse(&FFMPEG_AV1C[..FFMPEG_AV1C.len() - 1]).is_err());
+        assert!(av1_obus(&[0x08]).is_err());
+        // A leb128 size that never ends within 8 bytes.
+        assert!(av1_obus(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert_eq!(
+            Av1Config::parse(&[0x81, 0, 0, 0]).map(|c| c.config_obus.len()),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn opus_head() {
+        let head = OpusHead::parse(FFMPEG_OPUS_HEAD).expect("FFmpeg's OpusHead");
+        assert_eq!(
+            (
+                head.channels,
+                head.pre_skip,
+                head.input_sample_rate,
+                head.mapping_family
+            ),
+            (1, 312, 48_000, 0)
+        );
+        let made = OpusHead::for_channels(2);
+        let back = OpusHead::parse(&made).expect("own header");
+        assert_eq!(
+            (back.channels, back.pre_skip, back.mapping_family),
+            (2, 0, 0)
+        );
+        assert!(OpusHead::parse(&FFMPEG_OPUS_HEAD[..18]).is_err());
+        let mut bad = FFMPEG_OPUS_HEAD.to_vec();
+        bad[0] = b'o';
+        assert!(OpusHead::parse(&bad).is_err());
+        // Mapping family 1 needs its table.
+        bad = FFMPEG_OPUS_HEAD.to_vec();
+        bad[18] = 1;
+        assert!(OpusHead::parse(&bad).is_err());
+    }
 
     // The SPS and PPS x264 writes for 320x240 yuv420p (High profile, level 1.3).
     const SPS: &[u8] = &[

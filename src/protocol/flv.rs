@@ -1,9 +1,14 @@
 //! FLV tag bodies (the payload of RTMP audio/video messages and of FLV file tags) to and from
 //! the core's [`MediaFrame`], and `onMetaData` to and from [`Metadata`].
 //!
-//! Video: FLV spec 10.1 VIDEODATA with AVCVIDEOPACKET (codec id 7). Audio: AUDIODATA with
-//! AACAUDIODATA (sound format 10). Other codecs are reported as [`FlvError::Unsupported`].
-//! Pure functions; no IO.
+//! Video: FLV spec 10.1 VIDEODATA with AVCVIDEOPACKET (codec id 7), and Enhanced RTMP's
+//! ExVideoTagHeader (veovera Enhanced RTMP v1/v2: the IsExHeader bit, a VideoPacketType and
+//! a FourCC, `hvc1` H.265, `av01` AV1, `avc1` H.264; ModEx prefixes are read). Audio:
+//! AUDIODATA with AACAUDIODATA (sound format 10), and the ExAudioTagHeader (sound format 9:
+//! an AudioPacketType and a FourCC, `Opus`, `mp4a` AAC). H.264 and AAC are always written
+//! in the legacy form, byte for byte what legacy players read; H.265, AV1 and Opus in the
+//! enhanced form. Other codecs are reported as [`FlvError::Unsupported`]. Pure functions; no
+//! IO.
 
 use std::collections::HashMap;
 
@@ -14,7 +19,7 @@ use streamgate_actors::media::{Codec, FrameKind, MediaFrame, MetaValue, Metadata
 /// A tag body this server cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlvError {
-    /// A codec other than H.264 video or AAC audio.
+    /// A legacy codec other than H.264 video or AAC audio.
     #[error("unsupported {track} codec id {codec_id}")]
     Unsupported {
         /// "audio" or "video".
@@ -22,21 +27,130 @@ pub enum FlvError {
         /// The FLV codec / sound format id.
         codec_id: u8,
     },
+    /// An Enhanced RTMP FourCC other than those this server carries.
+    #[error("unsupported {track} FourCC {fourcc:?}")]
+    UnsupportedFourCc {
+        /// "audio" or "video".
+        track: &'static str,
+        /// The FourCC as text (non-ASCII bytes escaped).
+        fourcc: String,
+    },
+    /// An Enhanced RTMP packet type this server does not read (multitrack).
+    #[error("unsupported Enhanced RTMP {track} packet type {packet_type}")]
+    UnsupportedPacket {
+        /// "audio" or "video".
+        track: &'static str,
+        /// The VideoPacketType or AudioPacketType.
+        packet_type: u8,
+    },
     /// The body is shorter than its header.
     #[error("{0} tag body too short")]
     Truncated(&'static str),
 }
 
+/// Enhanced RTMP FourCC of H.264.
+pub const FOURCC_AVC: [u8; 4] = *b"avc1";
+/// Enhanced RTMP FourCC of H.265.
+pub const FOURCC_HEVC: [u8; 4] = *b"hvc1";
+/// Enhanced RTMP FourCC of AV1.
+pub const FOURCC_AV1: [u8; 4] = *b"av01";
+/// Enhanced RTMP FourCC of Opus.
+pub const FOURCC_OPUS: [u8; 4] = *b"Opus";
+/// Enhanced RTMP FourCC of AAC.
+pub const FOURCC_AAC: [u8; 4] = *b"mp4a";
+
+/// The FourCC this server writes for `codec` in an Enhanced RTMP tag.
+pub fn fourcc(codec: Codec) -> [u8; 4] {
+    match codec {
+        Codec::H264 => FOURCC_AVC,
+        Codec::H265 => FOURCC_HEVC,
+        Codec::Av1 => FOURCC_AV1,
+        Codec::Aac => FOURCC_AAC,
+        Codec::Opus => FOURCC_OPUS,
+    }
+}
+
+/// The `videocodecid` / `audiocodecid` of `codec` in `onMetaData`: the legacy id for H.264
+/// (7) and AAC (10), which legacy players know; the FourCC read as a big-endian number for
+/// the Enhanced RTMP codecs, as Enhanced RTMP specifies (FFmpeg writes and reads the same).
+pub fn metadata_codec_id(codec: Codec) -> f64 {
+    match codec {
+        Codec::H264 => 7.0,
+        Codec::Aac => 10.0,
+        other => f64::from(u32::from_be_bytes(fourcc(other))),
+    }
+}
+
+/// Enhanced RTMP video packet types (VideoPacketType).
+const VIDEO_SEQUENCE_START: u8 = 0;
+const VIDEO_CODED_FRAMES: u8 = 1;
+const VIDEO_CODED_FRAMES_X: u8 = 3;
+const VIDEO_MULTITRACK: u8 = 6;
+/// Enhanced RTMP audio packet types (AudioPacketType).
+const AUDIO_SEQUENCE_START: u8 = 0;
+const AUDIO_CODED_FRAMES: u8 = 1;
+const AUDIO_MULTITRACK: u8 = 5;
+/// The packet type (audio and video alike) of a ModEx prefix.
+const MOD_EX: u8 = 7;
+/// The ModEx type of TimestampOffsetNano.
+const MOD_EX_TIMESTAMP_NANO: u8 = 0;
+/// FLV sound format 9: the ExAudioTagHeader follows.
+const SOUND_FORMAT_EX: u8 = 9;
+
+fn fourcc_text(fourcc: &[u8]) -> String {
+    fourcc.escape_ascii().to_string()
+}
+
+/// Reads the Enhanced RTMP header after its first byte, whose low nibble is `packet_type`:
+/// any ModEx prefixes (Enhanced RTMP v2), then the FourCC. Returns the real packet type, the
+/// timestamp offset in nanoseconds the prefixes gave, the FourCC and the offset of what
+/// follows it.
+fn ex_header(
+    body: &[u8],
+    mut packet_type: u8,
+    what: &'static str,
+) -> Result<(u8, i64, [u8; 4], usize), FlvError> {
+    let truncated = || FlvError::Truncated(what);
+    let mut at = 1;
+    let mut nanos = 0;
+    while packet_type == MOD_EX {
+        let mut size = usize::from(*body.get(at).ok_or_else(truncated)?) + 1;
+        at += 1;
+        if size == 256 {
+            let wide = body.get(at..at + 2).ok_or_else(truncated)?;
+            size = usize::from(u16::from_be_bytes([wide[0], wide[1]])) + 1;
+            at += 2;
+        }
+        let data = body.get(at..at + size).ok_or_else(truncated)?;
+        at += size;
+        let next = *body.get(at).ok_or_else(truncated)?;
+        at += 1;
+        if next >> 4 == MOD_EX_TIMESTAMP_NANO && data.len() >= 3 {
+            nanos = i64::from(u32::from_be_bytes([0, data[0], data[1], data[2]]));
+        }
+        packet_type = next & 0x0f;
+    }
+    let fourcc = body.get(at..at + 4).ok_or_else(truncated)?;
+    Ok((
+        packet_type,
+        nanos,
+        [fourcc[0], fourcc[1], fourcc[2], fourcc[3]],
+        at + 4,
+    ))
+}
+
 /// Converts an RTMP video message body. `Ok(None)` for bodies that carry no frame (end of
-/// sequence, video info/command frames).
+/// sequence, video info/command frames, Enhanced RTMP metadata, an empty sequence start).
 pub fn video_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>, FlvError> {
     let Some(&first) = body.first() else {
         return Ok(None);
     };
+    if first & 0x80 != 0 {
+        return ex_video_frame(timestamp_ms, body);
+    }
     let frame_type = first >> 4;
     let codec_id = first & 0x0f;
-    if first & 0x80 != 0 || codec_id != 7 {
-        // 0x80: enhanced RTMP extended header (HEVC, AV1, VP9 by FourCC).
+    if codec_id != 7 {
         return Err(FlvError::Unsupported {
             track: "video",
             codec_id,
@@ -48,8 +162,7 @@ pub fn video_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>
     if body.len() < 5 {
         return Err(FlvError::Truncated("video"));
     }
-    let cts =
-        ((i32::from(body[2]) << 24) | (i32::from(body[3]) << 16) | (i32::from(body[4]) << 8)) >> 8;
+    let cts = composition_time(&body[2..5]);
     let dts = i64::from(timestamp_ms) * 1000;
     let kind = match body[1] {
         0 => FrameKind::Config,
@@ -67,12 +180,79 @@ pub fn video_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>
     }))
 }
 
+/// A signed 24-bit composition time offset in milliseconds.
+fn composition_time(b: &[u8]) -> i32 {
+    ((i32::from(b[0]) << 24) | (i32::from(b[1]) << 16) | (i32::from(b[2]) << 8)) >> 8
+}
+
+/// An Enhanced RTMP video body (IsExHeader set): `[1 IsExHeader][3 FrameType][4
+/// PacketType]`, ModEx prefixes, the FourCC, then for `avc1`/`hvc1` coded frames a 24-bit
+/// composition time, then the data.
+fn ex_video_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>, FlvError> {
+    let first = body[0];
+    let frame_type = (first >> 4) & 0x07;
+    let (packet_type, nanos, fourcc, mut at) = ex_header(body, first & 0x0f, "video")?;
+    if packet_type == VIDEO_MULTITRACK {
+        return Err(FlvError::UnsupportedPacket {
+            track: "video",
+            packet_type,
+        });
+    }
+    // Video info / command frames (frame type 5) carry no picture.
+    if frame_type == 5 {
+        return Ok(None);
+    }
+    let codec = match fourcc {
+        FOURCC_HEVC => Codec::H265,
+        FOURCC_AV1 => Codec::Av1,
+        FOURCC_AVC => Codec::H264,
+        other => {
+            return Err(FlvError::UnsupportedFourCc {
+                track: "video",
+                fourcc: fourcc_text(&other),
+            })
+        }
+    };
+    let mut cts = 0;
+    let kind = match packet_type {
+        VIDEO_SEQUENCE_START => FrameKind::Config,
+        VIDEO_CODED_FRAMES => {
+            if codec != Codec::Av1 {
+                let c = body.get(at..at + 3).ok_or(FlvError::Truncated("video"))?;
+                cts = composition_time(c);
+                at += 3;
+            }
+            FrameKind::Media
+        }
+        VIDEO_CODED_FRAMES_X => FrameKind::Media,
+        // SequenceEnd, Metadata (colour info), MPEG-2 TS sequence start: no frame.
+        _ => return Ok(None),
+    };
+    if at >= body.len() {
+        // FFmpeg announces AV1 with an empty sequence start before the encoder's record.
+        return Ok(None);
+    }
+    let dts = i64::from(timestamp_ms) * 1000 + nanos / 1000;
+    Ok(Some(MediaFrame {
+        track: Track::Video,
+        codec,
+        kind,
+        dts,
+        pts: dts + i64::from(cts) * 1000,
+        keyframe: frame_type == 1,
+        payload: body.slice(at..),
+    }))
+}
+
 /// Converts an RTMP audio message body.
 pub fn audio_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>, FlvError> {
     let Some(&first) = body.first() else {
         return Ok(None);
     };
     let format = first >> 4;
+    if format == SOUND_FORMAT_EX {
+        return ex_audio_frame(timestamp_ms, body);
+    }
     if format != 10 {
         return Err(FlvError::Unsupported {
             track: "audio",
@@ -98,31 +278,109 @@ pub fn audio_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>
     }))
 }
 
-/// The FLV tag body header for `frame`: 5 bytes for AVC, 2 for AAC. The payload follows it
-/// unchanged, so callers can write header and shared payload without joining them. `None`
-/// for codecs FLV cannot carry in its classic form.
-pub fn tag_header(frame: &MediaFrame) -> Option<([u8; 5], usize)> {
+/// An Enhanced RTMP audio body (sound format 9): `[4 SoundFormat 9][4 AudioPacketType]`,
+/// ModEx prefixes, the FourCC, then the data. FFmpeg sends a MultichannelConfig packet
+/// after the sequence start; the channel layout is in the codec config too, so it is skipped.
+fn ex_audio_frame(timestamp_ms: u32, body: &Bytes) -> Result<Option<MediaFrame>, FlvError> {
+    let (packet_type, nanos, fourcc, at) = ex_header(body, body[0] & 0x0f, "audio")?;
+    if packet_type == AUDIO_MULTITRACK {
+        return Err(FlvError::UnsupportedPacket {
+            track: "audio",
+            packet_type,
+        });
+    }
+    let codec = match fourcc {
+        FOURCC_OPUS => Codec::Opus,
+        FOURCC_AAC => Codec::Aac,
+        other => {
+            return Err(FlvError::UnsupportedFourCc {
+                track: "audio",
+                fourcc: fourcc_text(&other),
+            })
+        }
+    };
+    let kind = match packet_type {
+        AUDIO_SEQUENCE_START => FrameKind::Config,
+        AUDIO_CODED_FRAMES => FrameKind::Media,
+        // SequenceEnd, MultichannelConfig: no frame.
+        _ => return Ok(None),
+    };
+    if at >= body.len() {
+        return Ok(None);
+    }
+    let dts = i64::from(timestamp_ms) * 1000 + nanos / 1000;
+    Ok(Some(MediaFrame {
+        track: Track::Audio,
+        codec,
+        kind,
+        dts,
+        pts: dts,
+        keyframe: true,
+        payload: body.slice(at..),
+    }))
+}
+
+/// The longest FLV tag body header [`tag_header`] writes.
+pub const TAG_HEADER_MAX: usize = 8;
+
+/// The FLV tag body header for `frame`: 5 bytes for AVC, 2 for AAC (the legacy forms), 5 or
+/// 8 for the Enhanced RTMP codecs (first byte, FourCC, and for H.265 coded frames the
+/// composition time). The payload follows it unchanged, so callers can write header and
+/// shared payload without joining them. `None` for a frame FLV cannot carry (kept for codecs
+/// the model may gain; every codec of today's model is carried).
+pub fn tag_header(frame: &MediaFrame) -> Option<([u8; TAG_HEADER_MAX], usize)> {
+    let mut h = [0u8; TAG_HEADER_MAX];
+    let cts = || {
+        let cts = ((frame.pts - frame.dts) / 1000).clamp(-(1 << 23), (1 << 23) - 1) as i32;
+        let c = cts.to_be_bytes();
+        [c[1], c[2], c[3]]
+    };
+    let frame_type: u8 = if frame.keyframe { 1 } else { 2 };
     match frame.codec {
         Codec::H264 => {
-            let frame_type: u8 = if frame.keyframe { 1 } else { 2 };
             let packet_type = match frame.kind {
                 FrameKind::Config => 0,
                 FrameKind::Media => 1,
             };
-            let cts = ((frame.pts - frame.dts) / 1000).clamp(-(1 << 23), (1 << 23) - 1) as i32;
-            let c = cts.to_be_bytes();
-            Some(([(frame_type << 4) | 7, packet_type, c[1], c[2], c[3]], 5))
+            h[0] = (frame_type << 4) | 7;
+            h[1] = packet_type;
+            h[2..5].copy_from_slice(&cts());
+            Some((h, 5))
         }
         Codec::Aac => {
             // Sound format 10, 44 kHz, 16-bit, stereo: the flags FLV requires for AAC; the
             // real parameters travel in the AudioSpecificConfig.
-            let packet_type = match frame.kind {
+            h[0] = 0xAF;
+            h[1] = match frame.kind {
                 FrameKind::Config => 0,
                 FrameKind::Media => 1,
             };
-            Some(([0xAF, packet_type, 0, 0, 0], 2))
+            Some((h, 2))
         }
-        Codec::H265 => None,
+        Codec::H265 | Codec::Av1 => {
+            let (frame_type, packet_type) = match frame.kind {
+                FrameKind::Config => (1, VIDEO_SEQUENCE_START),
+                FrameKind::Media => (frame_type, VIDEO_CODED_FRAMES),
+            };
+            h[0] = 0x80 | (frame_type << 4) | packet_type;
+            h[1..5].copy_from_slice(&fourcc(frame.codec));
+            // H.265 coded frames carry a composition time; AV1 has no reordering delay.
+            if frame.codec == Codec::H265 && frame.kind == FrameKind::Media {
+                h[5..8].copy_from_slice(&cts());
+                Some((h, 8))
+            } else {
+                Some((h, 5))
+            }
+        }
+        Codec::Opus => {
+            let packet_type = match frame.kind {
+                FrameKind::Config => AUDIO_SEQUENCE_START,
+                FrameKind::Media => AUDIO_CODED_FRAMES,
+            };
+            h[0] = (SOUND_FORMAT_EX << 4) | packet_type;
+            h[1..5].copy_from_slice(&FOURCC_OPUS);
+            Some((h, 5))
+        }
     }
 }
 
@@ -240,10 +498,19 @@ pub fn announced_tracks(
     }
 }
 
-/// Whether classic FLV (and so RTMP without the Enhanced RTMP extensions) carries `codec`:
-/// H.264 (codec id 7) and AAC (sound format 10). H.265 needs Enhanced RTMP's FourCC `hvc1`.
+/// Whether FLV (and so RTMP) carries `codec`: H.264 (codec id 7) and AAC (sound format 10)
+/// in their legacy form, H.265, AV1 and Opus as Enhanced RTMP (FourCC `hvc1`, `av01`,
+/// `Opus`). Every codec of the model today; a codec added to the model must be decided here.
 pub fn carries(codec: Codec) -> bool {
-    matches!(codec, Codec::H264 | Codec::Aac)
+    match codec {
+        Codec::H264 | Codec::Aac | Codec::H265 | Codec::Av1 | Codec::Opus => true,
+    }
+}
+
+/// Whether `codec` goes out as Enhanced RTMP, which legacy players (FFmpeg before 6.1,
+/// rtmpdump, older Flash-era clients) cannot read.
+pub fn is_enhanced(codec: Codec) -> bool {
+    !matches!(codec, Codec::H264 | Codec::Aac)
 }
 
 /// What an FLV player gets of a stream with these codec configs: whether it has an audio and
@@ -258,6 +525,18 @@ pub fn carried_tracks(configs: &[MediaFrame]) -> (bool, bool, Vec<(Track, Codec)
         }
     }
     (carried(Track::Audio), carried(Track::Video), left_out)
+}
+
+/// The `(track, codec)` of each config that goes out as Enhanced RTMP ([`is_enhanced`]), for
+/// the player's log: a player that predates Enhanced RTMP cannot decode those tracks.
+pub fn enhanced_tracks(configs: &[MediaFrame]) -> Vec<(Track, Codec)> {
+    let mut out: Vec<(Track, Codec)> = Vec::new();
+    for f in configs.iter().filter(|f| is_enhanced(f.codec)) {
+        if !out.contains(&(f.track, f.codec)) {
+            out.push((f.track, f.codec));
+        }
+    }
+    out
 }
 
 /// [`single_track`] for a stream some of whose tracks FLV cannot carry (`left_out`, from
@@ -338,7 +617,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn h265_is_left_out_of_what_flv_players_are_told() {
+    fn every_codec_of_the_model_is_carried() {
         let config = |track, codec| MediaFrame {
             track,
             codec,
@@ -350,22 +629,148 @@ mod tests {
         };
         let configs = [
             config(Track::Video, Codec::H265),
-            config(Track::Audio, Codec::Aac),
+            config(Track::Audio, Codec::Opus),
         ];
-        let (audio, video, left_out) = carried_tracks(&configs);
+        assert_eq!(carried_tracks(&configs), (true, true, vec![]));
+        assert_eq!(single_carried_track(true, true, &[], None), None);
+        for codec in [
+            Codec::H264,
+            Codec::H265,
+            Codec::Av1,
+            Codec::Aac,
+            Codec::Opus,
+        ] {
+            assert!(carries(codec));
+        }
+        assert_eq!(metadata_codec_id(Codec::H264), 7.0);
+        assert_eq!(metadata_codec_id(Codec::Aac), 10.0);
+        // What FFmpeg 9 writes into onMetaData for H.265 and Opus.
+        assert_eq!(metadata_codec_id(Codec::H265), 1_752_589_105.0);
+        assert_eq!(metadata_codec_id(Codec::Opus), 1_332_770_163.0);
+    }
+
+    /// Tag bodies as FFmpeg 9's FLV muxer writes them (captured from `-f flv`, payloads
+    /// shortened): each is read as the frame it is, and written back byte for byte.
+    #[test]
+    fn enhanced_rtmp_tags_round_trip() {
+        // hvc1 SequenceStart (the hvcC follows), keyframe CodedFrames with a composition
+        // time of 80 ms, inter CodedFramesX.
+        let start = Bytes::from_static(b"\x90hvc1\x01\x01\x60");
+        let f = video_frame(0, &start).expect("hvc1").expect("a config");
         assert_eq!(
-            (audio, video, left_out.clone()),
-            (true, false, vec![(Track::Video, Codec::H265)])
+            (f.codec, f.kind, &f.payload[..]),
+            (Codec::H265, FrameKind::Config, &[1u8, 1, 0x60][..])
         );
-        assert_eq!(announced_tracks(audio, video, None), (true, false));
+        let (h, n) = tag_header(&f).expect("carried");
+        assert_eq!(&h[..n], &start[..5]);
+        let key = Bytes::from_static(b"\x91hvc1\x00\x00\x50\x00\x00\x00\x02\x26\x01");
+        let f = video_frame(40, &key).expect("hvc1").expect("a frame");
         assert_eq!(
-            single_carried_track(audio, video, &left_out, None),
-            Some((true, false))
+            (f.codec, f.kind, f.keyframe, f.dts, f.pts),
+            (Codec::H265, FrameKind::Media, true, 40_000, 120_000)
         );
-        assert!(tag_header(&configs[0]).is_none());
-        let (audio, video, left_out) = carried_tracks(&[config(Track::Video, Codec::H264)]);
-        assert_eq!((audio, video, left_out), (false, true, vec![]));
-        assert_eq!(single_carried_track(false, true, &[], None), None);
+        assert_eq!(&f.payload[..], &[0, 0, 0, 2, 0x26, 0x01]);
+        let (h, n) = tag_header(&f).expect("carried");
+        assert_eq!(&h[..n], &key[..8]);
+        let x = Bytes::from_static(b"\xa3hvc1\x00\x00\x00\x02\x02\x01");
+        let f = video_frame(120, &x).expect("hvc1").expect("a frame");
+        assert_eq!((f.keyframe, f.pts - f.dts, f.payload.len()), (false, 0, 6));
+        // Colour info metadata (frame type 5) and SequenceEnd carry no frame.
+        assert_eq!(
+            video_frame(0, &Bytes::from_static(b"\xd4hvc1\x02\x00")),
+            Ok(None)
+        );
+        assert_eq!(video_frame(0, &Bytes::from_static(b"\x92hvc1")), Ok(None));
+
+        // av01: FFmpeg's empty SequenceStart first, then the av1C; coded frames without a
+        // composition time.
+        assert_eq!(video_frame(0, &Bytes::from_static(b"\x90av01")), Ok(None));
+        let start = Bytes::from_static(b"\x90av01\x81\x00\x0c\x00");
+        let f = video_frame(7, &start).expect("av01").expect("a config");
+        assert_eq!(
+            (f.codec, f.kind, f.payload.len()),
+            (Codec::Av1, FrameKind::Config, 4)
+        );
+        let (h, n) = tag_header(&f).expect("carried");
+        assert_eq!(&h[..n], &start[..5]);
+        let key = Bytes::from_static(b"\x91av01\x12\x00\x0a\x0b");
+        let f = video_frame(7, &key).expect("av01").expect("a frame");
+        assert_eq!(
+            (f.kind, f.keyframe, f.pts, &f.payload[..]),
+            (FrameKind::Media, true, 7000, &b"\x12\x00\x0a\x0b"[..])
+        );
+        let (h, n) = tag_header(&f).expect("carried");
+        assert_eq!(&h[..n], &key[..5]);
+
+        // Opus: SequenceStart (OpusHead), MultichannelConfig (skipped), CodedFrames.
+        let start = Bytes::from_static(b"\x90OpusOpusHead\x01\x01");
+        let f = audio_frame(0, &start).expect("Opus").expect("a config");
+        assert_eq!(
+            (f.codec, f.kind, &f.payload[..]),
+            (Codec::Opus, FrameKind::Config, &b"OpusHead\x01\x01"[..])
+        );
+        let (h, n) = tag_header(&f).expect("carried");
+        assert_eq!(&h[..n], &start[..5]);
+        let multichannel = Bytes::from_static(b"\x94Opus\x01\x01\x00\x00\x00\x04");
+        assert_eq!(audio_frame(0, &multichannel), Ok(None));
+        let packet = Bytes::from_static(b"\x91Opus\xf8\x72\x49");
+        let f = audio_frame(73, &packet).expect("Opus").expect("a frame");
+        assert_eq!(
+            (f.kind, f.dts, &f.payload[..]),
+            (FrameKind::Media, 73_000, &b"\xf8\x72\x49"[..])
+        );
+        let (h, n) = tag_header(&f).expect("carried");
+        assert_eq!(&h[..n], &packet[..5]);
+
+        // AAC under the enhanced header reads as AAC (and goes out in the legacy form).
+        let f = audio_frame(0, &Bytes::from_static(b"\x91mp4a\x21\x00"))
+            .expect("mp4a")
+            .expect("a frame");
+        assert_eq!((f.codec, &f.payload[..]), (Codec::Aac, &[0x21u8, 0][..]));
+        assert_eq!(
+            tag_header(&f).map(|(h, n)| h[..n].to_vec()),
+            Some(vec![0xAF, 1])
+        );
+    }
+
+    #[test]
+    fn enhanced_rtmp_mod_ex_and_what_is_not_carried() {
+        // ModEx with a TimestampOffsetNano of 500 000 ns, then CodedFrames of hvc1.
+        let body = Bytes::from_static(b"\x97\x02\x07\xa1\x20\x01hvc1\x00\x00\x00\xaa");
+        let f = video_frame(10, &body).expect("ModEx").expect("a frame");
+        assert_eq!(
+            (f.codec, f.dts, f.keyframe, &f.payload[..]),
+            (Codec::H265, 10_500, true, &[0xaau8][..])
+        );
+        // A ModEx whose 16-bit size runs past the end.
+        assert_eq!(
+            video_frame(0, &Bytes::from_static(b"\x97\xff\x01\x00")),
+            Err(FlvError::Truncated("video"))
+        );
+        assert!(matches!(
+            video_frame(0, &Bytes::from_static(b"\x91vp09\x00")),
+            Err(FlvError::UnsupportedFourCc { .. })
+        ));
+        assert!(matches!(
+            video_frame(0, &Bytes::from_static(b"\x96\x00hvc1")),
+            Err(FlvError::UnsupportedPacket { packet_type: 6, .. })
+        ));
+        assert!(matches!(
+            audio_frame(0, &Bytes::from_static(b"\x91ac-3\x00")),
+            Err(FlvError::UnsupportedFourCc { .. })
+        ));
+        assert_eq!(
+            video_frame(0, &Bytes::from_static(b"\x91hv")),
+            Err(FlvError::Truncated("video"))
+        );
+        assert_eq!(
+            video_frame(0, &Bytes::from_static(b"\x91hvc1\x00")),
+            Err(FlvError::Truncated("video"))
+        );
+        assert_eq!(
+            audio_frame(0, &Bytes::from_static(b"\x90Op")),
+            Err(FlvError::Truncated("audio"))
+        );
     }
 
     #[test]
@@ -436,8 +841,8 @@ mod tests {
         let f = video_frame(500, &body).expect("h264").expect("a frame");
         assert!(!f.keyframe);
         assert_eq!(f.pts - f.dts, -40_000);
-        let (h, _) = tag_header(&f).expect("h264");
-        assert_eq!(&h[..], &body[..5]);
+        let (h, n) = tag_header(&f).expect("h264");
+        assert_eq!(&h[..n], &body[..5]);
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub fn stream_type(codec: Codec) -> Option<u8> {
         Codec::H264 => Some(STREAM_TYPE_H264),
         Codec::H265 => Some(STREAM_TYPE_H265),
         Codec::Aac => Some(STREAM_TYPE_AAC),
+        // AV1 and Opus in MPEG-TS (private streams with registration descriptors) are not
+        // written.
+        Codec::Av1 | Codec::Opus => None,
     }
 }
 
@@ -904,7 +907,7 @@ impl VideoConfig {
                 }
                 Ok(VideoConfig::Hevc { length_size, sets })
             }
-            Codec::Aac => Err(TsError::Unsupported(codec)),
+            Codec::Aac | Codec::Av1 | Codec::Opus => Err(TsError::Unsupported(codec)),
         }
     }
 }
@@ -1022,6 +1025,7 @@ impl TsMuxer {
                 }
                 self.write_frame(frame, true, irap, &es);
             }
+            (codec @ (Codec::Av1 | Codec::Opus), _) => return Err(TsError::Unsupported(codec)),
             (Codec::Aac, FrameKind::Media) => {
                 let config = self.audio.ok_or(TsError::NoConfig(Track::Audio))?;
                 if frame.payload.len() > ADTS_MAX_PAYLOAD {

@@ -242,7 +242,15 @@ impl HttpFlvSession {
             let _s = self.span.clone().entered();
             tracing::warn!(
                 tracks = ?left_out,
-                "FLV without Enhanced RTMP cannot carry these tracks; playing without them"
+                "FLV cannot carry these tracks; playing without them"
+            );
+        }
+        let enhanced = flv::enhanced_tracks(&snapshot.configs);
+        if !enhanced.is_empty() {
+            let _s = self.span.clone().entered();
+            tracing::info!(
+                tracks = ?enhanced,
+                "sending these tracks as Enhanced RTMP (players without it cannot decode them)"
             );
         }
         let metadata = snapshot.metadata.as_deref();

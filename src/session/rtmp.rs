@@ -460,7 +460,15 @@ impl RtmpSession {
             let _s = self.span.clone().entered();
             tracing::warn!(
                 tracks = ?left_out,
-                "RTMP without Enhanced RTMP cannot carry these tracks; playing without them"
+                "RTMP cannot carry these tracks; playing without them"
+            );
+        }
+        let enhanced = flv::enhanced_tracks(&snapshot.configs);
+        if !enhanced.is_empty() {
+            let _s = self.span.clone().entered();
+            tracing::info!(
+                tracks = ?enhanced,
+                "sending these tracks as Enhanced RTMP (players without it cannot decode them)"
             );
         }
         let tracks = flv::single_carried_track(

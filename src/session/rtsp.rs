@@ -47,8 +47,8 @@ use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, Transport
 use crate::protocol::rtsp::reorder::ReorderBuffer;
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
-    AacPacketizer, AuHeaderLayout, LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket,
-    VideoDepacketizer, VideoPacketizer,
+    AacPacketizer, AuHeaderLayout, LatmDepacketizer, OpusDepacketizer, OpusPacketizer, RtcpPacket,
+    RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer, OPUS_CLOCK_RATE,
 };
 use crate::protocol::rtsp::sdp::{self, SdpTrack};
 use crate::protocol::rtsp::{stream_url, Event, RequestId, RtspConnection, RtspError};
@@ -144,6 +144,7 @@ enum Depacketizer {
     Video(Box<VideoDepacketizer>),
     Audio(AacDepacketizer),
     Latm(LatmDepacketizer),
+    Opus(OpusDepacketizer),
 }
 
 impl Depacketizer {
@@ -152,6 +153,7 @@ impl Depacketizer {
             Depacketizer::Video(d) => d.push(packet).is_ok(),
             Depacketizer::Audio(d) => d.push(packet).is_ok(),
             Depacketizer::Latm(d) => d.push(packet).is_ok(),
+            Depacketizer::Opus(d) => d.push(packet).is_ok(),
         }
     }
 
@@ -160,6 +162,7 @@ impl Depacketizer {
             Depacketizer::Video(d) => d.pop(),
             Depacketizer::Audio(d) => d.pop(),
             Depacketizer::Latm(d) => d.pop(),
+            Depacketizer::Opus(d) => d.pop(),
         }
     }
 
@@ -172,6 +175,9 @@ impl Depacketizer {
                 d.anchor(rtp_time, micros);
             }
             Depacketizer::Latm(d) => {
+                d.anchor(rtp_time, micros);
+            }
+            Depacketizer::Opus(d) => {
                 d.anchor(rtp_time, micros);
             }
         }
@@ -196,6 +202,7 @@ struct Incoming {
 enum Packetizer {
     Video(Box<VideoPacketizer>),
     Audio(AacPacketizer),
+    Opus(OpusPacketizer),
 }
 
 impl Packetizer {
@@ -203,6 +210,7 @@ impl Packetizer {
         let _ = match self {
             Packetizer::Video(p) => p.packetize(frame, out),
             Packetizer::Audio(p) => p.packetize(frame, out),
+            Packetizer::Opus(p) => p.packetize(frame, out),
         };
     }
 
@@ -210,6 +218,7 @@ impl Packetizer {
         match self {
             Packetizer::Video(p) => p.clock(),
             Packetizer::Audio(p) => p.clock(),
+            Packetizer::Opus(p) => p.clock(),
         }
     }
 
@@ -217,6 +226,7 @@ impl Packetizer {
         let s = match self {
             Packetizer::Video(p) => p.stats(),
             Packetizer::Audio(p) => p.stats(),
+            Packetizer::Opus(p) => p.stats(),
         };
         (s.next_sequence, s.packets, s.octets)
     }
@@ -725,7 +735,11 @@ impl RtspSession {
                 track.clock_rate,
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
             )),
-            None => Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR)),
+            Some(Codec::Opus) => Depacketizer::Opus(OpusDepacketizer::new()),
+            // No SDP names AV1 as a codec this server reads (see sdp::resolve_codec).
+            Some(Codec::Av1) | None => {
+                Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR))
+            }
         };
         Incoming {
             depacketizer,
@@ -775,12 +789,24 @@ impl RtspSession {
                 info,
                 Some(stream.clone()),
             ));
-            let tracks: Vec<SdpTrack> = snapshot
-                .configs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, f)| sdp::track_for_config(i, f.codec, &f.payload).ok())
-                .collect();
+            // Each config with its track, so a config RTSP cannot carry (AV1) leaves its
+            // track out without shifting the others.
+            let mut carried: Vec<(&MediaFrame, SdpTrack)> = Vec::new();
+            for (i, f) in snapshot.configs.iter().enumerate() {
+                match sdp::track_for_config(i, f.codec, &f.payload) {
+                    Ok(t) => carried.push((f, t)),
+                    Err(e) => {
+                        let _s = act.span.clone().entered();
+                        tracing::warn!(
+                            track = ?f.track,
+                            codec = ?f.codec,
+                            error = %e,
+                            "RTSP cannot carry this track; playing without it"
+                        );
+                    }
+                }
+            }
+            let tracks: Vec<SdpTrack> = carried.iter().map(|(_, t)| t.clone()).collect();
             if tracks.is_empty() {
                 let _s = act.span.clone().entered();
                 drop(_s);
@@ -791,10 +817,8 @@ impl RtspSession {
                     "the stream has no codec configuration yet",
                 );
             }
-            act.outgoing = snapshot
-                .configs
+            act.outgoing = carried
                 .iter()
-                .zip(&tracks)
                 .map(|(f, t)| Outgoing {
                     track: f.track,
                     codec: f.codec,
@@ -1126,6 +1150,7 @@ impl RtspSession {
             let rate = match out.codec {
                 Codec::Aac => crate::protocol::codec::AacConfig::parse(&out.config)
                     .map_or(48_000, |c| c.sample_rate),
+                Codec::Opus => OPUS_CLOCK_RATE,
                 _ => 90_000,
             };
             let clock = RtpClock::new(rate, random_u32());
@@ -1148,6 +1173,14 @@ impl RtspSession {
                     sequence,
                     clock,
                 )),
+                Codec::Opus => Packetizer::Opus(OpusPacketizer::new(
+                    out.payload_type,
+                    out.ssrc,
+                    sequence,
+                    clock,
+                )),
+                // Left out at DESCRIBE (sdp::track_for_config), so never set up.
+                Codec::Av1 => continue,
             };
             if let Packetizer::Video(p) = &mut packetizer {
                 let _ = p.set_config(&out.config);

@@ -1561,9 +1561,12 @@ impl SrtSession {
             return;
         }
         let mut entries = Vec::new();
-        // FLV's codec ids know H.264 (7); H.265 is not announced to legacy FLV players.
-        if self.video == Some(Codec::H264) {
-            entries.push(("videocodecid".to_owned(), MetaValue::Number(7.0)));
+        // FLV players get H.265 as Enhanced RTMP, whose onMetaData names it by FourCC.
+        if let Some(video) = self.video {
+            entries.push((
+                "videocodecid".to_owned(),
+                MetaValue::Number(crate::protocol::flv::metadata_codec_id(video)),
+            ));
         }
         if let Some(audio) = &self.audio {
             entries.push(("audiocodecid".to_owned(), MetaValue::Number(10.0)));

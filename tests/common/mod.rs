@@ -1576,6 +1576,93 @@ pub fn probe_size(url: &str) -> (Option<(u32, u32)>, Output) {
 }
 
 // ------------------------------------------------------------------------------------------
+// FFmpeg 9 (PyPI's imageio-ffmpeg): the modern client, which speaks Enhanced RTMP
+
+/// The path of the static FFmpeg 9 that PyPI's `imageio-ffmpeg` ships (tests/run.sh installs
+/// it with pip). Panics when it is missing: a test that needs it must not pass without it.
+pub fn ffmpeg9() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())",
+            ])
+            .output()
+            .expect("python3 runs");
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            out.status.success() && Path::new(&path).exists(),
+            "FFmpeg 9 from imageio-ffmpeg is missing (pip install imageio-ffmpeg): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    })
+    .clone()
+}
+
+/// What an FFmpeg 9 player decoded: video and audio frames (framecrc lines of output streams
+/// 0 and 1), and the codec names of the input streams it found (`hevc`, `av1`, `opus`, ...).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub video: usize,
+    pub audio: usize,
+    pub codecs: BTreeSet<String>,
+    pub out: Output,
+}
+
+/// Decodes `seconds` of `url` with FFmpeg 9 (`pre` before `-i`), mapping the first video and
+/// first audio stream when present, and counts the decoded frames of each.
+pub fn ffmpeg9_decode(url: &str, pre: &[&str], seconds: f64) -> Decoded {
+    let mut cmd = Command::new(ffmpeg9());
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+        .args(pre)
+        .args(["-i", url, "-t", &seconds.to_string()])
+        .args(["-map", "0:v:0?", "-map", "0:a:0?", "-f", "framecrc", "-"]);
+    let out = run(
+        &format!("ffmpeg9 play {url}"),
+        &mut cmd,
+        secs(seconds + 25.0),
+    );
+    let count = |index: &str| {
+        out.stdout
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(',').next().map(str::trim) == Some(index))
+            .count()
+    };
+    // Output stream 0 is the video when the input has one, else the audio.
+    let has_video = out
+        .stderr
+        .lines()
+        .any(|l| l.contains("Stream #0:") && l.contains(": Video: "));
+    let (video, audio) = if has_video {
+        (count("0"), count("1"))
+    } else {
+        (0, count("0"))
+    };
+    let codecs = out
+        .stderr
+        .lines()
+        .take_while(|l| !l.starts_with("Output #0") && !l.starts_with("Stream mapping"))
+        .filter(|l| l.trim_start().starts_with("Stream #0:"))
+        .filter_map(|l| {
+            let kind = l
+                .split(": Video: ")
+                .nth(1)
+                .or(l.split(": Audio: ").nth(1))?;
+            Some(kind.split([' ', ',']).next()?.to_owned())
+        })
+        .collect();
+    Decoded {
+        video,
+        audio,
+        codecs,
+        out,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // raw sockets
 
 /// A small xorshift generator for garbage bytes (deterministic per seed).

@@ -7,7 +7,8 @@
 //! - AAC, RFC 3640 `mpeg4-generic` AAC-hbr/AAC-lbr: AU headers, several AUs per packet,
 //!   fragmented AUs;
 //! - AAC, RFC 6416 `MP4A-LATM` in (`cpresent=0`): AudioMuxElements with byte-length
-//!   subframes, several per packet, fragmented over packets up to the marker bit.
+//!   subframes, several per packet, fragmented over packets up to the marker bit;
+//! - Opus, RFC 7587: one Opus packet per RTP packet, 48 kHz clock.
 //!
 //! Input is untrusted: a lost or reordered packet never yields a torn frame — video is dropped
 //! until the next keyframe, a torn audio AU is dropped. Everything is bounded
@@ -1537,6 +1538,121 @@ impl AacPacketizer {
             i += n;
         }
         Ok(())
+    }
+}
+
+/// The RTP clock rate of Opus, whatever the input rate (RFC 7587 §4.1).
+pub const OPUS_CLOCK_RATE: u32 = 48_000;
+
+/// Opus packets in, RTP packets out (RFC 7587 §4.2: one Opus packet per RTP packet, never
+/// fragmented; the marker bit is left clear, as for a talkspurt that never ends).
+#[derive(Debug, Clone)]
+pub struct OpusPacketizer {
+    sender: Sender,
+    clock: RtpClock,
+}
+
+impl OpusPacketizer {
+    /// A packetizer with this payload type, SSRC, first sequence number and clock (48 kHz,
+    /// with the caller's random offset).
+    pub fn new(payload_type: u8, ssrc: u32, sequence: u16, clock: RtpClock) -> OpusPacketizer {
+        OpusPacketizer {
+            sender: Sender {
+                payload_type,
+                ssrc,
+                sequence,
+                packets: 0,
+                octets: 0,
+            },
+            clock,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SenderStats {
+        SenderStats {
+            next_sequence: self.sender.sequence,
+            packets: self.sender.packets,
+            octets: self.sender.octets,
+        }
+    }
+
+    /// The clock this packetizer stamps with.
+    pub fn clock(&self) -> RtpClock {
+        self.clock
+    }
+
+    /// Appends the packet of one Opus packet to `out` (config frames send nothing).
+    pub fn packetize(&mut self, frame: &MediaFrame, out: &mut Vec<Bytes>) -> Result<(), RtpError> {
+        if frame.kind == FrameKind::Config || frame.payload.is_empty() {
+            return Ok(());
+        }
+        let timestamp = self.clock.rtp_time(frame.pts);
+        out.push(self.sender.packet(false, timestamp, &[&frame.payload]));
+        Ok(())
+    }
+}
+
+/// RTP packets of one Opus track (RFC 7587) in, Opus packets out: each payload is one Opus
+/// packet. A publisher's SDP carries no OpusHead; [`OpusHead::for_channels`] makes one.
+///
+/// [`OpusHead::for_channels`]: crate::protocol::codec::OpusHead::for_channels
+#[derive(Debug)]
+pub struct OpusDepacketizer {
+    timeline: RtpTimeline,
+    sequence: SequenceCheck,
+    out: VecDeque<MediaFrame>,
+}
+
+impl Default for OpusDepacketizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpusDepacketizer {
+    /// A depacketizer on the 48 kHz clock.
+    pub fn new() -> OpusDepacketizer {
+        OpusDepacketizer {
+            timeline: RtpTimeline::new(OPUS_CLOCK_RATE),
+            sequence: SequenceCheck::default(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Puts this track on a shared timeline; see [`RtpTimeline::anchor`].
+    pub fn anchor(&mut self, rtp_time: u32, micros: i64) -> bool {
+        self.timeline.anchor(rtp_time, micros)
+    }
+
+    /// Takes one packet. Late packets are ignored; each packet stands alone, so a gap loses
+    /// only what was lost.
+    pub fn push(&mut self, packet: &RtpPacket) -> Result<(), RtpError> {
+        if self.sequence.check(packet.header.sequence) == Arrival::Late {
+            return Ok(());
+        }
+        if packet.payload.is_empty() {
+            return Err(RtpError::Truncated("Opus packet"));
+        }
+        if self.out.len() >= 64 {
+            self.out.pop_front();
+        }
+        let pts = self.timeline.micros(packet.header.timestamp);
+        self.out.push_back(MediaFrame {
+            track: Track::Audio,
+            codec: Codec::Opus,
+            kind: FrameKind::Media,
+            dts: pts,
+            pts,
+            keyframe: true,
+            payload: packet.payload.clone(),
+        });
+        Ok(())
+    }
+
+    /// The next Opus packet.
+    pub fn pop(&mut self) -> Option<MediaFrame> {
+        self.out.pop_front()
     }
 }
 

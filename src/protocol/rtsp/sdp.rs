@@ -4,14 +4,15 @@
 //! Covers H.264 (RFC 6184 §8.1: `sprop-parameter-sets`, `profile-level-id`,
 //! `packetization-mode`), AAC as `mpeg4-generic` (RFC 3640 §4.1: `config=`, `mode=AAC-hbr`,
 //! AU header sizes) and, in announced descriptions, as `MP4A-LATM` (RFC 6416 §7.1:
-//! `cpresent=0` and the StreamMuxConfig in `config=`), and H.265 (RFC 7798 §7.1: `sprop-vps/sps/pps`). Pure text functions: must
-//! not know about RTP packets, sockets or streams.
+//! `cpresent=0` and the StreamMuxConfig in `config=`), H.265 (RFC 7798 §7.1:
+//! `sprop-vps/sps/pps`) and Opus (RFC 7587 §6.1: `opus/48000/2`, `sprop-stereo`). Pure text
+//! functions: must not know about RTP packets, sockets or streams.
 
 use bytes::Bytes;
 use streamgate_actors::media::{Codec, Track};
 
 use crate::protocol::codec::{
-    h264_nal_type, AacConfig, AvcConfig, CodecError, LatmConfig, NAL_PPS, NAL_SPS,
+    h264_nal_type, AacConfig, AvcConfig, CodecError, LatmConfig, OpusHead, NAL_PPS, NAL_SPS,
 };
 
 /// A description that cannot be read or a config that cannot be described.
@@ -279,6 +280,13 @@ fn resolve_codec(track: &mut SdpTrack) {
                     .map(Bytes::from);
             }
         }
+        // RFC 7587 §7: the rtpmap is always opus/48000/2; `sprop-stereo=1` says the sender
+        // sends stereo. The OpusHead an FLV player needs is made from that.
+        "OPUS" if track.media == "audio" => {
+            track.codec = Some(Codec::Opus);
+            let stereo = track.fmtp("sprop-stereo").map(str::trim) == Some("1");
+            track.config = Some(OpusHead::for_channels(if stereo { 2 } else { 1 }));
+        }
         "MP4A-LATM" if track.media == "audio" => {
             if let Ok(latm) = track.latm() {
                 track.codec = Some(Codec::Aac);
@@ -301,7 +309,35 @@ pub fn track_for_config(index: usize, codec: Codec, config: &[u8]) -> Result<Sdp
         }
         Codec::Aac => aac_track(control, payload_type, config),
         Codec::H265 => h265_track(control, payload_type, config),
+        Codec::Opus => opus_track(control, payload_type, config),
+        // AV1 over RTP (the AOM's RTP payload format) is not spoken.
+        Codec::Av1 => Err(SdpError::Unsupported(codec)),
     }
+}
+
+/// An Opus track (RFC 7587 §7): `opus/48000/2` whatever the channel count, and
+/// `sprop-stereo=1` when the OpusHead says stereo.
+pub fn opus_track(control: String, payload_type: u8, head: &[u8]) -> Result<SdpTrack, SdpError> {
+    let opus = OpusHead::parse(head)?;
+    if opus.channels > 2 {
+        // RFC 7587 carries mono and stereo only (one Opus stream per packet).
+        return Err(SdpError::Unsupported(Codec::Opus));
+    }
+    Ok(SdpTrack {
+        media: "audio".into(),
+        payload_type,
+        encoding: "opus".into(),
+        codec: Some(Codec::Opus),
+        clock_rate: 48_000,
+        channels: 2,
+        control,
+        fmtp: vec![(
+            "sprop-stereo".into(),
+            if opus.channels == 2 { "1" } else { "0" }.into(),
+        )],
+        config: Some(Bytes::copy_from_slice(head)),
+        parameter_sets: Vec::new(),
+    })
 }
 
 /// An H.264 track (RFC 6184 §8.2.1): packetization mode 1, profile-level-id from the
@@ -638,13 +674,36 @@ a=control:stream=0\r\n";
         for (from, to, why) in [
             ("cpresent=0;", "cpresent=1;", "cpresent=1"),
             (";config=40002410adca00", "", "config="),
-            ("MP4A-LATM/44100", "opus/48000/2", "OPUS"),
+            ("MP4A-LATM/44100", "L16/44100/2", "L16"),
         ] {
             let tracks = parse(&GSTREAMER_LATM_SDP.replace(from, to)).expect("valid");
             assert_eq!(tracks[0].codec, None, "{to}");
             let reason = tracks[0].unsupported().expect("unsupported");
             assert!(reason.contains(why), "{reason}");
         }
+    }
+
+    /// Opus (RFC 7587) is carried: the OpusHead an FLV player needs is made from
+    /// `sprop-stereo`, and a player's track says `opus/48000/2` whatever the channels.
+    #[test]
+    fn opus_tracks_in_and_out() {
+        let announce = GSTREAMER_LATM_SDP
+            .replace("MP4A-LATM/44100", "opus/48000/2")
+            .replace("cpresent=0;config=40002410adca00", "sprop-stereo=1");
+        let tracks = parse(&announce).expect("valid");
+        assert_eq!(tracks[0].codec, Some(Codec::Opus));
+        assert_eq!(tracks[0].unsupported(), None);
+        let head = tracks[0].config.clone().expect("an OpusHead");
+        assert_eq!(OpusHead::parse(&head).map(|h| h.channels), Ok(2));
+
+        let track = track_for_config(1, Codec::Opus, &OpusHead::for_channels(1)).expect("opus");
+        let text = build("127.0.0.1", "s", &[track]);
+        assert!(text.contains("a=rtpmap:97 opus/48000/2\r\n"), "{text}");
+        assert!(text.contains("a=fmtp:97 sprop-stereo=0\r\n"), "{text}");
+        assert_eq!(
+            track_for_config(0, Codec::Av1, &[0x81, 0, 0, 0]),
+            Err(SdpError::Unsupported(Codec::Av1))
+        );
     }
 
     #[test]
