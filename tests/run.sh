@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests run as real peers when it is missing
-# (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv and srt-live-transmit, from
-# Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
+# (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv, VLC and srt-live-transmit,
+# from Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
 # checks formatting and lints, then runs every test of the workspace.
 # Extra arguments go to cargo test.
 set -euo pipefail
@@ -25,6 +25,10 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # tests run srt-live-transmit (srt-tools) as a player, for its statistics.
 command -v mpv >/dev/null 2>&1 || missing+=(mpv)
 command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
+# ... and VLC over SRT (its SRT access is in vlc-plugin-access-extra); it runs as `nobody`.
+for pkg in vlc-bin vlc-plugin-base vlc-plugin-access-extra; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
 # The interop tests (tests/interop.rs) run GStreamer 1.22 as a publisher: gst-launch-1.0,
 # rtspclientsink (gstreamer1.0-rtsp), x264enc (ugly), avenc_aac (libav), opusenc (base).
 for pkg in gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
