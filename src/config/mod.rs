@@ -1210,13 +1210,52 @@ mod tests {
             "<config>\n<srt>\n<passphrase>short</passphrase>\n</srt>\n</config>",
             3,
             "<srt><passphrase>",
-            "10 to 79 characters",
+            "10 to 79 bytes",
         );
         assert_error(
             "<config>\n<srt>\n<pbkeylen>20</pbkeylen>\n</srt>\n</config>",
             3,
             "<srt><pbkeylen>",
             "16, 24 or 32",
+        );
+    }
+
+    /// SRT counts a passphrase in bytes: 40 two-byte characters are 80 bytes, one too many,
+    /// although 40 characters are within 10 to 79; 5 of them are 10 bytes, enough.
+    #[test]
+    fn srt_passphrase_is_counted_in_bytes_as_srt_does() {
+        let section = |passphrase: &str| {
+            format!("<config>\n<srt>\n<passphrase>{passphrase}</passphrase>\n</srt>\n</config>")
+        };
+        let e = assert_error(
+            &section(&"\u{e9}".repeat(40)),
+            3,
+            "<srt><passphrase>",
+            "this one has 80 bytes",
+        );
+        assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }));
+        assert!(
+            !e.to_string().contains('\u{e9}'),
+            "the secret is not repeated: {e}"
+        );
+        for ok in ["\u{e9}".repeat(5), "\u{e9}".repeat(39), "a".repeat(79)] {
+            let c = parse(&section(&ok));
+            assert_eq!(c.srt.options.passphrase.as_deref(), Some(ok.as_str()));
+            // The SRT listener takes what the config took.
+            crate::session::srt::SrtSettings::from_config(&c.srt)
+                .unwrap_or_else(|e| panic!("{} bytes: {e}", ok.len()));
+        }
+        assert_error(
+            &section(&"a".repeat(80)),
+            3,
+            "<srt><passphrase>",
+            "80 bytes",
+        );
+        assert_error(
+            &section("\u{e9}\u{e9}\u{e9}\u{e9}a"),
+            3,
+            "<srt><passphrase>",
+            "9 bytes",
         );
     }
 

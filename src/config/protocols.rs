@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use srt_protocol::options::Passphrase;
+
 use super::error::{ConfigError, ErrorKind};
 use super::section::{Protocol, Transport};
 use super::tree::Children;
@@ -135,7 +137,7 @@ impl Protocol for RtspOptions {
 pub struct SrtOptions {
     /// `<latency_ms>`: the receive latency (TSBPD delay) offered in the handshake.
     pub latency: Duration,
-    /// `<passphrase>`: encrypt with this passphrase (10 to 79 characters); none by default.
+    /// `<passphrase>`: encrypt with this passphrase (10 to 79 bytes of UTF-8); none by default.
     pub passphrase: Option<String>,
     /// `<pbkeylen>`: AES key length in bytes, 16, 24 or 32 (with a passphrase).
     pub pbkeylen: u8,
@@ -184,12 +186,15 @@ impl Protocol for SrtOptions {
         if let Some(el) = children.get("passphrase") {
             let value = el.value()?;
             if !value.is_empty() {
-                let length = value.chars().count();
-                if !(10..=79).contains(&length) {
+                // The rule the SRT listener applies when it starts (srt-protocol counts bytes),
+                // so a passphrase that passes here is one the server takes.
+                if Passphrase::try_from(value.to_owned()).is_err() {
                     return Err(el.error(ErrorKind::InvalidValue {
                         value: "(hidden)".into(),
                         reason: format!(
-                            "a passphrase must be 10 to 79 characters long, this one has {length}"
+                            "a passphrase must be 10 to 79 bytes long (SRT counts bytes; a \
+                             non-ASCII character takes 2 to 4), this one has {} bytes",
+                            value.len()
                         ),
                     }));
                 }

@@ -149,8 +149,8 @@ pub struct SrtSettings {
 }
 
 impl SrtSettings {
-    /// The settings of `<srt>`. Fails for a passphrase SRT cannot use (10 to 79 bytes; the
-    /// config counts characters).
+    /// The settings of `<srt>`. Fails for a passphrase SRT cannot use (10 to 79 bytes), which
+    /// the config refuses first.
     pub fn from_config(config: &SrtConfig) -> io::Result<SrtSettings> {
         let passphrase = match &config.options.passphrase {
             None => None,
