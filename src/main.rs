@@ -1,7 +1,7 @@
 //! The `streamgate` binary: reads the config (a file, or the embedded default), sets up
 //! logging, starts the server in an actix System and runs until SIGINT or SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -24,24 +24,18 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(path) = cli.check_config {
-        return match Config::load(&path) {
+        return match load(&path) {
             Ok(_) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("streamgate: {e}");
-                ExitCode::from(2)
-            }
+            Err(code) => code,
         };
     }
     let config = match &cli.config {
-        Some(path) => match Config::load(path) {
+        Some(path) => match load(path) {
             Ok(config) => config,
-            Err(e) => {
-                eprintln!("streamgate: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         },
         None => Config::embedded_default(),
     };
@@ -54,6 +48,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads and validates the config file, for `--check-config` and for start-up alike: a file
+/// that checks is a file that starts. On an error, says why and gives the exit code (2).
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("streamgate: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn init_tracing(config: &Config) {

@@ -16,7 +16,7 @@ use tokio::net::TcpSocket;
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: u32 = 1024;
 
-use crate::config::{Config, ListenerConfig};
+use crate::config::{Config, Protocol, Section, DEFAULT_RTP_PORTS};
 use crate::limits::ConnectionLimits;
 use crate::listener::{accept_loop, Admit, Pool, Refuse, StartSession, Worker};
 use crate::session::httpflv::HttpFlvSession;
@@ -57,14 +57,17 @@ pub struct Server {
     pub rtsp_addr: Option<SocketAddr>,
 }
 
-/// Binds one protocol's TCP port and starts its accept loop.
-async fn listen(
-    protocol: &'static str,
-    config: &ListenerConfig,
+/// Binds one protocol's TCP port and starts its accept loop. `write_merge` and `rtp_ports` are
+/// the protocol's own settings its sessions need.
+async fn listen<P: Protocol>(
+    config: &Section<P>,
+    write_merge: Duration,
+    rtp_ports: (u16, u16),
     pool: &Arc<Pool>,
     start: StartSession,
     refuse: Refuse,
 ) -> Result<(SocketAddr, actix_rt::task::JoinHandle<()>), ServerError> {
+    let protocol = P::NAME;
     let port = config.port;
     let bind = |source| ServerError::Bind {
         protocol,
@@ -86,8 +89,8 @@ async fn listen(
             queue_bytes: config.queue_bytes,
             stall_timeout: config.stall_timeout,
         },
-        rtp_ports: config.rtp_ports,
-        write_merge: config.write_merge,
+        rtp_ports,
+        write_merge,
     };
     let admit = Admit {
         limits: ConnectionLimits::new(
@@ -151,8 +154,9 @@ impl Server {
         let mut rtsp_addr = None;
         if config.rtmp.enable {
             let (addr, task) = listen(
-                "rtmp",
                 &config.rtmp,
+                config.rtmp.options.write_merge,
+                DEFAULT_RTP_PORTS,
                 &pool,
                 |socket, peer, shared, settings, admission| {
                     RtmpSession::start(socket, peer, shared, settings, admission);
@@ -165,8 +169,9 @@ impl Server {
         }
         if config.httpflv.enable {
             let (addr, task) = listen(
-                "httpflv",
                 &config.httpflv,
+                config.httpflv.options.write_merge,
+                DEFAULT_RTP_PORTS,
                 &pool,
                 |socket, peer, shared, settings, admission| {
                     HttpFlvSession::start(socket, peer, shared, settings, admission);
@@ -179,8 +184,9 @@ impl Server {
         }
         if config.rtsp.enable {
             let (addr, task) = listen(
-                "rtsp",
                 &config.rtsp,
+                config.rtsp.options.write_merge,
+                config.rtsp.options.rtp_ports,
                 &pool,
                 |socket, peer, shared, settings, admission| {
                     RtspSession::start(socket, peer, shared, settings, admission);
@@ -204,9 +210,10 @@ impl Server {
         }
         // ---- end of SRT ----
         tracing::info!(workers = config.workers, "server started");
-        let longest_hook = [&config.rtmp, &config.rtsp, &config.srt, &config.httpflv]
+        let table = config.hooks();
+        let longest_hook = [&table.rtmp, &table.rtsp, &table.srt, &table.httpflv]
             .iter()
-            .map(|l| l.notify.timeout)
+            .map(|notify| notify.timeout)
             .max()
             .unwrap_or_default();
         Ok(Server {

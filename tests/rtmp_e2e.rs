@@ -1257,6 +1257,47 @@ fn bad_configs_are_refused_with_element_and_line() {
     );
 }
 
+/// SRT counts a passphrase in bytes (10 to 79). One of 40 two-byte characters is 80 bytes:
+/// `--check-config` must refuse it with the element and line, as start-up does, so that a file
+/// that checks is a file that starts.
+#[test]
+fn an_srt_passphrase_too_long_in_bytes_is_refused_by_check_config_and_start_up() {
+    let dir = TempDir::new("cfg-passphrase");
+    let passphrase = "\u{e9}".repeat(40);
+    assert_eq!((passphrase.chars().count(), passphrase.len()), (40, 80));
+    let xml = format!(
+        "<config>\n  <rtmp>\n    <port>{}</port>\n  </rtmp>\n  <srt>\n    <enable>true</enable>\n    <port>{}</port>\n    <passphrase>{passphrase}</passphrase>\n  </srt>\n</config>\n",
+        free_port(),
+        free_udp_port()
+    );
+    let l = line_of(&xml, "<passphrase>");
+    let out = bad_config_case(&dir, "passphrase.xml", &xml, &["<srt><passphrase>"], &[l]);
+    assert!(
+        out.text().contains("80"),
+        "the error says how long the passphrase is: {}",
+        out.text()
+    );
+    assert!(
+        !out.text().contains(&passphrase),
+        "the error does not repeat the secret: {}",
+        out.text()
+    );
+
+    let out = run(
+        "config-passphrase",
+        Command::new(BIN)
+            .arg("--config")
+            .arg(dir.file("passphrase.xml")),
+        secs(10.0),
+    );
+    assert!(out.failed(), "start-up refuses it too: {out:?}");
+    assert!(
+        out.text().contains("<srt><passphrase>") && mentions_line(&out.text(), l),
+        "start-up names the element and the line: {}",
+        out.text()
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // 14
 

@@ -83,7 +83,7 @@ use super::{
     ask, contain, request_play, Active, Attach, Backlog, PlayOutcome, PlayerLimits, Role,
     SessionContext,
 };
-use crate::config::ListenerConfig;
+use crate::config::SrtConfig;
 use crate::limits::{Admission, ConnectionLimits};
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
@@ -154,10 +154,10 @@ pub struct SrtSettings {
 }
 
 impl SrtSettings {
-    /// The settings of `<srt>`. Fails for a passphrase SRT cannot use (10 to 79 bytes; the
-    /// config counts characters).
-    pub fn from_config(config: &ListenerConfig) -> io::Result<SrtSettings> {
-        let passphrase = match &config.srt.passphrase {
+    /// The settings of `<srt>`. Fails for a passphrase SRT cannot use (10 to 79 bytes), which
+    /// the config refuses first.
+    pub fn from_config(config: &SrtConfig) -> io::Result<SrtSettings> {
+        let passphrase = match &config.options.passphrase {
             None => None,
             Some(p) => Some(Passphrase::try_from(p.clone()).map_err(|e| {
                 io::Error::new(
@@ -168,10 +168,10 @@ impl SrtSettings {
         };
         Ok(SrtSettings {
             port: config.port,
-            latency: config.srt.latency,
+            latency: config.options.latency,
             passphrase,
-            pbkeylen: config.srt.pbkeylen,
-            payload_size: config.srt.payload_size,
+            pbkeylen: config.options.pbkeylen,
+            payload_size: config.options.payload_size,
             limits: PlayerLimits {
                 queue_bytes: config.queue_bytes,
                 stall_timeout: config.stall_timeout,
@@ -209,7 +209,7 @@ impl SrtSettings {
 /// Binds the SRT port and starts the supervised listener task on the current arbiter. Each
 /// connection request becomes an [`SrtSession`] on the next worker of `workers`.
 pub async fn listen(
-    config: &ListenerConfig,
+    config: &SrtConfig,
     workers: Vec<Worker>,
 ) -> io::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
     let settings = Arc::new(SrtSettings::from_config(config)?);
@@ -1946,7 +1946,7 @@ mod tests {
     fn payloads_are_whole_ts_packets() {
         let mut config = crate::config::Config::default().srt;
         for (payload_size, chunk) in [(1316, 1316), (1456, 1316), (188, 188), (1000, 940)] {
-            config.srt.payload_size = payload_size;
+            config.options.payload_size = payload_size;
             let settings = SrtSettings::from_config(&config).expect("valid");
             assert_eq!(settings.chunk_size(), chunk);
         }
