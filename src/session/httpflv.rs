@@ -237,22 +237,8 @@ impl HttpFlvSession {
     /// The response head, FLV header and metadata, then the codec configs and cached GOP as
     /// the tags every player on this arbiter shares.
     fn start_of_body(&mut self, snapshot: Snapshot) -> Vec<Bytes> {
-        let (has_audio, has_video, left_out) = flv::carried_tracks(&snapshot.configs);
-        if !left_out.is_empty() {
-            let _s = self.span.clone().entered();
-            tracing::warn!(
-                tracks = ?left_out,
-                "FLV cannot carry these tracks; playing without them"
-            );
-        }
-        let enhanced = flv::enhanced_tracks(&snapshot.configs);
-        if !enhanced.is_empty() {
-            let _s = self.span.clone().entered();
-            tracing::info!(
-                tracks = ?enhanced,
-                "sending these tracks as Enhanced RTMP (players without it cannot decode them)"
-            );
-        }
+        let (has_audio, has_video, left_out) =
+            super::flv_tracks(&self.span, "FLV", &snapshot.configs);
         let metadata = snapshot.metadata.as_deref();
         let (audio, video) = flv::announced_tracks(has_audio, has_video, metadata);
         let left = |track| left_out.iter().any(|&(t, _)| t == track);

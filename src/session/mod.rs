@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Addr, Recipient};
 use bytes::{Bytes, BytesMut};
-use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
+use streamgate_actors::media::{Codec, FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::{self, Decision, DenyReason, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{Lookup, Registry};
 use streamgate_actors::session::SessionInfo;
@@ -406,6 +406,33 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_owned())
     })
+}
+
+/// What an FLV player (RTMP or HTTP-FLV: `what`) of a stream with `configs` gets, as
+/// [`crate::protocol::flv::carried_tracks`] says, logged once at its start: the tracks FLV
+/// cannot carry (left out) and those sent as Enhanced RTMP (which players without it cannot
+/// decode).
+pub(crate) fn flv_tracks(
+    span: &tracing::Span,
+    what: &str,
+    configs: &[MediaFrame],
+) -> (bool, bool, Vec<(Track, Codec)>) {
+    let (has_audio, has_video, left_out) = crate::protocol::flv::carried_tracks(configs);
+    let _s = span.enter();
+    if !left_out.is_empty() {
+        tracing::warn!(
+            tracks = ?left_out,
+            "{what} cannot carry these tracks; playing without them"
+        );
+    }
+    let enhanced = crate::protocol::flv::enhanced_tracks(configs);
+    if !enhanced.is_empty() {
+        tracing::info!(
+            tracks = ?enhanced,
+            "sending these tracks as Enhanced RTMP (players without it cannot decode them)"
+        );
+    }
+    (has_audio, has_video, left_out)
 }
 
 #[cfg(test)]

@@ -455,22 +455,8 @@ impl RtmpSession {
     /// Writes what a joining player needs first, at once: the core's answers and metadata,
     /// then the codec configs and the cached GOP in the encodings this arbiter's players share.
     fn replay(&mut self, ctx: &mut Context<Self>, stream_id: u32, snapshot: Snapshot) {
-        let (has_audio, has_video, left_out) = flv::carried_tracks(&snapshot.configs);
-        if !left_out.is_empty() {
-            let _s = self.span.clone().entered();
-            tracing::warn!(
-                tracks = ?left_out,
-                "RTMP cannot carry these tracks; playing without them"
-            );
-        }
-        let enhanced = flv::enhanced_tracks(&snapshot.configs);
-        if !enhanced.is_empty() {
-            let _s = self.span.clone().entered();
-            tracing::info!(
-                tracks = ?enhanced,
-                "sending these tracks as Enhanced RTMP (players without it cannot decode them)"
-            );
-        }
+        let (has_audio, has_video, left_out) =
+            super::flv_tracks(&self.span, "RTMP", &snapshot.configs);
         let tracks = flv::single_carried_track(
             has_audio,
             has_video,
