@@ -18,6 +18,7 @@ pub mod message;
 pub mod reorder;
 pub mod rtp;
 pub mod sdp;
+pub mod session;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;

@@ -36,6 +36,10 @@ use futures_util::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 
+use super::{Output, SendError};
+use crate::session::arbiter::ArbiterState;
+use crate::session::core::Counter;
+
 /// Most buffers queued for one connection.
 pub const QUEUE_BUFFERS: usize = 8192;
 /// Queued bytes that make no progress into the socket for this long end the connection.
@@ -52,19 +56,8 @@ const BATCH: usize = 64;
 /// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
 const IDLE_CAPACITY: usize = 4;
 
-/// Why a buffer could not be queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// The queue is full: the peer is not reading.
-    #[error("write queue full")]
-    Full,
-    /// The socket is gone.
-    #[error("connection closed")]
-    Closed,
-}
-
 /// What the session and its write task share (one thread).
-struct Shared {
+struct Queue {
     queue: RefCell<VecDeque<Bytes>>,
     /// Bytes queued and not yet written.
     pending: Cell<usize>,
@@ -83,9 +76,11 @@ struct Shared {
     read_limit: Cell<usize>,
     /// The [`Gated`] input waiting for the queue to go under the read limit.
     read_waker: Cell<Option<Waker>>,
+    /// Bytes the socket took, over the connection (the session's usage).
+    written: Counter,
 }
 
-impl Shared {
+impl Queue {
     fn make_due(&self) {
         self.due.set(true);
         if let Some(waker) = self.waker.take() {
@@ -110,7 +105,7 @@ impl Shared {
 
 /// Queue handle held by the session actor.
 pub struct Writer {
-    shared: Rc<Shared>,
+    shared: Rc<Queue>,
     merge: Duration,
     task: Option<actix_rt::task::JoinHandle<()>>,
 }
@@ -118,8 +113,14 @@ pub struct Writer {
 impl Writer {
     /// Starts the write task on the current arbiter. `merge` is the connection's merge window
     /// for [`Writer::send_merged`] (zero: no merging).
-    pub fn spawn(mut socket: OwnedWriteHalf, span: tracing::Span, merge: Duration) -> Writer {
-        let shared = Rc::new(Shared {
+    /// Every byte the socket takes is counted into `written`.
+    pub fn spawn(
+        mut socket: OwnedWriteHalf,
+        span: tracing::Span,
+        merge: Duration,
+        written: Counter,
+    ) -> Writer {
+        let shared = Rc::new(Queue {
             queue: RefCell::new(VecDeque::new()),
             pending: Cell::new(0),
             progress: Cell::new(Instant::now()),
@@ -130,6 +131,7 @@ impl Writer {
             waker: Cell::new(None),
             read_limit: Cell::new(DEFAULT_READ_LIMIT),
             read_waker: Cell::new(None),
+            written,
         });
         let state = shared.clone();
         let task = actix_rt::spawn(async move {
@@ -155,7 +157,7 @@ impl Writer {
     }
 
     /// Queues bytes to be written as soon as the write task runs.
-    pub fn send(&self, bytes: Bytes) -> Result<(), WriteError> {
+    pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
         self.shared.make_due();
         Ok(())
@@ -163,7 +165,7 @@ impl Writer {
 
     /// Queues live media: written within the merge window, together with whatever else this
     /// connection queued in it.
-    pub fn send_merged(&self, bytes: Bytes) -> Result<(), WriteError> {
+    pub fn send_merged(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
         let shared = &self.shared;
         if self.merge.is_zero() {
@@ -175,10 +177,10 @@ impl Writer {
         Ok(())
     }
 
-    fn push(&self, bytes: Bytes) -> Result<(), WriteError> {
+    fn push(&self, bytes: Bytes) -> Result<(), SendError> {
         let shared = &self.shared;
         if shared.ended.get() {
-            return Err(WriteError::Closed);
+            return Err(SendError::Closed);
         }
         if bytes.is_empty() {
             // Nothing to write; queued, it would read as a socket that takes no bytes.
@@ -186,7 +188,7 @@ impl Writer {
         }
         let mut queue = shared.queue.borrow_mut();
         if queue.len() >= QUEUE_BUFFERS || shared.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
-            return Err(WriteError::Full);
+            return Err(SendError::Full);
         }
         if shared.pending.get() == 0 {
             shared.progress.set(Instant::now());
@@ -229,6 +231,16 @@ impl Writer {
     }
 }
 
+impl Output for Writer {
+    fn pending_bytes(&self) -> usize {
+        Writer::pending_bytes(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        Writer::is_closed(self)
+    }
+}
+
 impl Drop for Writer {
     /// The task flushes what is queued (a refusal must reach the client) and then shuts the
     /// socket down; a peer that never reads gets [`WRITE_STALL`] before the task is ended.
@@ -249,7 +261,7 @@ impl Drop for Writer {
 /// A connection's input behind its writer's read limit ([`Writer::gate`]).
 pub struct Gated<S> {
     input: S,
-    shared: Rc<Shared>,
+    shared: Rc<Queue>,
 }
 
 impl<S: Stream + Unpin> Stream for Gated<S> {
@@ -268,7 +280,7 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
 /// Writes the queue while it is due and the socket takes bytes. Ready when the session has
 /// let go and everything is written; `Err` when the socket fails.
 fn drain(
-    shared: &Shared,
+    shared: &Queue,
     socket: &mut OwnedWriteHalf,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<()>> {
@@ -303,6 +315,7 @@ fn drain(
             }
         };
         shared.progress.set(Instant::now());
+        shared.written.set(shared.written.get() + written as u64);
         shared
             .pending
             .set(shared.pending.get().saturating_sub(written));
@@ -322,21 +335,17 @@ fn drain(
 }
 
 /// The connections of one merge window waiting on this arbiter, and whether its timer runs.
-struct MergeList {
+pub struct MergeList {
     window: Duration,
-    waiting: Vec<Rc<Shared>>,
+    waiting: Vec<Rc<Queue>>,
     armed: bool,
-}
-
-thread_local! {
-    static MERGES: RefCell<Vec<MergeList>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Makes `shared` due when this arbiter's timer for `window` fires: the first connection to
 /// wait arms it, every later one joins the same list.
-fn merge_later(window: Duration, shared: Rc<Shared>) {
-    let arm = MERGES.with(|lists| {
-        let mut lists = lists.borrow_mut();
+fn merge_later(window: Duration, shared: Rc<Queue>) {
+    let arm = ArbiterState::with(|arbiter| {
+        let mut lists = arbiter.merges.borrow_mut();
         let index = match lists.iter().position(|l| l.window == window) {
             Some(i) => i,
             None => {
@@ -355,8 +364,8 @@ fn merge_later(window: Duration, shared: Rc<Shared>) {
     if arm {
         actix_rt::spawn(async move {
             actix_rt::time::sleep(window).await;
-            let due = MERGES.with(|lists| {
-                let mut lists = lists.borrow_mut();
+            let due = ArbiterState::with(|arbiter| {
+                let mut lists = arbiter.merges.borrow_mut();
                 let list = lists
                     .iter_mut()
                     .find(|l| l.window == window)
@@ -386,7 +395,10 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (_read, write) = server.into_split();
         // The read half may go: the socket stays open for writing.
-        (Writer::spawn(write, tracing::Span::none(), merge), client)
+        (
+            Writer::spawn(write, tracing::Span::none(), merge, Default::default()),
+            client,
+        )
     }
 
     #[actix_rt::test]
@@ -460,7 +472,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(result, Err(WriteError::Full));
+        assert_eq!(result, Err(SendError::Full));
         assert!(writer.pending_bytes() <= MAX_QUEUE_BYTES);
     }
 
@@ -478,7 +490,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(
-            matches!(result, Err(WriteError::Closed) | Err(WriteError::Full)),
+            matches!(result, Err(SendError::Closed) | Err(SendError::Full)),
             "{result:?}"
         );
         for _ in 0..100 {

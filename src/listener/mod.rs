@@ -5,6 +5,9 @@
 //! arbiter's reactor, so all of its IO happens on that arbiter. A connection over its
 //! section's limits ([`ConnectionLimits`]) gets no session: it is answered in its protocol's
 //! own words by the protocol core ([`Refuse`]) and closed. Must not parse any protocol itself.
+//! The SRT listener (UDP, one socket for every connection) is [`srt`].
+
+pub mod srt;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,6 +175,7 @@ pub async fn accept_loop(
         };
         let worker = pool.pick();
         let shared = worker.shared.clone();
+        let settings = settings.clone();
         let sent = worker
             .arbiter
             .spawn_fn(move || match TcpStream::from_std(socket) {
