@@ -137,7 +137,7 @@ impl Server {
             });
             workers.push(Worker {
                 arbiter: handle,
-                shared: SessionContext {
+                context: SessionContext {
                     notify,
                     registry: registry.clone(),
                     done: done.clone(),
@@ -160,8 +160,8 @@ impl Server {
                 config.rtmp.options.write_merge,
                 None,
                 &pool,
-                |socket, peer, shared, settings, admission| {
-                    RtmpSession::start(socket, peer, shared, settings, admission);
+                |accepted| {
+                    RtmpSession::start(accepted);
                 },
                 Refuse::Close,
             )
@@ -175,8 +175,8 @@ impl Server {
                 config.httpflv.options.write_merge,
                 None,
                 &pool,
-                |socket, peer, shared, settings, admission| {
-                    HttpFlvSession::start(socket, peer, shared, settings, admission);
+                |accepted| {
+                    HttpFlvSession::start(accepted);
                 },
                 Refuse::Http,
             )
@@ -191,8 +191,8 @@ impl Server {
                 // The listener's own port pairs, handed to each of its sessions.
                 Some(RtpPorts::new(config.rtsp.options.rtp_ports)),
                 &pool,
-                |socket, peer, shared, settings, admission| {
-                    RtspSession::start(socket, peer, shared, settings, admission);
+                |accepted| {
+                    RtspSession::start(accepted);
                 },
                 Refuse::Rtsp,
             )

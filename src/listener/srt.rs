@@ -491,10 +491,10 @@ impl Listener {
         self.next_worker = self.next_worker.wrapping_add(1);
         let peer = pending.request.remote;
         let local = SocketAddr::new(local_ip_toward(peer), self.settings.port);
-        let shared = worker.shared.clone();
+        let context = worker.context.clone();
         let settings = self.settings.clone();
         let sent = worker.arbiter.spawn_fn(move || {
-            SrtSession::start(pending, peer, local, shared, settings, admission);
+            SrtSession::start(pending, peer, local, context, settings, admission);
         });
         if !sent {
             tracing::warn!(

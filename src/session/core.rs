@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use actix::{Addr, Arbiter, Recipient};
+use actix::{Actor, ActorContext, Addr, Arbiter, AsyncContext, Context, Recipient};
 use streamgate_actors::media::{MediaFrame, StreamKey};
 use streamgate_actors::notify::{self, Decision, DenyReason, NotifyActor};
 use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
@@ -130,6 +130,8 @@ pub struct SessionCore {
     /// The protocol section's player limits.
     pub limits: PlayerLimits,
     active: Option<Active>,
+    /// A player's place in its arbiter's fan-out group (leaving it is dropping it).
+    membership: Option<fanout::Membership>,
     /// When a publisher's last media arrived (or its publish was allowed).
     last_media: Instant,
     dropped_ingest: u64,
@@ -167,6 +169,7 @@ impl SessionCore {
             backlog,
             limits,
             active: None,
+            membership: None,
             last_media: Instant::now(),
             dropped_ingest: 0,
             _admission: admission,
@@ -212,6 +215,36 @@ impl SessionCore {
         self.active = Some(Active { role, info, stream });
     }
 
+    /// Takes the outcome of a publish request ([`request_publish`], or the `call` before it
+    /// that refused): logs the hook's answer and, when it allowed, begins the publish (from
+    /// here on one `on_done` is owed) and attaches it to its stream. Returns what the
+    /// protocol is to answer.
+    pub fn publish_answered(
+        &mut self,
+        call: &str,
+        outcome: PublishOutcome,
+        info: SessionInfo,
+    ) -> PublishAnswer {
+        if let PublishOutcome::Denied(decision) = &outcome {
+            self.log_decision(call, decision);
+            return PublishAnswer::Denied(decision.clone());
+        }
+        self.log_decision(call, &Decision::Allow);
+        self.begin(Role::Publisher, info, None);
+        match outcome {
+            PublishOutcome::Publishing(stream) => {
+                self.attach(stream);
+                PublishAnswer::Publish
+            }
+            PublishOutcome::Taken(key) => {
+                let _s = self.enter();
+                tracing::info!(stream = %key, "already published by another client");
+                PublishAnswer::Taken
+            }
+            PublishOutcome::Unavailable | PublishOutcome::Denied(_) => PublishAnswer::Unavailable,
+        }
+    }
+
     /// Attaches the active play or publish to its stream.
     pub fn attach(&mut self, stream: Addr<StreamActor>) {
         if let Some(active) = self.active.as_mut() {
@@ -219,9 +252,35 @@ impl SessionCore {
         }
     }
 
-    /// Ends the active play or publish, if any: leaves the stream and sends its one
-    /// `on_done`. True when there was one.
+    /// Makes this player a member of its arbiter's fan-out group (its snapshot written, the
+    /// group writes its live frames to `writer` in the form `encoder` makes, from frame
+    /// `from_seq` on); `session` is told metadata and the end of the stream.
+    pub fn join_group<A>(
+        &mut self,
+        joining: fanout::Joining,
+        writer: Rc<super::output::tcp::Writer>,
+        encoder: Box<dyn fanout::Encode>,
+        from_seq: u64,
+        session: &Addr<A>,
+    ) where
+        A: Actor + actix::Handler<Deliver> + actix::Handler<StreamEnded>,
+        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, StreamEnded>,
+    {
+        let member = fanout::Member {
+            writer,
+            backlog: self.player_backlog(),
+            encoder,
+            from_seq,
+            metadata: session.clone().recipient(),
+            ended: session.clone().recipient(),
+        };
+        self.membership = Some(joining.activate(member));
+    }
+
+    /// Ends the active play or publish, if any: leaves the stream (and the fan-out group) and
+    /// sends its one `on_done`. True when there was one.
     pub fn finish(&mut self, why: &str) -> bool {
+        self.membership = None;
         let Some(active) = self.active.take() else {
             return false;
         };
@@ -347,6 +406,113 @@ impl SessionCore {
     }
 }
 
+/// What the parts every session shares ([`session_actor!`]) need of a session actor.
+pub trait Session: Actor<Context = Context<Self>> {
+    /// Its core, and its output once it has one.
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
+
+    /// Whether the client's first request was accepted: until then the deadline given to
+    /// [`start`] runs.
+    fn first_request_done(&self) -> bool {
+        true
+    }
+
+    /// What the protocol starts beside the shared timers.
+    fn starting(&mut self, _ctx: &mut Context<Self>) {}
+
+    /// The protocol's own checks of the one-second timer: `Some(why)` closes the session.
+    fn check(&mut self) -> Option<&'static str> {
+        None
+    }
+
+    /// What the protocol does when the stream ends under its player, before the player's
+    /// `on_done` (an end-of-stream message, what a paced replay still holds).
+    fn stream_ending(&mut self, _ctx: &mut Context<Self>) {}
+
+    /// What the protocol lets go of when the session stops, before its `on_done`.
+    fn release(&mut self) {}
+}
+
+/// Starts what every session runs: the mailbox bound, the first log line, the deadline of the
+/// client's first request (`deadline`, where the session has one) and the one-second checks
+/// (the protocol's [`Session::check`], then [`SessionCore::tick`]).
+pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
+    ctx.set_mailbox_capacity(SESSION_MAILBOX);
+    act.parts().0.started();
+    if let Some(deadline) = deadline {
+        ctx.run_later(deadline, |act, ctx| {
+            if !act.first_request_done() {
+                let _s = act.parts().0.enter();
+                tracing::info!("no accepted request in time; closing");
+                ctx.stop();
+            }
+        });
+    }
+    ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+        if let Some(why) = act.check() {
+            let _s = act.parts().0.enter();
+            tracing::info!("{why}; closing");
+            ctx.stop();
+            return;
+        }
+        let (core, output) = act.parts();
+        if core.tick(output) {
+            ctx.stop();
+        }
+    });
+    act.starting(ctx);
+}
+
+/// The `Actor` implementation of a [`Session`] and its `Kick` and `StreamEnded` handlers: it
+/// starts with [`start`] (the first-request deadline given) and ends with [`SessionCore::stopped`] (after
+/// [`Session::release`]); a kick closes it; the end of its stream ends a player (after
+/// [`Session::stream_ending`]). Either way its `on_done` follows, once.
+macro_rules! session_actor {
+    ($session:ty, $deadline:expr) => {
+        impl actix::Actor for $session {
+            type Context = actix::Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                $crate::session::core::start(self, ctx, $deadline);
+            }
+
+            fn stopped(&mut self, _ctx: &mut Self::Context) {
+                use $crate::session::core::Session;
+                self.release();
+                self.parts().0.stopped();
+            }
+        }
+
+        impl actix::Handler<streamgate_actors::stream::Kick> for $session {
+            type Result = ();
+
+            fn handle(&mut self, msg: streamgate_actors::stream::Kick, ctx: &mut Self::Context) {
+                $crate::session::core::Session::parts(self).0.kicked(&msg);
+                actix::ActorContext::stop(ctx);
+            }
+        }
+
+        impl actix::Handler<streamgate_actors::stream::StreamEnded> for $session {
+            type Result = ();
+
+            fn handle(
+                &mut self,
+                msg: streamgate_actors::stream::StreamEnded,
+                ctx: &mut Self::Context,
+            ) {
+                use $crate::session::core::Session;
+                if !self.parts().0.is_player() {
+                    return;
+                }
+                self.stream_ending(ctx);
+                self.parts().0.stream_ended(&msg);
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use session_actor;
+
 /// How a player takes live frames.
 pub enum Attach {
     /// As `Deliver` messages to its own session.
@@ -418,6 +584,19 @@ pub enum PublishOutcome {
     Unavailable,
 }
 
+/// What a protocol answers a publish request ([`SessionCore::publish_answered`]).
+#[derive(Debug)]
+pub enum PublishAnswer {
+    /// The hook refused (its answer, for the status).
+    Denied(Decision),
+    /// Publishing: accept, frames go to the stream.
+    Publish,
+    /// Another client publishes the name.
+    Taken,
+    /// The registry is gone (the server is stopping).
+    Unavailable,
+}
+
 impl PublishOutcome {
     /// Whether the hook allowed it (and an `on_done` is owed, whatever followed).
     pub fn allowed(&self) -> bool {
@@ -465,6 +644,23 @@ where
     request
         .await
         .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())))
+}
+
+/// Asks `on_connect` for `info` and, when it allows, goes on with `then` (the `call` that
+/// follows: a play or publish request). Returns which call decided and the outcome (`denied`
+/// makes one of a refused connect).
+pub async fn after_connect<T>(
+    context: SessionContext,
+    info: SessionInfo,
+    call: &'static str,
+    then: impl std::future::Future<Output = T>,
+    denied: impl FnOnce(Decision) -> T,
+) -> (&'static str, T) {
+    let connect = request_connect(&context, info).await;
+    if !connect.is_allow() {
+        return ("connect", denied(connect));
+    }
+    (call, then.await)
 }
 
 /// Asks `on_connect` for `info`.

@@ -52,36 +52,21 @@ pub trait Encode {
 
 /// One player of a group: where its frames go and how.
 pub struct Member {
-    writer: Rc<Writer>,
-    backlog: Backlog,
-    encoder: Box<dyn Encode>,
-    from_seq: u64,
-    /// The player's session: metadata and the end of the stream are told to it.
-    metadata: Recipient<Deliver>,
-    ended: Recipient<StreamEnded>,
+    /// The player's output.
+    pub writer: Rc<Writer>,
+    /// Its drop policy.
+    pub backlog: Backlog,
+    /// Its wire form.
+    pub encoder: Box<dyn Encode>,
+    /// The number of the first live frame it takes (its snapshot's [`Snapshot::next_seq`]).
+    pub from_seq: u64,
+    /// The player's session: metadata is told to it.
+    pub metadata: Recipient<Deliver>,
+    /// The player's session: the end of the stream is told to it.
+    pub ended: Recipient<StreamEnded>,
 }
 
 impl Member {
-    /// A player that takes live frames numbered `from_seq` on (its snapshot's
-    /// [`Snapshot::next_seq`]).
-    pub fn new(
-        writer: Rc<Writer>,
-        backlog: Backlog,
-        encoder: Box<dyn Encode>,
-        from_seq: u64,
-        metadata: Recipient<Deliver>,
-        ended: Recipient<StreamEnded>,
-    ) -> Self {
-        Member {
-            writer,
-            backlog,
-            encoder,
-            from_seq,
-            metadata,
-            ended,
-        }
-    }
-
     fn take(&mut self, frame: &MediaFrame, seq: u64) {
         if seq < self.from_seq || !self.backlog.admit(frame, self.writer.pending_bytes()) {
             return;
@@ -409,14 +394,14 @@ mod tests {
             queue_bytes: 1 << 20,
             stall_timeout: Duration::from_secs(10),
         };
-        let member = Member::new(
-            player.writer.clone(),
-            Backlog::new(limits, Default::default()),
-            Box::new(Numbers),
+        let member = Member {
+            writer: player.writer.clone(),
+            backlog: Backlog::new(limits, Default::default()),
+            encoder: Box::new(Numbers),
             from_seq,
-            session.clone().recipient(),
-            session.clone().recipient(),
-        );
+            metadata: session.clone().recipient(),
+            ended: session.clone().recipient(),
+        };
         player.membership = Some(joining.activate(member));
     }
 

@@ -18,26 +18,24 @@ use bytes::{Bytes, BytesMut};
 use streamgate_actors::media::{MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::Protocol;
-use streamgate_actors::stream::{Deliver, Delivery, Snapshot, StreamEnded};
-use tokio::net::TcpStream;
+use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 
 use super::arbiter::cached_encoding;
 use super::core::{
-    request_connect, request_play, Attach, PlayOutcome, Role, SessionCore, SESSION_MAILBOX,
+    after_connect, request_play, session_actor, Attach, PlayOutcome, Role, Session, SessionCore,
 };
-use super::fanout::{Encode, Member, Membership};
+use super::fanout::Encode;
 use super::output::tcp::Writer;
-use super::output::SendError;
-use super::{read_or_stop, SessionContext, SessionSettings};
-use crate::limits::Admission;
+use super::output::{Output, SendError};
+use super::{tcp_input, TcpAccept, TcpParts};
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
 
 /// The [`cached_encoding`] form of FLV tags.
 const FLV_FORM: u64 = u64::from_be_bytes(*b"flv-tags");
 
-/// Time a client has to send its request head.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Time a client has from TCP accept to its first (and only) request head.
+pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -58,28 +56,19 @@ pub struct HttpFlvSession {
     local: SocketAddr,
     input: BytesMut,
     state: State,
-    /// A player's place in its arbiter's fan-out group.
-    membership: Option<Membership>,
 }
 
 impl HttpFlvSession {
     /// Starts the session actor for an accepted socket on the current arbiter.
-    pub fn start(
-        socket: TcpStream,
-        peer: SocketAddr,
-        shared: SessionContext,
-        settings: SessionSettings,
-        admission: Admission,
-    ) -> Addr<Self> {
-        let core = SessionCore::new(Protocol::HttpFlv, peer, shared, settings.player, admission);
-        let local = socket.local_addr().unwrap_or(peer);
-        let (read, write) = socket.into_split();
-        let writer = Rc::new(Writer::spawn(
-            write,
-            core.span.clone(),
-            settings.write_merge,
-            core.usage.bytes_out.clone(),
-        ));
+    pub fn start(accepted: TcpAccept) -> Addr<Self> {
+        let TcpParts {
+            core,
+            read,
+            writer,
+            local,
+            ..
+        } = accepted.open(Protocol::HttpFlv);
+        let writer = Rc::new(writer);
         HttpFlvSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             HttpFlvSession {
@@ -88,9 +77,30 @@ impl HttpFlvSession {
                 local,
                 input: BytesMut::new(),
                 state: State::Request,
-                membership: None,
             }
         })
+    }
+
+    /// A read from the client: its request head until it is complete.
+    fn input(&mut self, bytes: BytesMut, ctx: &mut Context<Self>) {
+        if self.state != State::Request {
+            // A player has nothing more to say; what it sends is read only to notice it leave.
+            return;
+        }
+        self.input.extend_from_slice(&bytes);
+        match parse_request(&self.input) {
+            Ok(None) => {}
+            Ok(Some((request, _))) => {
+                self.input = BytesMut::new();
+                self.handle_request(request, ctx);
+            }
+            Err(e) => {
+                let _s = self.core.enter();
+                tracing::info!(error = %e, "bad request");
+                drop(_s);
+                self.answer(error_response(400, &e.to_string()), ctx);
+            }
+        }
     }
 
     /// Sends a final answer and closes.
@@ -132,15 +142,8 @@ impl HttpFlvSession {
         let key = StreamKey::new(path.app, path.name);
         let head_only = request.method == "HEAD";
         let context = self.core.context.clone();
-        let info = play_info.clone();
-        let asked = async move {
-            let connect = request_connect(&context, connect_info).await;
-            if !connect.is_allow() {
-                return ("connect", PlayOutcome::Denied(connect));
-            }
-            let outcome = request_play(context, info, key, Attach::Shared).await;
-            ("play", outcome)
-        };
+        let play = request_play(context.clone(), play_info.clone(), key, Attach::Shared);
+        let asked = after_connect(context, connect_info, "play", play, PlayOutcome::Denied);
         self.state = State::Deciding;
         ctx.wait(
             asked
@@ -182,15 +185,14 @@ impl HttpFlvSession {
                                     }
                                 }
                                 if let Some(joining) = joining {
-                                    let member = Member::new(
-                                        act.writer.clone(),
-                                        act.core.player_backlog(),
+                                    let writer = act.writer.clone();
+                                    act.core.join_group(
+                                        joining,
+                                        writer,
                                         Box::new(FlvTags),
                                         from_seq,
-                                        ctx.address().recipient(),
-                                        ctx.address().recipient(),
+                                        &ctx.address(),
                                     );
-                                    act.membership = Some(joining.activate(member));
                                 }
                             }
                         }
@@ -241,63 +243,22 @@ impl HttpFlvSession {
     }
 }
 
-impl Actor for HttpFlvSession {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(SESSION_MAILBOX);
-        self.core.started();
-        ctx.run_later(REQUEST_DEADLINE, |act, ctx| {
-            if act.state == State::Request {
-                let _s = act.core.enter();
-                tracing::info!("no request in time; closing");
-                ctx.stop();
-            }
-        });
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            if act.core.tick(Some(&*act.writer)) {
-                ctx.stop();
-            }
-        });
+impl Session for HttpFlvSession {
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>) {
+        (&mut self.core, Some(&*self.writer))
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.membership = None;
-        self.core.stopped();
+    fn first_request_done(&self) -> bool {
+        self.state != State::Request
+    }
+
+    fn stream_ending(&mut self, _ctx: &mut Context<Self>) {
+        self.state = State::Closing;
     }
 }
 
-impl StreamHandler<Result<BytesMut, std::io::Error>> for HttpFlvSession {
-    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let Some(bytes) = read_or_stop(item, &self.core, ctx) else {
-            return;
-        };
-        if self.state != State::Request {
-            // A player has nothing more to say; what it sends is read only to notice it leave.
-            return;
-        }
-        self.input.extend_from_slice(&bytes);
-        match parse_request(&self.input) {
-            Ok(None) => {}
-            Ok(Some((request, _))) => {
-                self.input = BytesMut::new();
-                self.handle_request(request, ctx);
-            }
-            Err(e) => {
-                let _s = self.core.enter();
-                tracing::info!(error = %e, "bad request");
-                drop(_s);
-                self.answer(error_response(400, &e.to_string()), ctx);
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        let _s = self.core.enter();
-        tracing::debug!("client closed the connection");
-        ctx.stop();
-    }
-}
+session_actor!(HttpFlvSession, Some(FIRST_REQUEST_DEADLINE));
+tcp_input!(HttpFlvSession);
 
 /// One FLV tag per frame for every player on this arbiter.
 fn frame_tag(frame: &MediaFrame) -> Bytes {
@@ -332,16 +293,5 @@ impl Handler<Deliver> for HttpFlvSession {
         if self.writer.send_merged(out.freeze()) == Err(SendError::Closed) {
             ctx.stop();
         }
-    }
-}
-
-impl Handler<StreamEnded> for HttpFlvSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
-        self.membership = None;
-        self.core.stream_ended(&msg);
-        self.state = State::Closing;
-        ctx.stop();
     }
 }

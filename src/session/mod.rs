@@ -56,6 +56,63 @@ pub struct SessionContext {
     pub done: DoneTracker,
 }
 
+/// An accepted TCP connection, handed to its session's `start` on the arbiter it will live on.
+pub struct TcpAccept {
+    /// The socket, registered with this arbiter.
+    pub socket: tokio::net::TcpStream,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// This arbiter's notifier and the registry.
+    pub context: SessionContext,
+    /// The listener's settings.
+    pub settings: SessionSettings,
+    /// Its place within the section's connection limits.
+    pub admission: crate::limits::Admission,
+}
+
+/// A TCP session's parts, made from its [`TcpAccept`].
+pub struct TcpParts {
+    /// The session core (its clientid taken, its span open).
+    pub core: core::SessionCore,
+    /// The socket's read half.
+    pub read: tokio::net::tcp::OwnedReadHalf,
+    /// The socket's writer, counting into the core's usage.
+    pub writer: output::tcp::Writer,
+    /// The server address the client reached.
+    pub local: std::net::SocketAddr,
+    /// The listener's settings.
+    pub settings: SessionSettings,
+}
+
+impl TcpAccept {
+    /// Opens a session of `protocol` on this connection.
+    pub fn open(self, protocol: streamgate_actors::session::Protocol) -> TcpParts {
+        let TcpAccept {
+            socket,
+            peer,
+            context,
+            settings,
+            admission,
+        } = self;
+        let core = core::SessionCore::new(protocol, peer, context, settings.player, admission);
+        let local = socket.local_addr().unwrap_or(peer);
+        let (read, write) = socket.into_split();
+        let writer = output::tcp::Writer::spawn(
+            write,
+            core.span.clone(),
+            settings.write_merge,
+            core.usage.bytes_out.clone(),
+        );
+        TcpParts {
+            core,
+            read,
+            writer,
+            local,
+            settings,
+        }
+    }
+}
+
 /// What a listener's sessions need from its config section.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -93,6 +150,27 @@ where
     }
 }
 
+/// The reading side of a session over TCP: every read is counted and handed to the session's
+/// `input(bytes, ctx)`; a failed read or the client's close ends the session.
+macro_rules! tcp_input {
+    ($session:ty) => {
+        impl actix::StreamHandler<std::io::Result<bytes::BytesMut>> for $session {
+            fn handle(&mut self, item: std::io::Result<bytes::BytesMut>, ctx: &mut Self::Context) {
+                if let Some(bytes) = $crate::session::read_or_stop(item, &self.core, ctx) {
+                    self.input(bytes, ctx);
+                }
+            }
+
+            fn finished(&mut self, ctx: &mut Self::Context) {
+                let _s = self.core.enter();
+                tracing::debug!("client closed the connection");
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use tcp_input;
+
 /// How a guarded protocol-core call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoreFailure {
@@ -121,6 +199,59 @@ pub fn guard<C, T, E: std::fmt::Display>(
         Err(panic) => {
             tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
             Err(CoreFailure::Panic)
+        }
+    }
+}
+
+/// A session over a sans-IO protocol connection that answers requests (RTMP, RTSP): every
+/// call into it is [`guard`]ed, and a failure sends what the protocol queued (its error
+/// answer) before the connection closes.
+pub trait ProtocolShell: actix::Actor<Context = actix::Context<Self>> {
+    /// The protocol connection.
+    type Protocol;
+    /// Its error.
+    type Error: std::fmt::Display;
+
+    /// The protocol connection and the span its failures are logged in.
+    fn protocol(&mut self) -> (&mut Self::Protocol, &tracing::Span);
+
+    /// Sends what the protocol queued.
+    fn flush(&mut self, ctx: &mut actix::Context<Self>);
+
+    /// Hands the client's bytes to the protocol connection.
+    fn handle_input(protocol: &mut Self::Protocol, bytes: &[u8]) -> Result<(), Self::Error>;
+
+    /// Acts on every event the protocol connection has after an input.
+    fn pump(&mut self, ctx: &mut actix::Context<Self>);
+
+    /// Feeds the client's bytes to the protocol and acts on what they caused.
+    fn feed(&mut self, ctx: &mut actix::Context<Self>, bytes: &[u8]) {
+        if self
+            .guarded(ctx, |protocol| Self::handle_input(protocol, bytes))
+            .is_some()
+        {
+            self.pump(ctx);
+        }
+    }
+
+    /// Runs a call into the protocol with panics contained; any failure ends this
+    /// connection (`None`).
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut actix::Context<Self>,
+        f: impl FnOnce(&mut Self::Protocol) -> Result<T, Self::Error>,
+    ) -> Option<T> {
+        use actix::ActorContext;
+        let (protocol, span) = self.protocol();
+        match guard(protocol, span, f) {
+            Ok(v) => Some(v),
+            Err(failure) => {
+                if failure == CoreFailure::Protocol {
+                    self.flush(ctx);
+                }
+                ctx.stop();
+                None
+            }
         }
     }
 }

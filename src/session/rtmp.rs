@@ -10,7 +10,6 @@
 //!
 //! A panic in the protocol core is caught here and ends this connection only.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,27 +18,25 @@ use bytes::{Bytes, BytesMut};
 use streamgate_actors::media::{MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
-use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot, StreamEnded};
-use tokio::net::TcpStream;
+use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
 
 use super::arbiter::cached_encoding;
 use super::core::{
-    request_connect, request_play, request_publish, Attach, PlayOutcome, PublishOutcome, Role,
-    SessionCore, SESSION_MAILBOX,
+    request_connect, request_play, request_publish, session_actor, Attach, PlayOutcome,
+    PublishAnswer, Role, Session, SessionCore,
 };
-use super::fanout::{Encode, Member, Membership};
+use super::fanout::Encode;
 use super::output::tcp::Writer;
-use super::output::SendError;
-use super::{guard, read_or_stop, CoreFailure, SessionContext, SessionSettings};
-use crate::limits::Admission;
+use super::output::{Output, SendError};
+use super::{tcp_input, ProtocolShell, TcpAccept, TcpParts};
 use crate::protocol::flv;
 use crate::protocol::rtmp::{
     encode_media, Event, MediaKind, Rejection, RequestId, ServerConnection,
 };
 use crate::protocol::url::{split_query, stream_url};
 
-/// Time a client has from TCP accept to an accepted `connect`.
-pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+/// Time a client has from TCP accept to an accepted first request (`connect`).
+pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 /// A connected client that has neither played nor published for this long (since its
 /// `connect` was accepted, or since its last play or publish ended) is dropped: whatever else
 /// it sends meanwhile (pings, commands) does not keep it.
@@ -78,6 +75,15 @@ impl Encode for RtmpChunks {
     }
 }
 
+/// A publish or play request and what it names.
+struct Target {
+    request: RequestId,
+    /// The message stream it runs on.
+    stream_id: u32,
+    name: String,
+    info: SessionInfo,
+}
+
 /// One RTMP client connection.
 pub struct RtmpSession {
     core: SessionCore,
@@ -88,8 +94,6 @@ pub struct RtmpSession {
     connected: bool,
     /// The RTMP message stream the active play or publish runs on.
     active_stream_id: u32,
-    /// A player's place in its arbiter's fan-out group.
-    membership: Option<Membership>,
     /// Since when the connected session has had no play or publish.
     inactive_since: Instant,
     reported_unsupported: bool,
@@ -97,21 +101,11 @@ pub struct RtmpSession {
 
 impl RtmpSession {
     /// Starts the session actor for an accepted socket on the current arbiter.
-    pub fn start(
-        socket: TcpStream,
-        peer: SocketAddr,
-        shared: SessionContext,
-        settings: SessionSettings,
-        admission: Admission,
-    ) -> Addr<Self> {
-        let core = SessionCore::new(Protocol::Rtmp, peer, shared, settings.player, admission);
-        let (read, write) = socket.into_split();
-        let writer = Rc::new(Writer::spawn(
-            write,
-            core.span.clone(),
-            settings.write_merge,
-            core.usage.bytes_out.clone(),
-        ));
+    pub fn start(accepted: TcpAccept) -> Addr<Self> {
+        let TcpParts {
+            core, read, writer, ..
+        } = accepted.open(Protocol::Rtmp);
+        let writer = Rc::new(writer);
         RtmpSession::create(move |ctx| {
             // Input is read only while the answers to it are being taken (Writer::gate).
             ctx.add_stream(writer.gate(super::reader(read)));
@@ -123,97 +117,35 @@ impl RtmpSession {
                 tcurl: String::new(),
                 connected: false,
                 active_stream_id: 0,
-                membership: None,
                 inactive_since: Instant::now(),
                 reported_unsupported: false,
             }
         })
     }
 
+    /// A read from the client: a publisher's reads keep it from being idle.
+    fn input(&mut self, bytes: BytesMut, ctx: &mut Context<Self>) {
+        if self.core.is_publisher() {
+            self.core.media_arrived();
+        }
+        self.feed(ctx, &bytes);
+    }
+
     fn info(&self, name: &str, url: &str) -> SessionInfo {
         self.core.info(&self.app, name, url, &self.tcurl)
     }
 
-    /// Sends queued output. A peer whose queue is full or gone loses its connection.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if let Some(bytes) = self.rtmp.take_output() {
-            if let Err(e) = self.writer.send(bytes) {
-                let _s = self.core.enter();
-                tracing::info!(error = %e, "client not reading; closing");
-                ctx.stop();
-            }
-        }
-    }
-
-    /// Runs a core call with panics contained; any failure ends this connection.
-    fn guarded<T>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut ServerConnection) -> Result<T, crate::protocol::rtmp::RtmpError>,
-    ) -> Option<T> {
-        match guard(&mut self.rtmp, &self.core.span, f) {
-            Ok(v) => Some(v),
-            Err(failure) => {
-                if failure == CoreFailure::Protocol {
-                    self.flush(ctx);
-                }
-                ctx.stop();
-                None
-            }
-        }
-    }
-
-    /// Drains every event the core has; stops at a request, which suspends the actor until
-    /// its decision is applied (and then drains again).
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        self.flush(ctx);
-        while let Some(event) = self.rtmp.poll_event() {
-            match event {
-                Event::ConnectRequested {
-                    request,
-                    app,
-                    tcurl,
-                } => {
-                    self.app = split_query(&app).0.to_owned();
-                    self.tcurl = tcurl;
-                    self.core.span.record("app", self.app.as_str());
-                    let info = self.info("", &self.tcurl);
-                    self.ask_connect(ctx, request, info);
-                    return;
-                }
-                Event::PublishRequested {
-                    request,
-                    stream_id,
-                    stream_name,
-                } => {
-                    self.ask_publish(ctx, request, stream_id, &stream_name);
-                    return;
-                }
-                Event::PlayRequested {
-                    request,
-                    stream_id,
-                    stream_name,
-                } => {
-                    self.ask_play(ctx, request, stream_id, &stream_name);
-                    return;
-                }
-                Event::Metadata { properties } => {
-                    if self.core.is_publisher() {
-                        self.core
-                            .publish_metadata(flv::metadata_from_amf(properties));
-                    }
-                }
-                Event::Media {
-                    kind,
-                    timestamp,
-                    data,
-                } => self.ingest(kind, timestamp, data),
-                Event::StreamClosed { stream_id } => {
-                    if self.core.active().is_some() && self.active_stream_id == stream_id {
-                        self.finish("client closed the stream");
-                    }
-                }
-            }
+    /// What a publish or play asks for: its stream name (the query removed, recorded in the
+    /// span) and its hook fields.
+    fn target(&mut self, request: RequestId, stream_id: u32, stream_name: &str) -> Target {
+        let name = split_query(stream_name).0.to_owned();
+        self.core.span.record("name", name.as_str());
+        let info = self.info(&name, &stream_url(&self.tcurl, stream_name));
+        Target {
+            request,
+            stream_id,
+            name,
+            info,
         }
     }
 
@@ -265,65 +197,34 @@ impl RtmpSession {
         }));
     }
 
-    fn ask_publish(
-        &mut self,
-        ctx: &mut Context<Self>,
-        request: RequestId,
-        stream_id: u32,
-        stream_name: &str,
-    ) {
-        let name = split_query(stream_name).0.to_owned();
-        self.core.span.record("name", name.as_str());
-        let info = self.info(&name, &stream_url(&self.tcurl, stream_name));
-        if name.is_empty() {
+    fn ask_publish(&mut self, ctx: &mut Context<Self>, target: Target) {
+        let (request, stream_id, info) = (target.request, target.stream_id, target.info);
+        if target.name.is_empty() {
             self.refuse(ctx, request, Rejection::NotFound);
             return;
         }
-        let key = StreamKey::new(self.app.clone(), name);
+        let key = StreamKey::new(self.app.clone(), target.name);
         let kick = ctx.address().recipient::<Kick>();
         let asked = request_publish(self.core.context.clone(), info.clone(), key, kick);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            let decision = match &outcome {
-                PublishOutcome::Denied(decision) => decision.clone(),
-                _ => Decision::Allow,
-            };
-            act.core.log_decision("publish", &decision);
-            if !outcome.allowed() {
-                act.refuse(ctx, request, Rejection::Unauthorized);
-                return;
-            }
-            // The hook allowed this publish: from here on exactly one on_done is owed.
-            act.begin(Role::Publisher, info, stream_id, None);
-            match outcome {
-                PublishOutcome::Publishing(stream) => {
-                    act.core.attach(stream);
+            let answer = act.core.publish_answered("publish", outcome, info);
+            act.active_stream_id = stream_id;
+            match answer {
+                PublishAnswer::Denied(_) => act.refuse(ctx, request, Rejection::Unauthorized),
+                PublishAnswer::Publish => {
                     if act.guarded(ctx, |core| core.accept(request)).is_some() {
                         act.pump(ctx);
                     }
                 }
-                PublishOutcome::Taken(key) => {
-                    let _s = act.core.enter();
-                    tracing::info!(stream = %key, "already published by another client");
-                    drop(_s);
-                    act.refuse(ctx, request, Rejection::AlreadyPublishing);
-                }
-                PublishOutcome::Unavailable | PublishOutcome::Denied(_) => {
-                    act.refuse(ctx, request, Rejection::Unavailable)
-                }
+                PublishAnswer::Taken => act.refuse(ctx, request, Rejection::AlreadyPublishing),
+                PublishAnswer::Unavailable => act.refuse(ctx, request, Rejection::Unavailable),
             }
         }));
     }
 
-    fn ask_play(
-        &mut self,
-        ctx: &mut Context<Self>,
-        request: RequestId,
-        stream_id: u32,
-        stream_name: &str,
-    ) {
-        let name = split_query(stream_name).0.to_owned();
-        self.core.span.record("name", name.as_str());
-        let info = self.info(&name, &stream_url(&self.tcurl, stream_name));
+    fn ask_play(&mut self, ctx: &mut Context<Self>, target: Target) {
+        let (request, stream_id, info) = (target.request, target.stream_id, target.info);
+        let name = target.name;
         let key = StreamKey::new(self.app.clone(), name);
         let asked = request_play(self.core.context.clone(), info.clone(), key, Attach::Shared);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
@@ -353,18 +254,13 @@ impl RtmpSession {
             let from_seq = snapshot.next_seq;
             act.replay(ctx, stream_id, snapshot);
             if let Some(joining) = joining {
-                let member = Member::new(
-                    act.writer.clone(),
-                    act.core.player_backlog(),
-                    Box::new(RtmpChunks {
-                        chunk_size: act.rtmp.out_chunk_size(),
-                        stream_id,
-                    }),
-                    from_seq,
-                    ctx.address().recipient(),
-                    ctx.address().recipient(),
-                );
-                act.membership = Some(joining.activate(member));
+                let encoder = Box::new(RtmpChunks {
+                    chunk_size: act.rtmp.out_chunk_size(),
+                    stream_id,
+                });
+                let writer = act.writer.clone();
+                act.core
+                    .join_group(joining, writer, encoder, from_seq, &ctx.address());
             }
             act.pump(ctx);
         }));
@@ -436,67 +332,114 @@ impl RtmpSession {
 
     /// Ends the active play or publish: leaves the stream and sends its one `on_done`.
     fn finish(&mut self, why: &str) {
-        self.membership = None;
         if self.core.finish(why) {
             self.inactive_since = Instant::now();
         }
     }
 }
 
-impl Actor for RtmpSession {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(SESSION_MAILBOX);
-        self.core.started();
-        ctx.run_later(CONNECT_DEADLINE, |act, ctx| {
-            if !act.connected {
-                let _s = act.core.enter();
-                tracing::info!("no accepted connect in time; closing");
-                ctx.stop();
-            }
-        });
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            if act.connected
-                && act.core.active().is_none()
-                && act.inactive_since.elapsed() > INACTIVE_DEADLINE
-            {
-                let _s = act.core.enter();
-                tracing::info!("neither played nor published for too long; closing");
-                ctx.stop();
-            }
-            if act.core.tick(Some(&*act.writer)) {
-                ctx.stop();
-            }
-        });
+impl Session for RtmpSession {
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>) {
+        (&mut self.core, Some(&*self.writer))
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.membership = None;
-        self.core.stopped();
+    fn first_request_done(&self) -> bool {
+        self.connected
+    }
+
+    fn check(&mut self) -> Option<&'static str> {
+        let idle = self.connected
+            && self.core.active().is_none()
+            && self.inactive_since.elapsed() > INACTIVE_DEADLINE;
+        idle.then_some("neither played nor published for too long")
+    }
+
+    fn stream_ending(&mut self, ctx: &mut Context<Self>) {
+        self.rtmp.end_of_stream(self.active_stream_id);
+        self.flush(ctx);
     }
 }
 
-impl StreamHandler<Result<BytesMut, std::io::Error>> for RtmpSession {
-    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let Some(bytes) = read_or_stop(item, &self.core, ctx) else {
-            return;
-        };
-        if self.core.is_publisher() {
-            self.core.media_arrived();
-        }
-        if self
-            .guarded(ctx, |core| core.handle_input(&bytes))
-            .is_some()
-        {
-            self.pump(ctx);
+session_actor!(RtmpSession, Some(FIRST_REQUEST_DEADLINE));
+tcp_input!(RtmpSession);
+
+impl ProtocolShell for RtmpSession {
+    type Protocol = ServerConnection;
+    type Error = crate::protocol::rtmp::RtmpError;
+
+    fn protocol(&mut self) -> (&mut ServerConnection, &tracing::Span) {
+        (&mut self.rtmp, &self.core.span)
+    }
+
+    /// Sends queued output. A peer whose queue is full or gone loses its connection.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(bytes) = self.rtmp.take_output() {
+            if let Err(e) = self.writer.send(bytes) {
+                let _s = self.core.enter();
+                tracing::info!(error = %e, "client not reading; closing");
+                ctx.stop();
+            }
         }
     }
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        let _s = self.core.enter();
-        tracing::debug!("client closed the connection");
-        ctx.stop();
+    fn handle_input(rtmp: &mut ServerConnection, bytes: &[u8]) -> Result<(), Self::Error> {
+        rtmp.handle_input(bytes)
+    }
+
+    /// Drains every event the core has; stops at a request, which suspends the actor until
+    /// its decision is applied (and then drains again).
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+        while let Some(event) = self.rtmp.poll_event() {
+            match event {
+                Event::ConnectRequested {
+                    request,
+                    app,
+                    tcurl,
+                } => {
+                    self.app = split_query(&app).0.to_owned();
+                    self.tcurl = tcurl;
+                    self.core.span.record("app", self.app.as_str());
+                    let info = self.info("", &self.tcurl);
+                    self.ask_connect(ctx, request, info);
+                    return;
+                }
+                Event::PublishRequested {
+                    request,
+                    stream_id,
+                    stream_name,
+                } => {
+                    let target = self.target(request, stream_id, &stream_name);
+                    self.ask_publish(ctx, target);
+                    return;
+                }
+                Event::PlayRequested {
+                    request,
+                    stream_id,
+                    stream_name,
+                } => {
+                    let target = self.target(request, stream_id, &stream_name);
+                    self.ask_play(ctx, target);
+                    return;
+                }
+                Event::Metadata { properties } => {
+                    if self.core.is_publisher() {
+                        self.core
+                            .publish_metadata(flv::metadata_from_amf(properties));
+                    }
+                }
+                Event::Media {
+                    kind,
+                    timestamp,
+                    data,
+                } => self.ingest(kind, timestamp, data),
+                Event::StreamClosed { stream_id } => {
+                    if self.core.active().is_some() && self.active_stream_id == stream_id {
+                        self.finish("client closed the stream");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -519,29 +462,5 @@ impl Handler<Deliver> for RtmpSession {
                 ctx.stop();
             }
         }
-    }
-}
-
-impl Handler<StreamEnded> for RtmpSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
-        if !self.core.is_player() {
-            return;
-        }
-        self.rtmp.end_of_stream(self.active_stream_id);
-        self.flush(ctx);
-        self.membership = None;
-        self.core.stream_ended(&msg);
-        ctx.stop();
-    }
-}
-
-impl Handler<Kick> for RtmpSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
-        self.core.kicked(&msg);
-        ctx.stop();
     }
 }

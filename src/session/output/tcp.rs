@@ -1,7 +1,7 @@
 //! The write side of a client connection: a task on the session's arbiter that drains the
 //! session's queued buffers into the socket with vectored writes.
 //!
-//! The queue is shared with the session on its own thread (no channel): the session appends,
+//! The queue is state with the session on its own thread (no channel): the session appends,
 //! the task takes from the front as the socket accepts bytes. Two kinds of sends:
 //! - [`Writer::send`]: written as soon as the task runs (answers, control messages, the
 //!   replay a joining player gets);
@@ -105,7 +105,7 @@ impl Queue {
 
 /// Queue handle held by the session actor.
 pub struct Writer {
-    shared: Rc<Queue>,
+    state: Rc<Queue>,
     merge: Duration,
     task: Option<actix_rt::task::JoinHandle<()>>,
 }
@@ -120,7 +120,7 @@ impl Writer {
         merge: Duration,
         written: Counter,
     ) -> Writer {
-        let shared = Rc::new(Queue {
+        let state = Rc::new(Queue {
             queue: RefCell::new(VecDeque::new()),
             pending: Cell::new(0),
             progress: Cell::new(Instant::now()),
@@ -133,8 +133,9 @@ impl Writer {
             read_waker: Cell::new(None),
             written,
         });
-        let state = shared.clone();
+        let task_state = state.clone();
         let task = actix_rt::spawn(async move {
+            let state = task_state;
             let result = poll_fn(|cx| drain(&state, &mut socket, cx)).await;
             match result {
                 Ok(()) => {
@@ -150,7 +151,7 @@ impl Writer {
             state.wake_reader();
         });
         Writer {
-            shared,
+            state,
             merge,
             task: Some(task),
         }
@@ -159,7 +160,7 @@ impl Writer {
     /// Queues bytes to be written as soon as the write task runs.
     pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
-        self.shared.make_due();
+        self.state.make_due();
         Ok(())
     }
 
@@ -167,40 +168,40 @@ impl Writer {
     /// connection queued in it.
     pub fn send_merged(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
-        let shared = &self.shared;
+        let state = &self.state;
         if self.merge.is_zero() {
-            shared.make_due();
-        } else if !shared.due.get() && !shared.merging.get() {
-            shared.merging.set(true);
-            merge_later(self.merge, shared.clone());
+            state.make_due();
+        } else if !state.due.get() && !state.merging.get() {
+            state.merging.set(true);
+            merge_later(self.merge, state.clone());
         }
         Ok(())
     }
 
     fn push(&self, bytes: Bytes) -> Result<(), SendError> {
-        let shared = &self.shared;
-        if shared.ended.get() {
+        let state = &self.state;
+        if state.ended.get() {
             return Err(SendError::Closed);
         }
         if bytes.is_empty() {
             // Nothing to write; queued, it would read as a socket that takes no bytes.
             return Ok(());
         }
-        let mut queue = shared.queue.borrow_mut();
-        if queue.len() >= QUEUE_BUFFERS || shared.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
+        let mut queue = state.queue.borrow_mut();
+        if queue.len() >= QUEUE_BUFFERS || state.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
             return Err(SendError::Full);
         }
-        if shared.pending.get() == 0 {
-            shared.progress.set(Instant::now());
+        if state.pending.get() == 0 {
+            state.progress.set(Instant::now());
         }
-        shared.pending.set(shared.pending.get() + bytes.len());
+        state.pending.set(state.pending.get() + bytes.len());
         queue.push_back(bytes);
         Ok(())
     }
 
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        self.shared.pending.get()
+        self.state.pending.get()
     }
 
     /// The connection's input, read only while at most the read limit
@@ -210,24 +211,24 @@ impl Writer {
     pub fn gate<S: Stream + Unpin>(&self, input: S) -> Gated<S> {
         Gated {
             input,
-            shared: self.shared.clone(),
+            state: self.state.clone(),
         }
     }
 
     /// Sets the read limit of [`Self::gate`] (a player raises it to its queue, so a player
     /// that is a little behind still has its keep-alives read).
     pub fn set_read_limit(&self, bytes: usize) {
-        self.shared.read_limit.set(bytes);
-        self.shared.wake_reader();
+        self.state.read_limit.set(bytes);
+        self.state.wake_reader();
     }
 
     /// True when the socket's write task has ended, or when queued bytes have made no
     /// progress into the socket for [`WRITE_STALL`] (the session then closes). Sessions check
     /// this on their timer, so no timer is armed per write.
     pub fn is_closed(&self) -> bool {
-        let shared = &self.shared;
-        shared.ended.get()
-            || (shared.pending.get() > 0 && shared.progress.get().elapsed() > WRITE_STALL)
+        let state = &self.state;
+        state.ended.get()
+            || (state.pending.get() > 0 && state.progress.get().elapsed() > WRITE_STALL)
     }
 }
 
@@ -245,8 +246,8 @@ impl Drop for Writer {
     /// The task flushes what is queued (a refusal must reach the client) and then shuts the
     /// socket down; a peer that never reads gets [`WRITE_STALL`] before the task is ended.
     fn drop(&mut self) {
-        self.shared.released.set(true);
-        self.shared.make_due();
+        self.state.released.set(true);
+        self.state.make_due();
         if let Some(task) = self.task.take() {
             if !task.is_finished() {
                 actix_rt::spawn(async move {
@@ -261,16 +262,16 @@ impl Drop for Writer {
 /// A connection's input behind its writer's read limit ([`Writer::gate`]).
 pub struct Gated<S> {
     input: S,
-    shared: Rc<Queue>,
+    state: Rc<Queue>,
 }
 
 impl<S: Stream + Unpin> Stream for Gated<S> {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        if !self.shared.readable() {
+        if !self.state.readable() {
             // Woken by the write task when the queue drains under the limit (or it ends).
-            self.shared.read_waker.set(Some(cx.waker().clone()));
+            self.state.read_waker.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
         Pin::new(&mut self.input).poll_next(cx)
@@ -280,23 +281,23 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
 /// Writes the queue while it is due and the socket takes bytes. Ready when the session has
 /// let go and everything is written; `Err` when the socket fails.
 fn drain(
-    shared: &Queue,
+    state: &Queue,
     socket: &mut OwnedWriteHalf,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<()>> {
     loop {
-        let mut queue = shared.queue.borrow_mut();
-        if queue.is_empty() || !(shared.due.get() || shared.released.get()) {
+        let mut queue = state.queue.borrow_mut();
+        if queue.is_empty() || !(state.due.get() || state.released.get()) {
             if queue.is_empty() {
-                shared.due.set(false);
+                state.due.set(false);
                 if queue.capacity() > IDLE_CAPACITY {
                     queue.shrink_to(IDLE_CAPACITY);
                 }
-                if shared.released.get() {
+                if state.released.get() {
                     return Poll::Ready(Ok(()));
                 }
             }
-            shared.waker.set(Some(cx.waker().clone()));
+            state.waker.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
         // On the stack: no allocation per write.
@@ -314,12 +315,12 @@ fn drain(
                 return Poll::Pending;
             }
         };
-        shared.progress.set(Instant::now());
-        shared.written.set(shared.written.get() + written as u64);
-        shared
+        state.progress.set(Instant::now());
+        state.written.set(state.written.get() + written as u64);
+        state
             .pending
-            .set(shared.pending.get().saturating_sub(written));
-        shared.wake_reader();
+            .set(state.pending.get().saturating_sub(written));
+        state.wake_reader();
         let mut left = written;
         while left > 0 {
             let front = queue.front_mut().expect("written bytes were queued");
@@ -341,9 +342,9 @@ pub struct MergeList {
     armed: bool,
 }
 
-/// Makes `shared` due when this arbiter's timer for `window` fires: the first connection to
+/// Makes `state` due when this arbiter's timer for `window` fires: the first connection to
 /// wait arms it, every later one joins the same list.
-fn merge_later(window: Duration, shared: Rc<Queue>) {
+fn merge_later(window: Duration, state: Rc<Queue>) {
     let arm = ArbiterState::with(|arbiter| {
         let mut lists = arbiter.merges.borrow_mut();
         let index = match lists.iter().position(|l| l.window == window) {
@@ -358,7 +359,7 @@ fn merge_later(window: Duration, shared: Rc<Queue>) {
             }
         };
         let list = &mut lists[index];
-        list.waiting.push(shared);
+        list.waiting.push(state);
         !std::mem::replace(&mut list.armed, true)
     });
     if arm {
@@ -373,9 +374,9 @@ fn merge_later(window: Duration, shared: Rc<Queue>) {
                 list.armed = false;
                 std::mem::take(&mut list.waiting)
             });
-            for shared in due {
-                shared.merging.set(false);
-                shared.make_due();
+            for state in due {
+                state.merging.set(false);
+                state.make_due();
             }
         });
     }

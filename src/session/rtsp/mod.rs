@@ -28,14 +28,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::BytesMut;
 use streamgate_actors::session::Protocol;
-use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot, StreamEnded};
-use tokio::net::TcpStream;
+use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 
-use super::core::{request_connect, SessionCore, SESSION_MAILBOX};
+use super::core::{request_connect, session_actor, Session, SessionCore};
 use super::output::tcp::Writer;
-use super::output::SendError;
-use super::{guard, read_or_stop, CoreFailure, SessionContext, SessionSettings};
-use crate::limits::Admission;
+use super::output::{Output, SendError};
+use super::{tcp_input, ProtocolShell, TcpAccept, TcpParts};
 use crate::protocol::pacing::JoinPacer;
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::session::{app_and_name, RtpPlay, RtpPublish};
@@ -100,21 +98,14 @@ pub struct RtspSession {
 
 impl RtspSession {
     /// Starts the session actor for an accepted socket on the current arbiter.
-    pub fn start(
-        socket: TcpStream,
-        peer: std::net::SocketAddr,
-        shared: SessionContext,
-        settings: SessionSettings,
-        admission: Admission,
-    ) -> Addr<Self> {
-        let core = SessionCore::new(Protocol::Rtsp, peer, shared, settings.player, admission);
-        let (read, write) = socket.into_split();
-        let writer = Writer::spawn(
-            write,
-            core.span.clone(),
-            settings.write_merge,
-            core.usage.bytes_out.clone(),
-        );
+    pub fn start(accepted: TcpAccept) -> Addr<Self> {
+        let TcpParts {
+            core,
+            read,
+            writer,
+            settings,
+            ..
+        } = accepted.open(Protocol::Rtsp);
         let input = writer.gate(super::reader(read));
         let session_id = format!("{:08X}{:08X}", random_u32(), core.clientid as u32);
         let queue_bytes = settings.player.queue_bytes;
@@ -142,9 +133,10 @@ impl RtspSession {
         })
     }
 
-    /// Sends queued output; a refused or finished connection is closed after it.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.flush_as(ctx, false);
+    /// A read from the client: any request keeps the session alive.
+    fn input(&mut self, bytes: BytesMut, ctx: &mut Context<Self>) {
+        self.last_activity = Instant::now();
+        self.feed(ctx, &bytes);
     }
 
     /// [`Self::flush`], with the output written at once or (`merged`, live media) within
@@ -171,90 +163,6 @@ impl RtspSession {
         if self.rtsp.is_finished() {
             ctx.stop();
         }
-    }
-
-    /// Runs a core call with panics contained; a failure ends this connection.
-    fn guarded<T>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut RtspConnection) -> Result<T, RtspError>,
-    ) -> Option<T> {
-        match guard(&mut self.rtsp, &self.core.span, f) {
-            Ok(v) => Some(v),
-            Err(failure) => {
-                if failure == CoreFailure::Protocol {
-                    self.flush(ctx);
-                }
-                ctx.stop();
-                None
-            }
-        }
-    }
-
-    /// Drains the core's events; a request suspends the actor until its decision.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        self.flush(ctx);
-        while let Some(event) = self.rtsp.poll_event() {
-            match event {
-                Event::Connect { request, url } => {
-                    self.ask_connect(ctx, request, &url);
-                    return;
-                }
-                Event::PublishRequested {
-                    request,
-                    url,
-                    tracks,
-                } => {
-                    self.ask_publish(ctx, request, &url, tracks);
-                    return;
-                }
-                Event::PlayRequested { request, url } => {
-                    self.ask_play(ctx, request, &url);
-                    return;
-                }
-                Event::SetupRequested {
-                    request,
-                    track,
-                    transport,
-                    ..
-                } => {
-                    let ok = match self.setup(ctx, track, transport) {
-                        Ok(server) => self.guarded(ctx, |rtsp| rtsp.accept_setup(request, server)),
-                        Err((status, reason)) => {
-                            self.log_refusal("SETUP", status, reason);
-                            self.guarded(ctx, |rtsp| rtsp.reject(request, status))
-                        }
-                    };
-                    if ok.is_none() {
-                        return;
-                    }
-                    self.flush(ctx);
-                }
-                Event::RecordStarted => {
-                    let _s = self.core.enter();
-                    tracing::info!(tracks = self.publish.len(), "recording");
-                }
-                Event::PlayStarted { request, .. } => {
-                    self.resume_play(ctx, request);
-                    return;
-                }
-                Event::Teardown => {
-                    self.finish("teardown");
-                    self.flush(ctx);
-                }
-                Event::Interleaved { channel, data } => self.interleaved(channel, data),
-                Event::Refused {
-                    method,
-                    url,
-                    status,
-                    reason,
-                } => {
-                    let _s = self.core.enter();
-                    tracing::info!(%method, %url, status, %reason, "request refused");
-                }
-            }
-        }
-        self.flush(ctx);
     }
 
     /// Puts the app in the connection's span once (a field recorded twice is logged twice).
@@ -382,39 +290,16 @@ impl RtspSession {
     }
 }
 
-impl Actor for RtspSession {
-    type Context = Context<Self>;
+impl Session for RtspSession {
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>) {
+        (&mut self.core, Some(&self.writer))
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(SESSION_MAILBOX);
-        self.core.started();
-        ctx.run_later(FIRST_REQUEST_DEADLINE, |act, ctx| {
-            if !act.connected {
-                let _s = act.core.enter();
-                tracing::info!("no accepted request in time; closing");
-                ctx.stop();
-            }
-        });
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            if act.core.is_publisher() || act.play.is_playing() {
-                act.inactive_since = Instant::now();
-            }
-            let _s = act.core.enter();
-            if act.last_activity.elapsed() > SESSION_TIMEOUT {
-                tracing::info!("session timed out (no request, RTCP or media)");
-                ctx.stop();
-            } else if act.inactive_since.elapsed() > SESSION_TIMEOUT {
-                // Requests alone (OPTIONS, DESCRIBE, GET_PARAMETER) do not hold a connection.
-                tracing::info!("neither played nor published for too long; closing");
-                ctx.stop();
-            } else {
-                drop(_s);
-                // Nor do they hold a stream name for a publisher that sends no media.
-                if act.core.tick(Some(&act.writer)) {
-                    ctx.stop();
-                }
-            }
-        });
+    fn first_request_done(&self) -> bool {
+        self.connected
+    }
+
+    fn starting(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(SENDER_REPORT_EVERY, |act, ctx| {
             if act.play.is_playing() {
                 act.send_reports(ctx);
@@ -422,29 +307,116 @@ impl Actor for RtspSession {
         });
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.core.stopped();
-    }
-}
-
-impl StreamHandler<Result<BytesMut, std::io::Error>> for RtspSession {
-    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let Some(bytes) = read_or_stop(item, &self.core, ctx) else {
-            return;
-        };
-        self.last_activity = Instant::now();
-        if self
-            .guarded(ctx, |rtsp| rtsp.handle_input(&bytes))
-            .is_some()
-        {
-            self.pump(ctx);
+    /// RTSP's session timeout (RFC 2326 §12.37), and requests alone (OPTIONS, DESCRIBE,
+    /// GET_PARAMETER) not holding a connection.
+    fn check(&mut self) -> Option<&'static str> {
+        if self.core.is_publisher() || self.play.is_playing() {
+            self.inactive_since = Instant::now();
+        }
+        if self.last_activity.elapsed() > SESSION_TIMEOUT {
+            Some("session timed out (no request, RTCP or media)")
+        } else if self.inactive_since.elapsed() > SESSION_TIMEOUT {
+            Some("neither played nor published for too long")
+        } else {
+            None
         }
     }
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        let _s = self.core.enter();
-        tracing::debug!("client closed the connection");
-        ctx.stop();
+    /// What the pacer still holds is the end of the stream: it goes out before the close.
+    fn stream_ending(&mut self, ctx: &mut Context<Self>) {
+        let mut rest = Vec::new();
+        self.pacer.finish(&mut rest);
+        for frame in &rest {
+            self.send_frame(frame);
+        }
+        self.flush(ctx);
+    }
+}
+
+session_actor!(RtspSession, Some(FIRST_REQUEST_DEADLINE));
+tcp_input!(RtspSession);
+
+impl ProtocolShell for RtspSession {
+    type Protocol = RtspConnection;
+    type Error = RtspError;
+
+    fn protocol(&mut self) -> (&mut RtspConnection, &tracing::Span) {
+        (&mut self.rtsp, &self.core.span)
+    }
+
+    /// Sends queued output; a refused or finished connection is closed after it.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_as(ctx, false);
+    }
+
+    fn handle_input(rtsp: &mut RtspConnection, bytes: &[u8]) -> Result<(), RtspError> {
+        rtsp.handle_input(bytes)
+    }
+
+    /// Drains the core's events; a request suspends the actor until its decision.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+        while let Some(event) = self.rtsp.poll_event() {
+            match event {
+                Event::Connect { request, url } => {
+                    self.ask_connect(ctx, request, &url);
+                    return;
+                }
+                Event::PublishRequested {
+                    request,
+                    url,
+                    tracks,
+                } => {
+                    self.ask_publish(ctx, request, &url, tracks);
+                    return;
+                }
+                Event::PlayRequested { request, url } => {
+                    self.ask_play(ctx, request, &url);
+                    return;
+                }
+                Event::SetupRequested {
+                    request,
+                    track,
+                    transport,
+                    ..
+                } => {
+                    let ok = match self.setup(ctx, track, transport) {
+                        Ok(server) => self.guarded(ctx, |rtsp| rtsp.accept_setup(request, server)),
+                        Err((status, reason)) => {
+                            self.log_refusal("SETUP", status, reason);
+                            self.guarded(ctx, |rtsp| rtsp.reject(request, status))
+                        }
+                    };
+                    if ok.is_none() {
+                        return;
+                    }
+                    self.flush(ctx);
+                }
+                Event::RecordStarted => {
+                    let _s = self.core.enter();
+                    tracing::info!(tracks = self.publish.len(), "recording");
+                }
+                Event::PlayStarted { request, .. } => {
+                    self.resume_play(ctx, request);
+                    return;
+                }
+                Event::Teardown => {
+                    self.finish("teardown");
+                    self.flush(ctx);
+                }
+                Event::Interleaved { channel, data } => self.interleaved(channel, data),
+                Event::Refused {
+                    method,
+                    url,
+                    status,
+                    reason,
+                } => {
+                    let _s = self.core.enter();
+                    tracing::info!(%method, %url, status, %reason, "request refused");
+                }
+            }
+        }
+        self.flush(ctx);
     }
 }
 
@@ -489,30 +461,5 @@ impl Handler<Deliver> for RtspSession {
             self.arm_pacer(ctx);
         }
         self.flush_as(ctx, true);
-    }
-}
-
-impl Handler<StreamEnded> for RtspSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
-        // What the pacer still holds is the end of the stream: it goes out before the close.
-        let mut rest = Vec::new();
-        self.pacer.finish(&mut rest);
-        for frame in &rest {
-            self.send_frame(frame);
-        }
-        self.flush(ctx);
-        self.core.stream_ended(&msg);
-        ctx.stop();
-    }
-}
-
-impl Handler<Kick> for RtspSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
-        self.core.kicked(&msg);
-        ctx.stop();
     }
 }

@@ -17,6 +17,7 @@ use crate::protocol::rtsp::sdp;
 use crate::protocol::rtsp::session::{app_and_name, RtpPlay};
 use crate::protocol::rtsp::RequestId;
 use crate::session::core::{request_play, Attach, PlayOutcome, Role};
+use crate::session::ProtocolShell;
 
 impl RtspSession {
     pub(super) fn ask_play(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {

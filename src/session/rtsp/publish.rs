@@ -7,7 +7,6 @@ use std::time::Instant;
 use actix::prelude::*;
 use bytes::Bytes;
 use streamgate_actors::media::StreamKey;
-use streamgate_actors::notify::Decision;
 use streamgate_actors::stream::Kick;
 
 use super::transport::Link;
@@ -15,7 +14,8 @@ use super::RtspSession;
 use crate::protocol::rtsp::sdp::SdpTrack;
 use crate::protocol::rtsp::session::{app_and_name, RtpPublish};
 use crate::protocol::rtsp::RequestId;
-use crate::session::core::{request_publish, PublishOutcome, Role};
+use crate::session::core::{request_publish, PublishAnswer};
+use crate::session::ProtocolShell;
 
 impl RtspSession {
     pub(super) fn ask_publish(
@@ -35,19 +35,15 @@ impl RtspSession {
         let kick = ctx.address().recipient::<Kick>();
         let asked = request_publish(self.core.context.clone(), info.clone(), key, kick);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            if let PublishOutcome::Denied(decision) = &outcome {
-                act.core.log_decision("publish", decision);
-                let status = decision.deny_status();
-                return act.refuse(ctx, request, status, "on_publish refused");
-            }
-            act.core.log_decision("publish", &Decision::Allow);
-            act.core.begin(Role::Publisher, info, None);
-            match outcome {
-                PublishOutcome::Publishing(stream) => {
+            match act.core.publish_answered("publish", outcome, info) {
+                PublishAnswer::Denied(decision) => {
+                    let status = decision.deny_status();
+                    act.refuse(ctx, request, status, "on_publish refused");
+                }
+                PublishAnswer::Publish => {
                     act.publish = RtpPublish::new(&tracks);
                     act.links_in = tracks.iter().map(|_| None).collect();
                     act.reorder_timers = vec![false; tracks.len()];
-                    act.core.attach(stream);
                     for config in RtpPublish::description_configs(&tracks) {
                         act.core.publish(config);
                     }
@@ -55,13 +51,10 @@ impl RtspSession {
                         act.pump(ctx);
                     }
                 }
-                PublishOutcome::Taken(key) => {
-                    let _s = act.core.enter();
-                    tracing::info!(stream = %key, "already published by another client");
-                    drop(_s);
-                    act.refuse(ctx, request, 403, "already published by another client");
+                PublishAnswer::Taken => {
+                    act.refuse(ctx, request, 403, "already published by another client")
                 }
-                PublishOutcome::Unavailable | PublishOutcome::Denied(_) => {
+                PublishAnswer::Unavailable => {
                     act.refuse(ctx, request, 503, "the stream registry is gone")
                 }
             }

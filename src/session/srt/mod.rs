@@ -39,11 +39,11 @@ use srt_protocol::settings::KeySettings;
 use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
-use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot, StreamEnded};
+use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
 
 use super::core::{
-    request_connect, request_play, request_publish, Attach, PlayOutcome, PublishOutcome, Role,
-    SessionCore, SESSION_MAILBOX,
+    after_connect, request_play, request_publish, session_actor, Attach, PlayOutcome,
+    PublishAnswer, PublishOutcome, Role, Session, SessionCore,
 };
 use super::output::srt::SrtOut;
 use super::output::Output;
@@ -62,6 +62,17 @@ pub const ACCEPT_DEADLINE: Duration = Duration::from_secs(10);
 const LINGER_MARGIN: Duration = Duration::from_millis(200);
 /// The longest such drain.
 const MAX_LINGER: Duration = Duration::from_secs(3);
+
+/// What a caller asks for, once its streamid is read and its encryption checked.
+struct Request {
+    /// The hook fields of its `on_connect`.
+    connect: SessionInfo,
+    /// The hook fields of its `on_play` or `on_publish`.
+    info: SessionInfo,
+    key: StreamKey,
+    /// The keys to accept it with.
+    keys: Option<KeySettings>,
+}
 
 /// One SRT connection, from its connection request to its end.
 pub struct SrtSession {
@@ -135,11 +146,11 @@ impl SrtSession {
             Ok(Ok(parsed)) => parsed,
             Ok(Err(e)) => {
                 let why = format!("unusable streamid {raw:?}: {e}");
-                return self.reject(ctx, bad_request, &why);
+                return self.refuse(ctx, bad_request, &why);
             }
             Err(panic) => {
                 tracing::error!(%panic, "streamid parser panicked; refusing this connection only");
-                return self.reject(ctx, bad_request, "unreadable streamid");
+                return self.refuse(ctx, bad_request, "unreadable streamid");
             }
         };
         let keys = match key_plan(
@@ -148,7 +159,7 @@ impl SrtSession {
             caller_key_size,
         ) {
             Ok(keys) => keys,
-            Err((reason, why)) => return self.reject(ctx, reason, why),
+            Err((reason, why)) => return self.refuse(ctx, reason, why),
         };
         if keys
             .as_ref()
@@ -168,54 +179,37 @@ impl SrtSession {
             &url_decoded_streamid(&raw),
             &parsed.query,
         );
-        let connect_info = self.core.info(&parsed.app, "", &url, "");
-        let info = self.core.info(&parsed.app, &parsed.name, &url, "");
-        let key = StreamKey::new(parsed.app, parsed.name);
+        let request = Request {
+            connect: self.core.info(&parsed.app, "", &url, ""),
+            info: self.core.info(&parsed.app, &parsed.name, &url, ""),
+            key: StreamKey::new(parsed.app, parsed.name),
+            keys,
+        };
         match parsed.mode {
-            Mode::Publish => self.ask_publish(ctx, connect_info, info, key, keys),
-            Mode::Play => self.ask_play(ctx, connect_info, info, key, keys),
+            Mode::Publish => self.ask_publish(ctx, request),
+            Mode::Play => self.ask_play(ctx, request),
         }
     }
 
-    fn ask_publish(
-        &mut self,
-        ctx: &mut Context<Self>,
-        connect_info: SessionInfo,
-        info: SessionInfo,
-        key: StreamKey,
-        keys: Option<KeySettings>,
-    ) {
+    fn ask_publish(&mut self, ctx: &mut Context<Self>, request: Request) {
+        let (connect, info, key, keys) = (request.connect, request.info, request.key, request.keys);
         let context = self.core.context.clone();
         let kick = ctx.address().recipient::<Kick>();
-        let hook_info = info.clone();
-        let asked = async move {
-            let connect = request_connect(&context, connect_info).await;
-            if !connect.is_allow() {
-                return ("connect", PublishOutcome::Denied(connect));
-            }
-            let outcome = request_publish(context, hook_info, key, kick).await;
-            ("publish", outcome)
-        };
+        let publish = request_publish(context.clone(), info.clone(), key, kick);
+        let asked = after_connect(context, connect, "publish", publish, PublishOutcome::Denied);
         ctx.wait(
             asked
                 .into_actor(self)
                 .map(move |(call, outcome), act, ctx| {
-                    if let PublishOutcome::Denied(decision) = &outcome {
-                        return act.denied(ctx, call, decision);
-                    }
-                    act.core.log_decision("publish", &Decision::Allow);
-                    act.core.begin(Role::Publisher, info, None);
-                    match outcome {
-                        PublishOutcome::Publishing(stream) => {
-                            act.core.attach(stream);
-                            act.accept(ctx, keys, None);
-                        }
-                        PublishOutcome::Taken(key) => act.reject(
+                    match act.core.publish_answered(call, outcome, info) {
+                        PublishAnswer::Denied(decision) => act.denied(ctx, call, &decision),
+                        PublishAnswer::Publish => act.accept(ctx, keys, None),
+                        PublishAnswer::Taken => act.refuse(
                             ctx,
                             RejectReason::Server(ServerRejectReason::Conflict),
-                            &format!("stream {key} is already being published by another client"),
+                            "the stream is already being published by another client",
                         ),
-                        PublishOutcome::Unavailable | PublishOutcome::Denied(_) => act.reject(
+                        PublishAnswer::Unavailable => act.refuse(
                             ctx,
                             RejectReason::Server(ServerRejectReason::Down),
                             "stream registry unavailable",
@@ -225,34 +219,32 @@ impl SrtSession {
         );
     }
 
-    fn ask_play(
-        &mut self,
-        ctx: &mut Context<Self>,
-        connect_info: SessionInfo,
-        info: SessionInfo,
-        key: StreamKey,
-        keys: Option<KeySettings>,
-    ) {
-        let context = self.core.context.clone();
-        let (media, ended) = (ctx.address().recipient(), ctx.address().recipient());
-        let play_info = info.clone();
-        let asked = async move {
-            let connect = request_connect(&context, connect_info).await;
-            if !connect.is_allow() {
-                return ("connect", PlayOutcome::Denied(connect));
-            }
-            let attach = Attach::Own { media, ended };
-            ("play", request_play(context, play_info, key, attach).await)
+    fn ask_play(&mut self, ctx: &mut Context<Self>, request: Request) {
+        let Request {
+            connect,
+            info,
+            key,
+            keys,
+        } = request;
+        let attach = Attach::Own {
+            media: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
         };
+        let context = self.core.context.clone();
+        let play = request_play(context.clone(), info.clone(), key, attach);
+        let asked = after_connect(context, connect, "play", play, PlayOutcome::Denied);
         ctx.wait(
             asked
                 .into_actor(self)
                 .map(move |(call, outcome), act, ctx| match outcome {
-                    PlayOutcome::Denied(decision) => act.denied(ctx, call, &decision),
+                    PlayOutcome::Denied(decision) => {
+                        act.core.log_decision(call, &decision);
+                        act.denied(ctx, call, &decision);
+                    }
                     PlayOutcome::NotFound => {
                         act.core.log_decision("play", &Decision::Allow);
                         act.core.begin(Role::Player, info, None);
-                        act.reject(
+                        act.refuse(
                             ctx,
                             RejectReason::Server(ServerRejectReason::Notfound),
                             "no such live stream",
@@ -267,14 +259,14 @@ impl SrtSession {
         );
     }
 
+    /// Refuses the caller for a hook's answer (logged by the caller of this).
     fn denied(&mut self, ctx: &mut Context<Self>, call: &str, decision: &Decision) {
-        self.core.log_decision(call, decision);
-        self.reject(ctx, hook_refusal(decision), &format!("{call} refused"));
+        self.refuse(ctx, hook_refusal(decision), &format!("{call} refused"));
     }
 
     /// Rejects the pending handshake with `reason` and ends the session (an allowed play or
     /// publish still gets its `on_done` when the actor stops).
-    fn reject(&mut self, ctx: &mut Context<Self>, reason: RejectReason, why: &str) {
+    fn refuse(&mut self, ctx: &mut Context<Self>, reason: RejectReason, why: &str) {
         let _s = self.core.enter();
         tracing::info!(reject = libsrt_code(reason), %reason, why, "handshake rejected");
         if let Some(request) = self.request.take() {
@@ -480,36 +472,34 @@ impl SrtSession {
     }
 }
 
-impl Actor for SrtSession {
-    type Context = Context<Self>;
+impl Session for SrtSession {
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>) {
+        let output = self.out.as_ref().map(|out| out as &dyn Output);
+        (&mut self.core, output)
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(SESSION_MAILBOX);
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            let Some(out) = &act.out else {
-                return;
-            };
-            if out.is_closed() {
-                let _s = act.core.enter();
-                tracing::info!("connection lost");
-                ctx.stop();
-            } else if act.core.tick(Some(out)) {
-                ctx.stop();
-            }
-        });
+    fn starting(&mut self, ctx: &mut Context<Self>) {
         self.decide(ctx);
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
+    fn check(&mut self) -> Option<&'static str> {
+        let lost = self.out.as_ref().is_some_and(SrtOut::is_closed);
+        lost.then_some("connection lost")
+    }
+
+    fn release(&mut self) {
         if let Some(request) = self.request.take() {
             // Ended before a decision (a panic, a shutdown): answer the caller anyway.
             request.reject(RejectReason::Server(ServerRejectReason::Down));
         }
         // Dropping the send side drains it, lingers one latency and closes the connection.
         self.out = None;
-        self.core.stopped();
     }
 }
+
+// No first-request deadline of its own: the listener's handshake timeout and ACCEPT_DEADLINE
+// bound the time before the connection.
+session_actor!(SrtSession, None);
 
 impl StreamHandler<(Instant, Bytes)> for SrtSession {
     fn handle(&mut self, (_, payload): (Instant, Bytes), ctx: &mut Self::Context) {
@@ -545,24 +535,5 @@ impl Handler<Deliver> for SrtSession {
             let dts = (frame.kind == FrameKind::Media).then_some(frame.dts);
             self.write_frame(ctx, &frame, dts);
         }
-    }
-}
-
-impl Handler<StreamEnded> for SrtSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
-        if self.core.stream_ended(&msg) {
-            ctx.stop();
-        }
-    }
-}
-
-impl Handler<Kick> for SrtSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) {
-        self.core.kicked(&msg);
-        ctx.stop();
     }
 }
