@@ -142,10 +142,10 @@ fn drain_rtmp(conn: &mut ServerConnection, control: u8) {
                 let _ = conn.accept(request);
             }
             RtmpEvent::PublishRequested { request, .. } if control & 0x40 != 0 => {
-                let _ = conn.reject(request, rtmp::Rejection::AlreadyPublishing);
+                let _ = conn.refuse(request, rtmp::Rejection::AlreadyPublishing);
             }
             RtmpEvent::PlayRequested { request, .. } if control & 0x80 != 0 => {
-                let _ = conn.reject(request, rtmp::Rejection::NotFound);
+                let _ = conn.refuse(request, rtmp::Rejection::NotFound);
             }
             RtmpEvent::PublishRequested { request, .. } => {
                 let _ = conn.accept(request);

@@ -485,7 +485,7 @@ impl Listener {
         // (SRT_REJX_DOWN, "service unavailable") as libsrt callers report it.
         let admission = match self.settings.connections.admit(pending.request.remote.ip()) {
             Ok(admission) => admission,
-            Err(_) => return pending.reject(RejectReason::Server(ServerRejectReason::Down)),
+            Err(_) => return pending.refuse(RejectReason::Server(ServerRejectReason::Down)),
         };
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);

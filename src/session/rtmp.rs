@@ -173,7 +173,7 @@ impl RtmpSession {
     /// Applies a refusal: answer in RTMP's words, then close.
     fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, why: Rejection) {
         if self
-            .guarded(ctx, |core| core.reject(request, why))
+            .guarded(ctx, |core| core.refuse(request, why))
             .is_some()
         {
             self.flush(ctx);

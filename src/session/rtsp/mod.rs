@@ -188,7 +188,7 @@ impl RtspSession {
     fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, status: u16, reason: &str) {
         self.log_refusal("", status, reason);
         if self
-            .guarded(ctx, |rtsp| rtsp.reject(request, status))
+            .guarded(ctx, |rtsp| rtsp.refuse(request, status))
             .is_some()
         {
             self.flush(ctx);
@@ -384,7 +384,7 @@ impl ProtocolShell for RtspSession {
                         Ok(server) => self.guarded(ctx, |rtsp| rtsp.accept_setup(request, server)),
                         Err((status, reason)) => {
                             self.log_refusal("SETUP", status, reason);
-                            self.guarded(ctx, |rtsp| rtsp.reject(request, status))
+                            self.guarded(ctx, |rtsp| rtsp.refuse(request, status))
                         }
                     };
                     if ok.is_none() {

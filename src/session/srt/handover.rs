@@ -47,7 +47,7 @@ pub struct Pending {
 
 impl Pending {
     /// Refuses the caller with `reason`.
-    pub fn reject(self, reason: RejectReason) {
+    pub fn refuse(self, reason: RejectReason) {
         let _ = self.responses.send(Response {
             session: self.session,
             response: AccessControlResponse::Rejected(reason),

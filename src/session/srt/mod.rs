@@ -270,7 +270,7 @@ impl SrtSession {
         let _s = self.core.enter();
         tracing::info!(reject = libsrt_code(reason), %reason, why, "handshake rejected");
         if let Some(request) = self.request.take() {
-            request.reject(reason);
+            request.refuse(reason);
         }
         ctx.stop();
     }
@@ -490,7 +490,7 @@ impl Session for SrtSession {
     fn release(&mut self) {
         if let Some(request) = self.request.take() {
             // Ended before a decision (a panic, a shutdown): answer the caller anyway.
-            request.reject(RejectReason::Server(ServerRejectReason::Down));
+            request.refuse(RejectReason::Server(ServerRejectReason::Down));
         }
         // Dropping the send side drains it, lingers one latency and closes the connection.
         self.out = None;
