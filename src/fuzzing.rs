@@ -1048,7 +1048,7 @@ pub fn srt_streamid(data: &[u8]) {
         return;
     };
     let _ = srt::StreamId::parse(text);
-    let decoded = crate::session::srt::url_decoded_streamid(text);
+    let decoded = crate::protocol::srt::url_decoded_streamid(text);
     let _ = srt::StreamId::parse(&decoded);
 }
 

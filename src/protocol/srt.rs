@@ -28,9 +28,12 @@
 //! kinds and the clock: no sockets, no SRT state, no hook policy (which codes to reject with is
 //! the session's business).
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use crate::protocol::url::{app_and_name, split_query};
+use srt_protocol::packet::RejectReason;
+
+use crate::protocol::url::{self, app_and_name, split_query};
 
 /// Longest streamid SRT carries (libsrt's `SRTO_STREAMID` limit).
 pub const MAX_STREAMID: usize = 512;
@@ -244,27 +247,9 @@ fn percent_decode(s: &str) -> Result<String, StreamIdError> {
     if !s.contains('%') {
         return Ok(s.to_string());
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    let decoded = String::from_utf8(out)
-        .map_err(|_| StreamIdError::Malformed(format!("{s:?} decodes to invalid UTF-8")))?;
+    let decoded = url::percent_decode(s)
+        .ok_or_else(|| StreamIdError::Malformed(format!("{s:?} decodes to invalid UTF-8")))?
+        .into_owned();
     if decoded.chars().any(char::is_control) {
         return Err(StreamIdError::Malformed(format!(
             "{s:?} decodes to a control character"
@@ -609,6 +594,23 @@ impl MediaClock {
         self.last = Some(stamp);
         stamp
     }
+}
+
+/// The streamid to parse: FFmpeg before 6.0 sends the `streamid` URL option without
+/// URL-decoding it, so `srt://host:port?streamid=%23!::r=live/cam,m=publish` — the way to put
+/// a `#` in a URL — arrives as `%23!::...`. Such a streamid (one starting with `%23`) is
+/// decoded once; any other is parsed as it came, as is one that does not decode to UTF-8.
+pub fn url_decoded_streamid(raw: &str) -> Cow<'_, str> {
+    if !raw.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%23")) {
+        return Cow::Borrowed(raw);
+    }
+    url::percent_decode(raw).unwrap_or(Cow::Borrowed(raw))
+}
+
+/// The reject code a libsrt caller reports for `reason` (`srt_getrejectreason`): SRT carries
+/// it in the handshake offset by 1000.
+pub fn libsrt_code(reason: RejectReason) -> i32 {
+    i32::from(reason) - 1000
 }
 
 #[cfg(test)]

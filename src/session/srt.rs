@@ -87,7 +87,9 @@ use crate::config::SrtConfig;
 use crate::limits::{Admission, ConnectionLimits};
 use crate::listener::Worker;
 use crate::protocol::codec::AacConfig;
-use crate::protocol::srt::{check_datagram, FirstDataHold, MediaClock, Mode, StreamId};
+use crate::protocol::srt::{
+    check_datagram, libsrt_code, url_decoded_streamid, FirstDataHold, MediaClock, Mode, StreamId,
+};
 use crate::protocol::ts::{TsDemuxer, TsMuxer, CHUNK_SIZE, PACKET_SIZE};
 use crate::protocol::url::srt_url;
 
@@ -220,8 +222,9 @@ pub async fn listen(
         ));
     }
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
-    settings.connection_settings(addr)?;
     let socket = bind_udp(addr)?;
+    let bound = socket.local_addr()?;
+    settings.connection_settings(bound)?;
     tracing::info!(
         protocol = "srt",
         port = settings.port,
@@ -231,7 +234,7 @@ pub async fn listen(
         "listening (UDP)"
     );
     let task = actix_rt::spawn(supervise(Arc::new(socket), settings, workers.into()));
-    Ok((addr, task))
+    Ok((bound, task))
 }
 
 /// A non-blocking UDP socket with large buffers. Clones of it (which share the non-blocking
@@ -772,45 +775,6 @@ pub fn key_plan(
             passphrase: passphrase.clone(),
         })),
     }
-}
-
-/// The streamid to parse: FFmpeg before 6.0 sends the `streamid` URL option without
-/// URL-decoding it, so `srt://host:port?streamid=%23!::r=live/cam,m=publish` — the way to put
-/// a `#` in a URL — arrives as `%23!::...`. Such a streamid (one starting with `%23`) is
-/// decoded once; any other is parsed as it came.
-pub fn url_decoded_streamid(raw: &str) -> std::borrow::Cow<'_, str> {
-    if !raw.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%23")) {
-        return std::borrow::Cow::Borrowed(raw);
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(decoded) => std::borrow::Cow::Owned(decoded),
-        Err(_) => std::borrow::Cow::Borrowed(raw),
-    }
-}
-
-/// The reject code a libsrt caller reports for `reason` (`srt_getrejectreason`): SRT carries
-/// it in the handshake offset by 1000.
-pub fn libsrt_code(reason: RejectReason) -> i32 {
-    i32::from(reason) - 1000
 }
 
 fn deny_reason(decision: &Decision) -> RejectReason {

@@ -25,6 +25,7 @@
 //! handshake for SRT ([`srt`]). A player whose session ends before the run does (connection closed, refused, stream
 //! ended, malformed data, no play start within `--start-timeout`) counts as an error.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -39,6 +40,7 @@ use rml_amf0::Amf0Value;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use streamgate::protocol::rtmp::amf::decode_all;
 use streamgate::protocol::rtmp::chunk::{advance_clock, encode_message, ChunkHeader};
+use streamgate::protocol::url::percent_decode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Sleep};
@@ -215,7 +217,10 @@ impl Target {
                 .split('&')
                 .filter_map(|kv| kv.split_once('='))
                 .find(|(k, _)| *k == "streamid")
-                .map(|(_, v)| percent_decode(v));
+                .map(|(_, v)| {
+                    // An SRT streamid in a URL is often `%23!::r=...`.
+                    percent_decode(v).map_or_else(|| v.to_string(), Cow::into_owned)
+                });
         }
         if protocol == Protocol::Rtmp {
             let p = path.trim_start_matches('/');
@@ -245,26 +250,6 @@ impl Target {
             None => format!("{}-{id}", self.name),
         }
     }
-}
-
-/// `%XX` escapes decoded (an SRT streamid in a URL is often `%23!::r=...`).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ------------------------------------------------------------------------------------------
