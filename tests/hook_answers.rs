@@ -9,12 +9,10 @@
 //! answer is still to come, and the next player's request on it reads that answer: a refused
 //! player then plays, or an allowed one is refused.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(10);
 

@@ -9,9 +9,6 @@
 //! `currentTime` advances by at least a second and that `videoWidth`x`videoHeight` is the
 //! source's, with no error on the way.
 
-mod common;
-
-use common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use streamgate_testkit::*;
 
 /// The size of [`TESTSRC`].
 const WIDTH: u32 = 640;

@@ -2,13 +2,11 @@
 //! before any hook, in each protocol's own words (RTMP: closed; HTTP-FLV: `503`; RTSP: `503`
 //! with the request's `CSeq`), logged, and a place that frees up is taken again.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use streamgate_testkit::*;
 
 /// Sends `request` and reads what the server answers until it closes or 5 s pass.
 fn ask(port: u16, request: &str) -> String {
@@ -133,20 +131,28 @@ fn srt_callers_past_max_connections_are_rejected_with_1503_before_any_hook() {
             .section_xml("srt", "<max_connections>1</max_connections>"),
     );
     let _publisher = publish(&srv.url("live/x"), 40);
-    common::load::wait_live(&srv.url("live/x"));
+    streamgate_testkit::load::wait_live(&srv.url("live/x"));
 
     let url = srv.srt_url("#!::r=live/x,m=request");
-    let (out, json) = common::load::load(&url, 2, &["--duration", "2"]);
+    let (out, json) = streamgate_testkit::load::load(&url, 2, &["--duration", "2"]);
     assert!(out.failed(), "one of two players is refused: {json}");
-    assert_eq!(common::load::num(&json, "playing"), 1.0, "{json}");
-    assert_eq!(common::load::num(&json, "errors"), 1.0, "{json}");
-    let refused: Vec<String> = common::load::per_player(&json)
+    assert_eq!(
+        streamgate_testkit::load::num(&json, "playing"),
+        1.0,
+        "{json}"
+    );
+    assert_eq!(
+        streamgate_testkit::load::num(&json, "errors"),
+        1.0,
+        "{json}"
+    );
+    let refused: Vec<String> = streamgate_testkit::load::per_player(&json)
         .into_iter()
-        .filter(|p| common::load::raw(p, "error").contains("refused"))
+        .filter(|p| streamgate_testkit::load::raw(p, "error").contains("refused"))
         .collect();
     assert_eq!(refused.len(), 1, "{json}");
     assert!(
-        common::load::raw(&refused[0], "error").contains("1503"),
+        streamgate_testkit::load::raw(&refused[0], "error").contains("1503"),
         "{}",
         refused[0]
     );

@@ -3,10 +3,8 @@
 //! assertions are on what the tool counts (players, errors, media, keyframes), never on how
 //! fast anything was: timing belongs to the benchmark (`tests/bench/first_frame.sh`).
 
-mod common;
-
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 #[test]
 fn counts_what_a_live_stream_sends_to_rtmp_and_httpflv_players() {
@@ -126,7 +124,7 @@ fn after_keyframe_starts_the_players_once_a_pilot_has_seen_a_live_keyframe() {
     }
 
     // No live keyframe to wait for: the tool says why and fails, without a report.
-    let mut cmd = std::process::Command::new(LOAD);
+    let mut cmd = std::process::Command::new(cargo_bin("streamgate-load"));
     cmd.args(["--url", &srv.url("live/absent"), "--players", "2"])
         .args(["--after-keyframe", "0", "--start-timeout", "2", "--json"]);
     let out = run("streamgate-load", &mut cmd, secs(60.0));

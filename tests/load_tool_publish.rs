@@ -3,14 +3,12 @@
 //! a real player on one of them. The assertions are on what the tool counts and on what the
 //! player sees, never on how fast anything was.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 /// Writes a few seconds of H.264 + AAC (one keyframe a second) as an FLV file into `dir`.
 fn make_flv(dir: &TempDir) -> PathBuf {
@@ -104,7 +102,7 @@ fn refused_publishers_are_errors_and_bad_files_are_usage_errors() {
     let truncated = dir.file("truncated.flv");
     std::fs::write(&truncated, &data[..data.len() / 2]).expect("write the file");
     for (bad, why) in [(&not_flv, "not an FLV"), (&truncated, "truncated")] {
-        let mut cmd = Command::new(LOAD);
+        let mut cmd = Command::new(cargo_bin("streamgate-load"));
         cmd.args(["--url", &url, "--publish", &arg(bad), "--duration", "1"]);
         let out = run("streamgate-load", &mut cmd, secs(30.0));
         assert_eq!(

@@ -4,10 +4,8 @@
 //! tool counts (players, errors, media, frames, keyframes), never on how fast anything was:
 //! timing belongs to the benchmark.
 
-mod common;
-
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 #[test]
 fn counts_what_a_live_stream_sends_to_rtsp_players() {

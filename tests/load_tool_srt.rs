@@ -3,10 +3,8 @@
 //! stream over SRT. The assertions are on what the tool counts (players, errors, media,
 //! keyframes) and on how refusals read, never on how fast anything was.
 
-mod common;
-
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 #[test]
 fn counts_what_a_live_stream_sends_to_srt_players() {
