@@ -1,6 +1,7 @@
 //! `<max_connections>` and `<max_connections_per_ip>`: connections past them are refused
 //! before any hook, in each protocol's own words (RTMP: closed; HTTP-FLV: `503`; RTSP: `503`
 //! with the request's `CSeq`), logged, and a place that frees up is taken again.
+//! (SRT's limit is tested with the load tool as the caller: `tools/load/tests/limits_srt.rs`.)
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -117,49 +118,6 @@ fn connections_past_max_connections_per_ip_are_refused_only_for_that_address() {
     rtmp_handshake(&mut other, &mut rng).expect("another address is still admitted");
     assert!(
         srv.log().contains("max_connections_per_ip"),
-        "{}",
-        srv.log_tail(20)
-    );
-}
-
-#[test]
-fn srt_callers_past_max_connections_are_rejected_with_1503_before_any_hook() {
-    let hook = HookServer::start();
-    let srv = Server::start(
-        &Config::new()
-            .srt_hooks(&hook.url("/srt"), "")
-            .section_xml("srt", "<max_connections>1</max_connections>"),
-    );
-    let _publisher = publish(&srv.url("live/x"), 40);
-    streamgate_testkit::load::wait_live(&srv.url("live/x"));
-
-    let url = srv.srt_url("#!::r=live/x,m=request");
-    let (out, json) = streamgate_testkit::load::load(&url, 2, &["--duration", "2"]);
-    assert!(out.failed(), "one of two players is refused: {json}");
-    assert_eq!(
-        streamgate_testkit::load::num(&json, "playing"),
-        1.0,
-        "{json}"
-    );
-    assert_eq!(
-        streamgate_testkit::load::num(&json, "errors"),
-        1.0,
-        "{json}"
-    );
-    let refused: Vec<String> = streamgate_testkit::load::per_player(&json)
-        .into_iter()
-        .filter(|p| streamgate_testkit::load::raw(p, "error").contains("refused"))
-        .collect();
-    assert_eq!(refused.len(), 1, "{json}");
-    assert!(
-        streamgate_testkit::load::raw(&refused[0], "error").contains("1503"),
-        "{}",
-        refused[0]
-    );
-    // Only the admitted caller reached the business server.
-    assert_eq!(hook.count(|r| r.call() == "connect"), 1, "{}", hook.dump());
-    assert!(
-        srv.log().contains("connection refused: limit reached"),
         "{}",
         srv.log_tail(20)
     );
