@@ -48,13 +48,12 @@ fn connections_past_max_connections_are_refused_before_any_hook() {
     // The start-up probe's connections end first.
     std::thread::sleep(secs(1.0));
     // Two connections of each protocol that say nothing more hold every place.
-    let mut rng = Rng::new(3);
     let mut held: Vec<TcpStream> = [srv.port, srv.port, flv, flv, rtsp, rtsp]
         .iter()
         .map(|p| connect(*p).expect("a connection within the limit"))
         .collect();
     for s in &mut held[..2] {
-        rtmp_handshake(s, &mut rng).expect("an RTMP connection within the limit");
+        rtmp_handshake(s).expect("an RTMP connection within the limit");
     }
     std::thread::sleep(secs(0.5));
 
@@ -102,20 +101,19 @@ fn connections_past_max_connections_per_ip_are_refused_only_for_that_address() {
         &Config::new().section_xml("rtmp", "<max_connections_per_ip>2</max_connections_per_ip>"),
     );
     std::thread::sleep(secs(1.0));
-    let mut rng = Rng::new(5);
     let mut held: Vec<TcpStream> = (0..2)
         .map(|_| connect(srv.port).expect("within the per-address limit"))
         .collect();
     for s in &mut held {
-        rtmp_handshake(s, &mut rng).expect("an RTMP connection within the limit");
+        rtmp_handshake(s).expect("an RTMP connection within the limit");
     }
     let mut refused = connect(srv.port).expect("TCP connect");
     assert!(
-        rtmp_handshake(&mut refused, &mut rng).is_err(),
+        rtmp_handshake(&mut refused).is_err(),
         "a third connection from 127.0.0.1 completed its handshake"
     );
     let mut other = connect_from([127, 0, 0, 2], srv.port).expect("connect from 127.0.0.2");
-    rtmp_handshake(&mut other, &mut rng).expect("another address is still admitted");
+    rtmp_handshake(&mut other).expect("another address is still admitted");
     assert!(
         srv.log().contains("max_connections_per_ip"),
         "{}",

@@ -1,7 +1,9 @@
-//! Raw sockets, and a bare blocking RTMP client that shows exactly what the server sends and
-//! when: simple handshake, commands in one chunk each, and a reader thread that reassembles
-//! every message.
+//! Raw sockets, and a blocking RTMP client that shows exactly what the server sends and when:
+//! a thin IO shell over the protocol code's client ([`streamgate::protocol::rtmp::client`]):
+//! its handshake, its command encoding, and its message reader in a thread that keeps every
+//! message whole.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -9,7 +11,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::util::Rng;
+use bytes::BytesMut;
+use rml_amf0::Amf0Value;
+use streamgate::protocol::rtmp::chunk::{encode_message, ChunkHeader};
+use streamgate::protocol::rtmp::client::{
+    self, as_str, command_values, field, string, Bodies, ClientError, ClientHandshake,
+    HandshakeStep, Incoming, MessageReader,
+};
 
 /// Connects to 127.0.0.1:port with short timeouts.
 pub fn connect(port: u16) -> io::Result<TcpStream> {
@@ -37,161 +45,45 @@ pub fn connect_from(local: [u8; 4], port: u16) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-/// Performs the client side of the RTMP simple handshake (C0 C1, S0 S1 S2, C2).
-pub fn rtmp_handshake(s: &mut TcpStream, rng: &mut Rng) -> io::Result<()> {
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
-    c0c1.extend_from_slice(&rng.bytes(1528));
+/// The chunk size [`RtmpClient::open`] announces for what it sends.
+const CHUNK_SIZE: u32 = 65536;
+
+fn invalid(e: ClientError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The client side of the RTMP handshake; returns what the server sent after it.
+fn handshake(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let (mut hs, c0c1) = ClientHandshake::start().map_err(invalid)?;
     s.write_all(&c0c1)?;
-    let mut s012 = vec![0u8; 1 + 1536 + 1536];
-    s.read_exact(&mut s012)?;
-    if s012[0] != 3 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("S0 is {} not 3", s012[0]),
-        ));
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection during the handshake",
+            ));
+        }
+        match hs.feed(&buf[..n]).map_err(invalid)? {
+            HandshakeStep::InProgress(reply) => s.write_all(&reply)?,
+            HandshakeStep::Done { reply, rest } => {
+                s.write_all(&reply)?;
+                return Ok(rest);
+            }
+        }
     }
-    // C2 echoes S1.
-    s.write_all(&s012[1..1537])?;
-    Ok(())
 }
 
-/// An AMF0 value (the subset RTMP commands use).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Amf {
-    Number(f64),
-    Bool(bool),
-    Str(String),
-    Object(Vec<(String, Amf)>),
-    Null,
-    Undefined,
-}
-
-impl Amf {
-    pub fn obj(pairs: &[(&str, Amf)]) -> Amf {
-        Amf::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
-    }
-
-    pub fn str(s: &str) -> Amf {
-        Amf::Str(s.to_string())
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Amf::Number(n) => {
-                out.push(0);
-                out.extend_from_slice(&n.to_be_bytes());
-            }
-            Amf::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
-            Amf::Str(s) => {
-                out.push(2);
-                out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Amf::Object(pairs) => {
-                out.push(3);
-                for (k, v) in pairs {
-                    out.extend_from_slice(&(k.len() as u16).to_be_bytes());
-                    out.extend_from_slice(k.as_bytes());
-                    v.encode(out);
-                }
-                out.extend_from_slice(&[0, 0, 9]);
-            }
-            Amf::Null => out.push(5),
-            Amf::Undefined => out.push(6),
-        }
-    }
-
-    /// Decodes values until the input ends or an unknown marker is met.
-    pub fn decode_all(mut b: &[u8]) -> Vec<Amf> {
-        let mut out = Vec::new();
-        while !b.is_empty() {
-            match Amf::decode(&mut b) {
-                Some(v) => out.push(v),
-                None => break,
-            }
-        }
-        out
-    }
-
-    fn decode(b: &mut &[u8]) -> Option<Amf> {
-        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-            if b.len() < n {
-                return None;
-            }
-            let (h, t) = b.split_at(n);
-            *b = t;
-            Some(h)
-        }
-        fn key(b: &mut &[u8]) -> Option<String> {
-            let l = take(b, 2)?;
-            let n = u16::from_be_bytes([l[0], l[1]]) as usize;
-            Some(String::from_utf8_lossy(take(b, n)?).to_string())
-        }
-        fn pairs(b: &mut &[u8]) -> Option<Vec<(String, Amf)>> {
-            let mut v = Vec::new();
-            loop {
-                let k = key(b)?;
-                if k.is_empty() && b.first() == Some(&9) {
-                    take(b, 1)?;
-                    return Some(v);
-                }
-                v.push((k, Amf::decode(b)?));
-            }
-        }
-        let marker = take(b, 1)?[0];
-        Some(match marker {
-            0 => {
-                let n = take(b, 8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(n);
-                Amf::Number(f64::from_be_bytes(a))
-            }
-            1 => Amf::Bool(take(b, 1)?[0] != 0),
-            2 => Amf::Str(key(b)?),
-            3 => Amf::Object(pairs(b)?),
-            5 => Amf::Null,
-            6 => Amf::Undefined,
-            8 => {
-                take(b, 4)?;
-                Amf::Object(pairs(b)?)
-            }
-            _ => return None,
-        })
-    }
-
-    /// Field `k` of an object.
-    pub fn get(&self, k: &str) -> Option<&Amf> {
-        match self {
-            Amf::Object(p) => p.iter().find(|(key, _)| key == k).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Amf::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_num(&self) -> Option<f64> {
-        match self {
-            Amf::Number(n) => Some(*n),
-            _ => None,
-        }
-    }
+/// Performs the client side of the RTMP handshake (C0 C1, S0 S1 S2, C2).
+pub fn rtmp_handshake(s: &mut TcpStream) -> io::Result<()> {
+    handshake(s).map(|_| ())
 }
 
 /// One whole message the server sent.
 #[derive(Clone)]
 pub struct RtmpMsg {
-    /// When its last byte arrived.
+    /// When the read that completed it returned.
     pub at: Instant,
     pub type_id: u8,
     pub stream_id: u32,
@@ -199,19 +91,20 @@ pub struct RtmpMsg {
 }
 
 impl RtmpMsg {
-    pub const AUDIO: u8 = 8;
-    pub const VIDEO: u8 = 9;
-    pub const DATA: u8 = 18;
-    pub const COMMAND: u8 = 20;
+    pub const AUDIO: u8 = client::AUDIO;
+    pub const VIDEO: u8 = client::VIDEO;
+    pub const DATA: u8 = client::DATA;
+    pub const COMMAND: u8 = client::COMMAND;
 
     pub fn is_media(&self) -> bool {
         matches!(self.type_id, Self::AUDIO | Self::VIDEO | Self::DATA)
     }
 
-    /// The AMF0 values of a command message (empty for other types).
-    pub fn values(&self) -> Vec<Amf> {
+    /// The AMF0 values of a command message (empty for other types or when they do not
+    /// decode).
+    pub fn values(&self) -> Vec<Amf0Value> {
         if self.type_id == Self::COMMAND {
-            Amf::decode_all(&self.payload)
+            command_values(self.type_id, &self.payload).unwrap_or_default()
         } else {
             Vec::new()
         }
@@ -221,14 +114,14 @@ impl RtmpMsg {
     pub fn command(&self) -> Option<String> {
         self.values()
             .first()
-            .and_then(|v| v.as_str().map(str::to_string))
+            .and_then(|v| as_str(v).map(str::to_string))
     }
 
     /// The `code` of the info object of an `onStatus`/`_result`/`_error`.
     pub fn code(&self) -> Option<String> {
         self.values()
             .iter()
-            .find_map(|v| v.get("code").and_then(|c| c.as_str().map(str::to_string)))
+            .find_map(|v| field(Some(v), "code").map(str::to_string))
     }
 }
 
@@ -257,8 +150,8 @@ struct RtmpInbox {
     paused: bool,
 }
 
-/// A bare RTMP client: simple handshake, commands in one chunk each (after asking for a big
-/// chunk size), and a reader thread that reassembles every message the server sends.
+/// A bare RTMP client: handshake, commands one at a time as a test asks (after announcing a
+/// 65536-byte chunk size), and a reader thread that keeps every message the server sends.
 pub struct RtmpClient {
     stream: TcpStream,
     inbox: Arc<(Mutex<RtmpInbox>, Condvar)>,
@@ -271,8 +164,7 @@ impl RtmpClient {
     pub fn open(port: u16) -> io::Result<RtmpClient> {
         let mut s = connect(port)?;
         s.set_nodelay(true)?;
-        let mut rng = Rng::new(u64::from(port) * 7919 + 17);
-        rtmp_handshake(&mut s, &mut rng)?;
+        let rest = handshake(&mut s)?;
         let mut c = RtmpClient {
             stream: s.try_clone()?,
             inbox: Arc::new((Mutex::new(RtmpInbox::default()), Condvar::new())),
@@ -281,8 +173,8 @@ impl RtmpClient {
         };
         let inbox = c.inbox.clone();
         s.set_read_timeout(None)?;
-        c.reader = Some(thread::spawn(move || rtmp_reader(s, inbox)));
-        c.send_raw(2, 0, 1, &65536u32.to_be_bytes())?;
+        c.reader = Some(thread::spawn(move || rtmp_reader(s, rest, inbox)));
+        c.send_raw(2, 0, client::SET_CHUNK_SIZE, &CHUNK_SIZE.to_be_bytes())?;
         Ok(c)
     }
 
@@ -291,7 +183,7 @@ impl RtmpClient {
         self.inbox.0.lock().expect("inbox lock").paused = true;
     }
 
-    /// Sends one message in a single chunk (fmt 0) on chunk stream `csid`.
+    /// Sends one message with timestamp 0 on chunk stream `csid`.
     pub fn send_raw(
         &mut self,
         csid: u8,
@@ -299,42 +191,34 @@ impl RtmpClient {
         type_id: u8,
         payload: &[u8],
     ) -> io::Result<()> {
-        let mut m = vec![csid & 0x3f, 0, 0, 0];
-        let len = payload.len() as u32;
-        m.extend_from_slice(&len.to_be_bytes()[1..]);
-        m.push(type_id);
-        m.extend_from_slice(&stream_id.to_le_bytes());
-        m.extend_from_slice(payload);
-        self.stream.write_all(&m)
+        self.send_at(csid, stream_id, type_id, 0, payload)
     }
 
     /// Sends an AMF0 command; returns its transaction id.
-    pub fn command(&mut self, stream_id: u32, name: &str, args: &[Amf]) -> io::Result<f64> {
+    pub fn command(&mut self, stream_id: u32, name: &str, args: &[Amf0Value]) -> io::Result<f64> {
         let txn = self.txn;
         self.txn += 1.0;
-        let mut p = Vec::new();
-        Amf::str(name).encode(&mut p);
-        Amf::Number(txn).encode(&mut p);
-        for a in args {
-            a.encode(&mut p);
-        }
+        let mut values = vec![string(name), Amf0Value::Number(txn)];
+        values.extend_from_slice(args);
         let csid = if stream_id == 0 { 3 } else { 8 };
-        self.send_raw(csid, stream_id, 20, &p)?;
+        let mut out = BytesMut::new();
+        client::command(&mut out, CHUNK_SIZE, csid, stream_id, &values);
+        self.stream.write_all(&out)?;
         Ok(txn)
     }
 
     /// Sends `connect` for `app` with tcUrl `tcurl`.
     pub fn send_connect(&mut self, app: &str, tcurl: &str) -> io::Result<f64> {
-        self.command(
-            0,
-            "connect",
-            &[Amf::obj(&[
-                ("app", Amf::str(app)),
-                ("type", Amf::str("nonprivate")),
-                ("flashVer", Amf::str("FMLE/3.0 (compatible; e2e)")),
-                ("tcUrl", Amf::str(tcurl)),
-            ])],
-        )
+        let object: HashMap<String, Amf0Value> = [
+            ("app", string(app)),
+            ("type", string("nonprivate")),
+            ("flashVer", string("FMLE/3.0 (compatible; e2e)")),
+            ("tcUrl", string(tcurl)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        self.command(0, "connect", &[Amf0Value::Object(object)])
     }
 
     /// Every message received so far.
@@ -386,10 +270,8 @@ impl RtmpClient {
         self.wait_msg(
             |m| {
                 let v = m.values();
-                matches!(
-                    v.first().and_then(Amf::as_str),
-                    Some("_result") | Some("_error")
-                ) && v.get(1).and_then(Amf::as_num) == Some(txn)
+                matches!(v.first().and_then(as_str), Some("_result") | Some("_error"))
+                    && matches!(v.get(1), Some(Amf0Value::Number(n)) if *n == txn)
             },
             timeout,
         )
@@ -405,24 +287,22 @@ impl RtmpClient {
             return Err(format!("connect refused: {r:?}"));
         }
         let t = self
-            .command(0, "createStream", &[Amf::Null])
+            .command(0, "createStream", &[Amf0Value::Null])
             .map_err(|e| e.to_string())?;
         let r = self
             .wait_reply(t, Duration::from_secs(10))
             .ok_or_else(|| format!("no reply to createStream: {:?}", self.messages()))?;
-        let sid = r
-            .values()
-            .get(3)
-            .and_then(Amf::as_num)
-            .ok_or_else(|| format!("createStream result without a stream id: {r:?}"))?;
-        Ok(sid as u32)
+        match r.values().get(3) {
+            Some(Amf0Value::Number(sid)) => Ok(*sid as u32),
+            _ => Err(format!("createStream result without a stream id: {r:?}")),
+        }
     }
 
     pub fn send_play(&mut self, sid: u32, name: &str) -> io::Result<()> {
         self.command(
             sid,
             "play",
-            &[Amf::Null, Amf::str(name), Amf::Number(-2000.0)],
+            &[Amf0Value::Null, string(name), Amf0Value::Number(-2000.0)],
         )
         .map(|_| ())
     }
@@ -431,7 +311,7 @@ impl RtmpClient {
         self.command(
             sid,
             "publish",
-            &[Amf::Null, Amf::str(name), Amf::str("live")],
+            &[Amf0Value::Null, string(name), string("live")],
         )
         .map(|_| ())
     }
@@ -451,20 +331,15 @@ impl RtmpClient {
         timestamp: u32,
         payload: &[u8],
     ) -> io::Result<()> {
-        let csid = csid & 0x3f;
-        let mut m = vec![csid];
-        let ts = timestamp.min(0x00ff_fffe);
-        m.extend_from_slice(&ts.to_be_bytes()[1..]);
-        m.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-        m.push(type_id);
-        m.extend_from_slice(&stream_id.to_le_bytes());
-        for (i, part) in payload.chunks(65536).enumerate() {
-            if i > 0 {
-                m.push(0xc0 | csid);
-            }
-            m.extend_from_slice(part);
-        }
-        self.stream.write_all(&m)
+        let header = ChunkHeader {
+            csid: u32::from(csid & 0x3f),
+            timestamp: timestamp.min(0x00ff_fffe),
+            type_id,
+            stream_id,
+        };
+        let mut out = BytesMut::new();
+        encode_message(&mut out, CHUNK_SIZE, header, &[payload]);
+        self.stream.write_all(&out)
     }
 }
 
@@ -481,16 +356,8 @@ impl Drop for RtmpClient {
     }
 }
 
-struct ChunkState {
-    timestamp_ext: bool,
-    len: usize,
-    type_id: u8,
-    stream_id: u32,
-    buf: Vec<u8>,
-}
-
-fn rtmp_reader(mut s: TcpStream, inbox: Arc<(Mutex<RtmpInbox>, Condvar)>) {
-    let result = rtmp_read_loop(&mut s, &inbox);
+fn rtmp_reader(mut s: TcpStream, rest: Vec<u8>, inbox: Arc<(Mutex<RtmpInbox>, Condvar)>) {
+    let result = rtmp_read_loop(&mut s, rest, &inbox);
     let (lock, cv) = &*inbox;
     let mut g = lock.lock().expect("inbox lock");
     g.closed_at = Some(Instant::now());
@@ -498,77 +365,53 @@ fn rtmp_reader(mut s: TcpStream, inbox: Arc<(Mutex<RtmpInbox>, Condvar)>) {
     cv.notify_all();
 }
 
-fn rtmp_read_loop(s: &mut TcpStream, inbox: &Arc<(Mutex<RtmpInbox>, Condvar)>) -> io::Result<()> {
-    let mut chunk_size = 128usize;
-    let mut states: std::collections::HashMap<u32, ChunkState> = Default::default();
-    let mut u = |n: usize| -> io::Result<Vec<u8>> {
+fn rtmp_read_loop(
+    s: &mut TcpStream,
+    rest: Vec<u8>,
+    inbox: &Arc<(Mutex<RtmpInbox>, Condvar)>,
+) -> io::Result<()> {
+    let mut reader = MessageReader::new(Bodies::Whole);
+    deliver(&mut reader, &rest, inbox)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
         while inbox.0.lock().expect("inbox lock").paused {
             thread::sleep(Duration::from_millis(50));
         }
-        let mut b = vec![0u8; n];
-        s.read_exact(&mut b)?;
-        Ok(b)
-    };
-    loop {
-        let b0 = u(1)?[0];
-        let fmt = b0 >> 6;
-        let csid = match b0 & 0x3f {
-            0 => 64 + u32::from(u(1)?[0]),
-            1 => {
-                let b = u(2)?;
-                64 + u32::from(b[0]) + 256 * u32::from(b[1])
-            }
-            c => u32::from(c),
-        };
-        let st = states.entry(csid).or_insert(ChunkState {
-            timestamp_ext: false,
-            len: 0,
-            type_id: 0,
-            stream_id: 0,
-            buf: Vec::new(),
-        });
-        let be24 = |b: &[u8]| (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        match fmt {
-            0 => {
-                let h = u(11)?;
-                st.timestamp_ext = be24(&h[0..3]) == 0xff_ffff;
-                st.len = be24(&h[3..6]) as usize;
-                st.type_id = h[6];
-                st.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
-            }
-            1 => {
-                let h = u(7)?;
-                st.timestamp_ext = be24(&h[0..3]) == 0xff_ffff;
-                st.len = be24(&h[3..6]) as usize;
-                st.type_id = h[6];
-            }
-            2 => {
-                let h = u(3)?;
-                st.timestamp_ext = be24(&h[0..3]) == 0xff_ffff;
-            }
-            _ => {}
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed by the server",
+            ));
         }
-        if st.timestamp_ext {
-            u(4)?;
-        }
-        let want = (st.len - st.buf.len().min(st.len)).min(chunk_size);
-        let part = u(want)?;
-        st.buf.extend_from_slice(&part);
-        if st.buf.len() >= st.len {
-            let payload = std::mem::take(&mut st.buf);
-            if st.type_id == 1 && payload.len() >= 4 {
-                chunk_size = (u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
-                    & 0x7fff_ffff) as usize;
-            }
-            let msg = RtmpMsg {
-                at: Instant::now(),
-                type_id: st.type_id,
-                stream_id: st.stream_id,
-                payload,
-            };
-            let (lock, cv) = &**inbox;
-            lock.lock().expect("inbox lock").msgs.push(msg);
-            cv.notify_all();
-        }
+        deliver(&mut reader, &buf[..n], inbox)?;
     }
+}
+
+/// Reads `data` and puts every whole message in the inbox.
+fn deliver(
+    reader: &mut MessageReader,
+    data: &[u8],
+    inbox: &Arc<(Mutex<RtmpInbox>, Condvar)>,
+) -> io::Result<()> {
+    let at = Instant::now();
+    let mut msgs = Vec::new();
+    let read = reader.feed(data, |incoming| {
+        if let Incoming::Message(m) = incoming {
+            msgs.push(RtmpMsg {
+                at,
+                type_id: m.type_id,
+                stream_id: m.stream_id,
+                payload: m.body.to_vec(),
+            });
+        }
+        Ok::<(), ClientError>(())
+    });
+    // The messages before a malformed one still count.
+    if !msgs.is_empty() {
+        let (lock, cv) = &**inbox;
+        lock.lock().expect("inbox lock").msgs.extend(msgs);
+        cv.notify_all();
+    }
+    read.map_err(invalid)
 }
