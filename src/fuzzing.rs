@@ -172,6 +172,43 @@ fn drain_rtmp(conn: &mut ServerConnection, control: u8) {
     }
 }
 
+/// The RTMP client (the load tool's and the tests'), fed a server's bytes in pieces: a player
+/// and a publisher past their handshake, and the reader keeping whole bodies. The first byte
+/// chooses the piece size. Both the session and the reader must end with an error, never a
+/// panic, on any input.
+pub fn rtmp_client(data: &[u8]) {
+    use crate::protocol::rtmp::client::{Bodies, ClientError, ClientSession, MessageReader, Role};
+    let (control, stream) = data.split_first().map_or((0, &[][..]), |(c, s)| (*c, s));
+    let roles = [
+        Role::Play("cam".into()),
+        Role::Publish {
+            name: "cam".into(),
+            chunk_size: 4096,
+        },
+    ];
+    for role in roles {
+        let mut client = ClientSession::new("live", "rtmp://h/live", role);
+        let mut out = BytesMut::new();
+        client.connect(&mut out);
+        for piece in pieces(stream, control) {
+            if client.feed(piece, &mut out, |_| {}).is_err() {
+                break;
+            }
+        }
+    }
+    let mut reader = MessageReader::new(Bodies::Whole);
+    for piece in pieces(stream, control) {
+        let mut bytes = 0usize;
+        let fed = reader.feed(piece, |_| {
+            bytes += 1;
+            Ok::<(), ClientError>(())
+        });
+        if fed.is_err() {
+            break;
+        }
+    }
+}
+
 /// RTMP's chunk layer alone: [`ChunkDecoder`] on the client's chunk stream (after the
 /// handshake), with Set Chunk Size and Abort applied as the connection applies them, and
 /// every command or data message through the AMF0 decoder.

@@ -57,6 +57,8 @@ pub struct Server {
     pub httpflv_addr: Option<SocketAddr>,
     /// The RTSP listening address, when RTSP is enabled.
     pub rtsp_addr: Option<SocketAddr>,
+    /// The SRT (UDP) listening address, when SRT is enabled.
+    pub srt_addr: Option<SocketAddr>,
 }
 
 /// Binds one protocol's TCP port and starts its accept loop. `write_merge` and `rtp_ports` (the
@@ -154,6 +156,7 @@ impl Server {
         let mut rtmp_addr = None;
         let mut httpflv_addr = None;
         let mut rtsp_addr = None;
+        let mut srt_addr = None;
         if config.rtmp.enable {
             let (addr, task) = listen(
                 &config.rtmp,
@@ -202,13 +205,14 @@ impl Server {
         }
         // ---- SRT (UDP): the supervised SRT listener; see listener::srt ----
         if config.srt.enable {
-            let (_addr, task) = crate::listener::srt::listen(&config.srt, srt_workers)
+            let (addr, task) = crate::listener::srt::listen(&config.srt, srt_workers)
                 .await
                 .map_err(|source| ServerError::Bind {
                     protocol: "srt",
                     port: config.srt.port,
                     source,
                 })?;
+            srt_addr = Some(addr);
             listeners.push(task);
         }
         // ---- end of SRT ----
@@ -228,6 +232,7 @@ impl Server {
             rtmp_addr,
             httpflv_addr,
             rtsp_addr,
+            srt_addr,
         })
     }
 

@@ -4,13 +4,11 @@
 //! RTSP and SRT, and publishes H.265 over RTSP and SRT to FFmpeg 9's RTMP and HTTP-FLV
 //! players. The hooks are answered by the real test hook server.
 
-mod common;
-
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(15);
 /// Seconds each player decodes.

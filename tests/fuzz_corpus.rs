@@ -63,6 +63,7 @@ targets!(
     rtmp_handshake,
     rtmp_session,
     rtmp_chunks,
+    rtmp_client,
     amf0,
     rtmp_chunk_roundtrip,
     flv_tag,

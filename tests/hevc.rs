@@ -3,13 +3,11 @@
 //! SRT and RTSP see `hevc` and decode pictures. The operator's hooks are answered by the real
 //! test hook server, which also tells when a publish is on.
 
-mod common;
-
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(10);
 /// FFmpeg's SRT latency option is in microseconds.

@@ -2,19 +2,17 @@
 //! an interim `1xx` answer is skipped and the final one decides (RFC 9110 §15.2), and an
 //! answer nobody asked for is never read as the answer to another session's request.
 //!
-//! For every player protocol, one server with one worker (so one hook connection pool) and a
-//! live RTMP publisher; ffmpeg players then ask to play one after another, each with a `case`
-//! in its URL that tells the real HTTP business server how to answer its `on_play`. A client
-//! that takes an interim answer as final puts the connection back in its pool while the real
-//! answer is still to come, and the next player's request on it reads that answer: a refused
-//! player then plays, or an allowed one is refused.
-
-mod common;
+//! For every player protocol, one server (in process) with one worker (so one hook connection
+//! pool) and a live RTMP publisher; ffmpeg players then ask to play one after another, each
+//! with a `case` in its URL that tells the real HTTP business server how to answer its
+//! `on_play`. A client that takes an interim answer as final puts the connection back in its
+//! pool while the real answer is still to come, and the next player's request on it reads that
+//! answer: a refused player then plays, or an allowed one is refused.
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(10);
 
@@ -49,7 +47,7 @@ fn frames(url: &str, args: &[&str]) -> (usize, String) {
 /// [`CASES`] says, and a publisher of `live/cam`; then plays every case through `url_of`.
 fn check(
     config: impl FnOnce(Config, &HookServer) -> Config,
-    url_of: impl Fn(&Server, &str) -> String,
+    url_of: impl Fn(&InProcess, &str) -> String,
     args: &[&str],
 ) {
     let hook = HookServer::start();
@@ -57,7 +55,7 @@ fn check(
         let tag = format!("case={case}");
         hook.rule(move |r| (r.call() == "play" && r.field("url").contains(&tag)).then_some(reply));
     }
-    let srv = Server::start(&config(Config::new().workers(1), &hook));
+    let srv = InProcess::start(&config(Config::new().workers(1), &hook));
     let mut publisher = publish_with(
         &srv.url("live/cam"),
         120,

@@ -2,16 +2,13 @@
 //!
 //! ffmpeg publishes the synthetic 640x360 stream over RTMP; headless Chromium (Debian's
 //! `chromium`) loads `tests/browser/player.html` from a tiny HTTP server of this test, and the
-//! page plays `http://127.0.0.1:PORT/live/cam1.flv` from streamgate with mpegts.js (installed in
+//! page plays `http://127.0.0.1:PORT/live/cam1.flv` from streamgate (in process) with mpegts.js (installed in
 //! `tests/browser/node_modules` by `tests/run.sh`). The page is on another origin than the
 //! stream, so CORS is exercised too. It reports what its `<video>` element does to the test's
 //! server (`GET /report?...` every 250 ms, and on every event); the test asserts that
 //! `currentTime` advances by at least a second and that `videoWidth`x`videoHeight` is the
 //! source's, with no error on the way.
 
-mod common;
-
-use common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use streamgate_testkit::*;
 
 /// The size of [`TESTSRC`].
 const WIDTH: u32 = 640;
@@ -397,7 +395,7 @@ fn chromium_plays_live_httpflv_with_mpegts_js() {
     );
 
     let page = PageServer::start();
-    let srv = Server::start(&Config::new().httpflv());
+    let srv = InProcess::start(&Config::new().httpflv());
     let flv_port = srv.httpflv_port.expect("HTTP-FLV port");
     let flv_url = srv.flv_url("live/cam1.flv");
     let mut publisher = publish(&srv.url("live/cam1"), 60);

@@ -2,14 +2,12 @@
 //! ffprobe and raw HTTP clients play over HTTP-FLV, and a real business server records and
 //! answers every callback.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(10);
 
@@ -88,20 +86,6 @@ fn get(port: u16, target: &str) -> String {
     format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
 }
 
-fn assert_fields(r: &Record, call: &str, name: &str, url: &str) {
-    assert_eq!(r.field("protocol"), "httpflv", "protocol of {r:?}");
-    assert_eq!(r.field("call"), call, "call of {r:?}");
-    assert_eq!(r.field("addr"), "127.0.0.1", "addr of {r:?}");
-    assert_eq!(r.field("app"), "live", "app of {r:?}");
-    assert_eq!(r.field("name"), name, "name of {r:?}");
-    assert_eq!(r.field("url"), url, "url of {r:?}");
-    assert_eq!(r.field("tcurl"), "", "tcurl of {r:?}");
-    assert!(
-        r.clientid().chars().all(|c| c.is_ascii_digit()) && !r.clientid().is_empty(),
-        "{r:?}"
-    );
-}
-
 /// Waits until a stream is live: an HTTP-FLV GET answers 200.
 fn wait_live(srv: &Server, target: &str) {
     let port = srv.httpflv_port.expect("httpflv enabled");
@@ -138,13 +122,13 @@ fn play_over_httpflv_with_every_hook_field_and_one_done() {
         .iter()
         .find(|r| r.call() == "connect")
         .unwrap_or_else(|| panic!("no on_connect: {}", hook.dump()));
-    assert_fields(connect, "connect", "", &url);
+    assert_fields(connect, "httpflv", "connect", "", &url, "");
     assert_eq!(connect.path, "/httpflv/connect");
     let play = new
         .iter()
         .find(|r| r.call() == "play")
         .unwrap_or_else(|| panic!("no on_play: {}", hook.dump()));
-    assert_fields(play, "play", "cam1", &url);
+    assert_fields(play, "httpflv", "play", "cam1", &url, "");
     assert_eq!(play.clientid(), connect.clientid(), "one client, one id");
     assert!(connect.seq < play.seq, "connect comes before play");
     let done = hook
@@ -153,7 +137,7 @@ fn play_over_httpflv_with_every_hook_field_and_one_done() {
             HOOK_WAIT,
         )
         .unwrap_or_else(|| panic!("no on_done for the player: {}", hook.dump()));
-    assert_fields(&done, "done", "cam1", &url);
+    assert_fields(&done, "httpflv", "done", "cam1", &url, "");
     thread::sleep(secs(1.0));
     assert_eq!(
         hook.count(|r| r.call() == "done" && r.clientid() == play.clientid()),

@@ -1,12 +1,10 @@
 //! `https://` hooks against a real TLS business server: a test CA and a server certificate made
 //! with the `openssl` command, Python's HTTPS server, the real binary and ffmpeg.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 /// A CA and a certificate for 127.0.0.1 signed by it, in `dir`.
 fn make_certificates(dir: &TempDir) {

@@ -2,13 +2,11 @@
 //! GStreamer's `rtspclientsink` publishing with its default payloads, and what FFmpeg players
 //! over RTMP and RTSP then get. tests/run.sh installs the Debian packages they need.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 /// How long to wait for a callback that must come.
 const HOOK_WAIT: Duration = Duration::from_secs(15);

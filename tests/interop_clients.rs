@@ -6,13 +6,11 @@
 //! default depayloaders, `srtsrc`), srt-live-transmit, mpv. tests/run.sh installs them from
 //! Debian's packages. docs/protocols.md has the table these tests stand behind.
 
-mod common;
-
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 /// How long to wait for a callback that must come.
 const HOOK_WAIT: Duration = Duration::from_secs(15);

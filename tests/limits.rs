@@ -1,14 +1,13 @@
 //! `<max_connections>` and `<max_connections_per_ip>`: connections past them are refused
 //! before any hook, in each protocol's own words (RTMP: closed; HTTP-FLV: `503`; RTSP: `503`
 //! with the request's `CSeq`), logged, and a place that frees up is taken again.
-
-mod common;
+//! (SRT's limit is tested with the load tool as the caller: `tools/load/tests/limits_srt.rs`.)
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use streamgate_testkit::*;
 
 /// Sends `request` and reads what the server answers until it closes or 5 s pass.
 fn ask(port: u16, request: &str) -> String {
@@ -49,13 +48,12 @@ fn connections_past_max_connections_are_refused_before_any_hook() {
     // The start-up probe's connections end first.
     std::thread::sleep(secs(1.0));
     // Two connections of each protocol that say nothing more hold every place.
-    let mut rng = Rng::new(3);
     let mut held: Vec<TcpStream> = [srv.port, srv.port, flv, flv, rtsp, rtsp]
         .iter()
         .map(|p| connect(*p).expect("a connection within the limit"))
         .collect();
     for s in &mut held[..2] {
-        rtmp_handshake(s, &mut rng).expect("an RTMP connection within the limit");
+        rtmp_handshake(s).expect("an RTMP connection within the limit");
     }
     std::thread::sleep(secs(0.5));
 
@@ -103,57 +101,21 @@ fn connections_past_max_connections_per_ip_are_refused_only_for_that_address() {
         &Config::new().section_xml("rtmp", "<max_connections_per_ip>2</max_connections_per_ip>"),
     );
     std::thread::sleep(secs(1.0));
-    let mut rng = Rng::new(5);
     let mut held: Vec<TcpStream> = (0..2)
         .map(|_| connect(srv.port).expect("within the per-address limit"))
         .collect();
     for s in &mut held {
-        rtmp_handshake(s, &mut rng).expect("an RTMP connection within the limit");
+        rtmp_handshake(s).expect("an RTMP connection within the limit");
     }
     let mut refused = connect(srv.port).expect("TCP connect");
     assert!(
-        rtmp_handshake(&mut refused, &mut rng).is_err(),
+        rtmp_handshake(&mut refused).is_err(),
         "a third connection from 127.0.0.1 completed its handshake"
     );
     let mut other = connect_from([127, 0, 0, 2], srv.port).expect("connect from 127.0.0.2");
-    rtmp_handshake(&mut other, &mut rng).expect("another address is still admitted");
+    rtmp_handshake(&mut other).expect("another address is still admitted");
     assert!(
         srv.log().contains("max_connections_per_ip"),
-        "{}",
-        srv.log_tail(20)
-    );
-}
-
-#[test]
-fn srt_callers_past_max_connections_are_rejected_with_1503_before_any_hook() {
-    let hook = HookServer::start();
-    let srv = Server::start(
-        &Config::new()
-            .srt_hooks(&hook.url("/srt"), "")
-            .section_xml("srt", "<max_connections>1</max_connections>"),
-    );
-    let _publisher = publish(&srv.url("live/x"), 40);
-    common::load::wait_live(&srv.url("live/x"));
-
-    let url = srv.srt_url("#!::r=live/x,m=request");
-    let (out, json) = common::load::load(&url, 2, &["--duration", "2"]);
-    assert!(out.failed(), "one of two players is refused: {json}");
-    assert_eq!(common::load::num(&json, "playing"), 1.0, "{json}");
-    assert_eq!(common::load::num(&json, "errors"), 1.0, "{json}");
-    let refused: Vec<String> = common::load::per_player(&json)
-        .into_iter()
-        .filter(|p| common::load::raw(p, "error").contains("refused"))
-        .collect();
-    assert_eq!(refused.len(), 1, "{json}");
-    assert!(
-        common::load::raw(&refused[0], "error").contains("1503"),
-        "{}",
-        refused[0]
-    );
-    // Only the admitted caller reached the business server.
-    assert_eq!(hook.count(|r| r.call() == "connect"), 1, "{}", hook.dump());
-    assert!(
-        srv.log().contains("connection refused: limit reached"),
         "{}",
         srv.log_tail(20)
     );

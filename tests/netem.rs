@@ -12,15 +12,13 @@
 //! of a keyframe's packets. SRT puts them back in order and retransmits what is lost; RTSP over
 //! UDP has the server's reorder buffer for RTP over UDP, which puts them back in order.
 
-mod common;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use streamgate_testkit::*;
 
 /// The faults of one link, applied each way, in netem's terms.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,6 @@
 //! End-to-end tests of RTMP publish/play with HTTP Notify: the real `streamgate` binary on free
-//! ports, a real HTTP business server in the test ([`common::HookServer`]) and real ffmpeg /
+//! ports, a real HTTP business server in the test ([`streamgate_testkit::HookServer`]) and real ffmpeg /
 //! ffprobe clients. Every test starts its own server and business server.
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -13,52 +11,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use streamgate_testkit::*;
 
 /// How long to wait for a callback that must come.
 const HOOK_WAIT: Duration = Duration::from_secs(10);
-
-/// Asserts the fields every callback carries, exactly.
-fn assert_fields(r: &Record, call: &str, name: &str, url: &str, tcurl: &str) {
-    assert_eq!(r.field("protocol"), "rtmp", "protocol of {r:?}");
-    assert_eq!(r.field("call"), call, "call of {r:?}");
-    assert_eq!(r.field("addr"), "127.0.0.1", "addr of {r:?}");
-    assert_eq!(r.field("app"), "live", "app of {r:?}");
-    assert_eq!(r.field("name"), name, "name of {r:?}");
-    assert_eq!(r.field("url"), url, "url of {r:?}");
-    assert_eq!(r.field("tcurl"), tcurl, "tcurl of {r:?}");
-    let id = r.field("clientid");
-    assert!(
-        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
-        "clientid must be a non-empty number: {r:?}"
-    );
-}
-
-/// Asserts a POST callback to `path` with the form content type.
-fn assert_post(r: &Record, path: &str) {
-    assert_eq!(r.method, "POST", "method of {r:?}");
-    assert_eq!(r.path, path, "path of {r:?}");
-    let ctype = r.content_type.clone().unwrap_or_default();
-    assert_eq!(
-        ctype.split(';').next().unwrap_or("").trim(),
-        FORM,
-        "content type of {r:?}"
-    );
-}
-
-/// The `done` record must repeat the fields of its play/publish call.
-fn assert_done_matches(done: &Record, call: &Record) {
-    for k in [
-        "protocol", "addr", "app", "name", "url", "tcurl", "clientid",
-    ] {
-        assert_eq!(
-            done.field(k),
-            call.field(k),
-            "field {k} of done {done:?} must equal that of {call:?}"
-        );
-    }
-    assert_eq!(done.field("call"), "done", "{done:?}");
-}
 
 /// Whether one line of the server log names the hook `url` and every one of `words`
 /// (case-insensitive), and, when given, the clientid as a whole number next to "clientid".
@@ -78,10 +34,6 @@ fn logged(srv: &Server, url: &str, clientid: Option<&str>, words: &[&str]) -> bo
                 })
             })
     })
-}
-
-fn is_done_of(r: &Record, clientid: &str) -> bool {
-    r.call() == "done" && r.clientid() == clientid
 }
 
 /// The value of `token` in the query of a URL field.
@@ -132,6 +84,7 @@ fn publish_and_play_with_post_hooks_carrying_every_field() {
     assert_post(&pubrec, "/rtmp/publish");
     assert_fields(
         &pubrec,
+        "rtmp",
         "publish",
         "cam1",
         &format!("{tc}/cam1?token=abc"),
@@ -146,7 +99,7 @@ fn publish_and_play_with_post_hooks_carrying_every_field() {
         .next()
         .unwrap_or_else(|| panic!("on_connect with the publisher's clientid:\n{}", hook.dump()));
     assert_post(&pub_connect, "/rtmp/connect");
-    assert_fields(&pub_connect, "connect", "", &tc, &tc);
+    assert_fields(&pub_connect, "rtmp", "connect", "", &tc, &tc);
     assert!(pub_connect.at <= pubrec.at, "connect comes before publish");
 
     // on_play of both players.
@@ -165,7 +118,7 @@ fn publish_and_play_with_post_hooks_carrying_every_field() {
         (odd, format!("{tc}/cam1?name=evil&call=evil&sig=1")),
     ] {
         assert_post(r, "/rtmp/play");
-        assert_fields(r, "play", "cam1", &url, &tc);
+        assert_fields(r, "rtmp", "play", "cam1", &url, &tc);
         assert_ne!(
             r.clientid(),
             pub_id,
@@ -179,7 +132,7 @@ fn publish_and_play_with_post_hooks_carrying_every_field() {
             hook.dump()
         );
         assert_post(&conn[0], "/rtmp/connect");
-        assert_fields(&conn[0], "connect", "", &tc, &tc);
+        assert_fields(&conn[0], "rtmp", "connect", "", &tc, &tc);
     }
     assert_ne!(
         plain.clientid(),
@@ -284,7 +237,7 @@ fn get_mode_sends_fields_in_the_query_and_keeps_the_hook_query() {
             r.query.starts_with("key=secret&"),
             "the fields are appended to the hook URL's own query: {r:?}"
         );
-        assert_fields(r, call, name, &url, &tc);
+        assert_fields(r, "rtmp", call, name, &url, &tc);
     }
     assert_done_matches(&play_done, &playrec);
     assert_eq!(
@@ -426,6 +379,7 @@ fn deny_on_play_refuses_that_player_only() {
     assert_eq!(rec.reply, Reply::Status(403));
     assert_fields(
         &rec,
+        "rtmp",
         "play",
         "cam5",
         &format!("{}/cam5?ticket=bad", srv.tcurl()),
@@ -1037,7 +991,7 @@ fn hostile_bytes_and_half_open_sockets_do_not_disturb_a_stream() {
     // A real handshake, then a huge chunk size and a message claiming 16 MB.
     {
         let mut s = connect(port).expect("connect for huge chunk");
-        rtmp_handshake(&mut s, &mut rng).expect("RTMP handshake with the server");
+        rtmp_handshake(&mut s).expect("RTMP handshake with the server");
         let mut m = Vec::new();
         // Set Chunk Size (type 1) on csid 2: 0x7fffffff.
         m.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0]);
@@ -1052,7 +1006,7 @@ fn hostile_bytes_and_half_open_sockets_do_not_disturb_a_stream() {
         // Chunk size 0 and an extended timestamp on a 3-byte chunk stream id, then a
         // video message claiming 16 MB on a fresh chunk stream with a type-3 header.
         let mut s = connect(port).expect("connect for bad chunk size");
-        rtmp_handshake(&mut s, &mut rng).expect("RTMP handshake with the server");
+        rtmp_handshake(&mut s).expect("RTMP handshake with the server");
         let mut m = Vec::new();
         m.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0]);
         m.extend_from_slice(&0u32.to_be_bytes());
@@ -1068,7 +1022,7 @@ fn hostile_bytes_and_half_open_sockets_do_not_disturb_a_stream() {
     {
         // Valid chunking, then a 16 MB AMF0 command sent for real in 64 KB chunks.
         let mut s = connect(port).expect("connect for big message");
-        rtmp_handshake(&mut s, &mut rng).expect("RTMP handshake with the server");
+        rtmp_handshake(&mut s).expect("RTMP handshake with the server");
         let mut m = Vec::new();
         m.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0]);
         m.extend_from_slice(&65536u32.to_be_bytes());
@@ -1141,7 +1095,9 @@ fn bad_config_case(
     std::fs::write(&path, xml).expect("write config");
     let out = run(
         "check-config",
-        Command::new(BIN).arg("--check-config").arg(&path),
+        Command::new(cargo_bin("streamgate"))
+            .arg("--check-config")
+            .arg(&path),
         secs(10.0),
     );
     let text = out.text();
@@ -1213,7 +1169,7 @@ fn bad_configs_are_refused_with_element_and_line() {
     let started = Instant::now();
     let out = run(
         "config-bad",
-        Command::new(BIN)
+        Command::new(cargo_bin("streamgate"))
             .arg("--config")
             .arg(dir.file("unknown.xml")),
         secs(10.0),
@@ -1238,7 +1194,9 @@ fn bad_configs_are_refused_with_element_and_line() {
     std::fs::write(&good_path, &good).expect("write good config");
     let out = run(
         "check-good",
-        Command::new(BIN).arg("--check-config").arg(&good_path),
+        Command::new(cargo_bin("streamgate"))
+            .arg("--check-config")
+            .arg(&good_path),
         secs(10.0),
     );
     assert!(
@@ -1248,7 +1206,9 @@ fn bad_configs_are_refused_with_element_and_line() {
     let shipped = repo_file("config/streamgate.xml");
     let out = run(
         "check-shipped",
-        Command::new(BIN).arg("--check-config").arg(&shipped),
+        Command::new(cargo_bin("streamgate"))
+            .arg("--check-config")
+            .arg(&shipped),
         secs(10.0),
     );
     assert!(
@@ -1285,7 +1245,7 @@ fn an_srt_passphrase_too_long_in_bytes_is_refused_by_check_config_and_start_up()
 
     let out = run(
         "config-passphrase",
-        Command::new(BIN)
+        Command::new(cargo_bin("streamgate"))
             .arg("--config")
             .arg(dir.file("passphrase.xml")),
         secs(10.0),

@@ -1,10 +1,8 @@
 //! End-to-end tests of RTSP publish/play with HTTP Notify: the real `streamgate` binary with
 //! `<rtsp>` enabled on a free port and its own RTP port range, a real HTTP business server
-//! ([`common::HookServer`]), real ffmpeg / ffprobe publishers and players over RTSP (TCP
+//! ([`streamgate_testkit::HookServer`]), real ffmpeg / ffprobe publishers and players over RTSP (TCP
 //! interleaved and UDP), RTMP and HTTP-FLV, and a raw RTSP client to see exactly what the
 //! server answers and when.
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
@@ -13,7 +11,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use streamgate_testkit::*;
 
 /// How long to wait for a callback that must come.
 const HOOK_WAIT: Duration = Duration::from_secs(10);
@@ -369,52 +367,6 @@ fn is_probe(r: &Record) -> bool {
     r.get("url").is_some_and(|u| u.contains("probe="))
 }
 
-fn is_done_of(r: &Record, clientid: &str) -> bool {
-    r.call() == "done" && r.clientid() == clientid
-}
-
-/// Asserts the fields every RTSP callback carries, exactly.
-fn assert_fields(r: &Record, call: &str, name: &str, url: &str) {
-    assert_eq!(r.field("protocol"), "rtsp", "protocol of {r:?}");
-    assert_eq!(r.field("call"), call, "call of {r:?}");
-    assert_eq!(r.field("addr"), "127.0.0.1", "addr of {r:?}");
-    assert_eq!(r.field("app"), "live", "app of {r:?}");
-    assert_eq!(r.field("name"), name, "name of {r:?}");
-    assert_eq!(r.field("url"), url, "url of {r:?}");
-    assert_eq!(r.field("tcurl"), "", "tcurl of {r:?}");
-    let id = r.field("clientid");
-    assert!(
-        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
-        "clientid must be a non-empty number: {r:?}"
-    );
-}
-
-/// Asserts a POST callback to `path` with the form content type.
-fn assert_post(r: &Record, path: &str) {
-    assert_eq!(r.method, "POST", "method of {r:?}");
-    assert_eq!(r.path, path, "path of {r:?}");
-    let ctype = r.content_type.clone().unwrap_or_default();
-    assert_eq!(
-        ctype.split(';').next().unwrap_or("").trim(),
-        FORM,
-        "content type of {r:?}"
-    );
-}
-
-/// The `done` record must repeat the fields of its play/publish call.
-fn assert_done_matches(done: &Record, call: &Record) {
-    for k in [
-        "protocol", "addr", "app", "name", "url", "tcurl", "clientid",
-    ] {
-        assert_eq!(
-            done.field(k),
-            call.field(k),
-            "field {k} of done {done:?} must equal that of {call:?}"
-        );
-    }
-    assert_eq!(done.field("call"), "done", "{done:?}");
-}
-
 /// The on_connect of the connection of `call` (same clientid), which must be unique.
 fn connect_of(hook: &HookServer, call: &Record) -> Record {
     let conns = hook.find(|r| r.call() == "connect" && r.clientid() == call.clientid());
@@ -480,10 +432,10 @@ fn rtsp_publish_and_play_over_tcp_with_every_hook_field() {
 
     // on_connect and on_publish of the publisher: the request URL with its query.
     assert_post(&pubrec, "/rtsp/publish");
-    assert_fields(&pubrec, "publish", "cam2", &pub_url);
+    assert_fields(&pubrec, "rtsp", "publish", "cam2", &pub_url, "");
     let pub_connect = connect_of(&hook, &pubrec);
     assert_post(&pub_connect, "/rtsp/connect");
-    assert_fields(&pub_connect, "connect", "", &pub_url);
+    assert_fields(&pub_connect, "rtsp", "connect", "", &pub_url, "");
     assert!(pub_connect.seq < pubrec.seq, "connect comes before publish");
 
     // on_connect and on_play of the player.
@@ -493,10 +445,10 @@ fn rtsp_publish_and_play_over_tcp_with_every_hook_field() {
         .next()
         .unwrap_or_else(|| panic!("on_play with url {play_url}:\n{}", hook.dump()));
     assert_post(&playrec, "/rtsp/play");
-    assert_fields(&playrec, "play", "cam2", &play_url);
+    assert_fields(&playrec, "rtsp", "play", "cam2", &play_url, "");
     let play_connect = connect_of(&hook, &playrec);
     assert_post(&play_connect, "/rtsp/connect");
-    assert_fields(&play_connect, "connect", "", &play_url);
+    assert_fields(&play_connect, "rtsp", "connect", "", &play_url, "");
     assert!(play_connect.seq < playrec.seq, "connect comes before play");
     assert_ne!(
         playrec.clientid(),
@@ -750,7 +702,7 @@ fn deny_publish_and_play_with_statuses_and_nothing_before_the_play_hook() {
         .wait_call("publish", "cam5", HOOK_WAIT)
         .expect("on_publish was asked");
     assert_eq!(pubrec.reply, Reply::Status(403));
-    assert_fields(&pubrec, "publish", "cam5", &pub_url);
+    assert_fields(&pubrec, "rtsp", "publish", "cam5", &pub_url, "");
     let (_, missing) = describe(port, &srv.rtsp_url("live/cam5"));
     assert_eq!(
         missing.status, 404,
@@ -788,7 +740,7 @@ fn deny_publish_and_play_with_statuses_and_nothing_before_the_play_hook() {
             HOOK_WAIT,
         )
         .expect("on_play of the refused player");
-    assert_fields(&bad, "play", "open", &bad_url);
+    assert_fields(&bad, "rtsp", "play", "open", &bad_url, "");
     assert_eq!(bad.reply, Reply::Status(403));
 
     // The same refusals seen raw: the status line, the CSeq, no SDP, then the close.

@@ -2,7 +2,9 @@
 # The test command: installs what the end-to-end tests run as real peers when it is missing
 # (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv, VLC and srt-live-transmit,
 # from Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
-# checks formatting and lints, then runs every test of the workspace.
+# checks formatting and lints, then runs every test of the workspace: the server package,
+# actors/, the load tool (tools/load, its tests start the server in process) and the test kit
+# (tests/kit).
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -3,8 +3,6 @@
 //! business server records and answers every callback. Refusals are checked as the caller sees them (a
 //! rejected handshake) and as the server logs them (the SRT reject code).
 
-mod common;
-
 use std::net::UdpSocket;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
+use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(10);
 /// SRT's idle timeout is 5 s: a peer killed with SIGKILL is noticed within that.
@@ -48,20 +46,6 @@ fn srt_publish(url: &str, seconds: u32) -> Proc {
         .args(["-t", &seconds.to_string(), "-f", "mpegts"])
         .arg(format!("{url}&pkt_size=1316{OPTS}"));
     Proc::spawn(&format!("srt publish {url}"), &mut cmd)
-}
-
-fn assert_fields(r: &Record, call: &str, name: &str, url: &str) {
-    assert_eq!(r.field("protocol"), "srt", "protocol of {r:?}");
-    assert_eq!(r.field("call"), call, "call of {r:?}");
-    assert_eq!(r.field("addr"), "127.0.0.1", "addr of {r:?}");
-    assert_eq!(r.field("app"), "live", "app of {r:?}");
-    assert_eq!(r.field("name"), name, "name of {r:?}");
-    assert_eq!(r.field("url"), url, "url of {r:?}");
-    assert_eq!(r.field("tcurl"), "", "tcurl of {r:?}");
-    assert!(
-        !r.clientid().is_empty() && r.clientid().chars().all(|c| c.is_ascii_digit()),
-        "{r:?}"
-    );
 }
 
 /// Waits for `on_publish` of `name`, then a moment for the first GOP.
@@ -134,7 +118,7 @@ fn srt_publish_and_play_with_every_hook_field_and_one_done_each() {
     // The streamid is percent-encoded as the value of `streamid=`, so a `#` does not start a
     // fragment for any URL parser.
     let pub_url = format!("srt://127.0.0.1:{port}?streamid=%23!::r%3Dlive/cam3,m%3Dpublish");
-    assert_fields(&publish, "publish", "cam3", &pub_url);
+    assert_fields(&publish, "srt", "publish", "cam3", &pub_url, "");
     assert_srt_url_parses(&pub_url, &pub_id, None);
     assert_eq!(publish.path, "/srt/publish");
     let connect = hook
@@ -143,7 +127,7 @@ fn srt_publish_and_play_with_every_hook_field_and_one_done_each() {
             HOOK_WAIT,
         )
         .expect("on_connect of the publisher");
-    assert_fields(&connect, "connect", "", &pub_url);
+    assert_fields(&connect, "srt", "connect", "", &pub_url, "");
     assert!(connect.seq < publish.seq, "connect comes before publish");
 
     // ffprobe over SRT sees both tracks.
@@ -169,20 +153,20 @@ fn srt_publish_and_play_with_every_hook_field_and_one_done_each() {
         .find(|r| r.call() == "play")
         .unwrap_or_else(|| panic!("no on_play: {}", hook.dump()))
         .clone();
-    assert_fields(&play, "play", "cam3", &play_url);
+    assert_fields(&play, "srt", "play", "cam3", &play_url, "");
     let player_connect = new
         .iter()
         .find(|r| r.call() == "connect" && r.clientid() == play.clientid())
         .unwrap_or_else(|| panic!("no on_connect of the player: {}", hook.dump()));
-    assert_fields(player_connect, "connect", "", &play_url);
+    assert_fields(player_connect, "srt", "connect", "", &play_url, "");
     assert_ne!(play.clientid(), publish.clientid(), "one id per client");
     let done = assert_one_done(&hook, play.clientid(), HOOK_WAIT, "the player");
-    assert_fields(&done, "done", "cam3", &play_url);
+    assert_fields(&done, "srt", "done", "cam3", &play_url, "");
 
     // The publisher leaves: its on_done, once.
     publisher.kill();
     let done = assert_one_done(&hook, publish.clientid(), KILL_WAIT, "the publisher");
-    assert_fields(&done, "done", "cam3", &pub_url);
+    assert_fields(&done, "srt", "done", "cam3", &pub_url, "");
 }
 
 #[test]

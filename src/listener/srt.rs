@@ -43,9 +43,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Worker;
 use crate::config::SrtConfig;
+use crate::protocol::contain;
 use crate::protocol::srt::check_datagram;
 use crate::protocol::srt::handshake::{announce_negotiated_latency, KeyMaterial};
-use crate::session::contain;
 use crate::session::srt::{Accepted, Pending, Response, SrtSession, SrtSettings};
 
 /// Wait before starting the listener again after it ended.
@@ -75,8 +75,10 @@ pub async fn listen(
         ));
     }
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
-    settings.connection_settings(addr)?;
     let socket = bind_udp(addr)?;
+    // srt-protocol refuses options with port 0: they are checked with the port bound.
+    let bound = socket.local_addr()?;
+    settings.connection_settings(bound)?;
     tracing::info!(
         protocol = "srt",
         port = settings.port,
@@ -86,7 +88,7 @@ pub async fn listen(
         "listening (UDP)"
     );
     let task = actix_rt::spawn(supervise(Arc::new(socket), settings, workers.into()));
-    Ok((addr, task))
+    Ok((bound, task))
 }
 
 /// A non-blocking UDP socket with large buffers. Clones of it (which share the non-blocking

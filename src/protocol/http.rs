@@ -3,6 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::protocol::url;
+
 /// Largest request head accepted (request line and headers).
 pub const MAX_HEAD: usize = 16 << 10;
 /// Most headers accepted in one request.
@@ -95,21 +97,12 @@ pub fn flv_path(target: &str) -> Option<FlvPath> {
     })
 }
 
+/// A path segment decoded; `None` for a stray `%`, invalid UTF-8 or a control character.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    if !url::escapes_complete(s) {
+        return None;
     }
-    let decoded = String::from_utf8(out).ok()?;
+    let decoded = url::percent_decode(s)?.into_owned();
     (!decoded.chars().any(char::is_control)).then_some(decoded)
 }
 

@@ -1,7 +1,25 @@
 //! Stream names and URLs as clients send them: splitting off query strings, splitting a stream
-//! path into app and name, and building the `url` hook field. Pure string functions.
+//! path into app and name, building the `url` hook field, and decoding `%XX` escapes (the
+//! one percent-decoder of the server, its load tool and its tests). Pure string functions.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use std::borrow::Cow;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// `%XX` escapes decoded by the `percent-encoding` crate: a `%` not followed by two hex digits
+/// stays as it is. `None` when the decoded bytes are not UTF-8. What a decoded name may
+/// contain (control characters, `/`) is each caller's rule, not this function's.
+pub fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    percent_decode_str(s).decode_utf8().ok()
+}
+
+/// Whether every `%` in `s` starts a `%XX` escape, for callers that refuse a stray `%` instead
+/// of keeping it ([`percent_decode`] keeps it).
+pub fn escapes_complete(s: &str) -> bool {
+    s.split('%')
+        .skip(1)
+        .all(|rest| rest.len() >= 2 && rest.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit))
+}
 
 /// Splits `name?query` into the name and the query (without `?`; empty when none).
 pub fn split_query(s: &str) -> (&str, &str) {
@@ -95,6 +113,22 @@ pub fn srt_url(host_port: &str, streamid: &str, resource_query: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_escapes_decode_once_and_stray_percents_stay() {
+        assert_eq!(percent_decode("cam%201%2Cx").as_deref(), Some("cam 1,x"));
+        assert_eq!(percent_decode("%2541").as_deref(), Some("%41"));
+        assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%zz%41").as_deref(), Some("%zzA"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+        assert_eq!(percent_decode("%ff"), None);
+        assert!(escapes_complete("a%20b%2C"));
+        assert!(escapes_complete("plain"));
+        for stray in ["a%2", "100%", "%zz", "a%%20"] {
+            assert!(!escapes_complete(stray), "{stray:?}");
+        }
+    }
 
     #[test]
     fn names_and_queries() {

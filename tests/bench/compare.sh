@@ -141,8 +141,8 @@ echo "streamgate <write_merge_ms>: ${WRITE_MERGE_MS:-default}"
 if [ "${SKIP_BUILD:-0}" = 1 ]; then
     echo "== build skipped (SKIP_BUILD=1): using the binaries in target/release"
 else
-    echo "== build (cargo build --release --bins)"
-    timeout 1800 cargo build --release --bins --quiet
+    echo "== build (cargo build --release -p streamgate -p streamgate-load)"
+    timeout 1800 cargo build --release -p streamgate -p streamgate-load --quiet
 fi
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load

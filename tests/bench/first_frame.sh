@@ -68,7 +68,7 @@ if [ "${SKIP_BUILD:-0}" = 1 ]; then
     echo "== build skipped (SKIP_BUILD=1): using the binaries in target/release"
 else
     echo "== build (release)"
-    timeout 1800 cargo build --release --bins --quiet
+    timeout 1800 cargo build --release -p streamgate -p streamgate-load --quiet
 fi
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load

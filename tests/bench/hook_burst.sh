@@ -24,7 +24,7 @@ if ! command -v nginx >/dev/null 2>&1; then
     timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq
     timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx >/dev/null
 fi
-if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release --bins; fi
+if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p streamgate-load; fi
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load
 

@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 . tests/bench/lib.sh
 LOW=${LOW:-50}
 HIGH=${HIGH:-250}
-if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release --bins; fi
+if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p streamgate-load; fi
 BIN=${1:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 command -v valgrind >/dev/null 2>&1 || {

@@ -1,5 +1,7 @@
-//! The RTMP chunk layer (RTMP 1.0 spec, section 5.3): reassembles messages from chunks and
-//! splits messages into chunks.
+//! The RTMP chunk layer (RTMP 1.0 spec, section 5.3): reassembles messages from chunks
+//! ([`ChunkDecoder`], the server's side), walks chunks in place without reassembling them
+//! ([`ChunkReader`], the clients' side, which must not copy the media they only count), and
+//! splits messages into chunks ([`encode_message`]).
 //!
 //! rml_rtmp 0.8's deserializer keeps one reassembly buffer for all chunk streams, so the
 //! interleaved chunk streams that OBS 30+ and FFmpeg 6.1+ send (audio chunks between the chunks
@@ -34,6 +36,9 @@ pub enum ChunkError {
     /// The peer asked for a chunk size that is zero or too large.
     #[error("invalid chunk size {0}")]
     BadChunkSize(u32),
+    /// More than [`MAX_PARTIAL_STREAMS`] chunk streams on a [`ChunkReader`].
+    #[error("more than {MAX_PARTIAL_STREAMS} chunk streams")]
+    TooManyStreams,
     /// Partial messages would hold more than [`MAX_BUFFERED`] bytes, or too many streams.
     #[error("peer buffers too much: {streams} partial messages, {bytes} bytes")]
     TooMuchBuffered {
@@ -259,6 +264,245 @@ impl ChunkDecoder {
             stream_id,
             payload,
         })))
+    }
+}
+
+/// One run of payload bytes of one message, as [`ChunkReader`] finds them in its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece<'a> {
+    /// The chunk stream it arrived on.
+    pub csid: u32,
+    /// Message timestamp in milliseconds.
+    pub timestamp: u32,
+    /// Message type id.
+    pub type_id: u8,
+    /// Message stream id.
+    pub stream_id: u32,
+    /// The message's whole length, as its header declared it.
+    pub length: usize,
+    /// Bytes of the message before this piece.
+    pub offset: usize,
+    /// The bytes, borrowed from the input.
+    pub data: &'a [u8],
+}
+
+impl Piece<'_> {
+    /// Whether this piece ends its message.
+    pub fn completes(&self) -> bool {
+        self.offset + self.data.len() >= self.length
+    }
+}
+
+/// Header state of one chunk stream of a [`ChunkReader`].
+#[derive(Debug, Default)]
+struct Walked {
+    csid: u32,
+    has_header: bool,
+    timestamp: u32,
+    delta: u32,
+    length: usize,
+    type_id: u8,
+    stream_id: u32,
+    extended: bool,
+    /// Bytes of the current message walked so far.
+    received: usize,
+}
+
+/// Walks a peer's chunks in place: headers are parsed as they arrive (split across inputs
+/// anywhere), payload bytes are handed out as [`Piece`]s borrowed from the input, never copied
+/// or reassembled. What to keep of a message is the caller's choice.
+#[derive(Debug)]
+pub struct ChunkReader {
+    chunk_size: usize,
+    streams: Vec<Walked>,
+    /// The chunk header being accumulated (at most 3 + 11 + 4 bytes).
+    hdr: [u8; 18],
+    hdr_len: usize,
+    /// Index into `streams` and bytes left of the chunk whose payload is being walked.
+    cur: Option<(usize, usize)>,
+}
+
+impl Default for ChunkReader {
+    fn default() -> Self {
+        ChunkReader {
+            chunk_size: DEFAULT_CHUNK_SIZE as usize,
+            streams: Vec::new(),
+            hdr: [0; 18],
+            hdr_len: 0,
+            cur: None,
+        }
+    }
+}
+
+impl ChunkReader {
+    /// Applies the peer's Set Chunk Size.
+    pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ChunkError> {
+        if size == 0 || size > MAX_CHUNK_SIZE {
+            return Err(ChunkError::BadChunkSize(size));
+        }
+        self.chunk_size = size as usize;
+        Ok(())
+    }
+
+    /// Applies the peer's Abort Message: the message in progress on `csid` is given up.
+    pub fn abort(&mut self, csid: u32) {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.csid == csid) {
+            s.received = 0;
+        }
+    }
+
+    /// The next piece of payload in `data` from `*pos` on, advancing `*pos`; `Ok(None)` when
+    /// `data` is used up (a partial header is kept for the next input). A message of length
+    /// zero comes as one empty piece.
+    pub fn next<'a>(
+        &mut self,
+        data: &'a [u8],
+        pos: &mut usize,
+    ) -> Result<Option<Piece<'a>>, ChunkError> {
+        if self.cur.is_none() {
+            loop {
+                let need = self.header_need();
+                if self.hdr_len >= need {
+                    break;
+                }
+                if *pos >= data.len() {
+                    return Ok(None);
+                }
+                let n = (need - self.hdr_len).min(data.len() - *pos);
+                self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[*pos..*pos + n]);
+                self.hdr_len += n;
+                *pos += n;
+            }
+            let i = self.header_done()?;
+            let s = &self.streams[i];
+            self.cur = Some((
+                i,
+                (s.length - s.received.min(s.length)).min(self.chunk_size),
+            ));
+        }
+        let Some((i, left)) = self.cur else {
+            return Ok(None);
+        };
+        let take = left.min(data.len().saturating_sub(*pos));
+        if take == 0 && left > 0 {
+            return Ok(None);
+        }
+        let part = &data[*pos..*pos + take];
+        *pos += take;
+        self.cur = (left > take).then_some((i, left - take));
+        let s = &mut self.streams[i];
+        let piece = Piece {
+            csid: s.csid,
+            timestamp: s.timestamp,
+            type_id: s.type_id,
+            stream_id: s.stream_id,
+            length: s.length,
+            offset: s.received,
+            data: part,
+        };
+        s.received += take;
+        if s.received >= s.length {
+            s.received = 0;
+        }
+        Ok(Some(piece))
+    }
+
+    fn stream_index(&mut self, csid: u32) -> Result<usize, ChunkError> {
+        if let Some(i) = self.streams.iter().position(|s| s.csid == csid) {
+            return Ok(i);
+        }
+        if self.streams.len() >= MAX_PARTIAL_STREAMS {
+            return Err(ChunkError::TooManyStreams);
+        }
+        self.streams.push(Walked {
+            csid,
+            ..Walked::default()
+        });
+        Ok(self.streams.len() - 1)
+    }
+
+    /// Bytes of basic header the first header byte announces.
+    fn basic_len(b0: u8) -> usize {
+        match b0 & 0x3f {
+            0 => 2,
+            1 => 3,
+            _ => 1,
+        }
+    }
+
+    /// How many header bytes the chunk header being accumulated needs, as far as known.
+    fn header_need(&self) -> usize {
+        if self.hdr_len == 0 {
+            return 1;
+        }
+        let basic = Self::basic_len(self.hdr[0]);
+        let fmt = usize::from(self.hdr[0] >> 6);
+        let base = basic + [11, 7, 3, 0][fmt];
+        if self.hdr_len < base {
+            return base;
+        }
+        let extended = if fmt < 3 {
+            be24(&self.hdr[basic..basic + 3]) == 0x00FF_FFFF
+        } else {
+            let csid = self.csid(basic);
+            self.streams
+                .iter()
+                .find(|s| s.csid == csid)
+                .is_some_and(|s| s.extended)
+        };
+        base + if extended { 4 } else { 0 }
+    }
+
+    fn csid(&self, basic: usize) -> u32 {
+        match basic {
+            2 => 64 + u32::from(self.hdr[1]),
+            3 => 64 + u32::from(self.hdr[1]) + 256 * u32::from(self.hdr[2]),
+            _ => u32::from(self.hdr[0] & 0x3f),
+        }
+    }
+
+    /// A whole chunk header is in `hdr`: updates its chunk stream.
+    fn header_done(&mut self) -> Result<usize, ChunkError> {
+        let basic = Self::basic_len(self.hdr[0]);
+        let fmt = self.hdr[0] >> 6;
+        let csid = self.csid(basic);
+        let i = self.stream_index(csid)?;
+        let h = &self.hdr[basic..self.hdr_len];
+        let s = &mut self.streams[i];
+        if fmt != 0 && !s.has_header {
+            return Err(ChunkError::NoPreviousHeader { csid, fmt });
+        }
+        if fmt <= 1 {
+            // A new message header before the last message was complete: the peer gave up on
+            // it without an Abort.
+            s.received = 0;
+        }
+        let mid_message = s.received > 0;
+        let ext_at = [11, 7, 3, 0][usize::from(fmt)];
+        let ext = h.len() > ext_at;
+        let ts = if ext {
+            u32::from_be_bytes([h[ext_at], h[ext_at + 1], h[ext_at + 2], h[ext_at + 3]])
+        } else if fmt < 3 {
+            be24(&h[0..3])
+        } else {
+            0
+        };
+        if fmt < 3 {
+            s.extended = ext;
+        }
+        if fmt <= 1 {
+            s.length = be24(&h[3..6]) as usize;
+            s.type_id = h[6];
+        }
+        if fmt == 0 {
+            s.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
+        }
+        if !mid_message {
+            (s.timestamp, s.delta) = advance_clock(fmt, ts, s.timestamp, s.delta);
+        }
+        s.has_header = true;
+        self.hdr_len = 0;
+        Ok(i)
     }
 }
 

@@ -11,10 +11,13 @@
 //! [`ServerConnection::accept`] or [`ServerConnection::refuse`], so nothing the client sent
 //! after `connect`, `publish` or `play` is acted on before the decision.
 //!
+//! The client side (the load tool's and the tests' one RTMP client) is [`client`].
+//!
 //! Owns no socket and reads no clock. Must not know about actors or hooks.
 
 pub mod amf;
 pub mod chunk;
+pub mod client;
 
 use std::collections::{HashMap, VecDeque};
 

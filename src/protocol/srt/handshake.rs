@@ -3,6 +3,7 @@
 //! the two corrections srt-protocol 0.4.4's answers need. Pure functions over handshake
 //! packets and settings: the listener and the session actor apply them.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use srt_protocol::options::{KeySize, Passphrase};
@@ -69,34 +70,12 @@ pub fn key_plan(
 /// The streamid to parse: FFmpeg before 6.0 sends the `streamid` URL option without
 /// URL-decoding it, so `srt://host:port?streamid=%23!::r=live/cam,m=publish` — the way to put
 /// a `#` in a URL — arrives as `%23!::...`. Such a streamid (one starting with `%23`) is
-/// decoded once; any other is parsed as it came.
-pub fn url_decoded_streamid(raw: &str) -> std::borrow::Cow<'_, str> {
+/// decoded once; any other is parsed as it came, as is one that does not decode to UTF-8.
+pub fn url_decoded_streamid(raw: &str) -> Cow<'_, str> {
     if !raw.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%23")) {
-        return std::borrow::Cow::Borrowed(raw);
+        return Cow::Borrowed(raw);
     }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(decoded) => std::borrow::Cow::Owned(decoded),
-        Err(_) => std::borrow::Cow::Borrowed(raw),
-    }
+    crate::protocol::url::percent_decode(raw).unwrap_or(Cow::Borrowed(raw))
 }
 
 /// The reject code a libsrt caller reports for `reason` (`srt_getrejectreason`): SRT carries

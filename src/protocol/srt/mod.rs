@@ -32,7 +32,7 @@ pub mod handshake;
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::url::{app_and_name, split_query};
+use crate::protocol::url::{self, app_and_name, split_query};
 
 /// Longest streamid SRT carries (libsrt's `SRTO_STREAMID` limit).
 pub const MAX_STREAMID: usize = 512;
@@ -246,27 +246,9 @@ fn percent_decode(s: &str) -> Result<String, StreamIdError> {
     if !s.contains('%') {
         return Ok(s.to_string());
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    let decoded = String::from_utf8(out)
-        .map_err(|_| StreamIdError::Malformed(format!("{s:?} decodes to invalid UTF-8")))?;
+    let decoded = url::percent_decode(s)
+        .ok_or_else(|| StreamIdError::Malformed(format!("{s:?} decodes to invalid UTF-8")))?
+        .into_owned();
     if decoded.chars().any(char::is_control) {
         return Err(StreamIdError::Malformed(format!(
             "{s:?} decodes to a control character"

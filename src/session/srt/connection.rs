@@ -12,9 +12,9 @@ use srt_protocol::packet::{Packet, ReceivePacketError};
 use tokio::sync::mpsc;
 
 use super::handover::Accepted;
+use crate::protocol::contain;
 use crate::protocol::srt::handshake::{is_handshake, readdress_repeated_conclusion};
 use crate::protocol::srt::{FirstDataHold, MediaClock};
-use crate::session::contain;
 
 /// Payloads queued between a session and its protocol task, each way.
 const CONNECTION_DATA: usize = 256;

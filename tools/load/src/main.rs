@@ -25,7 +25,8 @@
 //! handshake for SRT ([`srt`]). A player whose session ends before the run does (connection closed, refused, stream
 //! ended, malformed data, no play start within `--start-timeout`) counts as an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
@@ -35,10 +36,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use clap::Parser;
-use rml_amf0::Amf0Value;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use streamgate::protocol::rtmp::amf::decode_all;
-use streamgate::protocol::rtmp::chunk::{advance_clock, encode_message, ChunkHeader};
+use streamgate::protocol::rtmp::client::{
+    ClientEvent, ClientHandshake, ClientSession, HandshakeStep, Role,
+};
+use streamgate::protocol::url::percent_decode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Sleep};
@@ -49,15 +50,8 @@ mod srt;
 
 /// Bytes read per `read` call, per player.
 const READ_BUF: usize = 16 * 1024;
-/// Largest non-media RTMP message (command, data, control) a player buffers.
-const MAX_CONTROL_MESSAGE: usize = 1 << 20;
-/// Most RTMP chunk streams a player tracks.
-const MAX_CHUNK_STREAMS: usize = 64;
 /// Largest HTTP response head.
 const MAX_HTTP_HEAD: usize = 16 * 1024;
-/// Chunk size of what a player sends (never changed from the protocol default; a publisher
-/// raises its own to [`publish::CHUNK_SIZE`]).
-const OUT_CHUNK_SIZE: u32 = 128;
 
 /// Load generator for live streams: N players over RTMP or HTTP-FLV.
 #[derive(Parser, Debug)]
@@ -215,7 +209,10 @@ impl Target {
                 .split('&')
                 .filter_map(|kv| kv.split_once('='))
                 .find(|(k, _)| *k == "streamid")
-                .map(|(_, v)| percent_decode(v));
+                .map(|(_, v)| {
+                    // An SRT streamid in a URL is often `%23!::r=...`.
+                    percent_decode(v).map_or_else(|| v.to_string(), Cow::into_owned)
+                });
         }
         if protocol == Protocol::Rtmp {
             let p = path.trim_start_matches('/');
@@ -245,26 +242,6 @@ impl Target {
             None => format!("{}-{id}", self.name),
         }
     }
-}
-
-/// `%XX` escapes decoded (an SRT streamid in a URL is often `%23!::r=...`).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -471,541 +448,31 @@ async fn tcp_connect(t: &Target, st: &mut PlayerStats) -> Res<TcpStream> {
 // ------------------------------------------------------------------------------------------
 // RTMP
 
-/// State of one incoming chunk stream.
-#[derive(Debug, Default)]
-struct ChunkStream {
-    csid: u32,
-    has_header: bool,
-    timestamp: u32,
-    delta: u32,
-    length: usize,
-    type_id: u8,
-    extended: bool,
-    /// Bytes of the current message received so far.
-    received: usize,
-    /// First bytes of the current media message.
-    head: MediaHead,
-    /// The current non-media message, reassembled.
-    body: Vec<u8>,
+/// An RTMP player or publisher: the protocol code's client ([`ClientSession`]), which walks
+/// the server's chunks in place and keeps only the first bytes of each media message.
+fn rtmp_client(t: &Target, role: Role) -> ClientSession {
+    ClientSession::new(&t.app, &t.tc_url, role)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RtmpPhase {
-    Connecting,
-    CreatingStream,
-    /// `play` (or `publish`) sent.
-    Playing,
-}
-
-/// Transaction id of a publisher's `createStream` (after `releaseStream` 2 and `FCPublish` 3).
-const PUBLISH_CREATE_TXN: f64 = 4.0;
-
-/// A minimal streaming RTMP play client: walks the server's chunks in place, reassembles only
-/// control messages and commands, and answers connect → createStream → play. With `publish`
-/// set it is the control side of a publisher instead: connect → createStream → publish, and
-/// `NetStream.Publish.Start` is its start (the media it sends are written by [`publish`]).
-struct RtmpPlayer {
-    chunk_size: usize,
-    streams: Vec<ChunkStream>,
-    /// The chunk header being accumulated.
-    hdr: [u8; 18],
-    hdr_len: usize,
-    /// Index into `streams` and bytes left of the chunk whose payload is being read.
-    cur: Option<(usize, usize)>,
-    phase: RtmpPhase,
-    stream_id: u32,
-    window: u64,
-    bytes_in: u64,
-    last_ack: u64,
-    /// The stream name to publish to, for a publisher.
-    publish: Option<String>,
-    /// Chunk size of what this client sends.
-    out_chunk_size: u32,
+/// Feeds bytes read from the socket to the client, counting what it reports into `st`;
+/// answers go to `out`.
+fn rtmp_feed(
+    c: &mut ClientSession,
+    data: &[u8],
+    now: Instant,
+    st: &mut PlayerStats,
+    out: &mut BytesMut,
+) -> Res<()> {
+    c.feed(data, out, |event| match event {
+        ClientEvent::MediaBytes(n) => st.media(n, now),
+        ClientEvent::Media { type_id, head } => st.media_tag(type_id, head, now),
+        ClientEvent::Started => st.started_playing(now),
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn be24(b: &[u8]) -> u32 {
     (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2])
-}
-
-fn amf_str(v: &Amf0Value) -> Option<&str> {
-    match v {
-        Amf0Value::Utf8String(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn amf_field<'a>(v: Option<&'a Amf0Value>, key: &str) -> Option<&'a str> {
-    match v {
-        Some(Amf0Value::Object(o)) => o.get(key).and_then(amf_str),
-        _ => None,
-    }
-}
-
-fn send_command(
-    out: &mut BytesMut,
-    chunk_size: u32,
-    csid: u32,
-    stream_id: u32,
-    values: Vec<Amf0Value>,
-) {
-    // Our own well-formed values: serialization cannot fail on them.
-    let body = rml_amf0::serialize(&values).unwrap_or_default();
-    encode_message(
-        out,
-        chunk_size,
-        ChunkHeader {
-            csid,
-            timestamp: 0,
-            type_id: 20,
-            stream_id,
-        },
-        &[&body],
-    );
-}
-
-fn send_control(out: &mut BytesMut, type_id: u8, body: &[u8]) {
-    encode_message(
-        out,
-        OUT_CHUNK_SIZE,
-        ChunkHeader {
-            csid: 2,
-            timestamp: 0,
-            type_id,
-            stream_id: 0,
-        },
-        &[body],
-    );
-}
-
-impl RtmpPlayer {
-    fn new() -> RtmpPlayer {
-        RtmpPlayer {
-            chunk_size: 128,
-            streams: Vec::new(),
-            hdr: [0; 18],
-            hdr_len: 0,
-            cur: None,
-            phase: RtmpPhase::Connecting,
-            stream_id: 0,
-            window: 0,
-            bytes_in: 0,
-            last_ack: 0,
-            publish: None,
-            out_chunk_size: OUT_CHUNK_SIZE,
-        }
-    }
-
-    /// The control side of a publisher to stream `name`.
-    fn publisher(name: String) -> RtmpPlayer {
-        RtmpPlayer {
-            publish: Some(name),
-            ..RtmpPlayer::new()
-        }
-    }
-
-    /// Transaction id of this client's `createStream`.
-    fn create_txn(&self) -> f64 {
-        if self.publish.is_some() {
-            PUBLISH_CREATE_TXN
-        } else {
-            2.0
-        }
-    }
-
-    fn send_connect(&self, t: &Target, out: &mut BytesMut) {
-        let mut o = HashMap::new();
-        let s = |v: &str| Amf0Value::Utf8String(v.to_string());
-        o.insert("app".to_string(), s(&t.app));
-        o.insert("flashVer".to_string(), s("LNX 9,0,124,2"));
-        o.insert("tcUrl".to_string(), s(&t.tc_url));
-        o.insert("fpad".to_string(), Amf0Value::Boolean(false));
-        o.insert("capabilities".to_string(), Amf0Value::Number(15.0));
-        o.insert("audioCodecs".to_string(), Amf0Value::Number(4071.0));
-        o.insert("videoCodecs".to_string(), Amf0Value::Number(252.0));
-        o.insert("videoFunction".to_string(), Amf0Value::Number(1.0));
-        send_command(
-            out,
-            self.out_chunk_size,
-            3,
-            0,
-            vec![s("connect"), Amf0Value::Number(1.0), Amf0Value::Object(o)],
-        );
-    }
-
-    fn stream_index(&mut self, csid: u32) -> Res<usize> {
-        if let Some(i) = self.streams.iter().position(|s| s.csid == csid) {
-            return Ok(i);
-        }
-        if self.streams.len() >= MAX_CHUNK_STREAMS {
-            return Err(format!("more than {MAX_CHUNK_STREAMS} chunk streams"));
-        }
-        self.streams.push(ChunkStream {
-            csid,
-            ..ChunkStream::default()
-        });
-        Ok(self.streams.len() - 1)
-    }
-
-    /// How many header bytes the chunk header being accumulated needs, as far as known.
-    fn header_need(&self) -> usize {
-        if self.hdr_len == 0 {
-            return 1;
-        }
-        let b0 = self.hdr[0];
-        let basic = match b0 & 0x3f {
-            0 => 2,
-            1 => 3,
-            _ => 1,
-        };
-        let fmt = usize::from(b0 >> 6);
-        let base = basic + [11, 7, 3, 0][fmt];
-        if self.hdr_len < base {
-            return base;
-        }
-        let extended = if fmt < 3 {
-            be24(&self.hdr[basic..basic + 3]) == 0x00FF_FFFF
-        } else {
-            let csid = self.csid(basic);
-            self.streams
-                .iter()
-                .find(|s| s.csid == csid)
-                .is_some_and(|s| s.extended)
-        };
-        base + if extended { 4 } else { 0 }
-    }
-
-    fn csid(&self, basic: usize) -> u32 {
-        match basic {
-            2 => 64 + u32::from(self.hdr[1]),
-            3 => 64 + u32::from(self.hdr[1]) + 256 * u32::from(self.hdr[2]),
-            _ => u32::from(self.hdr[0] & 0x3f),
-        }
-    }
-
-    /// A whole chunk header is in `hdr`: update the chunk stream, start its payload.
-    fn header_done(&mut self) -> Res<usize> {
-        let b0 = self.hdr[0];
-        let basic = match b0 & 0x3f {
-            0 => 2,
-            1 => 3,
-            _ => 1,
-        };
-        let fmt = b0 >> 6;
-        let csid = self.csid(basic);
-        let i = self.stream_index(csid)?;
-        let h = &self.hdr[basic..self.hdr_len];
-        let s = &mut self.streams[i];
-        if fmt != 0 && !s.has_header {
-            return Err(format!(
-                "chunk of type {fmt} on chunk stream {csid} without a previous header"
-            ));
-        }
-        if fmt <= 1 && s.received > 0 {
-            // A new message before the last one was complete: drop the partial one.
-            s.received = 0;
-            s.head.clear();
-            s.body.clear();
-        }
-        let mid_message = s.received > 0;
-        let ext_at = [11, 7, 3, 0][usize::from(fmt)];
-        let ext = h.len() > ext_at;
-        let ts = if ext {
-            u32::from_be_bytes([h[ext_at], h[ext_at + 1], h[ext_at + 2], h[ext_at + 3]])
-        } else if fmt < 3 {
-            be24(&h[0..3])
-        } else {
-            0
-        };
-        if fmt < 3 {
-            s.extended = ext;
-        }
-        match fmt {
-            0 => {
-                s.length = be24(&h[3..6]) as usize;
-                s.type_id = h[6];
-            }
-            1 => {
-                s.length = be24(&h[3..6]) as usize;
-                s.type_id = h[6];
-            }
-            _ => {}
-        }
-        if !mid_message {
-            (s.timestamp, s.delta) = advance_clock(fmt, ts, s.timestamp, s.delta);
-        }
-        s.has_header = true;
-        let media = matches!(s.type_id, 8 | 9);
-        if !media && s.length > MAX_CONTROL_MESSAGE {
-            return Err(format!(
-                "message type {} of {} bytes is too large",
-                s.type_id, s.length
-            ));
-        }
-        self.hdr_len = 0;
-        Ok(i)
-    }
-
-    /// Feeds bytes read from the socket; answers go to `out`.
-    fn feed(
-        &mut self,
-        t: &Target,
-        data: &[u8],
-        now: Instant,
-        st: &mut PlayerStats,
-        out: &mut BytesMut,
-    ) -> Res<()> {
-        self.bytes_in += data.len() as u64;
-        let mut pos = 0;
-        while pos < data.len() || matches!(self.cur, Some((_, 0))) {
-            if let Some((i, left)) = self.cur {
-                let take = left.min(data.len() - pos);
-                let part = &data[pos..pos + take];
-                pos += take;
-                let s = &mut self.streams[i];
-                if matches!(s.type_id, 8 | 9) {
-                    s.head.take(part);
-                    st.media(take, now);
-                } else {
-                    s.body.extend_from_slice(part);
-                }
-                s.received += take;
-                if left > take {
-                    self.cur = Some((i, left - take));
-                    continue;
-                }
-                self.cur = None;
-                if s.received >= s.length {
-                    s.received = 0;
-                    self.message(t, i, now, st, out)?;
-                }
-                continue;
-            }
-            // Accumulate a chunk header.
-            loop {
-                let need = self.header_need();
-                if self.hdr_len >= need {
-                    break;
-                }
-                if pos == data.len() {
-                    return self.maybe_ack(out);
-                }
-                let n = (need - self.hdr_len).min(data.len() - pos);
-                self.hdr[self.hdr_len..self.hdr_len + n].copy_from_slice(&data[pos..pos + n]);
-                self.hdr_len += n;
-                pos += n;
-            }
-            let i = self.header_done()?;
-            let s = &self.streams[i];
-            let left = (s.length - s.received).min(self.chunk_size);
-            self.cur = Some((i, left));
-        }
-        self.maybe_ack(out)
-    }
-
-    fn maybe_ack(&mut self, out: &mut BytesMut) -> Res<()> {
-        if self.window > 0 && self.bytes_in - self.last_ack >= self.window {
-            self.last_ack = self.bytes_in;
-            send_control(out, 3, &(self.bytes_in as u32).to_be_bytes());
-        }
-        Ok(())
-    }
-
-    /// A whole message arrived on `streams[i]`.
-    fn message(
-        &mut self,
-        t: &Target,
-        i: usize,
-        now: Instant,
-        st: &mut PlayerStats,
-        out: &mut BytesMut,
-    ) -> Res<()> {
-        let s = &mut self.streams[i];
-        let type_id = s.type_id;
-        if matches!(type_id, 8 | 9) {
-            st.media_tag(type_id, s.head.get(), now);
-            s.head.clear();
-            return Ok(());
-        }
-        let body = std::mem::take(&mut s.body);
-        let r = self.control(t, type_id, &body, now, st, out);
-        // Keep the allocation for the next message of this chunk stream.
-        let s = &mut self.streams[i];
-        s.body = body;
-        s.body.clear();
-        r
-    }
-
-    fn control(
-        &mut self,
-        t: &Target,
-        type_id: u8,
-        body: &[u8],
-        now: Instant,
-        st: &mut PlayerStats,
-        out: &mut BytesMut,
-    ) -> Res<()> {
-        let u32_at = |at: usize| -> Option<u32> {
-            body.get(at..at + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        match type_id {
-            1 => {
-                let size = u32_at(0).ok_or("short Set Chunk Size")? & 0x7fff_ffff;
-                if size == 0 {
-                    return Err("Set Chunk Size 0".into());
-                }
-                self.chunk_size = size as usize;
-            }
-            2 => {
-                if let Some(csid) = u32_at(0) {
-                    if let Some(s) = self.streams.iter_mut().find(|s| s.csid == csid) {
-                        s.received = 0;
-                        s.head.clear();
-                        s.body.clear();
-                    }
-                }
-            }
-            // User control: answer a ping request (6) with a ping response (7).
-            4 if body.len() >= 6 && body[0] == 0 && body[1] == 6 => {
-                let mut pong = [0u8; 6];
-                pong[1] = 7;
-                pong[2..6].copy_from_slice(&body[2..6]);
-                send_control(out, 4, &pong);
-            }
-            5 => self.window = u64::from(u32_at(0).unwrap_or(0)),
-            17 | 20 => {
-                let amf = if type_id == 17 {
-                    body.get(1..).unwrap_or_default()
-                } else {
-                    body
-                };
-                let values = decode_all(amf).map_err(|e| format!("bad command: {e}"))?;
-                self.command(t, &values, now, st, out)?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn command(
-        &mut self,
-        t: &Target,
-        values: &[Amf0Value],
-        now: Instant,
-        st: &mut PlayerStats,
-        out: &mut BytesMut,
-    ) -> Res<()> {
-        let name = values.first().and_then(amf_str).unwrap_or("");
-        let txn = match values.get(1) {
-            Some(Amf0Value::Number(n)) => *n,
-            _ => -1.0,
-        };
-        let info = values.get(3);
-        let s = |v: &str| Amf0Value::Utf8String(v.to_string());
-        match name {
-            "_result" if txn == 1.0 && self.phase == RtmpPhase::Connecting => {
-                self.phase = RtmpPhase::CreatingStream;
-                if let Some(stream) = &self.publish {
-                    // Media go out in large chunks; everything from here on uses the new size.
-                    send_control(out, 1, &publish::CHUNK_SIZE.to_be_bytes());
-                    self.out_chunk_size = publish::CHUNK_SIZE;
-                    // As encoders do: servers that track publishers by these expect them.
-                    for (i, cmd) in ["releaseStream", "FCPublish"].into_iter().enumerate() {
-                        let txn = Amf0Value::Number(2.0 + i as f64);
-                        let args = vec![s(cmd), txn, Amf0Value::Null, s(stream)];
-                        send_command(out, self.out_chunk_size, 3, 0, args);
-                    }
-                }
-                send_command(
-                    out,
-                    self.out_chunk_size,
-                    3,
-                    0,
-                    vec![
-                        s("createStream"),
-                        Amf0Value::Number(self.create_txn()),
-                        Amf0Value::Null,
-                    ],
-                );
-            }
-            "_result" if txn == self.create_txn() && self.phase == RtmpPhase::CreatingStream => {
-                let sid = match info {
-                    Some(Amf0Value::Number(n)) => *n as u32,
-                    _ => return Err("createStream result without a stream id".into()),
-                };
-                self.phase = RtmpPhase::Playing;
-                self.stream_id = sid;
-                if let Some(stream) = &self.publish {
-                    let zero = Amf0Value::Number(0.0);
-                    let args = vec![s("publish"), zero, Amf0Value::Null, s(stream), s("live")];
-                    send_command(out, self.out_chunk_size, 8, sid, args);
-                    return Ok(());
-                }
-                send_command(
-                    out,
-                    self.out_chunk_size,
-                    8,
-                    sid,
-                    vec![
-                        Amf0Value::Utf8String("play".into()),
-                        Amf0Value::Number(0.0),
-                        Amf0Value::Null,
-                        Amf0Value::Utf8String(t.name.clone()),
-                        Amf0Value::Number(-2000.0),
-                    ],
-                );
-                // Set Buffer Length (user control 3), as ffmpeg sends it: 3000 ms.
-                let mut b = [0u8; 10];
-                b[1] = 3;
-                b[2..6].copy_from_slice(&sid.to_be_bytes());
-                b[6..10].copy_from_slice(&3000u32.to_be_bytes());
-                send_control(out, 4, &b);
-            }
-            // Encoders carry on when a server refuses releaseStream or FCPublish.
-            "_error" if self.publish.is_some() && (txn == 2.0 || txn == 3.0) => {}
-            "_error" => {
-                let what = if txn == 1.0 {
-                    "connect"
-                } else if txn == self.create_txn() {
-                    "createStream"
-                } else {
-                    "command"
-                };
-                let code = amf_field(info, "code").unwrap_or("?");
-                return Err(format!("{what} refused: {code}"));
-            }
-            "onStatus" if self.publish.is_some() => {
-                let code = amf_field(info, "code").unwrap_or("?");
-                let level = amf_field(info, "level").unwrap_or("");
-                if st.play_start.is_none() {
-                    // Before the start, anything but the start is the server saying no.
-                    if code != "NetStream.Publish.Start" {
-                        return Err(format!("publish refused: {code}"));
-                    }
-                    st.started_playing(now);
-                } else if level == "error" || code == "NetStream.Unpublish.Success" {
-                    return Err(format!("publish ended: {code}"));
-                }
-            }
-            "onStatus" => {
-                let code = amf_field(info, "code").unwrap_or("");
-                let level = amf_field(info, "level").unwrap_or("");
-                match code {
-                    "NetStream.Play.Start" => st.started_playing(now),
-                    "NetStream.Play.Stop"
-                    | "NetStream.Play.UnpublishNotify"
-                    | "NetStream.Play.Complete" => {
-                        return Err(format!("stream ended: {code}"));
-                    }
-                    _ if level == "error" => return Err(format!("play refused: {code}")),
-                    _ => {}
-                }
-            }
-            "close" => return Err("server sent close".into()),
-            _ => {}
-        }
-        Ok(())
-    }
 }
 
 /// The client side of the RTMP handshake, reading into `buf`. Returns how many bytes the
@@ -1016,32 +483,23 @@ async fn rtmp_handshake(
     timer: &mut Pin<&mut Sleep>,
     start_timeout: f64,
 ) -> Res<(u64, Vec<u8>)> {
-    let mut hs = Handshake::new(PeerType::Client);
-    let p0p1 = hs
-        .generate_outbound_p0_and_p1()
-        .map_err(|e| format!("handshake: {e:?}"))?;
-    write_all(sock, &p0p1).await?;
+    let (mut hs, c0c1) = ClientHandshake::start().map_err(|e| e.to_string())?;
+    write_all(sock, &c0c1).await?;
     let mut hs_in = 0u64;
     loop {
         let n = read_some(sock, buf, timer, true, start_timeout).await?;
         hs_in += n as u64;
-        match hs
-            .process_bytes(&buf[..n])
-            .map_err(|e| format!("handshake: {e:?}"))?
-        {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                if !response_bytes.is_empty() {
-                    write_all(sock, &response_bytes).await?;
+        match hs.feed(&buf[..n]).map_err(|e| e.to_string())? {
+            HandshakeStep::InProgress(reply) => {
+                if !reply.is_empty() {
+                    write_all(sock, &reply).await?;
                 }
             }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                if !response_bytes.is_empty() {
-                    write_all(sock, &response_bytes).await?;
+            HandshakeStep::Done { reply, rest } => {
+                if !reply.is_empty() {
+                    write_all(sock, &reply).await?;
                 }
-                return Ok((hs_in - remaining_bytes.len() as u64, remaining_bytes));
+                return Ok((hs_in - rest.len() as u64, rest));
             }
         }
     }
@@ -1052,7 +510,7 @@ async fn rtmp_handshake(
 /// its read buffer; the caller writes `out`.
 async fn rtmp_open(
     t: &Target,
-    p: &mut RtmpPlayer,
+    c: &mut ClientSession,
     st: &mut PlayerStats,
     timer: &mut Pin<&mut Sleep>,
     start_timeout: f64,
@@ -1061,9 +519,9 @@ async fn rtmp_open(
     let mut sock = tcp_connect(t, st).await?;
     let mut buf = vec![0u8; READ_BUF];
     let (hs_in, leftover) = rtmp_handshake(&mut sock, &mut buf, timer, start_timeout).await?;
-    p.bytes_in = hs_in;
-    p.send_connect(t, out);
-    p.feed(t, &leftover, Instant::now(), st, out)?;
+    c.handshake_bytes(hs_in);
+    c.connect(out);
+    rtmp_feed(c, &leftover, Instant::now(), st, out)?;
     Ok((sock, buf))
 }
 
@@ -1074,15 +532,14 @@ async fn rtmp_session(
     start_timeout: f64,
 ) -> Res<()> {
     let mut out = BytesMut::with_capacity(1024);
-    let mut p = RtmpPlayer::new();
-    let (mut sock, mut buf) = rtmp_open(t, &mut p, st, timer, start_timeout, &mut out).await?;
+    let mut c = rtmp_client(t, Role::Play(t.name.clone()));
+    let (mut sock, mut buf) = rtmp_open(t, &mut c, st, timer, start_timeout, &mut out).await?;
     write_all(&mut sock, &out).await?;
     out.clear();
     loop {
         let armed = st.play_start.is_none();
         let n = read_some(&mut sock, &mut buf, timer, armed, start_timeout).await?;
-        let now = Instant::now();
-        p.feed(t, &buf[..n], now, st, &mut out)?;
+        rtmp_feed(&mut c, &buf[..n], Instant::now(), st, &mut out)?;
         if !out.is_empty() {
             write_all(&mut sock, &out).await?;
             out.clear();

@@ -1,16 +1,14 @@
 //! Functional test of the load tool's publisher mode (`streamgate-load --publish FILE`): an FLV
-//! file made by ffmpeg, the real server, the built tool publishing it as several streams, and
+//! file made by ffmpeg, the real server (in process), the built tool publishing it as several streams, and
 //! a real player on one of them. The assertions are on what the tool counts and on what the
 //! player sees, never on how fast anything was.
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 /// Writes a few seconds of H.264 + AAC (one keyframe a second) as an FLV file into `dir`.
 fn make_flv(dir: &TempDir) -> PathBuf {
@@ -36,7 +34,7 @@ fn arg(p: &Path) -> String {
 fn publishers_send_a_file_that_the_server_plays_live() {
     let dir = TempDir::new("load-publish");
     let file = arg(&make_flv(&dir));
-    let srv = Server::start(&Config::new());
+    let srv = InProcess::start(&Config::new());
     let url = srv.url("live/pub");
 
     let publishers = {
@@ -74,7 +72,7 @@ fn refused_publishers_are_errors_and_bad_files_are_usage_errors() {
     let file = make_flv(&dir);
     let hook = HookServer::start();
     hook.on_path("/rtmp/publish", Reply::Status(403));
-    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let srv = InProcess::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
 
     let url = srv.url("live/denied");
     let (out, json) = load(&url, 2, &["--publish", &arg(&file), "--duration", "1"]);
@@ -104,7 +102,7 @@ fn refused_publishers_are_errors_and_bad_files_are_usage_errors() {
     let truncated = dir.file("truncated.flv");
     std::fs::write(&truncated, &data[..data.len() / 2]).expect("write the file");
     for (bad, why) in [(&not_flv, "not an FLV"), (&truncated, "truncated")] {
-        let mut cmd = Command::new(LOAD);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamgate-load"));
         cmd.args(["--url", &url, "--publish", &arg(bad), "--duration", "1"]);
         let out = run("streamgate-load", &mut cmd, secs(30.0));
         assert_eq!(

@@ -1,16 +1,14 @@
 //! Functional test of the load tool's SRT players (`streamgate-load --url srt://...`): the real
-//! server with SRT enabled, a real ffmpeg publisher over RTMP, and the built tool playing the
+//! server (in process) with SRT enabled, a real ffmpeg publisher over RTMP, and the built tool playing the
 //! stream over SRT. The assertions are on what the tool counts (players, errors, media,
 //! keyframes) and on how refusals read, never on how fast anything was.
 
-mod common;
-
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 #[test]
 fn counts_what_a_live_stream_sends_to_srt_players() {
-    let srv = Server::start(&Config::new().srt());
+    let srv = InProcess::start(&Config::new().srt());
     let _publisher = publish(&srv.url("live/x"), 40);
     wait_live(&srv.url("live/x"));
 
@@ -27,7 +25,7 @@ fn counts_what_a_live_stream_sends_to_srt_players() {
 
 #[test]
 fn counts_refused_and_unreachable_srt_players_as_errors() {
-    let srv = Server::start(&Config::new().srt());
+    let srv = InProcess::start(&Config::new().srt());
 
     // No such stream: the server refuses the handshake with 1404, which every player reports.
     let url = srv.srt_url("#!::r=live/absent,m=request");

@@ -1,16 +1,15 @@
-//! Functional test of the load tool (`streamgate-load`): the real server, a real ffmpeg
-//! publisher, and the built tool run against it with a few players over RTMP and HTTP-FLV. The
-//! assertions are on what the tool counts (players, errors, media, keyframes), never on how
-//! fast anything was: timing belongs to the benchmark (`tests/bench/first_frame.sh`).
+//! Functional test of the load tool (`streamgate-load`): the real server (in process,
+//! on ports it picks), a real ffmpeg publisher, and the built tool run against it with a few
+//! players over RTMP and HTTP-FLV. The assertions are on what the tool counts (players,
+//! errors, media, keyframes), never on how fast anything was: timing belongs to the benchmark
+//! (`tests/bench/first_frame.sh`).
 
-mod common;
-
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 #[test]
 fn counts_what_a_live_stream_sends_to_rtmp_and_httpflv_players() {
-    let srv = Server::start(&Config::new().httpflv());
+    let srv = InProcess::start(&Config::new().httpflv());
     let _publisher = publish(&srv.url("live/load"), 40);
     wait_live(&srv.url("live/load"));
 
@@ -58,7 +57,7 @@ fn counts_what_a_live_stream_sends_to_rtmp_and_httpflv_players() {
 
 #[test]
 fn counts_refused_and_unreachable_players_as_errors() {
-    let srv = Server::start(&Config::new().httpflv());
+    let srv = InProcess::start(&Config::new().httpflv());
 
     // No publisher: RTMP play is refused with an onStatus error, HTTP-FLV with 404.
     let (out, json) = load(&srv.url("live/absent"), 2, &["--duration", "1"]);
@@ -88,7 +87,7 @@ fn counts_refused_and_unreachable_players_as_errors() {
 #[test]
 fn after_keyframe_starts_the_players_once_a_pilot_has_seen_a_live_keyframe() {
     let hook = HookServer::start();
-    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let srv = InProcess::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
     let url = srv.url("live/aligned");
     let _publisher = publish(&url, 40);
     wait_live(&url);
@@ -126,7 +125,7 @@ fn after_keyframe_starts_the_players_once_a_pilot_has_seen_a_live_keyframe() {
     }
 
     // No live keyframe to wait for: the tool says why and fails, without a report.
-    let mut cmd = std::process::Command::new(LOAD);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_streamgate-load"));
     cmd.args(["--url", &srv.url("live/absent"), "--players", "2"])
         .args(["--after-keyframe", "0", "--start-timeout", "2", "--json"]);
     let out = run("streamgate-load", &mut cmd, secs(60.0));

@@ -1,17 +1,15 @@
 //! Functional test of the load tool's RTSP players (`streamgate-load --url rtsp://...`): the
-//! real server with RTSP enabled, a real ffmpeg publisher (H.264 and AAC over RTMP), and the
+//! real server (in process) with RTSP enabled, a real ffmpeg publisher (H.264 and AAC over RTMP), and the
 //! built tool playing it over RTSP with TCP-interleaved RTP. The assertions are on what the
 //! tool counts (players, errors, media, frames, keyframes), never on how fast anything was:
 //! timing belongs to the benchmark.
 
-mod common;
-
-use common::load::*;
-use common::*;
+use streamgate_testkit::load::*;
+use streamgate_testkit::*;
 
 #[test]
 fn counts_what_a_live_stream_sends_to_rtsp_players() {
-    let srv = Server::start(&Config::new().rtsp());
+    let srv = InProcess::start(&Config::new().rtsp());
     let _publisher = publish(&srv.url("live/x"), 40);
     wait_live(&srv.url("live/x"));
 
@@ -32,7 +30,7 @@ fn counts_what_a_live_stream_sends_to_rtsp_players() {
 
 #[test]
 fn counts_refused_rtsp_players_as_errors() {
-    let srv = Server::start(&Config::new().rtsp());
+    let srv = InProcess::start(&Config::new().rtsp());
 
     // No publisher: DESCRIBE is answered 404.
     let (out, json) = load(&srv.rtsp_url("live/absent"), 2, &["--duration", "1"]);

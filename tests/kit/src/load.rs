@@ -2,14 +2,12 @@
 
 use std::process::Command;
 
-use super::*;
-
-/// The load tool built by cargo for these tests.
-pub const LOAD: &str = env!("CARGO_BIN_EXE_streamgate-load");
+use crate::process::{run, Output};
+use crate::util::{cargo_bin, poll, secs};
 
 /// Runs the tool with `--json` against `url`; its output and the JSON line.
 pub fn load(url: &str, players: usize, extra: &[&str]) -> (Output, String) {
-    let mut cmd = Command::new(LOAD);
+    let mut cmd = Command::new(cargo_bin("streamgate-load"));
     cmd.args(["--url", url, "--players", &players.to_string(), "--json"])
         .args(extra);
     let out = run("streamgate-load", &mut cmd, secs(60.0));

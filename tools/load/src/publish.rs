@@ -1,9 +1,9 @@
 //! RTMP publishers: `--publish FILE.flv`.
 //!
 //! The file is read and split into tags once ([`Source::load`]); every tag body is a slice of
-//! the one file buffer, shared by all publishers. A publisher's control side is the player's
-//! RTMP client ([`RtmpPlayer::publisher`]): connect → createStream → publish, started by
-//! `onStatus NetStream.Publish.Start`. From then on it sends the file's audio and video tags in
+//! the one file buffer, shared by all publishers. A publisher's control side is the players'
+//! RTMP client, [`streamgate::protocol::rtmp::client::ClientSession`] as a publisher:
+//! connect → createStream → publish, started by `onStatus NetStream.Publish.Start`. From then on it sends the file's audio and video tags in
 //! real time: a tag is due when as much time has passed since the publish start as its
 //! timestamp (relative to the file's first audio/video tag) says. At the end of the file it
 //! starts over, the timestamps continuing where the last loop ended. `@setDataFrame onMetaData`
@@ -26,7 +26,11 @@ use streamgate::protocol::rtmp::chunk::{encode_message, ChunkHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Sleep;
 
-use crate::{be24, read_some, rtmp_open, write_all, PlayerStats, Res, RtmpPlayer, Target};
+use streamgate::protocol::rtmp::client::Role;
+
+use crate::{
+    be24, read_some, rtmp_client, rtmp_feed, rtmp_open, write_all, PlayerStats, Res, Target,
+};
 
 /// Chunk size of what a publisher sends, announced with Set Chunk Size after `connect`.
 pub const CHUNK_SIZE: u32 = 4096;
@@ -319,7 +323,11 @@ pub async fn session(
     start_timeout: f64,
 ) -> Res<()> {
     let mut out = BytesMut::with_capacity(2 * OUT_HIGH_WATER);
-    let mut rtmp = RtmpPlayer::publisher(t.publish_name(id));
+    let role = Role::Publish {
+        name: t.publish_name(id),
+        chunk_size: CHUNK_SIZE,
+    };
+    let mut rtmp = rtmp_client(t, role);
     let (mut sock, mut buf) = rtmp_open(t, &mut rtmp, st, timer, start_timeout, &mut out).await?;
     let started = loop {
         if !out.is_empty() {
@@ -330,14 +338,14 @@ pub async fn session(
             break st.t0 + started;
         }
         let n = read_some(&mut sock, &mut buf, timer, true, start_timeout).await?;
-        rtmp.feed(t, &buf[..n], Instant::now(), st, &mut out)?;
+        rtmp_feed(&mut rtmp, &buf[..n], Instant::now(), st, &mut out)?;
     };
 
     let mut pacer = Pacer {
         source,
         start: started,
-        stream_id: rtmp.stream_id,
-        chunk_size: rtmp.out_chunk_size,
+        stream_id: rtmp.stream_id(),
+        chunk_size: rtmp.out_chunk_size(),
         next: 0,
         offset: 0,
         at_start: true,
@@ -354,7 +362,7 @@ pub async fn session(
                     Ok(n) => n,
                     Err(e) => return Err(format!("read: {e}")),
                 };
-                rtmp.feed(t, &buf[..n], Instant::now(), st, &mut out)?;
+                rtmp_feed(&mut rtmp, &buf[..n], Instant::now(), st, &mut out)?;
             }
             r = wr.write_buf(&mut out), if !out.is_empty() => {
                 r.map_err(|e| format!("write: {e}"))?;

@@ -1,0 +1,360 @@
+//! The XML config of one test's server, built field by field: RTMP always, HTTP-FLV, RTSP and
+//! SRT when asked for, each on a free port, with hooks pointed at a [`crate::HookServer`].
+
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::util::{free_port, Rng, UNIQUE};
+
+/// The XML config of one test's server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workers: usize,
+    pub log_level: String,
+    pub port: u16,
+    pub on_connect: Option<String>,
+    pub on_play: Option<String>,
+    pub on_publish: Option<String>,
+    pub on_done: Option<String>,
+    pub method: Option<String>,
+    pub timeout_ms: Option<u64>,
+    /// `<rtmp><queue_bytes>` and `<stall_timeout_ms>`, when set.
+    pub rtmp_limits: Option<(u64, u64)>,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
+    /// The `<httpflv>` section, when enabled.
+    pub httpflv: Option<HttpFlv>,
+    /// The `<rtsp>` section, when enabled.
+    pub rtsp: Option<Rtsp>,
+    /// The `<srt>` section, when enabled.
+    pub srt: Option<Srt>,
+    /// `(section, xml)`: more elements written at the start of a section.
+    pub extra: Vec<(String, String)>,
+}
+
+/// The `<httpflv>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct HttpFlv {
+    pub port: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+    pub queue_bytes: Option<u64>,
+    pub stall_timeout_ms: Option<u64>,
+}
+
+impl Config {
+    /// RTMP on a free port, no hooks, 2 workers, debug logs.
+    pub fn new() -> Config {
+        Config {
+            workers: 2,
+            log_level: "debug".into(),
+            port: free_port(),
+            on_connect: None,
+            on_play: None,
+            on_publish: None,
+            on_done: None,
+            method: None,
+            timeout_ms: None,
+            rtmp_limits: None,
+            env: Vec::new(),
+            httpflv: None,
+            rtsp: None,
+            srt: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
+    pub fn section_xml(mut self, section: &str, xml: &str) -> Config {
+        self.extra.push((section.into(), xml.into()));
+        self
+    }
+
+    /// Enables SRT on a free UDP port (keeps the section if already enabled).
+    pub fn srt(mut self) -> Config {
+        self.srt.get_or_insert_with(|| Srt {
+            port: free_udp_port(),
+            ..Srt::default()
+        });
+        self
+    }
+
+    /// Enables SRT with its four hooks at `{base}/connect{suffix}`, ...
+    pub fn srt_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.srt();
+        if let Some(s) = c.srt.as_mut() {
+            s.hooks = Some((base.into(), suffix.into()));
+        }
+        c
+    }
+
+    /// Enables SRT with `<passphrase>` (and `<pbkeylen>` when given).
+    pub fn srt_passphrase(self, passphrase: &str, pbkeylen: Option<u8>) -> Config {
+        let mut c = self.srt();
+        if let Some(s) = c.srt.as_mut() {
+            s.passphrase = Some(passphrase.into());
+            s.pbkeylen = pbkeylen;
+        }
+        c
+    }
+
+    /// The `<srt>` section of the XML (empty when SRT is not enabled).
+    fn srt_xml(&self) -> String {
+        let Some(s) = &self.srt else {
+            return String::new();
+        };
+        let esc = |v: &str| {
+            v.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let mut inner = String::new();
+        if let Some((base, suffix)) = &s.hooks {
+            for call in ["connect", "play", "publish", "done"] {
+                let url = esc(&format!("{base}/{call}{suffix}"));
+                inner.push_str(&format!("      <on_{call}>{url}</on_{call}>\n"));
+            }
+        }
+        let mut extra = String::new();
+        if let Some(p) = &s.passphrase {
+            extra.push_str(&format!("    <passphrase>{}</passphrase>\n", esc(p)));
+        }
+        if let Some(k) = s.pbkeylen {
+            extra.push_str(&format!("    <pbkeylen>{k}</pbkeylen>\n"));
+        }
+        if let Some(l) = s.latency_ms {
+            extra.push_str(&format!("    <latency_ms>{l}</latency_ms>\n"));
+        }
+        format!(
+            "  <srt>\n    <enable>true</enable>\n    <port>{}</port>\n{extra}    <http_notify>\n{inner}    </http_notify>\n  </srt>\n",
+            s.port
+        )
+    }
+
+    /// Enables HTTP-FLV on a free port (keeps the section if already enabled).
+    pub fn httpflv(mut self) -> Config {
+        self.httpflv.get_or_insert_with(|| HttpFlv {
+            port: free_port(),
+            ..HttpFlv::default()
+        });
+        self
+    }
+
+    /// Enables HTTP-FLV with its four hooks at `{base}/connect{suffix}`, ...
+    pub fn httpflv_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.httpflv();
+        if let Some(h) = c.httpflv.as_mut() {
+            h.hooks = Some((base.into(), suffix.into()));
+        }
+        c
+    }
+
+    /// Enables HTTP-FLV with a player queue of `queue_bytes` and a stall timeout.
+    pub fn httpflv_limits(self, queue_bytes: u64, stall_timeout_ms: u64) -> Config {
+        let mut c = self.httpflv();
+        if let Some(h) = c.httpflv.as_mut() {
+            h.queue_bytes = Some(queue_bytes);
+            h.stall_timeout_ms = Some(stall_timeout_ms);
+        }
+        c
+    }
+
+    /// Enables RTSP on a free TCP port with 100 UDP ports for RTP/RTCP from a random even
+    /// base in 40000..59000 (keeps the section if already enabled).
+    pub fn rtsp(mut self) -> Config {
+        self.rtsp.get_or_insert_with(|| {
+            let min = rtp_port_base();
+            Rtsp {
+                port: free_port(),
+                rtp_port_min: min,
+                rtp_port_max: min + 99,
+                hooks: None,
+            }
+        });
+        self
+    }
+
+    /// Enables RTSP with its four hooks at `{base}/connect{suffix}`, ...
+    pub fn rtsp_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.rtsp();
+        if let Some(r) = c.rtsp.as_mut() {
+            r.hooks = Some((base.into(), suffix.into()));
+        }
+        c
+    }
+
+    /// The `<rtsp>` section of the XML (empty when RTSP is not enabled).
+    fn rtsp_xml(&self) -> String {
+        let Some(r) = &self.rtsp else {
+            return String::new();
+        };
+        let mut inner = String::new();
+        if let Some((base, suffix)) = &r.hooks {
+            for call in ["connect", "play", "publish", "done"] {
+                let url = format!("{base}/{call}{suffix}")
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;");
+                inner.push_str(&format!("      <on_{call}>{url}</on_{call}>\n"));
+            }
+        }
+        format!(
+            "  <rtsp>\n    <enable>true</enable>\n    <port>{}</port>\n    <rtp_port_min>{}</rtp_port_min>\n    <rtp_port_max>{}</rtp_port_max>\n    <http_notify>\n{inner}    </http_notify>\n  </rtsp>\n",
+            r.port, r.rtp_port_min, r.rtp_port_max
+        )
+    }
+
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Config {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// All four hooks at `{base}/connect`, `{base}/play`, ... followed by `suffix` (e.g. a query).
+    pub fn hooks(mut self, base: &str, suffix: &str) -> Config {
+        self.on_connect = Some(format!("{base}/connect{suffix}"));
+        self.on_play = Some(format!("{base}/play{suffix}"));
+        self.on_publish = Some(format!("{base}/publish{suffix}"));
+        self.on_done = Some(format!("{base}/done{suffix}"));
+        self
+    }
+
+    pub fn method(mut self, m: &str) -> Config {
+        self.method = Some(m.into());
+        self
+    }
+
+    pub fn timeout_ms(mut self, ms: u64) -> Config {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// RTMP players' `<queue_bytes>` and `<stall_timeout_ms>`.
+    pub fn rtmp_limits(mut self, queue_bytes: u64, stall_timeout_ms: u64) -> Config {
+        self.rtmp_limits = Some((queue_bytes, stall_timeout_ms));
+        self
+    }
+
+    pub fn workers(mut self, n: usize) -> Config {
+        self.workers = n;
+        self
+    }
+
+    pub fn to_xml(&self) -> String {
+        let mut xml = self.sections_xml();
+        for (section, extra) in &self.extra {
+            let open = format!("<{section}>\n");
+            xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
+        }
+        xml
+    }
+
+    fn sections_xml(&self) -> String {
+        fn esc(s: &str) -> String {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        }
+        let mut notify = String::new();
+        for (tag, v) in [
+            ("on_connect", &self.on_connect),
+            ("on_play", &self.on_play),
+            ("on_publish", &self.on_publish),
+            ("on_done", &self.on_done),
+        ] {
+            if let Some(url) = v {
+                notify.push_str(&format!("      <{tag}>{}</{tag}>\n", esc(url)));
+            }
+        }
+        if let Some(m) = &self.method {
+            notify.push_str(&format!("      <notify_method>{m}</notify_method>\n"));
+        }
+        if let Some(t) = self.timeout_ms {
+            notify.push_str(&format!("      <timeout_ms>{t}</timeout_ms>\n"));
+        }
+        let mut httpflv = String::new();
+        if let Some(h) = &self.httpflv {
+            let mut inner = String::new();
+            if let Some((base, suffix)) = &h.hooks {
+                for call in ["connect", "play", "publish", "done"] {
+                    inner.push_str(&format!(
+                        "      <on_{call}>{}</on_{call}>\n",
+                        esc(&format!("{base}/{call}{suffix}"))
+                    ));
+                }
+            }
+            let mut limits = String::new();
+            if let Some(q) = h.queue_bytes {
+                limits.push_str(&format!("    <queue_bytes>{q}</queue_bytes>\n"));
+            }
+            if let Some(t) = h.stall_timeout_ms {
+                limits.push_str(&format!("    <stall_timeout_ms>{t}</stall_timeout_ms>\n"));
+            }
+            httpflv = format!(
+                "  <httpflv>\n    <enable>true</enable>\n    <port>{}</port>\n{limits}    <http_notify>\n{inner}    </http_notify>\n  </httpflv>\n",
+                h.port
+            );
+        }
+        let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
+            format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
+        });
+        format!(
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            self.workers,
+            self.log_level,
+            self.port,
+            rtsp = self.rtsp_xml(),
+            srt = self.srt_xml()
+        )
+    }
+}
+
+/// The `<rtsp>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct Rtsp {
+    pub port: u16,
+    /// The UDP ports RTP/RTCP pairs are taken from (`rtp_port_min` even).
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+}
+
+/// The `<srt>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct Srt {
+    /// The UDP port.
+    pub port: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+    pub passphrase: Option<String>,
+    pub pbkeylen: Option<u8>,
+    pub latency_ms: Option<u64>,
+}
+
+/// A UDP port nobody uses right now (bind 127.0.0.1:0 and drop).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.local_addr().expect("local_addr").port()
+}
+
+/// A random even port in 40000..59000 (per process, per call), the base of a test's RTP range.
+fn rtp_port_base() -> u16 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut rng = Rng::new(
+        u64::from(nanos)
+            ^ (u64::from(std::process::id()) << 32)
+            ^ ((UNIQUE.fetch_add(1, Ordering::SeqCst) as u64) << 20),
+    );
+    rng.next_u64();
+    40000 + 2 * (rng.next_u64() % 9500) as u16
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
