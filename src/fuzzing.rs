@@ -806,10 +806,11 @@ pub fn ts_mux(data: &[u8]) {
     let mut input = Input { data };
     // The first byte picks the tracks the PMT declares from the start: none (added as
     // configs arrive), or H.264 or H.265 video with AAC, as a player of such a stream gets.
-    let mut mux = match input.u8() % 3 {
+    let mut mux = match input.u8() % 4 {
         0 => TsMuxer::new(),
         1 => TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Aac)),
-        _ => TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
+        2 => TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
+        _ => TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Opus)),
     };
     let mut out = Vec::new();
     for frame in publisher_frames(&mut input) {
@@ -822,7 +823,7 @@ pub fn ts_mux(data: &[u8]) {
 }
 
 /// Frames as a publisher may send them: each a flags byte (bit 0 config, bit 1 keyframe,
-/// bit 2 audio, bit 3 H.265), a 16-bit-length payload; 40 ms apart.
+/// bit 2 audio, bit 3 H.265 or, for audio, Opus), a 16-bit-length payload; 40 ms apart.
 fn publisher_frames(input: &mut Input<'_>) -> Vec<MediaFrame> {
     let mut frames = Vec::new();
     while !input.is_empty() && frames.len() < 256 {
@@ -832,7 +833,8 @@ fn publisher_frames(input: &mut Input<'_>) -> Vec<MediaFrame> {
         frames.push(MediaFrame {
             track: if audio { Track::Audio } else { Track::Video },
             codec: match (audio, flags & 8 != 0) {
-                (true, _) => Codec::Aac,
+                (true, false) => Codec::Aac,
+                (true, true) => Codec::Opus,
                 (false, false) => Codec::H264,
                 (false, true) => Codec::H265,
             },
@@ -947,9 +949,10 @@ pub fn ts_demux(data: &[u8]) {
                 match frame.codec {
                     Codec::H264 => assert!(AvcConfig::parse(&frame.payload).is_ok()),
                     Codec::Aac => assert!(AacConfig::parse(&frame.payload).is_ok()),
+                    Codec::Opus => assert!(codec::OpusHead::parse(&frame.payload).is_ok()),
                     Codec::H265 => {}
-                    // The demuxer makes neither.
-                    Codec::Av1 | Codec::Opus => unreachable!("TS demuxer made {:?}", frame.codec),
+                    // The demuxer does not make it.
+                    Codec::Av1 => unreachable!("TS demuxer made {:?}", frame.codec),
                 }
             }
         }

@@ -696,7 +696,6 @@ impl Av1Config {
 
 /// OBU type of an AV1 sequence header (AV1 spec §6.2.2).
 pub const AV1_OBU_SEQUENCE_HEADER: u8 = 1;
-
 /// Splits AV1 OBUs in the low overhead bitstream format (AV1 spec §5.2): each OBU header
 /// must have `obu_has_size_field` set, as ISOBMFF and Enhanced RTMP samples do. Returns each
 /// OBU's type and its whole bytes (header included).
@@ -793,6 +792,28 @@ impl OpusHead {
         out.put_u8(0);
         out.freeze()
     }
+}
+
+/// The duration of an Opus packet in 48 kHz samples, from its TOC byte and frame count
+/// (RFC 6716 §3.1, §3.2): what an MPEG-TS PES holding several packets needs to time each.
+/// `None` for an empty packet or a code 3 packet without its frame count byte.
+pub fn opus_packet_samples(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    let frame: u32 = match config {
+        // SILK-only: 10, 20, 40, 60 ms.
+        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
+        // Hybrid: 10, 20 ms.
+        12..=15 => [480, 960][usize::from(config % 2)],
+        // CELT-only: 2.5, 5, 10, 20 ms.
+        _ => [120, 240, 480, 960][usize::from(config % 4)],
+    };
+    let frames = match toc & 0x03 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3f),
+    };
+    Some(frame * frames)
 }
 
 /// H.265 NAL unit types of the parameter sets (ITU-T H.265 Table 7-1).
@@ -919,6 +940,18 @@ mod tests {
         bad = FFMPEG_OPUS_HEAD.to_vec();
         bad[18] = 1;
         assert!(OpusHead::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn opus_packet_durations() {
+        // libopus at 64 kb/s: CELT fullband 20 ms, one frame (FFmpeg's TS packets).
+        assert_eq!(opus_packet_samples(&[0xfc, 0xff, 0xfe]), Some(960));
+        // SILK 60 ms; hybrid 10 ms, two frames; CELT 2.5 ms, code 3 with 4 frames.
+        assert_eq!(opus_packet_samples(&[0x18]), Some(2880));
+        assert_eq!(opus_packet_samples(&[0x61]), Some(960));
+        assert_eq!(opus_packet_samples(&[0x83, 0x04]), Some(480));
+        assert_eq!(opus_packet_samples(&[0x83]), None);
+        assert_eq!(opus_packet_samples(&[]), None);
     }
 
     // The SPS and PPS x264 writes for 320x240 yuv420p (High profile, level 1.3).

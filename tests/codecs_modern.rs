@@ -1,0 +1,289 @@
+//! End-to-end tests of the modern codecs on the protocols that carry them besides Enhanced
+//! RTMP: Opus in MPEG-TS (SRT in and out: stream type 0x06 with the `Opus` registration, as
+//! FFmpeg writes it) and AV1 over RTSP (the AOM's RTP payload format for AV1). FFmpeg 9
+//! (PyPI's imageio-ffmpeg) publishes and plays; Debian's FFmpeg 5.1 plays Opus over SRT. Every
+//! player decodes, and the test counts its decoded frames and checks its codec names.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+const HOOK_WAIT: Duration = Duration::from_secs(15);
+/// Seconds each player decodes.
+const PLAY: f64 = 3.0;
+/// Video frames a player must decode in [`PLAY`] seconds at 25 fps (the GOP comes first).
+const MIN_VIDEO: usize = 50;
+/// Opus packets (20 ms) a player must decode in [`PLAY`] seconds.
+const MIN_AUDIO: usize = 80;
+/// FFmpeg's SRT latency option is in microseconds.
+const SRT_OPTS: &str = "&latency=120000";
+
+fn server(hook: &HookServer) -> Server {
+    Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .httpflv()
+            .httpflv_hooks(&hook.url("/flv"), "")
+            .rtsp_hooks(&hook.url("/rtsp"), "")
+            .srt_hooks(&hook.url("/srt"), ""),
+    )
+}
+
+const X264: &[&str] = &["-c:v", "libx264", "-preset", "ultrafast"];
+const X265: &[&str] = &[
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error:keyint=25",
+];
+const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
+
+/// `bin` (FFmpeg 9 or Debian's 5.1) publishing the test pattern and a 48 kHz tone, encoded
+/// with `video` and `audio`, to `out` in `format` (`-f` and what follows), for at most 40 s.
+fn publish(bin: &str, video: &[&str], audio: &[&str], format: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(video)
+        .args(["-g", "25", "-pix_fmt", "yuv420p"])
+        .args(audio)
+        .args(["-t", "40"])
+        .args(format);
+    Proc::spawn(&format!("{bin} publish {format:?}"), &mut cmd)
+}
+
+/// Waits for `on_publish` of `name`, then a moment for the first GOP.
+fn wait_publishing(hook: &HookServer, srv: &Server, publisher: &mut Proc, name: &str) {
+    if hook.wait_call("publish", name, HOOK_WAIT).is_none() {
+        publisher.kill();
+        panic!(
+            "no on_publish for {name}: {}\n{}\n{}",
+            hook.dump(),
+            publisher.stderr(),
+            srv.log_tail(40)
+        );
+    }
+    thread::sleep(secs(2.5));
+}
+
+/// What a player decoded: frames of its first video and first audio stream, and the codec
+/// names of the input streams it found.
+struct Decoded {
+    video: usize,
+    audio: usize,
+    codecs: BTreeSet<String>,
+    stderr: String,
+}
+
+/// Decodes `seconds` of `url` with `bin` (`pre` before `-i`), mapping the first video and
+/// first audio stream when present, and counts the decoded frames of each (framecrc lines).
+fn decode(bin: &str, url: &str, pre: &[&str], seconds: f64) -> Decoded {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+        .args(pre)
+        .args(["-i", url, "-t", &seconds.to_string()])
+        .args(["-map", "0:v:0?", "-map", "0:a:0?", "-f", "framecrc", "-"]);
+    let out = run(&format!("{bin} play {url}"), &mut cmd, secs(seconds + 25.0));
+    let count = |index: &str| {
+        out.stdout
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(',').next().map(str::trim) == Some(index))
+            .count()
+    };
+    let inputs: Vec<&str> = out
+        .stderr
+        .lines()
+        .take_while(|l| !l.starts_with("Output #0") && !l.starts_with("Stream mapping"))
+        .filter(|l| l.trim_start().starts_with("Stream #0:"))
+        .collect();
+    let has_video = inputs.iter().any(|l| l.contains(": Video: "));
+    let (video, audio) = if has_video {
+        (count("0"), count("1"))
+    } else {
+        (0, count("0"))
+    };
+    let codecs = inputs
+        .iter()
+        .filter_map(|l| {
+            let kind = l
+                .split(": Video: ")
+                .nth(1)
+                .or(l.split(": Audio: ").nth(1))?;
+            Some(kind.split([' ', ',']).next()?.to_owned())
+        })
+        .collect();
+    Decoded {
+        video,
+        audio,
+        codecs,
+        stderr: out.stderr,
+    }
+}
+
+/// `bin` playing `url` decodes `video` and `audio` (codec names): exactly those streams, and
+/// at least [`MIN_VIDEO`] / [`MIN_AUDIO`] frames of each.
+fn assert_decodes(
+    srv: &Server,
+    bin: &str,
+    what: &str,
+    url: &str,
+    video: Option<&str>,
+    audio: Option<&str>,
+) {
+    let pre: &[&str] = if url.starts_with("rtsp:") {
+        &["-rtsp_transport", "tcp"]
+    } else {
+        &[]
+    };
+    let d = decode(bin, url, pre, PLAY);
+    let expected: BTreeSet<String> = video
+        .iter()
+        .chain(audio.iter())
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        d.codecs,
+        expected,
+        "{what}: the player's streams\n{}\n{}",
+        d.stderr,
+        srv.log_tail(30)
+    );
+    if video.is_some() {
+        assert!(
+            d.video >= MIN_VIDEO,
+            "{what}: {} video frames decoded\n{}\n{}",
+            d.video,
+            d.stderr,
+            srv.log_tail(30)
+        );
+    }
+    if audio.is_some() {
+        assert!(
+            d.audio >= MIN_AUDIO,
+            "{what}: {} audio frames decoded\n{}\n{}",
+            d.audio,
+            d.stderr,
+            srv.log_tail(30)
+        );
+    }
+}
+
+fn srt_publish_url(srv: &Server, name: &str) -> String {
+    format!(
+        "{}&pkt_size=1316{SRT_OPTS}",
+        srv.srt_url(&format!("#!::r=live/{name},m=publish"))
+    )
+}
+
+fn srt_play_url(srv: &Server, name: &str) -> String {
+    format!(
+        "{}{SRT_OPTS}",
+        srv.srt_url(&format!("#!::r=live/{name},m=request"))
+    )
+}
+
+/// Opus published over SRT (FFmpeg 9, `-c:a libopus -f mpegts`: stream type 0x06 with the
+/// `Opus` registration) beside H.264: FFmpeg 9 decodes both over RTMP (Opus as Enhanced RTMP),
+/// HTTP-FLV and RTSP (RFC 7587), and Debian's FFmpeg 5.1 over SRT (Opus in MPEG-TS again).
+#[test]
+fn opus_published_over_srt_plays_everywhere() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let url = srt_publish_url(&srv, "sopus");
+    let mut publisher = publish(&f9, X264, OPUS, &["-f", "mpegts", &url]);
+    wait_publishing(&hook, &srv, &mut publisher, "sopus");
+
+    assert_decodes(
+        &srv,
+        &f9,
+        "RTMP",
+        &srv.url("live/sopus"),
+        Some("h264"),
+        Some("opus"),
+    );
+    assert_decodes(
+        &srv,
+        &f9,
+        "HTTP-FLV",
+        &srv.flv_url("live/sopus.flv"),
+        Some("h264"),
+        Some("opus"),
+    );
+    assert_decodes(
+        &srv,
+        &f9,
+        "RTSP",
+        &srv.rtsp_url("live/sopus"),
+        Some("h264"),
+        Some("opus"),
+    );
+    assert_decodes(
+        &srv,
+        "ffmpeg",
+        "SRT",
+        &srt_play_url(&srv, "sopus"),
+        Some("h264"),
+        Some("opus"),
+    );
+    assert!(
+        !srv.log().contains("streams this server cannot carry"),
+        "the publisher's Opus is read: {}",
+        srv.log_tail(30)
+    );
+    publisher.kill();
+}
+
+/// Opus published over Enhanced RTMP (FFmpeg 9, with H.265) and over RTSP (Debian's FFmpeg
+/// 5.1, RFC 7587, with H.264) reaches SRT players: Debian's FFmpeg 5.1 decodes the Opus and
+/// the video from the MPEG-TS the server writes, and no session says a track is left out.
+#[test]
+fn opus_published_over_rtmp_and_rtsp_plays_over_srt() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let rtmp = srv.url("live/ropus");
+    let mut from_rtmp = publish(&f9, X265, OPUS, &["-f", "flv", &rtmp]);
+    let rtsp = srv.rtsp_url("live/topus");
+    let mut from_rtsp = publish(
+        "ffmpeg",
+        X264,
+        OPUS,
+        &["-f", "rtsp", "-rtsp_transport", "tcp", &rtsp],
+    );
+    wait_publishing(&hook, &srv, &mut from_rtmp, "ropus");
+    wait_publishing(&hook, &srv, &mut from_rtsp, "topus");
+
+    assert_decodes(
+        &srv,
+        "ffmpeg",
+        "RTMP to SRT",
+        &srt_play_url(&srv, "ropus"),
+        Some("hevc"),
+        Some("opus"),
+    );
+    assert_decodes(
+        &srv,
+        "ffmpeg",
+        "RTSP to SRT",
+        &srt_play_url(&srv, "topus"),
+        Some("h264"),
+        Some("opus"),
+    );
+    assert!(
+        !srv.log().contains("MPEG-TS cannot carry this track"),
+        "no SRT player is left without its Opus: {}",
+        srv.log_tail(30)
+    );
+    from_rtmp.kill();
+    from_rtsp.kill();
+}
