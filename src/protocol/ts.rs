@@ -1137,7 +1137,14 @@ impl TsMuxer {
                 let head = OpusHead::parse(&frame.payload)?;
                 if head.channels > 2 || head.mapping_family != 0 {
                     // Multichannel Opus needs the descriptor's explicit channel mapping,
-                    // which this muxer does not write.
+                    // which this muxer does not write. A PMT that declared the track (from
+                    // `with_tracks`) stops declaring it: no frame of it will follow.
+                    if self.audio_codec == Some(Codec::Opus) {
+                        self.tracks.retain(|&t| t != Track::Audio);
+                        self.audio_codec = None;
+                        self.audio = None;
+                        self.pmt_changed = true;
+                    }
                     return Err(TsError::Unsupported(Codec::Opus));
                 }
                 let channels = head.channels;
@@ -2752,6 +2759,41 @@ mod tests {
             String::from_utf8_lossy(&decoded.stderr)
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn multichannel_opus_is_never_declared() {
+        // A 6-channel OpusHead (mapping family 1): the PMT of a player whose stream was said
+        // to have Opus declares the video only.
+        let mut head = OpusHead::for_channels(2).to_vec();
+        head[9] = 6;
+        head[18] = 1;
+        head.extend_from_slice(&[4, 2, 0, 4, 1, 2, 3, 5]);
+        let mut frames = source(0, 3, 25, false);
+        frames.insert(
+            1,
+            MediaFrame {
+                track: Track::Audio,
+                codec: Codec::Opus,
+                kind: FrameKind::Config,
+                dts: 0,
+                pts: 0,
+                keyframe: true,
+                payload: Bytes::from(head),
+            },
+        );
+        let mut mux = TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Opus));
+        let mut out = Vec::new();
+        for f in &frames {
+            let result = mux.mux(f, &mut out);
+            assert_eq!(result.is_err(), f.codec == Codec::Opus);
+        }
+        mux.flush(&mut out);
+        let ts = out.concat();
+        assert!(!pmt_streams(&ts).is_empty());
+        for pmt in pmt_streams(&ts) {
+            assert_eq!(pmt, vec![(STREAM_TYPE_H264, VIDEO_PID)]);
+        }
     }
 
     #[test]
