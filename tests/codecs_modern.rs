@@ -43,6 +43,14 @@ const X265: &[&str] = &[
     "-x265-params",
     "log-level=error:keyint=25",
 ];
+const SVT_AV1: &[&str] = &[
+    "-c:v",
+    "libsvtav1",
+    "-preset",
+    "12",
+    "-svtav1-params",
+    "lp=1",
+];
 const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
 
 /// `bin` (FFmpeg 9 or Debian's 5.1) publishing the test pattern and a 48 kHz tone, encoded
@@ -286,4 +294,117 @@ fn opus_published_over_rtmp_and_rtsp_plays_over_srt() {
     );
     from_rtmp.kill();
     from_rtsp.kill();
+}
+
+/// AV1 + Opus published over Enhanced RTMP (FFmpeg 9) plays over RTSP: FFmpeg 9 decodes the
+/// AV1 (the AOM's RTP payload format, `AV1/90000`) and the Opus (RFC 7587) over TCP and UDP.
+#[test]
+fn av1_published_over_rtmp_plays_over_rtsp() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let rtmp = srv.url("live/rav1");
+    let mut publisher = publish(&f9, SVT_AV1, OPUS, &["-f", "flv", &rtmp]);
+    wait_publishing(&hook, &srv, &mut publisher, "rav1");
+
+    let rtsp = srv.rtsp_url("live/rav1");
+    assert_decodes(&srv, &f9, "RTSP over TCP", &rtsp, Some("av1"), Some("opus"));
+    let d = decode(&f9, &rtsp, &["-rtsp_transport", "udp"], PLAY);
+    assert!(
+        d.video >= MIN_VIDEO && d.audio >= MIN_AUDIO && d.codecs.contains("av1"),
+        "RTSP over UDP: {} pictures, {} audio frames, {:?}\n{}\n{}",
+        d.video,
+        d.audio,
+        d.codecs,
+        d.stderr,
+        srv.log_tail(30)
+    );
+    assert!(
+        !srv.log().contains("RTSP cannot carry this track"),
+        "no RTSP player is left without its AV1: {}",
+        srv.log_tail(30)
+    );
+    publisher.kill();
+}
+
+/// AV1 published over RTSP (FFmpeg 9, `-strict experimental`: its AV1 RTP packetizer is
+/// marked experimental) plays over RTMP and HTTP-FLV (Enhanced RTMP `av01`, with an
+/// AV1CodecConfigurationRecord made from the in-band sequence header) and over RTSP again.
+#[test]
+fn av1_published_over_rtsp_plays_over_rtmp_and_rtsp() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let rtsp = srv.rtsp_url("live/tav1");
+    let mut publisher = publish(
+        &f9,
+        SVT_AV1,
+        OPUS,
+        &[
+            "-strict",
+            "experimental",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            "tcp",
+            &rtsp,
+        ],
+    );
+    wait_publishing(&hook, &srv, &mut publisher, "tav1");
+
+    assert_decodes(
+        &srv,
+        &f9,
+        "RTMP",
+        &srv.url("live/tav1"),
+        Some("av1"),
+        Some("opus"),
+    );
+    assert_decodes(
+        &srv,
+        &f9,
+        "HTTP-FLV",
+        &srv.flv_url("live/tav1.flv"),
+        Some("av1"),
+        Some("opus"),
+    );
+    assert_decodes(&srv, &f9, "RTSP", &rtsp, Some("av1"), Some("opus"));
+    publisher.kill();
+}
+
+/// AV1 over SRT is not carried: no client here reads AV1 back from MPEG-TS (FFmpeg 9 writes
+/// it as unregistered private data and demuxes that as `bin_data`). An SRT player of an AV1 +
+/// Opus stream gets the Opus, its PMT declares no video, and its session says why.
+#[test]
+fn av1_is_left_out_for_srt_players_and_said_so() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let rtmp = srv.url("live/sav1");
+    let mut publisher = publish(&f9, SVT_AV1, OPUS, &["-f", "flv", &rtmp]);
+    wait_publishing(&hook, &srv, &mut publisher, "sav1");
+
+    let url = srt_play_url(&srv, "sav1");
+    let d = decode("ffmpeg", &url, &[], PLAY);
+    assert_eq!(
+        d.codecs.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["opus"],
+        "SRT: the PMT declares the Opus only\n{}\n{}",
+        d.stderr,
+        srv.log_tail(30)
+    );
+    assert!(
+        d.audio >= MIN_AUDIO,
+        "SRT: {} audio frames\n{}",
+        d.audio,
+        d.stderr
+    );
+    assert!(
+        srv.log()
+            .lines()
+            .any(|l| l.contains("MPEG-TS cannot carry this track") && l.contains("Av1")),
+        "the SRT player's session says why it gets no video: {}",
+        srv.log_tail(30)
+    );
+    publisher.kill();
 }

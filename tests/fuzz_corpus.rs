@@ -72,6 +72,7 @@ targets!(
     rtsp_message,
     sdp,
     rtp_depacketize,
+    rtp_av1,
     rtcp,
     rtp_roundtrip,
     rtp_packetize,

@@ -47,8 +47,9 @@ use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, Transport
 use crate::protocol::rtsp::reorder::ReorderBuffer;
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
-    AacPacketizer, AuHeaderLayout, LatmDepacketizer, OpusDepacketizer, OpusPacketizer, RtcpPacket,
-    RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer, OPUS_CLOCK_RATE,
+    AacPacketizer, AuHeaderLayout, Av1Depacketizer, Av1Packetizer, LatmDepacketizer,
+    OpusDepacketizer, OpusPacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
+    VideoPacketizer, OPUS_CLOCK_RATE,
 };
 use crate::protocol::rtsp::sdp::{self, SdpTrack};
 use crate::protocol::rtsp::{stream_url, Event, RequestId, RtspConnection, RtspError};
@@ -145,6 +146,7 @@ enum Depacketizer {
     Audio(AacDepacketizer),
     Latm(LatmDepacketizer),
     Opus(OpusDepacketizer),
+    Av1(Av1Depacketizer),
 }
 
 impl Depacketizer {
@@ -154,6 +156,7 @@ impl Depacketizer {
             Depacketizer::Audio(d) => d.push(packet).is_ok(),
             Depacketizer::Latm(d) => d.push(packet).is_ok(),
             Depacketizer::Opus(d) => d.push(packet).is_ok(),
+            Depacketizer::Av1(d) => d.push(packet).is_ok(),
         }
     }
 
@@ -163,6 +166,7 @@ impl Depacketizer {
             Depacketizer::Audio(d) => d.pop(),
             Depacketizer::Latm(d) => d.pop(),
             Depacketizer::Opus(d) => d.pop(),
+            Depacketizer::Av1(d) => d.pop(),
         }
     }
 
@@ -178,6 +182,9 @@ impl Depacketizer {
                 d.anchor(rtp_time, micros);
             }
             Depacketizer::Opus(d) => {
+                d.anchor(rtp_time, micros);
+            }
+            Depacketizer::Av1(d) => {
                 d.anchor(rtp_time, micros);
             }
         }
@@ -203,6 +210,7 @@ enum Packetizer {
     Video(Box<VideoPacketizer>),
     Audio(AacPacketizer),
     Opus(OpusPacketizer),
+    Av1(Av1Packetizer),
 }
 
 impl Packetizer {
@@ -211,6 +219,7 @@ impl Packetizer {
             Packetizer::Video(p) => p.packetize(frame, out),
             Packetizer::Audio(p) => p.packetize(frame, out),
             Packetizer::Opus(p) => p.packetize(frame, out),
+            Packetizer::Av1(p) => p.packetize(frame, out),
         };
     }
 
@@ -219,6 +228,7 @@ impl Packetizer {
             Packetizer::Video(p) => p.clock(),
             Packetizer::Audio(p) => p.clock(),
             Packetizer::Opus(p) => p.clock(),
+            Packetizer::Av1(p) => p.clock(),
         }
     }
 
@@ -227,6 +237,7 @@ impl Packetizer {
             Packetizer::Video(p) => p.stats(),
             Packetizer::Audio(p) => p.stats(),
             Packetizer::Opus(p) => p.stats(),
+            Packetizer::Av1(p) => p.stats(),
         };
         (s.next_sequence, s.packets, s.octets)
     }
@@ -736,10 +747,8 @@ impl RtspSession {
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
             )),
             Some(Codec::Opus) => Depacketizer::Opus(OpusDepacketizer::new()),
-            // No SDP names AV1 as a codec this server reads (see sdp::resolve_codec).
-            Some(Codec::Av1) | None => {
-                Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR))
-            }
+            Some(Codec::Av1) => Depacketizer::Av1(Av1Depacketizer::new()),
+            None => Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR)),
         };
         Incoming {
             depacketizer,
@@ -789,8 +798,8 @@ impl RtspSession {
                 info,
                 Some(stream.clone()),
             ));
-            // Each config with its track, so a config RTSP cannot carry (AV1) leaves its
-            // track out without shifting the others.
+            // Each config with its track, so a config RTSP cannot carry (multichannel Opus)
+            // leaves its track out without shifting the others.
             let mut carried: Vec<(&MediaFrame, SdpTrack)> = Vec::new();
             for (i, f) in snapshot.configs.iter().enumerate() {
                 match sdp::track_for_config(i, f.codec, &f.payload) {
@@ -1179,8 +1188,11 @@ impl RtspSession {
                     sequence,
                     clock,
                 )),
-                // Left out at DESCRIBE (sdp::track_for_config), so never set up.
-                Codec::Av1 => continue,
+                Codec::Av1 => {
+                    let mut p = Av1Packetizer::new(out.payload_type, out.ssrc, sequence, clock);
+                    let _ = p.set_config(&out.config);
+                    Packetizer::Av1(p)
+                }
             };
             if let Packetizer::Video(p) = &mut packetizer {
                 let _ = p.set_config(&out.config);
