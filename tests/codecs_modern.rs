@@ -243,12 +243,44 @@ fn opus_published_over_srt_plays_everywhere() {
         Some("h264"),
         Some("opus"),
     );
+    // GStreamer's srtsrc + tsdemux reads the Opus by its registration and opusdec decodes
+    // it (buffers reaching each sink, as the interop matrix counts them).
+    let (video, audio, log) = gst_srt_play(&srv, "sopus");
+    assert!(
+        video >= MIN_VIDEO && audio >= MIN_AUDIO,
+        "GStreamer srtsrc: {video} pictures, {audio} Opus frames\n{log}\n{}",
+        srv.log_tail(30)
+    );
     assert!(
         !srv.log().contains("streams this server cannot carry"),
         "the publisher's Opus is read: {}",
         srv.log_tail(30)
     );
     publisher.kill();
+}
+
+/// GStreamer 1.22 plays `name` over SRT for [`PLAY`] seconds (`srtsrc`, `tsdemux`, H.264
+/// and Opus decoders): (decoded pictures, decoded audio buffers, its log).
+fn gst_srt_play(srv: &Server, name: &str) -> (usize, usize, String) {
+    let url = srv.srt_url("");
+    let uri = url.split('?').next().unwrap_or_default();
+    let pipeline = format!(
+        "srtsrc uri={uri} streamid=#!::r=live/{name},m=request latency=120 ! tsdemux name=d \
+         d. ! queue ! h264parse ! avdec_h264 ! fakesink name=vs silent=false \
+         d. ! queue ! opusparse ! opusdec ! fakesink name=as silent=false"
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "3", "-s", "INT", &format!("{}", PLAY + 3.0)])
+        .args(["gst-launch-1.0", "-v", "-e"])
+        .args(pipeline.split_whitespace());
+    let out = run(&format!("gst srtsrc {name}"), &mut cmd, secs(30.0));
+    let count = |sink: &str| {
+        out.stdout
+            .lines()
+            .filter(|l| l.contains(&format!("({sink}:sink)")) && l.contains("chain"))
+            .count()
+    };
+    (count("vs"), count("as"), out.stderr)
 }
 
 /// Opus published over Enhanced RTMP (FFmpeg 9, with H.265) and over RTSP (Debian's FFmpeg
