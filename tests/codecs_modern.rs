@@ -440,3 +440,41 @@ fn av1_is_left_out_for_srt_players_and_said_so() {
     );
     publisher.kill();
 }
+
+/// GStreamer 1.22 publishes H.264 + Opus over SRT (`opusenc`, `mpegtsmux alignment=7`, which
+/// writes the same registration and extension descriptors as FFmpeg): FFmpeg 9 decodes both
+/// over RTMP, and the publisher's Opus is read, not reported as an unread stream type.
+#[test]
+fn gstreamer_publishes_opus_over_srt() {
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let url = srv.srt_url("");
+    let uri = url.split('?').next().unwrap_or_default();
+    let pipeline = format!(
+        "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 \
+         ! x264enc tune=zerolatency key-int-max=25 ! h264parse ! queue ! m. \
+         audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! opusenc ! opusparse \
+         ! queue ! m. mpegtsmux name=m alignment=7 ! srtsink uri={uri} \
+         streamid=#!::r=live/gopus,m=publish"
+    );
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(pipeline.split_whitespace());
+    let mut publisher = Proc::spawn("GStreamer srtsink opus", &mut cmd);
+    wait_publishing(&hook, &srv, &mut publisher, "gopus");
+
+    assert_decodes(
+        &srv,
+        &f9,
+        "RTMP",
+        &srv.url("live/gopus"),
+        Some("h264"),
+        Some("opus"),
+    );
+    assert!(
+        !srv.log().contains("streams this server cannot carry"),
+        "the publisher's Opus is read: {}",
+        srv.log_tail(30)
+    );
+    publisher.kill();
+}
