@@ -478,3 +478,54 @@ fn gstreamer_publishes_opus_over_srt() {
     );
     publisher.kill();
 }
+
+/// The metadata an SRT publisher's stream gets (MPEG-TS has none) names its Opus track, as an
+/// RTMP publisher's `onMetaData` does (`audiocodecid`: the FourCC `Opus` as a number), so an
+/// FLV player of an Opus-only stream is told at once that no video follows (the empty
+/// `videocodecid` object FFmpeg's FLV demuxer reads) instead of waiting its analysis time.
+#[test]
+fn an_srt_publishers_opus_is_named_in_the_flv_metadata() {
+    use std::io::{Read, Write};
+
+    let hook = HookServer::start();
+    let srv = server(&hook);
+    let f9 = ffmpeg9();
+    let url = srt_publish_url(&srv, "aopus");
+    let mut cmd = Command::new(&f9);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(OPUS)
+        .args(["-t", "40", "-f", "mpegts", &url]);
+    let mut publisher = Proc::spawn("ffmpeg9 publish opus over srt", &mut cmd);
+    wait_publishing(&hook, &srv, &mut publisher, "aopus");
+
+    let port = srv.httpflv_port.expect("HTTP-FLV");
+    let mut s = connect(port).expect("HTTP-FLV port");
+    s.write_all(b"GET /live/aopus.flv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    while got.len() < 32 * 1024 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let find = |needle: &[u8]| got.windows(needle.len()).position(|w| w == needle);
+    // `audiocodecid`, AMF0 number 0x4F707573 ('Opus').
+    let mut opus_id = b"audiocodecid\x00".to_vec();
+    opus_id.extend_from_slice(&f64::from(u32::from_be_bytes(*b"Opus")).to_be_bytes());
+    assert!(
+        find(&opus_id).is_some(),
+        "onMetaData names the Opus track: {:?}\n{}",
+        String::from_utf8_lossy(&got[..got.len().min(600)]),
+        srv.log_tail(30)
+    );
+    // The empty `videocodecid` object (AMF0 object 0x03, end 00 00 09).
+    assert!(
+        find(b"videocodecid\x03\x00\x00\x09").is_some(),
+        "the player is told no video follows: {:?}",
+        String::from_utf8_lossy(&got[..got.len().min(600)])
+    );
+    publisher.kill();
+}

@@ -1144,6 +1144,8 @@ pub struct SrtSession {
     demuxer: TsDemuxer,
     video: Option<Codec>,
     audio: Option<AacConfig>,
+    /// The channels of the publisher's Opus track (its audio when `audio` is `None`).
+    opus: Option<u8>,
     last_input: Instant,
     dropped_ingest: u64,
     /// The ignored stream types last logged.
@@ -1189,6 +1191,7 @@ impl SrtSession {
             demuxer: TsDemuxer::new(),
             video: None,
             audio: None,
+            opus: None,
             last_input: Instant::now(),
             dropped_ingest: 0,
             reported_ignored: Vec::new(),
@@ -1548,11 +1551,21 @@ impl SrtSession {
     fn note_config(&mut self, frame: &MediaFrame, stream: &Addr<StreamActor>) {
         let changed = match frame.track {
             Track::Video => self.video.replace(frame.codec) != Some(frame.codec),
+            Track::Audio if frame.codec == Codec::Opus => {
+                let channels = crate::protocol::codec::OpusHead::parse(&frame.payload)
+                    .ok()
+                    .map(|h| h.channels);
+                let changed = channels.is_some() && channels != self.opus;
+                if changed {
+                    (self.opus, self.audio) = (channels, None);
+                }
+                changed
+            }
             Track::Audio => {
                 let config = AacConfig::parse(&frame.payload).ok();
                 let changed = config.is_some() && config != self.audio;
                 if changed {
-                    self.audio = config;
+                    (self.audio, self.opus) = (config, None);
                 }
                 changed
             }
@@ -1575,6 +1588,13 @@ impl SrtSession {
                 MetaValue::Number(f64::from(audio.sample_rate)),
             ));
             entries.push(("stereo".to_owned(), MetaValue::Bool(audio.channels == 2)));
+        }
+        // Opus is named by FourCC, as FFmpeg's Enhanced RTMP onMetaData names it.
+        if let Some(channels) = self.opus {
+            let id = crate::protocol::flv::metadata_codec_id(Codec::Opus);
+            entries.push(("audiocodecid".to_owned(), MetaValue::Number(id)));
+            entries.push(("audiosamplerate".to_owned(), MetaValue::Number(48_000.0)));
+            entries.push(("stereo".to_owned(), MetaValue::Bool(channels == 2)));
         }
         entries.push((
             "encoder".to_owned(),
