@@ -2,8 +2,10 @@
 //! AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1), length-prefixed (AVCC) and
 //! start-code (Annex-B, ITU-T H.264 Annex B) NAL unit framing, the AudioSpecificConfig
 //! (ISO/IEC 14496-3 1.6.2.1) and the ADTS header (ISO/IEC 14496-3 1.A.2.2 / ISO/IEC 13818-7
-//! 6.2); for the Enhanced RTMP codecs, the AV1CodecConfigurationRecord (AV1 in ISOBMFF
-//! §2.3) and the Opus identification header (RFC 7845 §5.1).
+//! 6.2); for AV1 and Opus, the AV1CodecConfigurationRecord (AV1 in ISOBMFF §2.3), OBUs and
+//! LEB128, the sequence header fields the record and a keyframe test need (AV1 spec §5.5),
+//! the Opus identification header (RFC 7845 §5.1) and an Opus packet's duration (RFC 6716
+//! §3.1).
 //!
 //! Pure functions over bytes. This module owns the byte layouts only: it must not know about
 //! transports (TS, RTP, FLV), timestamps or frames.
