@@ -345,9 +345,6 @@ impl Av1Depacketizer {
             } else {
                 self.obu(&element)?;
             }
-            if count != 0 && index == count && !rest.is_empty() {
-                return Err(RtpError::Malformed(WHAT));
-            }
         }
         Ok(())
     }
