@@ -25,10 +25,11 @@ use crate::protocol::rtsp::message::{
 };
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_to_unix_micros, parse_rtcp, AacDepacketizer, AacPacketizer, AuHeaderLayout,
-    Av1Depacketizer, Av1Packetizer, LatmDepacketizer, OpusDepacketizer, RtcpPacket, RtpClock,
-    RtpPacket, VideoDepacketizer, VideoPacketizer,
+    Av1Depacketizer, Av1Packetizer, LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket,
+    VideoDepacketizer, VideoPacketizer,
 };
-use crate::protocol::rtsp::sdp::{self, SdpTrack};
+use crate::protocol::rtsp::sdp;
+use crate::protocol::rtsp::session::{Depacketizer, RtpPublish};
 use crate::protocol::rtsp::{Event as RtspEvent, RtspConnection};
 use crate::protocol::ts::{TsDemuxer, TsMuxer};
 use crate::protocol::{flv, http, srt};
@@ -142,10 +143,10 @@ fn drain_rtmp(conn: &mut ServerConnection, control: u8) {
                 let _ = conn.accept(request);
             }
             RtmpEvent::PublishRequested { request, .. } if control & 0x40 != 0 => {
-                let _ = conn.reject(request, rtmp::Rejection::AlreadyPublishing);
+                let _ = conn.refuse(request, rtmp::Rejection::AlreadyPublishing);
             }
             RtmpEvent::PlayRequested { request, .. } if control & 0x80 != 0 => {
-                let _ = conn.reject(request, rtmp::Rejection::NotFound);
+                let _ = conn.refuse(request, rtmp::Rejection::NotFound);
             }
             RtmpEvent::PublishRequested { request, .. } => {
                 let _ = conn.accept(request);
@@ -463,7 +464,9 @@ config=1190\r\na=control:streamid=1\r\n";
 pub fn rtsp_session(data: &[u8]) {
     let (control, stream) = data.split_first().map_or((0, &[][..]), |(c, s)| (*c, s));
     let mut conn = RtspConnection::new("fuzz");
-    let mut incoming: Vec<Depacketizer> = Vec::new();
+    let mut incoming = RtpPublish::new(&[]);
+    let mut frames = Vec::new();
+    let now = std::time::Instant::now();
     for piece in pieces(stream, control) {
         if conn.handle_input(piece).is_err() {
             return;
@@ -476,7 +479,7 @@ pub fn rtsp_session(data: &[u8]) {
                 RtspEvent::PublishRequested {
                     request, tracks, ..
                 } => {
-                    incoming = tracks.iter().map(Depacketizer::for_track).collect();
+                    incoming = RtpPublish::new(&tracks);
                     let _ = conn.accept(request);
                 }
                 RtspEvent::PlayRequested { request, .. } => {
@@ -510,9 +513,8 @@ pub fn rtsp_session(data: &[u8]) {
                         _ => None,
                     });
                     if let Some((Some(index), rtcp)) = track {
-                        if let Some(d) = incoming.get_mut(index) {
-                            d.receive(data, rtcp);
-                        }
+                        incoming.receive(index, rtcp, data, now, &mut frames);
+                        frames.clear();
                     }
                 }
                 RtspEvent::RecordStarted | RtspEvent::Teardown | RtspEvent::Refused { .. } => {}
@@ -583,91 +585,6 @@ pub fn sdp(data: &[u8]) {
     let _ = sdp::build("127.0.0.1", "fuzz", &tracks);
 }
 
-/// A publisher's track as the RTSP session receives it.
-enum Depacketizer {
-    Video(Box<VideoDepacketizer>),
-    Audio(AacDepacketizer),
-    Latm(LatmDepacketizer),
-    Opus(OpusDepacketizer),
-    Av1(Av1Depacketizer),
-}
-
-impl Depacketizer {
-    /// The depacketizer the RTSP session makes for an announced track.
-    fn for_track(track: &SdpTrack) -> Depacketizer {
-        match track.codec {
-            Some(Codec::H264) => {
-                Depacketizer::Video(Box::new(VideoDepacketizer::h264(track.config.clone())))
-            }
-            Some(Codec::H265) => Depacketizer::Video(Box::new(VideoDepacketizer::h265(
-                track.parameter_sets.clone(),
-            ))),
-            Some(Codec::Aac) if track.encoding.eq_ignore_ascii_case("MP4A-LATM") => {
-                let subframes = track.latm().map_or(1, |l| l.subframes);
-                Depacketizer::Latm(LatmDepacketizer::new(track.clock_rate, subframes))
-            }
-            Some(Codec::Aac) => Depacketizer::Audio(AacDepacketizer::new(
-                track.clock_rate,
-                AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
-            )),
-            Some(Codec::Opus) => Depacketizer::Opus(OpusDepacketizer::new()),
-            Some(Codec::Av1) => Depacketizer::Av1(Av1Depacketizer::new()),
-            None => Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR)),
-        }
-    }
-
-    /// One RTP or RTCP packet, as the session handles it.
-    fn receive(&mut self, data: Bytes, rtcp: bool) {
-        if rtcp || is_rtcp(&data) {
-            for packet in parse_rtcp(&data).unwrap_or_default() {
-                if let RtcpPacket::SenderReport { ntp, rtp_time, .. } = packet {
-                    let wall = ntp_to_unix_micros(ntp);
-                    let _ = match self {
-                        Depacketizer::Video(d) => d.anchor(rtp_time, wall),
-                        Depacketizer::Audio(d) => d.anchor(rtp_time, wall),
-                        Depacketizer::Latm(d) => d.anchor(rtp_time, wall),
-                        Depacketizer::Opus(d) => d.anchor(rtp_time, wall),
-                        Depacketizer::Av1(d) => d.anchor(rtp_time, wall),
-                    };
-                }
-            }
-            return;
-        }
-        let Ok(packet) = RtpPacket::parse(data) else {
-            return;
-        };
-        match self {
-            Depacketizer::Video(d) => {
-                if d.push(&packet).is_ok() {
-                    while d.pop().is_some() {}
-                }
-            }
-            Depacketizer::Audio(d) => {
-                if d.push(&packet).is_ok() {
-                    while d.pop().is_some() {}
-                }
-            }
-            Depacketizer::Latm(d) => {
-                if d.push(&packet).is_ok() {
-                    while d.pop().is_some() {}
-                }
-            }
-            Depacketizer::Opus(d) => {
-                if d.push(&packet).is_ok() {
-                    while d.pop().is_some() {}
-                }
-            }
-            Depacketizer::Av1(d) => {
-                if d.push(&packet).is_ok() {
-                    while let Some(frame) = d.pop() {
-                        check_av1_frame(&frame);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// What the AV1 depacketizer hands on must be what the frame model promises: a config that
 /// is a valid AV1CodecConfigurationRecord, a temporal unit of whole OBUs with size fields.
 fn check_av1_frame(frame: &MediaFrame) {
@@ -693,9 +610,11 @@ pub fn rtp_av1(data: &[u8]) {
     let which = input.u8();
     if which & 1 == 0 {
         let mut depacketizer = Depacketizer::Av1(Av1Depacketizer::new());
+        let mut frames = Vec::new();
         while !input.is_empty() {
             let packet = Bytes::copy_from_slice(input.piece());
-            depacketizer.receive(packet, false);
+            depacketizer.receive(packet, false, &mut frames);
+            frames.drain(..).for_each(|f| check_av1_frame(&f));
         }
         return;
     }
@@ -825,9 +744,11 @@ pub fn rtp_depacketize(data: &[u8]) {
             Depacketizer::Audio(AacDepacketizer::new(48_000, layout))
         }
     };
+    let mut frames = Vec::new();
     while !input.is_empty() {
         let packet = Bytes::copy_from_slice(input.piece());
-        depacketizer.receive(packet, false);
+        depacketizer.receive(packet, false, &mut frames);
+        frames.clear();
     }
 }
 
@@ -1190,7 +1111,7 @@ pub fn srt_streamid(data: &[u8]) {
         return;
     };
     let _ = srt::StreamId::parse(text);
-    let decoded = crate::session::srt::url_decoded_streamid(text);
+    let decoded = crate::protocol::srt::handshake::url_decoded_streamid(text);
     let _ = srt::StreamId::parse(&decoded);
 }
 

@@ -16,13 +16,15 @@ use tokio::net::TcpSocket;
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: u32 = 1024;
 
-use crate::config::{Config, Protocol, Section, DEFAULT_RTP_PORTS};
+use crate::config::{Config, Protocol, Section};
 use crate::limits::ConnectionLimits;
 use crate::listener::{accept_loop, Admit, Pool, Refuse, StartSession, Worker};
 use crate::session::httpflv::HttpFlvSession;
+use crate::session::output::PlayerLimits;
 use crate::session::rtmp::RtmpSession;
+use crate::session::rtsp::ports::RtpPorts;
 use crate::session::rtsp::RtspSession;
-use crate::session::{PlayerLimits, SessionContext, SessionSettings};
+use crate::session::{SessionContext, SessionSettings};
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +59,12 @@ pub struct Server {
     pub rtsp_addr: Option<SocketAddr>,
 }
 
-/// Binds one protocol's TCP port and starts its accept loop. `write_merge` and `rtp_ports` are
-/// the protocol's own settings its sessions need.
+/// Binds one protocol's TCP port and starts its accept loop. `write_merge` and `rtp_ports` (the
+/// RTSP listener's port pairs, which it owns) are the protocol's own settings its sessions need.
 async fn listen<P: Protocol>(
     config: &Section<P>,
     write_merge: Duration,
-    rtp_ports: (u16, u16),
+    rtp_ports: Option<Arc<RtpPorts>>,
     pool: &Arc<Pool>,
     start: StartSession,
     refuse: Refuse,
@@ -135,7 +137,7 @@ impl Server {
             });
             workers.push(Worker {
                 arbiter: handle,
-                shared: SessionContext {
+                context: SessionContext {
                     notify,
                     registry: registry.clone(),
                     done: done.clone(),
@@ -156,10 +158,10 @@ impl Server {
             let (addr, task) = listen(
                 &config.rtmp,
                 config.rtmp.options.write_merge,
-                DEFAULT_RTP_PORTS,
+                None,
                 &pool,
-                |socket, peer, shared, settings, admission| {
-                    RtmpSession::start(socket, peer, shared, settings, admission);
+                |accepted| {
+                    RtmpSession::start(accepted);
                 },
                 Refuse::Close,
             )
@@ -171,10 +173,10 @@ impl Server {
             let (addr, task) = listen(
                 &config.httpflv,
                 config.httpflv.options.write_merge,
-                DEFAULT_RTP_PORTS,
+                None,
                 &pool,
-                |socket, peer, shared, settings, admission| {
-                    HttpFlvSession::start(socket, peer, shared, settings, admission);
+                |accepted| {
+                    HttpFlvSession::start(accepted);
                 },
                 Refuse::Http,
             )
@@ -186,10 +188,11 @@ impl Server {
             let (addr, task) = listen(
                 &config.rtsp,
                 config.rtsp.options.write_merge,
-                config.rtsp.options.rtp_ports,
+                // The listener's own port pairs, handed to each of its sessions.
+                Some(RtpPorts::new(config.rtsp.options.rtp_ports)),
                 &pool,
-                |socket, peer, shared, settings, admission| {
-                    RtspSession::start(socket, peer, shared, settings, admission);
+                |accepted| {
+                    RtspSession::start(accepted);
                 },
                 Refuse::Rtsp,
             )
@@ -197,9 +200,9 @@ impl Server {
             rtsp_addr = Some(addr);
             listeners.push(task);
         }
-        // ---- SRT (UDP): the supervised SRT listener; see session::srt ----
+        // ---- SRT (UDP): the supervised SRT listener; see listener::srt ----
         if config.srt.enable {
-            let (_addr, task) = crate::session::srt::listen(&config.srt, srt_workers)
+            let (_addr, task) = crate::listener::srt::listen(&config.srt, srt_workers)
                 .await
                 .map_err(|source| ServerError::Bind {
                     protocol: "srt",

@@ -81,6 +81,78 @@ pub fn metadata_codec_id(codec: Codec) -> f64 {
     }
 }
 
+/// The `onMetaData` FLV players expect, made from the codec configs of a source that sends
+/// none (MPEG-TS), so they see the codecs as they would from an RTMP publisher: a new one each
+/// time the tracks change.
+#[derive(Debug, Default)]
+pub struct SynthesizedMetadata {
+    video: Option<Codec>,
+    audio: Option<crate::protocol::codec::AacConfig>,
+    /// The channels of an Opus audio track (the audio when `audio` is `None`).
+    opus: Option<u8>,
+}
+
+impl SynthesizedMetadata {
+    /// Takes a config frame; `Some` metadata when the tracks changed with it.
+    pub fn note(&mut self, frame: &MediaFrame) -> Option<Metadata> {
+        if frame.kind != FrameKind::Config {
+            return None;
+        }
+        let changed = match frame.track {
+            Track::Video => self.video.replace(frame.codec) != Some(frame.codec),
+            Track::Audio if frame.codec == Codec::Opus => {
+                let channels = crate::protocol::codec::OpusHead::parse(&frame.payload)
+                    .ok()
+                    .map(|h| h.channels);
+                let changed = channels.is_some() && channels != self.opus;
+                if changed {
+                    (self.opus, self.audio) = (channels, None);
+                }
+                changed
+            }
+            Track::Audio => {
+                let config = crate::protocol::codec::AacConfig::parse(&frame.payload).ok();
+                let changed = config.is_some() && config != self.audio;
+                if changed {
+                    (self.audio, self.opus) = (config, None);
+                }
+                changed
+            }
+        };
+        if !changed {
+            return None;
+        }
+        let mut entries = Vec::new();
+        // FLV players get H.265 as Enhanced RTMP, whose onMetaData names it by FourCC.
+        if let Some(video) = self.video {
+            entries.push((
+                "videocodecid".to_owned(),
+                MetaValue::Number(metadata_codec_id(video)),
+            ));
+        }
+        if let Some(audio) = &self.audio {
+            entries.push(("audiocodecid".to_owned(), MetaValue::Number(10.0)));
+            entries.push((
+                "audiosamplerate".to_owned(),
+                MetaValue::Number(f64::from(audio.sample_rate)),
+            ));
+            entries.push(("stereo".to_owned(), MetaValue::Bool(audio.channels == 2)));
+        }
+        // Opus is named by FourCC, as FFmpeg's Enhanced RTMP onMetaData names it.
+        if let Some(channels) = self.opus {
+            let id = metadata_codec_id(Codec::Opus);
+            entries.push(("audiocodecid".to_owned(), MetaValue::Number(id)));
+            entries.push(("audiosamplerate".to_owned(), MetaValue::Number(48_000.0)));
+            entries.push(("stereo".to_owned(), MetaValue::Bool(channels == 2)));
+        }
+        entries.push((
+            "encoder".to_owned(),
+            MetaValue::Text("streamgate (from SRT/MPEG-TS)".to_owned()),
+        ));
+        Some(Metadata { entries })
+    }
+}
+
 /// Enhanced RTMP video packet types (VideoPacketType).
 const VIDEO_SEQUENCE_START: u8 = 0;
 const VIDEO_CODED_FRAMES: u8 = 1;

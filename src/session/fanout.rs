@@ -18,7 +18,7 @@
 //! sessions through `Rc`, and only [`Deliver`] and [`StreamEnded`] cross threads.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use actix::prelude::*;
@@ -29,8 +29,9 @@ use streamgate_actors::stream::{
     Deliver, Delivery, Snapshot, StreamActor, StreamEnded, Subscribe, Unsubscribe,
 };
 
-use super::writer::{WriteError, Writer};
-use super::Backlog;
+use super::arbiter::ArbiterState;
+use super::output::tcp::Writer;
+use super::output::{Backlog, SendError};
 
 /// Frames a group keeps for players whose snapshot is older than the group's last frame:
 /// about 2 s of a 25 fps stream with AAC audio, far more than the time between a snapshot and
@@ -51,36 +52,21 @@ pub trait Encode {
 
 /// One player of a group: where its frames go and how.
 pub struct Member {
-    writer: Rc<Writer>,
-    backlog: Backlog,
-    encoder: Box<dyn Encode>,
-    from_seq: u64,
-    /// The player's session: metadata and the end of the stream are told to it.
-    metadata: Recipient<Deliver>,
-    ended: Recipient<StreamEnded>,
+    /// The player's output.
+    pub writer: Rc<Writer>,
+    /// Its drop policy.
+    pub backlog: Backlog,
+    /// Its wire form.
+    pub encoder: Box<dyn Encode>,
+    /// The number of the first live frame it takes (its snapshot's [`Snapshot::next_seq`]).
+    pub from_seq: u64,
+    /// The player's session: metadata is told to it.
+    pub metadata: Recipient<Deliver>,
+    /// The player's session: the end of the stream is told to it.
+    pub ended: Recipient<StreamEnded>,
 }
 
 impl Member {
-    /// A player that takes live frames numbered `from_seq` on (its snapshot's
-    /// [`Snapshot::next_seq`]).
-    pub fn new(
-        writer: Rc<Writer>,
-        backlog: Backlog,
-        encoder: Box<dyn Encode>,
-        from_seq: u64,
-        metadata: Recipient<Deliver>,
-        ended: Recipient<StreamEnded>,
-    ) -> Self {
-        Member {
-            writer,
-            backlog,
-            encoder,
-            from_seq,
-            metadata,
-            ended,
-        }
-    }
-
     fn take(&mut self, frame: &MediaFrame, seq: u64) {
         if seq < self.from_seq || !self.backlog.admit(frame, self.writer.pending_bytes()) {
             return;
@@ -90,14 +76,14 @@ impl Member {
         };
         match self.writer.send_merged(bytes) {
             Ok(()) => {}
-            Err(WriteError::Full) => self.backlog.overflowed(),
+            Err(SendError::Full) => self.backlog.overflowed(),
             // The session sees its writer closed on its next timer tick and leaves.
-            Err(WriteError::Closed) => {}
+            Err(SendError::Closed) => {}
         }
     }
 }
 
-struct GroupState {
+pub(super) struct GroupState {
     /// The id the group subscribes to the stream with.
     id: u64,
     stream: Addr<StreamActor>,
@@ -116,16 +102,14 @@ struct GroupState {
     closed: bool,
 }
 
-type Shared = Rc<RefCell<GroupState>>;
-
-thread_local! {
-    static GROUPS: RefCell<HashMap<Addr<StreamActor>, Shared>> = RefCell::new(HashMap::new());
-}
+/// A group's state, shared by the group actor and its players' sessions on one arbiter.
+pub(super) type Group = Rc<RefCell<GroupState>>;
 
 /// The group of `stream`'s players on this arbiter, started if there is none.
-fn group_for(stream: &Addr<StreamActor>) -> Shared {
-    GROUPS.with(|groups| {
-        groups
+fn group_for(stream: &Addr<StreamActor>) -> Group {
+    ArbiterState::with(|arbiter| {
+        arbiter
+            .groups
             .borrow_mut()
             .entry(stream.clone())
             .or_insert_with(|| {
@@ -153,15 +137,15 @@ fn group_for(stream: &Addr<StreamActor>) -> Shared {
 }
 
 /// Leaves this arbiter's table and the stream once no player is in or joining the group.
-fn close_if_empty(state: &Shared) {
+fn close_if_empty(state: &Group) {
     let mut group = state.borrow_mut();
     if group.closed || group.joining > 0 || !group.members.is_empty() {
         return;
     }
     group.closed = true;
     // `try_with`: a group may be let go while the arbiter's thread is ending.
-    let _ = GROUPS.try_with(|groups| {
-        let mut groups = groups.borrow_mut();
+    let _ = ArbiterState::try_with(|arbiter| {
+        let mut groups = arbiter.groups.borrow_mut();
         if groups
             .get(&group.stream)
             .is_some_and(|g| Rc::ptr_eq(g, state))
@@ -199,7 +183,7 @@ pub async fn join(stream: Addr<StreamActor>) -> Option<(Snapshot, Joining)> {
 
 /// A player between its snapshot and its first live frame; dropping it gives up the join.
 pub struct Joining {
-    state: Option<Shared>,
+    state: Option<Group>,
 }
 
 impl Joining {
@@ -244,7 +228,7 @@ impl Drop for Joining {
 
 /// A player's place in its group; dropping it leaves.
 pub struct Membership {
-    state: Shared,
+    state: Group,
     id: u64,
 }
 
@@ -260,7 +244,7 @@ impl Drop for Membership {
 
 /// The subscriber the players of one stream on one arbiter share.
 pub struct FanoutGroup {
-    state: Shared,
+    state: Group,
 }
 
 impl Actor for FanoutGroup {
@@ -390,6 +374,7 @@ mod tests {
             server.into_split().1,
             tracing::Span::none(),
             Duration::ZERO,
+            Default::default(),
         ));
         let (snapshot, joining) = join(stream.clone()).await.expect("the stream is live");
         for f in &snapshot.gop {
@@ -409,14 +394,14 @@ mod tests {
             queue_bytes: 1 << 20,
             stall_timeout: Duration::from_secs(10),
         };
-        let member = Member::new(
-            player.writer.clone(),
-            Backlog::new(limits),
-            Box::new(Numbers),
+        let member = Member {
+            writer: player.writer.clone(),
+            backlog: Backlog::new(limits, Default::default()),
+            encoder: Box::new(Numbers),
             from_seq,
-            session.clone().recipient(),
-            session.clone().recipient(),
-        );
+            metadata: session.clone().recipient(),
+            ended: session.clone().recipient(),
+        };
         player.membership = Some(joining.activate(member));
     }
 
@@ -479,6 +464,6 @@ mod tests {
         assert_eq!(received(second).await, all);
         assert_eq!(received(third).await, all);
         // Every player left: the group left the stream and this arbiter's table.
-        assert!(GROUPS.with(|g| g.borrow().is_empty()));
+        assert!(ArbiterState::with(|a| a.groups.borrow().is_empty()));
     }
 }

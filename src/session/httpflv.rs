@@ -16,29 +16,26 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use streamgate_actors::media::{MediaFrame, StreamKey, Track};
-use streamgate_actors::notify;
-use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
-use streamgate_actors::stream::{Deliver, Delivery, Snapshot, StreamEnded};
-use tokio::net::TcpStream;
-use tracing::field::Empty;
+use streamgate_actors::notify::Decision;
+use streamgate_actors::session::Protocol;
+use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 
-use super::fanout::{Encode, Member, Membership};
-use super::writer::{WriteError, Writer};
-use super::{
-    ask, read_or_stop, request_play, shared_encoding, Active, Attach, Backlog, PlayOutcome,
-    PlayerLimits, Role, SessionContext, SessionSettings,
+use super::arbiter::cached_encoding;
+use super::core::{
+    after_connect, request_play, session_actor, Attach, PlayOutcome, Role, Session, SessionCore,
 };
-use crate::limits::Admission;
+use super::fanout::Encode;
+use super::output::tcp::Writer;
+use super::output::{Output, SendError};
+use super::{tcp_input, TcpAccept, TcpParts};
 use crate::protocol::flv;
 use crate::protocol::http::{error_response, flv_path, parse_request, response_head, Request};
 
-/// The [`shared_encoding`] form of FLV tags.
+/// The [`cached_encoding`] form of FLV tags.
 const FLV_FORM: u64 = u64::from_be_bytes(*b"flv-tags");
 
-/// Mailbox capacity of a player: live frames waiting to be written.
-pub const SESSION_MAILBOX: usize = 1024;
-/// Time a client has to send its request head.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Time a client has from TCP accept to its first (and only) request head.
+pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -54,75 +51,55 @@ enum State {
 
 /// One HTTP-FLV player connection.
 pub struct HttpFlvSession {
-    /// Its place within the section's connection limits, given back when the session ends.
-    _admission: Admission,
+    core: SessionCore,
     writer: Rc<Writer>,
-    peer: SocketAddr,
     local: SocketAddr,
-    clientid: ClientId,
-    shared: SessionContext,
-    span: tracing::Span,
     input: BytesMut,
     state: State,
-    /// The allowed play, which owes one `on_done`.
-    active: Option<Active>,
-    /// A player's stall check (its drop policy is its [`Member`]'s).
-    backlog: Backlog,
-    limits: PlayerLimits,
-    /// A player's place in its arbiter's fan-out group.
-    membership: Option<Membership>,
 }
 
 impl HttpFlvSession {
     /// Starts the session actor for an accepted socket on the current arbiter.
-    pub fn start(
-        socket: TcpStream,
-        peer: SocketAddr,
-        shared: SessionContext,
-        settings: SessionSettings,
-        admission: Admission,
-    ) -> Addr<Self> {
-        let clientid = next_client_id();
-        let local = socket.local_addr().unwrap_or(peer);
-        let span = tracing::info_span!(
-            "session",
-            clientid,
-            peer = %peer,
-            protocol = "httpflv",
-            app = Empty,
-            name = Empty
-        );
-        let (read, write) = socket.into_split();
-        let writer = Rc::new(Writer::spawn(write, span.clone(), settings.write_merge));
+    pub fn start(accepted: TcpAccept) -> Addr<Self> {
+        let TcpParts {
+            core,
+            read,
+            writer,
+            local,
+            ..
+        } = accepted.open(Protocol::HttpFlv);
+        let writer = Rc::new(writer);
         HttpFlvSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));
             HttpFlvSession {
-                _admission: admission,
+                core,
                 writer,
-                peer,
                 local,
-                clientid,
-                shared,
-                span,
                 input: BytesMut::new(),
                 state: State::Request,
-                active: None,
-                backlog: Backlog::new(settings.player),
-                limits: settings.player,
-                membership: None,
             }
         })
     }
 
-    fn info(&self, app: &str, name: &str, url: String) -> SessionInfo {
-        SessionInfo {
-            protocol: Protocol::HttpFlv,
-            clientid: self.clientid,
-            addr: self.peer.ip(),
-            app: app.to_owned(),
-            url,
-            name: name.to_owned(),
-            tcurl: String::new(),
+    /// A read from the client: its request head until it is complete.
+    fn input(&mut self, bytes: BytesMut, ctx: &mut Context<Self>) {
+        if self.state != State::Request {
+            // A player has nothing more to say; what it sends is read only to notice it leave.
+            return;
+        }
+        self.input.extend_from_slice(&bytes);
+        match parse_request(&self.input) {
+            Ok(None) => {}
+            Ok(Some((request, _))) => {
+                self.input = BytesMut::new();
+                self.handle_request(request, ctx);
+            }
+            Err(e) => {
+                let _s = self.core.enter();
+                tracing::info!(error = %e, "bad request");
+                drop(_s);
+                self.answer(error_response(400, &e.to_string()), ctx);
+            }
         }
     }
 
@@ -134,7 +111,7 @@ impl HttpFlvSession {
     }
 
     fn handle_request(&mut self, request: Request, ctx: &mut Context<Self>) {
-        let _s = self.span.clone().entered();
+        let _s = self.core.enter();
         tracing::info!(method = %request.method, target = %request.target, "request");
         match request.method.as_str() {
             "GET" | "HEAD" => {}
@@ -153,38 +130,28 @@ impl HttpFlvSession {
         let Some(path) = flv_path(&request.target) else {
             return self.answer(error_response(400, "expected /{app}/{name}.flv"), ctx);
         };
-        self.span.record("app", path.app.as_str());
-        self.span.record("name", path.name.as_str());
+        self.core.span.record("app", path.app.as_str());
+        self.core.span.record("name", path.name.as_str());
         let host = request
             .host
             .clone()
             .unwrap_or_else(|| self.local.to_string());
         let url = format!("http://{host}{}", request.target);
-        let connect_info = self.info(&path.app, "", url.clone());
-        let play_info = self.info(&path.app, &path.name, url);
+        let connect_info = self.core.info(&path.app, "", &url, "");
+        let play_info = self.core.info(&path.app, &path.name, &url, "");
         let key = StreamKey::new(path.app, path.name);
         let head_only = request.method == "HEAD";
-        let shared = self.shared.clone();
-        let info = play_info.clone();
-        let asked = async move {
-            let connect = ask(shared.notify.send(notify::Connect { info: connect_info })).await;
-            if !connect.is_allow() {
-                return ("connect", PlayOutcome::Denied(connect));
-            }
-            (
-                "play",
-                request_play(shared, info, key, Attach::Shared).await,
-            )
-        };
+        let context = self.core.context.clone();
+        let play = request_play(context.clone(), play_info.clone(), key, Attach::Shared);
+        let asked = after_connect(context, connect_info, "play", play, PlayOutcome::Denied);
         self.state = State::Deciding;
         ctx.wait(
             asked
                 .into_actor(self)
                 .map(move |(call, outcome), act, ctx| {
-                    let _s = act.span.clone().entered();
                     match outcome {
                         PlayOutcome::Denied(decision) => {
-                            tracing::info!(call, ?decision, "refused");
+                            act.core.log_decision(call, &decision);
                             let status = decision.deny_status();
                             act.answer(
                                 error_response(status, "refused by the server's access policy"),
@@ -192,17 +159,18 @@ impl HttpFlvSession {
                             );
                         }
                         PlayOutcome::NotFound => {
-                            tracing::info!("allowed; no such stream");
-                            act.active =
-                                Some(Active::begin(&act.shared, Role::Player, play_info, None));
+                            act.core.log_decision("play", &Decision::Allow);
+                            let _s = act.core.enter();
+                            tracing::info!("no such stream");
+                            drop(_s);
+                            act.core.begin(Role::Player, play_info, None);
                             act.answer(error_response(404, "no such live stream"), ctx);
                         }
                         PlayOutcome::Playing(_, snapshot, joining) => {
-                            tracing::info!("allowed; playing");
+                            act.core.log_decision("play", &Decision::Allow);
                             // Attached through the arbiter's group: leaving it is the
                             // membership's drop.
-                            act.active =
-                                Some(Active::begin(&act.shared, Role::Player, play_info, None));
+                            act.core.begin(Role::Player, play_info, None);
                             if head_only {
                                 let head = response_head(200, &[("Content-Type", "video/x-flv")]);
                                 act.answer(head, ctx);
@@ -217,15 +185,14 @@ impl HttpFlvSession {
                                     }
                                 }
                                 if let Some(joining) = joining {
-                                    let member = Member::new(
-                                        act.writer.clone(),
-                                        Backlog::new(act.limits).in_span(act.span.clone()),
+                                    let writer = act.writer.clone();
+                                    act.core.join_group(
+                                        joining,
+                                        writer,
                                         Box::new(FlvTags),
                                         from_seq,
-                                        ctx.address().recipient(),
-                                        ctx.address().recipient(),
+                                        &ctx.address(),
                                     );
-                                    act.membership = Some(joining.activate(member));
                                 }
                             }
                         }
@@ -238,7 +205,7 @@ impl HttpFlvSession {
     /// the tags every player on this arbiter shares.
     fn start_of_body(&mut self, snapshot: Snapshot) -> Vec<Bytes> {
         let (has_audio, has_video, left_out) =
-            super::flv_tracks(&self.span, "FLV", &snapshot.configs);
+            super::flv_tracks(&self.core.span, "FLV", &snapshot.configs);
         let metadata = snapshot.metadata.as_deref();
         let (audio, video) = flv::announced_tracks(has_audio, has_video, metadata);
         let left = |track| left_out.iter().any(|&(t, _)| t == track);
@@ -274,82 +241,28 @@ impl HttpFlvSession {
         }
         start
     }
+}
 
-    /// Ends the allowed play: leaves the stream and sends its one `on_done`.
-    fn finish(&mut self, why: &str) {
-        self.membership = None;
-        if let Some(active) = self.active.take() {
-            let _s = self.span.clone().entered();
-            active.finish(&self.shared, why);
-        }
+impl Session for HttpFlvSession {
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>) {
+        (&mut self.core, Some(&*self.writer))
+    }
+
+    fn first_request_done(&self) -> bool {
+        self.state != State::Request
+    }
+
+    fn stream_ending(&mut self, _ctx: &mut Context<Self>) {
+        self.state = State::Closing;
     }
 }
 
-impl Actor for HttpFlvSession {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(SESSION_MAILBOX);
-        let _s = self.span.clone().entered();
-        tracing::info!("connection started");
-        drop(_s);
-        ctx.run_later(REQUEST_DEADLINE, |act, ctx| {
-            if act.state == State::Request {
-                let _s = act.span.clone().entered();
-                tracing::info!("no request in time; closing");
-                ctx.stop();
-            }
-        });
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            let _s = act.span.clone().entered();
-            if act.backlog.output_gone(&act.writer) {
-                ctx.stop();
-            }
-        });
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.finish("connection closed");
-        let _s = self.span.clone().entered();
-        tracing::info!("connection stopped");
-    }
-}
-
-impl StreamHandler<Result<BytesMut, std::io::Error>> for HttpFlvSession {
-    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Self::Context) {
-        let Some(bytes) = read_or_stop(item, &self.span, ctx) else {
-            return;
-        };
-        if self.state != State::Request {
-            // A player has nothing more to say; what it sends is read only to notice it leave.
-            return;
-        }
-        self.input.extend_from_slice(&bytes);
-        match parse_request(&self.input) {
-            Ok(None) => {}
-            Ok(Some((request, _))) => {
-                self.input = BytesMut::new();
-                self.handle_request(request, ctx);
-            }
-            Err(e) => {
-                let _s = self.span.clone().entered();
-                tracing::info!(error = %e, "bad request");
-                drop(_s);
-                self.answer(error_response(400, &e.to_string()), ctx);
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        let _s = self.span.clone().entered();
-        tracing::debug!("client closed the connection");
-        ctx.stop();
-    }
-}
+session_actor!(HttpFlvSession, Some(FIRST_REQUEST_DEADLINE));
+tcp_input!(HttpFlvSession);
 
 /// One FLV tag per frame for every player on this arbiter.
 fn frame_tag(frame: &MediaFrame) -> Bytes {
-    shared_encoding(frame, FLV_FORM, |out| {
+    cached_encoding(frame, FLV_FORM, |out| {
         flv::write_frame_tag(out, frame);
     })
 }
@@ -377,21 +290,8 @@ impl Handler<Deliver> for HttpFlvSession {
         let mut out = BytesMut::new();
         flv::write_metadata_tag(&mut out, &metadata);
         // Behind the frames already queued, like the metadata was behind them.
-        if self.writer.send_merged(out.freeze()) == Err(WriteError::Closed) {
+        if self.writer.send_merged(out.freeze()) == Err(SendError::Closed) {
             ctx.stop();
         }
-    }
-}
-
-impl Handler<StreamEnded> for HttpFlvSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: StreamEnded, ctx: &mut Self::Context) {
-        let _s = self.span.clone().entered();
-        tracing::info!(stream = %msg.key, "stream ended under the player");
-        drop(_s);
-        self.finish("stream ended");
-        self.state = State::Closing;
-        ctx.stop();
     }
 }

@@ -1,26 +1,31 @@
-//! One actor per client connection, one file per protocol: thin IO shells over the sans-IO
+//! One actor per client connection, one module per protocol: thin IO shells over the sans-IO
 //! cores in `protocol/`. They own the socket, feed bytes to their core, drain all of its
 //! outputs after every input, and ask the core actors for every decision: hooks through the
 //! arbiter's `NotifyActor`, streams through the `Registry`. They never decide policy.
+//!
+//! What every session has (clientid, span, usage, the active play or publish and its one
+//! `on_done`, `request_play` / `request_publish`, kick and stream end) is the [`core`]; how
+//! its output falls behind, drops and stalls is [`output`]. A session actor is its protocol
+//! state, one output and one core.
 
+pub mod arbiter;
+pub mod core;
 pub mod fanout;
 pub mod httpflv;
+pub mod output;
 pub mod rtmp;
 pub mod rtsp;
 pub mod srt;
-pub mod writer;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix::{Addr, Recipient};
-use bytes::{Bytes, BytesMut};
-use streamgate_actors::media::{Codec, FrameKind, MediaFrame, StreamKey, Track};
-use streamgate_actors::notify::{self, Decision, DenyReason, DoneTracker, NotifyActor};
-use streamgate_actors::registry::{Lookup, Registry};
-use streamgate_actors::session::SessionInfo;
-use streamgate_actors::stream::{
-    Deliver, Snapshot, StreamActor, StreamEnded, Subscribe, Unpublish, Unsubscribe,
-};
+use actix::Addr;
+use bytes::BytesMut;
+use streamgate_actors::media::{Codec, MediaFrame, Track};
+use streamgate_actors::notify::{DoneTracker, NotifyActor};
+use streamgate_actors::registry::Registry;
+
+use output::PlayerLimits;
 
 /// Bytes read from a client socket at most per read. Players, by far the most connections,
 /// send almost nothing after their request, and a read buffer stays allocated for the life of
@@ -51,301 +56,80 @@ pub struct SessionContext {
     pub done: DoneTracker,
 }
 
-/// Whether a session publishes or plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends a stream in.
-    Publisher,
-    /// Takes a stream out.
-    Player,
+/// An accepted TCP connection, handed to its session's `start` on the arbiter it will live on.
+pub struct TcpAccept {
+    /// The socket, registered with this arbiter.
+    pub socket: tokio::net::TcpStream,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// This arbiter's notifier and the registry.
+    pub context: SessionContext,
+    /// The listener's settings.
+    pub settings: SessionSettings,
+    /// Its place within the section's connection limits.
+    pub admission: crate::limits::Admission,
 }
 
-/// An allowed play or publish. From [`Active::begin`] on it owes exactly one `on_done`, which
-/// [`Active::finish`] sends; consuming `self` there makes a second one impossible.
-#[derive(Debug)]
-pub struct Active {
-    /// Publisher or player.
-    pub role: Role,
-    /// The fields its hooks were (and its `on_done` will be) sent with.
-    pub info: SessionInfo,
-    /// The stream it is attached to, once it is.
-    pub stream: Option<Addr<StreamActor>>,
+/// A TCP session's parts, made from its [`TcpAccept`].
+pub struct TcpParts {
+    /// The session core (its clientid taken, its span open).
+    pub core: core::SessionCore,
+    /// The socket's read half.
+    pub read: tokio::net::tcp::OwnedReadHalf,
+    /// The socket's writer, counting into the core's usage.
+    pub writer: output::tcp::Writer,
+    /// The server address the client reached.
+    pub local: std::net::SocketAddr,
+    /// The listener's settings.
+    pub settings: SessionSettings,
 }
 
-impl Active {
-    /// A play or publish the hook allowed: counts its `on_done` as owed.
-    pub fn begin(
-        shared: &SessionContext,
-        role: Role,
-        info: SessionInfo,
-        stream: Option<Addr<StreamActor>>,
-    ) -> Active {
-        shared.done.begin();
-        Active { role, info, stream }
-    }
-
-    /// Leaves the stream (a publisher's leaving ends it) and sends the one `on_done`.
-    pub fn finish(self, shared: &SessionContext, why: &str) {
-        let clientid = self.info.clientid;
-        if let Some(stream) = &self.stream {
-            match self.role {
-                Role::Publisher => stream.do_send(Unpublish { clientid }),
-                Role::Player => stream.do_send(Unsubscribe { clientid }),
-            }
+impl TcpAccept {
+    /// Opens a session of `protocol` on this connection.
+    pub fn open(self, protocol: streamgate_actors::session::Protocol) -> TcpParts {
+        let TcpAccept {
+            socket,
+            peer,
+            context,
+            settings,
+            admission,
+        } = self;
+        let core = core::SessionCore::new(protocol, peer, context, settings.player, admission);
+        let local = socket.local_addr().unwrap_or(peer);
+        let (read, write) = socket.into_split();
+        let writer = output::tcp::Writer::spawn(
+            write,
+            core.span.clone(),
+            settings.write_merge,
+            core.usage.bytes_out.clone(),
+        );
+        TcpParts {
+            core,
+            read,
+            writer,
+            local,
+            settings,
         }
-        tracing::info!(role = ?self.role, why, "session done");
-        shared.notify.do_send(notify::Done { info: self.info });
     }
-}
-
-/// How much a player may fall behind: from the protocol's `<queue_bytes>` and
-/// `<stall_timeout_ms>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlayerLimits {
-    /// Unwritten output above which the player drops media until the next keyframe.
-    pub queue_bytes: usize,
-    /// A player over its queue for this long is disconnected.
-    pub stall_timeout: Duration,
 }
 
 /// What a listener's sessions need from its config section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SessionSettings {
     /// How far a player may fall behind.
     pub player: PlayerLimits,
-    /// RTSP: the UDP ports RTP/RTCP pairs are taken from.
-    pub rtp_ports: (u16, u16),
+    /// RTSP: the listener's UDP port pairs for RTP/RTCP.
+    pub rtp_ports: Option<std::sync::Arc<rtsp::ports::RtpPorts>>,
     /// `<write_merge_ms>`: live media waits at most this long to be written together with
-    /// the rest of its window ([`writer::Writer::send_merged`]).
+    /// the rest of its window ([`output::tcp::Writer::send_merged`]).
     pub write_merge: Duration,
 }
 
-/// The drop policy of one player's output: past `queue_bytes` of unwritten output it drops
-/// media until a keyframe arrives while the backlog is under half the limit; codec configs
-/// always pass. A stream without video resumes at any audio frame.
-#[derive(Debug)]
-pub struct Backlog {
-    limits: PlayerLimits,
-    span: tracing::Span,
-    resync: bool,
-    seen_video: bool,
-    full_since: Option<Instant>,
-    dropped: u64,
-}
-
-impl Backlog {
-    /// A player's policy.
-    pub fn new(limits: PlayerLimits) -> Self {
-        Backlog {
-            limits,
-            span: tracing::Span::none(),
-            resync: false,
-            seen_video: false,
-            full_since: None,
-            dropped: 0,
-        }
-    }
-
-    /// The same policy, logging in the player's `span`.
-    pub fn in_span(mut self, span: tracing::Span) -> Self {
-        self.span = span;
-        self
-    }
-
-    /// Whether to write `frame` with `pending` bytes still unwritten. Logs the moments the
-    /// player falls behind and catches up.
-    pub fn admit(&mut self, frame: &MediaFrame, pending: usize) -> bool {
-        if frame.kind == FrameKind::Config {
-            return true;
-        }
-        self.seen_video |= frame.track == Track::Video;
-        if !self.resync && pending > self.limits.queue_bytes {
-            self.resync = true;
-            let _s = self.span.enter();
-            tracing::warn!(pending, "player is behind; dropping to the next keyframe");
-        }
-        if self.resync {
-            let resume_point = frame.is_video_keyframe() || !self.seen_video;
-            if !resume_point || pending > self.limits.queue_bytes / 2 {
-                self.dropped += 1;
-                return false;
-            }
-            self.resync = false;
-            let _s = self.span.enter();
-            tracing::info!(dropped = self.dropped, "player caught up at a keyframe");
-        }
-        true
-    }
-
-    /// Marks the player behind (its write queue refused a buffer).
-    pub fn overflowed(&mut self) {
-        self.resync = true;
-    }
-
-    /// Whether a connection's output is over: its writer ended or made no progress for
-    /// [`writer::WRITE_STALL`], or (a player) it has been over its queue for the stall
-    /// timeout, which is logged. Every session asks this on its one-second timer.
-    pub fn output_gone(&mut self, writer: &writer::Writer) -> bool {
-        if writer.is_closed() {
-            return true;
-        }
-        let pending = writer.pending_bytes();
-        if self.stalled(pending, Instant::now()) {
-            tracing::warn!(pending, "player stalled; closing");
-            return true;
-        }
-        false
-    }
-
-    /// True when the player has been over its queue for longer than the stall timeout.
-    pub fn stalled(&mut self, pending: usize, now: Instant) -> bool {
-        if pending <= self.limits.queue_bytes {
-            self.full_since = None;
-            return false;
-        }
-        let since = *self.full_since.get_or_insert(now);
-        now.duration_since(since) > self.limits.stall_timeout
-    }
-}
-
-/// How a player takes live frames.
-pub enum Attach {
-    /// As `Deliver` messages to its own session.
-    Own {
-        /// Where media goes.
-        media: Recipient<Deliver>,
-        /// Where the end of the stream is told.
-        ended: Recipient<StreamEnded>,
-    },
-    /// Through its arbiter's [`fanout`] group, which writes them to its socket.
-    Shared,
-}
-
-/// How a play request ended.
-pub enum PlayOutcome {
-    /// The hook refused.
-    Denied(Decision),
-    /// The hook allowed, but no such stream is live.
-    NotFound,
-    /// Attached: write the snapshot, then live frames arrive as `Deliver` ([`Attach::Own`]),
-    /// or (with [`Attach::Shared`]) activate the [`fanout::Joining`].
-    Playing(Addr<StreamActor>, Snapshot, Option<fanout::Joining>),
-}
-
-/// Asks the hook about a play, then finds the stream and subscribes to it. Every protocol's
-/// player goes through here, so the order (hook first, nothing revealed before it) is one.
-pub async fn request_play(
-    shared: SessionContext,
-    info: SessionInfo,
-    key: StreamKey,
-    attach: Attach,
-) -> PlayOutcome {
-    let clientid = info.clientid;
-    let decision = ask(shared.notify.send(notify::Play { info })).await;
-    if !decision.is_allow() {
-        return PlayOutcome::Denied(decision);
-    }
-    let Ok(Some(stream)) = shared.registry.send(Lookup { key }).await else {
-        return PlayOutcome::NotFound;
-    };
-    match attach {
-        Attach::Own { media, ended } => match stream
-            .send(Subscribe {
-                clientid,
-                media,
-                ended,
-            })
-            .await
-        {
-            Ok(snapshot) => PlayOutcome::Playing(stream, snapshot, None),
-            Err(_) => PlayOutcome::NotFound,
-        },
-        Attach::Shared => match fanout::join(stream.clone()).await {
-            Some((snapshot, joining)) => PlayOutcome::Playing(stream, snapshot, Some(joining)),
-            None => PlayOutcome::NotFound,
-        },
-    }
-}
-
-/// Awaits a hook decision; a notifier that is gone refuses.
-pub async fn ask<M>(request: actix::dev::Request<NotifyActor, M>) -> Decision
-where
-    M: actix::Message<Result = Decision> + Send + 'static,
-    NotifyActor: actix::Handler<M>,
-{
-    request
-        .await
-        .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())))
-}
-
-/// Most encodings each arbiter keeps for [`shared_encoding`].
-const ENCODING_CACHE: usize = 512;
-
-/// A frame's encoding in one wire form, cached per arbiter.
-struct Encoding {
-    /// Holds the payload alive, so its address cannot be reused while the entry exists.
-    payload: Bytes,
-    dts: i64,
-    form: u64,
-    encoded: Bytes,
-}
-
-thread_local! {
-    static ENCODINGS: std::cell::RefCell<std::collections::VecDeque<Encoding>> =
-        std::cell::RefCell::new(std::collections::VecDeque::with_capacity(ENCODING_CACHE));
-}
-
-/// The wire bytes of `frame` in `form` (a protocol and whatever per-player setting shapes the
-/// bytes): encoded by the first player on this arbiter that needs them, then shared by every
-/// other player here as a reference-counted `Bytes`. Fan-out to many players of one protocol
-/// thus encodes each frame once per arbiter instead of once per player.
-pub fn shared_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut BytesMut)) -> Bytes {
-    let same = |e: &Encoding| {
-        e.form == form
-            && e.dts == frame.dts
-            && e.payload.len() == frame.payload.len()
-            && e.payload.as_ptr() == frame.payload.as_ptr()
-    };
-    ENCODINGS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        // Newest first: the players of one frame ask for it one after another.
-        if let Some(hit) = cache.iter().rev().find(|e| same(e)) {
-            return hit.encoded.clone();
-        }
-        let mut out = BytesMut::new();
-        encode(&mut out);
-        let encoded = out.freeze();
-        // A frame only the cache still holds has left the stream's GOP cache and every
-        // group's history and queue: nobody can ask for its encoding again. Dropping those
-        // keeps the cache at what joining players can still be sent, instead of holding
-        // (and keeping alive) up to ENCODING_CACHE frames. `is_unique` may say false for a
-        // payload that is still unused (one carved from a shared buffer); the count bound
-        // then applies.
-        cache.retain(|e| !e.payload.is_unique());
-        if cache.len() == ENCODING_CACHE {
-            cache.pop_front();
-        }
-        cache.push_back(Encoding {
-            payload: frame.payload.clone(),
-            dts: frame.dts,
-            form,
-            encoded: encoded.clone(),
-        });
-        encoded
-    })
-}
-
-/// How many encodings this arbiter holds.
-#[cfg(test)]
-fn cached_encodings() -> usize {
-    ENCODINGS.with(|cache| cache.borrow().len())
-}
-
-/// The bytes of one socket read; a failed read is logged in the connection's span and stops
-/// the session.
+/// The bytes of one socket read, counted into the session's usage; a failed read is logged
+/// in the connection's span and stops the session.
 pub fn read_or_stop<A>(
     item: std::io::Result<BytesMut>,
-    span: &tracing::Span,
+    core: &core::SessionCore,
     ctx: &mut actix::Context<A>,
 ) -> Option<BytesMut>
 where
@@ -353,15 +137,39 @@ where
 {
     use actix::ActorContext;
     match item {
-        Ok(bytes) => Some(bytes),
+        Ok(bytes) => {
+            core.received(bytes.len());
+            Some(bytes)
+        }
         Err(e) => {
-            let _s = span.enter();
+            let _s = core.enter();
             tracing::info!(error = %e, "read failed");
             ctx.stop();
             None
         }
     }
 }
+
+/// The reading side of a session over TCP: every read is counted and handed to the session's
+/// `input(bytes, ctx)`; a failed read or the client's close ends the session.
+macro_rules! tcp_input {
+    ($session:ty) => {
+        impl actix::StreamHandler<std::io::Result<bytes::BytesMut>> for $session {
+            fn handle(&mut self, item: std::io::Result<bytes::BytesMut>, ctx: &mut Self::Context) {
+                if let Some(bytes) = $crate::session::read_or_stop(item, &self.core, ctx) {
+                    self.input(bytes, ctx);
+                }
+            }
+
+            fn finished(&mut self, ctx: &mut Self::Context) {
+                let _s = self.core.enter();
+                tracing::debug!("client closed the connection");
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use tcp_input;
 
 /// How a guarded protocol-core call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,6 +199,59 @@ pub fn guard<C, T, E: std::fmt::Display>(
         Err(panic) => {
             tracing::error!(%panic, "protocol core panicked on client input; closing this connection only");
             Err(CoreFailure::Panic)
+        }
+    }
+}
+
+/// A session over a sans-IO protocol connection that answers requests (RTMP, RTSP): every
+/// call into it is [`guard`]ed, and a failure sends what the protocol queued (its error
+/// answer) before the connection closes.
+pub trait ProtocolShell: actix::Actor<Context = actix::Context<Self>> {
+    /// The protocol connection.
+    type Protocol;
+    /// Its error.
+    type Error: std::fmt::Display;
+
+    /// The protocol connection and the span its failures are logged in.
+    fn protocol(&mut self) -> (&mut Self::Protocol, &tracing::Span);
+
+    /// Sends what the protocol queued.
+    fn flush(&mut self, ctx: &mut actix::Context<Self>);
+
+    /// Hands the client's bytes to the protocol connection.
+    fn handle_input(protocol: &mut Self::Protocol, bytes: &[u8]) -> Result<(), Self::Error>;
+
+    /// Acts on every event the protocol connection has after an input.
+    fn pump(&mut self, ctx: &mut actix::Context<Self>);
+
+    /// Feeds the client's bytes to the protocol and acts on what they caused.
+    fn feed(&mut self, ctx: &mut actix::Context<Self>, bytes: &[u8]) {
+        if self
+            .guarded(ctx, |protocol| Self::handle_input(protocol, bytes))
+            .is_some()
+        {
+            self.pump(ctx);
+        }
+    }
+
+    /// Runs a call into the protocol with panics contained; any failure ends this
+    /// connection (`None`).
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut actix::Context<Self>,
+        f: impl FnOnce(&mut Self::Protocol) -> Result<T, Self::Error>,
+    ) -> Option<T> {
+        use actix::ActorContext;
+        let (protocol, span) = self.protocol();
+        match guard(protocol, span, f) {
+            Ok(v) => Some(v),
+            Err(failure) => {
+                if failure == CoreFailure::Protocol {
+                    self.flush(ctx);
+                }
+                ctx.stop();
+                None
+            }
         }
     }
 }
@@ -438,75 +299,6 @@ pub(crate) fn flv_tracks(
 #[cfg(test)]
 mod tests {
     use super::contain;
-
-    #[test]
-    fn one_encoding_per_frame_and_form() {
-        use super::shared_encoding;
-        use bytes::{BufMut, Bytes};
-        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
-        let frame = |payload: Bytes, dts| MediaFrame {
-            track: Track::Audio,
-            codec: Codec::Aac,
-            kind: FrameKind::Media,
-            dts,
-            pts: dts,
-            keyframe: true,
-            payload,
-        };
-        let a = frame(Bytes::from_static(b"same"), 0);
-        let mut calls = 0;
-        let mut enc = |form: u64, f: &MediaFrame| {
-            shared_encoding(f, form, |out| {
-                calls += 1;
-                out.put_u64(form);
-                out.put_slice(&f.payload);
-            })
-        };
-        let first = enc(1, &a);
-        let again = enc(1, &a.clone());
-        assert_eq!(first, again);
-        assert_eq!(first.as_ptr(), again.as_ptr(), "shared, not re-encoded");
-        let other_form = enc(2, &a);
-        assert_ne!(first, other_form);
-        // Equal bytes in another buffer are another frame.
-        let b = frame(Bytes::copy_from_slice(b"same"), 0);
-        let _ = enc(1, &b);
-        let later = frame(a.payload.clone(), 40);
-        let _ = enc(1, &later);
-        assert_eq!(calls, 4);
-    }
-
-    #[test]
-    fn an_encoding_goes_when_nobody_else_holds_its_frame() {
-        use super::{cached_encodings, shared_encoding};
-        use bytes::{BufMut, Bytes};
-        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
-        let frame = |n: u8| MediaFrame {
-            track: Track::Video,
-            codec: Codec::H264,
-            kind: FrameKind::Media,
-            dts: i64::from(n),
-            pts: i64::from(n),
-            keyframe: false,
-            payload: Bytes::from(vec![n; 64]),
-        };
-        let enc = |f: &MediaFrame| shared_encoding(f, 7, |out| out.put_slice(&f.payload));
-        let (a, b) = (frame(1), frame(2));
-        let _ = enc(&a);
-        let _ = enc(&b);
-        assert_eq!(cached_encodings(), 2, "both frames are still held");
-        drop(a);
-        let c = frame(3);
-        let _ = enc(&c);
-        assert_eq!(
-            cached_encodings(),
-            2,
-            "a's encoding went with its frame, b's and c's stay"
-        );
-        let mut calls = 0;
-        let _ = shared_encoding(&b, 7, |_| calls += 1);
-        assert_eq!(calls, 0, "b is still served from the cache");
-    }
 
     #[test]
     fn a_panic_becomes_an_error_and_the_caller_goes_on() {

@@ -31,9 +31,9 @@ use srt_protocol::packet::{
 use srt_protocol::protocol::pending_connection::connect::Connect;
 use srt_protocol::protocol::pending_connection::{ConnectionReject, ConnectionResult};
 use srt_protocol::settings::ConnInitSettings;
+use streamgate::protocol::srt::handshake::libsrt_code;
 use streamgate::protocol::ts::TsDemuxer;
 use streamgate::session::contain;
-use streamgate::session::srt::libsrt_code;
 use streamgate_actors::media::{FrameKind, Track};
 use tokio::net::UdpSocket;
 use tokio::time::Sleep;

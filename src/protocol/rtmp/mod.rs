@@ -8,7 +8,7 @@
 //!
 //! The allow/deny hook point follows rml_rtmp's own pattern: a request event carries a
 //! [`RequestId`]; input processing stops there until the application calls
-//! [`ServerConnection::accept`] or [`ServerConnection::reject`], so nothing the client sent
+//! [`ServerConnection::accept`] or [`ServerConnection::refuse`], so nothing the client sent
 //! after `connect`, `publish` or `play` is acted on before the decision.
 //!
 //! Owns no socket and reads no clock. Must not know about actors or hooks.
@@ -56,7 +56,7 @@ pub enum MediaKind {
 /// What the client did, for the application to act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// `connect`: allow or refuse with [`ServerConnection::accept`] / [`ServerConnection::reject`].
+    /// `connect`: allow or refuse with [`ServerConnection::accept`] / [`ServerConnection::refuse`].
     ConnectRequested {
         /// The request to answer.
         request: RequestId,
@@ -286,7 +286,7 @@ impl ServerConnection {
         (!self.output.is_empty()).then(|| std::mem::take(&mut self.output).freeze())
     }
 
-    /// True while a request waits for [`Self::accept`] or [`Self::reject`].
+    /// True while a request waits for [`Self::accept`] or [`Self::refuse`].
     pub fn is_suspended(&self) -> bool {
         self.pending.is_some()
     }
@@ -627,7 +627,7 @@ impl ServerConnection {
 
     /// Refuses a pending request in RTMP's own words. The connection is finished: send the
     /// output, then close the socket.
-    pub fn reject(&mut self, request: RequestId, why: Rejection) -> Result<(), RtmpError> {
+    pub fn refuse(&mut self, request: RequestId, why: Rejection) -> Result<(), RtmpError> {
         let description = match why {
             Rejection::Unauthorized => "Refused by the server's access policy.",
             Rejection::AlreadyPublishing => "Stream is already being published.",

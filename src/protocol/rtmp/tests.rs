@@ -126,7 +126,7 @@ fn refused_connect_is_rejected_in_rtmp_words() {
     p.client_results(vec![r]);
     let request = p.request();
     p.server
-        .reject(request, Rejection::Unauthorized)
+        .refuse(request, Rejection::Unauthorized)
         .expect("reject");
     p.drain();
     assert!(p

@@ -5,7 +5,7 @@
 //! request of the connection (the on_connect hook), ANNOUNCE (on_publish), DESCRIBE and a
 //! SETUP or PLAY without one (on_play), SETUP (the transport, since UDP ports are IO), PLAY
 //! (`RTP-Info` from the packetizers) — raises an event carrying a [`RequestId`], and input
-//! processing stops there until the application calls `accept*` or [`RtspConnection::reject`],
+//! processing stops there until the application calls `accept*` or [`RtspConnection::refuse`],
 //! as in the RTMP core: nothing the client sent after the request is acted on before the
 //! decision. RTP and RTCP in `$` frames come out as [`Event::Interleaved`]; the application
 //! sends them with [`RtspConnection::send_interleaved`].
@@ -18,6 +18,7 @@ pub mod message;
 pub mod reorder;
 pub mod rtp;
 pub mod sdp;
+pub mod session;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -45,7 +46,7 @@ pub const MAX_TRACKS: usize = 8;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The first request of the connection (the on_connect hook point); it is answered after
-    /// [`RtspConnection::accept`], or refused with [`RtspConnection::reject`].
+    /// [`RtspConnection::accept`], or refused with [`RtspConnection::refuse`].
     Connect {
         /// The request to answer.
         request: RequestId,
@@ -53,7 +54,7 @@ pub enum Event {
         url: String,
     },
     /// ANNOUNCE: the client wants to publish these tracks. [`RtspConnection::accept`] or
-    /// [`RtspConnection::reject`].
+    /// [`RtspConnection::refuse`].
     PublishRequested {
         /// The request to answer.
         request: RequestId,
@@ -65,7 +66,7 @@ pub enum Event {
     /// DESCRIBE, or a SETUP or PLAY without a DESCRIBE before it: the client wants to play.
     /// For DESCRIBE answer with [`RtspConnection::accept_describe`]; otherwise
     /// [`RtspConnection::accept`] (or `accept_describe`, whose description then names the
-    /// tracks SETUP refers to). Or [`RtspConnection::reject`] (401, 403, 404).
+    /// tracks SETUP refers to). Or [`RtspConnection::refuse`] (401, 403, 404).
     PlayRequested {
         /// The request to answer.
         request: RequestId,
@@ -74,7 +75,7 @@ pub enum Event {
         url: String,
     },
     /// SETUP of one track: answer with the transport the server chose,
-    /// [`RtspConnection::accept_setup`], or [`RtspConnection::reject`] (e.g. 461, 453).
+    /// [`RtspConnection::accept_setup`], or [`RtspConnection::refuse`] (e.g. 461, 453).
     SetupRequested {
         /// The request to answer.
         request: RequestId,
@@ -102,7 +103,7 @@ pub enum Event {
     /// TEARDOWN: the session is over. It is answered and the connection is finished.
     Teardown,
     /// The core answered a request with an error status (4xx/5xx) on its own: for the log, so
-    /// that no refusal goes unexplained. (Refusals through [`RtspConnection::reject`] are the
+    /// that no refusal goes unexplained. (Refusals through [`RtspConnection::refuse`] are the
     /// application's to log.)
     Refused {
         /// The request's method.
@@ -315,7 +316,7 @@ impl RtspConnection {
                 Message::Response { .. } => {}
                 Message::Request(request) => {
                     if request.cseq().is_none() {
-                        self.refuse(&request, 400, "no CSeq header");
+                        self.answer_refusal(&request, 400, "no CSeq header");
                     } else if !self.connected {
                         let url = request.url.clone();
                         let id = self.suspend(Pending::Connect(request));
@@ -344,7 +345,7 @@ impl RtspConnection {
         }
         if let Some(session) = request.session() {
             if session != self.session_id {
-                self.refuse(&request, 454, "unknown Session id");
+                self.answer_refusal(&request, 454, "unknown Session id");
                 return;
             }
         }
@@ -355,7 +356,7 @@ impl RtspConnection {
             Method::GetParameter | Method::SetParameter => self.respond(&request, 200, |r| r),
             Method::Describe => {
                 if matches!(self.role, Role::Publishing { .. }) {
-                    self.refuse(&request, 455, "DESCRIBE in a publishing session");
+                    self.answer_refusal(&request, 455, "DESCRIBE in a publishing session");
                 } else {
                     self.ask_play(request, true);
                 }
@@ -370,7 +371,7 @@ impl RtspConnection {
                     self.events
                         .push_back(Event::PlayStarted { request: id, url });
                 }
-                _ => self.refuse(
+                _ => self.answer_refusal(
                     &request,
                     455,
                     "PLAY before SETUP or in a publishing session",
@@ -382,7 +383,7 @@ impl RtspConnection {
                     self.respond(&request, 200, |r| r);
                     self.events.push_back(Event::RecordStarted);
                 }
-                _ => self.refuse(&request, 455, "RECORD before SETUP or outside ANNOUNCE"),
+                _ => self.answer_refusal(&request, 455, "RECORD before SETUP or outside ANNOUNCE"),
             },
             Method::Teardown => {
                 self.respond(&request, 200, |r| r);
@@ -409,14 +410,14 @@ impl RtspConnection {
 
     fn announce(&mut self, request: Request) {
         if self.role != Role::Undecided {
-            self.refuse(&request, 455, "ANNOUNCE after DESCRIBE, ANNOUNCE or SETUP");
+            self.answer_refusal(&request, 455, "ANNOUNCE after DESCRIBE, ANNOUNCE or SETUP");
             return;
         }
         if request
             .header("Content-Type")
             .is_some_and(|t| !t.to_ascii_lowercase().starts_with("application/sdp"))
         {
-            self.refuse(&request, 415, "ANNOUNCE body is not application/sdp");
+            self.answer_refusal(&request, 415, "ANNOUNCE body is not application/sdp");
             return;
         }
         let tracks = std::str::from_utf8(&request.body)
@@ -424,7 +425,7 @@ impl RtspConnection {
             .and_then(|text| sdp::parse(text).ok())
             .filter(|tracks| !tracks.is_empty() && tracks.len() <= MAX_TRACKS);
         let Some(tracks) = tracks else {
-            self.refuse(&request, 400, "unreadable SDP, or no or too many media");
+            self.answer_refusal(&request, 400, "unreadable SDP, or no or too many media");
             return;
         };
         // A track the server cannot carry is refused here rather than accepted and dropped:
@@ -435,7 +436,7 @@ impl RtspConnection {
             .enumerate()
             .find_map(|(i, t)| t.unsupported().map(|why| (i, why)))
         {
-            self.refuse(
+            self.answer_refusal(
                 &request,
                 415,
                 &format!("track {i} cannot be carried: {why}"),
@@ -454,7 +455,7 @@ impl RtspConnection {
     fn setup(&mut self, request: Request) {
         let Some(mut transport) = request.header("Transport").and_then(ClientTransport::parse)
         else {
-            self.refuse(&request, 461, "no Transport header this server can serve");
+            self.answer_refusal(&request, 461, "no Transport header this server can serve");
             return;
         };
         let controls: Vec<String> = match &self.role {
@@ -468,7 +469,7 @@ impl RtspConnection {
             } => tracks.iter().map(|t| t.control.clone()).collect(),
             Role::Playing { controls } if !transport.record => controls.clone(),
             _ => {
-                self.refuse(
+                self.answer_refusal(
                     &request,
                     455,
                     "SETUP after RECORD, or of a mode the session is not in",
@@ -479,7 +480,7 @@ impl RtspConnection {
         let (track, control) = resolve_track(&controls, &request.url);
         let publishing = matches!(self.role, Role::Publishing { .. });
         if publishing && track.is_none() {
-            self.refuse(
+            self.answer_refusal(
                 &request,
                 404,
                 "SETUP names no track of the announced description",
@@ -491,7 +492,7 @@ impl RtspConnection {
             .iter()
             .any(|s| s.control == control || (track.is_some() && s.track == track));
         if !replaces && self.setups.len() >= MAX_TRACKS {
-            self.refuse(&request, 453, "too many tracks set up");
+            self.answer_refusal(&request, 453, "too many tracks set up");
             return;
         }
         if let TransportSpec::Interleaved(None) = transport.spec {
@@ -673,7 +674,7 @@ impl RtspConnection {
     /// Refusing the connect, a publish or a play finishes the connection: send the output,
     /// then close. Refusing a SETUP or PLAY only answers it.
     /// The application logs its own refusals; [`Event::Refused`] reports the core's.
-    pub fn reject(&mut self, request: RequestId, status: u16) -> Result<(), RtspError> {
+    pub fn refuse(&mut self, request: RequestId, status: u16) -> Result<(), RtspError> {
         let pending = self.take_pending(request)?;
         let finishes = matches!(
             pending,
@@ -695,7 +696,7 @@ impl RtspConnection {
     }
 
     /// Answers `request` with an error `status` and tells the application why.
-    fn refuse(&mut self, request: &Request, status: u16, reason: &str) {
+    fn answer_refusal(&mut self, request: &Request, status: u16, reason: &str) {
         self.respond(request, status, |r| r);
         self.refused(request, status, reason.to_owned());
     }

@@ -362,7 +362,7 @@ fn suspended_until_decided() {
     assert!(conn.is_suspended());
     assert_eq!(conn.take_output(), None);
     // A deny: 403 to the DESCRIBE, the connection finished, the rest never read.
-    conn.reject(*request, 403).expect("reject");
+    conn.refuse(*request, 403).expect("refuse");
     let replies = output(&mut conn);
     assert_eq!(replies.len(), 1);
     assert_eq!(
@@ -390,7 +390,7 @@ fn denied_publish_and_connect() {
     let Some(Event::PublishRequested { request, .. }) = conn.poll_event() else {
         panic!()
     };
-    conn.reject(request, 401).expect("reject");
+    conn.refuse(request, 401).expect("refuse");
     let replies = output(&mut conn);
     assert_eq!(replies.len(), 2);
     assert_eq!(replies[1].status, 401);
@@ -403,7 +403,7 @@ fn denied_publish_and_connect() {
     let Some(Event::Connect { request, .. }) = conn.poll_event() else {
         panic!()
     };
-    conn.reject(request, 403).expect("reject");
+    conn.refuse(request, 403).expect("refuse");
     let replies = output(&mut conn);
     assert_eq!((replies.len(), replies[0].status), (1, 403));
     assert!(conn.is_finished());

@@ -1,7 +1,7 @@
 //! The write side of a client connection: a task on the session's arbiter that drains the
 //! session's queued buffers into the socket with vectored writes.
 //!
-//! The queue is shared with the session on its own thread (no channel): the session appends,
+//! The queue is state with the session on its own thread (no channel): the session appends,
 //! the task takes from the front as the socket accepts bytes. Two kinds of sends:
 //! - [`Writer::send`]: written as soon as the task runs (answers, control messages, the
 //!   replay a joining player gets);
@@ -36,6 +36,10 @@ use futures_util::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 
+use super::{Output, SendError};
+use crate::session::arbiter::ArbiterState;
+use crate::session::core::Counter;
+
 /// Most buffers queued for one connection.
 pub const QUEUE_BUFFERS: usize = 8192;
 /// Queued bytes that make no progress into the socket for this long end the connection.
@@ -52,19 +56,8 @@ const BATCH: usize = 64;
 /// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
 const IDLE_CAPACITY: usize = 4;
 
-/// Why a buffer could not be queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    /// The queue is full: the peer is not reading.
-    #[error("write queue full")]
-    Full,
-    /// The socket is gone.
-    #[error("connection closed")]
-    Closed,
-}
-
 /// What the session and its write task share (one thread).
-struct Shared {
+struct Queue {
     queue: RefCell<VecDeque<Bytes>>,
     /// Bytes queued and not yet written.
     pending: Cell<usize>,
@@ -83,9 +76,11 @@ struct Shared {
     read_limit: Cell<usize>,
     /// The [`Gated`] input waiting for the queue to go under the read limit.
     read_waker: Cell<Option<Waker>>,
+    /// Bytes the socket took, over the connection (the session's usage).
+    written: Counter,
 }
 
-impl Shared {
+impl Queue {
     fn make_due(&self) {
         self.due.set(true);
         if let Some(waker) = self.waker.take() {
@@ -110,7 +105,7 @@ impl Shared {
 
 /// Queue handle held by the session actor.
 pub struct Writer {
-    shared: Rc<Shared>,
+    state: Rc<Queue>,
     merge: Duration,
     task: Option<actix_rt::task::JoinHandle<()>>,
 }
@@ -118,8 +113,14 @@ pub struct Writer {
 impl Writer {
     /// Starts the write task on the current arbiter. `merge` is the connection's merge window
     /// for [`Writer::send_merged`] (zero: no merging).
-    pub fn spawn(mut socket: OwnedWriteHalf, span: tracing::Span, merge: Duration) -> Writer {
-        let shared = Rc::new(Shared {
+    /// Every byte the socket takes is counted into `written`.
+    pub fn spawn(
+        mut socket: OwnedWriteHalf,
+        span: tracing::Span,
+        merge: Duration,
+        written: Counter,
+    ) -> Writer {
+        let state = Rc::new(Queue {
             queue: RefCell::new(VecDeque::new()),
             pending: Cell::new(0),
             progress: Cell::new(Instant::now()),
@@ -130,9 +131,11 @@ impl Writer {
             waker: Cell::new(None),
             read_limit: Cell::new(DEFAULT_READ_LIMIT),
             read_waker: Cell::new(None),
+            written,
         });
-        let state = shared.clone();
+        let task_state = state.clone();
         let task = actix_rt::spawn(async move {
+            let state = task_state;
             let result = poll_fn(|cx| drain(&state, &mut socket, cx)).await;
             match result {
                 Ok(()) => {
@@ -148,57 +151,57 @@ impl Writer {
             state.wake_reader();
         });
         Writer {
-            shared,
+            state,
             merge,
             task: Some(task),
         }
     }
 
     /// Queues bytes to be written as soon as the write task runs.
-    pub fn send(&self, bytes: Bytes) -> Result<(), WriteError> {
+    pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
-        self.shared.make_due();
+        self.state.make_due();
         Ok(())
     }
 
     /// Queues live media: written within the merge window, together with whatever else this
     /// connection queued in it.
-    pub fn send_merged(&self, bytes: Bytes) -> Result<(), WriteError> {
+    pub fn send_merged(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
-        let shared = &self.shared;
+        let state = &self.state;
         if self.merge.is_zero() {
-            shared.make_due();
-        } else if !shared.due.get() && !shared.merging.get() {
-            shared.merging.set(true);
-            merge_later(self.merge, shared.clone());
+            state.make_due();
+        } else if !state.due.get() && !state.merging.get() {
+            state.merging.set(true);
+            merge_later(self.merge, state.clone());
         }
         Ok(())
     }
 
-    fn push(&self, bytes: Bytes) -> Result<(), WriteError> {
-        let shared = &self.shared;
-        if shared.ended.get() {
-            return Err(WriteError::Closed);
+    fn push(&self, bytes: Bytes) -> Result<(), SendError> {
+        let state = &self.state;
+        if state.ended.get() {
+            return Err(SendError::Closed);
         }
         if bytes.is_empty() {
             // Nothing to write; queued, it would read as a socket that takes no bytes.
             return Ok(());
         }
-        let mut queue = shared.queue.borrow_mut();
-        if queue.len() >= QUEUE_BUFFERS || shared.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
-            return Err(WriteError::Full);
+        let mut queue = state.queue.borrow_mut();
+        if queue.len() >= QUEUE_BUFFERS || state.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
+            return Err(SendError::Full);
         }
-        if shared.pending.get() == 0 {
-            shared.progress.set(Instant::now());
+        if state.pending.get() == 0 {
+            state.progress.set(Instant::now());
         }
-        shared.pending.set(shared.pending.get() + bytes.len());
+        state.pending.set(state.pending.get() + bytes.len());
         queue.push_back(bytes);
         Ok(())
     }
 
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        self.shared.pending.get()
+        self.state.pending.get()
     }
 
     /// The connection's input, read only while at most the read limit
@@ -208,24 +211,34 @@ impl Writer {
     pub fn gate<S: Stream + Unpin>(&self, input: S) -> Gated<S> {
         Gated {
             input,
-            shared: self.shared.clone(),
+            state: self.state.clone(),
         }
     }
 
     /// Sets the read limit of [`Self::gate`] (a player raises it to its queue, so a player
     /// that is a little behind still has its keep-alives read).
     pub fn set_read_limit(&self, bytes: usize) {
-        self.shared.read_limit.set(bytes);
-        self.shared.wake_reader();
+        self.state.read_limit.set(bytes);
+        self.state.wake_reader();
     }
 
     /// True when the socket's write task has ended, or when queued bytes have made no
     /// progress into the socket for [`WRITE_STALL`] (the session then closes). Sessions check
     /// this on their timer, so no timer is armed per write.
     pub fn is_closed(&self) -> bool {
-        let shared = &self.shared;
-        shared.ended.get()
-            || (shared.pending.get() > 0 && shared.progress.get().elapsed() > WRITE_STALL)
+        let state = &self.state;
+        state.ended.get()
+            || (state.pending.get() > 0 && state.progress.get().elapsed() > WRITE_STALL)
+    }
+}
+
+impl Output for Writer {
+    fn pending_bytes(&self) -> usize {
+        Writer::pending_bytes(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        Writer::is_closed(self)
     }
 }
 
@@ -233,8 +246,8 @@ impl Drop for Writer {
     /// The task flushes what is queued (a refusal must reach the client) and then shuts the
     /// socket down; a peer that never reads gets [`WRITE_STALL`] before the task is ended.
     fn drop(&mut self) {
-        self.shared.released.set(true);
-        self.shared.make_due();
+        self.state.released.set(true);
+        self.state.make_due();
         if let Some(task) = self.task.take() {
             if !task.is_finished() {
                 actix_rt::spawn(async move {
@@ -249,16 +262,16 @@ impl Drop for Writer {
 /// A connection's input behind its writer's read limit ([`Writer::gate`]).
 pub struct Gated<S> {
     input: S,
-    shared: Rc<Shared>,
+    state: Rc<Queue>,
 }
 
 impl<S: Stream + Unpin> Stream for Gated<S> {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        if !self.shared.readable() {
+        if !self.state.readable() {
             // Woken by the write task when the queue drains under the limit (or it ends).
-            self.shared.read_waker.set(Some(cx.waker().clone()));
+            self.state.read_waker.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
         Pin::new(&mut self.input).poll_next(cx)
@@ -268,23 +281,23 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
 /// Writes the queue while it is due and the socket takes bytes. Ready when the session has
 /// let go and everything is written; `Err` when the socket fails.
 fn drain(
-    shared: &Shared,
+    state: &Queue,
     socket: &mut OwnedWriteHalf,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<()>> {
     loop {
-        let mut queue = shared.queue.borrow_mut();
-        if queue.is_empty() || !(shared.due.get() || shared.released.get()) {
+        let mut queue = state.queue.borrow_mut();
+        if queue.is_empty() || !(state.due.get() || state.released.get()) {
             if queue.is_empty() {
-                shared.due.set(false);
+                state.due.set(false);
                 if queue.capacity() > IDLE_CAPACITY {
                     queue.shrink_to(IDLE_CAPACITY);
                 }
-                if shared.released.get() {
+                if state.released.get() {
                     return Poll::Ready(Ok(()));
                 }
             }
-            shared.waker.set(Some(cx.waker().clone()));
+            state.waker.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
         // On the stack: no allocation per write.
@@ -302,11 +315,12 @@ fn drain(
                 return Poll::Pending;
             }
         };
-        shared.progress.set(Instant::now());
-        shared
+        state.progress.set(Instant::now());
+        state.written.set(state.written.get() + written as u64);
+        state
             .pending
-            .set(shared.pending.get().saturating_sub(written));
-        shared.wake_reader();
+            .set(state.pending.get().saturating_sub(written));
+        state.wake_reader();
         let mut left = written;
         while left > 0 {
             let front = queue.front_mut().expect("written bytes were queued");
@@ -322,21 +336,17 @@ fn drain(
 }
 
 /// The connections of one merge window waiting on this arbiter, and whether its timer runs.
-struct MergeList {
+pub struct MergeList {
     window: Duration,
-    waiting: Vec<Rc<Shared>>,
+    waiting: Vec<Rc<Queue>>,
     armed: bool,
 }
 
-thread_local! {
-    static MERGES: RefCell<Vec<MergeList>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Makes `shared` due when this arbiter's timer for `window` fires: the first connection to
+/// Makes `state` due when this arbiter's timer for `window` fires: the first connection to
 /// wait arms it, every later one joins the same list.
-fn merge_later(window: Duration, shared: Rc<Shared>) {
-    let arm = MERGES.with(|lists| {
-        let mut lists = lists.borrow_mut();
+fn merge_later(window: Duration, state: Rc<Queue>) {
+    let arm = ArbiterState::with(|arbiter| {
+        let mut lists = arbiter.merges.borrow_mut();
         let index = match lists.iter().position(|l| l.window == window) {
             Some(i) => i,
             None => {
@@ -349,14 +359,14 @@ fn merge_later(window: Duration, shared: Rc<Shared>) {
             }
         };
         let list = &mut lists[index];
-        list.waiting.push(shared);
+        list.waiting.push(state);
         !std::mem::replace(&mut list.armed, true)
     });
     if arm {
         actix_rt::spawn(async move {
             actix_rt::time::sleep(window).await;
-            let due = MERGES.with(|lists| {
-                let mut lists = lists.borrow_mut();
+            let due = ArbiterState::with(|arbiter| {
+                let mut lists = arbiter.merges.borrow_mut();
                 let list = lists
                     .iter_mut()
                     .find(|l| l.window == window)
@@ -364,9 +374,9 @@ fn merge_later(window: Duration, shared: Rc<Shared>) {
                 list.armed = false;
                 std::mem::take(&mut list.waiting)
             });
-            for shared in due {
-                shared.merging.set(false);
-                shared.make_due();
+            for state in due {
+                state.merging.set(false);
+                state.make_due();
             }
         });
     }
@@ -386,7 +396,10 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (_read, write) = server.into_split();
         // The read half may go: the socket stays open for writing.
-        (Writer::spawn(write, tracing::Span::none(), merge), client)
+        (
+            Writer::spawn(write, tracing::Span::none(), merge, Default::default()),
+            client,
+        )
     }
 
     #[actix_rt::test]
@@ -460,7 +473,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(result, Err(WriteError::Full));
+        assert_eq!(result, Err(SendError::Full));
         assert!(writer.pending_bytes() <= MAX_QUEUE_BYTES);
     }
 
@@ -478,7 +491,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(
-            matches!(result, Err(WriteError::Closed) | Err(WriteError::Full)),
+            matches!(result, Err(SendError::Closed) | Err(SendError::Full)),
             "{result:?}"
         );
         for _ in 0..100 {

@@ -28,6 +28,8 @@
 //! kinds and the clock: no sockets, no SRT state, no hook policy (which codes to reject with is
 //! the session's business).
 
+pub mod handshake;
+
 use std::time::{Duration, Instant};
 
 use crate::protocol::url::{app_and_name, split_query};
@@ -823,13 +825,14 @@ mod tests {
     // ---- check_datagram ----
 
     /// FFmpeg 5.1 (libsrt 1.5.1) playing: its conclusion handshake, HSREQ and SID.
-    const FFMPEG_PLAY_CONCLUSION: &[u8] = include_bytes!("testdata/srt_ffmpeg_play_conclusion.bin");
+    const FFMPEG_PLAY_CONCLUSION: &[u8] =
+        include_bytes!("../testdata/srt_ffmpeg_play_conclusion.bin");
     /// FFmpeg 5.1 publishing with `passphrase=...&pbkeylen=16`: HSREQ, SID and KMREQ.
     const FFMPEG_PUBLISH_KMREQ: &[u8] =
-        include_bytes!("testdata/srt_ffmpeg_publish_conclusion_kmreq.bin");
+        include_bytes!("../testdata/srt_ffmpeg_publish_conclusion_kmreq.bin");
     /// FFmpeg 5.1 playing behind a lossy link: a NAK of one packet, and a full ACK.
-    const FFMPEG_NAK: &[u8] = include_bytes!("testdata/srt_ffmpeg_play_nak.bin");
-    const FFMPEG_ACK: &[u8] = include_bytes!("testdata/srt_ffmpeg_play_ack.bin");
+    const FFMPEG_NAK: &[u8] = include_bytes!("../testdata/srt_ffmpeg_play_nak.bin");
+    const FFMPEG_ACK: &[u8] = include_bytes!("../testdata/srt_ffmpeg_play_ack.bin");
 
     /// The captured conclusion's 64 fixed bytes followed by `extensions`.
     fn conclusion(extensions: &[(u16, &[u8])]) -> Vec<u8> {

@@ -5,8 +5,10 @@
 //! arbiter's reactor, so all of its IO happens on that arbiter. A connection over its
 //! section's limits ([`ConnectionLimits`]) gets no session: it is answered in its protocol's
 //! own words by the protocol core ([`Refuse`]) and closed. Must not parse any protocol itself.
+//! The SRT listener (UDP, one socket for every connection) is [`srt`].
 
-use std::net::SocketAddr;
+pub mod srt;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +18,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::limits::{Admission, ConnectionLimits};
+use crate::limits::ConnectionLimits;
 use crate::protocol::{http, rtsp};
-use crate::session::{SessionContext, SessionSettings};
+use crate::session::{SessionContext, SessionSettings, TcpAccept};
 
 /// One arbiter of the pool and what its sessions share.
 #[derive(Clone)]
@@ -26,7 +28,7 @@ pub struct Worker {
     /// The arbiter sessions run on.
     pub arbiter: ArbiterHandle,
     /// The shared handles for sessions on this arbiter.
-    pub shared: SessionContext,
+    pub context: SessionContext,
 }
 
 /// The worker pool; connections go round-robin.
@@ -52,7 +54,7 @@ impl Pool {
 
 /// Starts a session for an accepted socket on the current arbiter; the session holds the
 /// connection's [`Admission`] until it ends.
-pub type StartSession = fn(TcpStream, SocketAddr, SessionContext, SessionSettings, Admission);
+pub type StartSession = fn(TcpAccept);
 
 /// How a listener answers a connection its limits refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,11 +173,18 @@ pub async fn accept_loop(
             }
         };
         let worker = pool.pick();
-        let shared = worker.shared.clone();
+        let context = worker.context.clone();
+        let settings = settings.clone();
         let sent = worker
             .arbiter
             .spawn_fn(move || match TcpStream::from_std(socket) {
-                Ok(socket) => start(socket, peer, shared, settings, admission),
+                Ok(socket) => start(TcpAccept {
+                    socket,
+                    peer,
+                    context,
+                    settings,
+                    admission,
+                }),
                 Err(e) => {
                     tracing::warn!(protocol, %peer, error = %e, "could not register the socket")
                 }

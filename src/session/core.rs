@@ -1,0 +1,672 @@
+//! The session core: what every session has, whatever its protocol. A session actor is its
+//! protocol state, its [`Output`](super::output::Output) and one [`SessionCore`]; everything
+//! below is written once here:
+//!
+//! - identity: the clientid the hooks see, the peer, the connection's tracing span;
+//! - the hook calls of a play or publish and what follows them ([`request_play`],
+//!   [`request_publish`]: hook first, nothing revealed or claimed before its answer);
+//! - the active play or publish ([`Active`]), which owes exactly one `on_done` from the
+//!   moment a hook allowed it ([`SessionCore::begin`]) to [`SessionCore::finish`];
+//! - usage: start time, bytes in and out, frames dropped ([`Usage`]);
+//! - the publisher's side of ingest (frames to the stream, a busy stream logged, not fatal),
+//!   and the checks of the one-second timer every session runs ([`SessionCore::tick`]);
+//! - what a kick and the end of a stream under a player do.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::{Actor, ActorContext, Addr, Arbiter, AsyncContext, Context, Recipient};
+use streamgate_actors::media::{MediaFrame, StreamKey};
+use streamgate_actors::notify::{self, Decision, DenyReason, NotifyActor};
+use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
+use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
+use streamgate_actors::stream::{
+    Deliver, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded, Subscribe,
+    Unpublish, Unsubscribe,
+};
+use tracing::field::Empty;
+
+use super::output::{Backlog, Output, PlayerLimits};
+use super::{fanout, SessionContext};
+use crate::limits::Admission;
+
+/// Mailbox capacity of every session: live frames (and control messages) waiting for it.
+pub const SESSION_MAILBOX: usize = 1024;
+/// A publisher that sends no media for this long is dropped, whatever else it still sends.
+pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
+
+/// A count one session's parts share on its arbiter (its output task counts the bytes it
+/// writes, its drop policy the frames it drops, wherever they run).
+pub type Counter = Rc<Cell<u64>>;
+
+/// What one session used, from its start. The next callbacks (`on_update`, a usage-carrying
+/// `on_done`) and the operator API report it.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    /// When the connection was accepted (wall clock, for reports).
+    pub start: SystemTime,
+    /// The same moment on the monotonic clock (for durations).
+    pub started: Instant,
+    /// Bytes received on the client's connection.
+    pub bytes_in: Counter,
+    /// Bytes handed to the client's connection.
+    pub bytes_out: Counter,
+    /// Frames a player's drop policy left out.
+    pub frames_dropped: Counter,
+}
+
+impl Usage {
+    fn new() -> Self {
+        Usage {
+            start: SystemTime::now(),
+            started: Instant::now(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            frames_dropped: Counter::default(),
+        }
+    }
+
+    /// How long the session has run.
+    pub fn duration(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Whether a session publishes or plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends a stream in.
+    Publisher,
+    /// Takes a stream out.
+    Player,
+}
+
+/// An allowed play or publish. From [`SessionCore::begin`] on it owes exactly one `on_done`,
+/// which [`Active::finish`] sends; consuming `self` there makes a second one impossible.
+#[derive(Debug)]
+pub struct Active {
+    /// Publisher or player.
+    pub role: Role,
+    /// The fields its hooks were (and its `on_done` will be) sent with.
+    pub info: SessionInfo,
+    /// The stream it is attached to, once it is.
+    pub stream: Option<Addr<StreamActor>>,
+}
+
+impl Active {
+    /// Leaves the stream (a publisher's leaving ends it) and sends the one `on_done`.
+    fn finish(self, context: &SessionContext, why: &str) {
+        let clientid = self.info.clientid;
+        if let Some(stream) = &self.stream {
+            match self.role {
+                Role::Publisher => stream.do_send(Unpublish { clientid }),
+                Role::Player => stream.do_send(Unsubscribe { clientid }),
+            }
+        }
+        tracing::info!(role = ?self.role, why, "session done");
+        context.notify.do_send(notify::Done { info: self.info });
+    }
+}
+
+/// What every session has; see the module documentation.
+pub struct SessionCore {
+    /// The id the hooks see.
+    pub clientid: ClientId,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The protocol, as the hooks name it.
+    pub protocol: Protocol,
+    /// The connection's span: every log line of the session is in it.
+    pub span: tracing::Span,
+    /// The arbiter's notifier, the registry and the `on_done` count.
+    pub context: SessionContext,
+    /// What the session used.
+    pub usage: Usage,
+    /// A player's drop and stall policy over its output (with a fan-out group, its member
+    /// drops frames; this one still judges the stall).
+    pub backlog: Backlog,
+    /// The protocol section's player limits.
+    pub limits: PlayerLimits,
+    active: Option<Active>,
+    /// A player's place in its arbiter's fan-out group (leaving it is dropping it).
+    membership: Option<fanout::Membership>,
+    /// When a publisher's last media arrived (or its publish was allowed).
+    last_media: Instant,
+    dropped_ingest: u64,
+    /// Its place within the section's connection limits, given back when the session ends.
+    _admission: Admission,
+}
+
+impl SessionCore {
+    /// The core of a new connection: a clientid of its own and a span that names it.
+    pub fn new(
+        protocol: Protocol,
+        peer: SocketAddr,
+        context: SessionContext,
+        limits: PlayerLimits,
+        admission: Admission,
+    ) -> Self {
+        let clientid = next_client_id();
+        let span = tracing::info_span!(
+            "session",
+            clientid,
+            peer = %peer,
+            protocol = protocol.as_str(),
+            app = Empty,
+            name = Empty
+        );
+        let usage = Usage::new();
+        let backlog = Backlog::new(limits, usage.frames_dropped.clone()).in_span(span.clone());
+        SessionCore {
+            clientid,
+            peer,
+            protocol,
+            span,
+            context,
+            usage,
+            backlog,
+            limits,
+            active: None,
+            membership: None,
+            last_media: Instant::now(),
+            dropped_ingest: 0,
+            _admission: admission,
+        }
+    }
+
+    /// The hook fields of this session for `app`, `name`, `url` (RTMP also has a `tcurl`).
+    pub fn info(&self, app: &str, name: &str, url: &str, tcurl: &str) -> SessionInfo {
+        SessionInfo {
+            protocol: self.protocol,
+            clientid: self.clientid,
+            addr: self.peer.ip(),
+            app: app.to_owned(),
+            url: url.to_owned(),
+            name: name.to_owned(),
+            tcurl: tcurl.to_owned(),
+        }
+    }
+
+    /// Enters the session's span (for a log line).
+    pub fn enter(&self) -> tracing::span::EnteredSpan {
+        self.span.clone().entered()
+    }
+
+    /// Logs a hook's answer to `call`.
+    pub fn log_decision(&self, call: &str, decision: &Decision) {
+        let _s = self.enter();
+        match decision {
+            Decision::Allow => tracing::info!(call, "allowed"),
+            Decision::Deny(reason) => tracing::info!(call, ?reason, "refused"),
+        }
+    }
+
+    /// A drop policy for this player's frames that counts into its usage (a fan-out member's).
+    pub fn player_backlog(&self) -> Backlog {
+        Backlog::new(self.limits, self.usage.frames_dropped.clone()).in_span(self.span.clone())
+    }
+
+    /// A play or publish the hook allowed: from here on exactly one `on_done` is owed.
+    pub fn begin(&mut self, role: Role, info: SessionInfo, stream: Option<Addr<StreamActor>>) {
+        self.context.done.begin();
+        self.last_media = Instant::now();
+        self.active = Some(Active { role, info, stream });
+    }
+
+    /// Takes the outcome of a publish request ([`request_publish`], or the `call` before it
+    /// that refused): logs the hook's answer and, when it allowed, begins the publish (from
+    /// here on one `on_done` is owed) and attaches it to its stream. Returns what the
+    /// protocol is to answer.
+    pub fn publish_answered(
+        &mut self,
+        call: &str,
+        outcome: PublishOutcome,
+        info: SessionInfo,
+    ) -> PublishAnswer {
+        if let PublishOutcome::Denied(decision) = &outcome {
+            self.log_decision(call, decision);
+            return PublishAnswer::Denied(decision.clone());
+        }
+        self.log_decision(call, &Decision::Allow);
+        self.begin(Role::Publisher, info, None);
+        match outcome {
+            PublishOutcome::Publishing(stream) => {
+                self.attach(stream);
+                PublishAnswer::Publish
+            }
+            PublishOutcome::Taken(key) => {
+                let _s = self.enter();
+                tracing::info!(stream = %key, "already published by another client");
+                PublishAnswer::Taken
+            }
+            PublishOutcome::Unavailable | PublishOutcome::Denied(_) => PublishAnswer::Unavailable,
+        }
+    }
+
+    /// Attaches the active play or publish to its stream.
+    pub fn attach(&mut self, stream: Addr<StreamActor>) {
+        if let Some(active) = self.active.as_mut() {
+            active.stream = Some(stream);
+        }
+    }
+
+    /// Makes this player a member of its arbiter's fan-out group (its snapshot written, the
+    /// group writes its live frames to `writer` in the form `encoder` makes, from frame
+    /// `from_seq` on); `session` is told metadata and the end of the stream.
+    pub fn join_group<A>(
+        &mut self,
+        joining: fanout::Joining,
+        writer: Rc<super::output::tcp::Writer>,
+        encoder: Box<dyn fanout::Encode>,
+        from_seq: u64,
+        session: &Addr<A>,
+    ) where
+        A: Actor + actix::Handler<Deliver> + actix::Handler<StreamEnded>,
+        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, StreamEnded>,
+    {
+        let member = fanout::Member {
+            writer,
+            backlog: self.player_backlog(),
+            encoder,
+            from_seq,
+            metadata: session.clone().recipient(),
+            ended: session.clone().recipient(),
+        };
+        self.membership = Some(joining.activate(member));
+    }
+
+    /// Ends the active play or publish, if any: leaves the stream (and the fan-out group) and
+    /// sends its one `on_done`. True when there was one.
+    pub fn finish(&mut self, why: &str) -> bool {
+        self.membership = None;
+        let Some(active) = self.active.take() else {
+            return false;
+        };
+        let _s = self.enter();
+        active.finish(&self.context, why);
+        true
+    }
+
+    /// The active play or publish.
+    pub fn active(&self) -> Option<&Active> {
+        self.active.as_ref()
+    }
+
+    /// Publisher or player, once a hook allowed one.
+    pub fn role(&self) -> Option<Role> {
+        self.active.as_ref().map(|a| a.role)
+    }
+
+    /// Whether the session has an allowed play.
+    pub fn is_player(&self) -> bool {
+        self.role() == Some(Role::Player)
+    }
+
+    /// Whether the session has an allowed publish.
+    pub fn is_publisher(&self) -> bool {
+        self.role() == Some(Role::Publisher)
+    }
+
+    /// The stream the session publishes, once it is claimed.
+    pub fn publishing(&self) -> Option<&Addr<StreamActor>> {
+        self.active
+            .as_ref()
+            .filter(|a| a.role == Role::Publisher)
+            .and_then(|a| a.stream.as_ref())
+    }
+
+    /// Counts `bytes` received from the client.
+    pub fn received(&self, bytes: usize) {
+        self.usage
+            .bytes_in
+            .set(self.usage.bytes_in.get() + bytes as u64);
+    }
+
+    /// Notes that the publisher's media (or its media-related traffic) arrived.
+    pub fn media_arrived(&mut self) {
+        self.last_media = Instant::now();
+    }
+
+    /// Hands a publisher's frame to its stream. A stream too busy to take it drops it (a
+    /// publisher is never stopped for it), logged at every power of two.
+    pub fn publish(&mut self, frame: MediaFrame) {
+        let Some(stream) = self.publishing() else {
+            return;
+        };
+        if stream.try_send(PublishFrame { frame }).is_ok() {
+            return;
+        }
+        self.dropped_ingest += 1;
+        if self.dropped_ingest.is_power_of_two() {
+            let _s = self.enter();
+            tracing::warn!(
+                dropped = self.dropped_ingest,
+                "stream busy; dropping frames"
+            );
+        }
+    }
+
+    /// Hands a publisher's metadata to its stream.
+    pub fn publish_metadata(&self, metadata: streamgate_actors::media::Metadata) {
+        if let Some(stream) = self.publishing() {
+            stream.do_send(PublishMetadata { metadata });
+        }
+    }
+
+    /// The checks of the one-second timer every session runs: true when the session is to
+    /// close, which is logged. A publisher whose media stopped for [`PUBLISH_IDLE`]; a
+    /// connection whose output ended or made no progress; a player over its queue for its
+    /// stall timeout.
+    pub fn tick(&mut self, output: Option<&dyn Output>) -> bool {
+        if self.is_publisher() && self.last_media.elapsed() > PUBLISH_IDLE {
+            let _s = self.enter();
+            tracing::info!("publisher sent no media for too long; closing");
+            return true;
+        }
+        output.is_some_and(|out| self.backlog.output_gone(out))
+    }
+
+    /// Logs a kick (a publisher taken over at shutdown, or an operator's); the session then
+    /// stops and its `on_done` follows.
+    pub fn kicked(&self, msg: &Kick) {
+        let _s = self.enter();
+        tracing::info!(reason = msg.reason, "closing the session");
+    }
+
+    /// The stream under a player ended: logged and finished. False (nothing done) when the
+    /// session is not a player.
+    pub fn stream_ended(&mut self, msg: &StreamEnded) -> bool {
+        if !self.is_player() {
+            return false;
+        }
+        let _s = self.enter();
+        tracing::info!(stream = %msg.key, "stream ended under the player");
+        drop(_s);
+        self.finish("stream ended");
+        true
+    }
+
+    /// Logs the start of the connection.
+    pub fn started(&self) {
+        let _s = self.enter();
+        tracing::info!("connection started");
+    }
+
+    /// Ends what is active and logs the end of the connection (from `Actor::stopped`).
+    pub fn stopped(&mut self) {
+        self.finish("connection closed");
+        let _s = self.enter();
+        tracing::info!(
+            bytes_in = self.usage.bytes_in.get(),
+            bytes_out = self.usage.bytes_out.get(),
+            "connection stopped"
+        );
+    }
+}
+
+/// What the parts every session shares ([`session_actor!`]) need of a session actor.
+pub trait Session: Actor<Context = Context<Self>> {
+    /// Its core, and its output once it has one.
+    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
+
+    /// Whether the client's first request was accepted: until then the deadline given to
+    /// [`start`] runs.
+    fn first_request_done(&self) -> bool {
+        true
+    }
+
+    /// What the protocol starts beside the shared timers.
+    fn starting(&mut self, _ctx: &mut Context<Self>) {}
+
+    /// The protocol's own checks of the one-second timer: `Some(why)` closes the session.
+    fn check(&mut self) -> Option<&'static str> {
+        None
+    }
+
+    /// What the protocol does when the stream ends under its player, before the player's
+    /// `on_done` (an end-of-stream message, what a paced replay still holds).
+    fn stream_ending(&mut self, _ctx: &mut Context<Self>) {}
+
+    /// What the protocol lets go of when the session stops, before its `on_done`.
+    fn release(&mut self) {}
+}
+
+/// Starts what every session runs: the mailbox bound, the first log line, the deadline of the
+/// client's first request (`deadline`, where the session has one) and the one-second checks
+/// (the protocol's [`Session::check`], then [`SessionCore::tick`]).
+pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
+    ctx.set_mailbox_capacity(SESSION_MAILBOX);
+    act.parts().0.started();
+    if let Some(deadline) = deadline {
+        ctx.run_later(deadline, |act, ctx| {
+            if !act.first_request_done() {
+                let _s = act.parts().0.enter();
+                tracing::info!("no accepted request in time; closing");
+                ctx.stop();
+            }
+        });
+    }
+    ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+        if let Some(why) = act.check() {
+            let _s = act.parts().0.enter();
+            tracing::info!("{why}; closing");
+            ctx.stop();
+            return;
+        }
+        let (core, output) = act.parts();
+        if core.tick(output) {
+            ctx.stop();
+        }
+    });
+    act.starting(ctx);
+}
+
+/// The `Actor` implementation of a [`Session`] and its `Kick` and `StreamEnded` handlers: it
+/// starts with [`start`] (the first-request deadline given) and ends with [`SessionCore::stopped`] (after
+/// [`Session::release`]); a kick closes it; the end of its stream ends a player (after
+/// [`Session::stream_ending`]). Either way its `on_done` follows, once.
+macro_rules! session_actor {
+    ($session:ty, $deadline:expr) => {
+        impl actix::Actor for $session {
+            type Context = actix::Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                $crate::session::core::start(self, ctx, $deadline);
+            }
+
+            fn stopped(&mut self, _ctx: &mut Self::Context) {
+                use $crate::session::core::Session;
+                self.release();
+                self.parts().0.stopped();
+            }
+        }
+
+        impl actix::Handler<streamgate_actors::stream::Kick> for $session {
+            type Result = ();
+
+            fn handle(&mut self, msg: streamgate_actors::stream::Kick, ctx: &mut Self::Context) {
+                $crate::session::core::Session::parts(self).0.kicked(&msg);
+                actix::ActorContext::stop(ctx);
+            }
+        }
+
+        impl actix::Handler<streamgate_actors::stream::StreamEnded> for $session {
+            type Result = ();
+
+            fn handle(
+                &mut self,
+                msg: streamgate_actors::stream::StreamEnded,
+                ctx: &mut Self::Context,
+            ) {
+                use $crate::session::core::Session;
+                if !self.parts().0.is_player() {
+                    return;
+                }
+                self.stream_ending(ctx);
+                self.parts().0.stream_ended(&msg);
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use session_actor;
+
+/// How a player takes live frames.
+pub enum Attach {
+    /// As `Deliver` messages to its own session.
+    Own {
+        /// Where media goes.
+        media: Recipient<Deliver>,
+        /// Where the end of the stream is told.
+        ended: Recipient<StreamEnded>,
+    },
+    /// Through its arbiter's [`fanout`] group, which writes them to its socket.
+    Shared,
+}
+
+/// How a play request ended.
+pub enum PlayOutcome {
+    /// The hook refused.
+    Denied(Decision),
+    /// The hook allowed, but no such stream is live.
+    NotFound,
+    /// Attached: write the snapshot, then live frames arrive as `Deliver` ([`Attach::Own`]),
+    /// or (with [`Attach::Shared`]) activate the [`fanout::Joining`].
+    Playing(Addr<StreamActor>, Snapshot, Option<fanout::Joining>),
+}
+
+/// Asks the hook about a play, then finds the stream and subscribes to it. Every protocol's
+/// player goes through here, so the order (hook first, nothing revealed before it) is one.
+pub async fn request_play(
+    context: SessionContext,
+    info: SessionInfo,
+    key: StreamKey,
+    attach: Attach,
+) -> PlayOutcome {
+    let clientid = info.clientid;
+    let decision = ask(context.notify.send(notify::Play { info })).await;
+    if !decision.is_allow() {
+        return PlayOutcome::Denied(decision);
+    }
+    let Ok(Some(stream)) = context.registry.send(Lookup { key }).await else {
+        return PlayOutcome::NotFound;
+    };
+    match attach {
+        Attach::Own { media, ended } => match stream
+            .send(Subscribe {
+                clientid,
+                media,
+                ended,
+            })
+            .await
+        {
+            Ok(snapshot) => PlayOutcome::Playing(stream, snapshot, None),
+            Err(_) => PlayOutcome::NotFound,
+        },
+        Attach::Shared => match fanout::join(stream.clone()).await {
+            Some((snapshot, joining)) => PlayOutcome::Playing(stream, snapshot, Some(joining)),
+            None => PlayOutcome::NotFound,
+        },
+    }
+}
+
+/// How a publish request ended.
+pub enum PublishOutcome {
+    /// The hook refused.
+    Denied(Decision),
+    /// The hook allowed and the name is this session's: frames go to the stream.
+    Publishing(Addr<StreamActor>),
+    /// The hook allowed, but another client publishes the name.
+    Taken(StreamKey),
+    /// The hook allowed, but the registry is gone (the server is stopping).
+    Unavailable,
+}
+
+/// What a protocol answers a publish request ([`SessionCore::publish_answered`]).
+#[derive(Debug)]
+pub enum PublishAnswer {
+    /// The hook refused (its answer, for the status).
+    Denied(Decision),
+    /// Publishing: accept, frames go to the stream.
+    Publish,
+    /// Another client publishes the name.
+    Taken,
+    /// The registry is gone (the server is stopping).
+    Unavailable,
+}
+
+impl PublishOutcome {
+    /// Whether the hook allowed it (and an `on_done` is owed, whatever followed).
+    pub fn allowed(&self) -> bool {
+        !matches!(self, PublishOutcome::Denied(_))
+    }
+}
+
+/// Asks the hook about a publish, then claims the name (one publisher per name; a kick of
+/// the claim reaches `kick`). Every protocol's publisher goes through here, so nothing is
+/// claimed before the hook's answer.
+pub async fn request_publish(
+    context: SessionContext,
+    info: SessionInfo,
+    key: StreamKey,
+    kick: Recipient<Kick>,
+) -> PublishOutcome {
+    let clientid = info.clientid;
+    let arbiter = Arbiter::current();
+    let decision = ask(context.notify.send(notify::Publish { info })).await;
+    if !decision.is_allow() {
+        return PublishOutcome::Denied(decision);
+    }
+    let claim = context
+        .registry
+        .send(ClaimPublish {
+            key,
+            clientid,
+            kick,
+            arbiter,
+        })
+        .await;
+    match claim {
+        Ok(Ok(stream)) => PublishOutcome::Publishing(stream),
+        Ok(Err(PublishRefused::AlreadyPublishing(key))) => PublishOutcome::Taken(key),
+        Err(_) => PublishOutcome::Unavailable,
+    }
+}
+
+/// Awaits a hook decision; a notifier that is gone refuses.
+pub async fn ask<M>(request: actix::dev::Request<NotifyActor, M>) -> Decision
+where
+    M: actix::Message<Result = Decision> + Send + 'static,
+    NotifyActor: actix::Handler<M>,
+{
+    request
+        .await
+        .unwrap_or_else(|e| Decision::Deny(DenyReason::Unreachable(e.to_string())))
+}
+
+/// Asks `on_connect` for `info` and, when it allows, goes on with `then` (the `call` that
+/// follows: a play or publish request). Returns which call decided and the outcome (`denied`
+/// makes one of a refused connect).
+pub async fn after_connect<T>(
+    context: SessionContext,
+    info: SessionInfo,
+    call: &'static str,
+    then: impl std::future::Future<Output = T>,
+    denied: impl FnOnce(Decision) -> T,
+) -> (&'static str, T) {
+    let connect = request_connect(&context, info).await;
+    if !connect.is_allow() {
+        return ("connect", denied(connect));
+    }
+    (call, then.await)
+}
+
+/// Asks `on_connect` for `info`.
+pub fn request_connect(
+    context: &SessionContext,
+    info: SessionInfo,
+) -> impl std::future::Future<Output = Decision> + 'static {
+    ask(context.notify.send(notify::Connect { info }))
+}

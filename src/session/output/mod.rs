@@ -1,0 +1,158 @@
+//! One output abstraction for every session: what a connection's output queue tells the drop
+//! and stall policy ([`Output`]), and that policy itself ([`Backlog`]), so every player
+//! (whatever its protocol and transport) falls behind, drops, catches up and is closed for
+//! stalling by the same rules.
+//!
+//! The outputs:
+//! - [`tcp::Writer`]: the queue of a TCP connection (RTMP, HTTP-FLV, RTSP), written with
+//!   vectored writes, merged per window;
+//! - [`srt::SrtOut`]: the paced send side of an SRT connection;
+//! - [`udp::UdpOut`]: RTP and RTCP datagrams of an RTSP track over UDP.
+//!
+//! Each counts the bytes it hands to the connection into the session's usage.
+
+pub mod srt;
+pub mod tcp;
+pub mod udp;
+
+use std::time::{Duration, Instant};
+
+use streamgate_actors::media::{FrameKind, MediaFrame, Track};
+
+use super::core::Counter;
+
+/// Why a buffer could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The queue is full: the peer is not reading.
+    #[error("output queue full")]
+    Full,
+    /// The connection is gone.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// What the drop and stall policy needs to know of a connection's output.
+pub trait Output {
+    /// Bytes queued and not yet handed to the connection.
+    fn pending_bytes(&self) -> usize;
+    /// True when the connection is gone, or its queued bytes made no progress for too long.
+    fn is_closed(&self) -> bool;
+}
+
+/// How much a player may fall behind: from the protocol's `<queue_bytes>` and
+/// `<stall_timeout_ms>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayerLimits {
+    /// Unwritten output above which the player drops media until the next keyframe.
+    pub queue_bytes: usize,
+    /// A player over its queue for this long is disconnected.
+    pub stall_timeout: Duration,
+}
+
+/// The drop policy of one player's output: past `queue_bytes` of unwritten output it drops
+/// media until a keyframe arrives while the backlog is under half the limit; codec configs
+/// always pass. A stream without video resumes at any audio frame.
+#[derive(Debug)]
+pub struct Backlog {
+    limits: PlayerLimits,
+    span: tracing::Span,
+    resync: bool,
+    seen_video: bool,
+    full_since: Option<Instant>,
+    /// Frames dropped (for the log line).
+    dropped: u64,
+    /// Frames dropped over the session (its usage).
+    total: Counter,
+}
+
+impl Backlog {
+    /// A player's policy, counting the frames it drops into `total`.
+    pub fn new(limits: PlayerLimits, total: Counter) -> Self {
+        Backlog {
+            limits,
+            span: tracing::Span::none(),
+            resync: false,
+            seen_video: false,
+            full_since: None,
+            dropped: 0,
+            total,
+        }
+    }
+
+    /// The same policy, logging in the player's `span`.
+    pub fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Whether to write `frame` with `pending` bytes still unwritten. Logs the moments the
+    /// player falls behind and catches up.
+    pub fn admit(&mut self, frame: &MediaFrame, pending: usize) -> bool {
+        if frame.kind == FrameKind::Config {
+            return true;
+        }
+        self.seen_video |= frame.track == Track::Video;
+        if !self.resync && pending > self.limits.queue_bytes {
+            self.resync = true;
+            let _s = self.span.enter();
+            tracing::warn!(pending, "player is behind; dropping to the next keyframe");
+        }
+        if self.resync {
+            let resume_point = frame.is_video_keyframe() || !self.seen_video;
+            if !resume_point || pending > self.limits.queue_bytes / 2 {
+                self.dropped += 1;
+                self.total.set(self.total.get() + 1);
+                return false;
+            }
+            self.resync = false;
+            let _s = self.span.enter();
+            tracing::info!(dropped = self.dropped, "player caught up at a keyframe");
+        }
+        true
+    }
+
+    /// Marks the player behind (its output refused a buffer).
+    pub fn overflowed(&mut self) {
+        self.resync = true;
+    }
+
+    /// Takes the result of queueing media: a full queue marks the player behind (it then
+    /// drops to the next keyframe). True when the connection is gone.
+    pub fn sent(&mut self, result: Result<(), SendError>) -> bool {
+        match result {
+            Ok(()) => false,
+            Err(SendError::Full) => {
+                self.overflowed();
+                false
+            }
+            Err(SendError::Closed) => true,
+        }
+    }
+
+    /// Whether a connection's output is over: it ended or made no progress, or (a player) it
+    /// has been over its queue for the stall timeout, which is logged. Every session asks
+    /// this on its one-second timer ([`super::core::SessionCore::tick`]).
+    pub fn output_gone(&mut self, output: &dyn Output) -> bool {
+        if output.is_closed() {
+            return true;
+        }
+        let pending = output.pending_bytes();
+        if self.stalled(pending, Instant::now()) {
+            let _s = self.span.enter();
+            tracing::warn!(pending, "player stalled; closing");
+            return true;
+        }
+        false
+    }
+
+    /// True when the player has been over its queue for longer than the stall timeout.
+    pub fn stalled(&mut self, pending: usize, now: Instant) -> bool {
+        if pending <= self.limits.queue_bytes {
+            self.full_since = None;
+            return false;
+        }
+        let since = *self.full_since.get_or_insert(now);
+        now.duration_since(since) > self.limits.stall_timeout
+    }
+}
