@@ -25,7 +25,8 @@ use crate::protocol::rtsp::message::{
 };
 use crate::protocol::rtsp::rtp::{
     is_rtcp, ntp_to_unix_micros, parse_rtcp, AacDepacketizer, AacPacketizer, AuHeaderLayout,
-    LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer,
+    Av1Depacketizer, Av1Packetizer, LatmDepacketizer, RtcpPacket, RtpClock, RtpPacket,
+    VideoDepacketizer, VideoPacketizer,
 };
 use crate::protocol::rtsp::sdp;
 use crate::protocol::rtsp::session::{Depacketizer, RtpPublish};
@@ -621,6 +622,139 @@ pub fn sdp(data: &[u8]) {
     let _ = sdp::build("127.0.0.1", "fuzz", &tracks);
 }
 
+/// What the AV1 depacketizer hands on must be what the frame model promises: a config that
+/// is a valid AV1CodecConfigurationRecord, a temporal unit of whole OBUs with size fields.
+fn check_av1_frame(frame: &MediaFrame) {
+    match frame.kind {
+        FrameKind::Config => assert!(
+            codec::Av1Config::parse(&frame.payload).is_ok(),
+            "AV1 config refused"
+        ),
+        FrameKind::Media => assert!(
+            codec::av1_obus(&frame.payload).is_ok(),
+            "AV1 temporal unit is not whole OBUs"
+        ),
+    }
+}
+
+/// AV1 over RTP (the AOM's payload format): the first byte picks the part. Even: fuzzer
+/// packets (laid out as in [`rtp_depacketize`]) through [`Av1Depacketizer`], whose frames
+/// must be a valid record and whole OBUs. Odd: temporal units from the fuzzer's bytes (each a
+/// 16-bit-length list of OBUs, made whole with size fields) through [`Av1Packetizer`] at a
+/// fuzzed payload size and back; every unit must come back byte for byte.
+pub fn rtp_av1(data: &[u8]) {
+    let mut input = Input { data };
+    let which = input.u8();
+    if which & 1 == 0 {
+        let mut depacketizer = Depacketizer::Av1(Av1Depacketizer::new());
+        let mut frames = Vec::new();
+        while !input.is_empty() {
+            let packet = Bytes::copy_from_slice(input.piece());
+            depacketizer.receive(packet, false, &mut frames);
+            frames.drain(..).for_each(|f| check_av1_frame(&f));
+        }
+        return;
+    }
+    let max_payload = 64 + usize::from(input.u16()) % 1400;
+    let mut frames = Vec::new();
+    while !input.is_empty() && frames.len() < 32 {
+        let flags = input.u8();
+        let raw = input.piece();
+        // OBUs of the fuzzer's types and lengths: a type byte and a length byte each, the
+        // payload cycling through the bytes given. Types the format drops are skipped.
+        let mut tu = BytesMut::new();
+        let mut rest = raw;
+        while rest.len() >= 2 {
+            let obu_type = rest[0] & 0x0f;
+            let len = usize::from(rest[1]);
+            rest = &rest[2..];
+            if matches!(obu_type, 0 | 2 | 8 | 15) {
+                continue;
+            }
+            let extension = flags & 0x80 != 0;
+            tu.extend_from_slice(&[(obu_type << 3) | 0x02 | if extension { 0x04 } else { 0 }]);
+            if extension {
+                tu.extend_from_slice(&[0x08]);
+            }
+            codec::write_leb128(&mut tu, len as u64);
+            tu.extend((0..len).map(|i| rest.get(i % rest.len().max(1)).copied().unwrap_or(0)));
+        }
+        if tu.is_empty() {
+            continue;
+        }
+        frames.push(MediaFrame {
+            track: Track::Video,
+            codec: Codec::Av1,
+            kind: FrameKind::Media,
+            dts: frames.len() as i64 * 40_000,
+            pts: frames.len() as i64 * 40_000,
+            keyframe: false,
+            payload: tu.freeze(),
+        });
+    }
+    let mut packetizer = Av1Packetizer::new(96, 9, input.u16(), RtpClock::new(90_000, 0));
+    packetizer.set_max_payload(max_payload);
+    let mut packets = Vec::new();
+    for frame in &frames {
+        if let Err(e) = packetizer.packetize(frame, &mut packets) {
+            panic!("own temporal unit refused: {e:?}");
+        }
+    }
+    for p in &packets {
+        assert!(
+            p.len() <= 12 + max_payload.max(64),
+            "packet over the payload size"
+        );
+    }
+    // The depacketizer starts at a keyframe with a sequence header: one goes first (libaom's
+    // sequence header, and a one-byte KEY_FRAME frame OBU), from a packetizer of its own.
+    let mut depacketizer = Av1Depacketizer::new();
+    let key = MediaFrame {
+        track: Track::Video,
+        codec: Codec::Av1,
+        kind: FrameKind::Media,
+        dts: -40_000,
+        pts: -40_000,
+        keyframe: true,
+        payload: Bytes::from_static(AV1_KEY_TU),
+    };
+    let mut first = Av1Packetizer::new(96, 9, 0, RtpClock::new(90_000, 0));
+    let mut start = Vec::new();
+    if let Err(e) = first.packetize(&key, &mut start) {
+        panic!("keyframe refused: {e:?}");
+    }
+    let mut sequence = 0u16;
+    let mut got = Vec::new();
+    for p in start.into_iter().chain(packets) {
+        let mut packet = match RtpPacket::parse(p) {
+            Ok(packet) => packet,
+            Err(e) => panic!("own packet refused: {e:?}"),
+        };
+        // One sequence of numbers across both packetizers, as one sender would send.
+        packet.header.sequence = sequence;
+        sequence = sequence.wrapping_add(1);
+        if let Err(e) = depacketizer.push(&packet) {
+            panic!("own payload refused: {e:?}");
+        }
+        while let Some(f) = depacketizer.pop() {
+            check_av1_frame(&f);
+            if f.kind == FrameKind::Media {
+                got.push(f.payload);
+            }
+        }
+    }
+    let want: Vec<Bytes> = std::iter::once(key.payload)
+        .chain(frames.into_iter().map(|f| f.payload))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// A keyframe temporal unit: libaom's sequence header OBU (FFmpeg 9, 320x240) and a frame
+/// OBU whose one byte says show_existing_frame 0, frame_type KEY_FRAME.
+const AV1_KEY_TU: &[u8] = &[
+    0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xda, 0xf9, 0x00, 0x40, 0x32, 0x01, 0x10,
+];
+
 /// RTP depacketizers: the first byte picks H.264 (with or without a description config),
 /// H.265, AAC (with an AU-header layout from the next three bytes) or MP4A-LATM (with the
 /// number of subframes from the next byte); then packets, each a
@@ -769,10 +903,11 @@ pub fn ts_mux(data: &[u8]) {
     let mut input = Input { data };
     // The first byte picks the tracks the PMT declares from the start: none (added as
     // configs arrive), or H.264 or H.265 video with AAC, as a player of such a stream gets.
-    let mut mux = match input.u8() % 3 {
+    let mut mux = match input.u8() % 4 {
         0 => TsMuxer::new(),
         1 => TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Aac)),
-        _ => TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
+        2 => TsMuxer::with_tracks(Some(Codec::H265), Some(Codec::Aac)),
+        _ => TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Opus)),
     };
     let mut out = Vec::new();
     for frame in publisher_frames(&mut input) {
@@ -785,7 +920,7 @@ pub fn ts_mux(data: &[u8]) {
 }
 
 /// Frames as a publisher may send them: each a flags byte (bit 0 config, bit 1 keyframe,
-/// bit 2 audio, bit 3 H.265), a 16-bit-length payload; 40 ms apart.
+/// bit 2 audio, bit 3 H.265 or, for audio, Opus), a 16-bit-length payload; 40 ms apart.
 fn publisher_frames(input: &mut Input<'_>) -> Vec<MediaFrame> {
     let mut frames = Vec::new();
     while !input.is_empty() && frames.len() < 256 {
@@ -795,7 +930,8 @@ fn publisher_frames(input: &mut Input<'_>) -> Vec<MediaFrame> {
         frames.push(MediaFrame {
             track: if audio { Track::Audio } else { Track::Video },
             codec: match (audio, flags & 8 != 0) {
-                (true, _) => Codec::Aac,
+                (true, false) => Codec::Aac,
+                (true, true) => Codec::Opus,
                 (false, false) => Codec::H264,
                 (false, true) => Codec::H265,
             },
@@ -910,9 +1046,10 @@ pub fn ts_demux(data: &[u8]) {
                 match frame.codec {
                     Codec::H264 => assert!(AvcConfig::parse(&frame.payload).is_ok()),
                     Codec::Aac => assert!(AacConfig::parse(&frame.payload).is_ok()),
+                    Codec::Opus => assert!(codec::OpusHead::parse(&frame.payload).is_ok()),
                     Codec::H265 => {}
-                    // The demuxer makes neither.
-                    Codec::Av1 | Codec::Opus => unreachable!("TS demuxer made {:?}", frame.codec),
+                    // The demuxer does not make it.
+                    Codec::Av1 => unreachable!("TS demuxer made {:?}", frame.codec),
                 }
             }
         }

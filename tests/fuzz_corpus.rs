@@ -73,6 +73,7 @@ targets!(
     rtsp_message,
     sdp,
     rtp_depacketize,
+    rtp_av1,
     rtcp,
     rtp_roundtrip,
     rtp_packetize,

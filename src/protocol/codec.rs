@@ -2,8 +2,10 @@
 //! AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1), length-prefixed (AVCC) and
 //! start-code (Annex-B, ITU-T H.264 Annex B) NAL unit framing, the AudioSpecificConfig
 //! (ISO/IEC 14496-3 1.6.2.1) and the ADTS header (ISO/IEC 14496-3 1.A.2.2 / ISO/IEC 13818-7
-//! 6.2); for the Enhanced RTMP codecs, the AV1CodecConfigurationRecord (AV1 in ISOBMFF
-//! §2.3) and the Opus identification header (RFC 7845 §5.1).
+//! 6.2); for AV1 and Opus, the AV1CodecConfigurationRecord (AV1 in ISOBMFF §2.3), OBUs and
+//! LEB128, the sequence header fields the record and a keyframe test need (AV1 spec §5.5),
+//! the Opus identification header (RFC 7845 §5.1) and an Opus packet's duration (RFC 6716
+//! §3.1).
 //!
 //! Pure functions over bytes. This module owns the byte layouts only: it must not know about
 //! transports (TS, RTP, FLV), timestamps or frames.
@@ -696,6 +698,236 @@ impl Av1Config {
 
 /// OBU type of an AV1 sequence header (AV1 spec §6.2.2).
 pub const AV1_OBU_SEQUENCE_HEADER: u8 = 1;
+/// OBU type of an AV1 temporal delimiter.
+pub const AV1_OBU_TEMPORAL_DELIMITER: u8 = 2;
+/// OBU type of an AV1 frame header.
+pub const AV1_OBU_FRAME_HEADER: u8 = 3;
+/// OBU type of an AV1 frame (frame header and tile group).
+pub const AV1_OBU_FRAME: u8 = 6;
+/// OBU type of an AV1 tile list (large scale tile decoding only).
+pub const AV1_OBU_TILE_LIST: u8 = 8;
+/// OBU type of AV1 padding.
+pub const AV1_OBU_PADDING: u8 = 15;
+
+/// What the AV1CodecConfigurationRecord and a keyframe test need of an AV1 sequence header
+/// (AV1 spec §5.5): profile, first operating point's level and tier, colour config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Av1SequenceHeader {
+    /// seq_profile.
+    pub profile: u8,
+    /// seq_level_idx[0].
+    pub level: u8,
+    /// seq_tier[0].
+    pub tier: u8,
+    /// high_bitdepth.
+    pub high_bitdepth: bool,
+    /// twelve_bit.
+    pub twelve_bit: bool,
+    /// mono_chrome.
+    pub monochrome: bool,
+    /// subsampling_x, subsampling_y.
+    pub subsampling: (bool, bool),
+    /// chroma_sample_position.
+    pub chroma_sample_position: u8,
+    /// reduced_still_picture_header: every frame is a key frame with no frame header flags.
+    pub reduced_still_picture: bool,
+}
+
+impl Av1SequenceHeader {
+    /// Reads a sequence header OBU's payload (after its header and size field).
+    pub fn parse(payload: &[u8]) -> Result<Av1SequenceHeader, CodecError> {
+        const WHAT: &str = "AV1 sequence header";
+        Self::read(&mut BitReader::new(payload)).ok_or(CodecError::Truncated(WHAT))
+    }
+
+    fn read(r: &mut BitReader<'_>) -> Option<Av1SequenceHeader> {
+        let profile = r.bits(3)? as u8;
+        r.bits(1)?; // still_picture
+        let reduced = r.bits(1)? == 1;
+        let (level, tier);
+        if reduced {
+            level = r.bits(5)? as u8;
+            tier = 0;
+        } else {
+            let timing_info = r.bits(1)? == 1;
+            let mut decoder_model_info = false;
+            let mut buffer_delay_length = 0;
+            if timing_info {
+                r.bits(32)?; // num_units_in_display_tick
+                r.bits(32)?; // time_scale
+                if r.bits(1)? == 1 {
+                    r.ue()?; // num_ticks_per_picture_minus_1 (uvlc)
+                }
+                decoder_model_info = r.bits(1)? == 1;
+                if decoder_model_info {
+                    buffer_delay_length = r.bits(5)? + 1;
+                    r.bits(32)?; // num_units_in_decoding_tick
+                    r.bits(5)?; // buffer_removal_time_length_minus_1
+                    r.bits(5)?; // frame_presentation_time_length_minus_1
+                }
+            }
+            let initial_display_delay = r.bits(1)? == 1;
+            let points = r.bits(5)? + 1;
+            let mut first = None;
+            for _ in 0..points {
+                r.bits(12)?; // operating_point_idc
+                let op_level = r.bits(5)? as u8;
+                let op_tier = if op_level > 7 { r.bits(1)? as u8 } else { 0 };
+                if decoder_model_info && r.bits(1)? == 1 {
+                    r.bits(buffer_delay_length)?; // decoder_buffer_delay
+                    r.bits(buffer_delay_length)?; // encoder_buffer_delay
+                    r.bits(1)?; // low_delay_mode_flag
+                }
+                if initial_display_delay && r.bits(1)? == 1 {
+                    r.bits(4)?;
+                }
+                first.get_or_insert((op_level, op_tier));
+            }
+            (level, tier) = first?;
+        }
+        let width_bits = r.bits(4)? + 1;
+        let height_bits = r.bits(4)? + 1;
+        r.bits(width_bits)?;
+        r.bits(height_bits)?;
+        if !reduced && r.bits(1)? == 1 {
+            r.bits(4)?; // delta_frame_id_length_minus_2
+            r.bits(3)?; // additional_frame_id_length_minus_1
+        }
+        r.bits(3)?; // use_128x128_superblock, enable_filter_intra, enable_intra_edge_filter
+        if !reduced {
+            r.bits(4)?; // interintra, masked compound, warped motion, dual filter
+            let order_hint = r.bits(1)? == 1;
+            if order_hint {
+                r.bits(2)?; // enable_jnt_comp, enable_ref_frame_mvs
+            }
+            let force_screen_content_tools = if r.bits(1)? == 1 { 2 } else { r.bits(1)? };
+            if force_screen_content_tools > 0 && r.bits(1)? == 0 {
+                r.bits(1)?; // seq_force_integer_mv
+            }
+            if order_hint {
+                r.bits(3)?; // order_hint_bits_minus_1
+            }
+        }
+        r.bits(3)?; // enable_superres, enable_cdef, enable_restoration
+                    // color_config (§5.5.2)
+        let high_bitdepth = r.bits(1)? == 1;
+        let twelve_bit = profile == 2 && high_bitdepth && r.bits(1)? == 1;
+        let monochrome = profile != 1 && r.bits(1)? == 1;
+        let (mut primaries, mut transfer, mut matrix) = (2, 2, 2);
+        if r.bits(1)? == 1 {
+            primaries = r.bits(8)?;
+            transfer = r.bits(8)?;
+            matrix = r.bits(8)?;
+        }
+        let mut subsampling = (true, true);
+        let mut chroma_sample_position = 0;
+        if monochrome {
+            r.bits(1)?; // color_range
+        } else if primaries == 1 && transfer == 13 && matrix == 0 {
+            subsampling = (false, false); // sRGB: 4:4:4
+        } else {
+            r.bits(1)?; // color_range
+            subsampling = match profile {
+                0 => (true, true),
+                1 => (false, false),
+                _ if twelve_bit => {
+                    let x = r.bits(1)? == 1;
+                    (x, x && r.bits(1)? == 1)
+                }
+                _ => (true, false),
+            };
+            if subsampling == (true, true) {
+                chroma_sample_position = r.bits(2)? as u8;
+            }
+        }
+        Some(Av1SequenceHeader {
+            profile,
+            level,
+            tier,
+            high_bitdepth,
+            twelve_bit,
+            monochrome,
+            subsampling,
+            chroma_sample_position,
+            reduced_still_picture: reduced,
+        })
+    }
+
+    /// The AV1CodecConfigurationRecord for this sequence header, with `obu` (the whole
+    /// sequence header OBU, with its size field) as its configOBUs.
+    pub fn record(&self, obu: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(4 + obu.len());
+        out.put_u8(0x81); // marker, version 1
+        out.put_u8((self.profile << 5) | (self.level & 0x1f));
+        out.put_u8(
+            (self.tier << 7)
+                | (u8::from(self.high_bitdepth) << 6)
+                | (u8::from(self.twelve_bit) << 5)
+                | (u8::from(self.monochrome) << 4)
+                | (u8::from(self.subsampling.0) << 3)
+                | (u8::from(self.subsampling.1) << 2)
+                | (self.chroma_sample_position & 0x03),
+        );
+        out.put_u8(0); // no initial_presentation_delay
+        out.put_slice(obu);
+        out.freeze()
+    }
+}
+
+/// The payload of a whole OBU (header and size field skipped); `None` when it is not one.
+pub fn av1_obu_payload(obu: &[u8]) -> Option<&[u8]> {
+    let header = *obu.first()?;
+    let mut at = 1 + usize::from(header & 0x04 != 0);
+    if header & 0x02 != 0 {
+        let (_, len) = read_leb128(obu.get(at..)?)?;
+        at += len;
+    }
+    obu.get(at..)
+}
+
+/// Whether the frame (header) OBU payload `payload` starts a key frame that is shown (AV1
+/// spec §5.9.2: show_existing_frame 0, frame_type KEY_FRAME); every frame is one in a
+/// reduced still picture sequence.
+pub fn av1_is_key_frame(payload: &[u8], reduced_still_picture: bool) -> bool {
+    reduced_still_picture || payload.first().is_some_and(|b| b & 0xe0 == 0)
+}
+
+/// A LEB128 value (AV1 spec §4.10.5) at the start of `data`: the value and its length (at
+/// most 8 bytes; a value over 2^32 - 1 is refused).
+pub fn read_leb128(data: &[u8]) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    for (i, &byte) in data.iter().take(8).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (value <= u64::from(u32::MAX)).then_some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Appends `value` as LEB128 in as few bytes as it needs.
+pub fn write_leb128(out: &mut BytesMut, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.put_u8(byte);
+            return;
+        }
+        out.put_u8(byte | 0x80);
+    }
+}
+
+/// Bytes [`write_leb128`] takes for `value`.
+pub fn leb128_len(value: u64) -> usize {
+    let mut n = 1;
+    let mut v = value >> 7;
+    while v != 0 {
+        n += 1;
+        v >>= 7;
+    }
+    n
+}
 
 /// Splits AV1 OBUs in the low overhead bitstream format (AV1 spec §5.2): each OBU header
 /// must have `obu_has_size_field` set, as ISOBMFF and Enhanced RTMP samples do. Returns each
@@ -793,6 +1025,28 @@ impl OpusHead {
         out.put_u8(0);
         out.freeze()
     }
+}
+
+/// The duration of an Opus packet in 48 kHz samples, from its TOC byte and frame count
+/// (RFC 6716 §3.1, §3.2): what an MPEG-TS PES holding several packets needs to time each.
+/// `None` for an empty packet or a code 3 packet without its frame count byte.
+pub fn opus_packet_samples(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    let frame: u32 = match config {
+        // SILK-only: 10, 20, 40, 60 ms.
+        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
+        // Hybrid: 10, 20 ms.
+        12..=15 => [480, 960][usize::from(config % 2)],
+        // CELT-only: 2.5, 5, 10, 20 ms.
+        _ => [120, 240, 480, 960][usize::from(config % 4)],
+    };
+    let frames = match toc & 0x03 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3f),
+    };
+    Some(frame * frames)
 }
 
 /// H.265 NAL unit types of the parameter sets (ITU-T H.265 Table 7-1).
@@ -919,6 +1173,18 @@ mod tests {
         bad = FFMPEG_OPUS_HEAD.to_vec();
         bad[18] = 1;
         assert!(OpusHead::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn opus_packet_durations() {
+        // libopus at 64 kb/s: CELT fullband 20 ms, one frame (FFmpeg's TS packets).
+        assert_eq!(opus_packet_samples(&[0xfc, 0xff, 0xfe]), Some(960));
+        // SILK 60 ms; hybrid 10 ms, two frames; CELT 2.5 ms, code 3 with 4 frames.
+        assert_eq!(opus_packet_samples(&[0x18]), Some(2880));
+        assert_eq!(opus_packet_samples(&[0x61]), Some(960));
+        assert_eq!(opus_packet_samples(&[0x83, 0x04]), Some(480));
+        assert_eq!(opus_packet_samples(&[0x83]), None);
+        assert_eq!(opus_packet_samples(&[]), None);
     }
 
     // The SPS and PPS x264 writes for 320x240 yuv420p (High profile, level 1.3).

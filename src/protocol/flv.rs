@@ -88,6 +88,8 @@ pub fn metadata_codec_id(codec: Codec) -> f64 {
 pub struct SynthesizedMetadata {
     video: Option<Codec>,
     audio: Option<crate::protocol::codec::AacConfig>,
+    /// The channels of an Opus audio track (the audio when `audio` is `None`).
+    opus: Option<u8>,
 }
 
 impl SynthesizedMetadata {
@@ -98,11 +100,21 @@ impl SynthesizedMetadata {
         }
         let changed = match frame.track {
             Track::Video => self.video.replace(frame.codec) != Some(frame.codec),
+            Track::Audio if frame.codec == Codec::Opus => {
+                let channels = crate::protocol::codec::OpusHead::parse(&frame.payload)
+                    .ok()
+                    .map(|h| h.channels);
+                let changed = channels.is_some() && channels != self.opus;
+                if changed {
+                    (self.opus, self.audio) = (channels, None);
+                }
+                changed
+            }
             Track::Audio => {
                 let config = crate::protocol::codec::AacConfig::parse(&frame.payload).ok();
                 let changed = config.is_some() && config != self.audio;
                 if changed {
-                    self.audio = config;
+                    (self.audio, self.opus) = (config, None);
                 }
                 changed
             }
@@ -125,6 +137,13 @@ impl SynthesizedMetadata {
                 MetaValue::Number(f64::from(audio.sample_rate)),
             ));
             entries.push(("stereo".to_owned(), MetaValue::Bool(audio.channels == 2)));
+        }
+        // Opus is named by FourCC, as FFmpeg's Enhanced RTMP onMetaData names it.
+        if let Some(channels) = self.opus {
+            let id = metadata_codec_id(Codec::Opus);
+            entries.push(("audiocodecid".to_owned(), MetaValue::Number(id)));
+            entries.push(("audiosamplerate".to_owned(), MetaValue::Number(48_000.0)));
+            entries.push(("stereo".to_owned(), MetaValue::Bool(channels == 2)));
         }
         entries.push((
             "encoder".to_owned(),
@@ -578,6 +597,37 @@ pub fn carried_tracks(configs: &[MediaFrame]) -> (bool, bool, Vec<(Track, Codec)
         }
     }
     (carried(Track::Audio), carried(Track::Video), left_out)
+}
+
+/// What an FLV player (RTMP: the description of its `NetStream.Play.Start`) should know about
+/// the tracks it gets: those FLV cannot carry, left out, and those sent as Enhanced RTMP, which
+/// players that predate it cannot decode. Empty when there is nothing to say.
+pub fn tracks_note(configs: &[MediaFrame]) -> String {
+    let (_, _, left_out) = carried_tracks(configs);
+    let enhanced = enhanced_tracks(configs);
+    let mut note = Vec::new();
+    if !left_out.is_empty() {
+        note.push(format!(
+            "Left out (FLV cannot carry them): {}.",
+            track_names(&left_out)
+        ));
+    }
+    if !enhanced.is_empty() {
+        note.push(format!(
+            "Sent as Enhanced RTMP: {}.",
+            track_names(&enhanced)
+        ));
+    }
+    note.join(" ")
+}
+
+/// `video H265, audio Opus`: tracks and codecs for a reader.
+pub fn track_names(tracks: &[(Track, Codec)]) -> String {
+    let names: Vec<String> = tracks
+        .iter()
+        .map(|(track, codec)| format!("{} {codec:?}", format!("{track:?}").to_lowercase()))
+        .collect();
+    names.join(", ")
 }
 
 /// The `(track, codec)` of each config that goes out as Enhanced RTMP ([`is_enhanced`]), for

@@ -2,19 +2,28 @@
 //! payload format of SRT.
 //!
 //! [`TsDemuxer`] reads one program's H.264 (stream type 0x1B) or H.265 (0x24) and AAC in
-//! ADTS (0x0F) elementary streams: PAT and PMT (2.4.4), PES reassembly (2.4.3.6), 33-bit
+//! ADTS (0x0F) or Opus (0x06 with the `Opus` registration, see below) elementary streams:
+//! PAT and PMT (2.4.4), PES reassembly (2.4.3.6), 33-bit
 //! PTS/DTS to microseconds with wrap handling, Annex-B to length-prefixed NAL units with the
 //! in-band parameter sets (SPS/PPS; VPS/SPS/PPS) turned into AVCDecoderConfigurationRecord /
 //! HEVCDecoderConfigurationRecord config frames, ADTS to raw AUs with AudioSpecificConfig
-//! config frames. It resynchronises on a lost sync byte, drops a PES whose packets were lost
+//! config frames, Opus access units to Opus packets with an OpusHead config frame. It
+//! resynchronises on a lost sync byte, drops a PES whose packets were lost
 //! (continuity counter jump, transport error) and then waits for the next IDR (H.265: IRAP)
 //! on video.
 //!
 //! [`TsMuxer`] writes frames from any source as 188-byte packets grouped in 1316-byte chunks
 //! (seven packets, one SRT payload): PAT/PMT, PES with PTS/DTS, PCR, continuity counters,
 //! adaptation-field stuffing, length-prefixed NAL units to Annex-B with an AUD and the
-//! parameter sets before every IDR / IRAP picture, raw AAC to ADTS. The PMT declares only
-//! codecs whose frames it writes ([`stream_type`]).
+//! parameter sets before every IDR / IRAP picture, raw AAC to ADTS, Opus packets to Opus
+//! access units. The PMT declares only codecs whose frames it writes ([`stream_type`]).
+//!
+//! Opus is carried as FFmpeg and GStreamer carry it (the ETSI TS 102 366-style mapping of
+//! the Opus-in-TS draft): stream type 0x06 (PES private data, stream id 0xBD) with a
+//! registration descriptor `Opus` and a DVB extension descriptor (tag 0x7F, extension 0x80)
+//! holding the channel configuration; each access unit in the PES is preceded by a control
+//! header (`0x7FE0` prefix with trim flags, the size in 0xFF runs, optional start and end
+//! trims). PTS are 90 kHz; an access unit's duration is read from its TOC byte at 48 kHz.
 //!
 //! An in-house implementation rather than `mpeg2ts-reader`: its `Demultiplex::push` needs
 //! 188-byte-aligned input and stops at the first packet without a sync byte, ignoring the rest
@@ -29,8 +38,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
 
 use crate::protocol::codec::{
-    annexb_nals, avcc_nals, h264_nal_type, hevc_record, parse_adts, to_avcc, AacConfig, AvcConfig,
-    CodecError, ADTS_MAX_PAYLOAD, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS,
+    annexb_nals, avcc_nals, h264_nal_type, hevc_record, opus_packet_samples, parse_adts, to_avcc,
+    AacConfig, AvcConfig, CodecError, OpusHead, ADTS_MAX_PAYLOAD, NAL_AUD, NAL_IDR, NAL_PPS,
+    NAL_SPS,
 };
 use crate::protocol::rtsp::sdp::hvcc_parameter_sets;
 
@@ -48,6 +58,13 @@ pub const STREAM_TYPE_H264: u8 = 0x1b;
 pub const STREAM_TYPE_H265: u8 = 0x24;
 /// Stream type of AAC audio in ADTS.
 pub const STREAM_TYPE_AAC: u8 = 0x0f;
+/// Stream type of PES private data (ISO/IEC 13818-1 Table 2-34), which Opus is carried as
+/// with its registration descriptor.
+pub const STREAM_TYPE_PRIVATE: u8 = 0x06;
+/// The registration descriptor's format identifier of Opus.
+const OPUS_REGISTRATION: &[u8; 4] = b"Opus";
+/// PES stream id of private_stream_1, which Opus PES carry.
+const STREAM_ID_PRIVATE_1: u8 = 0xbd;
 /// Largest video PES the demuxer reassembles; a larger one is dropped.
 pub const MAX_VIDEO_PES: usize = 8 << 20;
 /// Largest audio PES (audio PES always carry their 16-bit length).
@@ -94,9 +111,11 @@ pub fn stream_type(codec: Codec) -> Option<u8> {
         Codec::H264 => Some(STREAM_TYPE_H264),
         Codec::H265 => Some(STREAM_TYPE_H265),
         Codec::Aac => Some(STREAM_TYPE_AAC),
-        // AV1 and Opus in MPEG-TS (private streams with registration descriptors) are not
-        // written.
-        Codec::Av1 | Codec::Opus => None,
+        Codec::Opus => Some(STREAM_TYPE_PRIVATE),
+        // AV1 in MPEG-TS (AOM's "Carriage of AV1 in MPEG-2 TS") is not written: no client
+        // here reads it back (FFmpeg writes AV1 as unregistered private data and cannot
+        // demux it), so a player could not decode it.
+        Codec::Av1 => None,
     }
 }
 
@@ -206,6 +225,11 @@ pub struct TsDemuxer {
     wait_idr: bool,
     last_video_ts: Option<(i64, i64)>,
     aac: Option<AacConfig>,
+    /// The audio codec the PMT declares (AAC or Opus).
+    audio_codec: Codec,
+    /// Opus: the channels the PMT's extension descriptor gives, and the OpusHead last emitted.
+    opus_channels: u8,
+    opus_head: Option<Bytes>,
     next_audio_ticks: Option<i64>,
     stats: DemuxStats,
 }
@@ -232,6 +256,9 @@ impl Default for TsDemuxer {
             wait_idr: true,
             last_video_ts: None,
             aac: None,
+            audio_codec: Codec::Aac,
+            opus_channels: 2,
+            opus_head: None,
             next_audio_ticks: None,
             stats: DemuxStats::default(),
         }
@@ -479,6 +506,7 @@ impl TsDemuxer {
         };
         match kind {
             EsKind::Video => self.video_pes(pts, dts, payload),
+            EsKind::Audio if self.audio_codec == Codec::Opus => self.opus_pes(pts, payload),
             EsKind::Audio => self.audio_pes(pts, payload),
         }
     }
@@ -542,7 +570,7 @@ impl TsDemuxer {
     fn emit(&mut self, track: Track, kind: FrameKind, ts: (i64, i64), key: bool, payload: Bytes) {
         let codec = match track {
             Track::Video => self.video_codec,
-            Track::Audio => Codec::Aac,
+            Track::Audio => self.audio_codec,
         };
         self.out.push_back(MediaFrame {
             track,
@@ -716,6 +744,44 @@ impl TsDemuxer {
         }
     }
 
+    /// Opus access units, each after its control header (see the module documentation):
+    /// the first gets the PES's PTS, the next ones that plus the durations before them. An
+    /// access unit whose header or size does not fit the PES ends the PES (dropped).
+    fn opus_pes(&mut self, pts: Option<i64>, payload: Bytes) {
+        let Some(mut ticks) = pts.or(self.next_audio_ticks) else {
+            self.stats.dropped_frames += 1;
+            return;
+        };
+        let mut pos = 0;
+        while pos < payload.len() {
+            let Some((header_len, size)) = opus_control_header(&payload[pos..]) else {
+                self.stats.dropped_frames += 1;
+                break;
+            };
+            let start = pos + header_len;
+            let Some(end) = start.checked_add(size).filter(|&e| e <= payload.len()) else {
+                self.stats.dropped_frames += 1;
+                break;
+            };
+            pos = end;
+            let packet = payload.slice(start..end);
+            let Some(samples) = opus_packet_samples(&packet) else {
+                self.stats.dropped_frames += 1;
+                continue;
+            };
+            let head = OpusHead::for_channels(self.opus_channels);
+            if self.opus_head.as_ref() != Some(&head) {
+                self.opus_head = Some(head.clone());
+                self.emit(Track::Audio, FrameKind::Config, (ticks, ticks), true, head);
+            }
+            self.emit(Track::Audio, FrameKind::Media, (ticks, ticks), true, packet);
+            // 90 kHz from 48 kHz samples: 15/8 of a tick each (Opus durations are multiples
+            // of 120 samples, so this is exact).
+            ticks += i64::from(samples) * 90_000 / 48_000;
+        }
+        self.next_audio_ticks = Some(ticks);
+    }
+
     /// Collects PSI sections (ISO/IEC 13818-1 2.4.4) on the PAT or PMT PID.
     fn psi(&mut self, is_pat: bool, start: bool, payload: &[u8]) {
         let section = if is_pat { &mut self.pat } else { &mut self.pmt };
@@ -782,10 +848,15 @@ impl TsDemuxer {
             let stream_type = s[pos];
             let pid = (u16::from(s[pos + 1] & 0x1f) << 8) | u16::from(s[pos + 2]);
             let es_info = (usize::from(s[pos + 3] & 0x0f) << 8) | usize::from(s[pos + 4]);
+            let descriptors = s.get(pos + 5..(pos + 5 + es_info).min(end)).unwrap_or(&[]);
             match stream_type {
                 STREAM_TYPE_H264 if video.is_none() => video = Some((pid, Codec::H264)),
                 STREAM_TYPE_H265 if video.is_none() => video = Some((pid, Codec::H265)),
-                STREAM_TYPE_AAC if audio.is_none() => audio = Some(pid),
+                STREAM_TYPE_AAC if audio.is_none() => audio = Some((pid, Codec::Aac, 0)),
+                STREAM_TYPE_PRIVATE if audio.is_none() => match opus_descriptors(descriptors) {
+                    Some(channels) => audio = Some((pid, Codec::Opus, channels)),
+                    None => self.ignored.push(stream_type),
+                },
                 other => self.ignored.push(other),
             }
             pos += 5 + es_info;
@@ -804,10 +875,74 @@ impl TsDemuxer {
                 self.video_record = None;
             }
         }
+        if let Some((_, codec, channels)) = audio {
+            if codec != self.audio_codec || (codec == Codec::Opus && channels != self.opus_channels)
+            {
+                self.audio_codec = codec;
+                self.opus_channels = channels;
+                self.aac = None;
+                self.opus_head = None;
+            }
+        }
+        let audio = audio.map(|(pid, _, _)| pid);
         if audio != self.audio.as_ref().map(|e| e.pid) {
             self.audio = audio.map(Es::new);
         }
     }
+}
+
+/// The channel count of an Opus elementary stream from its ES descriptors: a registration
+/// descriptor (tag 5) `Opus`, and the DVB extension descriptor (tag 0x7F) of extension 0x80
+/// whose channel_config_code is 1 (mono) or 2 (stereo). `None` when the stream is not Opus
+/// or has a layout the frame model's OpusHead for mapping family 0 cannot say (dual mono,
+/// multichannel).
+fn opus_descriptors(mut d: &[u8]) -> Option<u8> {
+    let mut registered = false;
+    let mut channels = None;
+    while d.len() >= 2 {
+        let (tag, len) = (d[0], usize::from(d[1]));
+        let body = d.get(2..2 + len)?;
+        match tag {
+            0x05 => registered |= body.get(..4) == Some(&OPUS_REGISTRATION[..]),
+            0x7f if body.first() == Some(&0x80) => channels = body.get(1).copied(),
+            _ => {}
+        }
+        d = &d[2 + len..];
+    }
+    // Without the extension descriptor FFmpeg assumes stereo.
+    let channels = channels.unwrap_or(2);
+    (registered && (1..=2).contains(&channels)).then_some(channels)
+}
+
+/// An Opus control header (`opus_control_header`: 11-bit prefix 0x3FF, trim and extension
+/// flags, au_size in 0xFF runs, optional 16-bit start and end trims, optional extension):
+/// its length and the size of the access unit after it. `None` when it is not one.
+fn opus_control_header(data: &[u8]) -> Option<(usize, usize)> {
+    let (&b0, rest) = data.split_first()?;
+    let &b1 = rest.first()?;
+    if b0 != 0x7f || b1 & 0xe0 != 0xe0 {
+        return None;
+    }
+    let mut pos = 2;
+    let mut size = 0usize;
+    loop {
+        let b = *data.get(pos)?;
+        pos += 1;
+        size += usize::from(b);
+        if b != 0xff {
+            break;
+        }
+    }
+    if b1 & 0x10 != 0 {
+        pos += 2; // start trim
+    }
+    if b1 & 0x08 != 0 {
+        pos += 2; // end trim
+    }
+    if b1 & 0x04 != 0 {
+        pos += 1 + usize::from(*data.get(pos)?); // control extension
+    }
+    (pos <= data.len()).then_some((pos, size))
 }
 
 /// Moves the complete sections at the front of `section.buf` into `out`.
@@ -863,7 +998,9 @@ fn mpeg_crc32(data: &[u8]) -> u32 {
 #[derive(Debug, Default)]
 pub struct TsMuxer {
     video: Option<VideoConfig>,
-    audio: Option<AacConfig>,
+    audio: Option<AudioConfig>,
+    /// The audio codec the PMT declares (AAC unless told otherwise).
+    audio_codec: Option<Codec>,
     /// The PMT's tracks, in order.
     tracks: Vec<Track>,
     /// The stream type the PMT declares for the video track.
@@ -878,6 +1015,16 @@ pub struct TsMuxer {
     last_pcr: Option<i64>,
     newest_dts_us: Option<i64>,
     buf: BytesMut,
+}
+
+/// What the muxer keeps of an audio codec config.
+#[derive(Debug, Clone, Copy)]
+enum AudioConfig {
+    /// The ADTS header fields.
+    Aac(AacConfig),
+    /// The channel count the PMT's descriptor gives, and the samples still to be trimmed
+    /// from the start of this output (the OpusHead's pre-skip, as FFmpeg writes it).
+    Opus { channels: u8, pre_skip_left: u32 },
 }
 
 /// What the muxer keeps of a video codec config: the parameter sets it writes in-band.
@@ -936,8 +1083,9 @@ impl TsMuxer {
             mux.tracks.push(Track::Video);
             mux.video_type = video_type;
         }
-        if audio.and_then(stream_type).is_some() {
+        if let Some(audio) = audio.filter(|&c| stream_type(c).is_some()) {
             mux.tracks.push(Track::Audio);
+            mux.audio_codec = Some(audio);
         }
         mux
     }
@@ -947,6 +1095,15 @@ impl TsMuxer {
             self.tracks.push(track);
             self.pmt_changed = true;
         }
+    }
+
+    /// Declares `codec` on the audio track: added, or retyped in a new PMT version.
+    fn set_audio_codec(&mut self, codec: Codec) {
+        if self.tracks.contains(&Track::Audio) && self.audio_codec.is_some_and(|c| c != codec) {
+            self.pmt_changed = true;
+        }
+        self.audio_codec = Some(codec);
+        self.add_track(Track::Audio);
     }
 
     /// Declares `codec` on the video track: added, or retyped in a new PMT version.
@@ -973,8 +1130,36 @@ impl TsMuxer {
             }
             (Codec::Aac, FrameKind::Config) => {
                 let config = AacConfig::parse(&frame.payload)?;
-                self.add_track(Track::Audio);
-                self.audio = Some(config);
+                self.set_audio_codec(Codec::Aac);
+                self.audio = Some(AudioConfig::Aac(config));
+            }
+            (Codec::Opus, FrameKind::Config) => {
+                let head = OpusHead::parse(&frame.payload)?;
+                if head.channels > 2 || head.mapping_family != 0 {
+                    // Multichannel Opus needs the descriptor's explicit channel mapping,
+                    // which this muxer does not write. A PMT that declared the track (from
+                    // `with_tracks`) stops declaring it: no frame of it will follow.
+                    if self.audio_codec == Some(Codec::Opus) {
+                        self.tracks.retain(|&t| t != Track::Audio);
+                        self.audio_codec = None;
+                        self.audio = None;
+                        self.pmt_changed = true;
+                    }
+                    return Err(TsError::Unsupported(Codec::Opus));
+                }
+                let channels = head.channels;
+                let changed = !matches!(
+                    self.audio,
+                    Some(AudioConfig::Opus { channels: c, .. }) if c == channels
+                );
+                self.set_audio_codec(Codec::Opus);
+                if changed {
+                    self.pmt_changed |= self.tracks.contains(&Track::Audio);
+                    self.audio = Some(AudioConfig::Opus {
+                        channels,
+                        pre_skip_left: u32::from(head.pre_skip),
+                    });
+                }
             }
             (Codec::H264, FrameKind::Media) => {
                 let Some(VideoConfig::Avc(config)) = &self.video else {
@@ -1025,9 +1210,41 @@ impl TsMuxer {
                 }
                 self.write_frame(frame, true, irap, &es);
             }
-            (codec @ (Codec::Av1 | Codec::Opus), _) => return Err(TsError::Unsupported(codec)),
+            (codec @ Codec::Av1, _) => return Err(TsError::Unsupported(codec)),
+            (Codec::Opus, FrameKind::Media) => {
+                let Some(AudioConfig::Opus {
+                    channels,
+                    pre_skip_left,
+                }) = self.audio
+                else {
+                    return Err(TsError::NoConfig(Track::Audio));
+                };
+                let samples = opus_packet_samples(&frame.payload)
+                    .ok_or(CodecError::Truncated("Opus packet"))?;
+                // The start trim is 13 bits; the pre-skip is trimmed over as many packets as
+                // it spans, as FFmpeg does.
+                let trim = pre_skip_left.min(samples).min(0x1fff);
+                self.audio = Some(AudioConfig::Opus {
+                    channels,
+                    pre_skip_left: pre_skip_left - trim,
+                });
+                let len = frame.payload.len();
+                let mut es = BytesMut::with_capacity(len + len / 255 + 6);
+                es.put_u8(0x7f);
+                es.put_u8(if trim > 0 { 0xf0 } else { 0xe0 });
+                es.put_bytes(0xff, len / 255);
+                es.put_u8((len % 255) as u8);
+                if trim > 0 {
+                    es.put_u16(trim as u16);
+                }
+                es.put_slice(&frame.payload);
+                let random_access = !self.tracks.contains(&Track::Video);
+                self.write_frame(frame, false, random_access, &es);
+            }
             (Codec::Aac, FrameKind::Media) => {
-                let config = self.audio.ok_or(TsError::NoConfig(Track::Audio))?;
+                let Some(AudioConfig::Aac(config)) = self.audio else {
+                    return Err(TsError::NoConfig(Track::Audio));
+                };
                 if frame.payload.len() > ADTS_MAX_PAYLOAD {
                     return Err(TsError::FrameTooLarge(frame.payload.len()));
                 }
@@ -1113,7 +1330,12 @@ impl TsMuxer {
         let header_len: usize = if with_dts { 10 } else { 5 };
         let pes_len = 3 + header_len + es.len();
         let mut pes = BytesMut::with_capacity(9 + header_len + es.len());
-        pes.put_slice(&[0, 0, 1, if video { 0xe0 } else { 0xc0 }]);
+        let stream_id = match (video, self.audio_codec) {
+            (true, _) => 0xe0,
+            (false, Some(Codec::Opus)) => STREAM_ID_PRIVATE_1,
+            (false, _) => 0xc0,
+        };
+        pes.put_slice(&[0, 0, 1, stream_id]);
         // Video may leave the length 0 (unbounded) when it does not fit 16 bits.
         pes.put_u16(if pes_len > 0xffff { 0 } else { pes_len as u16 });
         pes.put_u8(0x84); // '10', data_alignment_indicator
@@ -1227,15 +1449,27 @@ impl TsMuxer {
     }
 
     fn write_pmt(&mut self) {
-        let streams: Vec<(u8, u16)> = self
+        let streams: Vec<(u8, u16, Vec<u8>)> = self
             .tracks
             .iter()
             .map(|t| match t {
-                Track::Video => (self.video_type, VIDEO_PID),
-                Track::Audio => (STREAM_TYPE_AAC, AUDIO_PID),
+                Track::Video => (self.video_type, VIDEO_PID, Vec::new()),
+                Track::Audio if self.audio_codec == Some(Codec::Opus) => {
+                    let channels = match self.audio {
+                        Some(AudioConfig::Opus { channels, .. }) => channels,
+                        _ => 2,
+                    };
+                    // Registration `Opus`; DVB extension descriptor 0x80 with the
+                    // channel_config_code (1 mono, 2 stereo), as FFmpeg writes them.
+                    let mut d = vec![0x05, 4];
+                    d.extend_from_slice(OPUS_REGISTRATION);
+                    d.extend_from_slice(&[0x7f, 2, 0x80, channels]);
+                    (STREAM_TYPE_PRIVATE, AUDIO_PID, d)
+                }
+                Track::Audio => (STREAM_TYPE_AAC, AUDIO_PID, Vec::new()),
             })
             .collect();
-        let section_len = 9 + 5 * streams.len() + 4;
+        let section_len = 9 + streams.iter().map(|(_, _, d)| 5 + d.len()).sum::<usize>() + 4;
         let pcr_pid = self.pcr_pid();
         let mut s = vec![
             0x02,
@@ -1251,8 +1485,15 @@ impl TsMuxer {
             0xf0,
             0x00,
         ];
-        for (stream_type, pid) in streams {
-            s.extend_from_slice(&[stream_type, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]);
+        for (stream_type, pid, descriptors) in streams {
+            s.extend_from_slice(&[
+                stream_type,
+                0xe0 | (pid >> 8) as u8,
+                pid as u8,
+                0xf0,
+                descriptors.len() as u8,
+            ]);
+            s.extend_from_slice(&descriptors);
         }
         let crc = mpeg_crc32(&s);
         s.extend_from_slice(&crc.to_be_bytes());
@@ -1943,10 +2184,14 @@ mod tests {
                 let s = &p.payload[1..];
                 let len = 3 + ((usize::from(s[1] & 0x0f) << 8) | usize::from(s[2]));
                 let info = (usize::from(s[10] & 0x0f) << 8) | usize::from(s[11]);
-                s[12 + info..len - 4]
-                    .chunks(5)
-                    .map(|e| (e[0], (u16::from(e[1] & 0x1f) << 8) | u16::from(e[2])))
-                    .collect()
+                let mut entries = Vec::new();
+                let mut e = &s[12 + info..len - 4];
+                while e.len() >= 5 {
+                    entries.push((e[0], (u16::from(e[1] & 0x1f) << 8) | u16::from(e[2])));
+                    let es_info = (usize::from(e[3] & 0x0f) << 8) | usize::from(e[4]);
+                    e = &e[5 + es_info..];
+                }
+                entries
             })
             .collect()
     }
@@ -2400,5 +2645,178 @@ mod tests {
             String::from_utf8_lossy(&decoded.stderr)
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn demuxes_and_remuxes_opus_that_ffmpeg_writes() {
+        let dir = scratch_dir("ffmpeg-opus");
+        let path = dir.join("opus.ts");
+        run(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=sample_rate=48000",
+                "-t",
+                "1",
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-c:a",
+                "libopus",
+                "-ac",
+                "2",
+                "-f",
+                "mpegts",
+                path.to_str().expect("utf-8 path"),
+            ],
+        );
+        let bytes = std::fs::read(&path).expect("ffmpeg output");
+        let (frames, stats) = demux_all(&bytes, CHUNK_SIZE);
+        assert_eq!(
+            stats.cc_errors + stats.dropped_pes + stats.dropped_frames,
+            0,
+            "{stats:?}"
+        );
+        assert!(pmt_streams(&bytes)[0].contains(&(STREAM_TYPE_PRIVATE, AUDIO_PID)));
+        // Every Opus packet FFmpeg wrote (several to a PES), at its own time.
+        let audio = probe_packets(&path, "a");
+        let got = media(&frames, Track::Audio);
+        assert_eq!(got.len(), audio.len());
+        for (f, &(pts, _)) in got.iter().zip(&audio) {
+            assert_eq!((f.codec, f.pts), (Codec::Opus, ticks_to_us(pts)));
+            assert_eq!(opus_packet_samples(&f.payload), Some(960));
+        }
+        let heads = configs(&frames, Track::Audio);
+        assert_eq!(heads.len(), 1);
+        assert_eq!(OpusHead::parse(&heads[0]).map(|h| h.channels), Ok(2));
+        assert_eq!(media(&frames, Track::Video).len(), 25);
+
+        // Written back (with the pre-skip of an RTMP publisher's OpusHead), ffprobe finds an
+        // Opus stream with every packet, and FFmpeg decodes it without an error.
+        let mut head = OpusHead::for_channels(2).to_vec();
+        head[10..12].copy_from_slice(&312u16.to_le_bytes());
+        let frames: Vec<MediaFrame> = frames
+            .into_iter()
+            .map(|f| match (f.track, f.kind) {
+                (Track::Audio, FrameKind::Config) => MediaFrame {
+                    payload: Bytes::from(head.clone()),
+                    ..f
+                },
+                _ => f,
+            })
+            .collect();
+        let out = dir.join("remuxed.ts");
+        let remuxed = mux_with(
+            TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Opus)),
+            &frames,
+        );
+        // The first access unit's control header trims the pre-skip (start trim flag).
+        let first_pes = packets(&remuxed)
+            .into_iter()
+            .find(|p| p.pid == AUDIO_PID && p.start)
+            .expect("an audio PES");
+        let es = &first_pes.payload[9 + usize::from(first_pes.payload[8])..];
+        assert_eq!(&es[..2], &[0x7f, 0xf0]);
+        std::fs::write(&out, &remuxed).expect("write");
+        let probed = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-count_packets",
+                "-select_streams",
+                "a",
+                "-show_entries",
+                "stream=codec_name,channels,nb_read_packets",
+                "-of",
+                "csv=p=0",
+                out.to_str().expect("utf-8 path"),
+            ],
+        );
+        assert_eq!(
+            probed.lines().next(),
+            Some(format!("opus,2,{}", audio.len()).as_str()),
+            "{probed}"
+        );
+        let decoded = Command::new("ffmpeg")
+            .args(["-v", "error", "-i", out.to_str().expect("utf-8 path")])
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(
+            decoded.status.success() && decoded.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&decoded.stderr)
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn multichannel_opus_is_never_declared() {
+        // A 6-channel OpusHead (mapping family 1): the PMT of a player whose stream was said
+        // to have Opus declares the video only.
+        let mut head = OpusHead::for_channels(2).to_vec();
+        head[9] = 6;
+        head[18] = 1;
+        head.extend_from_slice(&[4, 2, 0, 4, 1, 2, 3, 5]);
+        let mut frames = source(0, 3, 25, false);
+        frames.insert(
+            1,
+            MediaFrame {
+                track: Track::Audio,
+                codec: Codec::Opus,
+                kind: FrameKind::Config,
+                dts: 0,
+                pts: 0,
+                keyframe: true,
+                payload: Bytes::from(head),
+            },
+        );
+        let mut mux = TsMuxer::with_tracks(Some(Codec::H264), Some(Codec::Opus));
+        let mut out = Vec::new();
+        for f in &frames {
+            let result = mux.mux(f, &mut out);
+            assert_eq!(result.is_err(), f.codec == Codec::Opus);
+        }
+        mux.flush(&mut out);
+        let ts = out.concat();
+        assert!(!pmt_streams(&ts).is_empty());
+        for pmt in pmt_streams(&ts) {
+            assert_eq!(pmt, vec![(STREAM_TYPE_H264, VIDEO_PID)]);
+        }
+    }
+
+    #[test]
+    fn opus_control_headers_and_descriptors() {
+        // A 600-byte access unit: size 255 + 255 + 90, start trim 312.
+        let mut header = vec![0x7f, 0xf0, 0xff, 0xff, 90, 0x01, 0x38];
+        assert_eq!(opus_control_header(&header), Some((7, 600)));
+        // End trim and a control extension of 2 bytes.
+        header = vec![0x7f, 0xec, 10, 0, 5, 2, 0xaa, 0xbb];
+        assert_eq!(opus_control_header(&header), Some((8, 10)));
+        assert_eq!(opus_control_header(&header[..7]), None);
+        assert_eq!(opus_control_header(&[0x7f, 0xc0, 1]), None);
+        assert_eq!(opus_control_header(&[0x7f, 0xe0, 0xff]), None);
+        // FFmpeg's descriptors (stereo), mono, and a dual-mono or unregistered stream.
+        let ffmpeg = [0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, 2];
+        assert_eq!(opus_descriptors(&ffmpeg), Some(2));
+        let mut mono = ffmpeg;
+        mono[9] = 1;
+        assert_eq!(opus_descriptors(&mono), Some(1));
+        let mut dual = ffmpeg;
+        dual[9] = 0;
+        assert_eq!(opus_descriptors(&dual), None);
+        assert_eq!(opus_descriptors(&ffmpeg[6..]), None);
+        assert_eq!(opus_descriptors(&ffmpeg[..5]), None);
     }
 }

@@ -248,7 +248,12 @@ impl RtmpSession {
             act.core.log_decision("play", &Decision::Allow);
             // Attached through the arbiter's group: leaving it is the membership's drop.
             act.begin(Role::Player, info, stream_id, None);
-            if act.guarded(ctx, |core| core.accept(request)).is_none() {
+            // The play's answer says what the player should know about its tracks.
+            let note = flv::tracks_note(&snapshot.configs);
+            if act
+                .guarded(ctx, |core| core.accept_noting(request, &note))
+                .is_none()
+            {
                 return;
             }
             let from_seq = snapshot.next_seq;

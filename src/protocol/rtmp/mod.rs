@@ -543,6 +543,12 @@ impl ServerConnection {
 
     /// Lets a pending request go on, answers the client, and resumes reading its input.
     pub fn accept(&mut self, request: RequestId) -> Result<(), RtmpError> {
+        self.accept_noting(request, "")
+    }
+
+    /// [`Self::accept`], with `note` added to the description of a play's
+    /// `NetStream.Play.Start` (what the player should know about the tracks it gets).
+    pub fn accept_noting(&mut self, request: RequestId, note: &str) -> Result<(), RtmpError> {
         match self.take_pending(request)? {
             Pending::Connect { txn, encoding } => {
                 self.send(
@@ -603,13 +609,14 @@ impl ServerConnection {
                         &format!("Playing and resetting {name}."),
                     ),
                 );
+                let description = if note.is_empty() {
+                    format!("Started playing {name}.")
+                } else {
+                    format!("Started playing {name}. {note}")
+                };
                 self.on_status(
                     stream_id,
-                    status(
-                        "status",
-                        "NetStream.Play.Start",
-                        &format!("Started playing {name}."),
-                    ),
+                    status("status", "NetStream.Play.Start", &description),
                 );
                 self.send(
                     RtmpMessage::Amf0Data {

@@ -8,7 +8,8 @@
 //!   fragmented AUs;
 //! - AAC, RFC 6416 `MP4A-LATM` in (`cpresent=0`): AudioMuxElements with byte-length
 //!   subframes, several per packet, fragmented over packets up to the marker bit;
-//! - Opus, RFC 7587: one Opus packet per RTP packet, 48 kHz clock.
+//! - Opus, RFC 7587: one Opus packet per RTP packet, 48 kHz clock;
+//! - AV1, the AOM's RTP payload format (in `av1`): OBU elements with aggregation headers.
 //!
 //! Input is untrusted: a lost or reordered packet never yields a torn frame — video is dropped
 //! until the next keyframe, a torn audio AU is dropped. Everything is bounded
@@ -1660,6 +1661,9 @@ impl OpusDepacketizer {
 fn au_header(size: usize) -> [u8; 2] {
     ((size as u16) << 3).to_be_bytes()
 }
+
+mod av1;
+pub use av1::{Av1Depacketizer, Av1Packetizer};
 
 #[cfg(test)]
 pub(super) mod tests;

@@ -5,14 +5,16 @@
 //! `packetization-mode`), AAC as `mpeg4-generic` (RFC 3640 §4.1: `config=`, `mode=AAC-hbr`,
 //! AU header sizes) and, in announced descriptions, as `MP4A-LATM` (RFC 6416 §7.1:
 //! `cpresent=0` and the StreamMuxConfig in `config=`), H.265 (RFC 7798 §7.1:
-//! `sprop-vps/sps/pps`) and Opus (RFC 7587 §6.1: `opus/48000/2`, `sprop-stereo`). Pure text
+//! `sprop-vps/sps/pps`), Opus (RFC 7587 §6.1: `opus/48000/2`, `sprop-stereo`) and AV1 (the
+//! AOM's RTP payload format §7: `AV1/90000`, `profile`, `level-idx`, `tier`). Pure text
 //! functions: must not know about RTP packets, sockets or streams.
 
 use bytes::Bytes;
 use streamgate_actors::media::{Codec, Track};
 
 use crate::protocol::codec::{
-    h264_nal_type, AacConfig, AvcConfig, CodecError, LatmConfig, OpusHead, NAL_PPS, NAL_SPS,
+    h264_nal_type, AacConfig, Av1Config, AvcConfig, CodecError, LatmConfig, OpusHead, NAL_PPS,
+    NAL_SPS,
 };
 
 /// A description that cannot be read or a config that cannot be described.
@@ -287,6 +289,9 @@ fn resolve_codec(track: &mut SdpTrack) {
             let stereo = track.fmtp("sprop-stereo").map(str::trim) == Some("1");
             track.config = Some(OpusHead::for_channels(if stereo { 2 } else { 1 }));
         }
+        // The sequence header comes in band (the fmtp's profile and level say nothing the
+        // AV1CodecConfigurationRecord made from it will not).
+        "AV1" if track.media == "video" => track.codec = Some(Codec::Av1),
         "MP4A-LATM" if track.media == "audio" => {
             if let Ok(latm) = track.latm() {
                 track.codec = Some(Codec::Aac);
@@ -310,9 +315,30 @@ pub fn track_for_config(index: usize, codec: Codec, config: &[u8]) -> Result<Sdp
         Codec::Aac => aac_track(control, payload_type, config),
         Codec::H265 => h265_track(control, payload_type, config),
         Codec::Opus => opus_track(control, payload_type, config),
-        // AV1 over RTP (the AOM's RTP payload format) is not spoken.
-        Codec::Av1 => Err(SdpError::Unsupported(codec)),
+        Codec::Av1 => av1_track(control, payload_type, config),
     }
+}
+
+/// An AV1 track (the AOM's RTP payload format for AV1, §7.2): `AV1/90000` with the profile,
+/// level and tier of the AV1CodecConfigurationRecord.
+pub fn av1_track(control: String, payload_type: u8, record: &[u8]) -> Result<SdpTrack, SdpError> {
+    let av1 = Av1Config::parse(record)?;
+    Ok(SdpTrack {
+        media: "video".into(),
+        payload_type,
+        encoding: "AV1".into(),
+        codec: Some(Codec::Av1),
+        clock_rate: 90_000,
+        channels: 1,
+        control,
+        fmtp: vec![
+            ("profile".into(), av1.profile.to_string()),
+            ("level-idx".into(), av1.level.to_string()),
+            ("tier".into(), av1.tier.to_string()),
+        ],
+        config: Some(Bytes::copy_from_slice(record)),
+        parameter_sets: Vec::new(),
+    })
 }
 
 /// An Opus track (RFC 7587 §7): `opus/48000/2` whatever the channel count, and
@@ -464,6 +490,24 @@ pub fn hvcc_parameter_sets(record: &[u8]) -> Result<Vec<Bytes>, CodecError> {
 /// The session description a DESCRIBE answers: a live session (`a=range:npt=now-`) with an
 /// aggregate control `*` and one media section per track. `origin_address` is the server's
 /// address as the client reached it (for the `o=` line).
+/// [`build`], with a session information line (`i=`, RFC 8866 §5.4) saying `info` to the
+/// reader of the description (FFmpeg shows it as the input's `comment`): what a player should
+/// know about the stream, such as tracks left out. None when `info` is empty.
+pub fn build_with_info(
+    origin_address: &str,
+    session_name: &str,
+    info: &str,
+    tracks: &[SdpTrack],
+) -> String {
+    let description = build(origin_address, session_name, tracks);
+    let info: String = info.chars().filter(|c| !c.is_control()).collect();
+    if info.is_empty() {
+        return description;
+    }
+    let name_line = format!("s={session_name}\r\n");
+    description.replacen(&name_line, &format!("{name_line}i={info}\r\n"), 1)
+}
+
 pub fn build(origin_address: &str, session_name: &str, tracks: &[SdpTrack]) -> String {
     let ip = if origin_address.contains(':') {
         "IP6"
@@ -700,10 +744,34 @@ a=control:stream=0\r\n";
         let text = build("127.0.0.1", "s", &[track]);
         assert!(text.contains("a=rtpmap:97 opus/48000/2\r\n"), "{text}");
         assert!(text.contains("a=fmtp:97 sprop-stereo=0\r\n"), "{text}");
-        assert_eq!(
-            track_for_config(0, Codec::Av1, &[0x81, 0, 0, 0]),
-            Err(SdpError::Unsupported(Codec::Av1))
+    }
+
+    /// AV1 (the AOM's RTP payload format): FFmpeg 9 announces `AV1/90000` (with no fmtp when
+    /// its encoder gives no av1C up front); a player's track has the record's profile, level
+    /// and tier.
+    #[test]
+    fn av1_tracks_in_and_out() {
+        let announce = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nt=0 0\r\n\
+                        a=tool:libavformat 63.1.102\r\nm=video 0 RTP/AVP 96\r\n\
+                        a=rtpmap:96 AV1/90000\r\na=control:streamid=0\r\n";
+        let tracks = parse(announce).expect("valid");
+        assert_eq!(tracks[0].codec, Some(Codec::Av1));
+        assert_eq!(tracks[0].unsupported(), None);
+        assert_eq!(tracks[0].config, None);
+
+        // libaom's av1C (FFmpeg 9, 320x240): profile 0, level 0 (2.0), main tier.
+        let record = [
+            0x81, 0x00, 0x0c, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xda,
+            0xf9, 0x00, 0x40,
+        ];
+        let track = track_for_config(0, Codec::Av1, &record).expect("av1");
+        let text = build("127.0.0.1", "s", &[track]);
+        assert!(text.contains("a=rtpmap:96 AV1/90000\r\n"), "{text}");
+        assert!(
+            text.contains("a=fmtp:96 profile=0;level-idx=0;tier=0\r\n"),
+            "{text}"
         );
+        assert!(track_for_config(0, Codec::Av1, &[0x01, 0, 0, 0]).is_err());
     }
 
     #[test]

@@ -16,8 +16,9 @@ use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
 use super::reorder::ReorderBuffer;
 use super::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
-    AacPacketizer, AuHeaderLayout, LatmDepacketizer, OpusDepacketizer, OpusPacketizer, RtcpPacket,
-    RtpClock, RtpPacket, VideoDepacketizer, VideoPacketizer, OPUS_CLOCK_RATE,
+    AacPacketizer, AuHeaderLayout, Av1Depacketizer, Av1Packetizer, LatmDepacketizer,
+    OpusDepacketizer, OpusPacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
+    VideoPacketizer, OPUS_CLOCK_RATE,
 };
 use super::sdp::{self, SdpError, SdpTrack};
 use crate::protocol::codec::{avcc_nals, hevc_record, AacConfig};
@@ -47,6 +48,8 @@ pub enum Depacketizer {
     Latm(LatmDepacketizer),
     /// Opus.
     Opus(OpusDepacketizer),
+    /// AV1.
+    Av1(Av1Depacketizer),
 }
 
 impl Depacketizer {
@@ -70,10 +73,8 @@ impl Depacketizer {
                 AuHeaderLayout::from_fmtp(track).unwrap_or(AuHeaderLayout::AAC_HBR),
             )),
             Some(Codec::Opus) => Depacketizer::Opus(OpusDepacketizer::new()),
-            // No SDP names AV1 as a codec this server reads (see sdp::resolve_codec).
-            Some(Codec::Av1) | None => {
-                Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR))
-            }
+            Some(Codec::Av1) => Depacketizer::Av1(Av1Depacketizer::new()),
+            None => Depacketizer::Audio(AacDepacketizer::new(0, AuHeaderLayout::AAC_HBR)),
         }
     }
 
@@ -83,6 +84,7 @@ impl Depacketizer {
             Depacketizer::Audio(d) => d.push(packet).is_ok(),
             Depacketizer::Latm(d) => d.push(packet).is_ok(),
             Depacketizer::Opus(d) => d.push(packet).is_ok(),
+            Depacketizer::Av1(d) => d.push(packet).is_ok(),
         }
     }
 
@@ -92,6 +94,7 @@ impl Depacketizer {
             Depacketizer::Audio(d) => d.pop(),
             Depacketizer::Latm(d) => d.pop(),
             Depacketizer::Opus(d) => d.pop(),
+            Depacketizer::Av1(d) => d.pop(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Depacketizer {
             Depacketizer::Audio(d) => d.anchor(rtp_time, micros),
             Depacketizer::Latm(d) => d.anchor(rtp_time, micros),
             Depacketizer::Opus(d) => d.anchor(rtp_time, micros),
+            Depacketizer::Av1(d) => d.anchor(rtp_time, micros),
         };
     }
 
@@ -315,11 +319,13 @@ enum Packetizer {
     Video(Box<VideoPacketizer>),
     Audio(AacPacketizer),
     Opus(OpusPacketizer),
+    Av1(Av1Packetizer),
 }
 
 impl Packetizer {
     /// The packetizer of a track, with its first sequence number and its clock; `None` for a
-    /// codec RTSP does not carry (such a track is left out of the description).
+    /// codec RTSP does not carry (none today: every codec of the model has a payload format;
+    /// a track whose config cannot be described is left out of the description before).
     fn new(out: &Outgoing, sequence: u16, clock: RtpClock) -> Option<Packetizer> {
         let (pt, ssrc) = (out.payload_type, out.ssrc);
         let mut packetizer = match out.codec {
@@ -331,10 +337,16 @@ impl Packetizer {
             }
             Codec::Aac => Packetizer::Audio(AacPacketizer::new(pt, ssrc, sequence, clock)),
             Codec::Opus => Packetizer::Opus(OpusPacketizer::new(pt, ssrc, sequence, clock)),
-            Codec::Av1 => return None,
+            Codec::Av1 => Packetizer::Av1(Av1Packetizer::new(pt, ssrc, sequence, clock)),
         };
-        if let Packetizer::Video(p) = &mut packetizer {
-            let _ = p.set_config(&out.config);
+        match &mut packetizer {
+            Packetizer::Video(p) => {
+                let _ = p.set_config(&out.config);
+            }
+            Packetizer::Av1(p) => {
+                let _ = p.set_config(&out.config);
+            }
+            _ => {}
         }
         Some(packetizer)
     }
@@ -353,6 +365,7 @@ impl Packetizer {
             Packetizer::Video(p) => p.packetize(frame, out),
             Packetizer::Audio(p) => p.packetize(frame, out),
             Packetizer::Opus(p) => p.packetize(frame, out),
+            Packetizer::Av1(p) => p.packetize(frame, out),
         };
     }
 
@@ -361,6 +374,7 @@ impl Packetizer {
             Packetizer::Video(p) => p.clock(),
             Packetizer::Audio(p) => p.clock(),
             Packetizer::Opus(p) => p.clock(),
+            Packetizer::Av1(p) => p.clock(),
         }
     }
 
@@ -370,6 +384,7 @@ impl Packetizer {
             Packetizer::Video(p) => p.stats(),
             Packetizer::Audio(p) => p.stats(),
             Packetizer::Opus(p) => p.stats(),
+            Packetizer::Av1(p) => p.stats(),
         };
         (s.packets, s.octets)
     }
@@ -582,9 +597,14 @@ mod tests {
 
     #[test]
     fn a_track_rtsp_cannot_carry_is_left_out_without_shifting_the_others() {
+        // Six-channel Opus (mapping family 1): RFC 7587 carries mono and stereo only.
+        const SIX_CHANNEL_OPUS_HEAD: &[u8] = &[
+            b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', 1, 6, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0,
+            0, 1, 4, 2, 0, 4, 1, 2, 3, 5,
+        ];
         let configs = [
-            config(Track::Video, Codec::Av1, &[0x81, 0, 0, 0]),
-            config(Track::Audio, Codec::Aac, &[0x11, 0x90]),
+            config(Track::Audio, Codec::Opus, SIX_CHANNEL_OPUS_HEAD),
+            config(Track::Video, Codec::H264, AVCC),
         ];
         let mut n = 0;
         let (play, described, left_out) = RtpPlay::describe(&configs, || {
@@ -595,10 +615,10 @@ mod tests {
         assert_eq!(described.len(), 1);
         assert_eq!(
             described[0].control, "trackID=1",
-            "the audio keeps its index"
+            "the video keeps its index"
         );
         assert_eq!(left_out.len(), 1);
-        assert_eq!(left_out[0].codec, Codec::Av1);
+        assert_eq!(left_out[0].codec, Codec::Opus);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use streamgate_actors::stream::{Subscribe, Unsubscribe};
 
 use super::transport::Link;
 use super::{random_u32, unix_micros, RtspSession, PACE_TICK};
+use crate::protocol::flv::track_names;
 use crate::protocol::rtsp::sdp;
 use crate::protocol::rtsp::session::{app_and_name, RtpPlay};
 use crate::protocol::rtsp::RequestId;
@@ -49,7 +50,7 @@ impl RtspSession {
             act.core.log_decision("play", &Decision::Allow);
             act.core.begin(Role::Player, info, Some(stream.clone()));
             let (play, tracks, left_out) = RtpPlay::describe(&snapshot.configs, random_u32);
-            for left in left_out {
+            for left in &left_out {
                 let _s = act.core.enter();
                 tracing::warn!(
                     track = ?left.track,
@@ -58,6 +59,13 @@ impl RtspSession {
                     "RTSP cannot carry this track; playing without it"
                 );
             }
+            // The description says so too (its session information line).
+            let left: Vec<_> = left_out.iter().map(|l| (l.track, l.codec)).collect();
+            let info = if left.is_empty() {
+                String::new()
+            } else {
+                format!("Left out (RTSP cannot carry them): {}.", track_names(&left))
+            };
             // Nothing is held for a client that has not asked to play: PLAY subscribes again
             // and starts from the stream's GOP of that moment.
             stream.do_send(Unsubscribe {
@@ -77,7 +85,7 @@ impl RtspSession {
                 IpAddr::V4(_) => "0.0.0.0",
                 IpAddr::V6(_) => "::",
             };
-            let description = sdp::build(host, "streamgate", &tracks);
+            let description = sdp::build_with_info(host, "streamgate", &info, &tracks);
             if act
                 .guarded(ctx, |rtsp| rtsp.accept_describe(request, description))
                 .is_some()

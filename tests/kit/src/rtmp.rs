@@ -123,6 +123,13 @@ impl RtmpMsg {
             .iter()
             .find_map(|v| field(Some(v), "code").map(str::to_string))
     }
+
+    /// The `description` of an `onStatus` / `_error` info object.
+    pub fn description(&self) -> Option<String> {
+        self.values()
+            .iter()
+            .find_map(|v| field(Some(v), "description").map(str::to_string))
+    }
 }
 
 impl fmt::Debug for RtmpMsg {
