@@ -135,17 +135,35 @@ impl RtmpSession {
         self.core.info(&self.app, name, url, &self.tcurl)
     }
 
-    /// What a publish or play asks for: its stream name (the query removed, recorded in the
-    /// span) and its hook fields.
-    fn target(&mut self, request: RequestId, stream_id: u32, stream_name: &str) -> Target {
-        let name = split_query(stream_name).0.to_owned();
+    /// A publish or play request: what it names (the stream name without its query, recorded
+    /// in the span) and its hook fields, then the hook.
+    fn stream_requested(&mut self, ctx: &mut Context<Self>, event: Event) {
+        let (publish, request, stream_id, stream_name) = match event {
+            Event::PublishRequested {
+                request,
+                stream_id,
+                stream_name,
+            } => (true, request, stream_id, stream_name),
+            Event::PlayRequested {
+                request,
+                stream_id,
+                stream_name,
+            } => (false, request, stream_id, stream_name),
+            _ => return,
+        };
+        let name = split_query(&stream_name).0.to_owned();
         self.core.span.record("name", name.as_str());
-        let info = self.info(&name, &stream_url(&self.tcurl, stream_name));
-        Target {
+        let info = self.info(&name, &stream_url(&self.tcurl, &stream_name));
+        let target = Target {
             request,
             stream_id,
             name,
             info,
+        };
+        if publish {
+            self.ask_publish(ctx, target);
+        } else {
+            self.ask_play(ctx, target);
         }
     }
 
@@ -409,23 +427,8 @@ impl ProtocolShell for RtmpSession {
                     self.ask_connect(ctx, request, info);
                     return;
                 }
-                Event::PublishRequested {
-                    request,
-                    stream_id,
-                    stream_name,
-                } => {
-                    let target = self.target(request, stream_id, &stream_name);
-                    self.ask_publish(ctx, target);
-                    return;
-                }
-                Event::PlayRequested {
-                    request,
-                    stream_id,
-                    stream_name,
-                } => {
-                    let target = self.target(request, stream_id, &stream_name);
-                    self.ask_play(ctx, target);
-                    return;
+                event @ (Event::PublishRequested { .. } | Event::PlayRequested { .. }) => {
+                    return self.stream_requested(ctx, event);
                 }
                 Event::Metadata { properties } => {
                     if self.core.is_publisher() {

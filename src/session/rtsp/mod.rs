@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use streamgate_actors::session::Protocol;
+use streamgate_actors::media::StreamKey;
+use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 
 use super::core::{request_connect, session_actor, Session, SessionCore};
@@ -195,6 +196,16 @@ impl RtspSession {
         }
     }
 
+    /// The app, stream name and hook fields of a publish or play of `url` (the names recorded
+    /// in the span); `None` when the URL names no app and stream.
+    fn stream_request(&mut self, url: &str) -> Option<(SessionInfo, StreamKey)> {
+        let (app, name) = app_and_name(url)?;
+        self.record_app(&app);
+        self.core.span.record("name", name.as_str());
+        let info = self.core.info(&app, &name, url, "");
+        Some((info, StreamKey::new(app, name)))
+    }
+
     fn ask_connect(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {
         // The first request usually names the stream (ffmpeg's OPTIONS does): its app goes
         // with on_connect, as RTMP's connect carries one.
@@ -358,22 +369,9 @@ impl ProtocolShell for RtspSession {
         self.flush(ctx);
         while let Some(event) = self.rtsp.poll_event() {
             match event {
-                Event::Connect { request, url } => {
-                    self.ask_connect(ctx, request, &url);
-                    return;
-                }
-                Event::PublishRequested {
-                    request,
-                    url,
-                    tracks,
-                } => {
-                    self.ask_publish(ctx, request, &url, tracks);
-                    return;
-                }
-                Event::PlayRequested { request, url } => {
-                    self.ask_play(ctx, request, &url);
-                    return;
-                }
+                Event::Connect { request, url } => return self.ask_connect(ctx, request, &url),
+                event @ Event::PublishRequested { .. } => return self.ask_publish(ctx, event),
+                Event::PlayRequested { request, url } => return self.ask_play(ctx, request, &url),
                 Event::SetupRequested {
                     request,
                     track,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use streamgate_actors::media::{MediaFrame, StreamKey};
+use streamgate_actors::media::MediaFrame;
 use streamgate_actors::notify::Decision;
 use streamgate_actors::stream::{Subscribe, Unsubscribe};
 
@@ -15,20 +15,16 @@ use super::transport::Link;
 use super::{random_u32, unix_micros, RtspSession, PACE_TICK};
 use crate::protocol::flv::track_names;
 use crate::protocol::rtsp::sdp;
-use crate::protocol::rtsp::session::{app_and_name, RtpPlay};
+use crate::protocol::rtsp::session::RtpPlay;
 use crate::protocol::rtsp::RequestId;
 use crate::session::core::{request_play, Attach, PlayOutcome, Role};
 use crate::session::ProtocolShell;
 
 impl RtspSession {
     pub(super) fn ask_play(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {
-        let Some((app, name)) = app_and_name(url) else {
+        let Some((info, key)) = self.stream_request(url) else {
             return self.refuse(ctx, request, 404, "URL names no app and stream");
         };
-        self.record_app(&app);
-        self.core.span.record("name", name.as_str());
-        let info = self.core.info(&app, &name, url, "");
-        let key = StreamKey::new(app, name);
         let attach = Attach::Own {
             media: ctx.address().recipient(),
             ended: ctx.address().recipient(),

@@ -6,32 +6,30 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use streamgate_actors::media::StreamKey;
 use streamgate_actors::stream::Kick;
 
 use super::transport::Link;
 use super::RtspSession;
-use crate::protocol::rtsp::sdp::SdpTrack;
-use crate::protocol::rtsp::session::{app_and_name, RtpPublish};
-use crate::protocol::rtsp::RequestId;
+use crate::protocol::rtsp::session::RtpPublish;
+use crate::protocol::rtsp::Event;
 use crate::session::core::{request_publish, PublishAnswer};
 use crate::session::ProtocolShell;
 
 impl RtspSession {
-    pub(super) fn ask_publish(
-        &mut self,
-        ctx: &mut Context<Self>,
-        request: RequestId,
-        url: &str,
-        tracks: Vec<SdpTrack>,
-    ) {
-        let Some((app, name)) = app_and_name(url) else {
+    /// ANNOUNCE (`event`, a `PublishRequested`): `on_publish`, then the name is claimed and
+    /// the tracks set up for RTP.
+    pub(super) fn ask_publish(&mut self, ctx: &mut Context<Self>, event: Event) {
+        let Event::PublishRequested {
+            request,
+            url,
+            tracks,
+        } = event
+        else {
+            return;
+        };
+        let Some((info, key)) = self.stream_request(&url) else {
             return self.refuse(ctx, request, 400, "URL names no app and stream");
         };
-        self.record_app(&app);
-        self.core.span.record("name", name.as_str());
-        let info = self.core.info(&app, &name, url, "");
-        let key = StreamKey::new(app, name);
         let kick = ctx.address().recipient::<Kick>();
         let asked = request_publish(self.core.context.clone(), info.clone(), key, kick);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
