@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use actix::{Actor, ActorContext, Addr, Arbiter, AsyncContext, Context, Recipient};
+use actix::{Actor, Addr, Arbiter, Recipient};
 use streamgate_actors::media::{MediaFrame, StreamKey};
 use streamgate_actors::notify::{self, Decision, DenyReason, NotifyActor};
 use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
@@ -405,113 +405,6 @@ impl SessionCore {
         );
     }
 }
-
-/// What the parts every session shares ([`session_actor!`]) need of a session actor.
-pub trait Session: Actor<Context = Context<Self>> {
-    /// Its core, and its output once it has one.
-    fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
-
-    /// Whether the client's first request was accepted: until then the deadline given to
-    /// [`start`] runs.
-    fn first_request_done(&self) -> bool {
-        true
-    }
-
-    /// What the protocol starts beside the shared timers.
-    fn starting(&mut self, _ctx: &mut Context<Self>) {}
-
-    /// The protocol's own checks of the one-second timer: `Some(why)` closes the session.
-    fn check(&mut self) -> Option<&'static str> {
-        None
-    }
-
-    /// What the protocol does when the stream ends under its player, before the player's
-    /// `on_done` (an end-of-stream message, what a paced replay still holds).
-    fn stream_ending(&mut self, _ctx: &mut Context<Self>) {}
-
-    /// What the protocol lets go of when the session stops, before its `on_done`.
-    fn release(&mut self) {}
-}
-
-/// Starts what every session runs: the mailbox bound, the first log line, the deadline of the
-/// client's first request (`deadline`, where the session has one) and the one-second checks
-/// (the protocol's [`Session::check`], then [`SessionCore::tick`]).
-pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
-    ctx.set_mailbox_capacity(SESSION_MAILBOX);
-    act.parts().0.started();
-    if let Some(deadline) = deadline {
-        ctx.run_later(deadline, |act, ctx| {
-            if !act.first_request_done() {
-                let _s = act.parts().0.enter();
-                tracing::info!("no accepted request in time; closing");
-                ctx.stop();
-            }
-        });
-    }
-    ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-        if let Some(why) = act.check() {
-            let _s = act.parts().0.enter();
-            tracing::info!("{why}; closing");
-            ctx.stop();
-            return;
-        }
-        let (core, output) = act.parts();
-        if core.tick(output) {
-            ctx.stop();
-        }
-    });
-    act.starting(ctx);
-}
-
-/// The `Actor` implementation of a [`Session`] and its `Kick` and `StreamEnded` handlers: it
-/// starts with [`start`] (the first-request deadline given) and ends with [`SessionCore::stopped`] (after
-/// [`Session::release`]); a kick closes it; the end of its stream ends a player (after
-/// [`Session::stream_ending`]). Either way its `on_done` follows, once.
-macro_rules! session_actor {
-    ($session:ty, $deadline:expr) => {
-        impl actix::Actor for $session {
-            type Context = actix::Context<Self>;
-
-            fn started(&mut self, ctx: &mut Self::Context) {
-                $crate::session::core::start(self, ctx, $deadline);
-            }
-
-            fn stopped(&mut self, _ctx: &mut Self::Context) {
-                use $crate::session::core::Session;
-                self.release();
-                self.parts().0.stopped();
-            }
-        }
-
-        impl actix::Handler<streamgate_actors::stream::Kick> for $session {
-            type Result = ();
-
-            fn handle(&mut self, msg: streamgate_actors::stream::Kick, ctx: &mut Self::Context) {
-                $crate::session::core::Session::parts(self).0.kicked(&msg);
-                actix::ActorContext::stop(ctx);
-            }
-        }
-
-        impl actix::Handler<streamgate_actors::stream::StreamEnded> for $session {
-            type Result = ();
-
-            fn handle(
-                &mut self,
-                msg: streamgate_actors::stream::StreamEnded,
-                ctx: &mut Self::Context,
-            ) {
-                use $crate::session::core::Session;
-                if !self.parts().0.is_player() {
-                    return;
-                }
-                self.stream_ending(ctx);
-                self.parts().0.stream_ended(&msg);
-                actix::ActorContext::stop(ctx);
-            }
-        }
-    };
-}
-pub(crate) use session_actor;
 
 /// How a player takes live frames.
 pub enum Attach {

@@ -20,10 +20,9 @@ use streamgate_actors::notify::Decision;
 use streamgate_actors::session::Protocol;
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 
+use super::actor::{session_actor, Session};
 use super::arbiter::cached_encoding;
-use super::core::{
-    after_connect, request_play, session_actor, Attach, PlayOutcome, Role, Session, SessionCore,
-};
+use super::core::{after_connect, request_play, Attach, PlayOutcome, Role, SessionCore};
 use super::fanout::Encode;
 use super::output::tcp::Writer;
 use super::output::{Output, SendError};

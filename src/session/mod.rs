@@ -8,6 +8,7 @@
 //! its output falls behind, drops and stalls is [`output`]. A session actor is its protocol
 //! state, one output and one core.
 
+pub mod actor;
 pub mod arbiter;
 pub mod core;
 pub mod fanout;

@@ -20,10 +20,11 @@ use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
 
+use super::actor::{session_actor, Session};
 use super::arbiter::cached_encoding;
 use super::core::{
-    request_connect, request_play, request_publish, session_actor, Attach, PlayOutcome,
-    PublishAnswer, Role, Session, SessionCore,
+    request_connect, request_play, request_publish, Attach, PlayOutcome, PublishAnswer, Role,
+    SessionCore,
 };
 use super::fanout::Encode;
 use super::output::tcp::Writer;

@@ -31,7 +31,8 @@ use streamgate_actors::media::StreamKey;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 
-use super::core::{request_connect, session_actor, Session, SessionCore};
+use super::actor::{session_actor, Session};
+use super::core::{request_connect, SessionCore};
 use super::output::tcp::Writer;
 use super::output::{Output, SendError};
 use super::{tcp_input, ProtocolShell, TcpAccept, TcpParts};

@@ -41,9 +41,10 @@ use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
 
+use super::actor::{session_actor, Session};
 use super::core::{
-    after_connect, request_play, request_publish, session_actor, Attach, PlayOutcome,
-    PublishAnswer, PublishOutcome, Role, Session, SessionCore,
+    after_connect, request_play, request_publish, Attach, PlayOutcome, PublishAnswer,
+    PublishOutcome, Role, SessionCore,
 };
 use super::output::srt::SrtOut;
 use super::output::Output;
