@@ -6,79 +6,16 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::thread;
-use std::time::Duration;
 
+use streamgate_testkit::encoders::*;
 use streamgate_testkit::*;
 
-const HOOK_WAIT: Duration = Duration::from_secs(15);
 /// Seconds each player decodes.
 const PLAY: f64 = 3.0;
 /// Video frames a player must decode in [`PLAY`] seconds at 25 fps (the GOP comes first).
 const MIN_VIDEO: usize = 50;
 /// Opus packets (20 ms) a player must decode in [`PLAY`] seconds.
 const MIN_AUDIO: usize = 80;
-/// FFmpeg's SRT latency option is in microseconds.
-const SRT_OPTS: &str = "&latency=120000";
-
-fn server(hook: &HookServer) -> Server {
-    Server::start(
-        &Config::new()
-            .hooks(&hook.url("/rtmp"), "")
-            .httpflv()
-            .httpflv_hooks(&hook.url("/flv"), "")
-            .rtsp_hooks(&hook.url("/rtsp"), "")
-            .srt_hooks(&hook.url("/srt"), ""),
-    )
-}
-
-const X264: &[&str] = &["-c:v", "libx264", "-preset", "ultrafast"];
-const X265: &[&str] = &[
-    "-c:v",
-    "libx265",
-    "-preset",
-    "ultrafast",
-    "-x265-params",
-    "log-level=error:keyint=25",
-];
-const SVT_AV1: &[&str] = &[
-    "-c:v",
-    "libsvtav1",
-    "-preset",
-    "12",
-    "-svtav1-params",
-    "lp=1",
-];
-const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
-
-/// `bin` (FFmpeg 9 or Debian's 5.1) publishing the test pattern and a 48 kHz tone, encoded
-/// with `video` and `audio`, to `out` in `format` (`-f` and what follows), for at most 40 s.
-fn publish(bin: &str, video: &[&str], audio: &[&str], format: &[&str]) -> Proc {
-    let mut cmd = Command::new(bin);
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(video)
-        .args(["-g", "25", "-pix_fmt", "yuv420p"])
-        .args(audio)
-        .args(["-t", "40"])
-        .args(format);
-    Proc::spawn(&format!("{bin} publish {format:?}"), &mut cmd)
-}
-
-/// Waits for `on_publish` of `name`, then a moment for the first GOP.
-fn wait_publishing(hook: &HookServer, srv: &Server, publisher: &mut Proc, name: &str) {
-    if hook.wait_call("publish", name, HOOK_WAIT).is_none() {
-        publisher.kill();
-        panic!(
-            "no on_publish for {name}: {}\n{}\n{}",
-            hook.dump(),
-            publisher.stderr(),
-            srv.log_tail(40)
-        );
-    }
-    thread::sleep(secs(2.5));
-}
 
 /// What a player decoded: frames of its first video and first audio stream, and the codec
 /// names of the input streams it found.
@@ -183,30 +120,16 @@ fn assert_decodes(
     }
 }
 
-fn srt_publish_url(srv: &Server, name: &str) -> String {
-    format!(
-        "{}&pkt_size=1316{SRT_OPTS}",
-        srv.srt_url(&format!("#!::r=live/{name},m=publish"))
-    )
-}
-
-fn srt_play_url(srv: &Server, name: &str) -> String {
-    format!(
-        "{}{SRT_OPTS}",
-        srv.srt_url(&format!("#!::r=live/{name},m=request"))
-    )
-}
-
 /// Opus published over SRT (FFmpeg 9, `-c:a libopus -f mpegts`: stream type 0x06 with the
 /// `Opus` registration) beside H.264: FFmpeg 9 decodes both over RTMP (Opus as Enhanced RTMP),
 /// HTTP-FLV and RTSP (RFC 7587), and Debian's FFmpeg 5.1 over SRT (Opus in MPEG-TS again).
 #[test]
 fn opus_published_over_srt_plays_everywhere() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let url = srt_publish_url(&srv, "sopus");
-    let mut publisher = publish(&f9, X264, OPUS, &["-f", "mpegts", &url]);
+    let mut publisher = encoder_publisher(&f9, X264, OPUS, &["-f", "mpegts", &url]);
     wait_publishing(&hook, &srv, &mut publisher, "sopus");
 
     assert_decodes(
@@ -287,12 +210,12 @@ fn gst_srt_play(srv: &Server, name: &str) -> (usize, usize, String) {
 #[test]
 fn opus_published_over_rtmp_and_rtsp_plays_over_srt() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let rtmp = srv.url("live/ropus");
-    let mut from_rtmp = publish(&f9, X265, OPUS, &["-f", "flv", &rtmp]);
+    let mut from_rtmp = encoder_publisher(&f9, X265, OPUS, &["-f", "flv", &rtmp]);
     let rtsp = srv.rtsp_url("live/topus");
-    let mut from_rtsp = publish(
+    let mut from_rtsp = encoder_publisher(
         "ffmpeg",
         X264,
         OPUS,
@@ -331,10 +254,10 @@ fn opus_published_over_rtmp_and_rtsp_plays_over_srt() {
 #[test]
 fn av1_published_over_rtmp_plays_over_rtsp() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let rtmp = srv.url("live/rav1");
-    let mut publisher = publish(&f9, SVT_AV1, OPUS, &["-f", "flv", &rtmp]);
+    let mut publisher = encoder_publisher(&f9, SVT_AV1, OPUS, &["-f", "flv", &rtmp]);
     wait_publishing(&hook, &srv, &mut publisher, "rav1");
 
     let rtsp = srv.rtsp_url("live/rav1");
@@ -363,10 +286,10 @@ fn av1_published_over_rtmp_plays_over_rtsp() {
 #[test]
 fn av1_published_over_rtsp_plays_over_rtmp_and_rtsp() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let rtsp = srv.rtsp_url("live/tav1");
-    let mut publisher = publish(
+    let mut publisher = encoder_publisher(
         &f9,
         SVT_AV1,
         OPUS,
@@ -408,10 +331,10 @@ fn av1_published_over_rtsp_plays_over_rtmp_and_rtsp() {
 #[test]
 fn av1_is_left_out_for_srt_players_and_said_so() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let rtmp = srv.url("live/sav1");
-    let mut publisher = publish(&f9, SVT_AV1, OPUS, &["-f", "flv", &rtmp]);
+    let mut publisher = encoder_publisher(&f9, SVT_AV1, OPUS, &["-f", "flv", &rtmp]);
     wait_publishing(&hook, &srv, &mut publisher, "sav1");
 
     let url = srt_play_url(&srv, "sav1");
@@ -445,7 +368,7 @@ fn av1_is_left_out_for_srt_players_and_said_so() {
 #[test]
 fn gstreamer_publishes_opus_over_srt() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let url = srv.srt_url("");
     let uri = url.split('?').next().unwrap_or_default();
@@ -486,7 +409,7 @@ fn an_srt_publishers_opus_is_named_in_the_flv_metadata() {
     use std::io::{Read, Write};
 
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let url = srt_publish_url(&srv, "aopus");
     let mut cmd = Command::new(&f9);
@@ -534,7 +457,7 @@ fn an_srt_publishers_opus_is_named_in_the_flv_metadata() {
 #[test]
 fn a_track_rtsp_cannot_carry_is_named_in_the_description() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let f9 = ffmpeg9();
     let rtmp = srv.url("live/surround");
     let surround = &[
@@ -547,7 +470,7 @@ fn a_track_rtsp_cannot_carry_is_named_in_the_description() {
         "-mapping_family",
         "1",
     ];
-    let mut publisher = publish(&f9, X264, surround, &["-f", "flv", &rtmp]);
+    let mut publisher = encoder_publisher(&f9, X264, surround, &["-f", "flv", &rtmp]);
     wait_publishing(&hook, &srv, &mut publisher, "surround");
 
     let url = srv.rtsp_url("live/surround");

@@ -5,12 +5,11 @@
 //! players. The hooks are answered by the real test hook server.
 
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
+use streamgate_testkit::encoders::*;
 use streamgate_testkit::*;
 
-const HOOK_WAIT: Duration = Duration::from_secs(15);
 /// Seconds each player decodes.
 const PLAY: f64 = 3.0;
 /// Video frames a player must decode in [`PLAY`] seconds at 25 fps (the GOP burst comes
@@ -19,66 +18,6 @@ const MIN_VIDEO: usize = 50;
 /// Audio frames a player must decode in [`PLAY`] seconds (AAC at 44.1 kHz: 43 a second; Opus
 /// at 20 ms: 50 a second).
 const MIN_AUDIO: usize = 80;
-/// FFmpeg's SRT latency option is in microseconds.
-const SRT_OPTS: &str = "&latency=120000";
-
-fn server(hook: &HookServer) -> Server {
-    Server::start(
-        &Config::new()
-            .hooks(&hook.url("/rtmp"), "")
-            .httpflv()
-            .httpflv_hooks(&hook.url("/flv"), "")
-            .rtsp_hooks(&hook.url("/rtsp"), "")
-            .srt_hooks(&hook.url("/srt"), ""),
-    )
-}
-
-/// FFmpeg 9 publishing the test pattern over RTMP with these encoder arguments (video then
-/// audio), for at most 40 s (the test kills it once done).
-fn publish9(url: &str, video: &[&str], audio: &[&str]) -> Proc {
-    let mut cmd = Command::new(ffmpeg9());
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(video)
-        .args(["-g", "25", "-pix_fmt", "yuv420p"])
-        .args(audio)
-        .args(["-t", "40", "-f", "flv", url]);
-    Proc::spawn(&format!("ffmpeg9 publish {url}"), &mut cmd)
-}
-
-const X265: &[&str] = &[
-    "-c:v",
-    "libx265",
-    "-preset",
-    "ultrafast",
-    "-x265-params",
-    "log-level=error:keyint=25",
-];
-const SVT_AV1: &[&str] = &[
-    "-c:v",
-    "libsvtav1",
-    "-preset",
-    "12",
-    "-svtav1-params",
-    "lp=1",
-];
-const AAC: &[&str] = &["-c:a", "aac", "-b:a", "64k"];
-const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
-
-/// Waits for `on_publish` of `name`, then a moment for the first GOP.
-fn wait_publishing(hook: &HookServer, srv: &Server, publisher: &mut Proc, name: &str) {
-    if hook.wait_call("publish", name, HOOK_WAIT).is_none() {
-        publisher.kill();
-        panic!(
-            "no on_publish for {name}: {}\n{}\n{}",
-            hook.dump(),
-            publisher.stderr(),
-            srv.log_tail(40)
-        );
-    }
-    thread::sleep(secs(2.5));
-}
 
 /// An FFmpeg 9 player of `url` decodes `video` (a codec name, or none) and `audio` (likewise).
 fn assert_decodes(srv: &Server, what: &str, url: &str, video: Option<&str>, audio: Option<&str>) {
@@ -135,20 +74,18 @@ fn debian_player(url: &str, pre: &[&str]) -> (std::collections::BTreeSet<String>
     )
 }
 
-fn srt_play_url(srv: &Server, name: &str) -> String {
-    format!(
-        "{}{SRT_OPTS}",
-        srv.srt_url(&format!("#!::r=live/{name},m=request"))
-    )
-}
-
 /// H.265 + AAC from FFmpeg 9 over Enhanced RTMP: FFmpeg 9 decodes both over RTMP and
 /// HTTP-FLV, and Debian's FFmpeg 5.1 plays the H.265 over RTSP (RFC 7798) and SRT (0x24).
 #[test]
 fn h265_and_aac_published_over_enhanced_rtmp_play_everywhere() {
     let hook = HookServer::start();
-    let srv = server(&hook);
-    let mut publisher = publish9(&srv.url("live/ehevc"), X265, AAC);
+    let srv = hooked_server(&hook);
+    let mut publisher = encoder_publisher(
+        &ffmpeg9(),
+        X265,
+        AAC,
+        &["-f", "flv", &srv.url("live/ehevc")],
+    );
     wait_publishing(&hook, &srv, &mut publisher, "ehevc");
 
     assert_decodes(
@@ -188,8 +125,13 @@ fn h265_and_aac_published_over_enhanced_rtmp_play_everywhere() {
 #[test]
 fn h265_and_opus_published_over_enhanced_rtmp() {
     let hook = HookServer::start();
-    let srv = server(&hook);
-    let mut publisher = publish9(&srv.url("live/eopus"), X265, OPUS);
+    let srv = hooked_server(&hook);
+    let mut publisher = encoder_publisher(
+        &ffmpeg9(),
+        X265,
+        OPUS,
+        &["-f", "flv", &srv.url("live/eopus")],
+    );
     wait_publishing(&hook, &srv, &mut publisher, "eopus");
 
     assert_decodes(
@@ -243,8 +185,13 @@ fn h265_and_opus_published_over_enhanced_rtmp() {
 #[test]
 fn av1_and_opus_published_over_enhanced_rtmp() {
     let hook = HookServer::start();
-    let srv = server(&hook);
-    let mut publisher = publish9(&srv.url("live/eav1"), SVT_AV1, OPUS);
+    let srv = hooked_server(&hook);
+    let mut publisher = encoder_publisher(
+        &ffmpeg9(),
+        SVT_AV1,
+        OPUS,
+        &["-f", "flv", &srv.url("live/eav1")],
+    );
     wait_publishing(&hook, &srv, &mut publisher, "eav1");
 
     assert_decodes(
@@ -276,7 +223,7 @@ fn av1_and_opus_published_over_enhanced_rtmp() {
 #[test]
 fn h265_published_over_rtsp_and_srt_plays_over_enhanced_rtmp() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let encode = |cmd: &mut Command| {
         cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
             .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
@@ -328,7 +275,7 @@ fn h265_published_over_rtsp_and_srt_plays_over_enhanced_rtmp() {
 #[test]
 fn opus_published_over_rtsp_plays_over_enhanced_rtmp_and_rtsp() {
     let hook = HookServer::start();
-    let srv = server(&hook);
+    let srv = hooked_server(&hook);
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])

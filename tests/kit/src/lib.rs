@@ -18,6 +18,7 @@
 //! through `kill(1)`.
 
 pub mod assert;
+pub mod codecs;
 pub mod config;
 pub mod ffmpeg;
 pub mod hooks;
@@ -28,6 +29,7 @@ pub mod rtmp;
 pub mod util;
 
 pub use assert::*;
+pub use codecs::*;
 pub use config::*;
 pub use ffmpeg::*;
 pub use hooks::*;
