@@ -56,6 +56,8 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 const CONNECTION_PACKETS: usize = 1024;
 /// Conclusion handshakes remembered (by caller address) until their access request.
 const MAX_HANDSHAKES: usize = 4096;
+/// Decisions of sessions on their connection requests waiting for the listener, at most.
+const RESPONSES: usize = 4096;
 /// Datagrams dropped by the listener (refused, unparsable) and contained panics of the
 /// handshake state machine are logged at most once per this interval each, with counts: one
 /// client sending them at line rate must not write the log at line rate.
@@ -177,8 +179,8 @@ struct Listener {
     next_worker: usize,
     /// Key material of each caller's last conclusion handshake, until its access request.
     key_material: HashMap<SocketAddr, KeyMaterial>,
-    responses_tx: mpsc::UnboundedSender<Response>,
-    responses: mpsc::UnboundedReceiver<Response>,
+    responses_tx: mpsc::Sender<Response>,
+    responses: mpsc::Receiver<Response>,
     /// Sessions that accepted, waiting for their connection.
     awaiting: HashMap<SessionId, oneshot::Sender<Accepted>>,
     /// Open connections: their protocol task's packet queue, by caller address.
@@ -233,9 +235,10 @@ impl Listener {
         let local = socket.local_addr()?;
         let recv = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
         let init = settings.connection_settings(local)?;
-        // Control path, not media: each pending handshake sends exactly one decision, so the
-        // queue never holds more than the handshakes the listener itself has let wait.
-        let (responses_tx, responses) = mpsc::unbounded_channel();
+        // Control path, not media: each pending handshake sends exactly one decision, and the
+        // listener takes them as they come. Bounded all the same: past RESPONSES waiting, a
+        // decision is lost and its caller's handshake times out (the caller may try again).
+        let (responses_tx, responses) = mpsc::channel(RESPONSES);
         let mut listener = Listener {
             recv,
             send: socket,

@@ -42,13 +42,13 @@ pub struct Pending {
     /// What its conclusion handshake carried as key material.
     pub key_material: KeyMaterial,
     /// Where the decision goes.
-    pub responses: mpsc::UnboundedSender<Response>,
+    pub responses: mpsc::Sender<Response>,
 }
 
 impl Pending {
     /// Refuses the caller with `reason`.
     pub fn refuse(self, reason: RejectReason) {
-        let _ = self.responses.send(Response {
+        let _ = self.responses.try_send(Response {
             session: self.session,
             response: AccessControlResponse::Rejected(reason),
             accepted: None,
@@ -59,7 +59,7 @@ impl Pending {
     /// returned channel once the handshake completes.
     pub fn accept(self, keys: Option<KeySettings>) -> oneshot::Receiver<Accepted> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.responses.send(Response {
+        let _ = self.responses.try_send(Response {
             session: self.session,
             response: AccessControlResponse::Accepted(keys),
             accepted: Some(tx),
