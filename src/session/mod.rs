@@ -146,7 +146,8 @@ where
             let _s = core.enter();
             tracing::info!(error = %e, "read failed");
             drop(_s);
-            core.ending(streamgate_actors::usage::EndReason::Lost);
+            // A reset is the client going away too (HTTP-FLV's `closed`, the others' `lost`).
+            core.client_gone();
             ctx.stop();
             None
         }
