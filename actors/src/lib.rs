@@ -12,6 +12,7 @@
 //!   refuses a second publisher.
 //! - [`session`]: the small vocabulary every protocol session speaks to the core
 //!   (client ids, session info, the messages a session actor must handle).
+//! - [`usage`]: what a session used and why it ended, as `on_done` reports it.
 //!
 //! This crate must not depend on any protocol crate (no RTMP, RTSP, SRT or FLV code): protocols
 //! live in the `streamgate` crate and convert on their own side of the `StreamActor`.
@@ -21,3 +22,4 @@ pub mod notify;
 pub mod registry;
 pub mod session;
 pub mod stream;
+pub mod usage;

@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::session::{Protocol, SessionInfo};
+use crate::usage::UsageReport;
 
 /// How the fields travel to the business server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +94,8 @@ pub struct HookTable {
     pub srt: NotifyConfig,
     /// `<httpflv><http_notify>`.
     pub httpflv: NotifyConfig,
+    /// `<node_id>`: the `node` field of every callback.
+    pub node: String,
 }
 
 impl HookTable {
@@ -160,12 +163,19 @@ pub struct NotifyFields<'a> {
     pub tcurl: &'a str,
     /// The session's unique id.
     pub clientid: u64,
+    /// The server's `<node_id>`: (`node`, `clientid`) names one session.
+    pub node: &'a str,
+    /// `on_done` only: what the session used and why it ended.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageReport>,
 }
 
 impl<'a> NotifyFields<'a> {
-    /// The fields for `call` about `info`.
-    pub fn new(call: Call, info: &'a SessionInfo) -> Self {
+    /// The fields for `call` about `info`, from server `node`.
+    pub fn new(call: Call, info: &'a SessionInfo, node: &'a str) -> Self {
         NotifyFields {
+            node,
+            usage: None,
             protocol: info.protocol.as_str(),
             call,
             addr: info.addr.to_string(),
@@ -175,6 +185,12 @@ impl<'a> NotifyFields<'a> {
             tcurl: &info.tcurl,
             clientid: info.clientid,
         }
+    }
+
+    /// The same fields with the usage of an `on_done`.
+    pub fn with_usage(mut self, usage: UsageReport) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// The fields form-urlencoded: the POST body, or the query appended for GET.
@@ -267,6 +283,8 @@ pub struct Publish {
 pub struct Done {
     /// The session that ended, with the same fields as its play or publish.
     pub info: SessionInfo,
+    /// What it used and why it ended.
+    pub usage: UsageReport,
 }
 
 /// Counts play/publish sessions whose `on_done` has not yet been delivered, so shutdown can
@@ -359,7 +377,8 @@ impl NotifyActor {
         let Some(url) = call.url(config) else {
             return Box::pin(async { Decision::Allow });
         };
-        let request = send(&self.client, &self.permits, config, url, call, &info);
+        let fields = NotifyFields::new(call, &info, &self.hooks.node);
+        let request = send(&self.client, &self.permits, config, url, &fields);
         let url = url.to_owned();
         Box::pin(async move {
             let decision = request.await;
@@ -420,11 +439,10 @@ fn send(
     permits: &Arc<Semaphore>,
     config: &NotifyConfig,
     url: &str,
-    call: Call,
-    info: &SessionInfo,
+    fields: &NotifyFields<'_>,
 ) -> impl Future<Output = Decision> + 'static {
     let timeout = config.timeout;
-    let request = build_request(config, url, &NotifyFields::new(call, info));
+    let request = build_request(config, url, fields);
     let client = client.clone();
     let permits = Arc::clone(permits);
     async move {
@@ -564,7 +582,8 @@ impl Handler<Done> for NotifyActor {
             tracker.finish();
             return;
         };
-        let request = send(&self.client, &self.permits, config, url, Call::Done, &info);
+        let fields = NotifyFields::new(Call::Done, &info, &self.hooks.node).with_usage(msg.usage);
+        let request = send(&self.client, &self.permits, config, url, &fields);
         let url = url.to_owned();
         actix_rt::spawn(async move {
             match request.await {
@@ -604,12 +623,38 @@ mod tests {
     #[test]
     fn post_body_has_every_field_in_order_and_escaped() {
         let i = info();
-        let body = NotifyFields::new(Call::Publish, &i).encode();
+        let body = NotifyFields::new(Call::Publish, &i, "edge-1").encode();
         assert_eq!(
             body,
             "protocol=rtmp&call=publish&addr=192.168.1.100&app=live&\
              url=rtmp%3A%2F%2Fhost%3A1935%2Flive%2Fcam+1%3Ftoken%3Da%26b%3Dc&name=cam+1&\
-             tcurl=rtmp%3A%2F%2Fhost%3A1935%2Flive&clientid=42"
+             tcurl=rtmp%3A%2F%2Fhost%3A1935%2Flive&clientid=42&node=edge-1"
+        );
+    }
+
+    #[test]
+    fn done_carries_node_and_usage_after_the_seeds_fields() {
+        let i = info();
+        let usage = UsageReport {
+            start: 1_700_000_000_123,
+            duration_ms: 4_500,
+            bytes_in: 10,
+            bytes_out: 20_000,
+            reason: crate::usage::EndReason::StreamEnded,
+        };
+        let body = NotifyFields::new(Call::Done, &i, "edge-1")
+            .with_usage(usage)
+            .encode();
+        assert!(
+            body.starts_with("protocol=rtmp&call=done&addr=192.168.1.100&app=live&"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with(
+                "&clientid=42&node=edge-1&start=1700000000123&duration_ms=4500&\
+                 bytes_in=10&bytes_out=20000&reason=stream_ended"
+            ),
+            "{body}"
         );
     }
 
@@ -617,7 +662,7 @@ mod tests {
     fn odd_characters_round_trip() {
         let mut i = info();
         i.name = "a=b&c+d%e/ü#".into();
-        let body = NotifyFields::new(Call::Play, &i).encode();
+        let body = NotifyFields::new(Call::Play, &i, "edge-1").encode();
         let back: Vec<(String, String)> =
             serde_urlencoded::from_str(&body).expect("own encoding decodes");
         assert!(back.contains(&("name".into(), "a=b&c+d%e/ü#".into())));
@@ -629,14 +674,14 @@ mod tests {
     #[test]
     fn get_url_keeps_the_operators_query() {
         let i = info();
-        let f = NotifyFields::new(Call::Done, &i);
+        let f = NotifyFields::new(Call::Done, &i, "edge-1");
         let plain = get_url("http://h/done", &f);
         assert!(plain.starts_with("http://h/done?protocol=rtmp&call=done&"));
         let with_q = get_url("http://h/done?key=s", &f);
         assert!(with_q.starts_with("http://h/done?key=s&protocol=rtmp&"));
         let with_frag = get_url("http://h/done#x", &f);
         assert!(with_frag.starts_with("http://h/done?protocol=rtmp"));
-        assert!(with_frag.ends_with("clientid=42#x"));
+        assert!(with_frag.ends_with("clientid=42&node=edge-1#x"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use actix::prelude::*;
 use crate::media::StreamKey;
 use crate::session::ClientId;
 use crate::stream::{EndStream, Kick, StreamActor};
+use crate::usage::EndReason;
 
 /// Why a publish was refused by the registry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,7 +120,10 @@ impl Handler<EndAll> for Registry {
 
     fn handle(&mut self, msg: EndAll, _ctx: &mut Self::Context) -> usize {
         for (_, addr) in self.streams.values() {
-            addr.do_send(EndStream { reason: msg.reason });
+            addr.do_send(EndStream {
+                reason: msg.reason,
+                end: EndReason::Shutdown,
+            });
         }
         self.streams.len()
     }

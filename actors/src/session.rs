@@ -4,6 +4,8 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The protocol a client session speaks; its lowercase name is the `protocol` hook field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,11 +41,31 @@ impl fmt::Display for Protocol {
 /// A server-wide unique id for one client session; the `clientid` hook field.
 pub type ClientId = u64;
 
-static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+/// Client ids are allocated from `start << CLIENT_ID_SHIFT` up, `start` being the process's
+/// start in Unix milliseconds: a later run starts above every id an earlier one gave out
+/// unless that run made more than 2^10 = 1024 connections per millisecond it ran, so
+/// (`node`, `clientid`) names one session across restarts too. 2^43 ms (the year 2248)
+/// shifted by 10 is 2^53: ids stay exact as JSON numbers.
+pub const CLIENT_ID_SHIFT: u32 = 10;
 
-/// Allocates the next client id. Ids are unique for the life of the process and never reused.
+/// The first client id of a process started at `unix_ms`.
+pub fn first_client_id(unix_ms: u64) -> ClientId {
+    (unix_ms << CLIENT_ID_SHIFT).clamp(1, (1 << 53) - 1)
+}
+
+static NEXT_CLIENT_ID: OnceLock<AtomicU64> = OnceLock::new();
+
+/// Allocates the next client id. Ids increase, are never reused while the process runs, and
+/// start (at the first one) above those of earlier runs ([`CLIENT_ID_SHIFT`]).
 pub fn next_client_id() -> ClientId {
-    NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
+    NEXT_CLIENT_ID
+        .get_or_init(|| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            AtomicU64::new(first_client_id(now))
+        })
+        .fetch_add(1, Ordering::Relaxed)
 }
 
 /// Internal subscriber ids (a fan-out group's subscription to a stream) live from 2^62 up, in
@@ -96,4 +118,21 @@ pub struct SessionInfo {
     pub name: String,
     /// RTMP's tcUrl; empty for protocols that have none.
     pub tcurl: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_increase_from_the_clock_and_stay_json_safe() {
+        let a = next_client_id();
+        let b = next_client_id();
+        assert!(b > a);
+        assert!(b < 1 << 53);
+        // A run started a millisecond later starts above 1024 ids of this one.
+        assert_eq!(first_client_id(1_000) + 1024, first_client_id(1_001));
+        assert_eq!(first_client_id(1 << 43), (1 << 53) - 1);
+        assert!(!is_internal_id(a));
+    }
 }

@@ -17,6 +17,7 @@ use actix::prelude::*;
 use crate::media::{FrameKind, MediaFrame, Metadata, StreamKey, Track};
 use crate::registry::{Registry, StreamStopped};
 use crate::session::{ClientId, SubscriberId};
+use crate::usage::EndReason;
 
 /// Capacity of a stream's own mailbox (frames from the publisher).
 pub const STREAM_MAILBOX: usize = 1024;
@@ -56,6 +57,8 @@ pub struct Deliver {
 pub struct StreamEnded {
     /// Which stream ended.
     pub key: StreamKey,
+    /// Why, as its players' `on_done` says: the publisher left, or the server is stopping.
+    pub end: EndReason,
 }
 
 /// Told to a publisher whose stream is being ended by the server (shutdown).
@@ -64,6 +67,8 @@ pub struct StreamEnded {
 pub struct Kick {
     /// Why, for the logs.
     pub reason: &'static str,
+    /// Why, as the session's `on_done` says (`shutdown`, or `kicked`).
+    pub end: EndReason,
 }
 
 /// A frame from the publisher.
@@ -96,6 +101,8 @@ pub struct Unpublish {
 pub struct EndStream {
     /// Why, for the logs.
     pub reason: &'static str,
+    /// Why, as the `on_done` of its publisher and players says.
+    pub end: EndReason,
 }
 
 /// Everything a new player needs before live frames: sent as the reply to [`Subscribe`].
@@ -223,6 +230,8 @@ pub struct StreamActor {
     gop: GopCache,
     has_video: bool,
     ended: bool,
+    /// Why it ends, as its players are told ([`StreamEnded::end`]).
+    ending: EndReason,
     /// The number the next frame fanned out gets.
     next_seq: u64,
 }
@@ -249,6 +258,7 @@ impl StreamActor {
             gop: GopCache::default(),
             has_video: false,
             ended: false,
+            ending: EndReason::StreamEnded,
             next_seq: 0,
         }
     }
@@ -341,6 +351,7 @@ impl Actor for StreamActor {
         for sub in self.subscribers.values() {
             sub.ended.do_send(StreamEnded {
                 key: self.key.clone(),
+                end: self.ending,
             });
         }
         self.registry.do_send(StreamStopped {
@@ -439,7 +450,13 @@ impl Handler<EndStream> for StreamActor {
     type Result = ();
 
     fn handle(&mut self, msg: EndStream, ctx: &mut Self::Context) {
-        self.kick.do_send(Kick { reason: msg.reason });
+        self.kick.do_send(Kick {
+            reason: msg.reason,
+            end: msg.end,
+        });
+        if !self.ended {
+            self.ending = msg.end;
+        }
         self.end(ctx, msg.reason);
     }
 }

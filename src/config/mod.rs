@@ -90,6 +90,9 @@ pub struct Config {
     pub srt: SrtConfig,
     /// `<httpflv>`: disabled by default (port 8080); the shipped config enables it.
     pub httpflv: HttpFlvConfig,
+    /// `<node_id>`: this server's name, the `node` field of every callback; default the
+    /// host name ([`default_node_id`]).
+    pub node_id: String,
 }
 
 /// `<rtmp>`.
@@ -160,9 +163,43 @@ pub fn default_workers() -> usize {
         .clamp(1, MAX_WORKERS)
 }
 
+/// Longest `<node_id>`.
+pub const MAX_NODE_ID: usize = 64;
+
+/// Why `id` cannot name a node, if it cannot: 1 to [`MAX_NODE_ID`] ASCII letters, digits,
+/// `.`, `-` or `_` (a host name fits; nothing that needs escaping in a log line or a URL).
+pub fn node_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() || id.len() > MAX_NODE_ID {
+        return Some(format!("a node id has 1 to {MAX_NODE_ID} characters"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Some("a node id has only ASCII letters, digits, '.', '-' and '_'".into());
+    }
+    None
+}
+
+/// The node id used when `<node_id>` is absent: the host name (Linux's
+/// `/proc/sys/kernel/hostname`, else `$HOSTNAME`), or `streamgate` when neither is a valid id.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    if node_id_problem(&host).is_none() {
+        host
+    } else {
+        "streamgate".to_owned()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
+            node_id: default_node_id(),
             workers: default_workers(),
             log_level: LogLevel::Info,
             rtmp: Section::default(),
@@ -174,7 +211,15 @@ impl Default for Config {
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 6] = ["workers", "log_level", "rtmp", "rtsp", "srt", "httpflv"];
+const CONFIG_ELEMENTS: [&str; 7] = [
+    "workers",
+    "log_level",
+    "node_id",
+    "rtmp",
+    "rtsp",
+    "srt",
+    "httpflv",
+];
 
 impl Config {
     /// Parses and validates a config document. Absent elements take their defaults.
@@ -197,6 +242,19 @@ impl Config {
             }
             None => LogLevel::Info,
         };
+        let node_id = match children.get("node_id") {
+            Some(el) => {
+                let value = el.value()?.trim();
+                if let Some(reason) = node_id_problem(value) {
+                    return Err(el.error(ErrorKind::InvalidValue {
+                        value: value.to_owned(),
+                        reason,
+                    }));
+                }
+                value.to_owned()
+            }
+            None => default_node_id(),
+        };
 
         let (rtmp, rtmp_at) = Section::read(children.get("rtmp"))?;
         let (rtsp, rtsp_at) = Section::read(children.get("rtsp"))?;
@@ -207,6 +265,7 @@ impl Config {
         Ok(Config {
             workers,
             log_level,
+            node_id,
             rtmp,
             rtsp,
             srt,
@@ -237,6 +296,7 @@ impl Config {
             rtsp: self.rtsp.notify.clone(),
             srt: self.srt.notify.clone(),
             httpflv: self.httpflv.notify.clone(),
+            node: self.node_id.clone(),
         }
     }
 }
@@ -345,7 +405,13 @@ mod tests {
             assert_eq!(notify.method, NotifyMethod::Post);
             assert_eq!(notify.timeout, DEFAULT_TIMEOUT);
         }
-        assert_eq!(config.hooks(), HookTable::default());
+        assert_eq!(
+            config.hooks(),
+            HookTable {
+                node: default_node_id(),
+                ..HookTable::default()
+            }
+        );
     }
 
     #[test]
@@ -825,7 +891,7 @@ mod tests {
             "<config>\n\n<hls/>\n</config>",
             3,
             "<hls>",
-            "allowed in <config>: <workers>, <log_level>, <rtmp>, <rtsp>, <srt>, <httpflv>",
+            "allowed in <config>: <workers>, <log_level>, <node_id>, <rtmp>, <rtsp>, <srt>, <httpflv>",
         );
         assert_error(
             &rtmp_notify("<on_stop>http://h/</on_stop>"),
@@ -974,6 +1040,33 @@ mod tests {
             2,
             "<workers>",
             "\"257\" is not a valid number of workers (1-256)",
+        );
+    }
+
+    #[test]
+    fn node_id_is_read_and_defaults_to_the_host_name() {
+        let config = parse("<config><node_id>edge-1.eu_west</node_id></config>");
+        assert_eq!(config.node_id, "edge-1.eu_west");
+        assert_eq!(config.hooks().node, "edge-1.eu_west");
+        let config = parse("<config/>");
+        assert_eq!(config.node_id, default_node_id());
+        assert!(node_id_problem(&config.node_id).is_none());
+    }
+
+    #[test]
+    fn error_bad_node_id() {
+        let e = assert_error(
+            "<config>\n<node_id>edge 1</node_id>\n</config>",
+            2,
+            "<node_id>",
+            "\"edge 1\" is not valid",
+        );
+        assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }));
+        assert_error(
+            "<config>\n\n<node_id></node_id>\n</config>",
+            3,
+            "<node_id>",
+            "1 to 64 characters",
         );
     }
 

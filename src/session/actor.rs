@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use actix::{Actor, ActorContext, AsyncContext, Context};
 
+use streamgate_actors::usage::EndReason;
+
 use super::core::{SessionCore, SESSION_MAILBOX};
 use super::output::Output;
 
@@ -25,8 +27,9 @@ pub trait Session: Actor<Context = Context<Self>> {
     /// What the protocol starts beside the shared timers.
     fn starting(&mut self, _ctx: &mut Context<Self>) {}
 
-    /// The protocol's own checks of the one-second timer: `Some(why)` closes the session.
-    fn check(&mut self) -> Option<&'static str> {
+    /// The protocol's own checks of the one-second timer: `Some((reason, why))` closes the
+    /// session, `reason` for its `on_done`, `why` for the log.
+    fn check(&mut self) -> Option<(EndReason, &'static str)> {
         None
     }
 
@@ -47,16 +50,22 @@ pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Dur
     if let Some(deadline) = deadline {
         ctx.run_later(deadline, |act, ctx| {
             if !act.first_request_done() {
-                let _s = act.parts().0.enter();
+                let core = act.parts().0;
+                let _s = core.enter();
                 tracing::info!("no accepted request in time; closing");
+                drop(_s);
+                core.ending(EndReason::Idle);
                 ctx.stop();
             }
         });
     }
     ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-        if let Some(why) = act.check() {
-            let _s = act.parts().0.enter();
+        if let Some((reason, why)) = act.check() {
+            let core = act.parts().0;
+            let _s = core.enter();
             tracing::info!("{why}; closing");
+            drop(_s);
+            core.ending(reason);
             ctx.stop();
             return;
         }

@@ -15,7 +15,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter, Recipient};
 use streamgate_actors::media::{MediaFrame, StreamKey};
@@ -26,9 +26,10 @@ use streamgate_actors::stream::{
     Deliver, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded, Subscribe,
     Unpublish, Unsubscribe,
 };
+use streamgate_actors::usage::{EndReason, UsageReport};
 use tracing::field::Empty;
 
-use super::output::{Backlog, Output, PlayerLimits};
+use super::output::{Backlog, Gone, Output, PlayerLimits, SendError};
 use super::{fanout, SessionContext};
 use crate::limits::Admission;
 
@@ -72,6 +73,21 @@ impl Usage {
     pub fn duration(&self) -> Duration {
         self.started.elapsed()
     }
+
+    /// What `on_done` reports: the usage so far and why the session ended.
+    pub fn report(&self, reason: EndReason) -> UsageReport {
+        let start = self
+            .start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        UsageReport {
+            start,
+            duration_ms: self.duration().as_millis() as u64,
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            reason,
+        }
+    }
 }
 
 /// Whether a session publishes or plays.
@@ -97,7 +113,7 @@ pub struct Active {
 
 impl Active {
     /// Leaves the stream (a publisher's leaving ends it) and sends the one `on_done`.
-    fn finish(self, context: &SessionContext, why: &str) {
+    fn finish(self, context: &SessionContext, usage: UsageReport) {
         let clientid = self.info.clientid;
         if let Some(stream) = &self.stream {
             match self.role {
@@ -105,8 +121,11 @@ impl Active {
                 Role::Player => stream.do_send(Unsubscribe { clientid }),
             }
         }
-        tracing::info!(role = ?self.role, why, "session done");
-        context.notify.do_send(notify::Done { info: self.info });
+        tracing::info!(role = ?self.role, reason = usage.reason.as_str(), "session done");
+        context.notify.do_send(notify::Done {
+            info: self.info,
+            usage,
+        });
     }
 }
 
@@ -130,6 +149,9 @@ pub struct SessionCore {
     /// The protocol section's player limits.
     pub limits: PlayerLimits,
     active: Option<Active>,
+    /// What ended the session, once something did: the first cause wins, and the `on_done`
+    /// of the active play or publish carries it.
+    end: Option<EndReason>,
     /// A player's place in its arbiter's fan-out group (leaving it is dropping it).
     membership: Option<fanout::Membership>,
     /// When a publisher's last media arrived (or its publish was allowed).
@@ -169,6 +191,7 @@ impl SessionCore {
             backlog,
             limits,
             active: None,
+            end: None,
             membership: None,
             last_media: Instant::now(),
             dropped_ingest: 0,
@@ -231,6 +254,9 @@ impl SessionCore {
         }
         self.log_decision(call, &Decision::Allow);
         self.begin(Role::Publisher, info, None);
+        if !matches!(outcome, PublishOutcome::Publishing(_)) {
+            self.ending(EndReason::Refused);
+        }
         match outcome {
             PublishOutcome::Publishing(stream) => {
                 self.attach(stream);
@@ -277,16 +303,48 @@ impl SessionCore {
         self.membership = Some(joining.activate(member));
     }
 
+    /// Notes what ends the session (its `on_done` reason), unless something already did:
+    /// the first cause wins.
+    pub fn ending(&mut self, reason: EndReason) {
+        self.end.get_or_insert(reason);
+    }
+
+    /// Why the session ends, once something noted it ([`SessionCore::ending`]).
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end
+    }
+
     /// Ends the active play or publish, if any: leaves the stream (and the fan-out group) and
-    /// sends its one `on_done`. True when there was one.
-    pub fn finish(&mut self, why: &str) -> bool {
+    /// sends its one `on_done`, with the reason noted first ([`SessionCore::ending`]) or else
+    /// `reason`. True when there was one. The connection may go on (an RTMP client that
+    /// deleted its stream may play again): the next play or publish starts with no reason.
+    pub fn finish(&mut self, reason: EndReason) -> bool {
         self.membership = None;
+        let reason = self.end.take().unwrap_or(reason);
         let Some(active) = self.active.take() else {
             return false;
         };
         let _s = self.enter();
-        active.finish(&self.context, why);
+        active.finish(&self.context, self.usage.report(reason));
         true
+    }
+
+    /// Notes why a write to the client failed: a queue that stays full is a client not
+    /// reading (`stalled`); a connection that is gone is [`SessionCore::client_gone`].
+    pub fn send_failed(&mut self, error: SendError) {
+        match error {
+            SendError::Full => self.ending(EndReason::Stalled),
+            SendError::Closed => self.client_gone(),
+        }
+    }
+
+    /// How a client that went away without its protocol's goodbye ended its session: `closed`
+    /// for HTTP-FLV, which has no other way to say it; `lost` for the others.
+    pub fn client_gone(&mut self) {
+        self.ending(match self.protocol {
+            Protocol::HttpFlv => EndReason::Closed,
+            _ => EndReason::Lost,
+        });
     }
 
     /// The active play or publish.
@@ -363,16 +421,27 @@ impl SessionCore {
         if self.is_publisher() && self.last_media.elapsed() > PUBLISH_IDLE {
             let _s = self.enter();
             tracing::info!("publisher sent no media for too long; closing");
+            self.ending(EndReason::Idle);
             return true;
         }
-        output.is_some_and(|out| self.backlog.output_gone(out))
+        let Some(out) = output else {
+            return false;
+        };
+        match self.backlog.output_gone(out) {
+            Some(Gone::Stalled) => self.ending(EndReason::Stalled),
+            Some(Gone::Closed) => self.client_gone(),
+            None => return false,
+        }
+        true
     }
 
     /// Logs a kick (a publisher taken over at shutdown, or an operator's); the session then
     /// stops and its `on_done` follows.
-    pub fn kicked(&self, msg: &Kick) {
+    pub fn kicked(&mut self, msg: &Kick) {
         let _s = self.enter();
         tracing::info!(reason = msg.reason, "closing the session");
+        drop(_s);
+        self.ending(msg.end);
     }
 
     /// The stream under a player ended: logged and finished. False (nothing done) when the
@@ -384,7 +453,7 @@ impl SessionCore {
         let _s = self.enter();
         tracing::info!(stream = %msg.key, "stream ended under the player");
         drop(_s);
-        self.finish("stream ended");
+        self.finish(msg.end);
         true
     }
 
@@ -396,7 +465,8 @@ impl SessionCore {
 
     /// Ends what is active and logs the end of the connection (from `Actor::stopped`).
     pub fn stopped(&mut self) {
-        self.finish("connection closed");
+        // Nothing noted a cause: the connection ended under the session.
+        self.finish(EndReason::Lost);
         let _s = self.enter();
         tracing::info!(
             bytes_in = self.usage.bytes_in.get(),

@@ -19,6 +19,7 @@ use streamgate_actors::media::{MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::Protocol;
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
+use streamgate_actors::usage::EndReason;
 
 use super::actor::{session_actor, Session};
 use super::arbiter::cached_encoding;
@@ -163,6 +164,7 @@ impl HttpFlvSession {
                             tracing::info!("no such stream");
                             drop(_s);
                             act.core.begin(Role::Player, play_info, None);
+                            act.core.ending(EndReason::Refused);
                             act.answer(error_response(404, "no such live stream"), ctx);
                         }
                         PlayOutcome::Playing(_, snapshot, joining) => {
@@ -172,13 +174,16 @@ impl HttpFlvSession {
                             act.core.begin(Role::Player, play_info, None);
                             if head_only {
                                 let head = response_head(200, &[("Content-Type", "video/x-flv")]);
+                                // A HEAD asks no body: answered, the client is done.
+                                act.core.ending(EndReason::Closed);
                                 act.answer(head, ctx);
                             } else {
                                 act.state = State::Streaming;
                                 let from_seq = snapshot.next_seq;
                                 // Headers and the cached GOP go out at once.
                                 for bytes in act.start_of_body(snapshot) {
-                                    if act.writer.send(bytes).is_err() {
+                                    if let Err(e) = act.writer.send(bytes) {
+                                        act.core.send_failed(e);
                                         ctx.stop();
                                         return;
                                     }
@@ -290,6 +295,7 @@ impl Handler<Deliver> for HttpFlvSession {
         flv::write_metadata_tag(&mut out, &metadata);
         // Behind the frames already queued, like the metadata was behind them.
         if self.writer.send_merged(out.freeze()) == Err(SendError::Closed) {
+            self.core.send_failed(SendError::Closed);
             ctx.stop();
         }
     }

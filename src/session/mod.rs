@@ -130,7 +130,7 @@ pub struct SessionSettings {
 /// in the connection's span and stops the session.
 pub fn read_or_stop<A>(
     item: std::io::Result<BytesMut>,
-    core: &core::SessionCore,
+    core: &mut core::SessionCore,
     ctx: &mut actix::Context<A>,
 ) -> Option<BytesMut>
 where
@@ -145,6 +145,9 @@ where
         Err(e) => {
             let _s = core.enter();
             tracing::info!(error = %e, "read failed");
+            drop(_s);
+            // A reset is the client going away too (HTTP-FLV's `closed`, the others' `lost`).
+            core.client_gone();
             ctx.stop();
             None
         }
@@ -157,7 +160,7 @@ macro_rules! tcp_input {
     ($session:ty) => {
         impl actix::StreamHandler<std::io::Result<bytes::BytesMut>> for $session {
             fn handle(&mut self, item: std::io::Result<bytes::BytesMut>, ctx: &mut Self::Context) {
-                if let Some(bytes) = $crate::session::read_or_stop(item, &self.core, ctx) {
+                if let Some(bytes) = $crate::session::read_or_stop(item, &mut self.core, ctx) {
                     self.input(bytes, ctx);
                 }
             }
@@ -165,6 +168,8 @@ macro_rules! tcp_input {
             fn finished(&mut self, ctx: &mut Self::Context) {
                 let _s = self.core.enter();
                 tracing::debug!("client closed the connection");
+                drop(_s);
+                self.core.client_gone();
                 actix::ActorContext::stop(ctx);
             }
         }

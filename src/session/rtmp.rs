@@ -19,6 +19,7 @@ use streamgate_actors::media::{MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
+use streamgate_actors::usage::EndReason;
 
 use super::actor::{session_actor, Session};
 use super::arbiter::cached_encoding;
@@ -191,6 +192,11 @@ impl RtmpSession {
 
     /// Applies a refusal: answer in RTMP's words, then close.
     fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, why: Rejection) {
+        // Refused for anything but the hook's answer: an allowed play or publish the server
+        // could not serve.
+        if why != Rejection::Unauthorized {
+            self.core.ending(EndReason::Refused);
+        }
         if self
             .guarded(ctx, |core| core.refuse(request, why))
             .is_some()
@@ -327,6 +333,8 @@ impl RtmpSession {
             if let Err(e) = self.writer.send(bytes) {
                 let _s = self.core.enter();
                 tracing::info!(error = %e, "client not reading; closing");
+                drop(_s);
+                self.core.send_failed(e);
                 ctx.stop();
                 return;
             }
@@ -355,8 +363,8 @@ impl RtmpSession {
     }
 
     /// Ends the active play or publish: leaves the stream and sends its one `on_done`.
-    fn finish(&mut self, why: &str) {
-        if self.core.finish(why) {
+    fn finish(&mut self, reason: EndReason) {
+        if self.core.finish(reason) {
             self.inactive_since = Instant::now();
         }
     }
@@ -371,11 +379,11 @@ impl Session for RtmpSession {
         self.connected
     }
 
-    fn check(&mut self) -> Option<&'static str> {
+    fn check(&mut self) -> Option<(EndReason, &'static str)> {
         let idle = self.connected
             && self.core.active().is_none()
             && self.inactive_since.elapsed() > INACTIVE_DEADLINE;
-        idle.then_some("neither played nor published for too long")
+        idle.then_some((EndReason::Idle, "neither played nor published for too long"))
     }
 
     fn stream_ending(&mut self, ctx: &mut Context<Self>) {
@@ -401,6 +409,8 @@ impl ProtocolShell for RtmpSession {
             if let Err(e) = self.writer.send(bytes) {
                 let _s = self.core.enter();
                 tracing::info!(error = %e, "client not reading; closing");
+                drop(_s);
+                self.core.send_failed(e);
                 ctx.stop();
             }
         }
@@ -444,7 +454,7 @@ impl ProtocolShell for RtmpSession {
                 } => self.ingest(kind, timestamp, data),
                 Event::StreamClosed { stream_id } => {
                     if self.core.active().is_some() && self.active_stream_id == stream_id {
-                        self.finish("client closed the stream");
+                        self.finish(EndReason::Closed);
                     }
                 }
             }
@@ -468,6 +478,7 @@ impl Handler<Deliver> for RtmpSession {
         if let Some(bytes) = self.rtmp.take_output() {
             // Behind the frames already queued, like the metadata was behind them.
             if self.writer.send_merged(bytes) == Err(SendError::Closed) {
+                self.core.send_failed(SendError::Closed);
                 ctx.stop();
             }
         }

@@ -38,6 +38,19 @@ pub trait Output {
     fn pending_bytes(&self) -> usize;
     /// True when the connection is gone, or its queued bytes made no progress for too long.
     fn is_closed(&self) -> bool;
+    /// True when it is closed because its queued bytes made no progress for too long.
+    fn write_stalled(&self) -> bool {
+        false
+    }
+}
+
+/// Why a player's output ended its session ([`Backlog::output_gone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// The connection is gone.
+    Closed,
+    /// Over its queue for the stall timeout, or a write that made no progress.
+    Stalled,
 }
 
 /// How much a player may fall behind: from the protocol's `<queue_bytes>` and
@@ -133,17 +146,20 @@ impl Backlog {
     /// Whether a connection's output is over: it ended or made no progress, or (a player) it
     /// has been over its queue for the stall timeout, which is logged. Every session asks
     /// this on its one-second timer ([`super::core::SessionCore::tick`]).
-    pub fn output_gone(&mut self, output: &dyn Output) -> bool {
+    pub fn output_gone(&mut self, output: &dyn Output) -> Option<Gone> {
+        if output.write_stalled() {
+            return Some(Gone::Stalled);
+        }
         if output.is_closed() {
-            return true;
+            return Some(Gone::Closed);
         }
         let pending = output.pending_bytes();
         if self.stalled(pending, Instant::now()) {
             let _s = self.span.enter();
             tracing::warn!(pending, "player stalled; closing");
-            return true;
+            return Some(Gone::Stalled);
         }
-        false
+        None
     }
 
     /// True when the player has been over its queue for longer than the stall timeout.

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 
 use super::tcp::QUEUE_BUFFERS;
 use super::{Output, SendError};
-use crate::session::core::Counter;
 use crate::session::srt::connection::Timed;
 
 /// Payloads handed to a connection per [`PACE_WINDOW`] at most.
@@ -32,13 +31,9 @@ pub struct SrtOut {
 }
 
 impl SrtOut {
-    /// Starts the send task; bytes handed to the connection are counted into `written`.
-    pub fn spawn(
-        sink: mpsc::Sender<Timed>,
-        linger: Duration,
-        span: tracing::Span,
-        written: Counter,
-    ) -> SrtOut {
+    /// Starts the send task. The connection's protocol task counts what it sends (whole SRT
+    /// packets, [`spawn_connection`](crate::session::srt::connection::spawn_connection)).
+    pub fn spawn(sink: mpsc::Sender<Timed>, linger: Duration, span: tracing::Span) -> SrtOut {
         let (tx, mut rx) = mpsc::channel::<Timed>(QUEUE_BUFFERS);
         let pending = Rc::new(Cell::new(0usize));
         let counter = pending.clone();
@@ -56,9 +51,6 @@ impl SrtOut {
                 let len = payload.len();
                 let result = sink.send((dts, payload)).await;
                 counter.set(counter.get().saturating_sub(len));
-                if result.is_ok() {
-                    written.set(written.get() + len as u64);
-                }
                 if let Err(e) = result {
                     let _s = span.clone().entered();
                     tracing::debug!(error = %e, "the connection is gone; closing");

@@ -240,6 +240,13 @@ impl Output for Writer {
     fn is_closed(&self) -> bool {
         Writer::is_closed(self)
     }
+
+    fn write_stalled(&self) -> bool {
+        let state = &self.state;
+        !state.ended.get()
+            && state.pending.get() > 0
+            && state.progress.get().elapsed() > WRITE_STALL
+    }
 }
 
 impl Drop for Writer {

@@ -30,6 +30,7 @@ use bytes::BytesMut;
 use streamgate_actors::media::StreamKey;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
+use streamgate_actors::usage::EndReason;
 
 use super::actor::{session_actor, Session};
 use super::core::{request_connect, SessionCore};
@@ -157,9 +158,14 @@ impl RtspSession {
                     // Answers (or a replay) that do not fit: the client is not reading.
                     let _s = self.core.enter();
                     tracing::info!("client not reading its answers; closing");
+                    drop(_s);
+                    self.core.send_failed(SendError::Full);
                     ctx.stop();
                 }
-                Err(SendError::Closed) => ctx.stop(),
+                Err(SendError::Closed) => {
+                    self.core.send_failed(SendError::Closed);
+                    ctx.stop();
+                }
             }
         }
         if self.rtsp.is_finished() {
@@ -189,6 +195,10 @@ impl RtspSession {
     /// when it was a connect, publish or play.
     fn refuse(&mut self, ctx: &mut Context<Self>, request: RequestId, status: u16, reason: &str) {
         self.log_refusal("", status, reason);
+        // A refusal of an allowed play or publish: the server could not serve it.
+        if self.core.active().is_some() {
+            self.core.ending(EndReason::Refused);
+        }
         if self
             .guarded(ctx, |rtsp| rtsp.refuse(request, status))
             .is_some()
@@ -297,8 +307,8 @@ impl RtspSession {
     }
 
     /// Ends the allowed play or publish: leaves the stream and sends its one `on_done`.
-    fn finish(&mut self, why: &str) {
-        self.core.finish(why);
+    fn finish(&mut self, reason: EndReason) {
+        self.core.finish(reason);
     }
 }
 
@@ -321,14 +331,17 @@ impl Session for RtspSession {
 
     /// RTSP's session timeout (RFC 2326 §12.37), and requests alone (OPTIONS, DESCRIBE,
     /// GET_PARAMETER) not holding a connection.
-    fn check(&mut self) -> Option<&'static str> {
+    fn check(&mut self) -> Option<(EndReason, &'static str)> {
         if self.core.is_publisher() || self.play.is_playing() {
             self.inactive_since = Instant::now();
         }
         if self.last_activity.elapsed() > SESSION_TIMEOUT {
-            Some("session timed out (no request, RTCP or media)")
+            Some((
+                EndReason::Lost,
+                "session timed out (no request, RTCP or media)",
+            ))
         } else if self.inactive_since.elapsed() > SESSION_TIMEOUT {
-            Some("neither played nor published for too long")
+            Some((EndReason::Idle, "neither played nor published for too long"))
         } else {
             None
         }
@@ -400,7 +413,7 @@ impl ProtocolShell for RtspSession {
                     return;
                 }
                 Event::Teardown => {
-                    self.finish("teardown");
+                    self.finish(EndReason::Closed);
                     self.flush(ctx);
                 }
                 Event::Interleaved { channel, data } => self.interleaved(channel, data),

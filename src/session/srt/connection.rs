@@ -2,19 +2,22 @@
 //! `DuplexConnection` (ARQ, TSBPD, keepalive and idle timeout, crypto) driven with our own IO,
 //! sending through a clone of the listener's socket. A panic there ends that connection only.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use srt_protocol::connection::DuplexConnection;
-use srt_protocol::packet::{Packet, ReceivePacketError};
+use srt_protocol::packet::{ControlPacket, ControlTypes, Packet, ReceivePacketError};
 use tokio::sync::mpsc;
 
 use super::handover::Accepted;
 use crate::protocol::contain;
 use crate::protocol::srt::handshake::{is_handshake, readdress_repeated_conclusion};
 use crate::protocol::srt::{FirstDataHold, MediaClock};
+use crate::session::core::Counter;
 
 /// Payloads queued between a session and its protocol task, each way.
 const CONNECTION_DATA: usize = 256;
@@ -37,16 +40,31 @@ pub struct Link {
     pub data: mpsc::Sender<Timed>,
     /// Payloads received, in order, at their TSBPD release time.
     pub received: mpsc::Receiver<(Instant, Bytes)>,
+    /// Set when the peer sent SRT's shutdown: it ended the connection, not a timeout.
+    pub goodbye: Rc<Cell<bool>>,
 }
 
-/// Starts the protocol task of an accepted connection on the current arbiter.
-pub fn spawn_connection(accepted: Accepted, span: tracing::Span) -> Link {
+/// The IPv4 and UDP headers srt-protocol's `wire_size` adds to an SRT packet's own size.
+const IP_UDP_HEADERS: usize = 28;
+
+/// Starts the protocol task of an accepted connection on the current arbiter. It counts the
+/// whole SRT packets (16-byte header included; data and control, retransmissions too) it
+/// receives into `bytes_in` and sends into `bytes_out`, without the IP and UDP headers.
+pub fn spawn_connection(
+    accepted: Accepted,
+    span: tracing::Span,
+    bytes_in: Counter,
+    bytes_out: Counter,
+) -> Link {
     let (data_tx, data_rx) = mpsc::channel(CONNECTION_DATA);
     let (received_tx, received_rx) = mpsc::channel(CONNECTION_DATA);
-    actix_rt::spawn(drive(accepted, data_rx, received_tx, span));
+    let goodbye = Rc::new(Cell::new(false));
+    let counters = (bytes_in, bytes_out, goodbye.clone());
+    actix_rt::spawn(drive(accepted, data_rx, received_tx, span, counters));
     Link {
         data: data_tx,
         received: received_rx,
+        goodbye,
     }
 }
 
@@ -71,6 +89,7 @@ async fn drive(
     mut data: mpsc::Receiver<Timed>,
     received: mpsc::Sender<(Instant, Bytes)>,
     span: tracing::Span,
+    (bytes_in, bytes_out, goodbye): (Counter, Counter, Rc<Cell<bool>>),
 ) {
     let Accepted {
         connection,
@@ -118,7 +137,9 @@ async fn drive(
             buf.clear();
             packet.serialize(&mut buf);
             // Would block: the datagram is dropped and SRT retransmits it.
-            let _ = socket.send_to(&buf, to);
+            if socket.send_to(&buf, to).is_ok() {
+                bytes_out.set(bytes_out.get() + buf.len() as u64);
+            }
         }
         for payload in released {
             // The session may be gone; the connection still closes in order.
@@ -147,6 +168,15 @@ async fn drive(
         match &mut input {
             ConnInput::Packet(None) => packets_open = false,
             ConnInput::Packet(Some(packet)) => {
+                let size = packet.0.wire_size().saturating_sub(IP_UDP_HEADERS);
+                bytes_in.set(bytes_in.get() + size as u64);
+                if let Packet::Control(ControlPacket {
+                    control_type: ControlTypes::Shutdown,
+                    ..
+                }) = &packet.0
+                {
+                    goodbye.set(true);
+                }
                 hold.on_packet(Instant::now(), is_handshake(&packet.0));
                 readdress_repeated_conclusion(&mut packet.0, local_id, remote_id);
             }

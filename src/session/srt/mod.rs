@@ -28,7 +28,9 @@ mod settings;
 pub use handover::{Accepted, Pending, Response};
 pub use settings::SrtSettings;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,7 @@ use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
+use streamgate_actors::usage::EndReason;
 
 use super::actor::{session_actor, Session};
 use super::core::{
@@ -85,6 +88,8 @@ pub struct SrtSession {
     request: Option<Pending>,
     /// The accepted connection's send side.
     out: Option<SrtOut>,
+    /// Set by the connection when the peer said SRT's shutdown ([`connection::Link::goodbye`]).
+    goodbye: Option<Rc<Cell<bool>>>,
     // publisher
     demuxer: TsDemuxer,
     metadata: SynthesizedMetadata,
@@ -112,6 +117,7 @@ impl SrtSession {
             settings,
             request: Some(request),
             out: None,
+            goodbye: None,
             demuxer: TsDemuxer::new(),
             metadata: SynthesizedMetadata::default(),
             reported_ignored: Vec::new(),
@@ -270,6 +276,9 @@ impl SrtSession {
     fn refuse(&mut self, ctx: &mut Context<Self>, reason: RejectReason, why: &str) {
         let _s = self.core.enter();
         tracing::info!(reject = libsrt_code(reason), %reason, why, "handshake rejected");
+        drop(_s);
+        // Only an allowed play or publish has an `on_done` to carry it.
+        self.core.ending(EndReason::Refused);
         if let Some(request) = self.request.take() {
             request.refuse(reason);
         }
@@ -299,6 +308,8 @@ impl SrtSession {
             };
             let _s = act.core.enter();
             tracing::info!("{why}");
+            drop(_s);
+            act.core.ending(EndReason::Refused);
             ctx.stop();
         }));
     }
@@ -320,13 +331,18 @@ impl SrtSession {
         );
         drop(_s);
         let span = self.core.span.clone();
-        let link = spawn_connection(accepted, span.clone());
+        let link = spawn_connection(
+            accepted,
+            span.clone(),
+            self.core.usage.bytes_in.clone(),
+            self.core.usage.bytes_out.clone(),
+        );
         ctx.add_stream(futures_util::stream::unfold(
             link.received,
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         ));
-        let written = self.core.usage.bytes_out.clone();
-        self.out = Some(SrtOut::spawn(link.data, linger, span, written));
+        self.out = Some(SrtOut::spawn(link.data, linger, span));
+        self.goodbye = Some(link.goodbye);
         self.core.media_arrived();
         if let Some(snapshot) = snapshot {
             self.replay(ctx, snapshot);
@@ -463,11 +479,27 @@ impl SrtSession {
         }
     }
 
+    /// How the connection's end ends the session: `closed` when the peer said SRT's
+    /// shutdown, `lost` when SRT timed it out (or a write found it gone).
+    fn end_of_connection(&self) -> EndReason {
+        match &self.goodbye {
+            Some(goodbye) if goodbye.get() => EndReason::Closed,
+            _ => EndReason::Lost,
+        }
+    }
+
+    /// Notes the connection's end as the session's ([`Self::end_of_connection`]).
+    fn connection_ended(&mut self) {
+        let reason = self.end_of_connection();
+        self.core.ending(reason);
+    }
+
     fn send(&mut self, ctx: &mut Context<Self>, dts: Option<i64>, payload: Bytes) {
         let Some(out) = &self.out else {
             return;
         };
         if self.core.backlog.sent(out.send(dts, payload)) {
+            self.connection_ended();
             ctx.stop();
         }
     }
@@ -483,9 +515,9 @@ impl Session for SrtSession {
         self.decide(ctx);
     }
 
-    fn check(&mut self) -> Option<&'static str> {
+    fn check(&mut self) -> Option<(EndReason, &'static str)> {
         let lost = self.out.as_ref().is_some_and(SrtOut::is_closed);
-        lost.then_some("connection lost")
+        lost.then(|| (self.end_of_connection(), "the connection ended"))
     }
 
     fn release(&mut self) {
@@ -504,7 +536,6 @@ session_actor!(SrtSession, None);
 
 impl StreamHandler<(Instant, Bytes)> for SrtSession {
     fn handle(&mut self, (_, payload): (Instant, Bytes), ctx: &mut Self::Context) {
-        self.core.received(payload.len());
         if self.core.is_publisher() {
             self.core.media_arrived();
             self.ingest(ctx, &payload);
@@ -514,6 +545,8 @@ impl StreamHandler<(Instant, Bytes)> for SrtSession {
     fn finished(&mut self, ctx: &mut Self::Context) {
         let _s = self.core.enter();
         tracing::info!("the connection closed (by the peer, or SRT timed it out)");
+        drop(_s);
+        self.connection_ended();
         ctx.stop();
     }
 }

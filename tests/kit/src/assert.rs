@@ -1,6 +1,60 @@
 //! Assertions on the fields of hook callbacks, shared by every protocol's tests.
 
+use crate::config::TEST_NODE;
 use crate::hooks::{Record, FORM};
+
+/// The seed's fields of every callback, in its order: they come first, then `node`, then
+/// (in `on_done`) [`USAGE_FIELDS`].
+pub const SEED_FIELDS: [&str; 8] = [
+    "protocol", "call", "addr", "app", "url", "name", "tcurl", "clientid",
+];
+
+/// The usage fields of `on_done`, in their order after `node`.
+pub const USAGE_FIELDS: [&str; 5] = ["start", "duration_ms", "bytes_in", "bytes_out", "reason"];
+
+/// The reasons `on_done` may give.
+pub const REASONS: [&str; 8] = [
+    "closed",
+    "lost",
+    "kicked",
+    "stream_ended",
+    "stalled",
+    "idle",
+    "refused",
+    "shutdown",
+];
+
+/// Asserts the order of the fields: the seed's eight first, in its order, then `node` (the
+/// test server's [`TEST_NODE`]), then for `on_done` the usage fields, and nothing else.
+pub fn assert_field_order(r: &Record) {
+    let keys: Vec<&str> = r.pairs.iter().map(|(k, _)| k.as_str()).collect();
+    let mut expected: Vec<&str> = SEED_FIELDS.to_vec();
+    expected.push("node");
+    if r.call() == "done" {
+        expected.extend(USAGE_FIELDS);
+    }
+    // A GET hook may carry the operator's own query before the fields.
+    let ours = &keys[keys.len().saturating_sub(expected.len())..];
+    assert_eq!(ours, expected.as_slice(), "field order of {r:?}");
+    assert_eq!(r.field("node"), TEST_NODE, "node of {r:?}");
+    if r.call() == "done" {
+        for k in ["start", "duration_ms", "bytes_in", "bytes_out"] {
+            let v = r.field(k);
+            assert!(
+                !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()),
+                "{k} must be a number: {r:?}"
+            );
+        }
+        assert!(REASONS.contains(&r.field("reason")), "reason of {r:?}");
+    }
+}
+
+/// The numeric field `k` of `r`.
+pub fn number(r: &Record, k: &str) -> u64 {
+    r.field(k)
+        .parse()
+        .unwrap_or_else(|e| panic!("{k} of {r:?} is not a number: {e}"))
+}
 
 /// An SRT client's `url` hook field, read by a WHATWG URL parser (the one of browsers and
 /// Node's `new URL`): no fragment, its `streamid` pair the streamid that was sent, and its
@@ -34,6 +88,7 @@ pub fn assert_fields(r: &Record, protocol: &str, call: &str, name: &str, url: &s
         !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
         "clientid must be a non-empty number: {r:?}"
     );
+    assert_field_order(r);
 }
 
 /// Asserts a POST callback to `path` with the form content type.
@@ -60,6 +115,7 @@ pub fn assert_done_matches(done: &Record, call: &Record) {
         );
     }
     assert_eq!(done.field("call"), "done", "{done:?}");
+    assert_field_order(done);
 }
 
 /// Whether `r` is the `on_done` of client `clientid`.

@@ -6,11 +6,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::util::{free_port, Rng, UNIQUE};
 
+/// The `<node_id>` of every test's server: the `node` field of each of its callbacks.
+pub const TEST_NODE: &str = "test-node";
+
 /// The XML config of one test's server.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub workers: usize,
     pub log_level: String,
+    /// `<node_id>`: [`TEST_NODE`] unless a test sets another.
+    pub node_id: String,
     pub port: u16,
     pub on_connect: Option<String>,
     pub on_play: Option<String>,
@@ -48,6 +53,7 @@ impl Config {
         Config {
             workers: 2,
             log_level: "debug".into(),
+            node_id: TEST_NODE.into(),
             port: free_port(),
             on_connect: None,
             on_play: None,
@@ -299,9 +305,10 @@ impl Config {
             format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
         });
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
+            self.node_id,
             self.port,
             rtsp = self.rtsp_xml(),
             srt = self.srt_xml()

@@ -155,6 +155,8 @@ struct RtmpInbox {
     error: Option<String>,
     /// While set, the reader thread stops reading the socket (a player that stalls).
     paused: bool,
+    /// Every byte read from the socket, the handshake's included.
+    bytes_read: u64,
 }
 
 /// A bare RTMP client: handshake, commands one at a time as a test asks (after announcing a
@@ -226,6 +228,20 @@ impl RtmpClient {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         self.command(0, "connect", &[Amf0Value::Object(object)])
+    }
+
+    /// Every byte read from the server so far, the handshake's included.
+    pub fn bytes_read(&self) -> u64 {
+        self.inbox.0.lock().expect("inbox lock").bytes_read
+    }
+
+    /// Sends `deleteStream` for stream `sid` (the client's goodbye).
+    pub fn delete_stream(&mut self, sid: u32) -> io::Result<f64> {
+        self.command(
+            0,
+            "deleteStream",
+            &[Amf0Value::Null, Amf0Value::Number(sid as f64)],
+        )
     }
 
     /// Every message received so far.
@@ -378,6 +394,8 @@ fn rtmp_read_loop(
     inbox: &Arc<(Mutex<RtmpInbox>, Condvar)>,
 ) -> io::Result<()> {
     let mut reader = MessageReader::new(Bodies::Whole);
+    // S0, S1 and S2, and what came with them.
+    inbox.0.lock().expect("inbox lock").bytes_read = (1 + 2 * 1536 + rest.len()) as u64;
     deliver(&mut reader, &rest, inbox)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -385,6 +403,7 @@ fn rtmp_read_loop(
             thread::sleep(Duration::from_millis(50));
         }
         let n = s.read(&mut buf)?;
+        inbox.0.lock().expect("inbox lock").bytes_read += n as u64;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
