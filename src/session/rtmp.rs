@@ -133,6 +133,20 @@ impl RtmpSession {
         self.feed(ctx, &bytes);
     }
 
+    /// Queues `bytes` to be written at once; a peer whose queue is full or gone loses its
+    /// connection (false).
+    fn send_now(&mut self, ctx: &mut Context<Self>, bytes: Bytes) -> bool {
+        let Err(e) = self.writer.send(bytes) else {
+            return true;
+        };
+        let _s = self.core.enter();
+        tracing::info!(error = %e, "client not reading; closing");
+        drop(_s);
+        self.core.send_failed(e);
+        ctx.stop();
+        false
+    }
+
     fn info(&self, name: &str, url: &str) -> SessionInfo {
         self.core.info(&self.app, name, url, &self.tcurl)
     }
@@ -330,12 +344,7 @@ impl RtmpSession {
             let Some(bytes) = rtmp_chunks(self.rtmp.out_chunk_size(), stream_id, frame) else {
                 continue;
             };
-            if let Err(e) = self.writer.send(bytes) {
-                let _s = self.core.enter();
-                tracing::info!(error = %e, "client not reading; closing");
-                drop(_s);
-                self.core.send_failed(e);
-                ctx.stop();
+            if !self.send_now(ctx, bytes) {
                 return;
             }
         }
@@ -406,13 +415,7 @@ impl ProtocolShell for RtmpSession {
     /// Sends queued output. A peer whose queue is full or gone loses its connection.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if let Some(bytes) = self.rtmp.take_output() {
-            if let Err(e) = self.writer.send(bytes) {
-                let _s = self.core.enter();
-                tracing::info!(error = %e, "client not reading; closing");
-                drop(_s);
-                self.core.send_failed(e);
-                ctx.stop();
-            }
+            self.send_now(ctx, bytes);
         }
     }
 
