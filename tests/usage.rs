@@ -550,3 +550,29 @@ fn check_config_refuses_a_bad_node_id_with_its_line() {
     let good = bad.replace("edge 1/eu", "edge-1.eu_west");
     assert!(check(&good).success(), "a valid node id checks");
 }
+
+/// A publisher that goes quiet after its publish was allowed (the kit's RTMP client, which
+/// then sends nothing) is closed after 30 s without media: its `on_done` says `idle`.
+#[test]
+fn a_publisher_without_media_is_idle() {
+    let hook = HookServer::start();
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let mut c = RtmpClient::open(srv.port).expect("RTMP client");
+    let sid = c
+        .connect_and_create_stream("live", &srv.tcurl())
+        .expect("connect + createStream");
+    c.send_publish(sid, "quiet").expect("send publish");
+    c.wait_status("NetStream.Publish.Start", secs(10.0))
+        .unwrap_or_else(|| panic!("Publish.Start: {:?}", c.messages()));
+    let publish = hook
+        .wait_call("publish", "quiet", HOOK_WAIT)
+        .expect("on_publish quiet");
+    let done = hook
+        .wait_for(|r| is_done_of(r, publish.clientid()), secs(45.0))
+        .unwrap_or_else(|| panic!("on_done of the quiet publisher: {}", srv.log_tail(30)));
+    assert_done(&done, "idle");
+    assert!(
+        number(&done, "duration_ms") >= 30_000,
+        "closed after 30 s without media: {done:?}"
+    );
+}
