@@ -28,23 +28,9 @@ fn play_streamid(name: &str) -> String {
 
 /// FFmpeg publishing `seconds` of a small H.264 + AAC test stream as MPEG-TS over SRT to `url`.
 fn srt_publish(url: &str, seconds: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-        ])
-        .args(["-t", &seconds.to_string(), "-f", "mpegts"])
-        .arg(format!("{url}&pkt_size=1316{OPTS}"));
+    let small = "testsrc=size=320x240:rate=25";
+    let target = format!("{url}&pkt_size=1316{OPTS}");
+    let mut cmd = publisher_command("ffmpeg", &target, seconds, small, 25, "mpegts");
     Proc::spawn(&format!("srt publish {url}"), &mut cmd)
 }
 

@@ -62,6 +62,36 @@ fn assert_duration(done: &Record, measured: Duration) {
     );
 }
 
+/// A publisher through `relay` that ends by itself (ffmpeg's `-t`): its `on_done` matches its
+/// `on_publish`, says `closed`, and carries the bytes the relay saw it send and how long its
+/// connection lasted.
+fn assert_closed_publisher(
+    hook: &HookServer,
+    srv: &Server,
+    publisher: &mut Proc,
+    publish: &Record,
+    relay: &CountingRelay,
+    protocol: &str,
+) {
+    publisher
+        .wait_timeout(secs(30.0))
+        .unwrap_or_else(|| panic!("the {protocol} publisher ends by itself"));
+    let done = done_of(hook, publish.clientid(), srv);
+    assert_done_matches(&done, publish);
+    assert_done(&done, "closed");
+    let (sent, lasted) = poll(secs(5.0), || {
+        let (sent, lasted) = relay.counted();
+        lasted.map(|l| (sent, l))
+    })
+    .unwrap_or_else(|| panic!("the relay saw the {protocol} publisher close"));
+    assert_within_10_percent(
+        &format!("bytes_in of an {protocol} publisher"),
+        number(&done, "bytes_in"),
+        sent,
+    );
+    assert_duration(&done, lasted);
+}
+
 /// A TCP relay in front of `port` for one connection, counting what the client sends and
 /// when the connection opened and closed.
 struct CountingRelay {
@@ -198,23 +228,7 @@ fn an_rtmp_publisher_and_http_flv_players_report_bytes_time_and_why_they_ended()
     );
 
     // The publisher ends (ffmpeg's -t): it said FCUnpublish / deleteStream: `closed`.
-    publisher
-        .wait_timeout(secs(30.0))
-        .expect("the publisher ends by itself");
-    let done = done_of(&hook, publish.clientid(), &srv);
-    assert_done_matches(&done, &publish);
-    assert_done(&done, "closed");
-    let (sent, lasted) = poll(secs(5.0), || {
-        let (sent, lasted) = relay.counted();
-        lasted.map(|l| (sent, l))
-    })
-    .expect("the relay saw the publisher close");
-    assert_within_10_percent(
-        "bytes_in of an RTMP publisher",
-        number(&done, "bytes_in"),
-        sent,
-    );
-    assert_duration(&done, lasted);
+    assert_closed_publisher(&hook, &srv, &mut publisher, &publish, &relay, "RTMP");
 
     let (stay_bytes, stay_time, stay_ended) = staying.join().expect("staying player");
     assert!(
@@ -418,22 +432,8 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
 
 /// FFmpeg publishing over SRT (MPEG-TS) for `seconds`.
 fn srt_publish(url: &str, seconds: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-        ])
-        .args(["-t", &seconds.to_string(), "-f", "mpegts", url]);
+    let small = "testsrc=size=320x240:rate=25";
+    let mut cmd = publisher_command("ffmpeg", url, seconds, small, 25, "mpegts");
     Proc::spawn(&format!("publish {url}"), &mut cmd)
 }
 
@@ -495,23 +495,7 @@ fn srt_and_rtsp_sessions_carry_their_usage() {
     let publish = hook
         .wait_call("publish", "r1", HOOK_WAIT)
         .expect("on_publish over RTSP");
-    rtsp_pub
-        .wait_timeout(secs(30.0))
-        .expect("the RTSP publisher ends");
-    let done = done_of(&hook, publish.clientid(), &srv);
-    assert_done_matches(&done, &publish);
-    assert_done(&done, "closed");
-    let (sent, lasted) = poll(secs(5.0), || {
-        let (sent, lasted) = relay.counted();
-        lasted.map(|l| (sent, l))
-    })
-    .expect("the relay saw the RTSP publisher close");
-    assert_within_10_percent(
-        "bytes_in of an RTSP publisher",
-        number(&done, "bytes_in"),
-        sent,
-    );
-    assert_duration(&done, lasted);
+    assert_closed_publisher(&hook, &srv, &mut rtsp_pub, &publish, &relay, "RTSP");
 }
 
 #[test]
