@@ -260,6 +260,20 @@ impl Decision {
         matches!(self, Decision::Allow | Decision::Rename { .. })
     }
 
+    /// The status the business server answered with, whatever the decision made of it
+    /// (`200` for [`Decision::Allow`], also when no hook was called); `None` when it did not
+    /// answer (a timeout, an unreachable server, an exchange that failed).
+    pub fn answered(&self) -> Option<u16> {
+        match self {
+            Decision::Allow => Some(200),
+            Decision::Rename { status, .. }
+            | Decision::Deny(DenyReason::Status(status) | DenyReason::Redirect { status, .. }) => {
+                Some(*status)
+            }
+            Decision::Deny(DenyReason::Timeout | DenyReason::Unreachable(_)) => None,
+        }
+    }
+
     /// The status a protocol with HTTP-like codes should answer with: 401 when the hook
     /// said 401, 403 otherwise.
     pub fn deny_status(&self) -> u16 {
@@ -639,15 +653,17 @@ impl Handler<Done> for NotifyActor {
                     tracing::debug!(clientid = info.clientid, %url, "on_done delivered")
                 }
                 // The answer to on_done is not checked; a failure to deliver is still logged.
-                Decision::Rename { status, .. }
-                | Decision::Deny(
-                    DenyReason::Status(status) | DenyReason::Redirect { status, .. },
-                ) => {
-                    tracing::debug!(clientid = info.clientid, %url, status, "on_done answered")
-                }
-                Decision::Deny(reason) => {
-                    tracing::warn!(clientid = info.clientid, %url, ?reason, "on_done not delivered")
-                }
+                decision => match decision.answered() {
+                    Some(status) => {
+                        tracing::debug!(clientid = info.clientid, %url, status, "on_done answered")
+                    }
+                    None => tracing::warn!(
+                        clientid = info.clientid,
+                        %url,
+                        ?decision,
+                        "on_done not delivered"
+                    ),
+                },
             }
             tracker.finish();
         });
@@ -788,6 +804,7 @@ mod tests {
                 "{decision:?}"
             );
             assert_eq!(decision.deny_status(), 403);
+            assert!(decision.answered().is_some_and(|s| (300..400).contains(&s)));
         }
         // A Location on anything but a 3xx changes nothing.
         assert_eq!(
