@@ -35,6 +35,8 @@ pub struct Config {
     pub srt: Option<Srt>,
     /// `(section, xml)`: more elements written at the start of a section.
     pub extra: Vec<(String, String)>,
+    /// `(section, xml)`: more elements written at the start of a section's `<http_notify>`.
+    pub notify_extra: Vec<(String, String)>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -67,7 +69,23 @@ impl Config {
             rtsp: None,
             srt: None,
             extra: Vec::new(),
+            notify_extra: Vec::new(),
         }
+    }
+
+    /// Writes `xml` (elements) at the start of `<section>`'s `<http_notify>` (the section
+    /// must be enabled).
+    pub fn notify_xml(mut self, section: &str, xml: &str) -> Config {
+        self.notify_extra.push((section.into(), xml.into()));
+        self
+    }
+
+    /// `<on_update>` at `url` and `<update_interval_ms>` in `section`'s `<http_notify>`.
+    pub fn on_update(self, section: &str, url: &str, interval_ms: u64) -> Config {
+        let xml = format!(
+            "<on_update>{url}</on_update><update_interval_ms>{interval_ms}</update_interval_ms>"
+        );
+        self.notify_xml(section, &xml)
     }
 
     /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
@@ -251,6 +269,16 @@ impl Config {
         for (section, extra) in &self.extra {
             let open = format!("<{section}>\n");
             xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
+        }
+        for (section, extra) in &self.notify_extra {
+            let open = format!("<{section}>\n");
+            let at = xml.find(&open).expect("the section is enabled");
+            let notify = "<http_notify>\n";
+            let inner = at
+                + xml[at..]
+                    .find(notify)
+                    .expect("the section has <http_notify>");
+            xml.insert_str(inner + notify.len(), &format!("      {extra}\n"));
         }
         xml
     }
