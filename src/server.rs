@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
 use streamgate_actors::registry::{EndAll, Registry};
+use streamgate_actors::stream::Kick;
+use streamgate_actors::usage::EndReason;
 use tokio::net::TcpSocket;
 
 /// Pending connections the kernel queues per listening socket.
@@ -252,6 +254,16 @@ impl Server {
             .await
             .unwrap_or(0);
         tracing::info!(streams, "shutting down: ending every stream");
+        // Then every session, also those not on a stream (connecting, or an RTSP player
+        // between DESCRIBE and PLAY): each says `shutdown` in its on_done.
+        for arbiter in &self.arbiters {
+            arbiter.spawn_fn(|| {
+                crate::session::table::kick_all(&Kick {
+                    reason: "server shutting down",
+                    end: EndReason::Shutdown,
+                });
+            });
+        }
         let deadline = Instant::now() + self.shutdown_grace;
         // Ended sessions send their on_done from their own arbiters; give them a moment to
         // stop before the first look.
