@@ -41,6 +41,14 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The API's socket could not be bound.
+    #[error("cannot listen for the API on {address}: {source}")]
+    Api {
+        /// `<api><address>:<port>`.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The TLS client for `https://` hooks could not be set up.
     #[error("cannot set up TLS for https hooks: {0}")]
     Tls(#[from] rustls::Error),
@@ -52,7 +60,10 @@ pub struct Server {
     registry: Addr<Registry>,
     done: DoneTracker,
     listeners: Vec<actix_rt::task::JoinHandle<()>>,
+    api: Option<crate::api::Api>,
     shutdown_grace: Duration,
+    /// The API's listening address, when the API is enabled.
+    pub api_addr: Option<SocketAddr>,
     /// The RTMP listening address, when RTMP is enabled.
     pub rtmp_addr: Option<SocketAddr>,
     /// The HTTP-FLV listening address, when HTTP-FLV is enabled.
@@ -151,6 +162,20 @@ impl Server {
             arbiters.push(arbiter);
             arbiters.push(notify_arbiter);
         }
+        let api = if config.api.enable {
+            let state = crate::api::ApiState {
+                workers: Arc::new(workers.iter().map(|w| w.arbiter.clone()).collect()),
+                registry: registry.clone(),
+                token: config.api.token.as_deref().map(Arc::from),
+            };
+            let api = crate::api::start(&config.api, state).map_err(|source| ServerError::Api {
+                address: SocketAddr::new(config.api.address, config.api.port),
+                source,
+            })?;
+            Some(api)
+        } else {
+            None
+        };
         // SRT sessions run on the same workers (see the SRT block below).
         let srt_workers = workers.clone();
         let pool = Arc::new(Pool::new(workers));
@@ -227,6 +252,8 @@ impl Server {
             .max()
             .unwrap_or_default();
         Ok(Server {
+            api_addr: api.as_ref().map(|a| a.addr),
+            api,
             arbiters,
             registry,
             done,
@@ -245,6 +272,9 @@ impl Server {
     pub async fn shutdown(self) {
         for listener in &self.listeners {
             listener.abort();
+        }
+        if let Some(api) = &self.api {
+            api.handle.stop(false).await;
         }
         let streams = self
             .registry

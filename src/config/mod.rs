@@ -17,6 +17,7 @@
 //! The element names are a fixed interface (operators' files and external tests rely on them);
 //! see `docs/configuration.md`.
 
+mod api;
 mod error;
 mod notify;
 mod protocols;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use streamgate_actors::notify::HookTable;
 
+pub use api::{ApiConfig, DEFAULT_API_PORT};
 pub use error::{ConfigError, ErrorKind, LoadError, Location};
 pub use protocols::{HttpFlvOptions, RtmpOptions, RtspOptions, SrtOptions};
 pub use section::{Protocol, Section, Transport};
@@ -93,6 +95,8 @@ pub struct Config {
     /// `<node_id>`: this server's name, the `node` field of every callback; default the
     /// host name ([`default_node_id`]).
     pub node_id: String,
+    /// `<api>`: the operator's HTTP API, on 127.0.0.1:9997 by default.
+    pub api: ApiConfig,
 }
 
 /// `<rtmp>`.
@@ -206,12 +210,13 @@ impl Default for Config {
             rtsp: Section::default(),
             srt: Section::default(),
             httpflv: Section::default(),
+            api: ApiConfig::default(),
         }
     }
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 7] = [
+const CONFIG_ELEMENTS: [&str; 8] = [
     "workers",
     "log_level",
     "node_id",
@@ -219,6 +224,7 @@ const CONFIG_ELEMENTS: [&str; 7] = [
     "rtsp",
     "srt",
     "httpflv",
+    "api",
 ];
 
 impl Config {
@@ -260,7 +266,8 @@ impl Config {
         let (rtsp, rtsp_at) = Section::read(children.get("rtsp"))?;
         let (srt, srt_at) = Section::read(children.get("srt"))?;
         let (httpflv, httpflv_at) = Section::read(children.get("httpflv"))?;
-        check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at])?;
+        let (api, api_at) = api::read(children.get("api"))?;
+        check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at, api_at])?;
 
         Ok(Config {
             workers,
@@ -270,6 +277,7 @@ impl Config {
             rtsp,
             srt,
             httpflv,
+            api,
         })
     }
 
@@ -1101,6 +1109,41 @@ mod tests {
             4,
             "<rtmp><http_notify><timeout_ms>",
             "(1-600000)",
+        );
+    }
+
+    #[test]
+    fn api_section_defaults_and_errors() {
+        let default = parse("<config/>");
+        assert!(default.api.enable);
+        assert_eq!(default.api.address.to_string(), "127.0.0.1");
+        assert_eq!(default.api.port, DEFAULT_API_PORT);
+        assert_eq!(default.api.token, None);
+        let set = parse(
+            "<config><api><address>::1</address><port>9000</port>\
+             <token>abc</token><enable>false</enable></api></config>",
+        );
+        assert!(!set.api.enable);
+        assert_eq!(set.api.address.to_string(), "::1");
+        assert_eq!(set.api.port, 9000);
+        assert_eq!(set.api.token.as_deref(), Some("abc"));
+        assert_error(
+            "<config>\n<api>\n<address>localhost:80</address>\n</api>\n</config>",
+            3,
+            "<api><address>",
+            "an IP address is needed",
+        );
+        assert_error(
+            "<config>\n<api>\n<token>a b</token>\n</api>\n</config>",
+            3,
+            "<api><token>",
+            "only visible ASCII",
+        );
+        assert_error(
+            "<config>\n<rtmp><port>9997</port></rtmp>\n<api>\n<port>9997</port>\n</api>\n</config>",
+            4,
+            "<api><port>",
+            "9997",
         );
     }
 

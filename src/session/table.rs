@@ -56,3 +56,72 @@ pub fn kick_all(kick: &Kick) -> usize {
 pub fn count() -> usize {
     ArbiterState::with(|s| s.sessions.borrow().len())
 }
+
+/// What the operator's view shows of one session: plain data, sent across threads.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionSummary {
+    /// The id the hooks saw.
+    pub clientid: ClientId,
+    /// `rtmp`, `rtsp`, `srt` or `httpflv`.
+    pub protocol: &'static str,
+    /// `connecting` (no play or publish allowed yet), `publisher` or `player`.
+    pub role: &'static str,
+    /// The client's IP address.
+    pub addr: String,
+    /// The stream's application (empty while connecting).
+    pub app: String,
+    /// The stream's name (empty while connecting).
+    pub name: String,
+    /// The URL the client asked for (empty while connecting).
+    pub url: String,
+    /// When the connection was accepted, Unix milliseconds.
+    pub since: u64,
+    /// Bytes received on the client's connection.
+    pub bytes_in: u64,
+    /// Bytes written to the client's connection.
+    pub bytes_out: u64,
+    /// Frames a player's drop policy left out.
+    pub frames_dropped: u64,
+}
+
+impl SessionView {
+    /// This session as the operator's view shows it.
+    pub fn summary(&self) -> SessionSummary {
+        let used = self.usage.used();
+        let active = self.active.borrow();
+        let (role, info) = match &*active {
+            Some((Role::Publisher, info)) => ("publisher", Some(info)),
+            Some((Role::Player, info)) => ("player", Some(info)),
+            None => ("connecting", None),
+        };
+        SessionSummary {
+            clientid: self.clientid,
+            protocol: self.protocol.as_str(),
+            role,
+            addr: self.peer.ip().to_string(),
+            app: info.map(|i| i.app.clone()).unwrap_or_default(),
+            name: info.map(|i| i.name.clone()).unwrap_or_default(),
+            url: info.map(|i| i.url.clone()).unwrap_or_default(),
+            since: used.start,
+            bytes_in: used.bytes_in,
+            bytes_out: used.bytes_out,
+            frames_dropped: self.usage.frames_dropped.get(),
+        }
+    }
+}
+
+/// Every session of the current arbiter, as the operator's view shows them.
+pub fn snapshot() -> Vec<SessionSummary> {
+    ArbiterState::with(|s| s.sessions.borrow().values().map(|v| v.summary()).collect())
+}
+
+/// Sends `kick` to session `clientid` if it is on the current arbiter; whether it is.
+pub fn kick(clientid: ClientId, kick: &Kick) -> bool {
+    ArbiterState::with(|s| match s.sessions.borrow().get(&clientid) {
+        Some(view) => {
+            view.kick.do_send(kick.clone());
+            true
+        }
+        None => false,
+    })
+}

@@ -37,6 +37,10 @@ pub struct Config {
     pub extra: Vec<(String, String)>,
     /// `(section, xml)`: more elements written at the start of a section's `<http_notify>`.
     pub notify_extra: Vec<(String, String)>,
+    /// `<api><port>`: a free port of its own.
+    pub api_port: u16,
+    /// `<api><token>`, when set.
+    pub api_token: Option<String>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -70,7 +74,15 @@ impl Config {
             srt: None,
             extra: Vec::new(),
             notify_extra: Vec::new(),
+            api_port: free_port(),
+            api_token: None,
         }
+    }
+
+    /// `<api><token>`.
+    pub fn api_token(mut self, token: &str) -> Config {
+        self.api_token = Some(token.into());
+        self
     }
 
     /// Writes `xml` (elements) at the start of `<section>`'s `<http_notify>` (the section
@@ -332,11 +344,16 @@ impl Config {
         let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
             format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
         });
+        let api_token = self
+            .api_token
+            .as_ref()
+            .map_or(String::new(), |t| format!("<token>{}</token>", esc(t)));
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.node_id,
+            self.api_port,
             self.port,
             rtsp = self.rtsp_xml(),
             srt = self.srt_xml()
