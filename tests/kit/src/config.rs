@@ -35,6 +35,8 @@ pub struct Config {
     pub srt: Option<Srt>,
     /// `(section, xml)`: more elements written at the start of a section.
     pub extra: Vec<(String, String)>,
+    /// `(section, xml)`: more elements written at the start of a section's `<http_notify>`.
+    pub notify_extra: Vec<(String, String)>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -67,12 +69,20 @@ impl Config {
             rtsp: None,
             srt: None,
             extra: Vec::new(),
+            notify_extra: Vec::new(),
         }
     }
 
     /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
     pub fn section_xml(mut self, section: &str, xml: &str) -> Config {
         self.extra.push((section.into(), xml.into()));
+        self
+    }
+
+    /// Writes `xml` (elements) at the start of `<section><http_notify>` (the section must be
+    /// enabled), e.g. `<secret>` or `<notify_format>`.
+    pub fn notify_xml(mut self, section: &str, xml: &str) -> Config {
+        self.notify_extra.push((section.into(), xml.into()));
         self
     }
 
@@ -251,6 +261,15 @@ impl Config {
         for (section, extra) in &self.extra {
             let open = format!("<{section}>\n");
             xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
+        }
+        for (section, extra) in &self.notify_extra {
+            let notify = "<http_notify>\n";
+            let at = xml
+                .find(&format!("<{section}>\n"))
+                .and_then(|s| xml[s..].find(notify).map(|n| s + n + notify.len()));
+            if let Some(at) = at {
+                xml.insert_str(at, &format!("      {extra}\n"));
+            }
         }
         xml
     }
