@@ -151,7 +151,7 @@ impl Server {
         for _ in 0..config.workers {
             let arbiter = Arbiter::new();
             let handle = arbiter.handle();
-            let (hooks, tracker, tls) = (hooks.clone(), done.clone(), tls.clone());
+            let (table, tracker, tls) = (hooks.clone(), done.clone(), tls.clone());
             // Each worker's hook calls run on a thread of their own: when a burst of joins
             // keeps the worker busy, hook answers are still read and their next requests
             // sent, instead of queueing behind the worker's socket writes (1000 players at
@@ -159,7 +159,7 @@ impl Server {
             // its own thread; docs/benchmarks.md).
             let notify_arbiter = Arbiter::new();
             let notify = Supervisor::start_in_arbiter(&notify_arbiter.handle(), move |_| {
-                NotifyActor::new(hooks.clone(), tracker.clone(), tls.clone())
+                NotifyActor::new(table.clone(), tracker.clone(), tls.clone())
             });
             workers.push(Worker {
                 arbiter: handle,
@@ -167,6 +167,7 @@ impl Server {
                     notify,
                     registry: registry.clone(),
                     done: done.clone(),
+                    hooks: hooks.clone(),
                 },
             });
             arbiters.push(arbiter);

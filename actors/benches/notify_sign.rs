@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use hyper::header::HeaderValue;
 use streamgate_actors::notify::{Call, NotifyFields, Signer};
 use streamgate_actors::session::{Protocol, SessionInfo};
-use streamgate_actors::usage::{EndReason, UsageReport};
+use streamgate_actors::usage::{EndReason, UsageReport, Used};
 
 const CALLS: u32 = 1_000_000;
 
@@ -41,10 +41,12 @@ fn main() {
         tcurl: "rtmp://edge-1.example.com:1935/live".into(),
     };
     let usage = UsageReport {
-        start: 1_787_568_000_512,
-        duration_ms: 61_234,
-        bytes_in: 3_912,
-        bytes_out: 4_718_093,
+        used: Used {
+            start: 1_787_568_000_512,
+            duration_ms: 61_234,
+            bytes_in: 3_912,
+            bytes_out: 4_718_093,
+        },
         reason: EndReason::StreamEnded,
     };
     let signer = Signer::new(b"b6f0d7c1e2a94f3c8d5e6a7b8c9d0e1f", Some("k1".into()));

@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::session::{Protocol, SessionInfo};
-use crate::usage::UsageReport;
+use crate::usage::{EndReason, UsageReport, Used};
 
 /// How the fields travel to the business server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,6 +149,10 @@ pub const HOOK_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default time a hook has to answer before the session is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 
+/// The default time between two `on_update` calls of one session (and between two usage
+/// checkpoints of its `on_done`).
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_millis(30_000);
+
 /// The `<http_notify>` settings of one protocol. A `None` URL disables that callback: the
 /// event is allowed without a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +165,10 @@ pub struct NotifyConfig {
     pub on_publish: Option<String>,
     /// URL called when a play or publish session ends.
     pub on_done: Option<String>,
+    /// URL called every `update_interval` for every active play and publish.
+    pub on_update: Option<String>,
+    /// Time between two `on_update` calls of one session.
+    pub update_interval: Duration,
     /// GET or POST.
     pub method: NotifyMethod,
     /// How long a hook may take to answer; past it the session is refused.
@@ -178,6 +186,8 @@ impl Default for NotifyConfig {
             on_play: None,
             on_publish: None,
             on_done: None,
+            on_update: None,
+            update_interval: DEFAULT_UPDATE_INTERVAL,
             method: NotifyMethod::Post,
             timeout: DEFAULT_TIMEOUT,
             format: NotifyFormat::Form,
@@ -225,6 +235,8 @@ pub enum Call {
     Publish,
     /// A play or publish session ended.
     Done,
+    /// A play or publish session is still running.
+    Update,
 }
 
 impl Call {
@@ -234,6 +246,7 @@ impl Call {
             Call::Play => config.on_play.as_deref(),
             Call::Publish => config.on_publish.as_deref(),
             Call::Done => config.on_done.as_deref(),
+            Call::Update => config.on_update.as_deref(),
         }
     }
 
@@ -243,6 +256,7 @@ impl Call {
             Call::Play => "play",
             Call::Publish => "publish",
             Call::Done => "done",
+            Call::Update => "update",
         }
     }
 }
@@ -268,9 +282,12 @@ pub struct NotifyFields<'a> {
     pub clientid: u64,
     /// The server's `<node_id>`: (`node`, `clientid`) names one session.
     pub node: &'a str,
-    /// `on_done` only: what the session used and why it ended.
+    /// `on_update` and `on_done`: what the session used.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageReport>,
+    pub used: Option<Used>,
+    /// `on_done` only: why it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
 }
 
 impl<'a> NotifyFields<'a> {
@@ -278,7 +295,8 @@ impl<'a> NotifyFields<'a> {
     pub fn new(call: Call, info: &'a SessionInfo, node: &'a str) -> Self {
         NotifyFields {
             node,
-            usage: None,
+            used: None,
+            reason: None,
             protocol: info.protocol.as_str(),
             call,
             addr: info.addr.to_string(),
@@ -292,7 +310,14 @@ impl<'a> NotifyFields<'a> {
 
     /// The same fields with the usage of an `on_done`.
     pub fn with_usage(mut self, usage: UsageReport) -> Self {
-        self.usage = Some(usage);
+        self.used = Some(usage.used);
+        self.reason = Some(usage.reason);
+        self
+    }
+
+    /// The same fields with the running usage of an `on_update`.
+    pub fn with_used(mut self, used: Used) -> Self {
+        self.used = Some(used);
         self
     }
 
@@ -394,6 +419,35 @@ pub struct Done {
     pub info: SessionInfo,
     /// What it used and why it ended.
     pub usage: UsageReport,
+}
+
+/// A play or publish session is still running: may it go on? Sent every `update_interval`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "UpdateAnswer")]
+pub struct Update {
+    /// The session, with the same fields as its play or publish.
+    pub info: SessionInfo,
+    /// What it has used so far.
+    pub used: Used,
+}
+
+/// The answer to an `Update`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateAnswer {
+    /// 200, no `on_update` configured, or no usable answer (timeout, unreachable, a 5xx): the
+    /// session goes on. An outage of the business server must not end every session.
+    Keep,
+    /// The business server answered this status (not 200, below 500): end the session.
+    End(u16),
+}
+
+/// The calls to `on_update` that got no usable answer (timeout, unreachable, 5xx), counted
+/// across the server.
+static UPDATES_UNANSWERED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many `on_update` calls got no usable answer since the server started.
+pub fn updates_unanswered() -> usize {
+    UPDATES_UNANSWERED.load(Ordering::Relaxed)
 }
 
 /// Counts play/publish sessions whose `on_done` has not yet been delivered, so shutdown can
@@ -714,6 +768,53 @@ impl Handler<Publish> for NotifyActor {
     }
 }
 
+impl Handler<Update> for NotifyActor {
+    type Result = ResponseFuture<UpdateAnswer>;
+
+    fn handle(&mut self, msg: Update, _ctx: &mut Self::Context) -> Self::Result {
+        let info = msg.info;
+        let config = self.hooks.get(info.protocol);
+        let Some(url) = Call::Update.url(config) else {
+            return Box::pin(async { UpdateAnswer::Keep });
+        };
+        let fields = NotifyFields::new(Call::Update, &info, &self.hooks.node).with_used(msg.used);
+        let request = send(&self.client, &self.permits, config, url, &fields);
+        let url = url.to_owned();
+        Box::pin(async move {
+            let answer = update_answer(&request.await);
+            match answer {
+                UpdateAnswer::End(status) => tracing::info!(
+                    clientid = info.clientid,
+                    %url,
+                    status,
+                    "on_update ends the session"
+                ),
+                UpdateAnswer::Keep => {}
+            }
+            answer
+        })
+    }
+}
+
+/// What an `on_update` outcome does to the session: a 200 keeps it, any other answer below
+/// 500 ends it; no answer, a failed exchange or a 5xx (what a proxy says when the business
+/// server behind it is down) keeps it, logged and counted.
+fn update_answer(decision: &Decision) -> UpdateAnswer {
+    match decision {
+        Decision::Allow => UpdateAnswer::Keep,
+        Decision::Deny(DenyReason::Status(status)) if *status < 500 => UpdateAnswer::End(*status),
+        Decision::Deny(reason) => {
+            let unanswered = UPDATES_UNANSWERED.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                ?reason,
+                unanswered,
+                "on_update got no usable answer; the session goes on"
+            );
+            UpdateAnswer::Keep
+        }
+    }
+}
+
 impl Handler<Done> for NotifyActor {
     type Result = ();
 
@@ -779,10 +880,12 @@ mod tests {
     fn done_carries_node_and_usage_after_the_seeds_fields() {
         let i = info();
         let usage = UsageReport {
-            start: 1_700_000_000_123,
-            duration_ms: 4_500,
-            bytes_in: 10,
-            bytes_out: 20_000,
+            used: Used {
+                start: 1_700_000_000_123,
+                duration_ms: 4_500,
+                bytes_in: 10,
+                bytes_out: 20_000,
+            },
             reason: crate::usage::EndReason::StreamEnded,
         };
         let body = NotifyFields::new(Call::Done, &i, "edge-1")
@@ -910,10 +1013,12 @@ mod tests {
     async fn every_request_is_signed_over_what_goes_on_the_wire() {
         let i = info();
         let fields = NotifyFields::new(Call::Done, &i, "edge-1").with_usage(UsageReport {
-            start: 1,
-            duration_ms: 2,
-            bytes_in: 3,
-            bytes_out: 4,
+            used: Used {
+                start: 1,
+                duration_ms: 2,
+                bytes_in: 3,
+                bytes_out: 4,
+            },
             reason: crate::usage::EndReason::Closed,
         });
         let signer = Signer::new(SECRET, Some("k1".into()));
@@ -959,10 +1064,12 @@ mod tests {
     fn json_body_has_the_same_names_in_order_and_numbers_as_numbers() {
         let i = info();
         let usage = UsageReport {
-            start: 1_700_000_000_123,
-            duration_ms: 4_500,
-            bytes_in: 10,
-            bytes_out: 20_000,
+            used: Used {
+                start: 1_700_000_000_123,
+                duration_ms: 4_500,
+                bytes_in: 10,
+                bytes_out: 20_000,
+            },
             reason: crate::usage::EndReason::StreamEnded,
         };
         let done = NotifyFields::new(Call::Done, &i, "edge-1").with_usage(usage);

@@ -992,7 +992,7 @@ mod tests {
             &rtmp_notify("<on_stop>http://h/</on_stop>"),
             4,
             "<rtmp><http_notify><on_stop>",
-            "<on_connect>, <on_play>, <on_publish>, <on_done>, <notify_method>, <timeout_ms>",
+            "<on_connect>, <on_play>, <on_publish>, <on_done>, <on_update>, <update_interval_ms>, <notify_method>, <timeout_ms>",
         );
     }
 
@@ -1196,6 +1196,35 @@ mod tests {
             4,
             "<rtmp><http_notify><timeout_ms>",
             "(1-600000)",
+        );
+    }
+
+    #[test]
+    fn on_update_and_its_interval() {
+        let config = parse(&rtmp_notify(
+            "<on_update>http://127.0.0.1:9000/update</on_update>\n\
+             <update_interval_ms>2000</update_interval_ms>",
+        ));
+        let notify = &config.rtmp.notify;
+        assert_eq!(
+            notify.on_update.as_deref(),
+            Some("http://127.0.0.1:9000/update")
+        );
+        assert_eq!(notify.update_interval, Duration::from_secs(2));
+        let default = parse(&rtmp_notify(""));
+        assert_eq!(default.rtmp.notify.on_update, None);
+        assert_eq!(default.rtmp.notify.update_interval, Duration::from_secs(30));
+        assert_error(
+            &rtmp_notify("<update_interval_ms>999</update_interval_ms>"),
+            4,
+            "<rtmp><http_notify><update_interval_ms>",
+            "\"999\" is not a valid interval in milliseconds (1000-86400000)",
+        );
+        assert_error(
+            &rtmp_notify("<on_update>ftp://h/u</on_update>"),
+            4,
+            "<rtmp><http_notify><on_update>",
+            "is not a valid hook URL",
         );
     }
 

@@ -10,17 +10,22 @@ use super::tree::{Children, Element};
 use super::{MAX_TIMEOUT_MS, SUPPORTED_HOOK_SCHEMES};
 
 /// The elements `<http_notify>` may hold.
-const ELEMENTS: [&str; 9] = [
+const ELEMENTS: [&str; 11] = [
     "on_connect",
     "on_play",
     "on_publish",
     "on_done",
+    "on_update",
+    "update_interval_ms",
     "notify_method",
     "timeout_ms",
     "notify_format",
     "secret",
     "secret_id",
 ];
+
+/// The shortest and longest `<update_interval_ms>`: one second (the sessions' timer) to a day.
+const UPDATE_INTERVAL_MS: (u64, u64) = (1000, 86_400_000);
 
 /// The longest `<secret_id>` accepted.
 const MAX_SECRET_ID_LEN: usize = 64;
@@ -48,11 +53,21 @@ pub(crate) fn read(el: &Element) -> Result<NotifyConfig, ConfigError> {
         Some(el) => el.millis("timeout in milliseconds", 1, MAX_TIMEOUT_MS)?,
         None => defaults.timeout,
     };
+    let update_interval = match children.get("update_interval_ms") {
+        Some(el) => el.millis(
+            "interval in milliseconds",
+            UPDATE_INTERVAL_MS.0,
+            UPDATE_INTERVAL_MS.1,
+        )?,
+        None => defaults.update_interval,
+    };
     Ok(NotifyConfig {
         on_connect: hook_url(children.get("on_connect"))?,
         on_play: hook_url(children.get("on_play"))?,
         on_publish: hook_url(children.get("on_publish"))?,
         on_done: hook_url(children.get("on_done"))?,
+        on_update: hook_url(children.get("on_update"))?,
+        update_interval,
         method,
         timeout,
         format: format(&children, method)?,

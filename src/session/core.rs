@@ -26,7 +26,7 @@ use streamgate_actors::stream::{
     Deliver, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded, Subscribe,
     Unpublish, Unsubscribe,
 };
-use streamgate_actors::usage::{EndReason, UsageReport};
+use streamgate_actors::usage::{EndReason, UsageReport, Used};
 use tracing::field::Empty;
 
 use super::output::{Backlog, Gone, Output, PlayerLimits, SendError};
@@ -74,17 +74,24 @@ impl Usage {
         self.started.elapsed()
     }
 
-    /// What `on_done` reports: the usage so far and why the session ended.
-    pub fn report(&self, reason: EndReason) -> UsageReport {
+    /// What `on_update` reports: the usage so far.
+    pub fn used(&self) -> Used {
         let start = self
             .start
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        UsageReport {
+        Used {
             start,
             duration_ms: self.duration().as_millis() as u64,
             bytes_in: self.bytes_in.get(),
             bytes_out: self.bytes_out.get(),
+        }
+    }
+
+    /// What `on_done` reports: the usage so far and why the session ended.
+    pub fn report(&self, reason: EndReason) -> UsageReport {
+        UsageReport {
+            used: self.used(),
             reason,
         }
     }
@@ -156,6 +163,11 @@ pub struct SessionCore {
     membership: Option<fanout::Membership>,
     /// When a publisher's last media arrived (or its publish was allowed).
     last_media: Instant,
+    /// When the active play or publish's next `on_update` is due (none without `on_update`).
+    next_update: Option<Instant>,
+    /// Counts the plays and publishes begun on this connection, so an `on_update` answer
+    /// applies only to the one it was asked about.
+    term: u64,
     dropped_ingest: u64,
     /// Its place within the section's connection limits, given back when the session ends.
     _admission: Admission,
@@ -194,6 +206,8 @@ impl SessionCore {
             end: None,
             membership: None,
             last_media: Instant::now(),
+            next_update: None,
+            term: 0,
             dropped_ingest: 0,
             _admission: admission,
         }
@@ -235,6 +249,12 @@ impl SessionCore {
     pub fn begin(&mut self, role: Role, info: SessionInfo, stream: Option<Addr<StreamActor>>) {
         self.context.done.begin();
         self.last_media = Instant::now();
+        self.term += 1;
+        let hooks = self.context.hooks.get(self.protocol);
+        self.next_update = hooks
+            .on_update
+            .as_ref()
+            .map(|_| self.last_media + hooks.update_interval);
         self.active = Some(Active { role, info, stream });
     }
 
@@ -320,6 +340,7 @@ impl SessionCore {
     /// deleted its stream may play again): the next play or publish starts with no reason.
     pub fn finish(&mut self, reason: EndReason) -> bool {
         self.membership = None;
+        self.next_update = None;
         let reason = self.end.take().unwrap_or(reason);
         let Some(active) = self.active.take() else {
             return false;
@@ -433,6 +454,29 @@ impl SessionCore {
             None => return false,
         }
         true
+    }
+
+    /// The active play or publish's `on_update`, when one is due (every `update_interval` from
+    /// its start): the message and the term it is about ([`SessionCore::is_term`]).
+    pub fn update_due(&mut self) -> Option<(u64, notify::Update)> {
+        let due = self.next_update?;
+        let active = self.active.as_ref()?;
+        let now = Instant::now();
+        if now < due {
+            return None;
+        }
+        let interval = self.context.hooks.get(self.protocol).update_interval;
+        self.next_update = Some(now + interval);
+        let update = notify::Update {
+            info: active.info.clone(),
+            used: self.usage.used(),
+        };
+        Some((self.term, update))
+    }
+
+    /// Whether `term` (from [`SessionCore::update_due`]) is the play or publish still active.
+    pub fn is_term(&self, term: u64) -> bool {
+        self.active.is_some() && self.term == term
     }
 
     /// Logs a kick (a publisher taken over at shutdown, or an operator's); the session then

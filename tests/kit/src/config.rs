@@ -73,16 +73,24 @@ impl Config {
         }
     }
 
-    /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
-    pub fn section_xml(mut self, section: &str, xml: &str) -> Config {
-        self.extra.push((section.into(), xml.into()));
+    /// Writes `xml` (elements) at the start of `<section>`'s `<http_notify>` (the section
+    /// must be enabled).
+    pub fn notify_xml(mut self, section: &str, xml: &str) -> Config {
+        self.notify_extra.push((section.into(), xml.into()));
         self
     }
 
-    /// Writes `xml` (elements) at the start of `<section><http_notify>` (the section must be
-    /// enabled), e.g. `<secret>` or `<notify_format>`.
-    pub fn notify_xml(mut self, section: &str, xml: &str) -> Config {
-        self.notify_extra.push((section.into(), xml.into()));
+    /// `<on_update>` at `url` and `<update_interval_ms>` in `section`'s `<http_notify>`.
+    pub fn on_update(self, section: &str, url: &str, interval_ms: u64) -> Config {
+        let xml = format!(
+            "<on_update>{url}</on_update><update_interval_ms>{interval_ms}</update_interval_ms>"
+        );
+        self.notify_xml(section, &xml)
+    }
+
+    /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
+    pub fn section_xml(mut self, section: &str, xml: &str) -> Config {
+        self.extra.push((section.into(), xml.into()));
         self
     }
 
@@ -263,13 +271,14 @@ impl Config {
             xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
         }
         for (section, extra) in &self.notify_extra {
+            let open = format!("<{section}>\n");
+            let at = xml.find(&open).expect("the section is enabled");
             let notify = "<http_notify>\n";
-            let at = xml
-                .find(&format!("<{section}>\n"))
-                .and_then(|s| xml[s..].find(notify).map(|n| s + n + notify.len()));
-            if let Some(at) = at {
-                xml.insert_str(at, &format!("      {extra}\n"));
-            }
+            let inner = at
+                + xml[at..]
+                    .find(notify)
+                    .expect("the section has <http_notify>");
+            xml.insert_str(inner + notify.len(), &format!("      {extra}\n"));
         }
         xml
     }
