@@ -260,6 +260,7 @@ fn documented_verifiers_check_recorded_requests() {
             "rtmp",
             &format!("<secret>{SECRET}</secret><secret_id>k1</secret_id>"),
         )
+        .on_update("rtmp", &hook.url("/rtmp/update"), 1000)
         .notify_xml(
             "httpflv",
             &format!("<secret>{SECRET}</secret><notify_method>GET</notify_method>"),
@@ -318,7 +319,13 @@ fn documented_verifiers_check_recorded_requests() {
         }
         cases.extend(cases_of(r));
     }
-    // Every call of every protocol was seen, on_done with its usage included.
+    // Every call of every protocol was seen, on_done with its usage included, and RTMP's
+    // on_update.
+    assert!(
+        records.iter().any(|r| r.call() == "update"),
+        "no on_update\n{}",
+        hook.dump()
+    );
     for protocol in ["rtmp", "httpflv", "srt"] {
         for call in ["connect", "done"] {
             assert!(
@@ -487,8 +494,8 @@ fn assert_json_types(r: &Record) {
     assert_field_order(r);
 }
 
-/// `<notify_format>json</notify_format>`: connect, publish, play and done over RTMP and SRT
-/// arrive as JSON objects with every field, numbers as numbers, in order.
+/// `<notify_format>json</notify_format>`: connect, publish, play and done over RTMP and SRT,
+/// and RTMP's update, arrive as JSON objects with every field, numbers as numbers, in order.
 #[test]
 fn json_bodies_over_rtmp_and_srt() {
     let hook = HookServer::start();
@@ -498,7 +505,8 @@ fn json_bodies_over_rtmp_and_srt() {
             .hooks(&hook.url("/rtmp"), "")
             .srt_hooks(&hook.url("/srt"), "")
             .notify_xml("rtmp", json)
-            .notify_xml("srt", json),
+            .notify_xml("srt", json)
+            .on_update("rtmp", &hook.url("/rtmp/update"), 1000),
     );
     // RTMP publisher and player; an SRT publisher and player of another stream.
     let mut rtmp_pub = publish(&srv.url("live/j1"), 4);
@@ -575,8 +583,14 @@ fn json_bodies_over_rtmp_and_srt() {
             Some(publish.clientid())
         );
     }
-    // Every request was JSON.
-    for r in hook.records() {
+    // Every request was JSON, RTMP's on_update included.
+    let records = hook.records();
+    assert!(
+        records.iter().any(|r| r.call() == "update"),
+        "no on_update\n{}",
+        hook.dump()
+    );
+    for r in records {
         assert_json_types(&r);
     }
 }
