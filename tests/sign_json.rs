@@ -240,6 +240,22 @@ fn cases_of(r: &Record) -> Vec<Case> {
     cases.push(case("v1 changed", SECRET, &v1_changed, &signed, now, false));
     let t_changed = header.replacen(&format!("t={t}"), &format!("t={}", t + 1), 1);
     cases.push(case("t changed", SECRET, &t_changed, &signed, now, false));
+    // Headers a forger might send: nothing, no v1, a v1 that is not hex (or not ASCII).
+    let v1_at = header.find("v1=").expect("v1=") + 3;
+    for (what, forged) in [
+        ("no header", String::new()),
+        ("no v1", header[..v1_at - 4].to_owned()),
+        (
+            "v1 not hex",
+            format!("{}{}", &header[..v1_at], "z".repeat(64)),
+        ),
+        (
+            "v1 not ASCII",
+            format!("{}{}", &header[..v1_at], "é".repeat(32)),
+        ),
+    ] {
+        cases.push(case(what, SECRET, &forged, &signed, now, false));
+    }
     cases
 }
 
