@@ -13,6 +13,8 @@ use streamgate_actors::notify::{
     tls_client_config, DoneTracker, HookTable, NotifyActor, MIN_SECRET_LEN,
 };
 use streamgate_actors::registry::{EndAll, Registry};
+use streamgate_actors::stream::Kick;
+use streamgate_actors::usage::EndReason;
 use tokio::net::TcpSocket;
 
 /// Pending connections the kernel queues per listening socket.
@@ -276,6 +278,16 @@ impl Server {
             .await
             .unwrap_or(0);
         tracing::info!(streams, "shutting down: ending every stream");
+        // Then every session, also those not on a stream (connecting, or an RTSP player
+        // between DESCRIBE and PLAY): each says `shutdown` in its on_done.
+        for arbiter in &self.arbiters {
+            arbiter.spawn_fn(|| {
+                crate::session::table::kick_all(&Kick {
+                    reason: "server shutting down",
+                    end: EndReason::Shutdown,
+                });
+            });
+        }
         let deadline = Instant::now() + self.shutdown_grace;
         // Ended sessions send their on_done from their own arbiters; give them a moment to
         // stop before the first look.

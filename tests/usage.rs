@@ -417,7 +417,8 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
         &Config::new()
             .hooks(&hook.url("/rtmp"), "")
             .rtmp_limits(65536, 2000)
-            .httpflv_hooks(&hook.url("/httpflv"), ""),
+            .httpflv_hooks(&hook.url("/httpflv"), "")
+            .rtsp_hooks(&hook.url("/rtsp"), ""),
     );
     let flv_port = srv.httpflv_port.expect("httpflv");
 
@@ -483,10 +484,33 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
             HOOK_WAIT,
         )
         .expect("on_play of the player at shutdown");
+    // An RTSP player between DESCRIBE and PLAY is on no stream yet: the shutdown ends it too.
+    let rtsp_port = srv.rtsp_port.expect("rtsp");
+    let mut described = TcpStream::connect(("127.0.0.1", rtsp_port)).expect("connect RTSP");
+    write!(
+        described,
+        "DESCRIBE rtsp://127.0.0.1:{rtsp_port}/live/big RTSP/1.0\r\nCSeq: 1\r\n\
+         Accept: application/sdp\r\n\r\n"
+    )
+    .expect("DESCRIBE");
+    described
+        .set_read_timeout(Some(secs(10.0)))
+        .expect("timeout");
+    let mut answer = [0u8; 4096];
+    let n = described.read(&mut answer).expect("the DESCRIBE answer");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let describing = hook
+        .wait_for(
+            |r| r.call() == "play" && r.field("protocol") == "rtsp",
+            HOOK_WAIT,
+        )
+        .expect("on_play of the RTSP player");
     thread::sleep(secs(1.0));
     srv.stop_graceful().expect("the server stops on SIGTERM");
     assert_done(&done_of(&hook, publish.clientid(), &srv), "shutdown");
     assert_done(&done_of(&hook, watching.clientid(), &srv), "shutdown");
+    assert_done(&done_of(&hook, describing.clientid(), &srv), "shutdown");
     player.kill();
     publisher.kill();
 }
