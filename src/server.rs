@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
+use streamgate_actors::notify::{
+    tls_client_config, DoneTracker, HookTable, NotifyActor, MIN_SECRET_LEN,
+};
 use streamgate_actors::registry::{EndAll, Registry};
 use streamgate_actors::stream::Kick;
 use streamgate_actors::usage::EndReason;
@@ -128,10 +130,32 @@ async fn listen<P: Protocol>(
     Ok((addr, task))
 }
 
+/// A `<secret>` shorter than [`MIN_SECRET_LEN`] bytes is allowed (an operator may have to
+/// match an existing one) but easier to guess, so start-up says so once per protocol.
+fn warn_short_secrets(hooks: &HookTable) {
+    for (section, notify) in [
+        ("rtmp", &hooks.rtmp),
+        ("rtsp", &hooks.rtsp),
+        ("srt", &hooks.srt),
+        ("httpflv", &hooks.httpflv),
+    ] {
+        if let Some(signer) = notify.signer.as_ref() {
+            if signer.secret_len() < MIN_SECRET_LEN {
+                tracing::warn!(
+                    bytes = signer.secret_len(),
+                    "<{section}><http_notify><secret> is shorter than {MIN_SECRET_LEN} bytes; \
+                     a random secret of 32 bytes or more is advised"
+                );
+            }
+        }
+    }
+}
+
 impl Server {
     /// Starts the worker pool and binds every enabled listener.
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
         let hooks = Arc::new(config.hooks());
+        warn_short_secrets(&hooks);
         let done = DoneTracker::default();
         let tls = tls_client_config()?;
         let registry = Registry::default().start();

@@ -342,7 +342,9 @@ fn check_port_conflicts(listeners: &[Placed]) -> Result<(), ConfigError> {
 mod tests {
     use std::path::PathBuf;
 
-    use streamgate_actors::notify::{NotifyConfig, NotifyMethod, DEFAULT_TIMEOUT};
+    use streamgate_actors::notify::{
+        NotifyConfig, NotifyFormat, NotifyMethod, Signer, DEFAULT_TIMEOUT,
+    };
 
     use super::*;
 
@@ -627,6 +629,99 @@ mod tests {
         }
         let config = parse(&rtmp_notify("<notify_method>Post</notify_method>"));
         assert_eq!(config.rtmp.notify.method, NotifyMethod::Post);
+    }
+
+    #[test]
+    fn notify_format_and_secret() {
+        let config = parse(&rtmp_notify(
+            "<notify_format> JSON </notify_format>\n<secret>0123456789abcdef</secret>\n\
+             <secret_id>2026-01.k1</secret_id>",
+        ));
+        let n = &config.rtmp.notify;
+        assert_eq!(n.format, NotifyFormat::Json);
+        assert_eq!(
+            n.signer,
+            Some(Signer::new(b"0123456789abcdef", Some("2026-01.k1".into())))
+        );
+        // Every protocol takes them; the defaults are a form body and no signature.
+        assert_eq!(config.rtsp.notify.format, NotifyFormat::Form);
+        assert_eq!(config.rtsp.notify.signer, None);
+        let xml = "<config>\n<srt><http_notify><notify_format>form</notify_format>\
+                   <secret>abc</secret></http_notify></srt>\n<httpflv><http_notify>\
+                   <secret>xyz</secret></http_notify></httpflv>\n</config>";
+        let config = parse(xml);
+        assert_eq!(config.srt.notify.signer, Some(Signer::new(b"abc", None)));
+        assert_eq!(
+            config.httpflv.notify.signer,
+            Some(Signer::new(b"xyz", None))
+        );
+        // A secret shorter than 16 bytes is taken (start-up warns about it).
+        assert_eq!(config.srt.notify.signer.map(|s| s.secret_len()), Some(3));
+        let config = parse(&rtmp_notify(
+            "<notify_method>GET</notify_method><notify_format>form</notify_format>",
+        ));
+        assert_eq!(config.rtmp.notify.format, NotifyFormat::Form);
+    }
+
+    #[test]
+    fn error_get_with_json_names_the_notify_format_line() {
+        // Whichever comes first, the error is at <notify_format> and names <notify_method>.
+        assert_error(
+            &rtmp_notify("<notify_method>GET</notify_method>\n<notify_format>json</notify_format>"),
+            5,
+            "<rtmp><http_notify><notify_format>",
+            "a JSON body needs POST, but <notify_method> (line 4) is GET",
+        );
+        assert_error(
+            &rtmp_notify("<on_done>http://h/d</on_done>\n<notify_format>json</notify_format>\n<notify_method>get</notify_method>"),
+            5,
+            "<rtmp><http_notify><notify_format>",
+            "<notify_method> (line 6) is GET",
+        );
+        assert_error(
+            &rtmp_notify("<notify_format>xml</notify_format>"),
+            4,
+            "<rtmp><http_notify><notify_format>",
+            "\"xml\" is not valid: the notify format is form or json",
+        );
+    }
+
+    #[test]
+    fn error_empty_secret_names_its_line() {
+        for empty in ["<secret></secret>", "<secret/>", "<secret>   </secret>"] {
+            let e = assert_error(
+                &rtmp_notify(&format!("<on_done>http://h/d</on_done>\n{empty}")),
+                5,
+                "<rtmp><http_notify><secret>",
+                "an empty secret would sign with no key",
+            );
+            assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }), "{e}");
+        }
+        let xml =
+            "<config>\n<srt>\n<http_notify>\n<secret></secret>\n</http_notify>\n</srt>\n</config>";
+        assert_error(xml, 4, "<srt><http_notify><secret>", "empty secret");
+    }
+
+    #[test]
+    fn error_bad_secret_id() {
+        assert_error(
+            &rtmp_notify("<secret>0123456789abcdef</secret>\n<secret_id>a,b</secret_id>"),
+            5,
+            "<rtmp><http_notify><secret_id>",
+            "\"a,b\" is not valid: a secret id is 1 to 64 letters",
+        );
+        assert_error(
+            &rtmp_notify("<secret>0123456789abcdef</secret>\n<secret_id></secret_id>"),
+            5,
+            "<rtmp><http_notify><secret_id>",
+            "a secret id is",
+        );
+        assert_error(
+            &rtmp_notify("<secret_id>k1</secret_id>"),
+            4,
+            "<rtmp><http_notify><secret_id>",
+            "a secret id names a <secret>, and this <http_notify> has none",
+        );
     }
 
     #[test]
