@@ -5,9 +5,10 @@
 //!
 //! Each test checks, for its protocol: the renamed session works (a plain player of
 //! `live/alice` decodes a renamed publisher; a ticket player decodes `live/alice`); its
-//! `on_done` reports `live/alice` and the `url` the client sent; a `3xx` without a usable
-//! `Location` refuses in the protocol's words; a publisher renamed to a live name is refused
-//! as taken, a player renamed to a name that is not live as not found.
+//! `on_done` (and a publisher's `on_update`) reports `live/alice` and the `url` the client
+//! sent; a `3xx` without a usable `Location` refuses in the protocol's words; a publisher
+//! renamed to a live name is refused as taken, a player renamed to a name that is not live
+//! as not found.
 
 use std::process::Command;
 
@@ -114,7 +115,21 @@ fn secret_key_publishes_the_public_name(via: Via, location: &'static str) {
     rule("sk_123", Reply::Redirect(302, Some(location)));
     rule("sk_456", Reply::Redirect(307, Some("live/alice")));
     rule("sk_bad", Reply::Redirect(302, None));
-    let srv = hooked_server(&hook);
+    // Every protocol hooked, and on_update every second for the publisher's protocol.
+    let section = match via {
+        Via::Rtmp => "rtmp",
+        Via::Rtsp => "rtsp",
+        Via::Srt => "srt",
+    };
+    let srv = Server::start(
+        &Config::new()
+            .hooks(&hook.url("/rtmp"), "")
+            .httpflv()
+            .httpflv_hooks(&hook.url("/flv"), "")
+            .rtsp_hooks(&hook.url("/rtsp"), "")
+            .srt_hooks(&hook.url("/srt"), "")
+            .on_update(section, &hook.url(&format!("/{section}/update")), 1000),
+    );
 
     let mut secret = publisher(&srv, via, "sk_123");
     wait_publishing(&hook, &srv, &mut secret, "sk_123");
@@ -131,6 +146,19 @@ fn secret_key_publishes_the_public_name(via: Via, location: &'static str) {
     assert!(codecs.contains("h264"), "ffprobe of live/alice: {codecs:?}");
     let (n, _) = frames(&srv.url("live/sk_123"), &[]);
     assert_eq!(n, 0, "nothing is published as live/sk_123");
+
+    // on_update reports the public name too, and the url the client sent.
+    let update = hook
+        .wait_for(
+            |r| r.call() == "update" && r.clientid() == publish.clientid(),
+            HOOK_WAIT,
+        )
+        .unwrap_or_else(|| panic!("no on_update of the publisher: {}", hook.dump()));
+    for k in ["protocol", "addr", "url", "tcurl"] {
+        assert_eq!(update.field(k), publish.field(k), "{k} of {update:?}");
+    }
+    assert_eq!(update.field("app"), "live", "{update:?}");
+    assert_eq!(update.field("name"), "alice", "{update:?}");
 
     // A second publisher renamed to the live name is refused as taken; its on_done says so.
     let mut second = publisher(&srv, via, "sk_456");

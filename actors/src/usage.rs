@@ -41,17 +41,26 @@ impl EndReason {
     }
 }
 
-/// The usage `on_done` reports, after the seed's fields and `node`, in this order.
+/// What a session has used so far: the usage fields of `on_update`, and of `on_done` before
+/// its reason, after the seed's fields and `node`, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct UsageReport {
+pub struct Used {
     /// When the connection was accepted, Unix milliseconds.
     pub start: u64,
-    /// How long the session ran, milliseconds.
+    /// How long the session has run, milliseconds.
     pub duration_ms: u64,
     /// Bytes received on the client's connection.
     pub bytes_in: u64,
     /// Bytes written to the client's connection.
     pub bytes_out: u64,
+}
+
+/// The usage `on_done` reports: what the session used, then why it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    /// What it used.
+    #[serde(flatten)]
+    pub used: Used,
     /// Why it ended.
     pub reason: EndReason,
 }

@@ -6,15 +6,17 @@
 
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context};
 
+use streamgate_actors::notify::UpdateAnswer;
+use streamgate_actors::stream::Kick;
 use streamgate_actors::usage::EndReason;
 
 use super::core::{SessionCore, SESSION_MAILBOX};
 use super::output::Output;
 
 /// What the parts every session shares ([`session_actor!`]) need of a session actor.
-pub trait Session: Actor<Context = Context<Self>> {
+pub trait Session: Actor<Context = Context<Self>> + actix::Handler<Kick> {
     /// Its core, and its output once it has one.
     fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
 
@@ -37,8 +39,46 @@ pub trait Session: Actor<Context = Context<Self>> {
     /// `on_done` (an end-of-stream message, what a paced replay still holds).
     fn stream_ending(&mut self, _ctx: &mut Context<Self>) {}
 
+    /// What the protocol tells its client when the server ends the session by a kick (an
+    /// `on_update` answered with a refusal, an operator's kick), in its own words where it
+    /// has them (`why` is the description); the session then stops.
+    fn kicking(&mut self, _ctx: &mut Context<Self>, _why: &str) {}
+
     /// What the protocol lets go of when the session stops, before its `on_done`.
     fn release(&mut self) {}
+}
+
+/// Ends the session for a kick: logs it, lets the protocol tell its client
+/// ([`Session::kicking`]) and stops; its `on_done` says `kick.end`.
+pub fn kick<A: Session>(act: &mut A, ctx: &mut Context<A>, kick: &Kick) {
+    act.parts().0.kicked(kick);
+    if kick.end == EndReason::Kicked {
+        act.kicking(ctx, kick.reason);
+    }
+    ctx.stop();
+}
+
+/// Asks `on_update` about the active play or publish when it is due; an answer that refuses
+/// kicks the session, if the play or publish it was about is still the active one.
+fn update<A: Session>(act: &mut A, ctx: &mut Context<A>) {
+    let core = act.parts().0;
+    let Some((term, update)) = core.update_due() else {
+        return;
+    };
+    let request = core.context.notify.send(update);
+    ctx.spawn(
+        actix::fut::wrap_future::<_, A>(request).map(move |answer, act, ctx| {
+            if let Ok(UpdateAnswer::End(_)) = answer {
+                if act.parts().0.is_term(term) {
+                    let refused = Kick {
+                        reason: "Ended by the business server (on_update refused).",
+                        end: EndReason::Kicked,
+                    };
+                    kick(act, ctx, &refused);
+                }
+            }
+        }),
+    );
 }
 
 /// Starts what every session runs: the mailbox bound, the first log line, the deadline of the
@@ -46,6 +86,7 @@ pub trait Session: Actor<Context = Context<Self>> {
 /// (the protocol's [`Session::check`], then [`SessionCore::tick`]).
 pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
     ctx.set_mailbox_capacity(SESSION_MAILBOX);
+    act.parts().0.register(ctx.address().recipient());
     act.parts().0.started();
     if let Some(deadline) = deadline {
         ctx.run_later(deadline, |act, ctx| {
@@ -72,7 +113,9 @@ pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Dur
         let (core, output) = act.parts();
         if core.tick(output) {
             ctx.stop();
+            return;
         }
+        update(act, ctx);
     });
     act.starting(ctx);
 }
@@ -101,8 +144,7 @@ macro_rules! session_actor {
             type Result = ();
 
             fn handle(&mut self, msg: streamgate_actors::stream::Kick, ctx: &mut Self::Context) {
-                $crate::session::actor::Session::parts(self).0.kicked(&msg);
-                actix::ActorContext::stop(ctx);
+                $crate::session::actor::kick(self, ctx, &msg);
             }
         }
 

@@ -27,11 +27,11 @@ use streamgate_actors::stream::{
     Deliver, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded, Subscribe,
     Unpublish, Unsubscribe,
 };
-use streamgate_actors::usage::{EndReason, UsageReport};
+use streamgate_actors::usage::{EndReason, UsageReport, Used};
 use tracing::field::Empty;
 
 use super::output::{Backlog, Gone, Output, PlayerLimits, SendError};
-use super::{fanout, SessionContext};
+use super::{fanout, table, SessionContext};
 use crate::limits::Admission;
 
 /// Mailbox capacity of every session: live frames (and control messages) waiting for it.
@@ -75,17 +75,24 @@ impl Usage {
         self.started.elapsed()
     }
 
-    /// What `on_done` reports: the usage so far and why the session ended.
-    pub fn report(&self, reason: EndReason) -> UsageReport {
+    /// What `on_update` reports: the usage so far.
+    pub fn used(&self) -> Used {
         let start = self
             .start
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        UsageReport {
+        Used {
             start,
             duration_ms: self.duration().as_millis() as u64,
             bytes_in: self.bytes_in.get(),
             bytes_out: self.bytes_out.get(),
+        }
+    }
+
+    /// What `on_done` reports: the usage so far and why the session ended.
+    pub fn report(&self, reason: EndReason) -> UsageReport {
+        UsageReport {
+            used: self.used(),
             reason,
         }
     }
@@ -157,9 +164,24 @@ pub struct SessionCore {
     membership: Option<fanout::Membership>,
     /// When a publisher's last media arrived (or its publish was allowed).
     last_media: Instant,
+    /// When the active play or publish's next `on_update` is due (none without `on_update`).
+    next_update: Option<Instant>,
+    /// Counts the plays and publishes begun on this connection, so an `on_update` answer
+    /// applies only to the one it was asked about.
+    term: u64,
     dropped_ingest: u64,
+    /// Its entry in its arbiter's session table, once registered.
+    view: Option<Rc<table::SessionView>>,
     /// Its place within the section's connection limits, given back when the session ends.
     _admission: Admission,
+}
+
+impl Drop for SessionCore {
+    fn drop(&mut self) {
+        if self.view.is_some() {
+            table::unregister(self.clientid);
+        }
+    }
 }
 
 impl SessionCore {
@@ -195,7 +217,10 @@ impl SessionCore {
             end: None,
             membership: None,
             last_media: Instant::now(),
+            next_update: None,
+            term: 0,
             dropped_ingest: 0,
+            view: None,
             _admission: admission,
         }
     }
@@ -211,6 +236,21 @@ impl SessionCore {
             name: name.to_owned(),
             tcurl: tcurl.to_owned(),
         }
+    }
+
+    /// Enters the session into its arbiter's table, where a kick of every session (shutdown)
+    /// and the operator's view reach it; `kick` ends it.
+    pub fn register(&mut self, kick: Recipient<Kick>) {
+        let view = Rc::new(table::SessionView {
+            clientid: self.clientid,
+            protocol: self.protocol,
+            peer: self.peer,
+            usage: self.usage.clone(),
+            active: Default::default(),
+            kick,
+        });
+        table::register(view.clone());
+        self.view = Some(view);
     }
 
     /// Enters the session's span (for a log line).
@@ -260,6 +300,15 @@ impl SessionCore {
         }
         self.context.done.begin();
         self.last_media = Instant::now();
+        self.term += 1;
+        if let Some(view) = &self.view {
+            *view.active.borrow_mut() = Some((role, info.clone()));
+        }
+        let hooks = self.context.hooks.get(self.protocol);
+        self.next_update = hooks
+            .on_update
+            .as_ref()
+            .map(|_| self.last_media + hooks.update_interval);
         self.active = Some(Active { role, info, stream });
     }
 
@@ -342,6 +391,10 @@ impl SessionCore {
     /// deleted its stream may play again): the next play or publish starts with no reason.
     pub fn finish(&mut self, reason: EndReason) -> bool {
         self.membership = None;
+        self.next_update = None;
+        if let Some(view) = &self.view {
+            view.active.borrow_mut().take();
+        }
         let reason = self.end.take().unwrap_or(reason);
         let Some(active) = self.active.take() else {
             return false;
@@ -455,6 +508,29 @@ impl SessionCore {
             None => return false,
         }
         true
+    }
+
+    /// The active play or publish's `on_update`, when one is due (every `update_interval` from
+    /// its start): the message and the term it is about ([`SessionCore::is_term`]).
+    pub fn update_due(&mut self) -> Option<(u64, notify::Update)> {
+        let due = self.next_update?;
+        let active = self.active.as_ref()?;
+        let now = Instant::now();
+        if now < due {
+            return None;
+        }
+        let interval = self.context.hooks.get(self.protocol).update_interval;
+        self.next_update = Some(now + interval);
+        let update = notify::Update {
+            info: active.info.clone(),
+            used: self.usage.used(),
+        };
+        Some((self.term, update))
+    }
+
+    /// Whether `term` (from [`SessionCore::update_due`]) is the play or publish still active.
+    pub fn is_term(&self, term: u64) -> bool {
+        self.active.is_some() && self.term == term
     }
 
     /// Logs a kick (a publisher taken over at shutdown, or an operator's); the session then

@@ -17,13 +17,14 @@ pub mod output;
 pub mod rtmp;
 pub mod rtsp;
 pub mod srt;
+pub mod table;
 
 use std::time::Duration;
 
 use actix::Addr;
 use bytes::BytesMut;
 use streamgate_actors::media::{Codec, MediaFrame, Track};
-use streamgate_actors::notify::{DoneTracker, NotifyActor};
+use streamgate_actors::notify::{DoneTracker, HookTable, NotifyActor};
 use streamgate_actors::registry::Registry;
 
 use output::PlayerLimits;
@@ -55,6 +56,8 @@ pub struct SessionContext {
     pub registry: Addr<Registry>,
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
+    /// Every protocol's hook settings.
+    pub hooks: std::sync::Arc<HookTable>,
 }
 
 /// An accepted TCP connection, handed to its session's `start` on the arbiter it will live on.

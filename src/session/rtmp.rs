@@ -396,6 +396,16 @@ impl Session for RtmpSession {
         self.rtmp.end_of_stream(self.active_stream_id);
         self.flush(ctx);
     }
+
+    fn kicking(&mut self, ctx: &mut Context<Self>, why: &str) {
+        if self.core.active().is_none() {
+            return;
+        }
+        let publishing = self.core.is_publisher();
+        self.rtmp
+            .ended_by_server(self.active_stream_id, publishing, why);
+        self.flush(ctx);
+    }
 }
 
 session_actor!(RtmpSession, Some(FIRST_REQUEST_DEADLINE));

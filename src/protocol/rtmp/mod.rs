@@ -727,6 +727,19 @@ impl ServerConnection {
         self.active = None;
     }
 
+    /// Tells a player or publisher that the server ends its stream (a kick): an `onStatus`
+    /// of level `error` (`NetStream.Play.Failed` for a player, `NetStream.Failed` for a
+    /// publisher) with `description`, which clients show as the server's error.
+    pub fn ended_by_server(&mut self, stream_id: u32, publishing: bool, description: &str) {
+        let code = if publishing {
+            "NetStream.Failed"
+        } else {
+            "NetStream.Play.Failed"
+        };
+        self.on_status(stream_id, status("error", code, description));
+        self.active = None;
+    }
+
     fn stream_begin(&mut self, stream_id: u32) {
         self.send(
             RtmpMessage::UserControl {

@@ -35,6 +35,12 @@ pub struct Config {
     pub srt: Option<Srt>,
     /// `(section, xml)`: more elements written at the start of a section.
     pub extra: Vec<(String, String)>,
+    /// `(section, xml)`: more elements written at the start of a section's `<http_notify>`.
+    pub notify_extra: Vec<(String, String)>,
+    /// `<api><port>`: a free port of its own.
+    pub api_port: u16,
+    /// `<api><token>`, when set.
+    pub api_token: Option<String>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -67,7 +73,31 @@ impl Config {
             rtsp: None,
             srt: None,
             extra: Vec::new(),
+            notify_extra: Vec::new(),
+            api_port: free_port(),
+            api_token: None,
         }
+    }
+
+    /// `<api><token>`.
+    pub fn api_token(mut self, token: &str) -> Config {
+        self.api_token = Some(token.into());
+        self
+    }
+
+    /// Writes `xml` (elements) at the start of `<section>`'s `<http_notify>` (the section
+    /// must be enabled).
+    pub fn notify_xml(mut self, section: &str, xml: &str) -> Config {
+        self.notify_extra.push((section.into(), xml.into()));
+        self
+    }
+
+    /// `<on_update>` at `url` and `<update_interval_ms>` in `section`'s `<http_notify>`.
+    pub fn on_update(self, section: &str, url: &str, interval_ms: u64) -> Config {
+        let xml = format!(
+            "<on_update>{url}</on_update><update_interval_ms>{interval_ms}</update_interval_ms>"
+        );
+        self.notify_xml(section, &xml)
     }
 
     /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
@@ -252,6 +282,16 @@ impl Config {
             let open = format!("<{section}>\n");
             xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
         }
+        for (section, extra) in &self.notify_extra {
+            let open = format!("<{section}>\n");
+            let at = xml.find(&open).expect("the section is enabled");
+            let notify = "<http_notify>\n";
+            let inner = at
+                + xml[at..]
+                    .find(notify)
+                    .expect("the section has <http_notify>");
+            xml.insert_str(inner + notify.len(), &format!("      {extra}\n"));
+        }
         xml
     }
 
@@ -304,11 +344,16 @@ impl Config {
         let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
             format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
         });
+        let api_token = self
+            .api_token
+            .as_ref()
+            .map_or(String::new(), |t| format!("<token>{}</token>", esc(t)));
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.node_id,
+            self.api_port,
             self.port,
             rtsp = self.rtsp_xml(),
             srt = self.srt_xml()
