@@ -642,33 +642,59 @@ fn send(
     let request = build_request(config, url, fields);
     let client = client.clone();
     let permits = Arc::clone(permits);
+    let (protocol, call) = (fields.protocol, fields.call.as_str());
+    let asked = std::time::Instant::now();
+    let exchange = exchange(client, permits, timeout, request);
     async move {
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+        let decision = exchange.await;
+        let result = match &decision {
+            Decision::Allow => "allow",
+            Decision::Deny(DenyReason::Status(_)) => "deny",
+            Decision::Deny(DenyReason::Timeout) => "timeout",
+            Decision::Deny(DenyReason::Unreachable(_)) => "error",
         };
-        let exchange = async move {
-            let permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
-            let status = response.status().as_u16();
-            actix_rt::spawn(async move {
-                let body = Limited::new(response.into_body(), 1 << 16);
-                let _ = actix_rt::time::timeout(timeout, body.collect()).await;
-                drop(permit);
-            });
-            Ok(status)
+        let labels = crate::metrics::HookLabels {
+            protocol,
+            call,
+            result,
         };
-        match actix_rt::time::timeout(timeout, exchange).await {
-            Ok(Ok(status)) => decision_of(status),
-            Ok(Err(reason)) => Decision::Deny(reason),
-            Err(_) => Decision::Deny(DenyReason::Timeout),
-        }
+        crate::metrics::metrics().hook_call(labels, asked.elapsed());
+        decision
+    }
+}
+
+/// The exchange of one call: its decision.
+async fn exchange(
+    client: HookClient,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    request: Result<Request<Full<Bytes>>, hyper::http::Error>,
+) -> Decision {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+    };
+    let exchange = async move {
+        let permit = permits
+            .acquire_owned()
+            .await
+            .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+        let status = response.status().as_u16();
+        actix_rt::spawn(async move {
+            let body = Limited::new(response.into_body(), 1 << 16);
+            let _ = actix_rt::time::timeout(timeout, body.collect()).await;
+            drop(permit);
+        });
+        Ok(status)
+    };
+    match actix_rt::time::timeout(timeout, exchange).await {
+        Ok(Ok(status)) => decision_of(status),
+        Ok(Err(reason)) => Decision::Deny(reason),
+        Err(_) => Decision::Deny(DenyReason::Timeout),
     }
 }
 

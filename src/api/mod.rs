@@ -7,6 +7,7 @@
 //! it), the streams from the registry and each `StreamActor`. A kick is the same `Kick` every
 //! other end of a session uses, so its `on_done` follows as always.
 
+mod metrics;
 pub mod model;
 
 use std::collections::BTreeMap;
@@ -59,17 +60,20 @@ pub struct Api {
 pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).service(
-            web::scope("/api/v1")
-                .wrap(actix_web::middleware::from_fn(authorize))
-                .route("/openapi.json", web::get().to(openapi))
-                .route("/sessions", web::get().to(list_sessions))
-                .route("/sessions/{clientid}", web::get().to(get_session))
-                .route("/sessions/{clientid}", web::delete().to(kick_session))
-                .route("/streams", web::get().to(list_streams))
-                .route("/streams/{path:.+}", web::get().to(get_stream))
-                .route("/streams/{path:.+}", web::delete().to(end_stream)),
-        )
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics::metrics))
+            .service(
+                web::scope("/api/v1")
+                    .wrap(actix_web::middleware::from_fn(authorize))
+                    .route("/openapi.json", web::get().to(openapi))
+                    .route("/sessions", web::get().to(list_sessions))
+                    .route("/sessions/{clientid}", web::get().to(get_session))
+                    .route("/sessions/{clientid}", web::delete().to(kick_session))
+                    .route("/streams", web::get().to(list_streams))
+                    .route("/streams/{path:.+}", web::get().to(get_stream))
+                    .route("/streams/{path:.+}", web::delete().to(end_stream)),
+            )
     })
     .workers(1)
     .disable_signals()
@@ -173,8 +177,8 @@ pub struct SessionFilter {
     limit: Option<usize>,
 }
 
-const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
-const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
+pub(crate) const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
+pub(crate) const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
 
 /// Every connection, filtered and paged.
 #[utoipa::path(
