@@ -68,9 +68,12 @@ if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
         python3 -m pip install --break-system-packages prometheus_client
 fi
 
-# The browser test's page plays the stream with mpegts.js, from the npm registry.
-if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ]; then
-    echo "tests/run.sh: installing mpegts.js in tests/browser" >&2
+# The browser test's page plays the stream with mpegts.js, and the dashboard test drives
+# Chromium with Playwright (playwright-core, which uses Debian's Chromium, no download of its
+# own): both from the npm registry.
+if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ] ||
+    [ ! -e tests/browser/node_modules/playwright-core/package.json ]; then
+    echo "tests/run.sh: installing mpegts.js and playwright-core in tests/browser" >&2
     if [ -f tests/browser/package-lock.json ]; then
         (cd tests/browser && npm ci --no-audit --no-fund)
     else

@@ -7,6 +7,7 @@
 //! it), the streams from the registry and each `StreamActor`. A kick is the same `Kick` every
 //! other end of a session uses, so its `on_done` follows as always.
 
+mod dashboard;
 mod metrics;
 pub mod model;
 
@@ -31,7 +32,9 @@ use utoipa::{IntoParams, OpenApi};
 use crate::config::ApiConfig;
 use crate::protocol::codec;
 use crate::session::table::{self, SessionSummary};
-use model::{Audio, Kicked, Problem, Publisher, Session, SessionPage, Stream, StreamList, Video};
+use model::{
+    Audio, Kicked, Problem, Publisher, ServerInfo, Session, SessionPage, Stream, StreamList, Video,
+};
 
 /// The most sessions on one page, and the default page size.
 pub const MAX_PAGE: usize = 1000;
@@ -46,6 +49,8 @@ pub struct ApiState {
     pub registry: Addr<Registry>,
     /// `<api><token>`: when set, `/api/*` needs `Authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
+    /// The server's name and listeners, set once they are bound.
+    pub server: Arc<std::sync::OnceLock<ServerInfo>>,
 }
 
 /// A running API server.
@@ -63,10 +68,14 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
         App::new()
             .app_data(data.clone())
             .route("/metrics", web::get().to(metrics::metrics))
+            .route("/", web::get().to(dashboard::page))
+            .route("/dashboard/app.js", web::get().to(dashboard::script))
+            .route("/dashboard/mpegts.js", web::get().to(dashboard::player))
             .service(
                 web::scope("/api/v1")
                     .wrap(actix_web::middleware::from_fn(authorize))
                     .route("/openapi.json", web::get().to(openapi))
+                    .route("/server", web::get().to(server_info))
                     .route("/sessions", web::get().to(list_sessions))
                     .route("/sessions/{clientid}", web::get().to(get_session))
                     .route("/sessions/{clientid}", web::delete().to(kick_session))
@@ -489,6 +498,20 @@ async fn end_stream(state: web::Data<ApiState>, path: web::Path<String>) -> Http
     })
 }
 
+/// The server's name, version and listeners.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server",
+    responses(
+        (status = 200, description = "The server", body = ServerInfo),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn server_info(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.server.get().cloned().unwrap_or_default())
+}
+
 /// The bearer token scheme of `<api><token>`.
 struct Bearer;
 
@@ -511,7 +534,15 @@ impl utoipa::Modify for Bearer {
         version = "1",
         description = "The live streams and sessions of one streamgate server. With `<api><token>` set, every request needs `Authorization: Bearer <token>`."
     ),
-    paths(list_sessions, get_session, kick_session, list_streams, get_stream, end_stream),
+    paths(
+        server_info,
+        list_sessions,
+        get_session,
+        kick_session,
+        list_streams,
+        get_stream,
+        end_stream
+    ),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
