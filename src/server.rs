@@ -186,11 +186,13 @@ impl Server {
             arbiters.push(arbiter);
             arbiters.push(notify_arbiter);
         }
+        let server_info = Arc::new(std::sync::OnceLock::new());
         let api = if config.api.enable {
             let state = crate::api::ApiState {
                 workers: Arc::new(workers.iter().map(|w| w.arbiter.clone()).collect()),
                 registry: registry.clone(),
                 token: config.api.token.as_deref().map(Arc::from),
+                server: server_info.clone(),
             };
             let api = crate::api::start(&config.api, state).map_err(|source| ServerError::Api {
                 address: SocketAddr::new(config.api.address, config.api.port),
@@ -268,6 +270,17 @@ impl Server {
             listeners.push(task);
         }
         // ---- end of SRT ----
+        let port = |addr: Option<SocketAddr>| addr.map(|a| a.port());
+        let _ = server_info.set(crate::api::model::ServerInfo {
+            node: config.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            listeners: crate::api::model::Listeners {
+                rtmp: port(rtmp_addr),
+                rtsp: port(rtsp_addr),
+                srt: port(srt_addr),
+                httpflv: port(httpflv_addr),
+            },
+        });
         tracing::info!(workers = config.workers, "server started");
         let table = config.hooks();
         let longest_hook = [&table.rtmp, &table.rtsp, &table.srt, &table.httpflv]

@@ -232,3 +232,198 @@ fn the_openapi_document_names_every_endpoint() {
         assert!(schemas[schema].is_object(), "schema {schema}");
     }
 }
+
+/// The samples of the server's `/metrics` page, read by the Prometheus Python client's parser:
+/// `(name, labels, value)`.
+fn scrape(api: u16) -> Vec<(String, Value, f64)> {
+    let page = api_get(api, "/metrics");
+    assert_eq!(page.status, 200, "{}", page.text);
+    let mut parser = std::process::Command::new("python3");
+    parser
+        .arg(repo_file("tests/metrics_parse.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = parser.spawn().expect("python3");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(page.text.as_bytes())
+            .expect("write the page");
+    }
+    let out = child.wait_with_output().expect("the parser");
+    assert!(
+        out.status.success(),
+        "the parser refused the page: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        page.text
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("a JSON sample");
+            (
+                v["name"].as_str().expect("name").to_owned(),
+                v["labels"].clone(),
+                v["value"].as_f64().expect("value"),
+            )
+        })
+        .collect()
+}
+
+/// The value of sample `name` whose labels include `labels` (0 when there is none).
+fn sample(samples: &[(String, Value, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[*k] == *v))
+        .map_or(0.0, |(_, _, v)| *v)
+}
+
+#[test]
+fn metrics_parse_and_move_with_sessions_and_hooks() {
+    let hook = HookServer::start();
+    hook.rule(|r| {
+        (r.call() == "play" && r.field("url").ends_with("who=denied")).then_some(Reply::Status(403))
+    });
+    let srv = Server::start(&Config::new().hooks(&hook.url("/rtmp"), ""));
+    let api = srv.api_port;
+    let before = scrape(api);
+    assert_eq!(sample(&before, "streamgate_streams", &[]), 0.0);
+    assert_eq!(
+        sample(
+            &before,
+            "streamgate_sessions",
+            &[("protocol", "rtmp"), ("role", "publisher")]
+        ),
+        0.0
+    );
+
+    let mut publisher = publish(&srv.url("live/m"), 60);
+    hook.wait_call("publish", "m", HOOK_WAIT)
+        .expect("on_publish");
+    let mut player = spawn_player(&srv.url("live/m?who=allowed"), 60.0);
+    let denied = play(&srv.url("live/m?who=denied"), 1.0, secs(20.0));
+    assert!(denied.out.failed(), "the denied player is refused");
+    let playing = hook
+        .wait_for(
+            |r| r.call() == "play" && r.field("url").ends_with("who=allowed"),
+            HOOK_WAIT,
+        )
+        .expect("on_play of the allowed player");
+    let during = poll(secs(15.0), || {
+        let s = scrape(api);
+        let rtmp = |role| {
+            sample(
+                &s,
+                "streamgate_sessions",
+                &[("protocol", "rtmp"), ("role", role)],
+            )
+        };
+        (rtmp("publisher") == 1.0 && rtmp("player") == 1.0).then_some(s)
+    })
+    .expect("a publisher and a player in the gauges");
+    assert_eq!(sample(&during, "streamgate_streams", &[]), 1.0);
+    let hooks = |s: &[(String, Value, f64)], call, result| {
+        sample(
+            s,
+            "streamgate_hook_calls_total",
+            &[("protocol", "rtmp"), ("call", call), ("result", result)],
+        )
+    };
+    assert!(hooks(&during, "play", "allow") >= 1.0);
+    assert!(hooks(&during, "play", "deny") >= 1.0, "the deny is counted");
+    assert!(hooks(&during, "publish", "allow") >= 1.0);
+    assert!(
+        sample(
+            &during,
+            "streamgate_hook_duration_seconds_count",
+            &[("call", "play"), ("result", "deny")]
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &during,
+            "streamgate_connections_total",
+            &[("protocol", "rtmp"), ("result", "accepted")]
+        ) >= 3.0
+    );
+    let received = |s: &[(String, Value, f64)]| {
+        sample(
+            s,
+            "streamgate_received_bytes_total",
+            &[("protocol", "rtmp")],
+        )
+    };
+    let sent = |s: &[(String, Value, f64)]| {
+        sample(s, "streamgate_sent_bytes_total", &[("protocol", "rtmp")])
+    };
+    assert!(received(&during) > 0.0 && sent(&during) > 0.0);
+
+    // The player leaves: its counts move from live to ended, the byte counters only grow.
+    player.kill();
+    done_of(&hook, playing.clientid());
+    let after = poll(secs(10.0), || {
+        let s = scrape(api);
+        (sample(
+            &s,
+            "streamgate_sessions",
+            &[("protocol", "rtmp"), ("role", "player")],
+        ) == 0.0)
+            .then_some(s)
+    })
+    .expect("the player is gone from the gauge");
+    assert!(
+        sample(
+            &after,
+            "streamgate_sessions_ended_total",
+            &[("protocol", "rtmp"), ("role", "player"), ("reason", "lost")]
+        ) >= 1.0,
+        "its end is counted with its reason"
+    );
+    assert!(sent(&after) >= sent(&during), "sent bytes never go down");
+    assert!(received(&after) >= received(&during));
+    publisher.kill();
+}
+
+/// The OpenAPI document against the running server, by schemathesis (from PyPI, installed by
+/// the test command): every documented operation, status, content type and schema holds for
+/// the requests it makes, and none of them takes the server down.
+#[test]
+fn schemathesis_finds_the_server_true_to_its_openapi_document() {
+    let srv = Server::start(&Config::new().httpflv().api_token("st-t0ken"));
+    let mut publisher = publish(&srv.url("live/st"), 60);
+    assert!(
+        poll(secs(15.0), || {
+            let s = api_call(srv.api_port, "GET", "/api/v1/streams", Some("st-t0ken"));
+            (s.body["streams"].as_array().map(Vec::len) == Some(1)).then_some(())
+        })
+        .is_some(),
+        "the stream is live"
+    );
+    let out = run(
+        "schemathesis",
+        std::process::Command::new("python3")
+            .args(["-m", "schemathesis.cli", "run"])
+            .arg(format!(
+                "http://127.0.0.1:{}/api/v1/openapi.json",
+                srv.api_port
+            ))
+            .args(["--checks", "all", "--max-examples", "25"])
+            .args(["--header", "Authorization: Bearer st-t0ken"])
+            .env("SCHEMATHESIS_HOOKS", ""),
+        secs(240.0),
+    );
+    assert!(out.success(), "schemathesis: {}", out.text());
+    assert!(
+        out.text().contains("passed"),
+        "schemathesis ran its cases: {}",
+        out.text()
+    );
+    // It may have ended the stream (its stateful phase follows the stream list to DELETE):
+    // the server still answers, and nothing in it panicked.
+    let still = api_call(srv.api_port, "GET", "/api/v1/streams", Some("st-t0ken"));
+    assert_eq!(still.status, 200, "the server still answers");
+    assert!(!srv.log().contains("panicked"), "{}", srv.log_tail(40));
+    publisher.kill();
+}

@@ -692,34 +692,61 @@ fn send(
     let request = build_request(config, url, fields);
     let client = client.clone();
     let permits = Arc::clone(permits);
+    let (protocol, call) = (fields.protocol, fields.call.as_str());
+    let asked = std::time::Instant::now();
+    let exchange = exchange(client, permits, timeout, request);
     async move {
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+        let decision = exchange.await;
+        let result = match &decision {
+            // A rename allows; a redirect it could not follow refuses, as any other status.
+            Decision::Allow | Decision::Rename { .. } => "allow",
+            Decision::Deny(DenyReason::Status(_) | DenyReason::Redirect { .. }) => "deny",
+            Decision::Deny(DenyReason::Timeout) => "timeout",
+            Decision::Deny(DenyReason::Unreachable(_)) => "error",
         };
-        let exchange = async move {
-            let permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
-            let status = response.status().as_u16();
-            let decision = decision_of(status, response.headers().get(LOCATION));
-            actix_rt::spawn(async move {
-                let body = Limited::new(response.into_body(), 1 << 16);
-                let _ = actix_rt::time::timeout(timeout, body.collect()).await;
-                drop(permit);
-            });
-            Ok(decision)
+        let labels = crate::metrics::HookLabels {
+            protocol,
+            call,
+            result,
         };
-        match actix_rt::time::timeout(timeout, exchange).await {
-            Ok(Ok(decision)) => decision,
-            Ok(Err(reason)) => Decision::Deny(reason),
-            Err(_) => Decision::Deny(DenyReason::Timeout),
-        }
+        crate::metrics::metrics().hook_call(labels, asked.elapsed());
+        decision
+    }
+}
+
+/// The exchange of one call: its decision.
+async fn exchange(
+    client: HookClient,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    request: Result<Request<Full<Bytes>>, hyper::http::Error>,
+) -> Decision {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+    };
+    let exchange = async move {
+        let permit = permits
+            .acquire_owned()
+            .await
+            .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+        let status = response.status().as_u16();
+        let decision = decision_of(status, response.headers().get(LOCATION));
+        actix_rt::spawn(async move {
+            let body = Limited::new(response.into_body(), 1 << 16);
+            let _ = actix_rt::time::timeout(timeout, body.collect()).await;
+            drop(permit);
+        });
+        Ok(decision)
+    };
+    match actix_rt::time::timeout(timeout, exchange).await {
+        Ok(Ok(decision)) => decision,
+        Ok(Err(reason)) => Decision::Deny(reason),
+        Err(_) => Decision::Deny(DenyReason::Timeout),
     }
 }
 

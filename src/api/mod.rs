@@ -7,6 +7,8 @@
 //! it), the streams from the registry and each `StreamActor`. A kick is the same `Kick` every
 //! other end of a session uses, so its `on_done` follows as always.
 
+mod dashboard;
+mod metrics;
 pub mod model;
 
 use std::collections::BTreeMap;
@@ -30,7 +32,9 @@ use utoipa::{IntoParams, OpenApi};
 use crate::config::ApiConfig;
 use crate::protocol::codec;
 use crate::session::table::{self, SessionSummary};
-use model::{Audio, Kicked, Problem, Publisher, Session, SessionPage, Stream, StreamList, Video};
+use model::{
+    Audio, Kicked, Problem, Publisher, ServerInfo, Session, SessionPage, Stream, StreamList, Video,
+};
 
 /// The most sessions on one page, and the default page size.
 pub const MAX_PAGE: usize = 1000;
@@ -45,6 +49,8 @@ pub struct ApiState {
     pub registry: Addr<Registry>,
     /// `<api><token>`: when set, `/api/*` needs `Authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
+    /// The server's name and listeners, set once they are bound.
+    pub server: Arc<std::sync::OnceLock<ServerInfo>>,
 }
 
 /// A running API server.
@@ -59,17 +65,36 @@ pub struct Api {
 pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).service(
-            web::scope("/api/v1")
-                .wrap(actix_web::middleware::from_fn(authorize))
-                .route("/openapi.json", web::get().to(openapi))
-                .route("/sessions", web::get().to(list_sessions))
-                .route("/sessions/{clientid}", web::get().to(get_session))
-                .route("/sessions/{clientid}", web::delete().to(kick_session))
-                .route("/streams", web::get().to(list_streams))
-                .route("/streams/{path:.+}", web::get().to(get_stream))
-                .route("/streams/{path:.+}", web::delete().to(end_stream)),
-        )
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                json_error(actix_web::http::StatusCode::NOT_FOUND, e.to_string())
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                json_error(actix_web::http::StatusCode::BAD_REQUEST, e.to_string())
+            }))
+            .route("/metrics", web::get().to(metrics::metrics))
+            .route("/", web::get().to(dashboard::page))
+            .route("/dashboard/app.js", web::get().to(dashboard::script))
+            .route("/dashboard/mpegts.js", web::get().to(dashboard::player))
+            .service(
+                web::scope("/api/v1")
+                    .wrap(actix_web::middleware::from_fn(authorize))
+                    .service(resource("/openapi.json").get(openapi))
+                    .service(resource("/server").get(server_info))
+                    .service(resource("/sessions").get(list_sessions))
+                    .service(
+                        resource("/sessions/{clientid}")
+                            .get(get_session)
+                            .delete(kick_session),
+                    )
+                    .service(resource("/streams").get(list_streams))
+                    .service(
+                        resource("/streams/{path:.+}")
+                            .get(get_stream)
+                            .delete(end_stream),
+                    ),
+            )
     })
     .workers(1)
     .disable_signals()
@@ -83,6 +108,73 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
     actix_rt::spawn(server);
     tracing::info!(%addr, "API listening");
     Ok(Api { handle, addr })
+}
+
+/// A resource whose other methods are answered `405 Method Not Allowed` with `Allow`.
+struct Resource {
+    path: &'static str,
+    methods: Vec<(&'static str, actix_web::Route)>,
+}
+
+fn resource(path: &'static str) -> Resource {
+    Resource {
+        path,
+        methods: Vec::new(),
+    }
+}
+
+impl Resource {
+    fn get<F, Args>(mut self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.methods.push(("GET", web::get().to(handler)));
+        self
+    }
+
+    fn delete<F, Args>(mut self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.methods.push(("DELETE", web::delete().to(handler)));
+        self
+    }
+}
+
+impl actix_web::dev::HttpServiceFactory for Resource {
+    fn register(self, config: &mut actix_web::dev::AppService) {
+        let allow = self
+            .methods
+            .iter()
+            .map(|(m, _)| *m)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut resource = web::resource(self.path);
+        for (_, route) in self.methods {
+            resource = resource.route(route);
+        }
+        resource
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move {
+                    HttpResponse::MethodNotAllowed()
+                        .insert_header((header::ALLOW, allow))
+                        .json(Problem {
+                            error: "method not allowed".into(),
+                        })
+                }
+            }))
+            .register(config);
+    }
+}
+
+/// An extractor's error as `{"error": ...}` with `status`.
+fn json_error(status: actix_web::http::StatusCode, error: String) -> actix_web::Error {
+    actix_web::error::InternalError::from_response(error.clone(), problem(status, error)).into()
 }
 
 /// `/api/*` with a token configured: `Authorization: Bearer <token>`, or `401` and nothing else.
@@ -163,18 +255,67 @@ pub struct SessionFilter {
     app: Option<String>,
     /// Only sessions of this stream name.
     name: Option<String>,
-    /// Only this protocol: `rtmp`, `rtsp`, `srt` or `httpflv`.
-    protocol: Option<String>,
-    /// Only this role: `connecting`, `publisher` or `player`.
-    role: Option<String>,
+    /// Only this protocol.
+    protocol: Option<ProtocolName>,
+    /// Only this role.
+    role: Option<RoleName>,
     /// Skip this many matching sessions (default 0).
+    #[param(minimum = 0)]
     offset: Option<usize>,
     /// At most this many on the page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
-const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
+/// A protocol, as the API and the hooks name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// RTMP.
+    Rtmp,
+    /// RTSP.
+    Rtsp,
+    /// SRT.
+    Srt,
+    /// HTTP-FLV.
+    Httpflv,
+}
+
+impl ProtocolName {
+    fn as_str(self) -> &'static str {
+        match self {
+            ProtocolName::Rtmp => "rtmp",
+            ProtocolName::Rtsp => "rtsp",
+            ProtocolName::Srt => "srt",
+            ProtocolName::Httpflv => "httpflv",
+        }
+    }
+}
+
+/// A session's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// Connected; no play or publish allowed yet.
+    Connecting,
+    /// Publishing.
+    Publisher,
+    /// Playing.
+    Player,
+}
+
+impl RoleName {
+    fn as_str(self) -> &'static str {
+        match self {
+            RoleName::Connecting => "connecting",
+            RoleName::Publisher => "publisher",
+            RoleName::Player => "player",
+        }
+    }
+}
+
+pub(crate) const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
+pub(crate) const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
 
 /// Every connection, filtered and paged.
 #[utoipa::path(
@@ -193,22 +334,6 @@ async fn list_sessions(
     filter: web::Query<SessionFilter>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
-    if let Some(p) = filter
-        .protocol
-        .as_deref()
-        .filter(|p| !PROTOCOLS.contains(p))
-    {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("protocol {p:?} is not one of rtmp, rtsp, srt, httpflv"),
-        );
-    }
-    if let Some(r) = filter.role.as_deref().filter(|r| !ROLES.contains(r)) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("role {r:?} is not one of connecting, publisher, player"),
-        );
-    }
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return problem(
@@ -223,8 +348,8 @@ async fn list_sessions(
         .filter(|s| {
             filter.app.as_deref().is_none_or(|a| s.app == a)
                 && filter.name.as_deref().is_none_or(|n| s.name == n)
-                && filter.protocol.as_deref().is_none_or(|p| s.protocol == p)
-                && filter.role.as_deref().is_none_or(|r| s.role == r)
+                && filter.protocol.is_none_or(|p| s.protocol == p.as_str())
+                && filter.role.is_none_or(|r| s.role == r.as_str())
         })
         .collect();
     let total = matching.len();
@@ -485,6 +610,20 @@ async fn end_stream(state: web::Data<ApiState>, path: web::Path<String>) -> Http
     })
 }
 
+/// The server's name, version and listeners.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server",
+    responses(
+        (status = 200, description = "The server", body = ServerInfo),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn server_info(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.server.get().cloned().unwrap_or_default())
+}
+
 /// The bearer token scheme of `<api><token>`.
 struct Bearer;
 
@@ -507,7 +646,16 @@ impl utoipa::Modify for Bearer {
         version = "1",
         description = "The live streams and sessions of one streamgate server. With `<api><token>` set, every request needs `Authorization: Bearer <token>`."
     ),
-    paths(list_sessions, get_session, kick_session, list_streams, get_stream, end_stream),
+    paths(
+        server_info,
+        list_sessions,
+        get_session,
+        kick_session,
+        list_streams,
+        get_stream,
+        end_stream
+    ),
+    components(schemas(ProtocolName, RoleName)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;

@@ -144,3 +144,27 @@ pub struct Kicked {
     /// The session kicked (a stream's: its publisher).
     pub clientid: u64,
 }
+
+/// The ports the server's listeners are bound to (`null`: the protocol is not enabled).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Listeners {
+    /// RTMP (TCP).
+    pub rtmp: Option<u16>,
+    /// RTSP (TCP).
+    pub rtsp: Option<u16>,
+    /// SRT (UDP).
+    pub srt: Option<u16>,
+    /// HTTP-FLV (TCP).
+    pub httpflv: Option<u16>,
+}
+
+/// The server: its name, version and listeners.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ServerInfo {
+    /// `<node_id>` (the `node` field of its callbacks).
+    pub node: String,
+    /// streamgate's version.
+    pub version: String,
+    /// Its listeners' ports.
+    pub listeners: Listeners,
+}

@@ -16,7 +16,7 @@ use streamgate_actors::stream::StreamActor;
 
 use super::fanout::Group;
 use super::output::tcp::MergeList;
-use super::table::SessionView;
+use super::table::{SessionView, Totals};
 
 /// The state one worker arbiter's sessions share.
 pub struct ArbiterState {
@@ -28,6 +28,8 @@ pub struct ArbiterState {
     pub(super) merges: RefCell<Vec<MergeList>>,
     /// Its sessions, by clientid ([`super::table`]).
     pub(super) sessions: RefCell<HashMap<ClientId, Rc<SessionView>>>,
+    /// What its sessions that are gone did ([`super::table::Totals`]).
+    pub(super) totals: RefCell<Totals>,
 }
 
 thread_local! {
@@ -36,6 +38,10 @@ thread_local! {
         groups: RefCell::new(HashMap::new()),
         merges: RefCell::new(Vec::new()),
         sessions: RefCell::new(HashMap::new()),
+        totals: RefCell::new(Totals {
+            gone: HashMap::new(),
+            ended: HashMap::new(),
+        }),
     };
 }
 

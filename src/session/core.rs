@@ -400,6 +400,7 @@ impl SessionCore {
             return false;
         };
         let _s = self.enter();
+        table::ended(self.protocol, active.role, reason);
         active.finish(&self.context, self.usage.report(reason));
         true
     }

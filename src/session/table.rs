@@ -4,12 +4,14 @@
 //! on its own thread, and its usage counters are read there without a lock.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use actix::Recipient;
 use streamgate_actors::session::{ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::Kick;
+use streamgate_actors::usage::EndReason;
 
 use super::arbiter::ArbiterState;
 use super::core::{Role, Usage};
@@ -36,9 +38,122 @@ pub fn register(view: Rc<SessionView>) {
     ArbiterState::with(|s| s.sessions.borrow_mut().insert(view.clientid, view));
 }
 
-/// Takes a session out of the current arbiter's table (nothing while its thread is ending).
+/// Takes a session out of the current arbiter's table (nothing while its thread is ending);
+/// what it used joins the arbiter's totals of sessions gone.
 pub fn unregister(clientid: ClientId) {
-    ArbiterState::try_with(|s| s.sessions.borrow_mut().remove(&clientid));
+    ArbiterState::try_with(|s| {
+        let Some(view) = s.sessions.borrow_mut().remove(&clientid) else {
+            return;
+        };
+        let mut totals = s.totals.borrow_mut();
+        let gone = totals.gone.entry(view.protocol.as_str()).or_default();
+        gone.add(&view.usage);
+    });
+}
+
+/// Counts a play or publish that ended, by protocol, role and reason.
+pub fn ended(protocol: Protocol, role: Role, reason: EndReason) {
+    ArbiterState::try_with(|s| {
+        let role = match role {
+            Role::Publisher => "publisher",
+            Role::Player => "player",
+        };
+        *s.totals
+            .borrow_mut()
+            .ended
+            .entry((protocol.as_str(), role, reason.as_str()))
+            .or_default() += 1;
+    });
+}
+
+/// Bytes and frames dropped of a set of sessions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traffic {
+    /// Bytes received from their clients.
+    pub bytes_in: u64,
+    /// Bytes written to their clients.
+    pub bytes_out: u64,
+    /// Frames their drop policies left out.
+    pub frames_dropped: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, usage: &Usage) {
+        self.bytes_in += usage.bytes_in.get();
+        self.bytes_out += usage.bytes_out.get();
+        self.frames_dropped += usage.frames_dropped.get();
+    }
+
+    fn merge(&mut self, other: &Traffic) {
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.frames_dropped += other.frames_dropped;
+    }
+}
+
+/// What an arbiter's sessions that are gone did, kept for the counters of `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// Traffic of the sessions gone, by protocol.
+    pub gone: HashMap<&'static str, Traffic>,
+    /// Plays and publishes ended, by protocol, role and reason.
+    pub ended: HashMap<(&'static str, &'static str, &'static str), u64>,
+}
+
+/// The counts of `/metrics`, of one arbiter or (merged) of the server.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Sessions now, by protocol and role (`connecting`, `publisher`, `player`).
+    pub sessions: HashMap<(&'static str, &'static str), u64>,
+    /// Traffic since the start, by protocol: the sessions gone and those live.
+    pub traffic: HashMap<&'static str, Traffic>,
+    /// Plays and publishes ended, by protocol, role and reason.
+    pub ended: HashMap<(&'static str, &'static str, &'static str), u64>,
+}
+
+impl Stats {
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: Stats) {
+        for (k, v) in other.sessions {
+            *self.sessions.entry(k).or_default() += v;
+        }
+        for (k, v) in other.traffic {
+            self.traffic.entry(k).or_default().merge(&v);
+        }
+        for (k, v) in other.ended {
+            *self.ended.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// The current arbiter's counts: read on its own thread, so a session that goes between two
+/// reads moves from live to gone without being counted twice or lost.
+pub fn stats() -> Stats {
+    ArbiterState::with(|s| {
+        let totals = s.totals.borrow();
+        let mut stats = Stats {
+            traffic: totals.gone.clone(),
+            ended: totals.ended.clone(),
+            ..Stats::default()
+        };
+        for view in s.sessions.borrow().values() {
+            let role = match &*view.active.borrow() {
+                Some((Role::Publisher, _)) => "publisher",
+                Some((Role::Player, _)) => "player",
+                None => "connecting",
+            };
+            *stats
+                .sessions
+                .entry((view.protocol.as_str(), role))
+                .or_default() += 1;
+            stats
+                .traffic
+                .entry(view.protocol.as_str())
+                .or_default()
+                .add(&view.usage);
+        }
+        stats
+    })
 }
 
 /// Sends `kick` to every session of the current arbiter; returns how many there were.
