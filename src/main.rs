@@ -63,10 +63,10 @@ fn init_tracing(config: &Config) {
     // srt-protocol's listener warns "failure - DelegatePacket" whenever the SRT loop tells it
     // a connection has ended (that is how it is told to drop one), so at every normal close;
     // only its errors are worth the operator's attention.
-    streamgate::logging::init(&format!(
-        "{},srt_protocol::listener=error",
-        config.log_level.as_str()
-    ));
+    streamgate::logging::init(
+        &format!("{},srt_protocol::listener=error", config.log_level.as_str()),
+        config.log_format,
+    );
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

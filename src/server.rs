@@ -15,10 +15,10 @@ use streamgate_actors::notify::{
 use streamgate_actors::registry::{EndAll, Registry};
 use streamgate_actors::stream::Kick;
 use streamgate_actors::usage::EndReason;
-use tokio::net::TcpSocket;
+use tokio::net::TcpListener;
 
 /// Pending connections the kernel queues per listening socket.
-const LISTEN_BACKLOG: u32 = 1024;
+const LISTEN_BACKLOG: i32 = 1024;
 
 use crate::config::{Config, Protocol, Section};
 use crate::limits::ConnectionLimits;
@@ -95,14 +95,11 @@ async fn listen<P: Protocol>(
     };
     // A backlog of 1024 rather than std's 128: a burst of players connecting at once would
     // otherwise lose SYNs and retry a second later.
-    let socket = TcpSocket::new_v4().map_err(bind)?;
-    socket.set_reuseaddr(true).map_err(bind)?;
-    socket
-        .bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
+    let listener = crate::listener::bind::tcp(config.address, port, LISTEN_BACKLOG, protocol)
+        .and_then(TcpListener::from_std)
         .map_err(bind)?;
-    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
-    tracing::info!(protocol, port, "listening");
+    tracing::info!(protocol, port, address = %addr.ip(), "listening");
     let settings = SessionSettings {
         player: PlayerLimits {
             queue_bytes: config.queue_bytes,

@@ -84,6 +84,8 @@ pub struct Config {
     pub workers: usize,
     /// `<log_level>`; default `info`.
     pub log_level: LogLevel,
+    /// `<log_format>`; default `text`.
+    pub log_format: LogFormat,
     /// `<rtmp>`: enabled on 1935 by default.
     pub rtmp: RtmpConfig,
     /// `<rtsp>`: disabled by default (port 8554); the shipped config enables it.
@@ -158,6 +160,33 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// `<log_format>`: how each log event is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `text` (the default): one human-readable line per event.
+    #[default]
+    Text,
+    /// `json`: one JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+
+    /// The format named `name` (case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        [LogFormat::Text, LogFormat::Json]
+            .into_iter()
+            .find(|format| format.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
 /// The number of arbiters used when `<workers>` is absent: the number of cores the process
 /// may use (1 if unknown), at most [`MAX_WORKERS`].
 pub fn default_workers() -> usize {
@@ -206,6 +235,7 @@ impl Default for Config {
             node_id: default_node_id(),
             workers: default_workers(),
             log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
             rtmp: Section::default(),
             rtsp: Section::default(),
             srt: Section::default(),
@@ -216,7 +246,7 @@ impl Default for Config {
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 8] = [
+const CONFIG_ELEMENTS: [&str; 9] = [
     "workers",
     "log_level",
     "node_id",
@@ -225,6 +255,7 @@ const CONFIG_ELEMENTS: [&str; 8] = [
     "srt",
     "httpflv",
     "api",
+    "log_format",
 ];
 
 impl Config {
@@ -247,6 +278,18 @@ impl Config {
                 })?
             }
             None => LogLevel::Info,
+        };
+        let log_format = match children.get("log_format") {
+            Some(el) => {
+                let value = el.value()?;
+                LogFormat::from_name(value).ok_or_else(|| {
+                    el.error(ErrorKind::InvalidValue {
+                        value: value.to_owned(),
+                        reason: "a log format is text or json".to_owned(),
+                    })
+                })?
+            }
+            None => LogFormat::Text,
         };
         let node_id = match children.get("node_id") {
             Some(el) => {
@@ -272,6 +315,7 @@ impl Config {
         Ok(Config {
             workers,
             log_level,
+            log_format,
             node_id,
             rtmp,
             rtsp,
@@ -1544,5 +1588,55 @@ mod tests {
             "<rtmp><http_notify><timeout_ms>",
             "not a whole number",
         );
+    }
+
+    #[test]
+    fn listener_addresses() {
+        let config = parse("<config/>");
+        assert_eq!(config.rtmp.address, None, "dual-stack by default");
+        assert_eq!(config.srt.address, None);
+        let config = parse(
+            "<config>\n<rtmp><address>127.0.0.1</address></rtmp>\n\
+             <rtsp><address> ::1 </address></rtsp>\n<srt><address>::</address></srt>\n\
+             <httpflv><address>0.0.0.0</address></httpflv>\n</config>",
+        );
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().expect("ip"));
+        assert_eq!(config.rtmp.address, ip("127.0.0.1"));
+        assert_eq!(config.rtsp.address, ip("::1"));
+        assert_eq!(config.srt.address, ip("::"));
+        assert_eq!(config.httpflv.address, ip("0.0.0.0"));
+    }
+
+    #[test]
+    fn error_listener_address() {
+        for (section, value, fragment) in [
+            ("rtmp", "[::1]", "without brackets"),
+            ("rtsp", "localhost", "a host name is not taken"),
+            ("srt", "127.0.0.1:1935", "IPv4 or IPv6 address"),
+            ("httpflv", "fe80::1%eth0", "IPv4 or IPv6 address"),
+            ("rtmp", "", "IPv4 or IPv6 address"),
+        ] {
+            let xml = format!(
+                "<config>\n<{section}>\n<enable>true</enable>\n<address>{value}</address>\n</{section}>\n</config>"
+            );
+            let e = assert_error(&xml, 4, &format!("<{section}><address>"), fragment);
+            assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!(parse("<config/>").log_format, LogFormat::Text);
+        let config = parse("<config><log_format>json</log_format></config>");
+        assert_eq!(config.log_format, LogFormat::Json);
+        let config = parse("<config><log_format> TEXT </log_format></config>");
+        assert_eq!(config.log_format, LogFormat::Text);
+        let e = assert_error(
+            "<config>\n<log_level>info</log_level>\n<log_format>yaml</log_format>\n</config>",
+            3,
+            "<log_format>",
+            "\"yaml\" is not valid: a log format is text or json",
+        );
+        assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }));
     }
 }

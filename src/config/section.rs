@@ -1,5 +1,5 @@
 //! A protocol section (`<rtmp>`, `<rtsp>`, `<srt>`, `<httpflv>`): [`Section`] holds the settings
-//! every protocol takes (enable, port, hooks, player and connection limits) and, in
+//! every protocol takes (enable, address, port, hooks, player and connection limits) and, in
 //! [`Section::options`], the settings of its own protocol, whose type ([`Protocol`]) names the
 //! section, lists its own elements and reads and checks them.
 //!
@@ -7,11 +7,12 @@
 //! module only says where each section's port was set, for those checks' messages.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use streamgate_actors::notify::NotifyConfig;
 
-use super::error::ConfigError;
+use super::error::{ConfigError, ErrorKind};
 use super::tree::{Children, Element};
 use super::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT, MAX_CONNECTIONS_LIMIT,
@@ -54,7 +55,7 @@ const COMMON_HEAD: [&str; 5] = [
     "stall_timeout_ms",
 ];
 /// The elements every section takes, listed after the protocol's own ones.
-const COMMON_TAIL: [&str; 2] = ["max_connections", "max_connections_per_ip"];
+const COMMON_TAIL: [&str; 3] = ["max_connections", "max_connections_per_ip", "address"];
 
 /// One protocol section: what every protocol takes, and its own options `P`.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +64,9 @@ pub struct Section<P> {
     pub enable: bool,
     /// `<port>`: TCP port (UDP for SRT), 1..=65535.
     pub port: u16,
+    /// `<address>`: the IP address the listener binds; `None` (absent) is every address of
+    /// both families, one dual-stack socket on `::` (IPv4 only where the host has no IPv6).
+    pub address: Option<IpAddr>,
     /// `<http_notify>`: the hooks of this protocol.
     pub notify: NotifyConfig,
     /// `<queue_bytes>`: unwritten output a player may have before it drops frames until the
@@ -85,6 +89,7 @@ impl<P: Protocol> Default for Section<P> {
         Section {
             enable: P::ENABLED_BY_DEFAULT,
             port: P::DEFAULT_PORT,
+            address: None,
             notify: NotifyConfig::default(),
             queue_bytes: DEFAULT_QUEUE_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
@@ -161,9 +166,30 @@ impl<P: Protocol> Section<P> {
             section.max_connections_per_ip =
                 el.count("number of connections", 0, MAX_CONNECTIONS_LIMIT)?;
         }
+        if let Some(el) = children.get("address") {
+            section.address = Some(read_address(el)?);
+        }
         section.options = P::read(&children)?;
         placed.enable = section.enable;
         placed.port = section.port;
         Ok((section, placed))
     }
+}
+
+/// `<address>`: an IPv4 or IPv6 address literal, without brackets or a zone. A host name is
+/// refused: what it resolves to can change, and one name may stand for several addresses.
+fn read_address(el: &Element) -> Result<IpAddr, ConfigError> {
+    let value = el.value()?;
+    let refuse = |reason: &str| {
+        el.error(ErrorKind::InvalidValue {
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if value.starts_with('[') || value.ends_with(']') {
+        return Err(refuse("write an IPv6 address without brackets, e.g. ::1"));
+    }
+    value.parse::<IpAddr>().map_err(|_| {
+        refuse("expected an IPv4 or IPv6 address such as 0.0.0.0, 127.0.0.1, :: or ::1 (a host name is not taken)")
+    })
 }

@@ -7,6 +7,7 @@
 //! own words by the protocol core ([`Refuse`]) and closed. Must not parse any protocol itself.
 //! The SRT listener (UDP, one socket for every connection) is [`srt`].
 
+pub mod bind;
 pub mod srt;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -148,7 +149,9 @@ pub async fn accept_loop(
 ) {
     loop {
         let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            // An IPv4 client of a dual-stack socket is known by its IPv4 address, in the
+            // limits, the hooks and the logs alike.
+            Ok((socket, peer)) => (socket, bind::canonical(peer)),
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
                 tracing::warn!(protocol, error = %e, "accept failed");

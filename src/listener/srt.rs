@@ -77,14 +77,14 @@ pub async fn listen(
             "no worker arbiter for SRT sessions",
         ));
     }
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
-    let socket = bind_udp(addr)?;
+    let socket = bind_udp(config.address, settings.port)?;
     // srt-protocol refuses options with port 0: they are checked with the port bound.
     let bound = socket.local_addr()?;
     settings.connection_settings(bound)?;
     tracing::info!(
         protocol = "srt",
         port = settings.port,
+        address = %bound.ip(),
         latency_ms = settings.latency.as_millis() as u64,
         encrypted = settings.passphrase.is_some(),
         payload_size = settings.chunk_size(),
@@ -94,17 +94,20 @@ pub async fn listen(
     Ok((bound, task))
 }
 
-/// A non-blocking UDP socket with large buffers. Clones of it (which share the non-blocking
-/// flag) send for the connections; a send that would block drops the datagram, which SRT
-/// retransmits.
-fn bind_udp(addr: SocketAddr) -> io::Result<StdUdpSocket> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-    // The kernel caps these at its maximum; smaller buffers are fine on a quiet host.
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
+/// A non-blocking UDP socket with large buffers on `<address>` (by default dual-stack `::`,
+/// see [`super::bind`]). Clones of it (which share the non-blocking flag) send for the
+/// connections; a send that would block drops the datagram, which SRT retransmits.
+///
+/// On a dual-stack socket an IPv4 caller's address is IPv4-mapped (`::ffff:a.b.c.d`): the
+/// listener and srt-protocol key connections and send by that address as the socket gives
+/// it; only the session (the hooks' `addr`, the limits) knows the caller by its canonical one.
+fn bind_udp(address: Option<IpAddr>, port: u16) -> io::Result<StdUdpSocket> {
+    let socket = super::bind::bind(address, port, socket2::Type::DGRAM, "srt", |socket| {
+        // The kernel caps these at its maximum; smaller buffers are fine on a quiet host.
+        let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+        let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+        socket.set_nonblocking(true)
+    })?;
     Ok(socket.into())
 }
 
@@ -489,7 +492,8 @@ impl Listener {
     fn dispatch(&mut self, pending: Pending) {
         // Past the limits the caller is refused here, before any session or hook: 1503
         // (SRT_REJX_DOWN, "service unavailable") as libsrt callers report it.
-        let admission = match self.settings.connections.admit(pending.request.remote.ip()) {
+        let peer = super::bind::canonical(pending.request.remote);
+        let admission = match self.settings.connections.admit(peer.ip()) {
             Ok(admission) => admission,
             Err(_) => {
                 metrics().connection("srt", false);
@@ -499,7 +503,6 @@ impl Listener {
         metrics().connection("srt", true);
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);
-        let peer = pending.request.remote;
         let local = SocketAddr::new(local_ip_toward(peer), self.settings.port);
         let context = worker.context.clone();
         let settings = self.settings.clone();

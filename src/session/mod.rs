@@ -99,7 +99,10 @@ impl TcpAccept {
             admission,
         } = self;
         let core = core::SessionCore::new(protocol, peer, context, settings.player, admission);
-        let local = socket.local_addr().unwrap_or(peer);
+        let local = socket
+            .local_addr()
+            .map(crate::listener::bind::canonical)
+            .unwrap_or(peer);
         let (read, write) = socket.into_split();
         let writer = output::tcp::Writer::spawn(
             write,

@@ -7,7 +7,7 @@
 //! host cannot take the range from the others.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -67,8 +67,10 @@ impl RtpPorts {
     }
 
     /// Binds an RTP/RTCP pair (even, even + 1) from the range, starting after the last pair
-    /// given: the sockets and their ports.
-    pub fn bind(&self) -> Option<(UdpSocket, UdpSocket, (u16, u16))> {
+    /// given, on the wildcard address of `client`'s family (`0.0.0.0`, or `::` for IPv6 only,
+    /// so that the same port numbers stay free for an IPv4 client): the sockets and their
+    /// ports.
+    pub fn bind(&self, client: IpAddr) -> Option<(UdpSocket, UdpSocket, (u16, u16))> {
         let (low, high) = self.range;
         let pairs = u32::from((high - low) / 2 + 1).max(1);
         for _ in 0..pairs {
@@ -78,7 +80,7 @@ impl RtpPorts {
                 continue;
             };
             let bind = |port: u16| -> Option<UdpSocket> {
-                let socket = std::net::UdpSocket::bind(("0.0.0.0", port)).ok()?;
+                let socket = bind_udp(client, port).ok()?;
                 socket.set_nonblocking(true).ok()?;
                 UdpSocket::from_std(socket).ok()
             };
@@ -88,6 +90,21 @@ impl RtpPorts {
         }
         None
     }
+}
+
+/// A UDP socket on `port` of the wildcard address of `client`'s family.
+fn bind_udp(client: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let addr = match client {
+        IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 impl Drop for PairLease {

@@ -78,7 +78,7 @@ where
     let lease = ports
         .lease(peer.ip())
         .ok_or(PairRefused::Share(ports.per_ip()))?;
-    let (rtp, rtcp, server_port) = ports.bind().ok_or(PairRefused::Exhausted)?;
+    let (rtp, rtcp, server_port) = ports.bind(peer.ip()).ok_or(PairRefused::Exhausted)?;
     let (rtp, rtcp) = (Rc::new(rtp), Rc::new(rtcp));
     let client_rtp = SocketAddr::new(peer.ip(), client_port.0);
     let client_rtcp = SocketAddr::new(peer.ip(), client_port.1);

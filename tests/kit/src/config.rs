@@ -106,6 +106,16 @@ impl Config {
         self
     }
 
+    /// `<address>` of `<section>` (which must be enabled): the IP address its listener binds.
+    pub fn address(self, section: &str, ip: &str) -> Config {
+        self.section_xml(section, &format!("<address>{ip}</address>"))
+    }
+
+    /// `<log_format>` (`text` or `json`).
+    pub fn log_format(self, format: &str) -> Config {
+        self.section_xml("config", &format!("<log_format>{format}</log_format>"))
+    }
+
     /// Enables SRT on a free UDP port (keeps the section if already enabled).
     pub fn srt(mut self) -> Config {
         self.srt.get_or_insert_with(|| Srt {

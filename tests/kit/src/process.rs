@@ -74,12 +74,14 @@ impl Server {
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             };
-            // SRT is UDP: its listener logs the port once it is bound.
+            // SRT is UDP: its listener logs the port once it is bound (a text or a JSON line).
             let srt_up = || {
                 srv.srt_port.is_none_or(|p| {
-                    srv.log()
-                        .lines()
-                        .any(|l| l.contains("listening (UDP)") && l.contains(&format!("port={p}")))
+                    srv.log().lines().any(|l| {
+                        l.contains("listening (UDP)")
+                            && (l.contains(&format!("port={p}"))
+                                || l.contains(&format!("\"port\":{p}")))
+                    })
                 })
             };
             if ports.iter().all(|&p| up(p)) && srt_up() {

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# What the operator's API costs while it is read: 1000 RTMP players of one 2 Mbit/s stream,
+# streamgate on one worker; for PHASE seconds nobody asks the API, then for PHASE seconds a
+# poller asks GET /api/v1/sessions?limit=1000 and GET /metrics once a second each. Reports the
+# answer times of both and streamgate's CPU per delivered Gbit/s in each phase (delivered bytes
+# from streamgate_sent_bytes_total). See docs/benchmarks.md.
+#
+#   bash tests/bench/api_poll.sh
+#
+# Knobs (environment): PLAYERS (1000), PHASE seconds (20), REPEAT (3), SKIP_BUILD=1.
+# Needs cargo, ffmpeg (libx264, aac), python3, curl.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+PLAYERS=${PLAYERS:-1000}
+PHASE=${PHASE:-20}
+REPEAT=${REPEAT:-3}
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p streamgate-load; fi
+BIN=target/release/streamgate
+LOAD=target/release/streamgate-load
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-apipoll.XXXXXX")
+pids=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port, wait_port
+. tests/bench/lib.sh
+
+echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s + AAC, FLV"
+ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
+    -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
+    -b:v 2M -maxrate 2M -bufsize 2M -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p \
+    -c:a aac -b:a 64k -f flv "$tmp/source.flv"
+
+# CPU seconds (user + system) streamgate used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Bytes streamgate wrote to RTMP clients so far.
+sent() {
+    curl -s "http://127.0.0.1:$1/metrics" |
+        awk '/^streamgate_sent_bytes_total\{protocol="rtmp"\}/ { print $2 }'
+}
+
+# One phase of PHASE seconds; with POLL=1 the poller runs. Prints "cpu_per_gbit p50s p99s p50m p99m".
+phase() { # sg_pid api_port poll
+    local sg=$1 api=$2 poll=$3 c0 c1 b0 b1 t0 t1
+    : >"$tmp/sessions.times"
+    : >"$tmp/metrics.times"
+    c0=$(cpu "$sg"); b0=$(sent "$api"); t0=$(date +%s.%N)
+    if [ "$poll" = 1 ]; then
+        for _ in $(seq "$PHASE"); do
+            curl -s -o /dev/null -w '%{time_total}\n' \
+                "http://127.0.0.1:$api/api/v1/sessions?limit=1000" >>"$tmp/sessions.times"
+            curl -s -o /dev/null -w '%{time_total}\n' \
+                "http://127.0.0.1:$api/metrics" >>"$tmp/metrics.times"
+            sleep 1
+        done
+    else
+        sleep "$PHASE"
+    fi
+    c1=$(cpu "$sg"); b1=$(sent "$api"); t1=$(date +%s.%N)
+    python3 - "$c0" "$c1" "$b0" "$b1" "$tmp/sessions.times" "$tmp/metrics.times" <<'PY'
+import sys
+c0, c1, b0, b1 = map(float, sys.argv[1:5])
+def q(path, p):
+    v = sorted(float(x) * 1000 for x in open(path).read().split())
+    return v[min(len(v) - 1, int(p * len(v)))] if v else float("nan")
+gbit = (b1 - b0) * 8 / 1e9
+print("%.4f %.2f %.2f %.2f %.2f" % ((c1 - c0) / gbit, q(sys.argv[5], .5), q(sys.argv[5], .99),
+                                    q(sys.argv[6], .5), q(sys.argv[6], .99)))
+PY
+}
+
+declare -a QUIET POLLED S50 S99 M50 M99
+for rep in $(seq "$REPEAT"); do
+    port=$(free_port); api=$(free_port)
+    echo "<config><workers>1</workers><log_level>warn</log_level><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt></config>" >"$tmp/streamgate.xml"
+    "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+    sg=$!
+    pids+=("$sg")
+    wait_port "$port" "$sg" || { echo "streamgate did not start" >&2; exit 1; }
+    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
+        -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
+    ff=$!
+    pids+=("$ff")
+    sleep 3
+    "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" \
+        --duration $((2 * PHASE + 15)) --json >"$tmp/load.json" 2>/dev/null &
+    ld=$!
+    pids+=("$ld")
+    sleep 8
+    read -r quiet _ < <(phase "$sg" "$api" 0)
+    read -r polled s50 s99 m50 m99 < <(phase "$sg" "$api" 1)
+    echo "run $rep: quiet $quiet CPU s/Gbit, polled $polled CPU s/Gbit; sessions p50 $s50 ms p99 $s99 ms; metrics p50 $m50 ms p99 $m99 ms"
+    QUIET+=("$quiet"); POLLED+=("$polled"); S50+=("$s50"); S99+=("$s99"); M50+=("$m50"); M99+=("$m99")
+    wait "$ld" 2>/dev/null || true
+    kill "$ff" "$sg" 2>/dev/null || true
+    wait "$ff" "$sg" 2>/dev/null || true
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+q=$(median "${QUIET[@]}"); p=$(median "${POLLED[@]}")
+echo
+echo "| $PLAYERS RTMP players, medians of $REPEAT | value |"
+echo "|---|---|"
+echo "| CPU s per delivered Gbit, not polled | $q |"
+echo "| CPU s per delivered Gbit, polled once a second | $p ($(python3 -c "print('%+.1f %%' % (100 * ($p - $q) / $q))")) |"
+echo "| GET /api/v1/sessions?limit=1000 p50 / p99 | $(median "${S50[@]}") / $(median "${S99[@]}") ms |"
+echo "| GET /metrics p50 / p99 | $(median "${M50[@]}") / $(median "${M99[@]}") ms |"
