@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
+use streamgate_actors::outbox::{OutboxError, OutboxService};
 use streamgate_actors::registry::{EndAll, Registry};
 use tokio::net::TcpSocket;
 
@@ -42,6 +43,9 @@ pub enum ServerError {
     /// The TLS client for `https://` hooks could not be set up.
     #[error("cannot set up TLS for https hooks: {0}")]
     Tls(#[from] rustls::Error),
+    /// The outbox in `<data_dir>` could not be opened (or another server holds it).
+    #[error("{0}")]
+    Outbox(#[from] OutboxError),
 }
 
 /// A running server.
@@ -49,6 +53,7 @@ pub struct Server {
     arbiters: Vec<Arbiter>,
     registry: Addr<Registry>,
     done: DoneTracker,
+    outbox: OutboxService,
     listeners: Vec<actix_rt::task::JoinHandle<()>>,
     shutdown_grace: Duration,
     /// The RTMP listening address, when RTMP is enabled.
@@ -121,6 +126,16 @@ impl Server {
         let hooks = Arc::new(config.hooks());
         let done = DoneTracker::default();
         let tls = tls_client_config()?;
+        // The outbox first: a data dir that cannot be opened, or that another server holds,
+        // stops the start-up before anything listens.
+        let (outbox, outbox_service) = OutboxService::start(
+            &config.data_dir,
+            config.outbox_max_events,
+            hooks.clone(),
+            tls.clone(),
+            done.clone(),
+        )?;
+        tracing::info!(data_dir = %config.data_dir.display(), "outbox open");
         let registry = Registry::default().start();
         let mut arbiters = Vec::with_capacity(2 * config.workers);
         let mut workers = Vec::with_capacity(config.workers);
@@ -144,6 +159,7 @@ impl Server {
                     registry: registry.clone(),
                     done: done.clone(),
                     hooks: hooks.clone(),
+                    outbox: Some(outbox.clone()),
                 },
             });
             arbiters.push(arbiter);
@@ -228,6 +244,7 @@ impl Server {
             arbiters,
             registry,
             done,
+            outbox: outbox_service,
             listeners,
             shutdown_grace: longest_hook + Duration::from_secs(2),
             rtmp_addr,
@@ -261,10 +278,15 @@ impl Server {
         }
         let left = self.done.pending();
         if left > 0 {
-            tracing::warn!(left, "on_done calls still pending at shutdown");
+            tracing::warn!(
+                left,
+                "on_done calls still pending at shutdown; kept in the outbox for the next run"
+            );
         } else {
             tracing::info!("every on_done delivered");
         }
+        // What is still undelivered stays in the store; what sessions sent is committed.
+        self.outbox.stop();
         for arbiter in self.arbiters {
             arbiter.stop();
             let _ = arbiter.join();
