@@ -13,7 +13,7 @@ pub const SEED_FIELDS: [&str; 8] = [
 pub const USAGE_FIELDS: [&str; 5] = ["start", "duration_ms", "bytes_in", "bytes_out", "reason"];
 
 /// The reasons `on_done` may give.
-pub const REASONS: [&str; 8] = [
+pub const REASONS: [&str; 9] = [
     "closed",
     "lost",
     "kicked",
@@ -22,6 +22,7 @@ pub const REASONS: [&str; 8] = [
     "idle",
     "refused",
     "shutdown",
+    "server_restart",
 ];
 
 /// Asserts the order of the fields: the seed's eight first, in its order, then `node` (the

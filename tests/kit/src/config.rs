@@ -35,6 +35,13 @@ pub struct Config {
     pub srt: Option<Srt>,
     /// `(section, xml)`: more elements written at the start of a section.
     pub extra: Vec<(String, String)>,
+    /// `<data_dir>`: the outbox's directory. When unset, every server the kit starts gets a
+    /// temporary one of its own (tests run servers in parallel from one working directory).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// More elements written at the start of the RTMP section's `<http_notify>`.
+    pub rtmp_notify_extra: Vec<String>,
+    /// `<outbox_max_events>`, when set.
+    pub outbox_max_events: Option<u64>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -67,7 +74,22 @@ impl Config {
             rtsp: None,
             srt: None,
             extra: Vec::new(),
+            data_dir: None,
+            rtmp_notify_extra: Vec::new(),
+            outbox_max_events: None,
         }
+    }
+
+    /// Sets `<data_dir>` (the outbox's directory), so two runs can share it.
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Config {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Writes `xml` at the start of `<rtmp><http_notify>` (e.g. `<update_interval_ms>`).
+    pub fn rtmp_notify_xml(mut self, xml: &str) -> Config {
+        self.rtmp_notify_extra.push(xml.into());
+        self
     }
 
     /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
@@ -262,6 +284,9 @@ impl Config {
                 .replace('>', "&gt;")
         }
         let mut notify = String::new();
+        for extra in &self.rtmp_notify_extra {
+            notify.push_str(&format!("      {extra}\n"));
+        }
         for (tag, v) in [
             ("on_connect", &self.on_connect),
             ("on_play", &self.on_play),
@@ -304,8 +329,18 @@ impl Config {
         let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
             format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
         });
+        let mut top = String::new();
+        if let Some(dir) = &self.data_dir {
+            top.push_str(&format!(
+                "  <data_dir>{}</data_dir>\n",
+                esc(&dir.display().to_string())
+            ));
+        }
+        if let Some(max) = self.outbox_max_events {
+            top.push_str(&format!("  <outbox_max_events>{max}</outbox_max_events>\n"));
+        }
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n{top}  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.node_id,
