@@ -516,6 +516,10 @@ impl OutboxService {
     /// Stops delivering (what is not delivered stays in the store for the next run), commits
     /// what sessions sent before and closes the store.
     pub fn stop(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
         if let Some(stop) = self.stop_delivery.take() {
             let _ = stop.send(());
         }
@@ -526,6 +530,13 @@ impl OutboxService {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+    }
+}
+
+impl Drop for OutboxService {
+    /// A server that failed to start after opening the outbox lets go of it (and its lock).
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
