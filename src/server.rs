@@ -44,7 +44,7 @@ pub enum ServerError {
     #[error("cannot set up TLS for https hooks: {0}")]
     Tls(#[from] rustls::Error),
     /// The outbox in `<data_dir>` could not be opened (or another server holds it).
-    #[error("{0}")]
+    #[error(transparent)]
     Outbox(#[from] OutboxError),
 }
 

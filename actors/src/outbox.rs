@@ -61,12 +61,12 @@ const MAX_BATCH: usize = 8192;
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     /// The data dir could not be created.
-    #[error("cannot create the data dir {path}: {source}")]
+    #[error("cannot create the data dir {path}: {error}")]
     Create {
         /// The data dir.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, so not a separate cause).
+        error: std::io::Error,
     },
     /// Another server holds the data dir.
     #[error(
@@ -78,12 +78,12 @@ pub enum OutboxError {
         path: PathBuf,
     },
     /// The database could not be opened or read.
-    #[error("cannot open the outbox in the data dir {path}: {source}")]
+    #[error("cannot open the outbox in the data dir {path}: {error}")]
     Open {
         /// The data dir.
         path: PathBuf,
-        /// SQLite's error.
-        source: rusqlite::Error,
+        /// SQLite's error (in the message, so not a separate cause).
+        error: rusqlite::Error,
     },
 }
 
@@ -205,17 +205,17 @@ fn event_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Event>> {
 impl Store {
     /// Opens (creating what is missing) the store in `dir` and takes its lock.
     pub fn open(dir: &Path, max_events: u64) -> Result<Store, OutboxError> {
-        std::fs::create_dir_all(dir).map_err(|source| OutboxError::Create {
+        std::fs::create_dir_all(dir).map_err(|error| OutboxError::Create {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
-        let open_error = |source: rusqlite::Error| match source.sqlite_error_code() {
+        let open_error = |error: rusqlite::Error| match error.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => OutboxError::Locked {
                 path: dir.to_path_buf(),
             },
             _ => OutboxError::Open {
                 path: dir.to_path_buf(),
-                source,
+                error,
             },
         };
         let conn = Connection::open(dir.join(DB_FILE)).map_err(open_error)?;
@@ -444,9 +444,9 @@ impl OutboxService {
         done: DoneTracker,
     ) -> Result<(Outbox, OutboxService), OutboxError> {
         let mut store = Store::open(dir, max_events)?;
-        let pending = store.recover().map_err(|source| OutboxError::Open {
+        let pending = store.recover().map_err(|error| OutboxError::Open {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         if !pending.is_empty() {
             tracing::info!(
@@ -462,9 +462,9 @@ impl OutboxService {
         let writer = std::thread::Builder::new()
             .name("outbox-writer".into())
             .spawn(move || write_loop(store, ops_rx, events_tx))
-            .map_err(|source| OutboxError::Create {
+            .map_err(|error| OutboxError::Create {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let delivered = ops_tx.clone();
@@ -496,9 +496,9 @@ impl OutboxService {
                     }
                 });
             })
-            .map_err(|source| OutboxError::Create {
+            .map_err(|error| OutboxError::Create {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })?;
         Ok((
             Outbox {
