@@ -15,6 +15,7 @@
 //! The protocol-agnostic core (media model, `NotifyActor`, `StreamActor`, `Registry`) is the
 //! `streamgate-actors` crate in `actors/`.
 
+pub mod api;
 pub mod config;
 pub mod fuzzing;
 pub mod limits;

@@ -9,9 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use streamgate_actors::notify::{tls_client_config, DoneTracker, NotifyActor};
+use streamgate_actors::notify::{
+    tls_client_config, DoneTracker, HookTable, NotifyActor, MIN_SECRET_LEN,
+};
 use streamgate_actors::outbox::{OutboxError, OutboxService};
 use streamgate_actors::registry::{EndAll, Registry};
+use streamgate_actors::stream::Kick;
+use streamgate_actors::usage::EndReason;
 use tokio::net::TcpSocket;
 
 /// Pending connections the kernel queues per listening socket.
@@ -40,6 +44,14 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The API's socket could not be bound.
+    #[error("cannot listen for the API on {address}: {source}")]
+    Api {
+        /// `<api><address>:<port>`.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The TLS client for `https://` hooks could not be set up.
     #[error("cannot set up TLS for https hooks: {0}")]
     Tls(#[from] rustls::Error),
@@ -55,7 +67,10 @@ pub struct Server {
     done: DoneTracker,
     outbox: OutboxService,
     listeners: Vec<actix_rt::task::JoinHandle<()>>,
+    api: Option<crate::api::Api>,
     shutdown_grace: Duration,
+    /// The API's listening address, when the API is enabled.
+    pub api_addr: Option<SocketAddr>,
     /// The RTMP listening address, when RTMP is enabled.
     pub rtmp_addr: Option<SocketAddr>,
     /// The HTTP-FLV listening address, when HTTP-FLV is enabled.
@@ -120,10 +135,32 @@ async fn listen<P: Protocol>(
     Ok((addr, task))
 }
 
+/// A `<secret>` shorter than [`MIN_SECRET_LEN`] bytes is allowed (an operator may have to
+/// match an existing one) but easier to guess, so start-up says so once per protocol.
+fn warn_short_secrets(hooks: &HookTable) {
+    for (section, notify) in [
+        ("rtmp", &hooks.rtmp),
+        ("rtsp", &hooks.rtsp),
+        ("srt", &hooks.srt),
+        ("httpflv", &hooks.httpflv),
+    ] {
+        if let Some(signer) = notify.signer.as_ref() {
+            if signer.secret_len() < MIN_SECRET_LEN {
+                tracing::warn!(
+                    bytes = signer.secret_len(),
+                    "<{section}><http_notify><secret> is shorter than {MIN_SECRET_LEN} bytes; \
+                     a random secret of 32 bytes or more is advised"
+                );
+            }
+        }
+    }
+}
+
 impl Server {
     /// Starts the worker pool and binds every enabled listener.
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
         let hooks = Arc::new(config.hooks());
+        warn_short_secrets(&hooks);
         let done = DoneTracker::default();
         let tls = tls_client_config()?;
         // The outbox first: a data dir that cannot be opened, or that another server holds,
@@ -165,6 +202,22 @@ impl Server {
             arbiters.push(arbiter);
             arbiters.push(notify_arbiter);
         }
+        let server_info = Arc::new(std::sync::OnceLock::new());
+        let api = if config.api.enable {
+            let state = crate::api::ApiState {
+                workers: Arc::new(workers.iter().map(|w| w.arbiter.clone()).collect()),
+                registry: registry.clone(),
+                token: config.api.token.as_deref().map(Arc::from),
+                server: server_info.clone(),
+            };
+            let api = crate::api::start(&config.api, state).map_err(|source| ServerError::Api {
+                address: SocketAddr::new(config.api.address, config.api.port),
+                source,
+            })?;
+            Some(api)
+        } else {
+            None
+        };
         // SRT sessions run on the same workers (see the SRT block below).
         let srt_workers = workers.clone();
         let pool = Arc::new(Pool::new(workers));
@@ -233,6 +286,17 @@ impl Server {
             listeners.push(task);
         }
         // ---- end of SRT ----
+        let port = |addr: Option<SocketAddr>| addr.map(|a| a.port());
+        let _ = server_info.set(crate::api::model::ServerInfo {
+            node: config.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            listeners: crate::api::model::Listeners {
+                rtmp: port(rtmp_addr),
+                rtsp: port(rtsp_addr),
+                srt: port(srt_addr),
+                httpflv: port(httpflv_addr),
+            },
+        });
         tracing::info!(workers = config.workers, "server started");
         let table = config.hooks();
         let longest_hook = [&table.rtmp, &table.rtsp, &table.srt, &table.httpflv]
@@ -241,6 +305,8 @@ impl Server {
             .max()
             .unwrap_or_default();
         Ok(Server {
+            api_addr: api.as_ref().map(|a| a.addr),
+            api,
             arbiters,
             registry,
             done,
@@ -261,6 +327,9 @@ impl Server {
         for listener in &self.listeners {
             listener.abort();
         }
+        if let Some(api) = &self.api {
+            api.handle.stop(false).await;
+        }
         let streams = self
             .registry
             .send(EndAll {
@@ -269,6 +338,16 @@ impl Server {
             .await
             .unwrap_or(0);
         tracing::info!(streams, "shutting down: ending every stream");
+        // Then every session, also those not on a stream (connecting, or an RTSP player
+        // between DESCRIBE and PLAY): each says `shutdown` in its on_done.
+        for arbiter in &self.arbiters {
+            arbiter.spawn_fn(|| {
+                crate::session::table::kick_all(&Kick {
+                    reason: "server shutting down",
+                    end: EndReason::Shutdown,
+                });
+            });
+        }
         let deadline = Instant::now() + self.shutdown_grace;
         // Ended sessions send their on_done from their own arbiters; give them a moment to
         // stop before the first look.

@@ -146,7 +146,7 @@ fn kill_9_with_five_live_sessions_then_restart_sends_server_restart_with_their_u
     let cfg = Config::new()
         .hooks(&hook.url(""), "")
         .data_dir(&data.path)
-        .rtmp_notify_xml("<update_interval_ms>1000</update_interval_ms>");
+        .notify_xml("rtmp", "<update_interval_ms>1000</update_interval_ms>");
     let mut srv = Server::start(&cfg);
     let procs = publishers(&hook, &srv, "k", 5, 120);
     // At least two checkpoints of each.

@@ -60,9 +60,20 @@ if ! python3 -c "import imageio_ffmpeg" >/dev/null 2>&1; then
 fi
 "$(python3 -c "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())")" -hide_banner -version | sed -n 1p
 
-# The browser test's page plays the stream with mpegts.js, from the npm registry.
-if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ]; then
-    echo "tests/run.sh: installing mpegts.js in tests/browser" >&2
+# The metrics test (tests/api.rs) reads /metrics with the Prometheus project's own Python
+# parser (prometheus_client, from PyPI).
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+    echo "tests/run.sh: installing prometheus_client from PyPI" >&2
+    python3 -m pip install prometheus_client ||
+        python3 -m pip install --break-system-packages prometheus_client
+fi
+
+# The browser test's page plays the stream with mpegts.js, and the dashboard test drives
+# Chromium with Playwright (playwright-core, which uses Debian's Chromium, no download of its
+# own): both from the npm registry.
+if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ] ||
+    [ ! -e tests/browser/node_modules/playwright-core/package.json ]; then
+    echo "tests/run.sh: installing mpegts.js and playwright-core in tests/browser" >&2
     if [ -f tests/browser/package-lock.json ]; then
         (cd tests/browser && npm ci --no-audit --no-fund)
     else

@@ -4,7 +4,7 @@
 //! the time are checked against what the client's side counted.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -146,6 +146,67 @@ impl CountingRelay {
         let (open, closed) = *self.times.lock().expect("times");
         let lasted = open.zip(closed).map(|(o, c)| c - o);
         (self.sent.load(Ordering::SeqCst), lasted)
+    }
+}
+
+/// A UDP relay in front of the SRT port `target` for one client: counts the datagram payloads
+/// (whole SRT packets) the client sends and those the server sends back.
+struct CountingUdpRelay {
+    port: u16,
+    to_server: Arc<AtomicU64>,
+    to_client: Arc<AtomicU64>,
+}
+
+impl CountingUdpRelay {
+    fn start(target: u16) -> CountingUdpRelay {
+        let front = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+        let port = front.local_addr().expect("addr").port();
+        let back = UdpSocket::bind("127.0.0.1:0").expect("bind relay upstream");
+        back.connect(("127.0.0.1", target))
+            .expect("connect upstream");
+        let (to_server, to_client) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let (front2, back2) = (
+            front.try_clone().expect("clone"),
+            back.try_clone().expect("clone"),
+        );
+        let (counted, peer) = (to_server.clone(), client.clone());
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok((n, from)) = front.recv_from(&mut buf) {
+                *peer.lock().expect("peer") = Some(from);
+                counted.fetch_add(n as u64, Ordering::SeqCst);
+                let _ = back.send(&buf[..n]);
+            }
+        });
+        let counted = to_client.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = back2.recv(&mut buf) {
+                counted.fetch_add(n as u64, Ordering::SeqCst);
+                if let Some(to) = *client.lock().expect("peer") {
+                    let _ = front2.send_to(&buf[..n], to);
+                }
+            }
+        });
+        CountingUdpRelay {
+            port,
+            to_server,
+            to_client,
+        }
+    }
+
+    /// `srt://127.0.0.1:PORT?streamid=...` through the relay.
+    fn url(&self, streamid: &str) -> String {
+        format!("srt://127.0.0.1:{}?streamid={streamid}", self.port)
+    }
+
+    /// (bytes the client sent, bytes the server sent it).
+    fn counted(&self) -> (u64, u64) {
+        (
+            self.to_server.load(Ordering::SeqCst),
+            self.to_client.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -356,7 +417,8 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
         &Config::new()
             .hooks(&hook.url("/rtmp"), "")
             .rtmp_limits(65536, 2000)
-            .httpflv_hooks(&hook.url("/httpflv"), ""),
+            .httpflv_hooks(&hook.url("/httpflv"), "")
+            .rtsp_hooks(&hook.url("/rtsp"), ""),
     );
     let flv_port = srv.httpflv_port.expect("httpflv");
 
@@ -422,10 +484,33 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
             HOOK_WAIT,
         )
         .expect("on_play of the player at shutdown");
+    // An RTSP player between DESCRIBE and PLAY is on no stream yet: the shutdown ends it too.
+    let rtsp_port = srv.rtsp_port.expect("rtsp");
+    let mut described = TcpStream::connect(("127.0.0.1", rtsp_port)).expect("connect RTSP");
+    write!(
+        described,
+        "DESCRIBE rtsp://127.0.0.1:{rtsp_port}/live/big RTSP/1.0\r\nCSeq: 1\r\n\
+         Accept: application/sdp\r\n\r\n"
+    )
+    .expect("DESCRIBE");
+    described
+        .set_read_timeout(Some(secs(10.0)))
+        .expect("timeout");
+    let mut answer = [0u8; 4096];
+    let n = described.read(&mut answer).expect("the DESCRIBE answer");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let describing = hook
+        .wait_for(
+            |r| r.call() == "play" && r.field("protocol") == "rtsp",
+            HOOK_WAIT,
+        )
+        .expect("on_play of the RTSP player");
     thread::sleep(secs(1.0));
     srv.stop_graceful().expect("the server stops on SIGTERM");
     assert_done(&done_of(&hook, publish.clientid(), &srv), "shutdown");
     assert_done(&done_of(&hook, watching.clientid(), &srv), "shutdown");
+    assert_done(&done_of(&hook, describing.clientid(), &srv), "shutdown");
     player.kill();
     publisher.kill();
 }
@@ -447,13 +532,22 @@ fn srt_and_rtsp_sessions_carry_their_usage() {
     );
 
     // SRT: a publisher that ends by itself (SRT's shutdown: `closed`) and a player that
-    // stays until the stream ends (`stream_ended`).
-    let mut publisher = srt_publish(&srv.srt_url("#!::r=live/s1,m=publish"), 5);
+    // stays until the stream ends (`stream_ended`), each through a relay that counts the
+    // SRT packets each side sent.
+    let srt_port = srv.srt_port.expect("srt");
+    let (pub_relay, play_relay) = (
+        CountingUdpRelay::start(srt_port),
+        CountingUdpRelay::start(srt_port),
+    );
+    let mut publisher = srt_publish(&pub_relay.url("#!::r=live/s1,m=publish"), 5);
     let publish = hook
         .wait_call("publish", "s1", HOOK_WAIT)
         .expect("on_publish over SRT");
     let player = spawn_player(
-        &format!("{}&latency=120000", srv.srt_url("#!::r=live/s1,m=request")),
+        &format!(
+            "{}&latency=120000",
+            play_relay.url("#!::r=live/s1,m=request")
+        ),
         30.0,
     );
     let play = hook
@@ -465,14 +559,25 @@ fn srt_and_rtsp_sessions_carry_their_usage() {
     let done = done_of(&hook, publish.clientid(), &srv);
     assert_done_matches(&done, &publish);
     assert_done(&done, "closed");
-    // 5 s of a 320x240 stream: SRT packets of a few hundred kB at least.
-    assert!(number(&done, "bytes_in") > 50_000, "{done:?}");
     assert!(number(&done, "duration_ms") >= 4000, "{done:?}");
+    let (sent, _) = pub_relay.counted();
+    assert_within_10_percent(
+        "bytes_in of an SRT publisher",
+        number(&done, "bytes_in"),
+        sent,
+    );
     let done = done_of(&hook, play.clientid(), &srv);
+    // What the server had sent when it ended the player: what it still had queued then (and
+    // sends or drops afterwards) is not in its count.
+    let (_, received) = play_relay.counted();
     assert_done_matches(&done, &play);
     assert_done(&done, "stream_ended");
-    assert!(number(&done, "bytes_out") > 50_000, "{done:?}");
     drop(player);
+    assert_within_10_percent(
+        "bytes_out of an SRT player",
+        number(&done, "bytes_out"),
+        received,
+    );
 
     // RTSP: a publisher over TCP that ends with TEARDOWN: `closed`.
     let relay = CountingRelay::start(srv.rtsp_port.expect("rtsp"));

@@ -20,6 +20,7 @@
 //! live in the `streamgate` crate and convert on their own side of the `StreamActor`.
 
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod outbox;
 pub mod registry;

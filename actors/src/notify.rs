@@ -1,10 +1,11 @@
 //! HTTP Notify: the [`NotifyActor`] puts each connect, play, publish and done event to the
 //! operator's HTTP endpoint and answers a [`Decision`].
 //!
-//! It owns the wire format (form-urlencoded POST body, or the same fields in a GET query
-//! string), the per-hook timeout and the failure policy, which is fail closed: a timeout, a
-//! refused connection or any status other than 200 denies. `Done` is informational: its answer
-//! is never checked.
+//! It owns the wire format (form-urlencoded or JSON POST body, or the same fields in a GET
+//! query string), the signature of each request (`X-Streamgate-Signature`, when the protocol
+//! has a `<secret>`), the per-hook timeout and the failure policy, which is fail closed: a
+//! timeout, a refused connection or any status other than 200 denies. `Done` is informational:
+//! its answer is never checked.
 //!
 //! One `NotifyActor` runs per worker, on an arbiter of its own beside it (so hook answers do not
 //! wait behind the worker's media work); each keeps its own keep-alive pool. Every request runs as its
@@ -15,17 +16,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::Request;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ring::hmac;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -40,6 +42,101 @@ pub enum NotifyMethod {
     /// Fields in an `application/x-www-form-urlencoded` body (the default).
     #[default]
     Post,
+}
+
+/// How a POST carries the fields (`<notify_format>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyFormat {
+    /// An `application/x-www-form-urlencoded` body (the default).
+    #[default]
+    Form,
+    /// An `application/json` body: one object, the same names in the same order, numbers as
+    /// JSON numbers. POST only.
+    Json,
+}
+
+/// The header that carries a callback's signature when its protocol has a `<secret>`.
+pub const SIGNATURE_HEADER: &str = "x-streamgate-signature";
+
+/// The secret length below which start-up warns: shorter HMAC keys are easier to guess.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// `<secret>` and `<secret_id>`: signs every callback of one protocol with HMAC-SHA256
+/// (`X-Streamgate-Signature: t=<unix seconds>,kid=<secret_id>,v1=<hex>`, without `kid=` when
+/// there is no `<secret_id>`). Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Signer {
+    secret: Vec<u8>,
+    id: Option<String>,
+    key: hmac::Key,
+}
+
+impl Signer {
+    /// A signer with the key `secret` (its bytes as they are) and the key id `id`.
+    pub fn new(secret: &[u8], id: Option<String>) -> Self {
+        Signer {
+            secret: secret.to_vec(),
+            id,
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// The secret's length in bytes.
+    pub fn secret_len(&self) -> usize {
+        self.secret.len()
+    }
+
+    /// The `<secret_id>`, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// Lowercase hex of HMAC-SHA256(secret, `<t>.` + `signed`).
+    pub fn v1(&self, t: u64, signed: &[u8]) -> String {
+        let mut context = hmac::Context::with_key(&self.key);
+        context.update(t.to_string().as_bytes());
+        context.update(b".");
+        context.update(signed);
+        let tag = context.sign();
+        let mut hex = String::with_capacity(2 * tag.as_ref().len());
+        for b in tag.as_ref() {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        hex
+    }
+
+    /// The value of [`SIGNATURE_HEADER`] for `signed` (the POST body, or the GET query string
+    /// after `?`) at Unix time `t` (seconds).
+    pub fn header(&self, t: u64, signed: &[u8]) -> String {
+        let v1 = self.v1(t, signed);
+        match &self.id {
+            Some(id) => format!("t={t},kid={id},v1={v1}"),
+            None => format!("t={t},v1={v1}"),
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl PartialEq for Signer {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret && self.id == other.id
+    }
+}
+
+impl Eq for Signer {}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field(
+                "secret",
+                &format_args!("({} bytes, hidden)", self.secret.len()),
+            )
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 /// Most HTTP connections one worker's notifier keeps open to hook servers.
@@ -76,6 +173,10 @@ pub struct NotifyConfig {
     pub method: NotifyMethod,
     /// How long a hook may take to answer; past it the session is refused.
     pub timeout: Duration,
+    /// Form or JSON body (POST).
+    pub format: NotifyFormat,
+    /// Signs every request when set (`<secret>`, `<secret_id>`).
+    pub signer: Option<Signer>,
 }
 
 impl Default for NotifyConfig {
@@ -89,6 +190,8 @@ impl Default for NotifyConfig {
             update_interval: DEFAULT_UPDATE_INTERVAL,
             method: NotifyMethod::Post,
             timeout: DEFAULT_TIMEOUT,
+            format: NotifyFormat::Form,
+            signer: None,
         }
     }
 }
@@ -222,6 +325,12 @@ impl<'a> NotifyFields<'a> {
     pub fn encode(&self) -> String {
         // Serializing a flat struct of strings and integers cannot fail.
         serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+
+    /// The fields as one JSON object: the same names in the same order, numbers as numbers.
+    pub fn json(&self) -> Vec<u8> {
+        // Serializing a flat struct of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
     }
 }
 
@@ -464,18 +573,52 @@ impl NotifyActor {
     }
 }
 
-/// Builds the request of one call: the fields as a form body (POST) or query (GET).
+/// Builds the request of one call: the fields as a form or JSON body (POST) or query (GET),
+/// signed with the protocol's secret (if any) at the time of building, so a retry carries a
+/// fresh `t`.
 pub(crate) fn build_request(
     config: &NotifyConfig,
     url: &str,
     fields: &NotifyFields<'_>,
 ) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
-    match config.method {
-        NotifyMethod::Post => Request::post(url)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(fields.encode()))),
-        NotifyMethod::Get => Request::get(get_url(url, fields)).body(Full::default()),
+    let (builder, body) = match (config.method, config.format) {
+        (NotifyMethod::Post, NotifyFormat::Form) => (
+            Request::post(url).header(CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            Bytes::from(fields.encode()),
+        ),
+        (NotifyMethod::Post, NotifyFormat::Json) => (
+            Request::post(url).header(CONTENT_TYPE, "application/json"),
+            Bytes::from(fields.json()),
+        ),
+        // The config refuses GET with JSON: a GET carries the fields in its query.
+        (NotifyMethod::Get, _) => (Request::get(get_url(url, fields)), Bytes::new()),
+    };
+    let mut request = builder.body(Full::new(body.clone()))?;
+    if let Some(signer) = &config.signer {
+        let value = sign(signer, &request, &body, unix_seconds());
+        request
+            .headers_mut()
+            .insert(SIGNATURE_HEADER, HeaderValue::try_from(value)?);
     }
+    Ok(request)
+}
+
+/// The signature header of `request`: over its `body` for a POST, over the query string of
+/// its target (after `?`, the operator's own query included) as it goes on the wire for a GET.
+fn sign(signer: &Signer, request: &Request<Full<Bytes>>, body: &[u8], t: u64) -> String {
+    if request.method() == hyper::Method::GET {
+        let query = request.uri().query().unwrap_or_default();
+        signer.header(t, query.as_bytes())
+    } else {
+        signer.header(t, body)
+    }
+}
+
+/// Now, in whole seconds since the Unix epoch (0 for a clock before it).
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
@@ -505,33 +648,59 @@ fn send(
     let request = build_request(config, url, fields);
     let client = client.clone();
     let permits = Arc::clone(permits);
+    let (protocol, call) = (fields.protocol, fields.call.as_str());
+    let asked = std::time::Instant::now();
+    let exchange = exchange(client, permits, timeout, request);
     async move {
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+        let decision = exchange.await;
+        let result = match &decision {
+            Decision::Allow => "allow",
+            Decision::Deny(DenyReason::Status(_)) => "deny",
+            Decision::Deny(DenyReason::Timeout) => "timeout",
+            Decision::Deny(DenyReason::Unreachable(_)) => "error",
         };
-        let exchange = async move {
-            let permit = permits
-                .acquire_owned()
-                .await
-                .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
-            let status = response.status().as_u16();
-            actix_rt::spawn(async move {
-                let body = Limited::new(response.into_body(), 1 << 16);
-                let _ = actix_rt::time::timeout(timeout, body.collect()).await;
-                drop(permit);
-            });
-            Ok(status)
+        let labels = crate::metrics::HookLabels {
+            protocol,
+            call,
+            result,
         };
-        match actix_rt::time::timeout(timeout, exchange).await {
-            Ok(Ok(status)) => decision_of(status),
-            Ok(Err(reason)) => Decision::Deny(reason),
-            Err(_) => Decision::Deny(DenyReason::Timeout),
-        }
+        crate::metrics::metrics().hook_call(labels, asked.elapsed());
+        decision
+    }
+}
+
+/// The exchange of one call: its decision.
+async fn exchange(
+    client: HookClient,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    request: Result<Request<Full<Bytes>>, hyper::http::Error>,
+) -> Decision {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Decision::Deny(DenyReason::Unreachable(error_chain(&e))),
+    };
+    let exchange = async move {
+        let permit = permits
+            .acquire_owned()
+            .await
+            .map_err(|e| DenyReason::Unreachable(e.to_string()))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
+        let status = response.status().as_u16();
+        actix_rt::spawn(async move {
+            let body = Limited::new(response.into_body(), 1 << 16);
+            let _ = actix_rt::time::timeout(timeout, body.collect()).await;
+            drop(permit);
+        });
+        Ok(status)
+    };
+    match actix_rt::time::timeout(timeout, exchange).await {
+        Ok(Ok(status)) => decision_of(status),
+        Ok(Err(reason)) => Decision::Deny(reason),
+        Err(_) => Decision::Deny(DenyReason::Timeout),
     }
 }
 
@@ -811,6 +980,150 @@ mod tests {
         assert!(!decide_answer(b"HTTP/1.1 100 Continue\r\n\r\n").is_allow());
         assert!(!decide_answer(b"garbage\r\n\r\n").is_allow());
         assert!(!decide_answer(b"").is_allow());
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn signature_is_hmac_sha256_of_t_dot_signed_bytes() {
+        // The same value as Python's
+        // hmac.new(SECRET, b"1787568000.protocol=rtmp&call=done", hashlib.sha256).hexdigest()
+        let v1 = "8bbe070fd684b653d105dd95d4e758709fc9273805b6517eb445396e24edc377";
+        let signed = b"protocol=rtmp&call=done";
+        let with_id = Signer::new(SECRET, Some("k1".into()));
+        assert_eq!(
+            with_id.header(1_787_568_000, signed),
+            format!("t=1787568000,kid=k1,v1={v1}")
+        );
+        let without = Signer::new(SECRET, None);
+        assert_eq!(
+            without.header(1_787_568_000, signed),
+            format!("t=1787568000,v1={v1}")
+        );
+        assert_ne!(without.v1(1_787_568_001, signed), v1);
+        assert_ne!(without.v1(1_787_568_000, b"protocol=rtmp&call=done "), v1);
+    }
+
+    #[test]
+    fn signer_debug_hides_the_secret() {
+        let text = format!("{:?}", Signer::new(b"sk-very-secret-value", None));
+        assert!(!text.contains("very-secret"), "{text}");
+        assert!(text.contains("20 bytes"), "{text}");
+    }
+
+    /// The `t` and `v1` of a request's signature header.
+    fn signature_of(request: &Request<Full<Bytes>>) -> (u64, String, String) {
+        let header = request
+            .headers()
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .expect("a signature header")
+            .to_owned();
+        let t = header
+            .split(',')
+            .find_map(|p| p.strip_prefix("t="))
+            .and_then(|t| t.parse().ok())
+            .expect("t=");
+        let v1 = header
+            .split(',')
+            .find_map(|p| p.strip_prefix("v1="))
+            .expect("v1=")
+            .to_owned();
+        (t, v1, header)
+    }
+
+    async fn body_of(request: Request<Full<Bytes>>) -> Bytes {
+        request
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default()
+    }
+
+    #[actix_rt::test]
+    async fn every_request_is_signed_over_what_goes_on_the_wire() {
+        let i = info();
+        let fields = NotifyFields::new(Call::Done, &i, "edge-1").with_usage(UsageReport {
+            used: Used {
+                start: 1,
+                duration_ms: 2,
+                bytes_in: 3,
+                bytes_out: 4,
+            },
+            reason: crate::usage::EndReason::Closed,
+        });
+        let signer = Signer::new(SECRET, Some("k1".into()));
+        let before = unix_seconds();
+        for format in [NotifyFormat::Form, NotifyFormat::Json] {
+            let config = NotifyConfig {
+                format,
+                signer: Some(signer.clone()),
+                ..NotifyConfig::default()
+            };
+            let request = build_request(&config, "http://h/done?key=s", &fields).expect("built");
+            let (t, v1, header) = signature_of(&request);
+            assert!(t >= before && t <= unix_seconds(), "{header}");
+            assert!(header.starts_with(&format!("t={t},kid=k1,v1=")), "{header}");
+            let body = body_of(request).await;
+            assert_eq!(v1, signer.v1(t, &body), "{format:?}");
+        }
+        // GET: the query after `?`, the operator's own query included, as sent; a fragment in
+        // the hook URL is not sent, so it is not signed.
+        for hook in ["http://h/done?key=s", "http://h/done?key=s#frag"] {
+            let config = NotifyConfig {
+                method: NotifyMethod::Get,
+                signer: Some(signer.clone()),
+                ..NotifyConfig::default()
+            };
+            let request = build_request(&config, hook, &fields).expect("built");
+            let query = request.uri().query().expect("a query").to_owned();
+            assert!(
+                query.starts_with("key=s&protocol=rtmp&call=done&"),
+                "{query}"
+            );
+            assert!(query.ends_with("&reason=closed"), "{query}");
+            let (t, v1, _) = signature_of(&request);
+            assert_eq!(v1, signer.v1(t, query.as_bytes()), "{hook}");
+        }
+        // No secret: no header.
+        let request =
+            build_request(&NotifyConfig::default(), "http://h/done", &fields).expect("built");
+        assert!(request.headers().get(SIGNATURE_HEADER).is_none());
+    }
+
+    #[test]
+    fn json_body_has_the_same_names_in_order_and_numbers_as_numbers() {
+        let i = info();
+        let usage = UsageReport {
+            used: Used {
+                start: 1_700_000_000_123,
+                duration_ms: 4_500,
+                bytes_in: 10,
+                bytes_out: 20_000,
+            },
+            reason: crate::usage::EndReason::StreamEnded,
+        };
+        let done = NotifyFields::new(Call::Done, &i, "edge-1").with_usage(usage);
+        assert_eq!(
+            String::from_utf8(done.json()).expect("UTF-8"),
+            r#"{"protocol":"rtmp","call":"done","addr":"192.168.1.100","app":"live","url":"rtmp://host:1935/live/cam 1?token=a&b=c","name":"cam 1","tcurl":"rtmp://host:1935/live","clientid":42,"node":"edge-1","start":1700000000123,"duration_ms":4500,"bytes_in":10,"bytes_out":20000,"reason":"stream_ended"}"#
+        );
+        let play = NotifyFields::new(Call::Play, &i, "edge-1");
+        let text = String::from_utf8(play.json()).expect("UTF-8");
+        assert!(
+            text.ends_with(r#""clientid":42,"node":"edge-1"}"#),
+            "{text}"
+        );
+        let config = NotifyConfig {
+            format: NotifyFormat::Json,
+            ..NotifyConfig::default()
+        };
+        let request = build_request(&config, "http://h/play", &play).expect("built");
+        assert_eq!(
+            request.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
     }
 
     #[test]

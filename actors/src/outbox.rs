@@ -750,6 +750,8 @@ impl Delivery {
                 Err(e) => return (key, Err(error_chain(&e))),
             };
             let timeout = config.timeout;
+            let protocol = event.info.protocol.as_str();
+            let asked = Instant::now();
             let exchange = async move {
                 let response = client.request(request).await.map_err(|e| error_chain(&e))?;
                 let status = response.status().as_u16();
@@ -757,10 +759,22 @@ impl Delivery {
                 let _: Option<Bytes> = body.collect().await.ok().map(|b| b.to_bytes());
                 Ok(status)
             };
-            let outcome = match tokio::time::timeout(timeout, exchange).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            let (outcome, result) = match tokio::time::timeout(timeout, exchange).await {
+                Ok(Ok(200)) => (Ok(200), "allow"),
+                Ok(Ok(status)) => (Ok(status), "deny"),
+                Ok(Err(e)) => (Err(e), "error"),
+                Err(_) => (
+                    Err(format!("no answer within {} ms", timeout.as_millis())),
+                    "timeout",
+                ),
             };
+            // Every attempt counts in /metrics as the hook call it is.
+            let labels = crate::metrics::HookLabels {
+                protocol,
+                call: "done",
+                result,
+            };
+            crate::metrics::metrics().hook_call(labels, asked.elapsed());
             (key, outcome)
         }
     }

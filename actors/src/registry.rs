@@ -62,6 +62,11 @@ pub struct EndAll {
     pub reason: &'static str,
 }
 
+/// Every live stream's address, asked by the operator's view.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<Addr<StreamActor>>")]
+pub struct ListStreams;
+
 /// The live streams of the server.
 #[derive(Default)]
 pub struct Registry {
@@ -91,6 +96,20 @@ impl Handler<ClaimPublish> for Registry {
         });
         self.streams.insert(msg.key, (id, addr.clone()));
         Ok(addr)
+    }
+}
+
+impl Handler<ListStreams> for Registry {
+    type Result = MessageResult<ListStreams>;
+
+    fn handle(&mut self, _: ListStreams, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.streams
+                .values()
+                .map(|(_, addr)| addr.clone())
+                .filter(|addr| addr.connected())
+                .collect(),
+        )
     }
 }
 

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
@@ -95,7 +96,8 @@ pub struct Unpublish {
     pub clientid: ClientId,
 }
 
-/// End the stream now (server shutdown): kick the publisher, end every subscriber.
+/// End the stream now (server shutdown, an operator's kick): kick the publisher (its `on_done`
+/// says `end`), end every subscriber (theirs say `shutdown` at shutdown, else `stream_ended`).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct EndStream {
@@ -103,6 +105,87 @@ pub struct EndStream {
     pub reason: &'static str,
     /// Why, as the `on_done` of its publisher and players says.
     pub end: EndReason,
+}
+
+/// What the operator's view shows of a stream: asked with [`Describe`].
+#[derive(Debug, Clone)]
+pub struct StreamDescription {
+    /// Its key.
+    pub key: StreamKey,
+    /// The publisher's clientid.
+    pub publisher: ClientId,
+    /// When its publish began, Unix milliseconds.
+    pub since: u64,
+    /// The video track's configuration record (its codec and parameters), once it came.
+    pub video_config: Option<MediaFrame>,
+    /// The audio track's configuration record, once it came.
+    pub audio_config: Option<MediaFrame>,
+    /// The publisher's metadata (width, height, frame rate, ... as it gave them).
+    pub metadata: Option<Arc<Metadata>>,
+    /// Video frames per second over the last full second.
+    pub frame_rate: f64,
+    /// Media payload bits per second over the last full second.
+    pub bitrate: u64,
+    /// Media payload bytes since the publish began.
+    pub payload_bytes: u64,
+    /// Subscribers: players, and fan-out groups of players.
+    pub subscribers: usize,
+}
+
+/// Asks a stream for its [`StreamDescription`].
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "StreamDescription")]
+pub struct Describe;
+
+/// Counts a stream's ingest over whole seconds: the frame rate and bit rate of the last one.
+#[derive(Debug)]
+struct IngestMeter {
+    window: Instant,
+    frames: u32,
+    bytes: u64,
+    frame_rate: f64,
+    bitrate: u64,
+    total: u64,
+}
+
+impl IngestMeter {
+    fn new() -> Self {
+        IngestMeter {
+            window: Instant::now(),
+            frames: 0,
+            bytes: 0,
+            frame_rate: 0.0,
+            bitrate: 0,
+            total: 0,
+        }
+    }
+
+    fn count(&mut self, frame: &MediaFrame) {
+        self.roll();
+        let bytes = frame.payload.len() as u64;
+        self.bytes += bytes;
+        self.total += bytes;
+        if frame.track == Track::Video && frame.kind == FrameKind::Media {
+            self.frames += 1;
+        }
+    }
+
+    /// Closes the window once a second has passed (a stream that stopped sending reads 0).
+    fn roll(&mut self) {
+        let elapsed = self.window.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let secs = elapsed.as_secs_f64();
+        if secs < 2.0 {
+            self.frame_rate = f64::from(self.frames) / secs;
+            self.bitrate = (self.bytes as f64 * 8.0 / secs) as u64;
+        } else {
+            (self.frame_rate, self.bitrate) = (0.0, 0);
+        }
+        self.window = Instant::now();
+        (self.frames, self.bytes) = (0, 0);
+    }
 }
 
 /// Everything a new player needs before live frames: sent as the reply to [`Subscribe`].
@@ -234,6 +317,9 @@ pub struct StreamActor {
     ending: EndReason,
     /// The number the next frame fanned out gets.
     next_seq: u64,
+    /// When the publish began.
+    since: SystemTime,
+    ingest: IngestMeter,
 }
 
 impl StreamActor {
@@ -260,6 +346,8 @@ impl StreamActor {
             ended: false,
             ending: EndReason::StreamEnded,
             next_seq: 0,
+            since: SystemTime::now(),
+            ingest: IngestMeter::new(),
         }
     }
 
@@ -376,8 +464,32 @@ impl Handler<PublishFrame> for StreamActor {
                 Track::Audio => self.audio_config = Some(frame.clone()),
             }
         }
+        self.ingest.count(&frame);
         self.gop.push(&frame);
         self.fan_out(frame);
+    }
+}
+
+impl Handler<Describe> for StreamActor {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _ctx: &mut Self::Context) -> Self::Result {
+        self.ingest.roll();
+        MessageResult(StreamDescription {
+            key: self.key.clone(),
+            publisher: self.publisher,
+            since: self
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            video_config: self.video_config.clone(),
+            audio_config: self.audio_config.clone(),
+            metadata: self.metadata.clone(),
+            frame_rate: self.ingest.frame_rate,
+            bitrate: self.ingest.bitrate,
+            payload_bytes: self.ingest.total,
+            subscribers: self.subscribers.len(),
+        })
     }
 }
 
@@ -455,7 +567,12 @@ impl Handler<EndStream> for StreamActor {
             end: msg.end,
         });
         if !self.ended {
-            self.ending = msg.end;
+            // The publisher is kicked; its players' stream ended under them (at shutdown,
+            // they say so too).
+            self.ending = match msg.end {
+                EndReason::Shutdown => EndReason::Shutdown,
+                _ => EndReason::StreamEnded,
+            };
         }
         self.end(ctx, msg.reason);
     }

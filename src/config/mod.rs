@@ -17,6 +17,7 @@
 //! The element names are a fixed interface (operators' files and external tests rely on them);
 //! see `docs/configuration.md`.
 
+mod api;
 mod error;
 mod notify;
 mod protocols;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use streamgate_actors::notify::HookTable;
 
+pub use api::{ApiConfig, DEFAULT_API_PORT};
 pub use error::{ConfigError, ErrorKind, LoadError, Location};
 pub use protocols::{HttpFlvOptions, RtmpOptions, RtspOptions, SrtOptions};
 pub use section::{Protocol, Section, Transport};
@@ -99,6 +101,8 @@ pub struct Config {
     /// `<outbox_max_events>`: most undelivered `on_done` events kept; past it the oldest are
     /// dropped with an error log.
     pub outbox_max_events: u64,
+    /// `<api>`: the operator's HTTP API, on 127.0.0.1:9997 by default.
+    pub api: ApiConfig,
 }
 
 /// The `<data_dir>` used when it is absent (relative: in the working directory).
@@ -228,12 +232,13 @@ impl Default for Config {
             rtsp: Section::default(),
             srt: Section::default(),
             httpflv: Section::default(),
+            api: ApiConfig::default(),
         }
     }
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 9] = [
+const CONFIG_ELEMENTS: [&str; 10] = [
     "workers",
     "log_level",
     "node_id",
@@ -243,6 +248,7 @@ const CONFIG_ELEMENTS: [&str; 9] = [
     "rtsp",
     "srt",
     "httpflv",
+    "api",
 ];
 
 impl Config {
@@ -307,7 +313,8 @@ impl Config {
         let (rtsp, rtsp_at) = Section::read(children.get("rtsp"))?;
         let (srt, srt_at) = Section::read(children.get("srt"))?;
         let (httpflv, httpflv_at) = Section::read(children.get("httpflv"))?;
-        check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at])?;
+        let (api, api_at) = api::read(children.get("api"))?;
+        check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at, api_at])?;
 
         Ok(Config {
             workers,
@@ -319,6 +326,7 @@ impl Config {
             rtsp,
             srt,
             httpflv,
+            api,
         })
     }
 
@@ -383,7 +391,9 @@ fn check_port_conflicts(listeners: &[Placed]) -> Result<(), ConfigError> {
 mod tests {
     use std::path::PathBuf;
 
-    use streamgate_actors::notify::{NotifyConfig, NotifyMethod, DEFAULT_TIMEOUT};
+    use streamgate_actors::notify::{
+        NotifyConfig, NotifyFormat, NotifyMethod, Signer, DEFAULT_TIMEOUT,
+    };
 
     use super::*;
 
@@ -671,6 +681,99 @@ mod tests {
     }
 
     #[test]
+    fn notify_format_and_secret() {
+        let config = parse(&rtmp_notify(
+            "<notify_format> JSON </notify_format>\n<secret>0123456789abcdef</secret>\n\
+             <secret_id>2026-01.k1</secret_id>",
+        ));
+        let n = &config.rtmp.notify;
+        assert_eq!(n.format, NotifyFormat::Json);
+        assert_eq!(
+            n.signer,
+            Some(Signer::new(b"0123456789abcdef", Some("2026-01.k1".into())))
+        );
+        // Every protocol takes them; the defaults are a form body and no signature.
+        assert_eq!(config.rtsp.notify.format, NotifyFormat::Form);
+        assert_eq!(config.rtsp.notify.signer, None);
+        let xml = "<config>\n<srt><http_notify><notify_format>form</notify_format>\
+                   <secret>abc</secret></http_notify></srt>\n<httpflv><http_notify>\
+                   <secret>xyz</secret></http_notify></httpflv>\n</config>";
+        let config = parse(xml);
+        assert_eq!(config.srt.notify.signer, Some(Signer::new(b"abc", None)));
+        assert_eq!(
+            config.httpflv.notify.signer,
+            Some(Signer::new(b"xyz", None))
+        );
+        // A secret shorter than 16 bytes is taken (start-up warns about it).
+        assert_eq!(config.srt.notify.signer.map(|s| s.secret_len()), Some(3));
+        let config = parse(&rtmp_notify(
+            "<notify_method>GET</notify_method><notify_format>form</notify_format>",
+        ));
+        assert_eq!(config.rtmp.notify.format, NotifyFormat::Form);
+    }
+
+    #[test]
+    fn error_get_with_json_names_the_notify_format_line() {
+        // Whichever comes first, the error is at <notify_format> and names <notify_method>.
+        assert_error(
+            &rtmp_notify("<notify_method>GET</notify_method>\n<notify_format>json</notify_format>"),
+            5,
+            "<rtmp><http_notify><notify_format>",
+            "a JSON body needs POST, but <notify_method> (line 4) is GET",
+        );
+        assert_error(
+            &rtmp_notify("<on_done>http://h/d</on_done>\n<notify_format>json</notify_format>\n<notify_method>get</notify_method>"),
+            5,
+            "<rtmp><http_notify><notify_format>",
+            "<notify_method> (line 6) is GET",
+        );
+        assert_error(
+            &rtmp_notify("<notify_format>xml</notify_format>"),
+            4,
+            "<rtmp><http_notify><notify_format>",
+            "\"xml\" is not valid: the notify format is form or json",
+        );
+    }
+
+    #[test]
+    fn error_empty_secret_names_its_line() {
+        for empty in ["<secret></secret>", "<secret/>", "<secret>   </secret>"] {
+            let e = assert_error(
+                &rtmp_notify(&format!("<on_done>http://h/d</on_done>\n{empty}")),
+                5,
+                "<rtmp><http_notify><secret>",
+                "an empty secret would sign with no key",
+            );
+            assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }), "{e}");
+        }
+        let xml =
+            "<config>\n<srt>\n<http_notify>\n<secret></secret>\n</http_notify>\n</srt>\n</config>";
+        assert_error(xml, 4, "<srt><http_notify><secret>", "empty secret");
+    }
+
+    #[test]
+    fn error_bad_secret_id() {
+        assert_error(
+            &rtmp_notify("<secret>0123456789abcdef</secret>\n<secret_id>a,b</secret_id>"),
+            5,
+            "<rtmp><http_notify><secret_id>",
+            "\"a,b\" is not valid: a secret id is 1 to 64 letters",
+        );
+        assert_error(
+            &rtmp_notify("<secret>0123456789abcdef</secret>\n<secret_id></secret_id>"),
+            5,
+            "<rtmp><http_notify><secret_id>",
+            "a secret id is",
+        );
+        assert_error(
+            &rtmp_notify("<secret_id>k1</secret_id>"),
+            4,
+            "<rtmp><http_notify><secret_id>",
+            "a secret id names a <secret>, and this <http_notify> has none",
+        );
+    }
+
+    #[test]
     fn empty_url_disables_the_callback() {
         let config = parse(&rtmp_notify(
             "<on_connect></on_connect><on_play/><on_publish>  \n  </on_publish>\
@@ -940,7 +1043,7 @@ mod tests {
             "<config>\n\n<hls/>\n</config>",
             3,
             "<hls>",
-            "allowed in <config>: <workers>, <log_level>, <node_id>, <data_dir>, <outbox_max_events>, <rtmp>, <rtsp>, <srt>, <httpflv>",
+            "allowed in <config>: <workers>, <log_level>, <node_id>, <data_dir>, <outbox_max_events>, <rtmp>, <rtsp>, <srt>, <httpflv>, <api>",
         );
         assert_error(
             &rtmp_notify("<on_stop>http://h/</on_stop>"),
@@ -1195,6 +1298,41 @@ mod tests {
             4,
             "<rtmp><http_notify><timeout_ms>",
             "(1-600000)",
+        );
+    }
+
+    #[test]
+    fn api_section_defaults_and_errors() {
+        let default = parse("<config/>");
+        assert!(default.api.enable);
+        assert_eq!(default.api.address.to_string(), "127.0.0.1");
+        assert_eq!(default.api.port, DEFAULT_API_PORT);
+        assert_eq!(default.api.token, None);
+        let set = parse(
+            "<config><api><address>::1</address><port>9000</port>\
+             <token>abc</token><enable>false</enable></api></config>",
+        );
+        assert!(!set.api.enable);
+        assert_eq!(set.api.address.to_string(), "::1");
+        assert_eq!(set.api.port, 9000);
+        assert_eq!(set.api.token.as_deref(), Some("abc"));
+        assert_error(
+            "<config>\n<api>\n<address>localhost:80</address>\n</api>\n</config>",
+            3,
+            "<api><address>",
+            "an IP address is needed",
+        );
+        assert_error(
+            "<config>\n<api>\n<token>a b</token>\n</api>\n</config>",
+            3,
+            "<api><token>",
+            "only visible ASCII",
+        );
+        assert_error(
+            "<config>\n<rtmp><port>9997</port></rtmp>\n<api>\n<port>9997</port>\n</api>\n</config>",
+            4,
+            "<api><port>",
+            "9997",
         );
     }
 

@@ -1,16 +1,16 @@
-//! `<http_notify>`: the hook URLs, method and timeout of one protocol section, read into the
-//! actors' [`NotifyConfig`]. A hook URL is checked here for what the notifier needs (a supported
+//! `<http_notify>`: the hook URLs, method, body format, timeout and signing secret of one
+//! protocol section, read into the actors' [`NotifyConfig`]. A hook URL is checked here for what the notifier needs (a supported
 //! scheme, a host, a valid port, nothing to percent-encode), so a bad one is refused at start-up
 //! with its line rather than at the first call.
 
-use streamgate_actors::notify::{NotifyConfig, NotifyMethod};
+use streamgate_actors::notify::{NotifyConfig, NotifyFormat, NotifyMethod, Signer};
 
 use super::error::{ConfigError, ErrorKind};
-use super::tree::Element;
+use super::tree::{Children, Element};
 use super::{MAX_TIMEOUT_MS, SUPPORTED_HOOK_SCHEMES};
 
 /// The elements `<http_notify>` may hold.
-const ELEMENTS: [&str; 8] = [
+const ELEMENTS: [&str; 11] = [
     "on_connect",
     "on_play",
     "on_publish",
@@ -19,10 +19,16 @@ const ELEMENTS: [&str; 8] = [
     "update_interval_ms",
     "notify_method",
     "timeout_ms",
+    "notify_format",
+    "secret",
+    "secret_id",
 ];
 
 /// The shortest and longest `<update_interval_ms>`: one second (the sessions' timer) to a day.
 const UPDATE_INTERVAL_MS: (u64, u64) = (1000, 86_400_000);
+
+/// The longest `<secret_id>` accepted.
+const MAX_SECRET_ID_LEN: usize = 64;
 
 /// Reads an `<http_notify>` element; absent children take [`NotifyConfig::default`].
 pub(crate) fn read(el: &Element) -> Result<NotifyConfig, ConfigError> {
@@ -64,7 +70,84 @@ pub(crate) fn read(el: &Element) -> Result<NotifyConfig, ConfigError> {
         update_interval,
         method,
         timeout,
+        format: format(&children, method)?,
+        signer: signer(&children)?,
     })
+}
+
+/// `<notify_format>`: `form` (default) or `json`. JSON needs POST; the error names the
+/// `<notify_format>` element whichever of the two comes first.
+fn format(children: &Children<'_>, method: NotifyMethod) -> Result<NotifyFormat, ConfigError> {
+    let Some(el) = children.get("notify_format") else {
+        return Ok(NotifyFormat::default());
+    };
+    let value = el.value()?;
+    let format = if value.eq_ignore_ascii_case("form") {
+        NotifyFormat::Form
+    } else if value.eq_ignore_ascii_case("json") {
+        NotifyFormat::Json
+    } else {
+        return Err(el.error(ErrorKind::InvalidValue {
+            value: value.to_owned(),
+            reason: "the notify format is form or json".to_owned(),
+        }));
+    };
+    if format == NotifyFormat::Json && method == NotifyMethod::Get {
+        let at = children
+            .get("notify_method")
+            .map_or(String::new(), |m| format!(" (line {})", m.line));
+        return Err(el.error(ErrorKind::InvalidValue {
+            value: value.to_owned(),
+            reason: format!(
+                "a JSON body needs POST, but <notify_method>{at} is GET (a GET carries the \
+                 fields in its query string)"
+            ),
+        }));
+    }
+    Ok(format)
+}
+
+/// `<secret>` and `<secret_id>`: the signer of every callback, or `None` without a secret.
+fn signer(children: &Children<'_>) -> Result<Option<Signer>, ConfigError> {
+    let id = match children.get("secret_id") {
+        Some(el) => {
+            let value = el.value()?;
+            let valid = |b: u8| b.is_ascii_alphanumeric() || b"-._:".contains(&b);
+            if value.is_empty() || value.len() > MAX_SECRET_ID_LEN || !value.bytes().all(valid) {
+                return Err(el.error(ErrorKind::InvalidValue {
+                    value: value.to_owned(),
+                    reason: format!(
+                        "a secret id is 1 to {MAX_SECRET_ID_LEN} letters, digits, '-', '.', \
+                         '_' or ':'"
+                    ),
+                }));
+            }
+            Some((el, value.to_owned()))
+        }
+        None => None,
+    };
+    let Some(el) = children.get("secret") else {
+        if let Some((el, _)) = id {
+            return Err(el.error(ErrorKind::InvalidValue {
+                value: el.value()?.to_owned(),
+                reason: "a secret id names a <secret>, and this <http_notify> has none".to_owned(),
+            }));
+        }
+        return Ok(None);
+    };
+    let secret = el.value()?;
+    if secret.is_empty() {
+        return Err(el.error(ErrorKind::InvalidValue {
+            value: String::new(),
+            reason: "an empty secret would sign with no key; remove <secret> to send unsigned \
+                     callbacks"
+                .to_owned(),
+        }));
+    }
+    Ok(Some(Signer::new(
+        secret.as_bytes(),
+        id.map(|(_, value)| value),
+    )))
 }
 
 /// A hook URL element: empty means no hook.

@@ -12,6 +12,7 @@ pub mod srt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use streamgate_actors::metrics::metrics;
 
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -158,10 +159,12 @@ pub async fn accept_loop(
         let admission = match admit.limits.admit(peer.ip()) {
             Ok(admission) => admission,
             Err(_) => {
+                metrics().connection(protocol, false);
                 refuse(socket, admit.refuse);
                 continue;
             }
         };
+        metrics().connection(protocol, true);
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(protocol, %peer, error = %e, "TCP_NODELAY not set");
         }

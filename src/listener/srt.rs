@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use streamgate_actors::metrics::metrics;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
@@ -490,8 +491,12 @@ impl Listener {
         // (SRT_REJX_DOWN, "service unavailable") as libsrt callers report it.
         let admission = match self.settings.connections.admit(pending.request.remote.ip()) {
             Ok(admission) => admission,
-            Err(_) => return pending.refuse(RejectReason::Server(ServerRejectReason::Down)),
+            Err(_) => {
+                metrics().connection("srt", false);
+                return pending.refuse(RejectReason::Server(ServerRejectReason::Down));
+            }
         };
+        metrics().connection("srt", true);
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);
         let peer = pending.request.remote;

@@ -11,6 +11,7 @@
 //! transports (TS, RTP, FLV), timestamps or frames.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use streamgate_actors::media::Codec;
 
 /// A codec configuration or bitstream that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,6 +244,115 @@ fn sps_chroma_and_depth(sps: &[u8]) -> Option<(u8, u8, u8)> {
     }
 }
 
+/// The picture size an H.264 SPS NAL unit codes, cropping applied (ITU-T H.264 7.3.2.1.1,
+/// 7.4.2.1.1): `(width, height)` in pixels.
+pub fn avc_sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
+    let rbsp = unescape_rbsp(sps.get(1..)?);
+    let profile_idc = *rbsp.first()?;
+    let mut bits = BitReader::new(rbsp.get(3..)?);
+    bits.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = false;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = bits.ue()?;
+        if chroma_format_idc == 3 {
+            separate_colour_plane = bits.bits(1)? == 1;
+        }
+        bits.ue()?; // bit_depth_luma_minus8
+        bits.ue()?; // bit_depth_chroma_minus8
+        bits.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if bits.bits(1)? == 1 {
+            // seq_scaling_matrix_present_flag: the lists are skipped.
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if bits.bits(1)? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i64, 8i64);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + bits.se()? + 256) % 256;
+                        }
+                        last = if next == 0 { last } else { next };
+                    }
+                }
+            }
+        }
+    }
+    bits.ue()?; // log2_max_frame_num_minus4
+    match bits.ue()? {
+        0 => {
+            bits.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            bits.bits(1)?; // delta_pic_order_always_zero_flag
+            bits.se()?; // offset_for_non_ref_pic
+            bits.se()?; // offset_for_top_to_bottom_field
+            for _ in 0..bits.ue()?.min(255) {
+                bits.se()?; // offset_for_ref_frame
+            }
+        }
+        _ => {}
+    }
+    bits.ue()?; // max_num_ref_frames
+    bits.bits(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = bits.ue()?.checked_add(1)?;
+    let height_map_units = bits.ue()?.checked_add(1)?;
+    let frame_mbs_only = bits.bits(1)?;
+    if frame_mbs_only == 0 {
+        bits.bits(1)?; // mb_adaptive_frame_field_flag
+    }
+    bits.bits(1)?; // direct_8x8_inference_flag
+    let (mut left, mut right, mut top, mut bottom) = (0, 0, 0, 0);
+    if bits.bits(1)? == 1 {
+        (left, right, top, bottom) = (bits.ue()?, bits.ue()?, bits.ue()?, bits.ue()?);
+    }
+    let array_type = if separate_colour_plane {
+        0
+    } else {
+        chroma_format_idc
+    };
+    let (sub_w, sub_h): (u32, u32) = match array_type {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let crop_x: u32 = if array_type == 0 { 1 } else { sub_w };
+    let crop_y = (if array_type == 0 { 1 } else { sub_h }) * (2 - frame_mbs_only);
+    let width = width_mbs.checked_mul(16)?;
+    let height = height_map_units
+        .checked_mul(16)?
+        .checked_mul(2 - frame_mbs_only)?;
+    let width = width.checked_sub(crop_x.checked_mul(left.checked_add(right)?)?)?;
+    let height = height.checked_sub(crop_y.checked_mul(top.checked_add(bottom)?)?)?;
+    (width > 0 && height > 0).then_some((width, height))
+}
+
+/// The picture size a video track's configuration record codes, where it can be read: H.264
+/// (its first SPS); `None` for the others (the publisher's metadata may tell it).
+pub fn video_dimensions(codec: Codec, record: &[u8]) -> Option<(u32, u32)> {
+    match codec {
+        Codec::H264 => avc_sps_dimensions(AvcConfig::parse(record).ok()?.sps.first()?),
+        _ => None,
+    }
+}
+
+/// `(sample rate, channels)` of an audio track's configuration record: AAC's
+/// AudioSpecificConfig, Opus's OpusHead (which always decodes at 48 kHz).
+pub fn audio_parameters(codec: Codec, record: &[u8]) -> Option<(u32, u32)> {
+    match codec {
+        Codec::Aac => AacConfig::parse(record)
+            .ok()
+            .map(|c| (c.sample_rate, u32::from(c.channels))),
+        Codec::Opus => OpusHead::parse(record)
+            .ok()
+            .map(|h| (48_000, u32::from(h.channels))),
+        _ => None,
+    }
+}
+
 /// The RBSP of a NAL unit payload: emulation prevention bytes (`00 00 03`) removed
 /// (ITU-T H.264 7.4.1).
 fn unescape_rbsp(data: &[u8]) -> Vec<u8> {
@@ -389,6 +499,12 @@ impl<'a> BitReader<'a> {
             }
         }
         Some(((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)) as u32)
+    }
+
+    /// A signed Exp-Golomb code (ITU-T H.264 9.1.1).
+    fn se(&mut self) -> Option<i64> {
+        let k = i64::from(self.ue()?);
+        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
 }
 
@@ -1111,6 +1227,41 @@ pub fn hevc_record(sets: &[Bytes]) -> Result<Bytes, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// SPS NAL units of x264 (FFmpeg's libx264, one frame of lavfi testsrc) and the sizes
+    /// they were encoded at: cropped (360, 1080), exact (144) and 4:2:2 High 4:2:2.
+    #[test]
+    fn sps_dimensions_of_x264_streams() {
+        for (sps, want) in [
+            (
+                "6764001eacd940a02ff97011000003000100000300320f162d96",
+                (640, 360),
+            ),
+            (
+                "67640028acd940780227e5c044000003000400000300c83c60c658",
+                (1920, 1080),
+            ),
+            (
+                "6764000bacd942c4ec0440000003004000000c83c50a6580",
+                (176, 144),
+            ),
+            (
+                "677a001ebcd940a03db011000003000100000300320f162d96",
+                (640, 480),
+            ),
+        ] {
+            assert_eq!(avc_sps_dimensions(&unhex(sps)), Some(want), "{sps}");
+        }
+        assert_eq!(avc_sps_dimensions(&[0x67]), None);
+        assert_eq!(avc_sps_dimensions(&[0x67, 0x64, 0, 0x1e, 0xff, 0xff]), None);
+    }
 
     /// FFmpeg 9's `av01` sequence start (libaom, 320x240, 8-bit 4:2:0): its av1C.
     const FFMPEG_AV1C: &[u8] = &[

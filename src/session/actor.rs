@@ -16,7 +16,7 @@ use super::core::{SessionCore, SESSION_MAILBOX};
 use super::output::Output;
 
 /// What the parts every session shares ([`session_actor!`]) need of a session actor.
-pub trait Session: Actor<Context = Context<Self>> {
+pub trait Session: Actor<Context = Context<Self>> + actix::Handler<Kick> {
     /// Its core, and its output once it has one.
     fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
 
@@ -86,6 +86,7 @@ fn update<A: Session>(act: &mut A, ctx: &mut Context<A>) {
 /// (the protocol's [`Session::check`], then [`SessionCore::tick`]).
 pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
     ctx.set_mailbox_capacity(SESSION_MAILBOX);
+    act.parts().0.register(ctx.address().recipient());
     act.parts().0.started();
     if let Some(deadline) = deadline {
         ctx.run_later(deadline, |act, ctx| {

@@ -1,19 +1,22 @@
 //! [`ArbiterState`]: what the sessions of one worker arbiter share, in one struct: the
 //! encodings of frames its players share ([`cached_encoding`]), the fan-out groups of the
-//! streams its RTMP and HTTP-FLV players watch ([`super::fanout`]), and the merge windows of
-//! its TCP outputs ([`super::output::tcp`]). All of it lives on that arbiter's thread and is
+//! streams its RTMP and HTTP-FLV players watch ([`super::fanout`]), the merge windows of
+//! its TCP outputs ([`super::output::tcp`]) and its sessions ([`super::table`]). All of it lives on that arbiter's thread and is
 //! used only there, without locks; each arbiter has its own.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use actix::Addr;
 use bytes::{Bytes, BytesMut};
 use streamgate_actors::media::MediaFrame;
+use streamgate_actors::session::ClientId;
 use streamgate_actors::stream::StreamActor;
 
 use super::fanout::Group;
 use super::output::tcp::MergeList;
+use super::table::{SessionView, Totals};
 
 /// The state one worker arbiter's sessions share.
 pub struct ArbiterState {
@@ -23,6 +26,10 @@ pub struct ArbiterState {
     pub(super) groups: RefCell<HashMap<Addr<StreamActor>, Group>>,
     /// The TCP outputs waiting for each merge window's timer.
     pub(super) merges: RefCell<Vec<MergeList>>,
+    /// Its sessions, by clientid ([`super::table`]).
+    pub(super) sessions: RefCell<HashMap<ClientId, Rc<SessionView>>>,
+    /// What its sessions that are gone did ([`super::table::Totals`]).
+    pub(super) totals: RefCell<Totals>,
 }
 
 thread_local! {
@@ -30,6 +37,11 @@ thread_local! {
         encodings: RefCell::new(VecDeque::with_capacity(ENCODING_CACHE)),
         groups: RefCell::new(HashMap::new()),
         merges: RefCell::new(Vec::new()),
+        sessions: RefCell::new(HashMap::new()),
+        totals: RefCell::new(Totals {
+            gone: HashMap::new(),
+            ended: HashMap::new(),
+        }),
     };
 }
 

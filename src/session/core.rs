@@ -30,7 +30,7 @@ use streamgate_actors::usage::{EndReason, UsageReport, Used};
 use tracing::field::Empty;
 
 use super::output::{Backlog, Gone, Output, PlayerLimits, SendError};
-use super::{fanout, SessionContext};
+use super::{fanout, table, SessionContext};
 use crate::limits::Admission;
 
 /// Mailbox capacity of every session: live frames (and control messages) waiting for it.
@@ -187,8 +187,18 @@ pub struct SessionCore {
     /// applies only to the one it was asked about.
     term: u64,
     dropped_ingest: u64,
+    /// Its entry in its arbiter's session table, once registered.
+    view: Option<Rc<table::SessionView>>,
     /// Its place within the section's connection limits, given back when the session ends.
     _admission: Admission,
+}
+
+impl Drop for SessionCore {
+    fn drop(&mut self) {
+        if self.view.is_some() {
+            table::unregister(self.clientid);
+        }
+    }
 }
 
 impl SessionCore {
@@ -228,6 +238,7 @@ impl SessionCore {
             next_checkpoint: None,
             term: 0,
             dropped_ingest: 0,
+            view: None,
             _admission: admission,
         }
     }
@@ -243,6 +254,21 @@ impl SessionCore {
             name: name.to_owned(),
             tcurl: tcurl.to_owned(),
         }
+    }
+
+    /// Enters the session into its arbiter's table, where a kick of every session (shutdown)
+    /// and the operator's view reach it; `kick` ends it.
+    pub fn register(&mut self, kick: Recipient<Kick>) {
+        let view = Rc::new(table::SessionView {
+            clientid: self.clientid,
+            protocol: self.protocol,
+            peer: self.peer,
+            usage: self.usage.clone(),
+            active: Default::default(),
+            kick,
+        });
+        table::register(view.clone());
+        self.view = Some(view);
     }
 
     /// Enters the session's span (for a log line).
@@ -269,6 +295,9 @@ impl SessionCore {
         self.context.done.begin();
         self.last_media = Instant::now();
         self.term += 1;
+        if let Some(view) = &self.view {
+            *view.active.borrow_mut() = Some((role, info.clone()));
+        }
         let hooks = self.context.hooks.get(self.protocol);
         self.next_update = hooks
             .on_update
@@ -365,11 +394,15 @@ impl SessionCore {
         self.membership = None;
         self.next_update = None;
         self.next_checkpoint = None;
+        if let Some(view) = &self.view {
+            view.active.borrow_mut().take();
+        }
         let reason = self.end.take().unwrap_or(reason);
         let Some(active) = self.active.take() else {
             return false;
         };
         let _s = self.enter();
+        table::ended(self.protocol, active.role, reason);
         active.finish(&self.context, self.usage.report(reason));
         true
     }

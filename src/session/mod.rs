@@ -17,6 +17,7 @@ pub mod output;
 pub mod rtmp;
 pub mod rtsp;
 pub mod srt;
+pub mod table;
 
 use std::time::Duration;
 

@@ -12,6 +12,9 @@ pub const SEED_FIELDS: [&str; 8] = [
 /// The usage fields of `on_done`, in their order after `node`.
 pub const USAGE_FIELDS: [&str; 5] = ["start", "duration_ms", "bytes_in", "bytes_out", "reason"];
 
+/// The usage fields of `on_update`, in their order after `node`.
+pub const RUNNING_FIELDS: [&str; 4] = ["start", "duration_ms", "bytes_in", "bytes_out"];
+
 /// The reasons `on_done` may give.
 pub const REASONS: [&str; 9] = [
     "closed",
@@ -31,21 +34,25 @@ pub fn assert_field_order(r: &Record) {
     let keys: Vec<&str> = r.pairs.iter().map(|(k, _)| k.as_str()).collect();
     let mut expected: Vec<&str> = SEED_FIELDS.to_vec();
     expected.push("node");
-    if r.call() == "done" {
-        expected.extend(USAGE_FIELDS);
+    match r.call() {
+        "done" => expected.extend(USAGE_FIELDS),
+        "update" => expected.extend(RUNNING_FIELDS),
+        _ => {}
     }
     // A GET hook may carry the operator's own query before the fields.
     let ours = &keys[keys.len().saturating_sub(expected.len())..];
     assert_eq!(ours, expected.as_slice(), "field order of {r:?}");
     assert_eq!(r.field("node"), TEST_NODE, "node of {r:?}");
-    if r.call() == "done" {
-        for k in ["start", "duration_ms", "bytes_in", "bytes_out"] {
+    if r.call() == "done" || r.call() == "update" {
+        for k in RUNNING_FIELDS {
             let v = r.field(k);
             assert!(
                 !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()),
                 "{k} must be a number: {r:?}"
             );
         }
+    }
+    if r.call() == "done" {
         assert!(REASONS.contains(&r.field("reason")), "reason of {r:?}");
     }
 }

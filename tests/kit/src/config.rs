@@ -38,10 +38,14 @@ pub struct Config {
     /// `<data_dir>`: the outbox's directory. When unset, every server the kit starts gets a
     /// temporary one of its own (tests run servers in parallel from one working directory).
     pub data_dir: Option<std::path::PathBuf>,
-    /// More elements written at the start of the RTMP section's `<http_notify>`.
-    pub rtmp_notify_extra: Vec<String>,
     /// `<outbox_max_events>`, when set.
     pub outbox_max_events: Option<u64>,
+    /// `(section, xml)`: more elements written at the start of a section's `<http_notify>`.
+    pub notify_extra: Vec<(String, String)>,
+    /// `<api><port>`: a free port of its own.
+    pub api_port: u16,
+    /// `<api><token>`, when set.
+    pub api_token: Option<String>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -75,20 +79,37 @@ impl Config {
             srt: None,
             extra: Vec::new(),
             data_dir: None,
-            rtmp_notify_extra: Vec::new(),
             outbox_max_events: None,
+            notify_extra: Vec::new(),
+            api_port: free_port(),
+            api_token: None,
         }
+    }
+
+    /// `<api><token>`.
+    pub fn api_token(mut self, token: &str) -> Config {
+        self.api_token = Some(token.into());
+        self
+    }
+
+    /// Writes `xml` (elements) at the start of `<section>`'s `<http_notify>` (the section
+    /// must be enabled).
+    pub fn notify_xml(mut self, section: &str, xml: &str) -> Config {
+        self.notify_extra.push((section.into(), xml.into()));
+        self
+    }
+
+    /// `<on_update>` at `url` and `<update_interval_ms>` in `section`'s `<http_notify>`.
+    pub fn on_update(self, section: &str, url: &str, interval_ms: u64) -> Config {
+        let xml = format!(
+            "<on_update>{url}</on_update><update_interval_ms>{interval_ms}</update_interval_ms>"
+        );
+        self.notify_xml(section, &xml)
     }
 
     /// Sets `<data_dir>` (the outbox's directory), so two runs can share it.
     pub fn data_dir(mut self, dir: &std::path::Path) -> Config {
         self.data_dir = Some(dir.to_path_buf());
-        self
-    }
-
-    /// Writes `xml` at the start of `<rtmp><http_notify>` (e.g. `<update_interval_ms>`).
-    pub fn rtmp_notify_xml(mut self, xml: &str) -> Config {
-        self.rtmp_notify_extra.push(xml.into());
         self
     }
 
@@ -274,6 +295,16 @@ impl Config {
             let open = format!("<{section}>\n");
             xml = xml.replacen(&open, &format!("{open}    {extra}\n"), 1);
         }
+        for (section, extra) in &self.notify_extra {
+            let open = format!("<{section}>\n");
+            let at = xml.find(&open).expect("the section is enabled");
+            let notify = "<http_notify>\n";
+            let inner = at
+                + xml[at..]
+                    .find(notify)
+                    .expect("the section has <http_notify>");
+            xml.insert_str(inner + notify.len(), &format!("      {extra}\n"));
+        }
         xml
     }
 
@@ -284,9 +315,6 @@ impl Config {
                 .replace('>', "&gt;")
         }
         let mut notify = String::new();
-        for extra in &self.rtmp_notify_extra {
-            notify.push_str(&format!("      {extra}\n"));
-        }
         for (tag, v) in [
             ("on_connect", &self.on_connect),
             ("on_play", &self.on_play),
@@ -339,11 +367,16 @@ impl Config {
         if let Some(max) = self.outbox_max_events {
             top.push_str(&format!("  <outbox_max_events>{max}</outbox_max_events>\n"));
         }
+        let api_token = self
+            .api_token
+            .as_ref()
+            .map_or(String::new(), |t| format!("<token>{}</token>", esc(t)));
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n{top}  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n{top}  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.node_id,
+            self.api_port,
             self.port,
             rtsp = self.rtsp_xml(),
             srt = self.srt_xml()

@@ -14,6 +14,9 @@ use streamgate::protocol::url::percent_decode as url_decode;
 /// The form content type every POST callback must carry.
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
+/// The content type of a POST callback with `<notify_format>json</notify_format>`.
+pub const JSON: &str = "application/json";
+
 /// What the business server does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
@@ -59,21 +62,16 @@ pub struct Record {
     pub content_type: Option<String>,
     pub connection_header: Option<String>,
     pub body: String,
-    /// Every request header, as sent (name, value).
-    pub headers: Vec<(String, String)>,
-    /// Decoded fields: the form body for POST, the query string for anything else.
+    /// Decoded fields: the form body for POST, the query string for anything else; for a
+    /// JSON body, its members in order (strings as they are, numbers in decimal).
     pub pairs: Vec<(String, String)>,
+    /// Every header, as received.
+    pub headers: Vec<(String, String)>,
+    /// A JSON body, parsed (members in their order), when the content type is JSON.
+    pub json: Option<serde_json::Value>,
 }
 
 impl Record {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// `X-Streamgate-Attempt` as a number (0 when absent or not a number).
     pub fn attempt(&self) -> u32 {
         self.header("x-streamgate-attempt")
@@ -106,6 +104,14 @@ impl Record {
 
     pub fn call(&self) -> &str {
         self.get("call").unwrap_or("")
+    }
+
+    /// The first header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn name(&self) -> &str {
@@ -507,10 +513,23 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
             None => (req.target.clone(), String::new()),
         };
         let body = String::from_utf8_lossy(&req.body).to_string();
-        let pairs = if req.method == "POST" {
-            parse_form(&body)
-        } else {
-            parse_form(&query)
+        let json = req
+            .header("content-type")
+            .filter(|t| t.starts_with(JSON))
+            .and_then(|_| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let pairs = match (&json, req.method.as_str()) {
+            (Some(serde_json::Value::Object(members)), _) => members
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            (_, "POST") => parse_form(&body),
+            _ => parse_form(&query),
         };
         let mut rec = Record {
             seq: 0,
@@ -523,8 +542,9 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
             content_type: req.header("content-type").map(str::to_string),
             connection_header: req.header("connection").map(str::to_string),
             body,
-            headers: req.headers.clone(),
             pairs,
+            headers: req.headers.clone(),
+            json,
         };
         let rules: Vec<Rule> = inner.rules.lock().expect("rules lock").clone();
         rec.reply = rules

@@ -102,8 +102,8 @@ fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
-/// The addresses the server bound: RTMP, HTTP-FLV, RTSP, SRT.
-type Bound = [Option<SocketAddr>; 4];
+/// The addresses the server bound: RTMP, HTTP-FLV, RTSP, SRT, the API.
+type Bound = [Option<SocketAddr>; 5];
 
 /// `streamgate::server::Server` running in an actix system on a thread of the test, every
 /// listener on a port the kernel picked. Shut down gracefully (every owed `on_done` sent) when
@@ -117,6 +117,8 @@ pub struct InProcess {
     pub rtsp_port: Option<u16>,
     /// The SRT (UDP) port, when enabled.
     pub srt_port: Option<u16>,
+    /// The API's port.
+    pub api_port: Option<u16>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// Where this server's lines start in the log buffer.
@@ -145,6 +147,7 @@ impl InProcess {
         config.httpflv.port = 0;
         config.rtsp.port = 0;
         config.srt.port = 0;
+        config.api.port = 0;
         let log = log_buffer();
         let log_from = log.lock().map_or(0, |l| l.len());
         let (bound_tx, bound_rx) = mpsc::channel::<Result<Bound, String>>();
@@ -159,6 +162,7 @@ impl InProcess {
                             server.httpflv_addr,
                             server.rtsp_addr,
                             server.srt_addr,
+                            server.api_addr,
                         ];
                         let _ = bound_tx.send(Ok(bound));
                         // Dropped sender or a stop: either way, shut down.
@@ -182,6 +186,7 @@ impl InProcess {
             httpflv_port: port(bound[1]),
             rtsp_port: port(bound[2]),
             srt_port: port(bound[3]),
+            api_port: port(bound[4]),
             stop: Some(stop_tx),
             thread: Some(thread),
             log_from,

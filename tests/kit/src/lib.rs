@@ -17,6 +17,7 @@
 //! when the test ends. Nothing here uses `unsafe` (the workspace forbids it): signals go
 //! through `kill(1)`.
 
+pub mod api;
 pub mod assert;
 pub mod codecs;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod process;
 pub mod rtmp;
 pub mod util;
 
+pub use api::*;
 pub use assert::*;
 pub use codecs::*;
 pub use config::*;

@@ -25,6 +25,8 @@ pub struct Server {
     pub rtsp_port: Option<u16>,
     /// The SRT (UDP) port, when enabled.
     pub srt_port: Option<u16>,
+    /// The API's port.
+    pub api_port: u16,
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -61,6 +63,7 @@ impl Server {
             httpflv_port: cfg.httpflv.as_ref().map(|h| h.port),
             rtsp_port: cfg.rtsp.as_ref().map(|r| r.port),
             srt_port: cfg.srt.as_ref().map(|s| s.port),
+            api_port: cfg.api_port,
             dir,
             config_path,
             log_path,

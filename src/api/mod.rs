@@ -1,0 +1,553 @@
+//! The operator's HTTP API (`<api>`): JSON under `/api/v1/` on actix-web, with its OpenAPI
+//! document at `/api/v1/openapi.json`, derived from the handlers and types by utoipa so the
+//! two cannot drift apart.
+//!
+//! It reads what the server already keeps: the sessions from each worker arbiter's table
+//! (`session::table`, asked on the arbiter's own thread, so the media path takes no lock for
+//! it), the streams from the registry and each `StreamActor`. A kick is the same `Kick` every
+//! other end of a session uses, so its `on_done` follows as always.
+
+mod dashboard;
+mod metrics;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_rt::ArbiterHandle;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde::Deserialize;
+use streamgate_actors::media::{Codec, MetaValue, StreamKey};
+use streamgate_actors::registry::{ListStreams, Registry};
+use streamgate_actors::stream::{Describe, EndStream, Kick, StreamDescription};
+use streamgate_actors::usage::EndReason;
+use utoipa::{IntoParams, OpenApi};
+
+use crate::config::ApiConfig;
+use crate::protocol::codec;
+use crate::session::table::{self, SessionSummary};
+use model::{
+    Audio, Kicked, Problem, Publisher, ServerInfo, Session, SessionPage, Stream, StreamList, Video,
+};
+
+/// The most sessions on one page, and the default page size.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+/// What the handlers reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The worker arbiters, whose tables hold the sessions.
+    pub workers: Arc<Vec<ArbiterHandle>>,
+    /// The stream registry.
+    pub registry: Addr<Registry>,
+    /// `<api><token>`: when set, `/api/*` needs `Authorization: Bearer <token>`.
+    pub token: Option<Arc<str>>,
+    /// The server's name and listeners, set once they are bound.
+    pub server: Arc<std::sync::OnceLock<ServerInfo>>,
+}
+
+/// A running API server.
+pub struct Api {
+    /// Stops it.
+    pub handle: ServerHandle,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// Binds `<api>` and starts serving on one worker thread of actix-web's own.
+pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics::metrics))
+            .route("/", web::get().to(dashboard::page))
+            .route("/dashboard/app.js", web::get().to(dashboard::script))
+            .route("/dashboard/mpegts.js", web::get().to(dashboard::player))
+            .service(
+                web::scope("/api/v1")
+                    .wrap(actix_web::middleware::from_fn(authorize))
+                    .route("/openapi.json", web::get().to(openapi))
+                    .route("/server", web::get().to(server_info))
+                    .route("/sessions", web::get().to(list_sessions))
+                    .route("/sessions/{clientid}", web::get().to(get_session))
+                    .route("/sessions/{clientid}", web::delete().to(kick_session))
+                    .route("/streams", web::get().to(list_streams))
+                    .route("/streams/{path:.+}", web::get().to(get_stream))
+                    .route("/streams/{path:.+}", web::delete().to(end_stream)),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind((config.address, config.port))?;
+    let addr = server.addrs().first().copied().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no API address bound")
+    })?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    tracing::info!(%addr, "API listening");
+    Ok(Api { handle, addr })
+}
+
+/// `/api/*` with a token configured: `Authorization: Bearer <token>`, or `401` and nothing else.
+async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<ApiState>>().cloned();
+    if let Some(token) = state.as_ref().and_then(|s| s.token.clone()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given.as_bytes(), token.as_bytes()) {
+            let response = HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .finish();
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs `f` on every worker arbiter and collects what each returned.
+async fn on_workers<T, F>(workers: &[ArbiterHandle], f: F) -> Vec<T>
+where
+    F: Fn() -> T + Clone + Send + 'static,
+    T: Send + 'static,
+{
+    let mut answers = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let f = f.clone();
+        if worker.spawn_fn(move || {
+            let _ = tx.send(f());
+        }) {
+            answers.push(rx);
+        }
+    }
+    let mut out = Vec::with_capacity(answers.len());
+    for rx in answers {
+        if let Ok(v) = rx.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Every session of the server.
+async fn all_sessions(state: &ApiState) -> Vec<SessionSummary> {
+    let mut all: Vec<SessionSummary> = on_workers(&state.workers, table::snapshot)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort_by_key(|s| s.clientid);
+    all
+}
+
+fn problem(status: actix_web::http::StatusCode, error: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(Problem {
+        error: error.into(),
+    })
+}
+
+/// The filters and the page of `GET /api/v1/sessions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionFilter {
+    /// Only sessions of this application.
+    app: Option<String>,
+    /// Only sessions of this stream name.
+    name: Option<String>,
+    /// Only this protocol: `rtmp`, `rtsp`, `srt` or `httpflv`.
+    protocol: Option<String>,
+    /// Only this role: `connecting`, `publisher` or `player`.
+    role: Option<String>,
+    /// Skip this many matching sessions (default 0).
+    offset: Option<usize>,
+    /// At most this many on the page (1 to 1000, default 100).
+    limit: Option<usize>,
+}
+
+pub(crate) const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
+pub(crate) const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
+
+/// Every connection, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    params(SessionFilter),
+    responses(
+        (status = 200, description = "A page of sessions, by clientid", body = SessionPage),
+        (status = 400, description = "A filter or the page is not valid", body = Problem),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn list_sessions(
+    state: web::Data<ApiState>,
+    filter: web::Query<SessionFilter>,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if let Some(p) = filter
+        .protocol
+        .as_deref()
+        .filter(|p| !PROTOCOLS.contains(p))
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("protocol {p:?} is not one of rtmp, rtsp, srt, httpflv"),
+        );
+    }
+    if let Some(r) = filter.role.as_deref().filter(|r| !ROLES.contains(r)) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("role {r:?} is not one of connecting, publisher, player"),
+        );
+    }
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("limit {limit} is not within 1 to {MAX_PAGE}"),
+        );
+    }
+    let offset = filter.offset.unwrap_or(0);
+    let matching: Vec<SessionSummary> = all_sessions(&state)
+        .await
+        .into_iter()
+        .filter(|s| {
+            filter.app.as_deref().is_none_or(|a| s.app == a)
+                && filter.name.as_deref().is_none_or(|n| s.name == n)
+                && filter.protocol.as_deref().is_none_or(|p| s.protocol == p)
+                && filter.role.as_deref().is_none_or(|r| s.role == r)
+        })
+        .collect();
+    let total = matching.len();
+    let sessions = matching
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(Session::from)
+        .collect();
+    HttpResponse::Ok().json(SessionPage {
+        total,
+        offset,
+        limit,
+        sessions,
+    })
+}
+
+/// One connection.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{clientid}",
+    params(("clientid" = u64, Path, description = "The session's clientid")),
+    responses(
+        (status = 200, description = "The session", body = Session),
+        (status = 404, description = "No such session", body = Problem),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn get_session(state: web::Data<ApiState>, clientid: web::Path<u64>) -> HttpResponse {
+    let clientid = clientid.into_inner();
+    match all_sessions(&state)
+        .await
+        .into_iter()
+        .find(|s| s.clientid == clientid)
+    {
+        Some(s) => HttpResponse::Ok().json(Session::from(s)),
+        None => no_session(clientid),
+    }
+}
+
+fn no_session(clientid: u64) -> HttpResponse {
+    problem(
+        actix_web::http::StatusCode::NOT_FOUND,
+        format!("no session {clientid}"),
+    )
+}
+
+/// Ends a session: its `on_done` says `kicked`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{clientid}",
+    params(("clientid" = u64, Path, description = "The session's clientid")),
+    responses(
+        (status = 202, description = "The session is being ended", body = Kicked),
+        (status = 404, description = "No such session", body = Problem),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn kick_session(state: web::Data<ApiState>, clientid: web::Path<u64>) -> HttpResponse {
+    let clientid = clientid.into_inner();
+    let kick = Kick {
+        reason: "Ended by the operator.",
+        end: EndReason::Kicked,
+    };
+    let found = on_workers(&state.workers, move || table::kick(clientid, &kick)).await;
+    if found.into_iter().any(|f| f) {
+        tracing::info!(clientid, "session kicked through the API");
+        HttpResponse::Accepted().json(Kicked { clientid })
+    } else {
+        no_session(clientid)
+    }
+}
+
+/// The name of a codec in the API.
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "h264",
+        Codec::H265 => "h265",
+        Codec::Av1 => "av1",
+        Codec::Aac => "aac",
+        Codec::Opus => "opus",
+    }
+}
+
+/// A number the publisher's metadata gives under `key`.
+fn meta_number(d: &StreamDescription, key: &str) -> Option<f64> {
+    d.metadata
+        .as_ref()?
+        .entries
+        .iter()
+        .find_map(|(k, v)| match v {
+            MetaValue::Number(n) if k == key && n.is_finite() && *n > 0.0 => Some(*n),
+            _ => None,
+        })
+}
+
+/// A stream as the API shows it, from its description and the server's sessions.
+fn stream_view(d: &StreamDescription, sessions: &[SessionSummary]) -> Stream {
+    let publisher = sessions.iter().find(|s| s.clientid == d.publisher);
+    let mut players: BTreeMap<String, usize> =
+        PROTOCOLS.iter().map(|p| ((*p).to_owned(), 0)).collect();
+    for s in sessions
+        .iter()
+        .filter(|s| s.role == "player" && s.app == d.key.app && s.name == d.key.name)
+    {
+        *players.entry(s.protocol.to_owned()).or_default() += 1;
+    }
+    let video = d.video_config.as_ref().map(|config| {
+        let dimensions = codec::video_dimensions(config.codec, &config.payload);
+        let from_meta = |k| meta_number(d, k).map(|n| n as u32);
+        Video {
+            codec: codec_name(config.codec).to_owned(),
+            width: dimensions.map(|(w, _)| w).or_else(|| from_meta("width")),
+            height: dimensions.map(|(_, h)| h).or_else(|| from_meta("height")),
+            frame_rate: (d.frame_rate * 100.0).round() / 100.0,
+        }
+    });
+    let audio = d.audio_config.as_ref().map(|config| {
+        let (sample_rate, channels) = codec::audio_parameters(config.codec, &config.payload)
+            .map_or((None, None), |(r, c)| (Some(r), Some(c)));
+        Audio {
+            codec: codec_name(config.codec).to_owned(),
+            sample_rate,
+            channels,
+        }
+    });
+    Stream {
+        app: d.key.app.clone(),
+        name: d.key.name.clone(),
+        publisher: Publisher {
+            clientid: d.publisher,
+            protocol: publisher.map(|p| p.protocol).unwrap_or_default().to_owned(),
+            addr: publisher.map(|p| p.addr.clone()).unwrap_or_default(),
+        },
+        since: d.since,
+        video,
+        audio,
+        bitrate: d.bitrate,
+        bytes_in: publisher.map_or(0, |p| p.bytes_in),
+        players,
+    }
+}
+
+/// Every live stream, described.
+async fn describe_all(state: &ApiState) -> Vec<StreamDescription> {
+    let Ok(streams) = state.registry.send(ListStreams).await else {
+        return Vec::new();
+    };
+    let asked = streams.iter().map(|s| s.send(Describe));
+    let mut all: Vec<StreamDescription> = futures_util::future::join_all(asked)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    all.sort_by(|a, b| (&a.key.app, &a.key.name).cmp(&(&b.key.app, &b.key.name)));
+    all
+}
+
+/// Every live stream.
+#[utoipa::path(
+    get,
+    path = "/api/v1/streams",
+    responses(
+        (status = 200, description = "Every live stream", body = StreamList),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn list_streams(state: web::Data<ApiState>) -> HttpResponse {
+    let described = describe_all(&state).await;
+    let sessions = all_sessions(&state).await;
+    let streams = described
+        .iter()
+        .map(|d| stream_view(d, &sessions))
+        .collect();
+    HttpResponse::Ok().json(StreamList { streams })
+}
+
+/// `{app}/{name}` (the app may have slashes) as a key.
+fn stream_key(path: &str) -> Option<StreamKey> {
+    let (app, name) = path.rsplit_once('/')?;
+    (!app.is_empty() && !name.is_empty()).then(|| StreamKey::new(app, name))
+}
+
+fn no_stream(path: &str) -> HttpResponse {
+    problem(
+        actix_web::http::StatusCode::NOT_FOUND,
+        format!("no live stream {path}"),
+    )
+}
+
+/// One live stream.
+#[utoipa::path(
+    get,
+    path = "/api/v1/streams/{app}/{name}",
+    params(
+        ("app" = String, Path, description = "Application"),
+        ("name" = String, Path, description = "Stream name")
+    ),
+    responses(
+        (status = 200, description = "The stream", body = Stream),
+        (status = 404, description = "No such live stream", body = Problem),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn get_stream(state: web::Data<ApiState>, path: web::Path<String>) -> HttpResponse {
+    let Some(key) = stream_key(&path) else {
+        return no_stream(&path);
+    };
+    let described = describe_all(&state).await;
+    let Some(d) = described.iter().find(|d| d.key == key) else {
+        return no_stream(&path);
+    };
+    let sessions = all_sessions(&state).await;
+    HttpResponse::Ok().json(stream_view(d, &sessions))
+}
+
+/// Ends a live stream: its publisher's `on_done` says `kicked`, its players' `stream_ended`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/streams/{app}/{name}",
+    params(
+        ("app" = String, Path, description = "Application"),
+        ("name" = String, Path, description = "Stream name")
+    ),
+    responses(
+        (status = 202, description = "The stream is being ended", body = Kicked),
+        (status = 404, description = "No such live stream", body = Problem),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn end_stream(state: web::Data<ApiState>, path: web::Path<String>) -> HttpResponse {
+    let Some(key) = stream_key(&path) else {
+        return no_stream(&path);
+    };
+    let described = describe_all(&state).await;
+    let Some(d) = described.iter().find(|d| d.key == key) else {
+        return no_stream(&path);
+    };
+    let Ok(Some(stream)) = state
+        .registry
+        .send(streamgate_actors::registry::Lookup { key })
+        .await
+    else {
+        return no_stream(&path);
+    };
+    stream.do_send(EndStream {
+        reason: "Ended by the operator.",
+        end: EndReason::Kicked,
+    });
+    tracing::info!(stream = %path, publisher = d.publisher, "stream ended through the API");
+    HttpResponse::Accepted().json(Kicked {
+        clientid: d.publisher,
+    })
+}
+
+/// The server's name, version and listeners.
+#[utoipa::path(
+    get,
+    path = "/api/v1/server",
+    responses(
+        (status = 200, description = "The server", body = ServerInfo),
+        (status = 401, description = "The token is missing or wrong")
+    ),
+    security((), ("bearer" = []))
+)]
+async fn server_info(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.server.get().cloned().unwrap_or_default())
+}
+
+/// The bearer token scheme of `<api><token>`.
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "streamgate API",
+        version = "1",
+        description = "The live streams and sessions of one streamgate server. With `<api><token>` set, every request needs `Authorization: Bearer <token>`."
+    ),
+    paths(
+        server_info,
+        list_sessions,
+        get_session,
+        kick_session,
+        list_streams,
+        get_stream,
+        end_stream
+    ),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

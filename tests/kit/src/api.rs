@@ -1,0 +1,39 @@
+//! The operator API's client: real HTTP requests (ureq) to a test's server.
+
+use std::time::Duration;
+
+pub use serde_json::Value;
+
+/// An answer of the API: its status and its body as JSON (`Null` when it has none).
+#[derive(Debug, Clone)]
+pub struct ApiAnswer {
+    pub status: u16,
+    pub body: Value,
+    /// The body as it came.
+    pub text: String,
+}
+
+/// Calls `method path` on the API at `port`, with `token` as a bearer token when given.
+pub fn api_call(port: u16, method: &str, path: &str, token: Option<&str>) -> ApiAnswer {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let mut request = agent.request(method, &format!("http://127.0.0.1:{port}{path}"));
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    ApiAnswer { status, body, text }
+}
+
+/// `GET path` on the API at `port`, without a token.
+pub fn api_get(port: u16, path: &str) -> ApiAnswer {
+    api_call(port, "GET", path, None)
+}
