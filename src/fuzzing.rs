@@ -1170,14 +1170,22 @@ pub fn srt_packet(data: &[u8]) {
 /// The bytes a business server answers a hook request with, through the hook client's
 /// response parsing and decision ([`streamgate_actors::notify::decide_answer`]): whatever they
 /// are, a decision comes back, and it allows only when a final `200` came before anything the
-/// client could not read.
+/// client could not read, and renames only for a `3xx` with a `Location`.
 pub fn hook_answer(data: &[u8]) {
-    let decision = streamgate_actors::notify::decide_answer(data);
-    if decision.is_allow() {
-        assert!(
+    use streamgate_actors::notify::Decision;
+    match streamgate_actors::notify::decide_answer(data) {
+        Decision::Allow => assert!(
             data.windows(4).any(|w| w == b" 200"),
             "allowed without a 200 in the answer"
-        );
+        ),
+        Decision::Rename { .. } => assert!(
+            data.windows(2).any(|w| w == b" 3")
+                && data
+                    .windows(9)
+                    .any(|w| w.eq_ignore_ascii_case(b"location:")),
+            "renamed without a 3xx and a Location in the answer"
+        ),
+        Decision::Deny(_) => {}
     }
 }
 

@@ -305,7 +305,12 @@ fn metrics_parse_and_move_with_sessions_and_hooks() {
     let mut player = spawn_player(&srv.url("live/m?who=allowed"), 60.0);
     let denied = play(&srv.url("live/m?who=denied"), 1.0, secs(20.0));
     assert!(denied.out.failed(), "the denied player is refused");
-    let playing = play_over(&hook, "rtmp");
+    let playing = hook
+        .wait_for(
+            |r| r.call() == "play" && r.field("url").ends_with("who=allowed"),
+            HOOK_WAIT,
+        )
+        .expect("on_play of the allowed player");
     let during = poll(secs(15.0), || {
         let s = scrape(api);
         let rtmp = |role| {
@@ -378,5 +383,47 @@ fn metrics_parse_and_move_with_sessions_and_hooks() {
     );
     assert!(sent(&after) >= sent(&during), "sent bytes never go down");
     assert!(received(&after) >= received(&during));
+    publisher.kill();
+}
+
+/// The OpenAPI document against the running server, by schemathesis (from PyPI, installed by
+/// the test command): every documented operation, status, content type and schema holds for
+/// the requests it makes, and none of them takes the server down.
+#[test]
+fn schemathesis_finds_the_server_true_to_its_openapi_document() {
+    let srv = Server::start(&Config::new().httpflv().api_token("st-t0ken"));
+    let mut publisher = publish(&srv.url("live/st"), 60);
+    assert!(
+        poll(secs(15.0), || {
+            let s = api_call(srv.api_port, "GET", "/api/v1/streams", Some("st-t0ken"));
+            (s.body["streams"].as_array().map(Vec::len) == Some(1)).then_some(())
+        })
+        .is_some(),
+        "the stream is live"
+    );
+    let out = run(
+        "schemathesis",
+        std::process::Command::new("python3")
+            .args(["-m", "schemathesis.cli", "run"])
+            .arg(format!(
+                "http://127.0.0.1:{}/api/v1/openapi.json",
+                srv.api_port
+            ))
+            .args(["--checks", "all", "--max-examples", "25"])
+            .args(["--header", "Authorization: Bearer st-t0ken"])
+            .env("SCHEMATHESIS_HOOKS", ""),
+        secs(240.0),
+    );
+    assert!(out.success(), "schemathesis: {}", out.text());
+    assert!(
+        out.text().contains("passed"),
+        "schemathesis ran its cases: {}",
+        out.text()
+    );
+    // It may have ended the stream (its stateful phase follows the stream list to DELETE):
+    // the server still answers, and nothing in it panicked.
+    let still = api_call(srv.api_port, "GET", "/api/v1/streams", Some("st-t0ken"));
+    assert_eq!(still.status, 200, "the server still answers");
+    assert!(!srv.log().contains("panicked"), "{}", srv.log_tail(40));
     publisher.kill();
 }

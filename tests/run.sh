@@ -60,13 +60,16 @@ if ! python3 -c "import imageio_ffmpeg" >/dev/null 2>&1; then
 fi
 "$(python3 -c "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())")" -hide_banner -version | sed -n 1p
 
-# The metrics test (tests/api.rs) reads /metrics with the Prometheus project's own Python
-# parser (prometheus_client, from PyPI).
-if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
-    echo "tests/run.sh: installing prometheus_client from PyPI" >&2
-    python3 -m pip install prometheus_client ||
-        python3 -m pip install --break-system-packages prometheus_client
-fi
+# The API tests (tests/api.rs) read /metrics with the Prometheus project's own Python parser
+# (prometheus_client) and check the OpenAPI document against the server with schemathesis,
+# both from PyPI.
+for module in prometheus_client:prometheus_client schemathesis:schemathesis; do
+    if ! python3 -c "import ${module%%:*}" >/dev/null 2>&1; then
+        echo "tests/run.sh: installing ${module##*:} from PyPI" >&2
+        python3 -m pip install "${module##*:}" ||
+            python3 -m pip install --break-system-packages "${module##*:}"
+    fi
+done
 
 # The browser test's page plays the stream with mpegts.js, and the dashboard test drives
 # Chromium with Playwright (playwright-core, which uses Debian's Chromium, no download of its

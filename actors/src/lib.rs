@@ -3,6 +3,8 @@
 //! What lives here, and what must not:
 //! - [`media`]: the one frame model every protocol converts to and from ([`media::MediaFrame`],
 //!   [`media::StreamKey`]). Payloads are shared [`bytes::Bytes`], never copied per player.
+//! - [`names`]: the one percent-decoder, and the stream a hook's redirect names
+//!   ([`names::StreamTarget`]).
 //! - [`notify`]: the [`notify::NotifyActor`] that puts connect / play / publish / done to the
 //!   operator's HTTP endpoint and answers [`notify::Decision`]s. It owns the wire format,
 //!   timeouts and the fail-closed policy.
@@ -21,6 +23,7 @@
 
 pub mod media;
 pub mod metrics;
+pub mod names;
 pub mod notify;
 pub mod outbox;
 pub mod registry;

@@ -4,8 +4,9 @@
 //! It owns the wire format (form-urlencoded or JSON POST body, or the same fields in a GET
 //! query string), the signature of each request (`X-Streamgate-Signature`, when the protocol
 //! has a `<secret>`), the per-hook timeout and the failure policy, which is fail closed: a
-//! timeout, a refused connection or any status other than 200 denies. `Done` is informational:
-//! its answer is never checked.
+//! timeout, a refused connection or any status other than 200 denies, except that a `3xx`
+//! with a usable `Location` renames a play or publish ([`Decision::Rename`]). `Done` is
+//! informational: its answer is never checked.
 //!
 //! One `NotifyActor` runs per worker, on an arbiter of its own beside it (so hook answers do not
 //! wait behind the worker's media work); each keeps its own keep-alive pool. Every request runs as its
@@ -21,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use hyper::Request;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,6 +32,7 @@ use ring::hmac;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::names::StreamTarget;
 use crate::session::{Protocol, SessionInfo};
 use crate::usage::{EndReason, UsageReport, Used};
 
@@ -359,6 +361,14 @@ pub enum DenyReason {
     Timeout,
     /// The business server could not be reached, or the exchange failed.
     Unreachable(String),
+    /// The business server answered this `3xx` without a `Location` that names a stream
+    /// (`problem` says what was wrong), or to a call that cannot be renamed (`on_connect`).
+    Redirect {
+        /// The status it answered.
+        status: u16,
+        /// Why the redirect was not followed.
+        problem: String,
+    },
 }
 
 /// The answer to `Connect`, `Play` or `Publish`.
@@ -366,14 +376,36 @@ pub enum DenyReason {
 pub enum Decision {
     /// 200 (or no hook configured): go on.
     Allow,
+    /// A `3xx` to `on_play` or `on_publish` whose `Location` names a stream: go on, as a
+    /// play or publish of that stream.
+    Rename {
+        /// The status the business server answered.
+        status: u16,
+        /// The stream its `Location` names.
+        target: StreamTarget,
+    },
     /// Anything else: refuse the client.
     Deny(DenyReason),
 }
 
 impl Decision {
-    /// True when the session may go on.
+    /// True when the session may go on (under its own name or a renamed one).
     pub fn is_allow(&self) -> bool {
-        matches!(self, Decision::Allow)
+        matches!(self, Decision::Allow | Decision::Rename { .. })
+    }
+
+    /// The status the business server answered with, whatever the decision made of it
+    /// (`200` for [`Decision::Allow`], also when no hook was called); `None` when it did not
+    /// answer (a timeout, an unreachable server, an exchange that failed).
+    pub fn answered(&self) -> Option<u16> {
+        match self {
+            Decision::Allow => Some(200),
+            Decision::Rename { status, .. }
+            | Decision::Deny(DenyReason::Status(status) | DenyReason::Redirect { status, .. }) => {
+                Some(*status)
+            }
+            Decision::Deny(DenyReason::Timeout | DenyReason::Unreachable(_)) => None,
+        }
     }
 
     /// The status a protocol with HTTP-like codes should answer with: 401 when the hook
@@ -522,7 +554,9 @@ pub struct NotifyActor {
 
 impl NotifyActor {
     /// A notifier for the current arbiter. Redirects are not followed: only a 200 from the
-    /// configured URL allows. `https://` hooks use `tls` (see [`tls_client_config`]).
+    /// configured URL allows, and a `3xx`'s `Location` is read as the stream a play or publish
+    /// goes on as ([`Decision::Rename`]), never fetched. `https://` hooks use `tls` (see
+    /// [`tls_client_config`]).
     ///
     /// hyper's client skips interim `1xx` answers and takes the final one (RFC 9110 §15.2),
     /// and a pooled connection that receives bytes while no request is on it is closed, never
@@ -550,7 +584,14 @@ impl NotifyActor {
         let request = send(&self.client, &self.permits, config, url, &fields);
         let url = url.to_owned();
         Box::pin(async move {
-            let decision = request.await;
+            let mut decision = request.await;
+            if let (Call::Connect, Decision::Rename { status, .. }) = (call, &decision) {
+                // Only a play or publish names a stream to go on as.
+                decision = Decision::Deny(DenyReason::Redirect {
+                    status: *status,
+                    problem: "on_connect cannot rename".into(),
+                });
+            }
             match &decision {
                 Decision::Allow => tracing::debug!(
                     clientid = info.clientid,
@@ -558,6 +599,15 @@ impl NotifyActor {
                     call = call.as_str(),
                     %url,
                     "hook allowed"
+                ),
+                Decision::Rename { status, target } => tracing::debug!(
+                    clientid = info.clientid,
+                    protocol = %info.protocol,
+                    call = call.as_str(),
+                    %url,
+                    status,
+                    to = %target.key(&info.app),
+                    "hook renamed the stream"
                 ),
                 Decision::Deny(reason) => tracing::warn!(
                     clientid = info.clientid,
@@ -654,8 +704,9 @@ fn send(
     async move {
         let decision = exchange.await;
         let result = match &decision {
-            Decision::Allow => "allow",
-            Decision::Deny(DenyReason::Status(_)) => "deny",
+            // A rename allows; a redirect it could not follow refuses, as any other status.
+            Decision::Allow | Decision::Rename { .. } => "allow",
+            Decision::Deny(DenyReason::Status(_) | DenyReason::Redirect { .. }) => "deny",
             Decision::Deny(DenyReason::Timeout) => "timeout",
             Decision::Deny(DenyReason::Unreachable(_)) => "error",
         };
@@ -690,26 +741,37 @@ async fn exchange(
             .await
             .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
         let status = response.status().as_u16();
+        let decision = decision_of(status, response.headers().get(LOCATION));
         actix_rt::spawn(async move {
             let body = Limited::new(response.into_body(), 1 << 16);
             let _ = actix_rt::time::timeout(timeout, body.collect()).await;
             drop(permit);
         });
-        Ok(status)
+        Ok(decision)
     };
     match actix_rt::time::timeout(timeout, exchange).await {
-        Ok(Ok(status)) => decision_of(status),
+        Ok(Ok(decision)) => decision,
         Ok(Err(reason)) => Decision::Deny(reason),
         Err(_) => Decision::Deny(DenyReason::Timeout),
     }
 }
 
-/// The decision a final answer's status makes: only 200 allows.
-fn decision_of(status: u16) -> Decision {
-    if status == 200 {
-        Decision::Allow
-    } else {
-        Decision::Deny(DenyReason::Status(status))
+/// The decision a final answer makes: 200 allows; a `3xx` renames to the stream its
+/// `Location` names ([`StreamTarget::from_location`]), and refuses without a usable one;
+/// anything else refuses.
+fn decision_of(status: u16, location: Option<&hyper::header::HeaderValue>) -> Decision {
+    match status {
+        200 => Decision::Allow,
+        300..=399 => {
+            let target = location
+                .map(|l| StreamTarget::from_location(l.as_bytes()).map_err(|e| e.to_string()))
+                .unwrap_or_else(|| Err("no Location".into()));
+            match target {
+                Ok(target) => Decision::Rename { status, target },
+                Err(problem) => Decision::Deny(DenyReason::Redirect { status, problem }),
+            }
+        }
+        _ => Decision::Deny(DenyReason::Status(status)),
     }
 }
 
@@ -751,11 +813,12 @@ pub fn decide_answer(answer: &[u8]) -> Decision {
                 .await
                 .map_err(|e| DenyReason::Unreachable(error_chain(&e)))?;
             let status = response.status().as_u16();
+            let decision = decision_of(status, response.headers().get(LOCATION));
             let _ = Limited::new(response.into_body(), 1 << 16).collect().await;
-            Ok::<u16, DenyReason>(status)
+            Ok::<Decision, DenyReason>(decision)
         };
         match tokio::time::timeout(Duration::from_secs(1), exchange).await {
-            Ok(Ok(status)) => decision_of(status),
+            Ok(Ok(decision)) => decision,
             Ok(Err(reason)) => Decision::Deny(reason),
             Err(_) => Decision::Deny(DenyReason::Timeout),
         }
@@ -832,13 +895,17 @@ impl Handler<Update> for NotifyActor {
 /// 500 ends it; no answer, a failed exchange or a 5xx (what a proxy says when the business
 /// server behind it is down) keeps it, logged and counted.
 fn update_answer(decision: &Decision) -> UpdateAnswer {
-    match decision {
-        Decision::Allow => UpdateAnswer::Keep,
-        Decision::Deny(DenyReason::Status(status)) if *status < 500 => UpdateAnswer::End(*status),
-        Decision::Deny(reason) => {
+    if matches!(decision, Decision::Allow) {
+        return UpdateAnswer::Keep;
+    }
+    match decision.answered() {
+        // A 3xx renames only a play or publish request: to on_update it is an answer other
+        // than 200, whatever its Location.
+        Some(status) if status < 500 => UpdateAnswer::End(status),
+        _ => {
             let unanswered = UPDATES_UNANSWERED.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
-                ?reason,
+                ?decision,
                 unanswered,
                 "on_update got no usable answer; the session goes on"
             );
@@ -867,12 +934,17 @@ impl Handler<Done> for NotifyActor {
                     tracing::debug!(clientid = info.clientid, %url, "on_done delivered")
                 }
                 // The answer to on_done is not checked; a failure to deliver is still logged.
-                Decision::Deny(DenyReason::Status(status)) => {
-                    tracing::debug!(clientid = info.clientid, %url, status, "on_done answered")
-                }
-                Decision::Deny(reason) => {
-                    tracing::warn!(clientid = info.clientid, %url, ?reason, "on_done not delivered")
-                }
+                decision => match decision.answered() {
+                    Some(status) => {
+                        tracing::debug!(clientid = info.clientid, %url, status, "on_done answered")
+                    }
+                    None => tracing::warn!(
+                        clientid = info.clientid,
+                        %url,
+                        ?decision,
+                        "on_done not delivered"
+                    ),
+                },
             }
             tracker.finish();
         });
@@ -1123,6 +1195,54 @@ mod tests {
         assert_eq!(
             request.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
             Some(&b"application/json"[..])
+        );
+    }
+
+    #[test]
+    fn a_3xx_with_a_location_renames_and_without_one_refuses() {
+        let renamed = decide_answer(
+            b"HTTP/1.1 302 Found\r\nLocation: /live/alice?x=1\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(
+            renamed,
+            Decision::Rename {
+                status: 302,
+                target: StreamTarget {
+                    app: Some("live".into()),
+                    name: "alice".into()
+                }
+            }
+        );
+        assert!(renamed.is_allow());
+        let bare = decide_answer(b"HTTP/1.1 307 Temporary Redirect\r\nlocation: alice\r\n\r\n");
+        assert!(
+            matches!(&bare, Decision::Rename { status: 307, target } if target.app.is_none()),
+            "{bare:?}"
+        );
+        for unusable in [
+            &b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 302 Found\r\nLocation: \r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 301 Moved\r\nLocation: a/b/c\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 303 See Other\r\nLocation: live/a%2\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let decision = decide_answer(unusable);
+            assert!(
+                matches!(decision, Decision::Deny(DenyReason::Redirect { .. })),
+                "{decision:?}"
+            );
+            assert_eq!(decision.deny_status(), 403);
+            assert!(decision.answered().is_some_and(|s| (300..400).contains(&s)));
+        }
+        // A Location on anything but a 3xx changes nothing.
+        assert_eq!(
+            decide_answer(
+                b"HTTP/1.1 403 Forbidden\r\nLocation: alice\r\nContent-Length: 0\r\n\r\n"
+            ),
+            Decision::Deny(DenyReason::Status(403))
+        );
+        assert_eq!(
+            decide_answer(b"HTTP/1.1 200 OK\r\nLocation: alice\r\nContent-Length: 0\r\n\r\n"),
+            Decision::Allow
         );
     }
 

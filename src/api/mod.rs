@@ -67,6 +67,12 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                json_error(actix_web::http::StatusCode::NOT_FOUND, e.to_string())
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                json_error(actix_web::http::StatusCode::BAD_REQUEST, e.to_string())
+            }))
             .route("/metrics", web::get().to(metrics::metrics))
             .route("/", web::get().to(dashboard::page))
             .route("/dashboard/app.js", web::get().to(dashboard::script))
@@ -74,14 +80,20 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
             .service(
                 web::scope("/api/v1")
                     .wrap(actix_web::middleware::from_fn(authorize))
-                    .route("/openapi.json", web::get().to(openapi))
-                    .route("/server", web::get().to(server_info))
-                    .route("/sessions", web::get().to(list_sessions))
-                    .route("/sessions/{clientid}", web::get().to(get_session))
-                    .route("/sessions/{clientid}", web::delete().to(kick_session))
-                    .route("/streams", web::get().to(list_streams))
-                    .route("/streams/{path:.+}", web::get().to(get_stream))
-                    .route("/streams/{path:.+}", web::delete().to(end_stream)),
+                    .service(resource("/openapi.json").get(openapi))
+                    .service(resource("/server").get(server_info))
+                    .service(resource("/sessions").get(list_sessions))
+                    .service(
+                        resource("/sessions/{clientid}")
+                            .get(get_session)
+                            .delete(kick_session),
+                    )
+                    .service(resource("/streams").get(list_streams))
+                    .service(
+                        resource("/streams/{path:.+}")
+                            .get(get_stream)
+                            .delete(end_stream),
+                    ),
             )
     })
     .workers(1)
@@ -96,6 +108,73 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
     actix_rt::spawn(server);
     tracing::info!(%addr, "API listening");
     Ok(Api { handle, addr })
+}
+
+/// A resource whose other methods are answered `405 Method Not Allowed` with `Allow`.
+struct Resource {
+    path: &'static str,
+    methods: Vec<(&'static str, actix_web::Route)>,
+}
+
+fn resource(path: &'static str) -> Resource {
+    Resource {
+        path,
+        methods: Vec::new(),
+    }
+}
+
+impl Resource {
+    fn get<F, Args>(mut self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.methods.push(("GET", web::get().to(handler)));
+        self
+    }
+
+    fn delete<F, Args>(mut self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.methods.push(("DELETE", web::delete().to(handler)));
+        self
+    }
+}
+
+impl actix_web::dev::HttpServiceFactory for Resource {
+    fn register(self, config: &mut actix_web::dev::AppService) {
+        let allow = self
+            .methods
+            .iter()
+            .map(|(m, _)| *m)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut resource = web::resource(self.path);
+        for (_, route) in self.methods {
+            resource = resource.route(route);
+        }
+        resource
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move {
+                    HttpResponse::MethodNotAllowed()
+                        .insert_header((header::ALLOW, allow))
+                        .json(Problem {
+                            error: "method not allowed".into(),
+                        })
+                }
+            }))
+            .register(config);
+    }
+}
+
+/// An extractor's error as `{"error": ...}` with `status`.
+fn json_error(status: actix_web::http::StatusCode, error: String) -> actix_web::Error {
+    actix_web::error::InternalError::from_response(error.clone(), problem(status, error)).into()
 }
 
 /// `/api/*` with a token configured: `Authorization: Bearer <token>`, or `401` and nothing else.
@@ -176,14 +255,63 @@ pub struct SessionFilter {
     app: Option<String>,
     /// Only sessions of this stream name.
     name: Option<String>,
-    /// Only this protocol: `rtmp`, `rtsp`, `srt` or `httpflv`.
-    protocol: Option<String>,
-    /// Only this role: `connecting`, `publisher` or `player`.
-    role: Option<String>,
+    /// Only this protocol.
+    protocol: Option<ProtocolName>,
+    /// Only this role.
+    role: Option<RoleName>,
     /// Skip this many matching sessions (default 0).
+    #[param(minimum = 0)]
     offset: Option<usize>,
     /// At most this many on the page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+/// A protocol, as the API and the hooks name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// RTMP.
+    Rtmp,
+    /// RTSP.
+    Rtsp,
+    /// SRT.
+    Srt,
+    /// HTTP-FLV.
+    Httpflv,
+}
+
+impl ProtocolName {
+    fn as_str(self) -> &'static str {
+        match self {
+            ProtocolName::Rtmp => "rtmp",
+            ProtocolName::Rtsp => "rtsp",
+            ProtocolName::Srt => "srt",
+            ProtocolName::Httpflv => "httpflv",
+        }
+    }
+}
+
+/// A session's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// Connected; no play or publish allowed yet.
+    Connecting,
+    /// Publishing.
+    Publisher,
+    /// Playing.
+    Player,
+}
+
+impl RoleName {
+    fn as_str(self) -> &'static str {
+        match self {
+            RoleName::Connecting => "connecting",
+            RoleName::Publisher => "publisher",
+            RoleName::Player => "player",
+        }
+    }
 }
 
 pub(crate) const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
@@ -206,22 +334,6 @@ async fn list_sessions(
     filter: web::Query<SessionFilter>,
 ) -> HttpResponse {
     use actix_web::http::StatusCode;
-    if let Some(p) = filter
-        .protocol
-        .as_deref()
-        .filter(|p| !PROTOCOLS.contains(p))
-    {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("protocol {p:?} is not one of rtmp, rtsp, srt, httpflv"),
-        );
-    }
-    if let Some(r) = filter.role.as_deref().filter(|r| !ROLES.contains(r)) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("role {r:?} is not one of connecting, publisher, player"),
-        );
-    }
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return problem(
@@ -236,8 +348,8 @@ async fn list_sessions(
         .filter(|s| {
             filter.app.as_deref().is_none_or(|a| s.app == a)
                 && filter.name.as_deref().is_none_or(|n| s.name == n)
-                && filter.protocol.as_deref().is_none_or(|p| s.protocol == p)
-                && filter.role.as_deref().is_none_or(|r| s.role == r)
+                && filter.protocol.is_none_or(|p| s.protocol == p.as_str())
+                && filter.role.is_none_or(|r| s.role == r.as_str())
         })
         .collect();
     let total = matching.len();
@@ -543,6 +655,7 @@ impl utoipa::Modify for Bearer {
         get_stream,
         end_stream
     ),
+    components(schemas(ProtocolName, RoleName)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;

@@ -2,24 +2,11 @@
 //! path into app and name, building the `url` hook field, and decoding `%XX` escapes (the
 //! one percent-decoder of the server, its load tool and its tests). Pure string functions.
 
-use std::borrow::Cow;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
-
-/// `%XX` escapes decoded by the `percent-encoding` crate: a `%` not followed by two hex digits
-/// stays as it is. `None` when the decoded bytes are not UTF-8. What a decoded name may
-/// contain (control characters, `/`) is each caller's rule, not this function's.
-pub fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
-    percent_decode_str(s).decode_utf8().ok()
-}
-
-/// Whether every `%` in `s` starts a `%XX` escape, for callers that refuse a stray `%` instead
-/// of keeping it ([`percent_decode`] keeps it).
-pub fn escapes_complete(s: &str) -> bool {
-    s.split('%')
-        .skip(1)
-        .all(|rest| rest.len() >= 2 && rest.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit))
-}
+/// The one percent-decoder lives beside the hooks' `Location` reading, which decodes a
+/// redirect's stream names as a client's.
+pub use streamgate_actors::names::{escapes_complete, percent_decode};
 
 /// Splits `name?query` into the name and the query (without `?`; empty when none).
 pub fn split_query(s: &str) -> (&str, &str) {

@@ -4,7 +4,8 @@
 //!
 //! - identity: the clientid the hooks see, the peer, the connection's tracing span;
 //! - the hook calls of a play or publish and what follows them ([`request_play`],
-//!   [`request_publish`]: hook first, nothing revealed or claimed before its answer);
+//!   [`request_publish`]: hook first, nothing revealed or claimed before its answer), under
+//!   the stream a hook's redirect renamed it to ([`Allowed`]);
 //! - the active play or publish ([`Active`]), which owes exactly one `on_done` from the
 //!   moment a hook allowed it ([`SessionCore::begin`]) to [`SessionCore::finish`];
 //! - usage: start time, bytes in and out, frames dropped ([`Usage`]);
@@ -280,7 +281,14 @@ impl SessionCore {
     pub fn log_decision(&self, call: &str, decision: &Decision) {
         let _s = self.enter();
         match decision {
-            Decision::Allow => tracing::info!(call, "allowed"),
+            // A rename is logged where it takes effect ([`SessionCore::begin`]).
+            Decision::Allow | Decision::Rename { .. } => tracing::info!(call, "allowed"),
+            Decision::Deny(DenyReason::Redirect { status, problem }) => tracing::info!(
+                call,
+                status,
+                %problem,
+                "refused: a redirect without a usable Location"
+            ),
             Decision::Deny(reason) => tracing::info!(call, ?reason, "refused"),
         }
     }
@@ -290,8 +298,25 @@ impl SessionCore {
         Backlog::new(self.limits, self.usage.frames_dropped.clone()).in_span(self.span.clone())
     }
 
-    /// A play or publish the hook allowed: from here on exactly one `on_done` is owed.
-    pub fn begin(&mut self, role: Role, info: SessionInfo, stream: Option<Addr<StreamActor>>) {
+    /// A play or publish the hook allowed: from here on exactly one `on_done` is owed, with
+    /// the fields it was allowed as. A rename is logged and put in the session's span.
+    pub fn begin(&mut self, role: Role, allowed: Allowed, stream: Option<Addr<StreamActor>>) {
+        let Allowed { info, renamed_from } = allowed;
+        if let Some(from) = renamed_from {
+            let _s = self.enter();
+            let to = StreamKey::new(&*info.app, &*info.name);
+            tracing::info!(%from, %to, "renamed by the hook");
+            drop(_s);
+            // From here on the span names the stream the session plays or publishes. A field
+            // recorded again is shown again after the first (tracing appends): only what
+            // changed is, so the last `app` and `name` of a line are the stream's.
+            if from.app != to.app {
+                self.span.record("app", to.app.as_str());
+            }
+            if from.name != to.name {
+                self.span.record("name", to.name.as_str());
+            }
+        }
         self.context.done.begin();
         self.last_media = Instant::now();
         self.term += 1;
@@ -314,33 +339,30 @@ impl SessionCore {
     /// that refused): logs the hook's answer and, when it allowed, begins the publish (from
     /// here on one `on_done` is owed) and attaches it to its stream. Returns what the
     /// protocol is to answer.
-    pub fn publish_answered(
-        &mut self,
-        call: &str,
-        outcome: PublishOutcome,
-        info: SessionInfo,
-    ) -> PublishAnswer {
-        if let PublishOutcome::Denied(decision) = &outcome {
-            self.log_decision(call, decision);
-            return PublishAnswer::Denied(decision.clone());
-        }
+    pub fn publish_answered(&mut self, call: &str, outcome: PublishOutcome) -> PublishAnswer {
+        let (allowed, answer, stream) = match outcome {
+            PublishOutcome::Denied(decision) => {
+                self.log_decision(call, &decision);
+                return PublishAnswer::Denied(decision);
+            }
+            PublishOutcome::Publishing(allowed, stream) => {
+                (allowed, PublishAnswer::Publish, Some(stream))
+            }
+            PublishOutcome::Taken(allowed) => (allowed, PublishAnswer::Taken, None),
+            PublishOutcome::Unavailable(allowed) => (allowed, PublishAnswer::Unavailable, None),
+        };
         self.log_decision(call, &Decision::Allow);
-        self.begin(Role::Publisher, info, None);
-        if !matches!(outcome, PublishOutcome::Publishing(_)) {
-            self.ending(EndReason::Refused);
+        let key = allowed.key();
+        self.begin(Role::Publisher, allowed, None);
+        match stream {
+            Some(stream) => self.attach(stream),
+            None => self.ending(EndReason::Refused),
         }
-        match outcome {
-            PublishOutcome::Publishing(stream) => {
-                self.attach(stream);
-                PublishAnswer::Publish
-            }
-            PublishOutcome::Taken(key) => {
-                let _s = self.enter();
-                tracing::info!(stream = %key, "already published by another client");
-                PublishAnswer::Taken
-            }
-            PublishOutcome::Unavailable | PublishOutcome::Denied(_) => PublishAnswer::Unavailable,
+        if matches!(answer, PublishAnswer::Taken) {
+            let _s = self.enter();
+            tracing::info!(stream = %key, "already published by another client");
         }
+        answer
     }
 
     /// Attaches the active play or publish to its stream.
@@ -609,32 +631,82 @@ pub enum Attach {
     Shared,
 }
 
+/// A play or publish a hook allowed, as what it goes on: the session's fields (the ones its
+/// `on_done` reports), under the stream a `3xx`'s `Location` named when the hook renamed it.
+/// [`SessionCore::begin`] takes it.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    /// The fields, with the `app` and `name` it plays or publishes (`url` and `tcurl` stay
+    /// what the client sent).
+    pub info: SessionInfo,
+    /// The stream the client asked for, when the hook renamed it.
+    pub renamed_from: Option<StreamKey>,
+}
+
+impl Allowed {
+    /// `info` as `decision` (which allowed it) says: renamed for a [`Decision::Rename`].
+    fn by(decision: &Decision, mut info: SessionInfo) -> Allowed {
+        let Decision::Rename { target, .. } = decision else {
+            return Allowed {
+                info,
+                renamed_from: None,
+            };
+        };
+        let from = StreamKey::new(&*info.app, &*info.name);
+        let to = target.key(&info.app);
+        if to == from {
+            return Allowed {
+                info,
+                renamed_from: None,
+            };
+        }
+        info.app = to.app;
+        info.name = to.name;
+        Allowed {
+            info,
+            renamed_from: Some(from),
+        }
+    }
+
+    /// The stream it plays or publishes.
+    pub fn key(&self) -> StreamKey {
+        StreamKey::new(&*self.info.app, &*self.info.name)
+    }
+}
+
 /// How a play request ended.
 pub enum PlayOutcome {
     /// The hook refused.
     Denied(Decision),
     /// The hook allowed, but no such stream is live.
-    NotFound,
+    NotFound(Allowed),
     /// Attached: write the snapshot, then live frames arrive as `Deliver` ([`Attach::Own`]),
     /// or (with [`Attach::Shared`]) activate the [`fanout::Joining`].
-    Playing(Addr<StreamActor>, Snapshot, Option<fanout::Joining>),
+    Playing(
+        Allowed,
+        Addr<StreamActor>,
+        Snapshot,
+        Option<fanout::Joining>,
+    ),
 }
 
-/// Asks the hook about a play, then finds the stream and subscribes to it. Every protocol's
-/// player goes through here, so the order (hook first, nothing revealed before it) is one.
+/// Asks the hook about a play of the stream `info` names, then finds the stream (the one a
+/// hook's redirect named, if it did) and subscribes to it. Every protocol's player goes
+/// through here, so the order (hook first, nothing revealed before it) is one.
 pub async fn request_play(
     context: SessionContext,
     info: SessionInfo,
-    key: StreamKey,
     attach: Attach,
 ) -> PlayOutcome {
     let clientid = info.clientid;
-    let decision = ask(context.notify.send(notify::Play { info })).await;
+    let decision = ask(context.notify.send(notify::Play { info: info.clone() })).await;
     if !decision.is_allow() {
         return PlayOutcome::Denied(decision);
     }
+    let allowed = Allowed::by(&decision, info);
+    let key = allowed.key();
     let Ok(Some(stream)) = context.registry.send(Lookup { key }).await else {
-        return PlayOutcome::NotFound;
+        return PlayOutcome::NotFound(allowed);
     };
     match attach {
         Attach::Own { media, ended } => match stream
@@ -645,12 +717,14 @@ pub async fn request_play(
             })
             .await
         {
-            Ok(snapshot) => PlayOutcome::Playing(stream, snapshot, None),
-            Err(_) => PlayOutcome::NotFound,
+            Ok(snapshot) => PlayOutcome::Playing(allowed, stream, snapshot, None),
+            Err(_) => PlayOutcome::NotFound(allowed),
         },
         Attach::Shared => match fanout::join(stream.clone()).await {
-            Some((snapshot, joining)) => PlayOutcome::Playing(stream, snapshot, Some(joining)),
-            None => PlayOutcome::NotFound,
+            Some((snapshot, joining)) => {
+                PlayOutcome::Playing(allowed, stream, snapshot, Some(joining))
+            }
+            None => PlayOutcome::NotFound(allowed),
         },
     }
 }
@@ -660,11 +734,11 @@ pub enum PublishOutcome {
     /// The hook refused.
     Denied(Decision),
     /// The hook allowed and the name is this session's: frames go to the stream.
-    Publishing(Addr<StreamActor>),
+    Publishing(Allowed, Addr<StreamActor>),
     /// The hook allowed, but another client publishes the name.
-    Taken(StreamKey),
+    Taken(Allowed),
     /// The hook allowed, but the registry is gone (the server is stopping).
-    Unavailable,
+    Unavailable(Allowed),
 }
 
 /// What a protocol answers a publish request ([`SessionCore::publish_answered`]).
@@ -687,21 +761,23 @@ impl PublishOutcome {
     }
 }
 
-/// Asks the hook about a publish, then claims the name (one publisher per name; a kick of
-/// the claim reaches `kick`). Every protocol's publisher goes through here, so nothing is
-/// claimed before the hook's answer.
+/// Asks the hook about a publish of the stream `info` names, then claims the name (the one a
+/// hook's redirect named, if it did: one publisher per name; a kick of the claim reaches
+/// `kick`). Every protocol's publisher goes through here, so nothing is claimed before the
+/// hook's answer.
 pub async fn request_publish(
     context: SessionContext,
     info: SessionInfo,
-    key: StreamKey,
     kick: Recipient<Kick>,
 ) -> PublishOutcome {
     let clientid = info.clientid;
     let arbiter = Arbiter::current();
-    let decision = ask(context.notify.send(notify::Publish { info })).await;
+    let decision = ask(context.notify.send(notify::Publish { info: info.clone() })).await;
     if !decision.is_allow() {
         return PublishOutcome::Denied(decision);
     }
+    let allowed = Allowed::by(&decision, info);
+    let key = allowed.key();
     let claim = context
         .registry
         .send(ClaimPublish {
@@ -712,9 +788,9 @@ pub async fn request_publish(
         })
         .await;
     match claim {
-        Ok(Ok(stream)) => PublishOutcome::Publishing(stream),
-        Ok(Err(PublishRefused::AlreadyPublishing(key))) => PublishOutcome::Taken(key),
-        Err(_) => PublishOutcome::Unavailable,
+        Ok(Ok(stream)) => PublishOutcome::Publishing(allowed, stream),
+        Ok(Err(PublishRefused::AlreadyPublishing(_))) => PublishOutcome::Taken(allowed),
+        Err(_) => PublishOutcome::Unavailable(allowed),
     }
 }
 

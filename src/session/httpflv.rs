@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use streamgate_actors::media::{MediaFrame, StreamKey, Track};
+use streamgate_actors::media::{MediaFrame, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::Protocol;
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
@@ -139,10 +139,9 @@ impl HttpFlvSession {
         let url = format!("http://{host}{}", request.target);
         let connect_info = self.core.info(&path.app, "", &url, "");
         let play_info = self.core.info(&path.app, &path.name, &url, "");
-        let key = StreamKey::new(path.app, path.name);
         let head_only = request.method == "HEAD";
         let context = self.core.context.clone();
-        let play = request_play(context.clone(), play_info.clone(), key, Attach::Shared);
+        let play = request_play(context.clone(), play_info, Attach::Shared);
         let asked = after_connect(context, connect_info, "play", play, PlayOutcome::Denied);
         self.state = State::Deciding;
         ctx.wait(
@@ -158,20 +157,20 @@ impl HttpFlvSession {
                                 ctx,
                             );
                         }
-                        PlayOutcome::NotFound => {
+                        PlayOutcome::NotFound(allowed) => {
                             act.core.log_decision("play", &Decision::Allow);
+                            act.core.begin(Role::Player, allowed, None);
                             let _s = act.core.enter();
                             tracing::info!("no such stream");
                             drop(_s);
-                            act.core.begin(Role::Player, play_info, None);
                             act.core.ending(EndReason::Refused);
                             act.answer(error_response(404, "no such live stream"), ctx);
                         }
-                        PlayOutcome::Playing(_, snapshot, joining) => {
+                        PlayOutcome::Playing(allowed, _, snapshot, joining) => {
                             act.core.log_decision("play", &Decision::Allow);
                             // Attached through the arbiter's group: leaving it is the
                             // membership's drop.
-                            act.core.begin(Role::Player, play_info, None);
+                            act.core.begin(Role::Player, allowed, None);
                             if head_only {
                                 let head = response_head(200, &[("Content-Type", "video/x-flv")]);
                                 // A HEAD asks no body: answered, the client is done.

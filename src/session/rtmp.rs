@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use streamgate_actors::media::{MediaFrame, StreamKey, Track};
+use streamgate_actors::media::{MediaFrame, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
@@ -24,8 +24,8 @@ use streamgate_actors::usage::EndReason;
 use super::actor::{session_actor, Session};
 use super::arbiter::cached_encoding;
 use super::core::{
-    request_connect, request_play, request_publish, Attach, PlayOutcome, PublishAnswer, Role,
-    SessionCore,
+    request_connect, request_play, request_publish, Allowed, Attach, PlayOutcome, PublishAnswer,
+    Role, SessionCore,
 };
 use super::fanout::Encode;
 use super::output::tcp::Writer;
@@ -242,11 +242,10 @@ impl RtmpSession {
             self.refuse(ctx, request, Rejection::NotFound);
             return;
         }
-        let key = StreamKey::new(self.app.clone(), target.name);
         let kick = ctx.address().recipient::<Kick>();
-        let asked = request_publish(self.core.context.clone(), info.clone(), key, kick);
+        let asked = request_publish(self.core.context.clone(), info, kick);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            let answer = act.core.publish_answered("publish", outcome, info);
+            let answer = act.core.publish_answered("publish", outcome);
             act.active_stream_id = stream_id;
             match answer {
                 PublishAnswer::Denied(_) => act.refuse(ctx, request, Rejection::Unauthorized),
@@ -263,30 +262,28 @@ impl RtmpSession {
 
     fn ask_play(&mut self, ctx: &mut Context<Self>, target: Target) {
         let (request, stream_id, info) = (target.request, target.stream_id, target.info);
-        let name = target.name;
-        let key = StreamKey::new(self.app.clone(), name);
-        let asked = request_play(self.core.context.clone(), info.clone(), key, Attach::Shared);
+        let asked = request_play(self.core.context.clone(), info, Attach::Shared);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            let (snapshot, joining) = match outcome {
+            let (allowed, snapshot, joining) = match outcome {
                 PlayOutcome::Denied(decision) => {
                     act.core.log_decision("play", &decision);
                     act.refuse(ctx, request, Rejection::Unauthorized);
                     return;
                 }
-                PlayOutcome::NotFound => {
+                PlayOutcome::NotFound(allowed) => {
                     act.core.log_decision("play", &Decision::Allow);
-                    act.begin(Role::Player, info, stream_id, None);
+                    act.begin(Role::Player, allowed, stream_id, None);
                     let _s = act.core.enter();
                     tracing::info!("no such stream");
                     drop(_s);
                     act.refuse(ctx, request, Rejection::NotFound);
                     return;
                 }
-                PlayOutcome::Playing(_, snapshot, joining) => (snapshot, joining),
+                PlayOutcome::Playing(allowed, _, snapshot, joining) => (allowed, snapshot, joining),
             };
             act.core.log_decision("play", &Decision::Allow);
             // Attached through the arbiter's group: leaving it is the membership's drop.
-            act.begin(Role::Player, info, stream_id, None);
+            act.begin(Role::Player, allowed, stream_id, None);
             // The play's answer says what the player should know about its tracks.
             let note = flv::tracks_note(&snapshot.configs);
             if act
@@ -359,7 +356,7 @@ impl RtmpSession {
     fn begin(
         &mut self,
         role: Role,
-        info: SessionInfo,
+        allowed: Allowed,
         stream_id: u32,
         stream: Option<Addr<streamgate_actors::stream::StreamActor>>,
     ) {
@@ -367,7 +364,7 @@ impl RtmpSession {
             // A player's output is media: a backlog up to its queue still has its acks read.
             self.writer.set_read_limit(self.core.limits.queue_bytes);
         }
-        self.core.begin(role, info, stream);
+        self.core.begin(role, allowed, stream);
         self.active_stream_id = stream_id;
     }
 

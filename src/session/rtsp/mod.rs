@@ -27,7 +27,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use streamgate_actors::media::StreamKey;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 use streamgate_actors::usage::EndReason;
@@ -207,14 +206,13 @@ impl RtspSession {
         }
     }
 
-    /// The app, stream name and hook fields of a publish or play of `url` (the names recorded
+    /// The hook fields of a publish or play of `url`, which name its app and stream (recorded
     /// in the span); `None` when the URL names no app and stream.
-    fn stream_request(&mut self, url: &str) -> Option<(SessionInfo, StreamKey)> {
+    fn stream_request(&mut self, url: &str) -> Option<SessionInfo> {
         let (app, name) = app_and_name(url)?;
         self.record_app(&app);
         self.core.span.record("name", name.as_str());
-        let info = self.core.info(&app, &name, url, "");
-        Some((info, StreamKey::new(app, name)))
+        Some(self.core.info(&app, &name, url, ""))
     }
 
     fn ask_connect(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {

@@ -22,29 +22,29 @@ use crate::session::ProtocolShell;
 
 impl RtspSession {
     pub(super) fn ask_play(&mut self, ctx: &mut Context<Self>, request: RequestId, url: &str) {
-        let Some((info, key)) = self.stream_request(url) else {
+        let Some(info) = self.stream_request(url) else {
             return self.refuse(ctx, request, 404, "URL names no app and stream");
         };
         let attach = Attach::Own {
             media: ctx.address().recipient(),
             ended: ctx.address().recipient(),
         };
-        let asked = request_play(self.core.context.clone(), info.clone(), key, attach);
+        let asked = request_play(self.core.context.clone(), info, attach);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            let (stream, snapshot) = match outcome {
+            let (allowed, stream, snapshot) = match outcome {
                 PlayOutcome::Denied(decision) => {
                     act.core.log_decision("play", &decision);
                     return act.refuse(ctx, request, decision.deny_status(), "on_play refused");
                 }
-                PlayOutcome::NotFound => {
+                PlayOutcome::NotFound(allowed) => {
                     act.core.log_decision("play", &Decision::Allow);
-                    act.core.begin(Role::Player, info, None);
+                    act.core.begin(Role::Player, allowed, None);
                     return act.refuse(ctx, request, 404, "the stream is not live");
                 }
-                PlayOutcome::Playing(stream, snapshot, _) => (stream, snapshot),
+                PlayOutcome::Playing(allowed, stream, snapshot, _) => (allowed, stream, snapshot),
             };
             act.core.log_decision("play", &Decision::Allow);
-            act.core.begin(Role::Player, info, Some(stream.clone()));
+            act.core.begin(Role::Player, allowed, Some(stream.clone()));
             let (play, tracks, left_out) = RtpPlay::describe(&snapshot.configs, random_u32);
             for left in &left_out {
                 let _s = act.core.enter();

@@ -27,13 +27,13 @@ impl RtspSession {
         else {
             return;
         };
-        let Some((info, key)) = self.stream_request(&url) else {
+        let Some(info) = self.stream_request(&url) else {
             return self.refuse(ctx, request, 400, "URL names no app and stream");
         };
         let kick = ctx.address().recipient::<Kick>();
-        let asked = request_publish(self.core.context.clone(), info.clone(), key, kick);
+        let asked = request_publish(self.core.context.clone(), info, kick);
         ctx.wait(asked.into_actor(self).map(move |outcome, act, ctx| {
-            match act.core.publish_answered("publish", outcome, info) {
+            match act.core.publish_answered("publish", outcome) {
                 PublishAnswer::Denied(decision) => {
                     let status = decision.deny_status();
                     act.refuse(ctx, request, status, "on_publish refused");

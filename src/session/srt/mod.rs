@@ -38,7 +38,7 @@ use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use srt_protocol::packet::{RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
-use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
+use streamgate_actors::media::{FrameKind, MediaFrame, Track};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Kick, Snapshot};
@@ -71,9 +71,8 @@ const MAX_LINGER: Duration = Duration::from_secs(3);
 struct Request {
     /// The hook fields of its `on_connect`.
     connect: SessionInfo,
-    /// The hook fields of its `on_play` or `on_publish`.
+    /// The hook fields of its `on_play` or `on_publish`, which name its stream.
     info: SessionInfo,
-    key: StreamKey,
     /// The keys to accept it with.
     keys: Option<KeySettings>,
 }
@@ -189,7 +188,6 @@ impl SrtSession {
         let request = Request {
             connect: self.core.info(&parsed.app, "", &url, ""),
             info: self.core.info(&parsed.app, &parsed.name, &url, ""),
-            key: StreamKey::new(parsed.app, parsed.name),
             keys,
         };
         match parsed.mode {
@@ -199,16 +197,16 @@ impl SrtSession {
     }
 
     fn ask_publish(&mut self, ctx: &mut Context<Self>, request: Request) {
-        let (connect, info, key, keys) = (request.connect, request.info, request.key, request.keys);
+        let (connect, info, keys) = (request.connect, request.info, request.keys);
         let context = self.core.context.clone();
         let kick = ctx.address().recipient::<Kick>();
-        let publish = request_publish(context.clone(), info.clone(), key, kick);
+        let publish = request_publish(context.clone(), info, kick);
         let asked = after_connect(context, connect, "publish", publish, PublishOutcome::Denied);
         ctx.wait(
             asked
                 .into_actor(self)
                 .map(move |(call, outcome), act, ctx| {
-                    match act.core.publish_answered(call, outcome, info) {
+                    match act.core.publish_answered(call, outcome) {
                         PublishAnswer::Denied(decision) => act.denied(ctx, call, &decision),
                         PublishAnswer::Publish => act.accept(ctx, keys, None),
                         PublishAnswer::Taken => act.refuse(
@@ -230,7 +228,6 @@ impl SrtSession {
         let Request {
             connect,
             info,
-            key,
             keys,
         } = request;
         let attach = Attach::Own {
@@ -238,7 +235,7 @@ impl SrtSession {
             ended: ctx.address().recipient(),
         };
         let context = self.core.context.clone();
-        let play = request_play(context.clone(), info.clone(), key, attach);
+        let play = request_play(context.clone(), info, attach);
         let asked = after_connect(context, connect, "play", play, PlayOutcome::Denied);
         ctx.wait(
             asked
@@ -248,18 +245,18 @@ impl SrtSession {
                         act.core.log_decision(call, &decision);
                         act.denied(ctx, call, &decision);
                     }
-                    PlayOutcome::NotFound => {
+                    PlayOutcome::NotFound(allowed) => {
                         act.core.log_decision("play", &Decision::Allow);
-                        act.core.begin(Role::Player, info, None);
+                        act.core.begin(Role::Player, allowed, None);
                         act.refuse(
                             ctx,
                             RejectReason::Server(ServerRejectReason::Notfound),
                             "no such live stream",
                         );
                     }
-                    PlayOutcome::Playing(stream, snapshot, _) => {
+                    PlayOutcome::Playing(allowed, stream, snapshot, _) => {
                         act.core.log_decision("play", &Decision::Allow);
-                        act.core.begin(Role::Player, info, Some(stream));
+                        act.core.begin(Role::Player, allowed, Some(stream));
                         act.accept(ctx, keys, Some(snapshot));
                     }
                 }),

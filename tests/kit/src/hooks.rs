@@ -34,6 +34,8 @@ pub enum Reply {
     /// The answer (the first status), then [`EXTRA_AFTER`] later an unsolicited second answer
     /// (the second status) on the same connection, while no request is on it.
     Extra(u16, u16),
+    /// Answer at once with this status (a `3xx`) and, when given, this `Location` header.
+    Redirect(u16, Option<&'static str>),
 }
 
 /// How long a [`Reply::Interim`] holds its final answer back, waiting for a next request.
@@ -491,6 +493,9 @@ fn reason(code: u16) -> &'static str {
         102 => "Processing",
         103 => "Early Hints",
         200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
         403 => "Forbidden",
         404 => "Not Found",
         500 => "Internal Server Error",
@@ -558,8 +563,12 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
             inner.changed.notify_all();
             rec.seq
         };
+        let location = match rec.reply {
+            Reply::Redirect(_, Some(location)) => format!("Location: {location}\r\n"),
+            _ => String::new(),
+        };
         let code = match rec.reply {
-            Reply::Status(c) | Reply::Extra(c, _) => c,
+            Reply::Status(c) | Reply::Extra(c, _) | Reply::Redirect(c, _) => c,
             Reply::Interim(interim, c) => {
                 let head = format!("HTTP/1.1 {interim} {}\r\n\r\n", reason(interim));
                 if stream.write_all(head.as_bytes()).is_err() {
@@ -608,7 +617,7 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
                 .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let body = if code == 200 { "OK" } else { "Denied" };
         let resp = format!(
-            "HTTP/1.1 {code} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
+            "HTTP/1.1 {code} {}\r\n{location}Content-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
             reason(code),
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
