@@ -12,6 +12,7 @@ use actix::prelude::*;
 use streamgate_actors::notify::{
     tls_client_config, DoneTracker, HookTable, NotifyActor, MIN_SECRET_LEN,
 };
+use streamgate_actors::outbox::{OutboxError, OutboxService};
 use streamgate_actors::registry::{EndAll, Registry};
 use streamgate_actors::stream::Kick;
 use streamgate_actors::usage::EndReason;
@@ -54,6 +55,9 @@ pub enum ServerError {
     /// The TLS client for `https://` hooks could not be set up.
     #[error("cannot set up TLS for https hooks: {0}")]
     Tls(#[from] rustls::Error),
+    /// The outbox in `<data_dir>` could not be opened (or another server holds it).
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 /// A running server.
@@ -61,6 +65,7 @@ pub struct Server {
     arbiters: Vec<Arbiter>,
     registry: Addr<Registry>,
     done: DoneTracker,
+    outbox: OutboxService,
     listeners: Vec<actix_rt::task::JoinHandle<()>>,
     api: Option<crate::api::Api>,
     shutdown_grace: Duration,
@@ -155,6 +160,16 @@ impl Server {
         warn_short_secrets(&hooks);
         let done = DoneTracker::default();
         let tls = tls_client_config()?;
+        // The outbox first: a data dir that cannot be opened, or that another server holds,
+        // stops the start-up before anything listens.
+        let (outbox, outbox_service) = OutboxService::start(
+            &config.data_dir,
+            config.outbox_max_events,
+            hooks.clone(),
+            tls.clone(),
+            done.clone(),
+        )?;
+        tracing::info!(data_dir = %config.data_dir.display(), "outbox open");
         let registry = Registry::default().start();
         let mut arbiters = Vec::with_capacity(2 * config.workers);
         let mut workers = Vec::with_capacity(config.workers);
@@ -178,6 +193,7 @@ impl Server {
                     registry: registry.clone(),
                     done: done.clone(),
                     hooks: hooks.clone(),
+                    outbox: Some(outbox.clone()),
                 },
             });
             arbiters.push(arbiter);
@@ -291,6 +307,7 @@ impl Server {
             arbiters,
             registry,
             done,
+            outbox: outbox_service,
             listeners,
             shutdown_grace: longest_hook + Duration::from_secs(2),
             rtmp_addr,
@@ -337,10 +354,15 @@ impl Server {
         }
         let left = self.done.pending();
         if left > 0 {
-            tracing::warn!(left, "on_done calls still pending at shutdown");
+            tracing::warn!(
+                left,
+                "on_done calls still pending at shutdown; kept in the outbox for the next run"
+            );
         } else {
             tracing::info!("every on_done delivered");
         }
+        // What is still undelivered stays in the store; what sessions sent is committed.
+        self.outbox.stop();
         for arbiter in self.arbiters {
             arbiter.stop();
             let _ = arbiter.join();

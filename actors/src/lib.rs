@@ -8,6 +8,8 @@
 //! - [`notify`]: the [`notify::NotifyActor`] that puts connect / play / publish / done to the
 //!   operator's HTTP endpoint and answers [`notify::Decision`]s. It owns the wire format,
 //!   timeouts and the fail-closed policy.
+//! - [`outbox`]: durable `on_done`: an SQLite store in the data dir and its delivery with
+//!   retries.
 //! - [`stream`]: one [`stream::StreamActor`] per live stream: publisher, subscribers, codec
 //!   headers, GOP cache, bounded fan-out, and the end-of-stream signal.
 //! - [`registry`]: [`registry::Registry`] maps a [`media::StreamKey`] to its `StreamActor` and
@@ -23,6 +25,7 @@ pub mod media;
 pub mod metrics;
 pub mod names;
 pub mod notify;
+pub mod outbox;
 pub mod registry;
 pub mod session;
 pub mod stream;

@@ -493,7 +493,7 @@ impl DoneTracker {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -523,7 +523,25 @@ pub fn tls_client_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
 }
 
 /// The HTTP client of one notifier: hyper's HTTP/1.1 client over plain TCP or rustls.
-type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The HTTP client of one notifier (or of the outbox's delivery): plain TCP or rustls, a
+/// keep-alive pool of [`HOOK_CONNECTIONS`] per host.
+pub(crate) fn hook_client(tls: &Arc<rustls::ClientConfig>) -> HookClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((**tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(HOOK_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(HOOK_CONNECTIONS)
+        .build(https)
+}
 
 /// Makes the HTTP calls of one arbiter.
 pub struct NotifyActor {
@@ -545,19 +563,7 @@ impl NotifyActor {
     /// reused, so a hook server's late or unsolicited answer can not be read as the answer to
     /// another session's request.
     pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(HOOK_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(HOOK_CONNECTIONS)
-            .build(https);
+        let client = hook_client(&tls);
         NotifyActor {
             hooks,
             client,
@@ -620,7 +626,7 @@ impl NotifyActor {
 /// Builds the request of one call: the fields as a form or JSON body (POST) or query (GET),
 /// signed with the protocol's secret (if any) at the time of building, so a retry carries a
 /// fresh `t`.
-fn build_request(
+pub(crate) fn build_request(
     config: &NotifyConfig,
     url: &str,
     fields: &NotifyFields<'_>,
@@ -666,7 +672,7 @@ fn unix_seconds() -> u64 {
 }
 
 /// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -23,6 +23,9 @@ pub enum EndReason {
     Refused,
     /// The server is stopping.
     Shutdown,
+    /// A previous run of the server ended (a crash, `kill -9`) before the session did: sent by
+    /// the next run from the outbox, with the usage of the session's last checkpoint.
+    ServerRestart,
 }
 
 impl EndReason {
@@ -37,7 +40,26 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::Refused => "refused",
             EndReason::Shutdown => "shutdown",
+            EndReason::ServerRestart => "server_restart",
         }
+    }
+
+    /// Every reason.
+    pub const ALL: [EndReason; 9] = [
+        EndReason::Closed,
+        EndReason::Lost,
+        EndReason::Kicked,
+        EndReason::StreamEnded,
+        EndReason::Stalled,
+        EndReason::Idle,
+        EndReason::Refused,
+        EndReason::Shutdown,
+        EndReason::ServerRestart,
+    ];
+
+    /// The reason `on_done` calls `name`.
+    pub fn from_name(name: &str) -> Option<EndReason> {
+        EndReason::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 

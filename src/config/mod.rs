@@ -25,7 +25,7 @@ mod section;
 mod tree;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use streamgate_actors::notify::HookTable;
@@ -97,9 +97,20 @@ pub struct Config {
     /// `<node_id>`: this server's name, the `node` field of every callback; default the
     /// host name ([`default_node_id`]).
     pub node_id: String,
+    /// `<data_dir>`: where the outbox of undelivered `on_done` events lives; default
+    /// [`DEFAULT_DATA_DIR`] in the working directory. One server per data dir.
+    pub data_dir: PathBuf,
+    /// `<outbox_max_events>`: most undelivered `on_done` events kept; past it the oldest are
+    /// dropped with an error log.
+    pub outbox_max_events: u64,
     /// `<api>`: the operator's HTTP API, on 127.0.0.1:9997 by default.
     pub api: ApiConfig,
 }
+
+/// The `<data_dir>` used when it is absent (relative: in the working directory).
+pub const DEFAULT_DATA_DIR: &str = "streamgate-data";
+/// The largest `<outbox_max_events>` accepted.
+pub const MAX_OUTBOX_EVENTS: u64 = 1_000_000_000;
 
 /// `<rtmp>`.
 pub type RtmpConfig = Section<RtmpOptions>;
@@ -214,6 +225,15 @@ pub fn node_id_problem(id: &str) -> Option<String> {
     None
 }
 
+/// Why `dir` cannot be a data dir, when that shows without creating it: it exists and is not
+/// a directory.
+pub fn data_dir_problem(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Some("it exists and is not a directory".into()),
+        _ => None,
+    }
+}
+
 /// The node id used when `<node_id>` is absent: the host name (Linux's
 /// `/proc/sys/kernel/hostname`, else `$HOSTNAME`), or `streamgate` when neither is a valid id.
 pub fn default_node_id() -> String {
@@ -233,6 +253,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             node_id: default_node_id(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            outbox_max_events: streamgate_actors::outbox::DEFAULT_MAX_EVENTS,
             workers: default_workers(),
             log_level: LogLevel::Info,
             log_format: LogFormat::Text,
@@ -246,10 +268,12 @@ impl Default for Config {
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 9] = [
+const CONFIG_ELEMENTS: [&str; 11] = [
     "workers",
     "log_level",
     "node_id",
+    "data_dir",
+    "outbox_max_events",
     "rtmp",
     "rtsp",
     "srt",
@@ -304,6 +328,29 @@ impl Config {
             }
             None => default_node_id(),
         };
+        let data_dir = match children.get("data_dir") {
+            Some(el) => {
+                let value = el.value()?;
+                if value.is_empty() {
+                    return Err(el.error(ErrorKind::InvalidValue {
+                        value: value.to_owned(),
+                        reason: "the data dir is a path: it cannot be empty".into(),
+                    }));
+                }
+                if let Some(problem) = data_dir_problem(Path::new(value)) {
+                    return Err(el.error(ErrorKind::InvalidValue {
+                        value: value.to_owned(),
+                        reason: problem,
+                    }));
+                }
+                PathBuf::from(value)
+            }
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let outbox_max_events = match children.get("outbox_max_events") {
+            Some(el) => el.count("number of outbox events", 1, MAX_OUTBOX_EVENTS)? as u64,
+            None => streamgate_actors::outbox::DEFAULT_MAX_EVENTS,
+        };
 
         let (rtmp, rtmp_at) = Section::read(children.get("rtmp"))?;
         let (rtsp, rtsp_at) = Section::read(children.get("rtsp"))?;
@@ -317,6 +364,8 @@ impl Config {
             log_level,
             log_format,
             node_id,
+            data_dir,
+            outbox_max_events,
             rtmp,
             rtsp,
             srt,
@@ -1038,7 +1087,7 @@ mod tests {
             "<config>\n\n<hls/>\n</config>",
             3,
             "<hls>",
-            "allowed in <config>: <workers>, <log_level>, <node_id>, <rtmp>, <rtsp>, <srt>, <httpflv>",
+            "allowed in <config>: <workers>, <log_level>, <node_id>, <data_dir>, <outbox_max_events>, <rtmp>, <rtsp>, <srt>, <httpflv>, <api>",
         );
         assert_error(
             &rtmp_notify("<on_stop>http://h/</on_stop>"),
@@ -1198,6 +1247,51 @@ mod tests {
         let config = parse("<config/>");
         assert_eq!(config.node_id, default_node_id());
         assert!(node_id_problem(&config.node_id).is_none());
+    }
+
+    #[test]
+    fn data_dir_and_outbox_max_events_are_read_and_have_defaults() {
+        let config = parse(
+            "<config><data_dir>/var/lib/streamgate</data_dir>\
+             <outbox_max_events>5000</outbox_max_events></config>",
+        );
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/streamgate"));
+        assert_eq!(config.outbox_max_events, 5000);
+        let config = parse("<config/>");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.outbox_max_events, 1_000_000);
+    }
+
+    #[test]
+    fn error_bad_data_dir_or_outbox_max_events() {
+        assert_error(
+            "<config>\n\n<data_dir> </data_dir>\n</config>",
+            3,
+            "<data_dir>",
+            "cannot be empty",
+        );
+        // A file where the directory should be: named with its line.
+        let file =
+            std::env::temp_dir().join(format!("streamgate-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, b"x").expect("write a file");
+        let xml = format!(
+            "<config>\n<data_dir>{}</data_dir>\n</config>",
+            file.display()
+        );
+        assert_error(&xml, 2, "<data_dir>", "is not a directory");
+        let _ = std::fs::remove_file(&file);
+        assert_error(
+            "<config>\n<outbox_max_events>0</outbox_max_events>\n</config>",
+            2,
+            "<outbox_max_events>",
+            "\"0\" is not a valid number of outbox events",
+        );
+        assert_error(
+            "<config>\n\n\n<outbox_max_events>many</outbox_max_events>\n</config>",
+            4,
+            "<outbox_max_events>",
+            "number of outbox events",
+        );
     }
 
     #[test]

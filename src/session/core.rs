@@ -130,11 +130,27 @@ impl Active {
             }
         }
         tracing::info!(role = ?self.role, reason = usage.reason.as_str(), "session done");
-        context.notify.do_send(notify::Done {
-            info: self.info,
-            usage,
-        });
+        match recorded(context, self.info.protocol) {
+            // Stored first, then delivered (and retried) from the outbox.
+            Some(outbox) => outbox.done(self.info, usage),
+            None => context.notify.do_send(notify::Done {
+                info: self.info,
+                usage,
+            }),
+        }
     }
+}
+
+/// The outbox a session of `protocol` is recorded in: there is one and the protocol has an
+/// `on_done` URL.
+fn recorded(
+    context: &SessionContext,
+    protocol: Protocol,
+) -> Option<&streamgate_actors::outbox::Outbox> {
+    context
+        .outbox
+        .as_ref()
+        .filter(|_| context.hooks.get(protocol).on_done.is_some())
 }
 
 /// What every session has; see the module documentation.
@@ -166,6 +182,8 @@ pub struct SessionCore {
     last_media: Instant,
     /// When the active play or publish's next `on_update` is due (none without `on_update`).
     next_update: Option<Instant>,
+    /// When its usage is next checkpointed in the outbox (none when it is not recorded).
+    next_checkpoint: Option<Instant>,
     /// Counts the plays and publishes begun on this connection, so an `on_update` answer
     /// applies only to the one it was asked about.
     term: u64,
@@ -218,6 +236,7 @@ impl SessionCore {
             membership: None,
             last_media: Instant::now(),
             next_update: None,
+            next_checkpoint: None,
             term: 0,
             dropped_ingest: 0,
             view: None,
@@ -309,6 +328,10 @@ impl SessionCore {
             .on_update
             .as_ref()
             .map(|_| self.last_media + hooks.update_interval);
+        self.next_checkpoint = recorded(&self.context, self.protocol).map(|outbox| {
+            outbox.begin(&info, self.usage.used());
+            self.last_media + hooks.update_interval
+        });
         self.active = Some(Active { role, info, stream });
     }
 
@@ -392,6 +415,7 @@ impl SessionCore {
     pub fn finish(&mut self, reason: EndReason) -> bool {
         self.membership = None;
         self.next_update = None;
+        self.next_checkpoint = None;
         if let Some(view) = &self.view {
             view.active.borrow_mut().take();
         }
@@ -494,6 +518,7 @@ impl SessionCore {
     /// connection whose output ended or made no progress; a player over its queue for its
     /// stall timeout.
     pub fn tick(&mut self, output: Option<&dyn Output>) -> bool {
+        self.checkpoint();
         if self.is_publisher() && self.last_media.elapsed() > PUBLISH_IDLE {
             let _s = self.enter();
             tracing::info!("publisher sent no media for too long; closing");
@@ -509,6 +534,24 @@ impl SessionCore {
             None => return false,
         }
         true
+    }
+
+    /// Checkpoints the usage of the active play or publish in the outbox every
+    /// `update_interval` (whether or not `on_update` is configured): what a `server_restart`
+    /// `on_done` reports if the server dies before the session ends.
+    fn checkpoint(&mut self) {
+        let Some(due) = self.next_checkpoint else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        let Some(outbox) = recorded(&self.context, self.protocol) else {
+            return;
+        };
+        outbox.checkpoint(self.clientid, self.usage.used());
+        self.next_checkpoint = Some(now + self.context.hooks.get(self.protocol).update_interval);
     }
 
     /// The active play or publish's `on_update`, when one is due (every `update_interval` from

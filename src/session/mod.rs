@@ -58,6 +58,8 @@ pub struct SessionContext {
     pub done: DoneTracker,
     /// Every protocol's hook settings.
     pub hooks: std::sync::Arc<HookTable>,
+    /// The outbox that makes `on_done` durable (for the protocols with an `on_done` URL).
+    pub outbox: Option<streamgate_actors::outbox::Outbox>,
 }
 
 /// An accepted TCP connection, handed to its session's `start` on the arbiter it will live on.

@@ -259,6 +259,7 @@ start_streamgate() { # workers, hooks (on|off)
     SG_FLV=$(free_port)
     {
         echo "<config>"
+        echo "  <data_dir>$tmp/data-sg</data_dir>"
         echo "  <workers>$workers</workers>"
         echo "  <log_level>warn</log_level>"
         for proto in rtmp httpflv; do
@@ -518,8 +519,8 @@ elif [ "$PROFILE" = callgrind ]; then
     [ -n "$NG_PID" ] && stop_nginx
     SG_RTMP=$(free_port)
     SG_FLV=$(free_port)
-    printf '<config><workers>1</workers><log_level>warn</log_level><rtmp><enable>true</enable><port>%s</port></rtmp><httpflv><enable>true</enable><port>%s</port></httpflv></config>\n' \
-        "$SG_RTMP" "$SG_FLV" >"$tmp/streamgate-cg.xml"
+    printf '<config><data_dir>%s</data_dir><workers>1</workers><log_level>warn</log_level><rtmp><enable>true</enable><port>%s</port></rtmp><httpflv><enable>true</enable><port>%s</port></httpflv></config>\n' \
+        "$tmp/data-cg" "$SG_RTMP" "$SG_FLV" >"$tmp/streamgate-cg.xml"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$tmp/callgrind.out" \
         "$BIN" --config "$tmp/streamgate-cg.xml" \
         >>"$tmp/streamgate.log" 2>&1 &

@@ -132,6 +132,7 @@ run_config() { # label: "off" or "on"
     fi
     {
         echo "<config>"
+        echo "  <data_dir>$tmp/data</data_dir>"
         echo "  <workers>$WORKERS</workers>"
         echo "  <log_level>warn</log_level>"
         echo "  <rtmp>"

@@ -74,7 +74,7 @@ run() {
         notify+="<on_publish>$base/publish</on_publish><on_done>$base/done</on_done>"
         notify+="<timeout_ms>15000</timeout_ms></http_notify>"
     fi
-    echo "<config><workers>1</workers><log_level>warn</log_level><rtmp><port>$port</port>$notify</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt></config>" >"$conf"
+    echo "<config><data_dir>$tmp/data-$port</data_dir><workers>1</workers><log_level>warn</log_level><rtmp><port>$port</port>$notify</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt></config>" >"$conf"
     "$BIN" --config "$conf" >>"$tmp/streamgate.log" 2>&1 &
     sg=$!
     wait_port "$port" "$sg" || { echo "streamgate did not start" >&2; exit 1; }

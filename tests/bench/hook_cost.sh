@@ -49,7 +49,7 @@ run() { # hooks players
         notify="$notify<on_done>http://127.0.0.1:$hook_port/rtmp/done</on_done>"
     fi
     cat >"$cfg" <<EOF
-<config><workers>1</workers><log_level>warn</log_level>
+<config><data_dir>$tmp/data-$port</data_dir><workers>1</workers><log_level>warn</log_level>
 <rtmp><port>$port</port><http_notify>$notify<timeout_ms>60000</timeout_ms></http_notify></rtmp>
 </config>
 EOF

@@ -3,7 +3,9 @@
 
 One asyncio event loop, one thread: HTTP/1.1 keep-alive (and HTTP/1.0, closed after each
 answer, as nginx-rtmp's notify sends it), answering `200` with an empty body at once. Prints
-its port on the first line of stdout, then serves until it is killed.
+its port on the first line of stdout, then serves until it is killed. An optional first argument
+is the port to listen on (default: one the kernel picks), so a benchmark can stop it and start it
+again on the same port (an outage of the business server).
 
 Control requests (from the benchmark script, not from a media server):
 
@@ -205,7 +207,8 @@ async def ticker():
 
 async def main():
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Hook, "127.0.0.1", 0, backlog=4096)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = await loop.create_server(Hook, "127.0.0.1", port, backlog=4096, reuse_address=True)
     print(server.sockets[0].getsockname()[1], flush=True)
     loop.create_task(ticker())
     await server.serve_forever()

@@ -23,7 +23,8 @@ def main():
     proto = sys.argv[3] if len(sys.argv) > 3 else "tcp"
     rtmp, rtsp = free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False)
-    cfg.write(f"""<config><rtmp><port>{rtmp}</port></rtmp>
+    data_dir = tempfile.mkdtemp(prefix="streamgate-rtspjoin-data-")
+    cfg.write(f"""<config><data_dir>{data_dir}</data_dir><rtmp><port>{rtmp}</port></rtmp>
 <rtsp><enable>true</enable><port>{rtsp}</port></rtsp></config>""")
     cfg.close()
     server = subprocess.Popen([binary, "--config", cfg.name], stdout=subprocess.DEVNULL,
@@ -82,7 +83,9 @@ def main():
             print(f"run {run}: " + " ".join(f"{k}={v:.0f}" for k, v in row.items()), flush=True)
     finally:
         server.kill()
+        server.wait()
         os.unlink(cfg.name)
+        subprocess.run(["rm", "-rf", data_dir])
     if rows:
         print("median: " + " ".join(
             f"{k}={statistics.median(r[k] for r in rows):.0f}" for k in rows[0]))

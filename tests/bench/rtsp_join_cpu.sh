@@ -17,7 +17,7 @@ rtmp_port=$(free_port)
 rtsp_port=$(free_port)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-rtspcpu.XXXXXX")
 cat >"$tmp/config.xml" <<XML
-<config><rtmp><port>$rtmp_port</port></rtmp>
+<config><data_dir>$tmp/data</data_dir><rtmp><port>$rtmp_port</port></rtmp>
 <rtsp><enable>true</enable><port>$rtsp_port</port></rtsp></config>
 XML
 "$BIN" --config "$tmp/config.xml" >"$tmp/server.log" 2>&1 &

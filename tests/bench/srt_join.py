@@ -130,6 +130,7 @@ def main():
     config = os.path.join(tmp, "streamgate.xml")
     with open(config, "w") as f:
         f.write(f"""<config>
+  <data_dir>{tmp}/data</data_dir>
   <workers>1</workers>
   <log_level>warn</log_level>
   <rtmp><enable>true</enable><port>{rtmp_port}</port><http_notify></http_notify></rtmp>

@@ -176,6 +176,7 @@ def write_config(path, ports, hook_port, rtp_min):
     with open(path, "w") as f:
         f.write(
             f"""<config>
+  <data_dir>{os.path.join(os.path.dirname(path), 'data')}</data_dir>
   <log_level>info</log_level>
   <rtmp><enable>true</enable><port>{ports['rtmp']}</port>{notify('rtmp')}</rtmp>
   <httpflv><enable>true</enable><port>{ports['httpflv']}</port>{notify('httpflv')}</httpflv>

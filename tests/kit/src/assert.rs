@@ -16,7 +16,7 @@ pub const USAGE_FIELDS: [&str; 5] = ["start", "duration_ms", "bytes_in", "bytes_
 pub const RUNNING_FIELDS: [&str; 4] = ["start", "duration_ms", "bytes_in", "bytes_out"];
 
 /// The reasons `on_done` may give.
-pub const REASONS: [&str; 8] = [
+pub const REASONS: [&str; 9] = [
     "closed",
     "lost",
     "kicked",
@@ -25,6 +25,7 @@ pub const REASONS: [&str; 8] = [
     "idle",
     "refused",
     "shutdown",
+    "server_restart",
 ];
 
 /// Asserts the order of the fields: the seed's eight first, in its order, then `node` (the

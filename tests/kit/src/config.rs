@@ -35,6 +35,11 @@ pub struct Config {
     pub srt: Option<Srt>,
     /// `(section, xml)`: more elements written at the start of a section.
     pub extra: Vec<(String, String)>,
+    /// `<data_dir>`: the outbox's directory. When unset, every server the kit starts gets a
+    /// temporary one of its own (tests run servers in parallel from one working directory).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `<outbox_max_events>`, when set.
+    pub outbox_max_events: Option<u64>,
     /// `(section, xml)`: more elements written at the start of a section's `<http_notify>`.
     pub notify_extra: Vec<(String, String)>,
     /// `<api><port>`: a free port of its own.
@@ -73,6 +78,8 @@ impl Config {
             rtsp: None,
             srt: None,
             extra: Vec::new(),
+            data_dir: None,
+            outbox_max_events: None,
             notify_extra: Vec::new(),
             api_port: free_port(),
             api_token: None,
@@ -98,6 +105,12 @@ impl Config {
             "<on_update>{url}</on_update><update_interval_ms>{interval_ms}</update_interval_ms>"
         );
         self.notify_xml(section, &xml)
+    }
+
+    /// Sets `<data_dir>` (the outbox's directory), so two runs can share it.
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Config {
+        self.data_dir = Some(dir.to_path_buf());
+        self
     }
 
     /// Writes `xml` (elements) at the start of `<section>` (which must be enabled).
@@ -354,12 +367,22 @@ impl Config {
         let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
             format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
         });
+        let mut top = String::new();
+        if let Some(dir) = &self.data_dir {
+            top.push_str(&format!(
+                "  <data_dir>{}</data_dir>\n",
+                esc(&dir.display().to_string())
+            ));
+        }
+        if let Some(max) = self.outbox_max_events {
+            top.push_str(&format!("  <outbox_max_events>{max}</outbox_max_events>\n"));
+        }
         let api_token = self
             .api_token
             .as_ref()
             .map_or(String::new(), |t| format!("<token>{}</token>", esc(t)));
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n{top}  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.node_id,

@@ -74,6 +74,13 @@ pub struct Record {
 }
 
 impl Record {
+    /// `X-Streamgate-Attempt` as a number (0 when absent or not a number).
+    pub fn attempt(&self) -> u32 {
+        self.header("x-streamgate-attempt")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The first value of field `k`.
     pub fn get(&self, k: &str) -> Option<&str> {
         self.pairs
@@ -146,6 +153,8 @@ struct HookInner {
     changed: Condvar,
     rules: Mutex<Vec<Rule>>,
     stop: AtomicBool,
+    /// Down: the port refuses connections and open ones are closed.
+    down: AtomicBool,
     close_each: AtomicBool,
     connections: AtomicUsize,
 }
@@ -168,31 +177,53 @@ impl HookServer {
             changed: Condvar::new(),
             rules: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             close_each: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
         });
-        let acc_inner = inner.clone();
-        let acceptor = thread::Builder::new()
-            .name(format!("hook-accept-{port}"))
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if acc_inner.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    acc_inner.connections.fetch_add(1, Ordering::SeqCst);
-                    let ci = acc_inner.clone();
-                    let _ = thread::Builder::new()
-                        .name("hook-conn".into())
-                        .spawn(move || serve_connection(conn, ci));
-                }
-            })
-            .expect("spawn hook acceptor");
+        let acceptor = Some(spawn_acceptor(listener, port, inner.clone()));
         HookServer {
             port,
             inner,
-            acceptor: Some(acceptor),
+            acceptor,
         }
+    }
+
+    /// Takes the server down: its port refuses connections (the listener is closed) and every
+    /// open connection is closed, as when a business server stops. [`HookServer::up`] brings
+    /// it back on the same port.
+    pub fn down(&mut self) {
+        self.inner.down.store(true, Ordering::SeqCst);
+        self.wake_acceptor();
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+        // Connection threads see the flag within their read timeout.
+        thread::sleep(Duration::from_millis(400));
+    }
+
+    /// Brings the server back on the same port after [`HookServer::down`].
+    pub fn up(&mut self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < end => {
+                    let _ = e;
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("hook server: cannot listen on {} again: {e}", self.port),
+            }
+        };
+        self.inner.down.store(false, Ordering::SeqCst);
+        self.acceptor = Some(spawn_acceptor(listener, self.port, self.inner.clone()));
+    }
+
+    fn wake_acceptor(&self) {
+        let _ = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_millis(200),
+        );
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -285,10 +316,9 @@ impl Drop for HookServer {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.inner.changed.notify_all();
         // Wake the acceptor so it sees the flag.
-        let _ = TcpStream::connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], self.port)),
-            Duration::from_millis(200),
-        );
+        if self.acceptor.is_some() {
+            self.wake_acceptor();
+        }
         if let Some(h) = self.acceptor.take() {
             let _ = h.join();
         }
@@ -298,11 +328,31 @@ impl Drop for HookServer {
     }
 }
 
-/// Reads more bytes into `buf`; Ok(false) on EOF or when the server stops.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> io::Result<bool> {
+/// Accepts connections until the server stops or goes down (then the listener is closed).
+fn spawn_acceptor(listener: TcpListener, port: u16, inner: Arc<HookInner>) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(format!("hook-accept-{port}"))
+        .spawn(move || {
+            for conn in listener.incoming() {
+                if inner.stop.load(Ordering::SeqCst) || inner.down.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                inner.connections.fetch_add(1, Ordering::SeqCst);
+                let ci = inner.clone();
+                let _ = thread::Builder::new()
+                    .name("hook-conn".into())
+                    .spawn(move || serve_connection(conn, ci));
+            }
+        })
+        .expect("spawn hook acceptor")
+}
+
+/// Reads more bytes into `buf`; Ok(false) on EOF or when the server stops or goes down.
+fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, inner: &HookInner) -> io::Result<bool> {
     let mut chunk = [0u8; 8192];
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if inner.stop.load(Ordering::SeqCst) || inner.down.load(Ordering::SeqCst) {
             return Ok(false);
         }
         match stream.read(&mut chunk) {
@@ -351,13 +401,13 @@ impl RawRequest {
 fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    stop: &AtomicBool,
+    inner: &HookInner,
 ) -> io::Result<Option<RawRequest>> {
     let head_end = loop {
         if let Some(p) = find_subslice(buf, b"\r\n\r\n") {
             break p;
         }
-        if !fill(stream, buf, stop)? {
+        if !fill(stream, buf, inner)? {
             return Ok(None);
         }
     };
@@ -389,7 +439,7 @@ fn read_request(
                 if let Some(p) = find_subslice(buf, b"\r\n") {
                     break p;
                 }
-                if !fill(stream, buf, stop)? {
+                if !fill(stream, buf, inner)? {
                     return Ok(None);
                 }
             };
@@ -408,14 +458,14 @@ fn read_request(
                         }
                         continue;
                     }
-                    if !fill(stream, buf, stop)? {
+                    if !fill(stream, buf, inner)? {
                         return Ok(None);
                     }
                 }
                 break;
             }
             while buf.len() < size + 2 {
-                if !fill(stream, buf, stop)? {
+                if !fill(stream, buf, inner)? {
                     return Ok(None);
                 }
             }
@@ -428,7 +478,7 @@ fn read_request(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         while buf.len() < len {
-            if !fill(stream, buf, stop)? {
+            if !fill(stream, buf, inner)? {
                 return Ok(None);
             }
         }
@@ -459,7 +509,7 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     loop {
-        let req = match read_request(&mut stream, &mut buf, &inner.stop) {
+        let req = match read_request(&mut stream, &mut buf, &inner) {
             Ok(Some(r)) => r,
             _ => return,
         };
@@ -554,7 +604,7 @@ fn serve_connection(mut stream: TcpStream, inner: Arc<HookInner>) {
             Reply::Hang => {
                 // Hold the connection open until the client closes it or we stop.
                 let mut sink = Vec::new();
-                while let Ok(true) = fill(&mut stream, &mut sink, &inner.stop) {
+                while let Ok(true) = fill(&mut stream, &mut sink, &inner) {
                     sink.clear();
                 }
                 return;

@@ -123,13 +123,24 @@ pub struct InProcess {
     thread: Option<JoinHandle<()>>,
     /// Where this server's lines start in the log buffer.
     log_from: usize,
+    /// Its data dir, when the test did not give one (removed after the server stops).
+    _data_dir: Option<crate::util::TempDir>,
 }
 
 impl InProcess {
     /// Parses the test's config with the server's own parser, moves every listener to port 0,
     /// starts the server and returns once every listener is bound.
     pub fn start(cfg: &Config) -> InProcess {
-        let xml = cfg.to_xml();
+        // A data dir of its own unless the test gave one (two servers may not share one).
+        let data_dir = cfg
+            .data_dir
+            .is_none()
+            .then(|| crate::util::TempDir::new("data"));
+        let mut own = cfg.clone();
+        if let Some(dir) = &data_dir {
+            own.data_dir = Some(dir.path.clone());
+        }
+        let xml = own.to_xml();
         let mut config = streamgate::config::Config::parse(&xml)
             .unwrap_or_else(|e| panic!("the test's config does not parse: {e}\n{xml}"));
         config.rtmp.port = 0;
@@ -179,6 +190,7 @@ impl InProcess {
             stop: Some(stop_tx),
             thread: Some(thread),
             log_from,
+            _data_dir: data_dir,
         }
     }
 

@@ -39,6 +39,12 @@ impl Server {
     pub fn start(cfg: &Config) -> Server {
         let dir = TempDir::new("srv");
         let config_path = dir.file("streamgate.xml");
+        // A data dir of its own unless the test gave one (two servers may not share one).
+        let mut own = cfg.clone();
+        if own.data_dir.is_none() {
+            own.data_dir = Some(dir.file("data"));
+        }
+        let cfg = &own;
         fs::write(&config_path, cfg.to_xml()).expect("write config");
         let log_path = dir.file("server.log");
         let log = fs::File::create(&log_path).expect("create log");
