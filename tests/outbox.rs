@@ -113,9 +113,27 @@ fn twenty_on_dones_ended_during_an_outage_arrive_once_each_after_it() {
         0,
         "nothing arrives while the hook server is down"
     );
+    // /metrics shows them waiting and being retried.
+    let during = api_get(srv.api_port, "/metrics").text;
+    assert!(
+        during.contains("streamgate_on_done_pending 20"),
+        "20 pending: {during}"
+    );
+    let retries = |page: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix("streamgate_on_done_retries_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(retries(&during) >= 20, "each was retried: {during}");
     hook.up();
     let got = wait_dones(&hook, &ids, secs(90.0));
     assert_once(&got, &ids, &hook);
+    let after = api_get(srv.api_port, "/metrics").text;
+    assert!(
+        after.contains("streamgate_on_done_pending 0"),
+        "none pending once delivered: {after}"
+    );
     for id in &ids {
         let done = &got[id][0];
         assert_field_order(done);

@@ -1,5 +1,6 @@
 //! The counters the server keeps of what it does not otherwise hold: hook calls by call and
-//! result with their latency, connections accepted and refused. One set per process (the
+//! result with their latency, connections accepted and refused, the `on_done` outbox's
+//! pending events, retries and drops. One set per process (the
 //! `/metrics` page of its API), kept in `prometheus-client` types so they are encoded as it
 //! defines them. Labels are bounded: calls, results and protocols, never a client.
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -41,6 +43,12 @@ pub struct Metrics {
     pub hook_seconds: Family<HookLabels, Histogram>,
     /// Connections by protocol and admission.
     pub connections: Family<ConnectionLabels, Counter>,
+    /// `on_done` events waiting for delivery (in the outbox's delivery queue).
+    pub on_done_pending: Gauge,
+    /// `on_done` attempts that failed and were scheduled again.
+    pub on_done_retries: Counter,
+    /// `on_done` events dropped past `<outbox_max_events>`.
+    pub on_done_dropped: Counter,
 }
 
 /// The latency buckets of hook calls, seconds: 1 ms to 10 s.
@@ -55,6 +63,9 @@ pub fn metrics() -> &'static Metrics {
         hook_calls: Family::default(),
         hook_seconds: Family::new_with_constructor(|| Histogram::new(HOOK_BUCKETS)),
         connections: Family::default(),
+        on_done_pending: Gauge::default(),
+        on_done_retries: Counter::default(),
+        on_done_dropped: Counter::default(),
     })
 }
 
@@ -91,6 +102,21 @@ impl Metrics {
             "streamgate_connections",
             "Connections by protocol, accepted or refused by a connection limit",
             self.connections.clone(),
+        );
+        registry.register(
+            "streamgate_on_done_pending",
+            "on_done events waiting for delivery",
+            self.on_done_pending.clone(),
+        );
+        registry.register(
+            "streamgate_on_done_retries",
+            "on_done attempts that failed and were scheduled again",
+            self.on_done_retries.clone(),
+        );
+        registry.register(
+            "streamgate_on_done_dropped",
+            "on_done events dropped past outbox_max_events",
+            self.on_done_dropped.clone(),
         );
     }
 }

@@ -638,6 +638,7 @@ impl Delivery {
             tokio::select! {
                 event = incoming.recv(), if open => match event {
                     Some(event) => {
+                        crate::metrics::metrics().on_done_pending.inc();
                         seq += 1;
                         waiting.insert(seq, Waiting { event, attempts: 0, flying: false });
                         due.push(Reverse((Instant::now(), seq)));
@@ -662,6 +663,9 @@ impl Delivery {
                 return;
             };
             if let Some(w) = waiting.remove(&key) {
+                let metrics = crate::metrics::metrics();
+                metrics.on_done_pending.dec();
+                metrics.on_done_dropped.inc();
                 if w.event.owed {
                     self.done.finish();
                 }
@@ -698,6 +702,7 @@ impl Delivery {
                 }
             }
             failed => {
+                crate::metrics::metrics().on_done_retries.inc();
                 let wait = backoff(attempts);
                 let why = match failed {
                     Ok(status) => format!("status {status}"),
@@ -716,6 +721,7 @@ impl Delivery {
     }
 
     fn finished(&self, event: &Event) {
+        crate::metrics::metrics().on_done_pending.dec();
         if event.id > 0 {
             let _ = self.delivered.send(Op::Delivered { id: event.id });
         }
