@@ -17,12 +17,6 @@ fn play_over(hook: &HookServer, protocol: &str) -> Record {
     .unwrap_or_else(|| panic!("on_play over {protocol}: {}", hook.dump()))
 }
 
-/// The `on_done` of `clientid`, waited for.
-fn done_of(hook: &HookServer, clientid: &str) -> Record {
-    hook.wait_for(|r| is_done_of(r, clientid), HOOK_WAIT)
-        .unwrap_or_else(|| panic!("no on_done of {clientid}: {}", hook.dump()))
-}
-
 fn id(r: &Record) -> u64 {
     r.clientid().parse().expect("clientid is a number")
 }
@@ -134,7 +128,7 @@ fn the_api_shows_streams_and_sessions_and_kicks_them() {
     );
     assert_eq!(kicked.status, 202, "{}", kicked.text);
     assert_eq!(
-        done_of(&hook, rtmp_play.clientid()).field("reason"),
+        done_of(&hook, rtmp_play.clientid(), String::new).field("reason"),
         "kicked"
     );
     rtmp_player
@@ -157,10 +151,13 @@ fn the_api_shows_streams_and_sessions_and_kicks_them() {
     let ended = api_call(api, "DELETE", "/api/v1/streams/live/cam", None);
     assert_eq!(ended.status, 202, "{}", ended.text);
     assert_eq!(ended.body["clientid"], id(&publish));
-    assert_eq!(done_of(&hook, publish.clientid()).field("reason"), "kicked");
+    assert_eq!(
+        done_of(&hook, publish.clientid(), String::new).field("reason"),
+        "kicked"
+    );
     for play in [&flv_play, &rtsp_play] {
         assert_eq!(
-            done_of(&hook, play.clientid()).field("reason"),
+            done_of(&hook, play.clientid(), String::new).field("reason"),
             "stream_ended"
         );
     }
@@ -362,7 +359,7 @@ fn metrics_parse_and_move_with_sessions_and_hooks() {
 
     // The player leaves: its counts move from live to ended, the byte counters only grow.
     player.kill();
-    done_of(&hook, playing.clientid());
+    done_of(&hook, playing.clientid(), String::new);
     let after = poll(secs(10.0), || {
         let s = scrape(api);
         (sample(

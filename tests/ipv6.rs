@@ -393,15 +393,7 @@ fn a_bad_address_is_refused_with_its_line() {
         let xml = format!(
             "<config>\n  <{section}>\n    <enable>true</enable>\n    <address>{value}</address>\n  </{section}>\n</config>\n"
         );
-        let file = dir.file(&format!("{section}.xml"));
-        std::fs::write(&file, &xml).expect("write");
-        let out = run(
-            "check-config",
-            Command::new(cargo_bin("streamgate"))
-                .arg("--check-config")
-                .arg(&file),
-            Duration::from_secs(20),
-        );
+        let (out, file) = check_config(&dir, &format!("{section}.xml"), &xml);
         assert_eq!(out.status.and_then(|s| s.code()), Some(2), "{out:?}");
         let want = format!("{}:4: <{section}><address>: ", file.display());
         assert!(out.stderr.contains(&want), "{want} in {out:?}");

@@ -2,7 +2,6 @@
 //! session's lines carry its span fields (clientid, protocol, peer, app, name) as the hooks
 //! saw them. A bad `<log_format>` is refused with its line.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -72,17 +71,9 @@ fn every_log_line_is_json_with_the_session_span_fields() {
 #[test]
 fn a_bad_log_format_is_refused_with_its_line() {
     let dir = TempDir::new("logfmt");
-    let file = dir.file("streamgate.xml");
     let xml =
         "<config>\n  <log_level>info</log_level>\n  <log_format>yaml</log_format>\n</config>\n";
-    std::fs::write(&file, xml).expect("write");
-    let out = run(
-        "check-config",
-        Command::new(cargo_bin("streamgate"))
-            .arg("--check-config")
-            .arg(&file),
-        Duration::from_secs(20),
-    );
+    let (out, file) = check_config(&dir, "streamgate.xml", xml);
     assert_eq!(out.status.and_then(|s| s.code()), Some(2), "{out:?}");
     let want = format!("{}:3: <log_format>: \"yaml\"", file.display());
     assert!(out.stderr.contains(&want), "{want} in {out:?}");

@@ -11,18 +11,6 @@ use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(15);
 
-/// The `on_done` of `clientid`, waited for.
-fn done_of(hook: &HookServer, clientid: &str, srv: &Server) -> Record {
-    hook.wait_for(|r| is_done_of(r, clientid), HOOK_WAIT)
-        .unwrap_or_else(|| {
-            panic!(
-                "no on_done of {clientid}: {}\n{}",
-                hook.dump(),
-                srv.log_tail(40)
-            )
-        })
-}
-
 /// The `on_update` calls of `clientid` so far.
 fn updates_of(hook: &HookServer, clientid: &str) -> Vec<Record> {
     hook.find(|r| r.call() == "update" && r.clientid() == clientid)
@@ -78,7 +66,7 @@ fn a_refusal_kicks_an_rtmp_player_and_publisher_and_no_answer_keeps_them() {
     let fail_play = play_of(&hook, "who=fail");
 
     // Refused: the player ends with `kicked`, told by the server's error.
-    let done = done_of(&hook, kicked_play.clientid(), &srv);
+    let done = done_of(&hook, kicked_play.clientid(), || srv.log_tail(40));
     assert_done_matches(&done, &kicked_play);
     assert_eq!(done.field("reason"), "kicked", "{done:?}");
     let refused = updates_of(&hook, kicked_play.clientid());
@@ -137,13 +125,13 @@ fn a_refusal_kicks_an_rtmp_player_and_publisher_and_no_answer_keeps_them() {
 
     // Now the publisher's update is refused: it ends `kicked`, its players `stream_ended`.
     kick_publisher.store(true, Ordering::SeqCst);
-    let done = done_of(&hook, publish.clientid(), &srv);
+    let done = done_of(&hook, publish.clientid(), || srv.log_tail(40));
     assert_eq!(done.field("reason"), "kicked", "{done:?}");
     publisher
         .wait_timeout(secs(10.0))
         .expect("the kicked publisher's ffmpeg ends");
     for play in [&hang_play, &fail_play] {
-        let done = done_of(&hook, play.clientid(), &srv);
+        let done = done_of(&hook, play.clientid(), || srv.log_tail(40));
         assert_eq!(done.field("reason"), "stream_ended", "{done:?}");
     }
     hanging.kill();
@@ -205,7 +193,7 @@ fn every_protocol_is_asked_and_a_refusal_ends_it() {
                 HOOK_WAIT,
             )
             .unwrap_or_else(|| panic!("on_play over {protocol}: {}", hook.dump()));
-        let done = done_of(&hook, play.clientid(), &srv);
+        let done = done_of(&hook, play.clientid(), || srv.log_tail(40));
         assert_eq!(done.field("reason"), "kicked", "{protocol}: {done:?}");
         let update = updates_of(&hook, play.clientid());
         assert!(!update.is_empty(), "{protocol}: asked first");
@@ -219,7 +207,7 @@ fn every_protocol_is_asked_and_a_refusal_ends_it() {
                 HOOK_WAIT,
             )
             .unwrap_or_else(|| panic!("on_publish over {protocol}: {}", hook.dump()));
-        let done = done_of(&hook, publish.clientid(), &srv);
+        let done = done_of(&hook, publish.clientid(), || srv.log_tail(40));
         assert_eq!(done.field("reason"), "kicked", "{protocol}: {done:?}");
         let update = updates_of(&hook, publish.clientid());
         assert!(!update.is_empty() && number(&update[0], "bytes_in") > 0);

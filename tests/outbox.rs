@@ -286,17 +286,7 @@ fn a_data_dir_that_cannot_be_made_or_a_bad_bound_is_an_error_naming_it() {
         out.text()
     );
     // A file as the data dir, and a bound of 0: config errors with their line.
-    let check = |xml: &str| {
-        let path = dir.file("check.xml");
-        std::fs::write(&path, xml).expect("write config");
-        run(
-            "check-config",
-            Command::new(cargo_bin("streamgate"))
-                .arg("--check-config")
-                .arg(&path),
-            secs(10.0),
-        )
-    };
+    let check = |xml: &str| check_config(&dir, "check.xml", xml).0;
     let bad = format!(
         "<config>\n\n  <data_dir>{}</data_dir>\n</config>\n",
         file.display()

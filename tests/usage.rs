@@ -15,18 +15,6 @@ use streamgate_testkit::*;
 
 const HOOK_WAIT: Duration = Duration::from_secs(15);
 
-/// The `on_done` of `clientid`, waited for.
-fn done_of(hook: &HookServer, clientid: &str, srv: &Server) -> Record {
-    hook.wait_for(|r| is_done_of(r, clientid), HOOK_WAIT)
-        .unwrap_or_else(|| {
-            panic!(
-                "no on_done of {clientid}: {}\n{}",
-                hook.dump(),
-                srv.log_tail(40)
-            )
-        })
-}
-
 /// Asserts `done` names `reason`, and that its usage fields are in place (the kit's order
 /// check) with a start no later than now.
 fn assert_done(done: &Record, reason: &str) {
@@ -76,7 +64,7 @@ fn assert_closed_publisher(
     publisher
         .wait_timeout(secs(30.0))
         .unwrap_or_else(|| panic!("the {protocol} publisher ends by itself"));
-    let done = done_of(hook, publish.clientid(), srv);
+    let done = done_of(hook, publish.clientid(), || srv.log_tail(40));
     assert_done_matches(&done, publish);
     assert_done(&done, "closed");
     let (sent, lasted) = poll(secs(5.0), || {
@@ -272,7 +260,7 @@ fn an_rtmp_publisher_and_http_flv_players_report_bytes_time_and_why_they_ended()
             HOOK_WAIT,
         )
         .expect("on_play of the leaving player");
-    let done = done_of(&hook, leave_play.clientid(), &srv);
+    let done = done_of(&hook, leave_play.clientid(), || srv.log_tail(40));
     assert_done_matches(&done, &leave_play);
     assert_done(&done, "closed");
     assert_within_10_percent(
@@ -300,7 +288,7 @@ fn an_rtmp_publisher_and_http_flv_players_report_bytes_time_and_why_they_ended()
         .find(|r| r.call() == "play" && r.field("url").ends_with("who=staying"))
         .pop()
         .expect("on_play of the staying player");
-    let done = done_of(&hook, stay_play.clientid(), &srv);
+    let done = done_of(&hook, stay_play.clientid(), || srv.log_tail(40));
     assert_done(&done, "stream_ended");
     assert_within_10_percent(
         "bytes_out of the staying player",
@@ -342,7 +330,7 @@ fn an_rtmp_player_counts_what_it_read_and_a_killed_one_is_lost() {
             HOOK_WAIT,
         )
         .expect("on_play");
-    let done = done_of(&hook, play_rec.clientid(), &srv);
+    let done = done_of(&hook, play_rec.clientid(), || srv.log_tail(40));
     assert_done_matches(&done, &play_rec);
     // ffmpeg writes deleteStream and closes at once while media is still arriving: its
     // kernel then resets the connection and may drop the unsent deleteStream (the relay saw
@@ -383,7 +371,7 @@ fn an_rtmp_player_counts_what_it_read_and_a_killed_one_is_lost() {
             HOOK_WAIT,
         )
         .expect("on_play of the kit's player");
-    let done = done_of(&hook, kit_play.clientid(), &srv);
+    let done = done_of(&hook, kit_play.clientid(), || srv.log_tail(40));
     thread::sleep(secs(0.3));
     let read = c.bytes_read();
     assert_done(&done, "closed");
@@ -405,7 +393,7 @@ fn an_rtmp_player_counts_what_it_read_and_a_killed_one_is_lost() {
         .expect("on_play of the player to kill");
     thread::sleep(secs(1.0));
     killed.kill();
-    let done = done_of(&hook, killed_play.clientid(), &srv);
+    let done = done_of(&hook, killed_play.clientid(), || srv.log_tail(40));
     assert_done(&done, "lost");
     publisher.kill();
 }
@@ -431,7 +419,10 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
             HOOK_WAIT,
         )
         .expect("on_play of the not-live player");
-    assert_done(&done_of(&hook, rec.clientid(), &srv), "refused");
+    assert_done(
+        &done_of(&hook, rec.clientid(), || srv.log_tail(40)),
+        "refused",
+    );
     let (_, _, ended) = raw_flv_player(flv_port, "live/nothing.flv?who=notlive", 5.0);
     assert!(ended, "a 404 ends the HTTP-FLV request");
     let rec = hook
@@ -444,7 +435,10 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
             HOOK_WAIT,
         )
         .expect("on_play of the not-live HTTP-FLV player");
-    assert_done(&done_of(&hook, rec.clientid(), &srv), "refused");
+    assert_done(
+        &done_of(&hook, rec.clientid(), || srv.log_tail(40)),
+        "refused",
+    );
 
     let mut publisher = publish_with(
         &srv.url("live/big"),
@@ -508,9 +502,18 @@ fn a_stalled_player_not_live_and_shutdown_say_so() {
         .expect("on_play of the RTSP player");
     thread::sleep(secs(1.0));
     srv.stop_graceful().expect("the server stops on SIGTERM");
-    assert_done(&done_of(&hook, publish.clientid(), &srv), "shutdown");
-    assert_done(&done_of(&hook, watching.clientid(), &srv), "shutdown");
-    assert_done(&done_of(&hook, describing.clientid(), &srv), "shutdown");
+    assert_done(
+        &done_of(&hook, publish.clientid(), || srv.log_tail(40)),
+        "shutdown",
+    );
+    assert_done(
+        &done_of(&hook, watching.clientid(), || srv.log_tail(40)),
+        "shutdown",
+    );
+    assert_done(
+        &done_of(&hook, describing.clientid(), || srv.log_tail(40)),
+        "shutdown",
+    );
     player.kill();
     publisher.kill();
 }
@@ -556,7 +559,7 @@ fn srt_and_rtsp_sessions_carry_their_usage() {
     publisher
         .wait_timeout(secs(30.0))
         .expect("the SRT publisher ends");
-    let done = done_of(&hook, publish.clientid(), &srv);
+    let done = done_of(&hook, publish.clientid(), || srv.log_tail(40));
     assert_done_matches(&done, &publish);
     assert_done(&done, "closed");
     assert!(number(&done, "duration_ms") >= 4000, "{done:?}");
@@ -566,7 +569,7 @@ fn srt_and_rtsp_sessions_carry_their_usage() {
         number(&done, "bytes_in"),
         sent,
     );
-    let done = done_of(&hook, play.clientid(), &srv);
+    let done = done_of(&hook, play.clientid(), || srv.log_tail(40));
     // What the server had sent when it ended the player: what it still had queued then (and
     // sends or drops afterwards) is not in its count.
     let (_, received) = play_relay.counted();
@@ -606,17 +609,7 @@ fn srt_and_rtsp_sessions_carry_their_usage() {
 #[test]
 fn check_config_refuses_a_bad_node_id_with_its_line() {
     let dir = TempDir::new("cfg-node-id");
-    let check = |xml: &str| {
-        let path = dir.file("node.xml");
-        std::fs::write(&path, xml).expect("write config");
-        run(
-            "check-config",
-            Command::new(cargo_bin("streamgate"))
-                .arg("--check-config")
-                .arg(&path),
-            secs(10.0),
-        )
-    };
+    let check = |xml: &str| check_config(&dir, "node.xml", xml).0;
     let port = free_port();
     let bad = format!(
         "<config>\n  <rtmp>\n    <port>{port}</port>\n  </rtmp>\n  <node_id>edge 1/eu</node_id>\n</config>\n"

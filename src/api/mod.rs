@@ -353,12 +353,7 @@ async fn list_sessions(
         })
         .collect();
     let total = matching.len();
-    let sessions = matching
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(Session::from)
-        .collect();
+    let sessions = matching.into_iter().skip(offset).take(limit).collect();
     HttpResponse::Ok().json(SessionPage {
         total,
         offset,
@@ -386,7 +381,7 @@ async fn get_session(state: web::Data<ApiState>, clientid: web::Path<u64>) -> Ht
         .into_iter()
         .find(|s| s.clientid == clientid)
     {
-        Some(s) => HttpResponse::Ok().json(Session::from(s)),
+        Some(s) => HttpResponse::Ok().json(s),
         None => no_session(clientid),
     }
 }

@@ -6,52 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::session::table::SessionSummary;
-
-/// One connection.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Session {
-    /// The id the hooks saw (`clientid` of its callbacks).
-    pub clientid: u64,
-    /// `rtmp`, `rtsp`, `srt` or `httpflv`.
-    pub protocol: String,
-    /// `connecting` (no play or publish allowed yet), `publisher` or `player`.
-    pub role: String,
-    /// The client's IP address.
-    pub addr: String,
-    /// The stream's application (empty while connecting).
-    pub app: String,
-    /// The stream's name (empty while connecting).
-    pub name: String,
-    /// The URL the client asked for (empty while connecting).
-    pub url: String,
-    /// When the connection was accepted, Unix milliseconds.
-    pub since: u64,
-    /// Bytes received on the client's connection.
-    pub bytes_in: u64,
-    /// Bytes written to the client's connection.
-    pub bytes_out: u64,
-    /// Frames a player's drop policy left out.
-    pub frames_dropped: u64,
-}
-
-impl From<SessionSummary> for Session {
-    fn from(s: SessionSummary) -> Self {
-        Session {
-            clientid: s.clientid,
-            protocol: s.protocol.to_owned(),
-            role: s.role.to_owned(),
-            addr: s.addr,
-            app: s.app,
-            name: s.name,
-            url: s.url,
-            since: s.since,
-            bytes_in: s.bytes_in,
-            bytes_out: s.bytes_out,
-            frames_dropped: s.frames_dropped,
-        }
-    }
-}
+/// One connection: the session table's summary of it.
+pub use crate::session::table::SessionSummary as Session;
 
 /// A page of sessions.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -172,8 +172,10 @@ pub fn count() -> usize {
     ArbiterState::with(|s| s.sessions.borrow().len())
 }
 
-/// What the operator's view shows of one session: plain data, sent across threads.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What the operator's view shows of one session: plain data, sent across threads (the
+/// API's `Session`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
 pub struct SessionSummary {
     /// The id the hooks saw.
     pub clientid: ClientId,

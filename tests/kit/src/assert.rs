@@ -130,3 +130,17 @@ pub fn assert_done_matches(done: &Record, call: &Record) {
 pub fn is_done_of(r: &Record, clientid: &str) -> bool {
     r.call() == "done" && r.clientid() == clientid
 }
+
+/// The `on_done` of client `clientid`, waited for (15 s); panics with every record and
+/// `context()` (the server's log, say) when it does not come.
+pub fn done_of(
+    hook: &crate::hooks::HookServer,
+    clientid: &str,
+    context: impl FnOnce() -> String,
+) -> Record {
+    hook.wait_for(
+        |r| is_done_of(r, clientid),
+        std::time::Duration::from_secs(15),
+    )
+    .unwrap_or_else(|| panic!("no on_done of {clientid}: {}\n{}", hook.dump(), context()))
+}

@@ -386,3 +386,18 @@ impl Output {
 pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Output {
     Proc::spawn(name, cmd).finish(timeout)
 }
+
+/// `streamgate --check-config FILE`, with `xml` written to `dir` as `name`: its output (exit 0
+/// when the file is valid, 2 with the element and line otherwise) and the file's path.
+pub fn check_config(dir: &TempDir, name: &str, xml: &str) -> (Output, PathBuf) {
+    let path = dir.file(name);
+    fs::write(&path, xml).expect("write config");
+    let out = run(
+        "check-config",
+        Command::new(cargo_bin("streamgate"))
+            .arg("--check-config")
+            .arg(&path),
+        Duration::from_secs(20),
+    );
+    (out, path)
+}
