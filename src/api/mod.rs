@@ -505,6 +505,23 @@ async fn describe_all(state: &ApiState) -> Vec<StreamDescription> {
     all
 }
 
+/// The live stream `key` and its description, found through the registry.
+async fn describe_one(
+    state: &ApiState,
+    key: StreamKey,
+) -> Option<(
+    Addr<streamgate_actors::stream::StreamActor>,
+    StreamDescription,
+)> {
+    let stream = state
+        .registry
+        .send(streamgate_actors::registry::Lookup { key })
+        .await
+        .ok()??;
+    let description = stream.send(Describe).await.ok()?;
+    Some((stream, description))
+}
+
 /// Every live stream.
 #[utoipa::path(
     get,
@@ -557,12 +574,11 @@ async fn get_stream(state: web::Data<ApiState>, path: web::Path<String>) -> Http
     let Some(key) = stream_key(&path) else {
         return no_stream(&path);
     };
-    let described = describe_all(&state).await;
-    let Some(d) = described.iter().find(|d| d.key == key) else {
+    let Some((_, d)) = describe_one(&state, key).await else {
         return no_stream(&path);
     };
     let sessions = all_sessions(&state).await;
-    HttpResponse::Ok().json(stream_view(d, &sessions))
+    HttpResponse::Ok().json(stream_view(&d, &sessions))
 }
 
 /// Ends a live stream: its publisher's `on_done` says `kicked`, its players' `stream_ended`.
@@ -584,15 +600,7 @@ async fn end_stream(state: web::Data<ApiState>, path: web::Path<String>) -> Http
     let Some(key) = stream_key(&path) else {
         return no_stream(&path);
     };
-    let described = describe_all(&state).await;
-    let Some(d) = described.iter().find(|d| d.key == key) else {
-        return no_stream(&path);
-    };
-    let Ok(Some(stream)) = state
-        .registry
-        .send(streamgate_actors::registry::Lookup { key })
-        .await
-    else {
+    let Some((stream, d)) = describe_one(&state, key).await else {
         return no_stream(&path);
     };
     stream.do_send(EndStream {

@@ -33,6 +33,16 @@ pub struct SessionView {
     pub kick: Recipient<Kick>,
 }
 
+/// The name of a session's role in the API and `/metrics`: `connecting` until a play or
+/// publish is allowed.
+pub fn role_name(role: Option<Role>) -> &'static str {
+    match role {
+        Some(Role::Publisher) => "publisher",
+        Some(Role::Player) => "player",
+        None => "connecting",
+    }
+}
+
 /// Adds a session to the current arbiter's table.
 pub fn register(view: Rc<SessionView>) {
     ArbiterState::with(|s| s.sessions.borrow_mut().insert(view.clientid, view));
@@ -54,10 +64,7 @@ pub fn unregister(clientid: ClientId) {
 /// Counts a play or publish that ended, by protocol, role and reason.
 pub fn ended(protocol: Protocol, role: Role, reason: EndReason) {
     ArbiterState::try_with(|s| {
-        let role = match role {
-            Role::Publisher => "publisher",
-            Role::Player => "player",
-        };
+        let role = role_name(Some(role));
         *s.totals
             .borrow_mut()
             .ended
@@ -137,11 +144,7 @@ pub fn stats() -> Stats {
             ..Stats::default()
         };
         for view in s.sessions.borrow().values() {
-            let role = match &*view.active.borrow() {
-                Some((Role::Publisher, _)) => "publisher",
-                Some((Role::Player, _)) => "player",
-                None => "connecting",
-            };
+            let role = role_name(view.active.borrow().as_ref().map(|(role, _)| *role));
             *stats
                 .sessions
                 .entry((view.protocol.as_str(), role))
@@ -206,11 +209,8 @@ impl SessionView {
     pub fn summary(&self) -> SessionSummary {
         let used = self.usage.used();
         let active = self.active.borrow();
-        let (role, info) = match &*active {
-            Some((Role::Publisher, info)) => ("publisher", Some(info)),
-            Some((Role::Player, info)) => ("player", Some(info)),
-            None => ("connecting", None),
-        };
+        let role = role_name(active.as_ref().map(|(role, _)| *role));
+        let info = active.as_ref().map(|(_, info)| info);
         SessionSummary {
             clientid: self.clientid,
             protocol: self.protocol.as_str(),
