@@ -163,6 +163,12 @@ pub enum ErrorKind {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A required element is absent.
+    #[error("{what} is required here")]
+    Missing {
+        /// The element needed.
+        what: String,
+    },
     /// A `<log_level>` that is not trace, debug, info, warn or error.
     #[error("{value:?} is not a log level (use trace, debug, info, warn or error)")]
     InvalidLogLevel {

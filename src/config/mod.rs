@@ -18,6 +18,7 @@
 //! see `docs/configuration.md`.
 
 mod api;
+mod cluster;
 mod error;
 mod notify;
 mod protocols;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use streamgate_actors::notify::HookTable;
 
 pub use api::{ApiConfig, DEFAULT_API_PORT};
+pub use cluster::ClusterConfig;
 pub use error::{ConfigError, ErrorKind, LoadError, Location};
 pub use protocols::{HttpFlvOptions, RtmpOptions, RtspOptions, SrtOptions};
 pub use section::{Protocol, Section, Transport};
@@ -105,6 +107,9 @@ pub struct Config {
     pub outbox_max_events: u64,
     /// `<api>`: the operator's HTTP API, on 127.0.0.1:9997 by default.
     pub api: ApiConfig,
+    /// `<cluster>`: the Redis-backed cluster this node belongs to; `None` (absent): a node on
+    /// its own, no Redis.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The `<data_dir>` used when it is absent (relative: in the working directory).
@@ -263,12 +268,13 @@ impl Default for Config {
             srt: Section::default(),
             httpflv: Section::default(),
             api: ApiConfig::default(),
+            cluster: None,
         }
     }
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 11] = [
+const CONFIG_ELEMENTS: [&str; 12] = [
     "workers",
     "log_level",
     "node_id",
@@ -280,6 +286,7 @@ const CONFIG_ELEMENTS: [&str; 11] = [
     "httpflv",
     "api",
     "log_format",
+    "cluster",
 ];
 
 impl Config {
@@ -358,6 +365,7 @@ impl Config {
         let (httpflv, httpflv_at) = Section::read(children.get("httpflv"))?;
         let (api, api_at) = api::read(children.get("api"))?;
         check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at, api_at])?;
+        let cluster = cluster::read(children.get("cluster"), children.get("node_id").is_some())?;
 
         Ok(Config {
             workers,
@@ -371,6 +379,7 @@ impl Config {
             srt,
             httpflv,
             api,
+            cluster,
         })
     }
 
@@ -1732,5 +1741,105 @@ mod tests {
             "\"yaml\" is not valid: a log format is text or json",
         );
         assert!(matches!(e.kind, ErrorKind::InvalidValue { .. }));
+    }
+
+    // ---- <cluster> ----
+
+    const CLUSTER: &str = "<redis>redis://127.0.0.1:6379/0</redis>\n\
+        <advertise>10.0.0.5:7935</advertise>\n<secret>0123456789abcdef</secret>\n";
+
+    fn cluster(inner: &str) -> String {
+        format!("<config>\n<node_id>a</node_id>\n<cluster>\n{inner}</cluster>\n</config>\n")
+    }
+
+    #[test]
+    fn no_cluster_by_default() {
+        assert_eq!(Config::default().cluster, None);
+        assert_eq!(parse("<config/>").cluster, None);
+    }
+
+    #[test]
+    fn cluster_is_read_with_its_defaults() {
+        let config = parse(&cluster(CLUSTER));
+        let c = config.cluster.expect("a cluster");
+        assert_eq!(c.redis, "redis://127.0.0.1:6379/0");
+        assert_eq!(c.advertise, "10.0.0.5:7935");
+        assert_eq!(c.listen, "[::]:7935".parse().expect("address"));
+        assert_eq!(c.secret, "0123456789abcdef");
+        assert_eq!(c.lease, cluster::DEFAULT_LEASE);
+        assert_eq!(c.heartbeat, cluster::DEFAULT_HEARTBEAT);
+        assert_eq!(c.relay_idle, cluster::DEFAULT_RELAY_IDLE);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let c = parse(&cluster(&format!(
+            "{CLUSTER}<listen>127.0.0.1:7000</listen><lease_ms>3000</lease_ms>\
+             <heartbeat_ms>500</heartbeat_ms><relay_idle_ms>2000</relay_idle_ms>\n"
+        )))
+        .cluster
+        .expect("a cluster");
+        assert_eq!(c.listen, "127.0.0.1:7000".parse().expect("address"));
+        assert_eq!(c.lease, Duration::from_millis(3000));
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
+        assert_eq!(c.relay_idle, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn cluster_errors_name_the_element_and_line() {
+        assert_error(
+            &format!("<config>\n<cluster>\n{CLUSTER}</cluster>\n</config>"),
+            2,
+            "<cluster>",
+            "<config><node_id> (each node of a cluster needs its own, unique name) is required",
+        );
+        assert_error(
+            &cluster("<advertise>h:1</advertise><secret>0123456789abcdef</secret>\n"),
+            3,
+            "<cluster>",
+            "<redis> is required",
+        );
+        assert_error(
+            &cluster(&CLUSTER.replace("redis://127.0.0.1:6379/0", "http://x")),
+            4,
+            "<cluster><redis>",
+            "a redis:// URL is needed",
+        );
+        for bad in ["10.0.0.5", "fd00::5:7935", "h:0", ":7935"] {
+            assert_error(
+                &cluster(&CLUSTER.replace("10.0.0.5:7935", bad)),
+                5,
+                "<cluster><advertise>",
+                "host:port is needed",
+            );
+        }
+        let e = assert_error(
+            &cluster(&CLUSTER.replace("0123456789abcdef", "short")),
+            6,
+            "<cluster><secret>",
+            "at least 16 bytes",
+        );
+        assert!(!e.to_string().contains("short"));
+        assert_error(
+            &cluster(&format!("{CLUSTER}<heartbeat_ms>3000</heartbeat_ms>\n")),
+            7,
+            "<cluster><heartbeat_ms>",
+            "at most half the lease",
+        );
+        assert_error(
+            &cluster(&format!("{CLUSTER}<lease_ms>50</lease_ms>\n")),
+            7,
+            "<cluster><lease_ms>",
+            "100-600000",
+        );
+        assert_error(
+            &cluster(&format!("{CLUSTER}<listen>any</listen>\n")),
+            7,
+            "<cluster><listen>",
+            "an IP address and port are needed",
+        );
+        assert_error(
+            &cluster(&format!("{CLUSTER}<peers/>\n")),
+            7,
+            "<cluster><peers>",
+            "allowed in <cluster>: <redis>, <advertise>",
+        );
     }
 }
