@@ -8,6 +8,8 @@
 //! - [`limits`]: `<max_connections>` and `<max_connections_per_ip>` of each protocol section.
 //! - [`listener`]: accept loops spreading connections over the worker arbiters.
 //! - [`logging`]: log lines on stderr with every control character escaped.
+//! - [`cluster`]: several nodes as one server on Redis (`<cluster>`): the directory, publish
+//!   claims, relay pulls, clientid blocks.
 //! - [`server`]: starts the pool, the registry and the listeners; graceful shutdown.
 //! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, replayed on stable by
 //!   `tests/fuzz_corpus.rs`.
@@ -16,6 +18,7 @@
 //! `streamgate-actors` crate in `actors/`.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod fuzzing;
 pub mod limits;

@@ -58,6 +58,9 @@ pub enum ServerError {
     /// The outbox in `<data_dir>` could not be opened (or another server holds it).
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// The cluster could not be joined (`<cluster>`).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A running server.
@@ -171,6 +174,15 @@ impl Server {
         )?;
         tracing::info!(data_dir = %config.data_dir.display(), "outbox open");
         let registry = Registry::default().start();
+        // In a cluster: Redis (connected lazily), the heartbeat and the relay listener.
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(
+                crate::cluster::Cluster::start(cluster, &config.node_id, registry.clone())
+                    .await?
+                    .0,
+            ),
+            None => None,
+        };
         let mut arbiters = Vec::with_capacity(2 * config.workers);
         let mut workers = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
@@ -194,6 +206,7 @@ impl Server {
                     done: done.clone(),
                     hooks: hooks.clone(),
                     outbox: Some(outbox.clone()),
+                    cluster: cluster.clone(),
                 },
             });
             arbiters.push(arbiter);
@@ -206,6 +219,7 @@ impl Server {
                 registry: registry.clone(),
                 token: config.api.token.as_deref().map(Arc::from),
                 server: server_info.clone(),
+                cluster: cluster.clone(),
             };
             let api = crate::api::start(&config.api, state).map_err(|source| ServerError::Api {
                 address: SocketAddr::new(config.api.address, config.api.port),

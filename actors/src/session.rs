@@ -55,9 +55,30 @@ pub fn first_client_id(unix_ms: u64) -> ClientId {
 
 static NEXT_CLIENT_ID: OnceLock<AtomicU64> = OnceLock::new();
 
-/// Allocates the next client id. Ids increase, are never reused while the process runs, and
-/// start (at the first one) above those of earlier runs ([`CLIENT_ID_SHIFT`]).
+/// Where a cluster node takes its client ids from instead of its own counter: blocks
+/// handed out cluster-wide, so no two nodes give one id. `None` when it has none left (the
+/// node's own counter then gives the id).
+pub trait ClientIdSource: Send + Sync {
+    /// The next id of the source, if it has one.
+    fn next(&self) -> Option<ClientId>;
+}
+
+static SOURCE: OnceLock<Box<dyn ClientIdSource>> = OnceLock::new();
+
+/// Makes `source` the process's first place to take client ids from (once per process; a
+/// second call is ignored and returns false).
+pub fn set_client_id_source(source: Box<dyn ClientIdSource>) -> bool {
+    SOURCE.set(source).is_ok()
+}
+
+/// Allocates the next client id: from the cluster's blocks when the node is in one
+/// ([`set_client_id_source`]), else from the process's counter. The counter's ids increase,
+/// are never reused while the process runs, and start (at the first one) above those of
+/// earlier runs ([`CLIENT_ID_SHIFT`]).
 pub fn next_client_id() -> ClientId {
+    if let Some(id) = SOURCE.get().and_then(|source| source.next()) {
+        return id;
+    }
     NEXT_CLIENT_ID
         .get_or_init(|| {
             let now = SystemTime::now()

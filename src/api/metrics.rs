@@ -49,6 +49,9 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
         .map_or(0, |s| s.len());
     let mut registry = Registry::default();
     streamgate_actors::metrics::metrics().register(&mut registry);
+    if state.cluster.is_some() {
+        crate::cluster::metrics::metrics().register(&mut registry);
+    }
 
     let sessions = Family::<ProtocolRole, Gauge>::default();
     for protocol in super::PROTOCOLS {

@@ -7,6 +7,7 @@
 //! it), the streams from the registry and each `StreamActor`. A kick is the same `Kick` every
 //! other end of a session uses, so its `on_done` follows as always.
 
+mod cluster;
 mod dashboard;
 mod metrics;
 pub mod model;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// The server's name and listeners, set once they are bound.
     pub server: Arc<std::sync::OnceLock<ServerInfo>>,
+    /// The cluster this node is in (`<cluster>`).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// A running API server.
@@ -89,6 +92,7 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
                             .delete(kick_session),
                     )
                     .service(resource("/streams").get(list_streams))
+                    .service(resource("/cluster/streams").get(cluster::list_cluster_streams))
                     .service(
                         resource("/streams/{path:.+}")
                             .get(get_stream)
@@ -656,7 +660,8 @@ impl utoipa::Modify for Bearer {
         kick_session,
         list_streams,
         get_stream,
-        end_stream
+        end_stream,
+        cluster::list_cluster_streams
     ),
     components(schemas(ProtocolName, RoleName)),
     modifiers(&Bearer)

@@ -32,6 +32,7 @@ use tracing::field::Empty;
 
 use super::output::{Backlog, Gone, Output, PlayerLimits, SendError};
 use super::{fanout, table, SessionContext};
+use crate::cluster::Claim;
 use crate::limits::Admission;
 
 /// Mailbox capacity of every session: live frames (and control messages) waiting for it.
@@ -128,6 +129,9 @@ impl Active {
                 Role::Publisher => stream.do_send(Unpublish { clientid }),
                 Role::Player => stream.do_send(Unsubscribe { clientid }),
             }
+        }
+        if let (Some(cluster), Role::Publisher) = (&context.cluster, self.role) {
+            cluster.release(&StreamKey::new(&*self.info.app, &*self.info.name), clientid);
         }
         tracing::info!(role = ?self.role, reason = usage.reason.as_str(), "session done");
         match recorded(context, self.info.protocol) {
@@ -705,8 +709,15 @@ pub async fn request_play(
     }
     let allowed = Allowed::by(&decision, info);
     let key = allowed.key();
-    let Ok(Some(stream)) = context.registry.send(Lookup { key }).await else {
-        return PlayOutcome::NotFound(allowed);
+    let local = context.registry.send(Lookup { key: key.clone() }).await;
+    let stream = match (local, &context.cluster) {
+        (Ok(Some(stream)), _) => stream,
+        // Not live here: pulled from the node that has it, when one does.
+        (Ok(None), Some(cluster)) => match cluster.pull(&key).await {
+            Some(stream) => stream,
+            None => return PlayOutcome::NotFound(allowed),
+        },
+        _ => return PlayOutcome::NotFound(allowed),
     };
     match attach {
         Attach::Own { media, ended } => match stream
@@ -778,15 +789,29 @@ pub async fn request_publish(
     }
     let allowed = Allowed::by(&decision, info);
     let key = allowed.key();
+    // In a cluster the name is claimed cluster-wide first, then in the local registry.
+    if let Some(cluster) = &context.cluster {
+        match cluster.claim(&key, clientid).await {
+            Claim::Claimed => {}
+            Claim::Taken => return PublishOutcome::Taken(allowed),
+            Claim::Unavailable => return PublishOutcome::Unavailable(allowed),
+        }
+    }
     let claim = context
         .registry
         .send(ClaimPublish {
-            key,
+            key: key.clone(),
             clientid,
             kick,
             arbiter,
         })
         .await;
+    if let Some(cluster) = &context.cluster {
+        match &claim {
+            Ok(Ok(stream)) => cluster.claimed_stream(&key, clientid, stream.clone()),
+            _ => cluster.release(&key, clientid),
+        }
+    }
     match claim {
         Ok(Ok(stream)) => PublishOutcome::Publishing(allowed, stream),
         Ok(Err(PublishRefused::AlreadyPublishing(_))) => PublishOutcome::Taken(allowed),

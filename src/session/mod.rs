@@ -60,6 +60,8 @@ pub struct SessionContext {
     pub hooks: std::sync::Arc<HookTable>,
     /// The outbox that makes `on_done` durable (for the protocols with an `on_done` URL).
     pub outbox: Option<streamgate_actors::outbox::Outbox>,
+    /// The cluster this node is in (`<cluster>`): publish claims and remote streams.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// An accepted TCP connection, handed to its session's `start` on the arbiter it will live on.
