@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests run as real peers when it is missing
-# (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv, VLC and srt-live-transmit,
-# from Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
+# (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv, VLC, srt-live-transmit and
+# redis-server, from Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
 # checks formatting and lints, then runs every test of the workspace: the server package,
 # actors/, the load tool (tools/load, its tests start the server in process) and the test kit
 # (tests/kit).
@@ -21,6 +21,8 @@ for tool in ffmpeg:ffmpeg ffprobe:ffmpeg openssl:openssl python3:python3 npm:npm
 done
 # The browser test (tests/httpflv_browser.rs) runs Debian's Chromium, headless.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The cluster tests (tests/cluster.rs) start a Redis of their own: Debian's redis-server.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # The network-fault tests (tests/netem.rs) build namespaces and links with iproute2's `ip`.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The interop matrix (tests/interop_clients.rs) also runs mpv and srt-live-transmit; the SRT

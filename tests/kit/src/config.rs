@@ -9,6 +9,9 @@ use crate::util::{free_port, Rng, UNIQUE};
 /// The `<node_id>` of every test's server: the `node` field of each of its callbacks.
 pub const TEST_NODE: &str = "test-node";
 
+/// The `<cluster><secret>` of the tests' clusters.
+pub const CLUSTER_SECRET: &str = "cluster-secret-of-the-tests-0123";
+
 /// The XML config of one test's server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -122,6 +125,22 @@ impl Config {
     /// `<address>` of `<section>` (which must be enabled): the IP address its listener binds.
     pub fn address(self, section: &str, ip: &str) -> Config {
         self.section_xml(section, &format!("<address>{ip}</address>"))
+    }
+
+    /// A node of a cluster: `<node_id>` `node` and a `<cluster>` on the Redis at `redis`, its
+    /// relay on 127.0.0.1:`relay_port`, with a short lease (the tests wait for it).
+    pub fn cluster(mut self, node: &str, redis: &str, relay_port: u16, lease_ms: u64) -> Config {
+        self.node_id = node.into();
+        let heartbeat = (lease_ms / 4).max(100);
+        self.section_xml(
+            "config",
+            &format!(
+                "<cluster><redis>{redis}</redis><advertise>127.0.0.1:{relay_port}</advertise>\
+                 <listen>127.0.0.1:{relay_port}</listen><secret>{CLUSTER_SECRET}</secret>\
+                 <lease_ms>{lease_ms}</lease_ms><heartbeat_ms>{heartbeat}</heartbeat_ms>\
+                 <relay_idle_ms>2000</relay_idle_ms></cluster>"
+            ),
+        )
     }
 
     /// `<log_format>` (`text` or `json`).

@@ -10,6 +10,7 @@
 //!   lines, signals or exit status, and child processes bounded by timeouts ([`Proc`]);
 //! - [`ffmpeg`]: real `ffmpeg`/`ffprobe` publishers and players;
 //! - [`rtmp`]: raw sockets and a blocking RTMP client for exact looks at what the server sends;
+//! - [`redis`]: a real `redis-server` of the test's own, for the cluster's tests;
 //! - [`load`]: running the load tool and reading its JSON report;
 //! - [`util`]: temp dirs, polling, free ports, repository files.
 //!
@@ -26,6 +27,7 @@ pub mod hooks;
 pub mod inprocess;
 pub mod load;
 pub mod process;
+pub mod redis;
 pub mod rtmp;
 pub mod util;
 
@@ -37,5 +39,6 @@ pub use ffmpeg::*;
 pub use hooks::*;
 pub use inprocess::*;
 pub use process::*;
+pub use redis::*;
 pub use rtmp::*;
 pub use util::*;
