@@ -215,6 +215,7 @@ fn the_openapi_document_names_every_endpoint() {
         ("/api/v1/sessions/{clientid}", &["get", "delete"][..]),
         ("/api/v1/streams", &["get"][..]),
         ("/api/v1/streams/{app}/{name}", &["get", "delete"][..]),
+        ("/api/v1/cluster/streams", &["get"][..]),
     ] {
         for method in methods {
             assert!(

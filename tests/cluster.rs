@@ -11,9 +11,13 @@
 //!   the directory is rebuilt and a new remote play works within a lease.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use streamgate::cluster::wire;
+use streamgate_actors::media::StreamKey;
 use streamgate_testkit::*;
 
 /// The tests' lease: short, so a dead node drops out quickly.
@@ -23,9 +27,14 @@ const SOURCE: &str = "testsrc=size=320x240:rate=25";
 
 /// A node named `name` of the cluster on `redis`: every protocol, every hook at `hook`.
 fn node(name: &str, redis: &Redis, hook: &HookServer) -> Server {
+    node_at(name, redis, hook, free_port())
+}
+
+/// [`node`] with its relay listener on `relay_port`.
+fn node_at(name: &str, redis: &Redis, hook: &HookServer, relay_port: u16) -> Server {
     Server::start(
         &Config::new()
-            .cluster(name, &redis.url(), free_port(), LEASE_MS)
+            .cluster(name, &redis.url(), relay_port, LEASE_MS)
             .hooks(&hook.url("/rtmp"), "")
             .httpflv_hooks(&hook.url("/flv"), "")
             .rtsp_hooks(&hook.url("/rtsp"), "")
@@ -78,6 +87,30 @@ fn done_after(hook: &HookServer, node: &str, call: &str, name: &str, after: usiz
     done_of(hook, begun.clientid(), String::new)
 }
 
+/// Asks the relay listener at `port` for `live/{name}` with a pull signed by `secret`: the
+/// owner's first answer.
+fn relay_answer(port: u16, secret: &str, name: &str) -> wire::Message {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let pull = wire::pull(&key, "intruder", &StreamKey::new("live", name), now);
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay port");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    socket
+        .write_all(&(pull.len() as u32).to_be_bytes())
+        .and_then(|()| socket.write_all(&pull))
+        .expect("send the pull");
+    let mut len = [0u8; 4];
+    socket.read_exact(&mut len).expect("an answer");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    socket.read_exact(&mut body).expect("an answer");
+    wire::decode(body.into()).expect("a relay message")
+}
+
 /// The number the next record gets.
 fn mark(hook: &HookServer) -> usize {
     hook.records().len()
@@ -118,11 +151,22 @@ fn publish_until_taken(
 fn a_stream_published_on_one_node_plays_on_the_others_over_every_protocol() {
     let redis = Redis::start();
     let hook = HookServer::start();
-    let a = node("node-a", &redis, &hook);
+    let relay_port = free_port();
+    let a = node_at("node-a", &redis, &hook, relay_port);
     let b = node("node-b", &redis, &hook);
     let c = node("node-c", &redis, &hook);
     let mut publisher = publish(&a, "x", 60);
     wait_publish(&hook, "node-a", "x", &mut publisher);
+
+    // The relay serves only a pull signed with the cluster's secret.
+    match relay_answer(relay_port, "not-the-cluster-secret", "x") {
+        wire::Message::Refused(reason) => assert!(reason.contains("signature"), "{reason}"),
+        other => panic!("a pull with another secret was answered {other:?}"),
+    }
+    assert_eq!(
+        relay_answer(relay_port, CLUSTER_SECRET, "x"),
+        wire::Message::Accepted
+    );
 
     // Every protocol's player on B and C at once.
     let mut players = Vec::new();
@@ -186,6 +230,21 @@ fn a_stream_published_on_one_node_plays_on_the_others_over_every_protocol() {
         second.wait_timeout(Duration::from_secs(10)).is_some(),
         "the refused publisher gave up"
     );
+    // ... and so is one over SRT.
+    let from = mark(&hook);
+    let mut cmd = publisher_command(
+        "ffmpeg",
+        &srt_publish_url(&c, "x"),
+        20,
+        SOURCE,
+        25,
+        "mpegts",
+    );
+    let mut srt_second = Proc::spawn("srt publisher", &mut cmd);
+    let refused = done_after(&hook, "node-c", "publish", "x", from);
+    assert_eq!(refused.field("protocol"), "srt", "{refused:?}");
+    assert_eq!(refused.field("reason"), "refused", "{refused:?}");
+    srt_second.kill();
 
     // A's publisher stops: the name is free, and C may publish it now; A's players find it.
     publisher.kill();

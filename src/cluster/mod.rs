@@ -86,7 +86,13 @@ struct Owned {
     clientid: ClientId,
     /// The local stream, once the registry started it.
     stream: Option<Addr<StreamActor>>,
+    /// When it was claimed: a claim whose publisher never got its stream (its session ended
+    /// between the two steps) is given back after [`UNATTACHED_CLAIM`].
+    claimed_at: std::time::Instant,
 }
+
+/// How long a claim may wait for its local stream before the heartbeat gives it back.
+const UNATTACHED_CLAIM: Duration = Duration::from_secs(10);
 
 /// A relay pull of one stream on this node.
 enum Slot {
@@ -238,6 +244,7 @@ impl Cluster {
                             value,
                             clientid,
                             stream: None,
+                            claimed_at: std::time::Instant::now(),
                         },
                     );
                 }
@@ -315,6 +322,10 @@ impl Cluster {
                     .iter()
                     .filter_map(|(key, claim)| match &claim.stream {
                         Some(stream) if !stream.connected() => {
+                            gone.push((key.clone(), claim.clientid));
+                            None
+                        }
+                        None if claim.claimed_at.elapsed() > UNATTACHED_CLAIM => {
                             gone.push((key.clone(), claim.clientid));
                             None
                         }
