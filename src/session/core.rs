@@ -748,7 +748,8 @@ pub enum PublishOutcome {
     Publishing(Allowed, Addr<StreamActor>),
     /// The hook allowed, but another client publishes the name.
     Taken(Allowed),
-    /// The hook allowed, but the registry is gone (the server is stopping).
+    /// The hook allowed, but the name cannot be claimed: the registry is gone (the server is
+    /// stopping), or in a cluster Redis cannot be reached.
     Unavailable(Allowed),
 }
 
@@ -761,7 +762,7 @@ pub enum PublishAnswer {
     Publish,
     /// Another client publishes the name.
     Taken,
-    /// The registry is gone (the server is stopping).
+    /// The name cannot be claimed now (the server is stopping, or Redis is unreachable).
     Unavailable,
 }
 

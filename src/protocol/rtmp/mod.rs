@@ -116,7 +116,8 @@ pub enum Rejection {
     AlreadyPublishing,
     /// No such stream to play.
     NotFound,
-    /// The server is going away.
+    /// The server cannot take it now: it is going away, or (in a cluster) the name cannot be
+    /// claimed while Redis is unreachable.
     Unavailable,
 }
 
@@ -642,7 +643,7 @@ impl ServerConnection {
             Rejection::Unauthorized => "Refused by the server's access policy.",
             Rejection::AlreadyPublishing => "Stream is already being published.",
             Rejection::NotFound => "No such stream.",
-            Rejection::Unavailable => "Server is shutting down.",
+            Rejection::Unavailable => "Server unavailable; try again later.",
         };
         match self.take_pending(request)? {
             Pending::Connect { txn, .. } => {

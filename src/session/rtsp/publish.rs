@@ -53,7 +53,7 @@ impl RtspSession {
                     act.refuse(ctx, request, 403, "already published by another client")
                 }
                 PublishAnswer::Unavailable => {
-                    act.refuse(ctx, request, 503, "the stream registry is gone")
+                    act.refuse(ctx, request, 503, "the stream cannot be claimed now")
                 }
             }
         }));

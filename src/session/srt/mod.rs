@@ -217,7 +217,7 @@ impl SrtSession {
                         PublishAnswer::Unavailable => act.refuse(
                             ctx,
                             RejectReason::Server(ServerRejectReason::Down),
-                            "stream registry unavailable",
+                            "the stream cannot be claimed now",
                         ),
                     }
                 }),
