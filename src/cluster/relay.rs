@@ -141,23 +141,49 @@ impl RelayServe {
     /// Queues `bytes` for the socket, holding the mailbox while the queue is full (so the
     /// stream's drop policy judges this relay as it does a slow player).
     fn send(&mut self, ctx: &mut Context<Self>, bytes: Bytes) {
+        self.send_all(ctx, vec![bytes]);
+    }
+
+    /// Queues `items` in order: what does not fit now is sent by one waiting future, in order,
+    /// before the next message is handled.
+    fn send_all(&mut self, ctx: &mut Context<Self>, items: Vec<Bytes>) {
         self.last_sent = Instant::now();
-        match self.queue.try_send(bytes) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(bytes)) => {
-                let queue = self.queue.clone();
-                ctx.wait(
-                    async move { queue.send(bytes).await.is_ok() }
-                        .into_actor(self)
-                        .map(|sent, _, ctx| {
-                            if !sent {
-                                ctx.stop();
-                            }
-                        }),
-                );
+        let mut items = items.into_iter();
+        let mut rest = Vec::new();
+        for bytes in items.by_ref() {
+            match self.queue.try_send(bytes) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(bytes)) => {
+                    rest.push(bytes);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    ctx.stop();
+                    return;
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
         }
+        rest.extend(items);
+        if rest.is_empty() {
+            return;
+        }
+        let queue = self.queue.clone();
+        ctx.wait(
+            async move {
+                for bytes in rest {
+                    if queue.send(bytes).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+            .into_actor(self)
+            .map(|sent, _, ctx| {
+                if !sent {
+                    ctx.stop();
+                }
+            }),
+        );
     }
 }
 
@@ -182,13 +208,18 @@ impl Actor for RelayServe {
                         ctx.stop();
                         return;
                     };
-                    if let Some(metadata) = &snapshot.metadata {
-                        act.send(ctx, wire::encode(&Message::Metadata((**metadata).clone())));
-                    }
-                    for frame in snapshot.configs.into_iter().chain(snapshot.gop) {
-                        act.send(ctx, wire::encode(&Message::Frame(frame)));
-                    }
-                    act.send(ctx, wire::encode(&Message::Live));
+                    let metadata = snapshot
+                        .metadata
+                        .iter()
+                        .map(|m| wire::encode(&Message::Metadata((**m).clone())));
+                    let frames = snapshot
+                        .configs
+                        .into_iter()
+                        .chain(snapshot.gop)
+                        .map(|frame| wire::encode(&Message::Frame(frame)));
+                    let live = std::iter::once(wire::encode(&Message::Live));
+                    let items = metadata.chain(frames).chain(live).collect();
+                    act.send_all(ctx, items);
                 }),
         );
         ctx.run_interval(KEEPALIVE, |act, ctx| {
@@ -221,6 +252,8 @@ impl Handler<StreamEnded> for RelayServe {
     type Result = ();
 
     fn handle(&mut self, _: StreamEnded, ctx: &mut Self::Context) {
+        // `End` goes out after what is queued; the writer task ends when the queue's last
+        // sender (this actor) is gone.
         self.send(ctx, wire::encode(&Message::End));
         ctx.stop();
     }
