@@ -8,7 +8,10 @@
 //! - `kill -9` of the owner ends the remote players within a lease and a second, with
 //!   `on_done`; the name can be published again on another node and played from a third;
 //! - Redis stopped mid-stream: running players go on, new publishes are refused; Redis back:
-//!   the directory is rebuilt and a new remote play works within a lease.
+//!   the directory is rebuilt and a new remote play works within a lease;
+//! - the same nodes each in a network namespace of its own (needs root, as CI runs), at their
+//!   own addresses on one bridge: `advertise`, the relay and the clients cross real network
+//!   paths, and a killed owner still ends the remote players within a lease and a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use streamgate::cluster::wire;
 use streamgate_actors::media::StreamKey;
+use streamgate_testkit::netns;
 use streamgate_testkit::*;
 
 /// The tests' lease: short, so a dead node drops out quickly.
@@ -456,4 +460,87 @@ fn a_cluster_needs_a_node_id() {
         "{}",
         out.text()
     );
+}
+
+#[test]
+fn nodes_at_their_own_addresses_relay_over_the_network() {
+    // Each node in a network namespace of its own, at its own address on one bridge: the
+    // relay, `advertise` and the clients' traffic cross real network paths.
+    let mut lan = netns::Lan::new().expect("network namespaces (the tests run as root)");
+    let host = lan.host_ip();
+    let redis = Redis::start_on(host);
+    let hook = HookServer::start_on(host);
+    let mut nodes = Vec::new();
+    for (i, name) in ["node-a", "node-b", "node-c"].into_iter().enumerate() {
+        let (ns, ip) = lan.node(i as u8);
+        let relay = std::net::SocketAddr::new(ip, 7935);
+        let srv = Server::start(
+            &Config::new()
+                .in_netns(&ns, ip)
+                .cluster_at(name, &redis.url(), relay, LEASE_MS)
+                .hooks(&hook.url("/rtmp"), "")
+                .httpflv_hooks(&hook.url("/flv"), ""),
+        );
+        nodes.push((srv, ip));
+    }
+    let rtmp =
+        |n: usize, name: &str| format!("rtmp://{}:{}/live/{name}", nodes[n].1, nodes[n].0.port);
+    let mut publisher = publish_with(&rtmp(0, "n"), 60, SOURCE, 25);
+    wait_publish(&hook, "node-a", "n", &mut publisher);
+    let owner = redis
+        .command("GET streamgate:stream:live/n")
+        .expect("the directory entry");
+    assert!(
+        owner.contains(&format!("\"advertise\":\"{}:7935\"", nodes[0].1)),
+        "A advertises its own address: {owner}"
+    );
+
+    let flv = format!(
+        "http://{}:{}/live/n.flv",
+        nodes[2].1,
+        nodes[2].0.httpflv_port.expect("HTTP-FLV")
+    );
+    let mut on_b = spawn_player(&rtmp(1, "n"), 60.0);
+    let mut on_c = spawn_player(&flv, 60.0);
+    let mut plays = Vec::new();
+    for node in ["node-b", "node-c"] {
+        let play = hook
+            .wait_for(
+                |r| r.is("play", "n") && r.field("node") == node,
+                Duration::from_secs(15),
+            )
+            .unwrap_or_else(|| panic!("on_play on {node}: {}", hook.dump()));
+        // The player came over the network: its address is the test's on the bridge.
+        assert_eq!(play.field("addr"), host.to_string(), "{play:?}");
+        plays.push(play);
+    }
+    thread::sleep(Duration::from_secs(3));
+    assert!(on_b.running() && on_c.running(), "both players play");
+
+    send_signal(nodes[0].0.pid(), "KILL");
+    let killed = Instant::now();
+    let limit = Duration::from_millis(LEASE_MS + 1000);
+    for play in &plays {
+        let done = hook
+            .wait_for(
+                |r| is_done_of(r, play.clientid()),
+                limit + Duration::from_secs(5),
+            )
+            .unwrap_or_else(|| panic!("no on_done of {play:?}: {}", hook.dump()));
+        assert!(
+            killed.elapsed() <= limit,
+            "ended {:?} after the kill",
+            killed.elapsed()
+        );
+        assert_eq!(done.field("reason"), "stream_ended", "{done:?}");
+    }
+    let b = finish_player(on_b, Duration::from_secs(10));
+    let c = finish_player(on_c, Duration::from_secs(10));
+    assert!(
+        b.frames >= 50 && c.frames >= 50,
+        "decoded before the kill: {} and {}",
+        b.frames,
+        c.frames
+    );
+    publisher.kill();
 }

@@ -49,6 +49,9 @@ pub struct Config {
     pub api_port: u16,
     /// `<api><token>`, when set.
     pub api_token: Option<String>,
+    /// `(namespace, address)`: the server runs in that network namespace (`ip netns exec`)
+    /// and is reached at that address ([`crate::netns::Lan`]).
+    pub netns: Option<(String, std::net::IpAddr)>,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -86,7 +89,14 @@ impl Config {
             notify_extra: Vec::new(),
             api_port: free_port(),
             api_token: None,
+            netns: None,
         }
+    }
+
+    /// Runs the server in the network namespace `ns`, reached at `ip`.
+    pub fn in_netns(mut self, ns: &str, ip: std::net::IpAddr) -> Config {
+        self.netns = Some((ns.into(), ip));
+        self
     }
 
     /// `<api><token>`.
@@ -129,14 +139,26 @@ impl Config {
 
     /// A node of a cluster: `<node_id>` `node` and a `<cluster>` on the Redis at `redis`, its
     /// relay on 127.0.0.1:`relay_port`, with a short lease (the tests wait for it).
-    pub fn cluster(mut self, node: &str, redis: &str, relay_port: u16, lease_ms: u64) -> Config {
+    pub fn cluster(self, node: &str, redis: &str, relay_port: u16, lease_ms: u64) -> Config {
+        let relay = std::net::SocketAddr::from(([127, 0, 0, 1], relay_port));
+        self.cluster_at(node, redis, relay, lease_ms)
+    }
+
+    /// [`Config::cluster`] with the relay advertised and listening at `relay`.
+    pub fn cluster_at(
+        mut self,
+        node: &str,
+        redis: &str,
+        relay: std::net::SocketAddr,
+        lease_ms: u64,
+    ) -> Config {
         self.node_id = node.into();
         let heartbeat = (lease_ms / 4).max(100);
         self.section_xml(
             "config",
             &format!(
-                "<cluster><redis>{redis}</redis><advertise>127.0.0.1:{relay_port}</advertise>\
-                 <listen>127.0.0.1:{relay_port}</listen><secret>{CLUSTER_SECRET}</secret>\
+                "<cluster><redis>{redis}</redis><advertise>{relay}</advertise>\
+                 <listen>{relay}</listen><secret>{CLUSTER_SECRET}</secret>\
                  <lease_ms>{lease_ms}</lease_ms><heartbeat_ms>{heartbeat}</heartbeat_ms>\
                  <relay_idle_ms>2000</relay_idle_ms></cluster>"
             ),

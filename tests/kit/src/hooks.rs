@@ -164,13 +164,21 @@ struct HookInner {
 /// Every request is recorded; its answer is chosen by the first matching rule (default 200).
 pub struct HookServer {
     pub port: u16,
+    /// The address it listens on (127.0.0.1 unless [`HookServer::start_on`] said another).
+    pub ip: std::net::IpAddr,
     inner: Arc<HookInner>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl HookServer {
     pub fn start() -> HookServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hook server");
+        HookServer::start_on(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// A hook server on `ip` (an address of a test network that servers in other network
+    /// namespaces reach).
+    pub fn start_on(ip: std::net::IpAddr) -> HookServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind hook server");
         let port = listener.local_addr().expect("local_addr").port();
         let inner = Arc::new(HookInner {
             records: Mutex::new(Vec::new()),
@@ -184,6 +192,7 @@ impl HookServer {
         let acceptor = Some(spawn_acceptor(listener, port, inner.clone()));
         HookServer {
             port,
+            ip,
             inner,
             acceptor,
         }
@@ -206,7 +215,7 @@ impl HookServer {
     pub fn up(&mut self) {
         let end = Instant::now() + Duration::from_secs(10);
         let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)) {
+            match TcpListener::bind((self.ip, self.port)) {
                 Ok(l) => break l,
                 Err(e) if Instant::now() < end => {
                     let _ = e;
@@ -221,14 +230,14 @@ impl HookServer {
 
     fn wake_acceptor(&self) {
         let _ = TcpStream::connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], self.port)),
+            &SocketAddr::new(self.ip, self.port),
             Duration::from_millis(200),
         );
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (its own address when not loopback).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}{}", SocketAddr::new(self.ip, self.port), path)
     }
 
     /// Answer every request with `Connection: close` and close it (instead of keep-alive).

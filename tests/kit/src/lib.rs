@@ -11,6 +11,7 @@
 //! - [`ffmpeg`]: real `ffmpeg`/`ffprobe` publishers and players;
 //! - [`rtmp`]: raw sockets and a blocking RTMP client for exact looks at what the server sends;
 //! - [`redis`]: a real `redis-server` of the test's own, for the cluster's tests;
+//! - [`netns`]: a test network of network namespaces, a server's own address in each;
 //! - [`load`]: running the load tool and reading its JSON report;
 //! - [`util`]: temp dirs, polling, free ports, repository files.
 //!
@@ -26,6 +27,7 @@ pub mod ffmpeg;
 pub mod hooks;
 pub mod inprocess;
 pub mod load;
+pub mod netns;
 pub mod process;
 pub mod redis;
 pub mod rtmp;

@@ -49,7 +49,19 @@ impl Server {
         let log_path = dir.file("server.log");
         let log = fs::File::create(&log_path).expect("create log");
         let log2 = log.try_clone().expect("clone log");
-        let child = Command::new(cargo_bin("streamgate"))
+        let mut command = match &cfg.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(cargo_bin("streamgate"));
+                c
+            }
+            None => Command::new(cargo_bin("streamgate")),
+        };
+        let host = cfg
+            .netns
+            .as_ref()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |(_, ip)| *ip);
+        let child = command
             .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
             .arg(&config_path)
@@ -77,7 +89,7 @@ impl Server {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             let up = |port: u16| {
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                let addr = SocketAddr::new(host, port);
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             };
             // SRT is UDP: its listener logs the port once it is bound (a text or a JSON line).

@@ -10,8 +10,10 @@ use crate::util::{free_port, poll, TempDir};
 
 /// A `redis-server` the test started.
 pub struct Redis {
-    /// Its port on 127.0.0.1.
+    /// Its port.
     pub port: u16,
+    /// Its address (127.0.0.1 unless [`Redis::start_on`] said another).
+    pub ip: std::net::IpAddr,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -19,7 +21,13 @@ pub struct Redis {
 impl Redis {
     /// Starts `redis-server` on a free port and waits until it answers `PING`.
     pub fn start() -> Redis {
+        Redis::start_on(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// [`Redis::start`] on `ip` (an address of a test network).
+    pub fn start_on(ip: std::net::IpAddr) -> Redis {
         let mut redis = Redis {
+            ip,
             port: free_port(),
             dir: TempDir::new("redis"),
             child: None,
@@ -28,9 +36,9 @@ impl Redis {
         redis
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://<ip>:<port>/0`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!("redis://{}/0", SocketAddr::new(self.ip, self.port))
     }
 
     /// Starts it (again, on the same port, empty) and waits until it answers.
@@ -39,8 +47,10 @@ impl Redis {
         let log = std::fs::File::create(self.dir.file("redis.log")).expect("redis log");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+            .args(["--bind", &self.ip.to_string()])
             .args(["--save", "", "--appendonly", "no"])
+            // Servers in other network namespaces connect from addresses of a test network.
+            .args(["--protected-mode", "no"])
             .arg("--dir")
             .arg(self.dir.file(""))
             .stdin(Stdio::null())
@@ -68,7 +78,7 @@ impl Redis {
 
     /// Sends one inline command; its raw answer.
     pub fn command(&self, line: &str) -> Option<String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let addr = SocketAddr::new(self.ip, self.port);
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
