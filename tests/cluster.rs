@@ -215,6 +215,26 @@ fn a_stream_published_on_one_node_plays_on_the_others_over_every_protocol() {
         let plays = hook.count(|r| r.call() == "play" && r.field("node") == node);
         assert_eq!(plays, want, "on_play from {node}: {}", hook.dump());
     }
+    let on_b: BTreeSet<String> = hook
+        .find(|r| r.field("node") == "node-b")
+        .iter()
+        .map(|r| r.clientid().to_owned())
+        .collect();
+    assert_eq!(
+        on_b.len(),
+        4,
+        "B's hooks are its four players': {}",
+        hook.dump()
+    );
+    // The pull stops a short while (<relay_idle_ms>, 2 s here) after B's last player left.
+    let stopped = poll(Duration::from_secs(8), || {
+        (metric(&b, "streamgate_cluster_relay_pulls ")? == 0.0).then_some(())
+    });
+    assert!(
+        stopped.is_some(),
+        "{}",
+        api_get(b.api_port, "/metrics").text
+    );
     // The cluster's list, from any node.
     let listed = api_get(c.api_port, "/api/v1/cluster/streams");
     assert_eq!(listed.status, 200, "{}", listed.text);
@@ -402,6 +422,25 @@ fn running_streams_outlive_a_redis_outage_and_the_directory_comes_back() {
     assert!(
         a.log().contains("Redis unreachable"),
         "the outage is logged"
+    );
+    // A new play of r on C, which has no relay of it, finds no owner; on B (relay running)
+    // another player is served.
+    let (frames, _) = read_frames(&c.url("live/r"), 1.0, Duration::from_secs(15));
+    assert_eq!(frames, 0, "C cannot look r up while Redis is down");
+    assert!(
+        metric(
+            &c,
+            "streamgate_cluster_directory_lookups_total{result=\"error\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{}",
+        api_get(c.api_port, "/metrics").text
+    );
+    let (frames, err) = read_frames(&b.url("live/r"), 1.0, Duration::from_secs(15));
+    assert!(
+        frames >= 10,
+        "a second player on B during the outage: {frames}: {err}"
     );
 
     redis.up();
