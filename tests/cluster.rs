@@ -245,6 +245,26 @@ fn a_stream_published_on_one_node_plays_on_the_others_over_every_protocol() {
         listed.text
     );
 
+    // ... true to the OpenAPI document, by schemathesis (as tests/api.rs does for the rest).
+    let out = run(
+        "schemathesis",
+        std::process::Command::new("python3")
+            .args(["-m", "schemathesis.cli", "run"])
+            .arg(format!(
+                "http://127.0.0.1:{}/api/v1/openapi.json",
+                c.api_port
+            ))
+            .args(["--include-path", "/api/v1/cluster/streams"])
+            .args(["--checks", "all", "--max-examples", "10"])
+            .env("SCHEMATHESIS_HOOKS", ""),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.success() && out.text().contains("passed"),
+        "schemathesis: {}",
+        out.text()
+    );
+
     // A second publisher of x on C is refused as on one node, with its on_done.
     let from = mark(&hook);
     let mut second = publish(&c, "x", 20);
@@ -437,6 +457,9 @@ fn running_streams_outlive_a_redis_outage_and_the_directory_comes_back() {
         "{}",
         api_get(c.api_port, "/metrics").text
     );
+    let listed = api_get(a.api_port, "/api/v1/cluster/streams");
+    assert_eq!(listed.status, 503, "{}", listed.text);
+    assert!(listed.body["error"].is_string(), "{}", listed.text);
     let (frames, err) = read_frames(&b.url("live/r"), 1.0, Duration::from_secs(15));
     assert!(
         frames >= 10,
