@@ -358,8 +358,8 @@ impl Cluster {
                                 tracing::error!(
                                     stream = %key,
                                     "another node claimed this stream while Redis was \
-                                     unreachable from here: this node no longer serves it to \
-                                     others (its local players go on)"
+                                     unreachable from here: this node takes no new relay of \
+                                     it (its local players and running relays go on)"
                                 );
                                 if let Ok(mut owned) = self.0.owned.lock() {
                                     if owned.get(key).is_some_and(|c| &c.value == value) {
