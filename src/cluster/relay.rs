@@ -433,6 +433,17 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for RelayPull {
             }
         };
         match message {
+            // The snapshot (up to a whole GOP at once) waits for room in the local stream's
+            // mailbox, in order: the first players start from all of it.
+            Message::Frame(frame) if self.live.is_some() => {
+                ctx.wait(
+                    self.stream
+                        .send(PublishFrame { frame })
+                        .into_actor(self)
+                        .map(|_, _, _| ()),
+                );
+            }
+            // Live frames go as a publisher's do: a busy stream drops, never stalls the relay.
             Message::Frame(frame) => {
                 if self.stream.try_send(PublishFrame { frame }).is_err() {
                     self.dropped += 1;
