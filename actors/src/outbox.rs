@@ -37,7 +37,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::notify::{
-    build_request, error_chain, hook_client, Call, DoneTracker, HookClient, HookTable, NotifyFields,
+    build_request, error_chain, hook_client, Call, DoneTracker, HookClient, Hooks, NotifyFields,
 };
 use crate::session::{Protocol, SessionInfo};
 use crate::usage::{EndReason, UsageReport, Used};
@@ -439,7 +439,7 @@ impl OutboxService {
     pub fn start(
         dir: &Path,
         max_events: u64,
-        hooks: Arc<HookTable>,
+        hooks: Hooks,
         tls: Arc<rustls::ClientConfig>,
         done: DoneTracker,
     ) -> Result<(Outbox, OutboxService), OutboxError> {
@@ -595,7 +595,7 @@ struct Waiting {
 }
 
 struct Delivery {
-    hooks: Arc<HookTable>,
+    hooks: Hooks,
     client: HookClient,
     delivered: mpsc::Sender<Op>,
     done: DoneTracker,
@@ -738,8 +738,9 @@ impl Delivery {
         event: Event,
         attempt: u32,
     ) -> impl std::future::Future<Output = (u64, Outcome)> + Send + 'static {
-        let config = self.hooks.get(event.info.protocol).clone();
-        let node = self.hooks.node.clone();
+        let hooks = self.hooks.load();
+        let config = hooks.get(event.info.protocol).clone();
+        let node = hooks.node.clone();
         let client = self.client.clone();
         async move {
             let Some(url) = config.on_done.clone() else {

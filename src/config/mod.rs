@@ -105,6 +105,9 @@ pub struct Config {
     pub outbox_max_events: u64,
     /// `<api>`: the operator's HTTP API, on 127.0.0.1:9997 by default.
     pub api: ApiConfig,
+    /// The file it was read from ([`Config::load`]); a reload reads it again. None for the
+    /// embedded default and a parsed document.
+    pub source: Option<PathBuf>,
 }
 
 /// The `<data_dir>` used when it is absent (relative: in the working directory).
@@ -263,6 +266,7 @@ impl Default for Config {
             srt: Section::default(),
             httpflv: Section::default(),
             api: ApiConfig::default(),
+            source: None,
         }
     }
 }
@@ -371,6 +375,7 @@ impl Config {
             srt,
             httpflv,
             api,
+            source: None,
         })
     }
 
@@ -380,7 +385,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Config::parse(&xml).map_err(|e| e.in_file(path))?)
+        let mut config = Config::parse(&xml).map_err(|e| e.in_file(path))?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// The embedded default config ([`DEFAULT_CONFIG_XML`]).

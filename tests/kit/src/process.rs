@@ -50,6 +50,8 @@ impl Server {
         let log = fs::File::create(&log_path).expect("create log");
         let log2 = log.try_clone().expect("clone log");
         let child = Command::new(cargo_bin("streamgate"))
+            // The config's <log_level> decides, unless the test sets RUST_LOG itself.
+            .env_remove("RUST_LOG")
             .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
             .arg(&config_path)
