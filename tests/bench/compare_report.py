@@ -7,7 +7,8 @@
       load tool's report(s) without the per-player array, the window sample of
       sample_procs.py and the hook server's /_stats; prints a one-line digest of the run.
   compare_report.py summary RESULTS
-      prints the tables (medians over the repeats, ratios streamgate/nginx-rtmp) as Markdown.
+      prints the tables (medians over the repeats, ratios streamgate/nginx-rtmp and
+      streamgate/SRS where SRS ran) as Markdown.
 """
 
 import json
@@ -186,6 +187,11 @@ def medians(rows, fn):
     return {k: med([m[k] for m in ms]) for k in keys}
 
 
+# The servers compare.sh runs, in table order; streamgate's ratios are taken against each peer.
+PEERS = ("nginx-rtmp", "srs-40", "srs-default")
+SERVERS = PEERS + ("streamgate",)
+
+
 def summary(argv):
     rows = [json.loads(l) for l in open(argv[0]) if l.strip()]
     out = []
@@ -236,15 +242,16 @@ def summary(argv):
             fx(ratio(a["kf50"], b["kf50"])), fx(ratio(a["kf99"], b["kf99"]))))
 
     for case, label, base in cases:
-        for server in ("nginx-rtmp", "streamgate"):
+        for server in SERVERS:
             m = E.get((case, server))
             if m:
                 n = eff[(case, server)][0].get("players")
                 m = dict(m, n=n, contended_any=any(eff_metrics(r)["contended"] for r in eff[(case, server)]))
                 row(case, label, server, m)
-        sg, ng = E.get((case, "streamgate")), E.get((case, "nginx-rtmp"))
-        if sg and ng:
-            ratio_row(label, sg, ng, "ratio streamgate / nginx-rtmp")
+        sg = E.get((case, "streamgate"))
+        for peer in PEERS:
+            if sg and E.get((case, peer)):
+                ratio_row(label, sg, E[(case, peer)], "ratio streamgate / %s" % peer)
         if case.startswith("flv") and sg and E.get((base, "streamgate")):
             ratio_row(label, sg, E[(base, "streamgate")], "ratio HTTP-FLV / streamgate's RTMP")
         if case.endswith("_w2") and sg:
@@ -260,7 +267,7 @@ def summary(argv):
     p("| case | server | user | kernel | total |")
     p("|---|---|---|---|---|")
     for case, label, base in cases:
-        for server in ("nginx-rtmp", "streamgate"):
+        for server in SERVERS:
             m = E.get((case, server))
             if m:
                 p("| %s | %s | %s | %s | %s |" % (label, server, fmt(m["user_per_gbps"], 3), fmt(m["sys_per_gbps"], 3), fmt(m["cpu_per_gbps"], 3)))
