@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::HeaderValue;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, ErrorCode};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -336,19 +337,7 @@ impl Store {
             for op in ops {
                 match op {
                     Op::Begin { info, used } => {
-                        begin.execute(params![
-                            info.clientid as i64,
-                            info.protocol.as_str(),
-                            info.addr.to_string(),
-                            info.app,
-                            info.url,
-                            info.name,
-                            info.tcurl,
-                            used.start as i64,
-                            used.duration_ms as i64,
-                            used.bytes_in as i64,
-                            used.bytes_out as i64,
-                        ])?;
+                        begin.execute(params_from_iter(columns(info, used)))?;
                     }
                     Op::Checkpoint { clientid, used } => {
                         checkpoint.execute(params![
@@ -361,20 +350,9 @@ impl Store {
                     Op::Done { info, usage } => {
                         forget.execute(params![info.clientid as i64])?;
                         let used = usage.used;
-                        event.execute(params![
-                            info.clientid as i64,
-                            info.protocol.as_str(),
-                            info.addr.to_string(),
-                            info.app,
-                            info.url,
-                            info.name,
-                            info.tcurl,
-                            used.start as i64,
-                            used.duration_ms as i64,
-                            used.bytes_in as i64,
-                            used.bytes_out as i64,
-                            usage.reason.as_str(),
-                        ])?;
+                        let mut row = columns(info, &used);
+                        row.push(Value::Text(usage.reason.as_str().to_owned()));
+                        event.execute(params_from_iter(row))?;
                         self.events += 1;
                         stored.push(Event {
                             id: tx.last_insert_rowid(),
@@ -395,6 +373,26 @@ impl Store {
         tx.commit()?;
         Ok(stored)
     }
+}
+
+/// A session's fields and usage in the order of the columns `sessions` has and `events`
+/// starts with (clientid, protocol, addr, app, url, name, tcurl, start, duration_ms,
+/// bytes_in, bytes_out).
+fn columns(info: &SessionInfo, used: &Used) -> Vec<Value> {
+    let int = |n: u64| Value::Integer(n as i64);
+    vec![
+        int(info.clientid),
+        Value::Text(info.protocol.as_str().to_owned()),
+        Value::Text(info.addr.to_string()),
+        Value::Text(info.app.clone()),
+        Value::Text(info.url.clone()),
+        Value::Text(info.name.clone()),
+        Value::Text(info.tcurl.clone()),
+        int(used.start),
+        int(used.duration_ms),
+        int(used.bytes_in),
+        int(used.bytes_out),
+    ]
 }
 
 /// The writer's queue, with the number of operations in it.
