@@ -18,7 +18,8 @@
 # player, play start and first keyframe); 1000 HTTP-FLV players (streamgate only, against its
 # own RTMP figure); play start with hooks off and on, 1000 players at 500/s and all at once; a
 # hook that makes new players wait 5 s while 200 existing players play (their largest frame
-# gap); 1000 RTMP players again with <workers>2</workers>.
+# gap); 1000 RTMP players again with <workers>2</workers>; 1000 RTSP (TCP-interleaved) and 1000
+# SRT players of streamgate against its own RTMP figure (case "proto").
 #
 # Knobs (environment): PLAYERS (1000), SMALL (200), REPEAT (3), RAMP players/s of the
 # efficiency runs (500), SETTLE seconds between the last player's start and the window (3),
@@ -26,7 +27,7 @@
 # JOIN_PHASE_MS (1000: join runs start this long after a live keyframe, half of the 2 s GOP,
 # so that every run lands at the same point of the GOP; see streamgate-load --after-keyframe),
 # SLOW_EXISTING (200), SLOW_NEW (200), SLOW_SECONDS (5), CASES (space-separated subset of
-# "eff flv join hooks slow w2", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
+# "eff flv join hooks slow w2 proto", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
 # profile streamgate: perf's cpu-clock sampling during a PLAYERS-player RTMP window, or
 # callgrind on a short run with PROFILE_PLAYERS (20) players), KEEP=DIR (copy the raw results
 # and logs there), WRITE_MERGE_MS (streamgate's <write_merge_ms>; its default when unset).
@@ -47,7 +48,7 @@ JOIN_PHASE_MS=${JOIN_PHASE_MS:-1000}
 SLOW_EXISTING=${SLOW_EXISTING:-200}
 SLOW_NEW=${SLOW_NEW:-200}
 SLOW_SECONDS=${SLOW_SECONDS:-5}
-CASES=${CASES:-eff flv join hooks slow w2}
+CASES=${CASES:-eff flv join hooks slow w2 proto}
 PROFILE=${PROFILE:-}
 PROFILE_PLAYERS=${PROFILE_PLAYERS:-20}
 T_START=$(date +%s)
@@ -266,13 +267,19 @@ EOF
 # ------------------------------------------------------------------------------------------
 # the servers
 
-SG_PID="" SG_FF="" SG_RTMP="" SG_FLV="" SG_URL="" SG_FLV_URL=""
+SG_PID="" SG_FF="" SG_RTMP="" SG_FLV="" SG_URL="" SG_FLV_URL="" SG_RTSP_URL="" SG_SRT_URL=""
 start_streamgate() { # workers, hooks (on|off)
     local workers=$1 hooks=$2 conf="$tmp/streamgate.xml" call
     SG_RTMP=$(free_port)
     SG_FLV=$(free_port)
+    local rtsp srt
+    rtsp=$(free_port)
+    srt=$(free_port)
     {
         echo "<config>"
+        # RTSP and SRT listen too (idle unless a case plays them; no hooks).
+        echo "  <rtsp><enable>true</enable><port>$rtsp</port></rtsp>"
+        echo "  <srt><enable>true</enable><port>$srt</port></srt>"
         echo "  <data_dir>$tmp/data-sg</data_dir>"
         echo "  <workers>$workers</workers>"
         echo "  <log_level>warn</log_level>"
@@ -300,6 +307,8 @@ start_streamgate() { # workers, hooks (on|off)
         echo "streamgate did not start" >&2; tail -20 "$tmp/streamgate.log" >&2; exit 1; }
     SG_URL="rtmp://127.0.0.1:$SG_RTMP/live/bench"
     SG_FLV_URL="http://127.0.0.1:$SG_FLV/live/bench.flv"
+    SG_RTSP_URL="rtsp://127.0.0.1:$rtsp/live/bench"
+    SG_SRT_URL="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request"
     publish "$SG_URL"
     SG_FF=$PUB_PID
 }
@@ -565,6 +574,17 @@ if has_case w2; then
         echo "== rtmp${PLAYERS}_w2, run $rep: $PLAYERS RTMP players, streamgate <workers>2</workers> ($(elapsed))"
         fresh off streamgate:2
         measure "rtmp${PLAYERS}_w2" streamgate "$SG_URL" "$PLAYERS" "$rep"
+    done
+fi
+
+# --- every output protocol of streamgate against its RTMP, one server, same stream ---
+if has_case proto; then
+    for rep in $(seq "$REPEAT"); do
+        echo "== proto$PLAYERS, run $rep: $PLAYERS RTMP, RTSP (TCP) and SRT players of streamgate ($(elapsed))"
+        fresh off streamgate:1
+        measure "rtmp${PLAYERS}_p" streamgate "$SG_URL" "$PLAYERS" "$rep"
+        measure "rtsp$PLAYERS" streamgate "$SG_RTSP_URL" "$PLAYERS" "$rep"
+        measure "srt$PLAYERS" streamgate "$SG_SRT_URL" "$PLAYERS" "$rep"
     done
 fi
 

@@ -204,8 +204,13 @@ def summary(argv):
     E = {k: medians(v, eff_metrics) for k, v in eff.items()}
     reps = {k: len(v) for k, v in eff.items()}
 
-    # Cases are named rtmpN, flvN and rtmpN_w2 by compare.sh.
-    names = sorted({c for c, _ in eff}, key=lambda c: (c.endswith("_w2"), c.startswith("flv"), int("".join(ch for ch in c.split("_")[0] if ch.isdigit()) or 0)))
+    # Cases are named rtmpN, flvN and rtmpN_w2 by compare.sh, and rtmpN_p, rtspN and srtN for
+    # the run of every output protocol on one server (against that run's RTMP).
+    def order(c):
+        proto = c.startswith("rtsp") or c.startswith("srt") or c.endswith("_p")
+        return (proto, c.endswith("_w2"), c.startswith("flv"), c.startswith("srt"), c.startswith("rtsp"),
+                int("".join(ch for ch in c.split("_")[0] if ch.isdigit()) or 0))
+    names = sorted({c for c, _ in eff}, key=order)
     cases = []
     for c in names:
         n = "".join(ch for ch in c.split("_")[0] if ch.isdigit())
@@ -213,6 +218,12 @@ def summary(argv):
             cases.append((c, "%s RTMP players, `<workers>2</workers>`" % n, "rtmp" + n))
         elif c.startswith("flv"):
             cases.append((c, "%s HTTP-FLV players" % n, "rtmp" + n))
+        elif c.endswith("_p"):
+            cases.append((c, "%s RTMP players (protocol run)" % n, None))
+        elif c.startswith("rtsp"):
+            cases.append((c, "%s RTSP (TCP) players" % n, "rtmp%s_p" % n))
+        elif c.startswith("srt"):
+            cases.append((c, "%s SRT players" % n, "rtmp%s_p" % n))
         else:
             cases.append((c, "%s RTMP players" % n, None))
     p("### Fan-out efficiency (median of %s runs per row)" % ("/".join(sorted({str(v) for v in reps.values()})) or "0"))
@@ -254,6 +265,8 @@ def summary(argv):
                 ratio_row(label, sg, E[(case, peer)], "ratio streamgate / %s" % peer)
         if case.startswith("flv") and sg and E.get((base, "streamgate")):
             ratio_row(label, sg, E[(base, "streamgate")], "ratio HTTP-FLV / streamgate's RTMP")
+        if (case.startswith("rtsp") or case.startswith("srt")) and sg and E.get((base, "streamgate")):
+            ratio_row(label, sg, E[(base, "streamgate")], "ratio %s / streamgate's RTMP (same run)" % ("RTSP" if case.startswith("rtsp") else "SRT"))
         if case.endswith("_w2") and sg:
             if E.get((base, "streamgate")):
                 ratio_row(label, sg, E[(base, "streamgate")], "ratio workers 2 / workers 1")
