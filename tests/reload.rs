@@ -139,9 +139,10 @@ fn sighup_moves_hooks_and_log_level_while_a_player_keeps_decoding() {
     assert_eq!(old_hook.count(|r| r.call() == "play"), 1);
 
     // The first player ran its whole time; its on_done goes where the hooks are now.
+    // (16 s asked for; a player cut at the reload would have a quarter of that.)
     let played = finish_player(watching, Duration::from_secs(40));
     assert!(
-        played.frames >= 15 * 25,
+        played.frames >= 12 * 25,
         "the first player was cut short: {} frames; {}",
         played.frames,
         played.out.stderr
@@ -286,9 +287,10 @@ fn a_reload_opens_and_closes_listeners_and_their_sessions_go_on() {
     );
 
     for (player, what) in [(rtmp_player, "RTMP"), (srt_player, "SRT")] {
+        // 16 s asked for: well past the reload, which came after 2 s or so.
         let played = finish_player(player, Duration::from_secs(40));
         assert!(
-            played.frames >= 15 * 25,
+            played.frames >= 12 * 25,
             "the {what} player of the closed listener was cut short: {} frames; {}",
             played.frames,
             played.out.stderr
