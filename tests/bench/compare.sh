@@ -18,8 +18,8 @@
 # player, play start and first keyframe); 1000 HTTP-FLV players (streamgate only, against its
 # own RTMP figure); play start with hooks off and on, 1000 players at 500/s and all at once; a
 # hook that makes new players wait 5 s while 200 existing players play (their largest frame
-# gap); 1000 RTMP players again with <workers>2</workers>; 1000 RTSP (TCP-interleaved) and 1000
-# SRT players of streamgate against its own RTMP figure (case "proto").
+# gap); 1000 RTMP players again with <workers>2</workers>; 1000 RTSP (TCP-interleaved and UDP)
+# and 1000 SRT players of streamgate against its own RTMP figure (case "proto").
 #
 # Knobs (environment): PLAYERS (1000), SMALL (200), REPEAT (3), RAMP players/s of the
 # efficiency runs (500), SETTLE seconds between the last player's start and the window (3),
@@ -278,7 +278,7 @@ start_streamgate() { # workers, hooks (on|off)
     {
         echo "<config>"
         # RTSP and SRT listen too (idle unless a case plays them; no hooks).
-        echo "  <rtsp><enable>true</enable><port>$rtsp</port></rtsp>"
+        echo "  <rtsp><enable>true</enable><port>$rtsp</port><rtp_port_min>20000</rtp_port_min><rtp_port_max>59999</rtp_port_max></rtsp>"
         echo "  <srt><enable>true</enable><port>$srt</port></srt>"
         echo "  <data_dir>$tmp/data-sg</data_dir>"
         echo "  <workers>$workers</workers>"
@@ -432,8 +432,9 @@ flv_url() { if [ "$1" = streamgate ]; then echo "$SG_FLV_URL"; else echo "${SRS_
 
 # An efficiency run: N players at RAMP/s, then SETTLE s, then a WINDOW s window in which the
 # load tool counts delivered media and sample_procs.py reads CPU and RSS.
-measure() { # case, server (streamgate|nginx-rtmp), url, players, rep
+measure() { # case, server (streamgate|nginx-rtmp|srs-*), url, players, rep, load tool options...
     local case=$1 server=$2 url=$3 n=$4 rep=$5
+    shift 5
     local spid ff idle span wstart dur tp sp
     spid=$(server_pid "$server")
     ff=$(server_ff "$server")
@@ -441,7 +442,7 @@ measure() { # case, server (streamgate|nginx-rtmp), url, players, rep
     span=$(python3 -c "print(round(($n - 1) / $RAMP, 3))")
     wstart=$(python3 -c "print($span + $SETTLE)")
     dur=$(python3 -c "print($SETTLE + $WINDOW + 0.5)")
-    timeout $((n / RAMP + SETTLE + WINDOW + 40)) "$LOAD" --url "$url" --players "$n" --ramp "$RAMP" \
+    timeout $((n / RAMP + SETTLE + WINDOW + 40)) "$LOAD" --url "$url" "$@" --players "$n" --ramp "$RAMP" \
         --duration "$dur" --start-timeout 10 --window-start "$wstart" --window "$WINDOW" --json \
         >"$tmp/load.json" 2>"$tmp/load.err" &
     tp=$!
@@ -580,10 +581,11 @@ fi
 # --- every output protocol of streamgate against its RTMP, one server, same stream ---
 if has_case proto; then
     for rep in $(seq "$REPEAT"); do
-        echo "== proto$PLAYERS, run $rep: $PLAYERS RTMP, RTSP (TCP) and SRT players of streamgate ($(elapsed))"
+        echo "== proto$PLAYERS, run $rep: $PLAYERS RTMP, RTSP (TCP, UDP) and SRT players of streamgate ($(elapsed))"
         fresh off streamgate:1
         measure "rtmp${PLAYERS}_p" streamgate "$SG_URL" "$PLAYERS" "$rep"
         measure "rtsp$PLAYERS" streamgate "$SG_RTSP_URL" "$PLAYERS" "$rep"
+        measure "rtspudp$PLAYERS" streamgate "$SG_RTSP_URL" "$PLAYERS" "$rep" --rtsp-transport udp
         measure "srt$PLAYERS" streamgate "$SG_SRT_URL" "$PLAYERS" "$rep"
     done
 fi

@@ -220,6 +220,8 @@ def summary(argv):
             cases.append((c, "%s HTTP-FLV players" % n, "rtmp" + n))
         elif c.endswith("_p"):
             cases.append((c, "%s RTMP players (protocol run)" % n, None))
+        elif c.startswith("rtspudp"):
+            cases.append((c, "%s RTSP (UDP) players" % n, "rtmp%s_p" % n))
         elif c.startswith("rtsp"):
             cases.append((c, "%s RTSP (TCP) players" % n, "rtmp%s_p" % n))
         elif c.startswith("srt"):
@@ -266,7 +268,8 @@ def summary(argv):
         if case.startswith("flv") and sg and E.get((base, "streamgate")):
             ratio_row(label, sg, E[(base, "streamgate")], "ratio HTTP-FLV / streamgate's RTMP")
         if (case.startswith("rtsp") or case.startswith("srt")) and sg and E.get((base, "streamgate")):
-            ratio_row(label, sg, E[(base, "streamgate")], "ratio %s / streamgate's RTMP (same run)" % ("RTSP" if case.startswith("rtsp") else "SRT"))
+            what = "RTSP (UDP)" if case.startswith("rtspudp") else "RTSP (TCP)" if case.startswith("rtsp") else "SRT"
+            ratio_row(label, sg, E[(base, "streamgate")], "ratio %s / streamgate's RTMP (same run)" % what)
         if case.endswith("_w2") and sg:
             if E.get((base, "streamgate")):
                 ratio_row(label, sg, E[(base, "streamgate")], "ratio workers 2 / workers 1")
