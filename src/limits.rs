@@ -27,6 +27,10 @@ pub enum Refused {
 
 #[derive(Debug, Default)]
 struct State {
+    /// `<max_connections>`.
+    max: usize,
+    /// `<max_connections_per_ip>`; 0: no limit per address.
+    per_ip: usize,
     total: usize,
     by_ip: HashMap<IpAddr, usize>,
     last_report: Option<Instant>,
@@ -37,9 +41,6 @@ struct State {
 #[derive(Debug)]
 pub struct ConnectionLimits {
     protocol: &'static str,
-    max: usize,
-    /// 0: no limit per address.
-    per_ip: usize,
     state: Mutex<State>,
     refused: AtomicU64,
 }
@@ -50,9 +51,11 @@ impl ConnectionLimits {
     pub fn new(protocol: &'static str, max: usize, per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimits {
             protocol,
-            max,
-            per_ip,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                max,
+                per_ip,
+                ..State::default()
+            }),
             refused: AtomicU64::new(0),
         })
     }
@@ -68,9 +71,9 @@ impl ConnectionLimits {
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refused> {
         let mut state = self.state();
         let from_ip = state.by_ip.get(&ip).copied().unwrap_or(0);
-        let refused = if state.total >= self.max {
+        let refused = if state.total >= state.max {
             Refused::Total
-        } else if self.per_ip > 0 && from_ip >= self.per_ip {
+        } else if state.per_ip > 0 && from_ip >= state.per_ip {
             Refused::PerIp
         } else {
             state.total += 1;
@@ -88,8 +91,8 @@ impl ConnectionLimits {
             .is_none_or(|at| now.duration_since(at) >= REPORT_EVERY)
         {
             let (limit, value) = match refused {
-                Refused::Total => ("max_connections", self.max),
-                Refused::PerIp => ("max_connections_per_ip", self.per_ip),
+                Refused::Total => ("max_connections", state.max),
+                Refused::PerIp => ("max_connections_per_ip", state.per_ip),
             };
             tracing::warn!(
                 protocol = self.protocol,
@@ -104,6 +107,14 @@ impl ConnectionLimits {
             state.unreported = 0;
         }
         Err(refused)
+    }
+
+    /// New limits (a reload): connections held now keep their places, even past a lower
+    /// limit; new ones are admitted against the new limits.
+    pub fn set(&self, max: usize, per_ip: usize) {
+        let mut state = self.state();
+        state.max = max;
+        state.per_ip = per_ip;
     }
 
     /// Connections refused since start.
@@ -175,5 +186,22 @@ mod tests {
             .collect();
         assert_eq!(limits.admit(ip(9)).expect_err("refused"), Refused::Total);
         drop(held);
+    }
+
+    #[test]
+    fn new_limits_apply_to_new_connections_and_keep_the_held_ones() {
+        let limits = ConnectionLimits::new("rtmp", 2, 0);
+        let held: Vec<_> = (0..2)
+            .map(|_| limits.admit(ip(1)).expect("admitted"))
+            .collect();
+        limits.set(1, 0);
+        assert_eq!(limits.open(), 2, "a lower limit ends no connection");
+        assert_eq!(limits.admit(ip(2)).expect_err("refused"), Refused::Total);
+        drop(held);
+        let one = limits.admit(ip(2)).expect("below the new limit");
+        assert_eq!(limits.admit(ip(3)).expect_err("refused"), Refused::Total);
+        limits.set(5, 1);
+        assert_eq!(limits.admit(ip(2)).expect_err("refused"), Refused::PerIp);
+        drop(one);
     }
 }

@@ -21,7 +21,11 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::LogFormat;
+use std::sync::OnceLock;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogLevel};
 
 /// `event` with its control characters written as escapes: `\n` (except the one that ends
 /// the event), `\r`, `\0`, `\xNN` for the other C0 controls and DEL, `\u{NNNN}` for the C1
@@ -185,23 +189,60 @@ where
     }
 }
 
-/// Sets the process's log output: `default_filter` unless `RUST_LOG` says otherwise, to
-/// stderr: text through [`Escaping`], or JSON lines ([`JsonLines`]).
-pub fn init(default_filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(Escaping(io::stderr))
-            .with_ansi(false)
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonLines)
-            .with_writer(io::stderr)
-            .init(),
+/// The filter of `<log_level>`. srt-protocol's listener warns "failure - DelegatePacket"
+/// whenever the SRT loop tells it a connection has ended (that is how it is told to drop one),
+/// so at every normal close; only its errors are worth the operator's attention.
+pub fn filter_for(level: LogLevel) -> String {
+    format!("{},srt_protocol::listener=error", level.as_str())
+}
+
+/// Puts a new filter in force, from a reload.
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// How the filter set by [`init`] is replaced; None when `RUST_LOG` set it (the environment
+/// wins over the config file, at start and at every reload alike).
+static SET_FILTER: OnceLock<Option<SetFilter>> = OnceLock::new();
+
+/// Sets the process's log output: `<log_level>`'s filter ([`filter_for`]) unless `RUST_LOG`
+/// says otherwise, to stderr, as text or JSON lines. The filter can be replaced later
+/// ([`set_level`]).
+pub fn init(level: LogLevel, format: LogFormat) {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let set_by_env = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(filter_for(level)));
+    let set: SetFilter = match format {
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(Escaping(io::stderr))
+                .with_ansi(false)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonLines)
+                .with_writer(io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+    };
+    let _ = SET_FILTER.set((!set_by_env).then_some(set));
+}
+
+/// Puts `<log_level>` `level` in force for every event from now on (a reload). Ok(false)
+/// when `RUST_LOG` decides the filter, or logging was not set up by [`init`] (tests that run
+/// the server in their own process).
+pub fn set_level(level: LogLevel) -> Result<bool, String> {
+    match SET_FILTER.get() {
+        Some(Some(set)) => set(EnvFilter::new(filter_for(level))).map(|()| true),
+        _ => Ok(false),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `streamgate` binary: reads the config (a file, or the embedded default), sets up
-//! logging, starts the server in an actix System and runs until SIGINT or SIGTERM.
+//! logging, starts the server in an actix System and runs until SIGINT or SIGTERM; SIGHUP
+//! reads the config file again (see `server::reload`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,23 +61,54 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn init_tracing(config: &Config) {
-    // srt-protocol's listener warns "failure - DelegatePacket" whenever the SRT loop tells it
-    // a connection has ended (that is how it is told to drop one), so at every normal close;
-    // only its errors are worth the operator's attention.
-    streamgate::logging::init(
-        &format!("{},srt_protocol::listener=error", config.log_level.as_str()),
-        config.log_format,
-    );
+    streamgate::logging::init(config.log_level, config.log_format);
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
     let system = actix::System::new();
     system.block_on(async move {
         let server = Server::start(&config).await.context("start-up failed")?;
-        wait_for_signal().await;
+        let stop = wait_for_signal();
+        tokio::pin!(stop);
+        let mut hangups = hangups();
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(()) = hangups.recv() => {
+                    tracing::info!("SIGHUP: reading the config file again");
+                    // The outcome is logged by the reload itself.
+                    let _ = server.reloader().reload().await;
+                }
+            }
+        }
         tracing::info!("signal received");
         server.shutdown().await;
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+/// Every SIGHUP the process gets, from now on (none where there are no such signals).
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                actix_rt::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        // One reload queued is enough for any number of signals meanwhile.
+                        let _ = tx.try_send(());
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP cannot be caught: reload through the API only")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }

@@ -122,6 +122,18 @@ fn h265_published_over_srt_plays_over_srt_and_rtsp() {
 
     assert_srt_player_gets_hevc(&srv, "hevcsrt");
 
+    // SRT carries no metadata: the API reads the picture size from the stream's own SPS.
+    let stream = api_get(srv.api_port, "/api/v1/streams/live/hevcsrt");
+    assert_eq!(stream.status, 200, "{}", stream.text);
+    let video = &stream.body["video"];
+    assert_eq!(video["codec"], "h265", "{}", stream.text);
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(320), Some(240)),
+        "{}",
+        stream.text
+    );
+
     let url = srv.rtsp_url("live/hevcsrt");
     let (streams, out) = probe_streams(&url, &["-rtsp_transport", "tcp"]);
     assert!(

@@ -1,14 +1,15 @@
 //! The per-call cost of HTTP Notify's signature and of JSON bodies
 //! (`actors/src/notify.rs`): `cargo bench -p streamgate-actors --bench notify_sign`
 //! (docs/benchmarks.md, "HTTP Notify: signing and JSON bodies"). Prints microseconds per call
-//! for a realistic `on_play` and `on_done`; asserts nothing about time.
+//! for a realistic `on_play` and `on_done`, and what reading the reloadable hook table costs a
+//! call; asserts nothing about time.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::header::HeaderValue;
-use streamgate_actors::notify::{Call, NotifyFields, Signer};
+use streamgate_actors::notify::{Call, HookTable, Hooks, NotifyFields, Signer};
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::usage::{EndReason, UsageReport, Used};
 
@@ -79,4 +80,22 @@ fn main() {
             json.len()
         );
     }
+
+    // Every hook call (and every session's start) reads the table in force from the shared
+    // `Hooks` a reload swaps.
+    let hooks = Hooks::new(HookTable {
+        node: "edge-1".into(),
+        ..HookTable::default()
+    });
+    let load = per_call(|| {
+        black_box(&hooks)
+            .load()
+            .get(Protocol::Rtmp)
+            .update_interval
+            .as_millis() as usize
+    });
+    println!(
+        "reading the hook table in force (Hooks::load): {:.1} ns per call",
+        load * 1000.0
+    );
 }

@@ -213,6 +213,30 @@ pub struct HookTable {
     pub node: String,
 }
 
+/// The hook table in force, shared by every notifier, session and the outbox. A reload puts
+/// a new table in its place ([`Hooks::store`]); each call reads the table in force when it is
+/// made, without a lock, so a session's next call (its `on_update`, its `on_done`) goes where
+/// the operator now says, as it would after a restart.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks(Arc<arc_swap::ArcSwap<HookTable>>);
+
+impl Hooks {
+    /// Hooks with `table` in force.
+    pub fn new(table: HookTable) -> Self {
+        Hooks(Arc::new(arc_swap::ArcSwap::from_pointee(table)))
+    }
+
+    /// The table in force now.
+    pub fn load(&self) -> Arc<HookTable> {
+        self.0.load_full()
+    }
+
+    /// Puts `table` in force for every call made from now on.
+    pub fn store(&self, table: HookTable) {
+        self.0.store(Arc::new(table));
+    }
+}
+
 impl HookTable {
     /// The settings for one protocol.
     pub fn get(&self, protocol: Protocol) -> &NotifyConfig {
@@ -545,7 +569,7 @@ pub(crate) fn hook_client(tls: &Arc<rustls::ClientConfig>) -> HookClient {
 
 /// Makes the HTTP calls of one arbiter.
 pub struct NotifyActor {
-    hooks: Arc<HookTable>,
+    hooks: Hooks,
     client: HookClient,
     /// One permit per hook call in flight (HOOK_CONNECTIONS): more wait for a permit.
     permits: Arc<Semaphore>,
@@ -562,7 +586,7 @@ impl NotifyActor {
     /// and a pooled connection that receives bytes while no request is on it is closed, never
     /// reused, so a hook server's late or unsolicited answer can not be read as the answer to
     /// another session's request.
-    pub fn new(hooks: Arc<HookTable>, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
+    pub fn new(hooks: Hooks, done: DoneTracker, tls: Arc<rustls::ClientConfig>) -> Self {
         let client = hook_client(&tls);
         NotifyActor {
             hooks,
@@ -576,11 +600,12 @@ impl NotifyActor {
     }
 
     fn decide(&self, call: Call, info: SessionInfo) -> Pin<Box<dyn Future<Output = Decision>>> {
-        let config = self.hooks.get(info.protocol);
+        let hooks = self.hooks.load();
+        let config = hooks.get(info.protocol);
         let Some(url) = call.url(config) else {
             return Box::pin(async { Decision::Allow });
         };
-        let fields = NotifyFields::new(call, &info, &self.hooks.node);
+        let fields = NotifyFields::new(call, &info, &hooks.node);
         let request = send(&self.client, &self.permits, config, url, &fields);
         let url = url.to_owned();
         Box::pin(async move {
@@ -868,11 +893,12 @@ impl Handler<Update> for NotifyActor {
 
     fn handle(&mut self, msg: Update, _ctx: &mut Self::Context) -> Self::Result {
         let info = msg.info;
-        let config = self.hooks.get(info.protocol);
+        let hooks = self.hooks.load();
+        let config = hooks.get(info.protocol);
         let Some(url) = Call::Update.url(config) else {
             return Box::pin(async { UpdateAnswer::Keep });
         };
-        let fields = NotifyFields::new(Call::Update, &info, &self.hooks.node).with_used(msg.used);
+        let fields = NotifyFields::new(Call::Update, &info, &hooks.node).with_used(msg.used);
         let request = send(&self.client, &self.permits, config, url, &fields);
         let url = url.to_owned();
         Box::pin(async move {
@@ -919,13 +945,14 @@ impl Handler<Done> for NotifyActor {
 
     fn handle(&mut self, msg: Done, _ctx: &mut Self::Context) {
         let info = msg.info;
-        let config = self.hooks.get(info.protocol);
+        let hooks = self.hooks.load();
+        let config = hooks.get(info.protocol);
         let tracker = self.done.clone();
         let Some(url) = Call::Done.url(config) else {
             tracker.finish();
             return;
         };
-        let fields = NotifyFields::new(Call::Done, &info, &self.hooks.node).with_usage(msg.usage);
+        let fields = NotifyFields::new(Call::Done, &info, &hooks.node).with_usage(msg.usage);
         let request = send(&self.client, &self.permits, config, url, &fields);
         let url = url.to_owned();
         actix_rt::spawn(async move {

@@ -25,19 +25,21 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::HeaderValue;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, ErrorCode};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::notify::{
-    build_request, error_chain, hook_client, Call, DoneTracker, HookClient, HookTable, NotifyFields,
+    build_request, error_chain, hook_client, Call, DoneTracker, HookClient, Hooks, NotifyFields,
 };
 use crate::session::{Protocol, SessionInfo};
 use crate::usage::{EndReason, UsageReport, Used};
@@ -56,6 +58,10 @@ pub const IN_FLIGHT: usize = 128;
 pub const ATTEMPT_HEADER: &str = "x-streamgate-attempt";
 /// Most operations one transaction takes.
 const MAX_BATCH: usize = 8192;
+/// Operations queued for the writer past which checkpoints are dropped (counted). Begins and
+/// ends are never dropped: there is one of each per session, so the queue holds at most this
+/// many plus two per session, however long a disk stalls.
+pub const CHECKPOINT_QUEUE_LIMIT: usize = 65_536;
 
 /// The outbox could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -331,19 +337,7 @@ impl Store {
             for op in ops {
                 match op {
                     Op::Begin { info, used } => {
-                        begin.execute(params![
-                            info.clientid as i64,
-                            info.protocol.as_str(),
-                            info.addr.to_string(),
-                            info.app,
-                            info.url,
-                            info.name,
-                            info.tcurl,
-                            used.start as i64,
-                            used.duration_ms as i64,
-                            used.bytes_in as i64,
-                            used.bytes_out as i64,
-                        ])?;
+                        begin.execute(params_from_iter(columns(info, used)))?;
                     }
                     Op::Checkpoint { clientid, used } => {
                         checkpoint.execute(params![
@@ -356,20 +350,9 @@ impl Store {
                     Op::Done { info, usage } => {
                         forget.execute(params![info.clientid as i64])?;
                         let used = usage.used;
-                        event.execute(params![
-                            info.clientid as i64,
-                            info.protocol.as_str(),
-                            info.addr.to_string(),
-                            info.app,
-                            info.url,
-                            info.name,
-                            info.tcurl,
-                            used.start as i64,
-                            used.duration_ms as i64,
-                            used.bytes_in as i64,
-                            used.bytes_out as i64,
-                            usage.reason.as_str(),
-                        ])?;
+                        let mut row = columns(info, &used);
+                        row.push(Value::Text(usage.reason.as_str().to_owned()));
+                        event.execute(params_from_iter(row))?;
                         self.events += 1;
                         stored.push(Event {
                             id: tx.last_insert_rowid(),
@@ -392,15 +375,55 @@ impl Store {
     }
 }
 
+/// A session's fields and usage in the order of the columns `sessions` has and `events`
+/// starts with (clientid, protocol, addr, app, url, name, tcurl, start, duration_ms,
+/// bytes_in, bytes_out).
+fn columns(info: &SessionInfo, used: &Used) -> Vec<Value> {
+    let int = |n: u64| Value::Integer(n as i64);
+    vec![
+        int(info.clientid),
+        Value::Text(info.protocol.as_str().to_owned()),
+        Value::Text(info.addr.to_string()),
+        Value::Text(info.app.clone()),
+        Value::Text(info.url.clone()),
+        Value::Text(info.name.clone()),
+        Value::Text(info.tcurl.clone()),
+        int(used.start),
+        int(used.duration_ms),
+        int(used.bytes_in),
+        int(used.bytes_out),
+    ]
+}
+
+/// The writer's queue, with the number of operations in it.
+#[derive(Debug, Clone)]
+struct Ops {
+    tx: mpsc::Sender<Op>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl Ops {
+    fn send(&self, op: Op) -> bool {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(op).is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
 /// What a session uses to record itself: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    ops: mpsc::Sender<Op>,
+    ops: Ops,
+    /// Checkpoints dropped because the writer was behind, and when that was last said.
+    dropped: Arc<Mutex<(u64, Option<Instant>)>>,
 }
 
 impl Outbox {
     fn send(&self, op: Op) {
-        if self.ops.send(op).is_err() {
+        if !self.ops.send(op) {
             tracing::warn!("the outbox is closed: an operation is lost");
         }
     }
@@ -413,8 +436,27 @@ impl Outbox {
         });
     }
 
-    /// A session's usage so far.
+    /// A session's usage so far. Dropped when the writer is [`CHECKPOINT_QUEUE_LIMIT`]
+    /// operations behind (a stalled disk): the next checkpoint or the end carries it.
     pub fn checkpoint(&self, clientid: u64, used: Used) {
+        if self.ops.depth.load(Ordering::Relaxed) >= CHECKPOINT_QUEUE_LIMIT {
+            let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+            dropped.0 += 1;
+            let now = Instant::now();
+            if dropped
+                .1
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+            {
+                dropped.1 = Some(now);
+                tracing::warn!(
+                    dropped = dropped.0,
+                    queued = CHECKPOINT_QUEUE_LIMIT,
+                    "outbox: the store is behind; usage checkpoints dropped (begins and ends \
+                     are kept)"
+                );
+            }
+            return;
+        }
         self.send(Op::Checkpoint { clientid, used });
     }
 
@@ -426,7 +468,7 @@ impl Outbox {
 
 /// The running outbox: its writer and its deliverer.
 pub struct OutboxService {
-    ops: mpsc::Sender<Op>,
+    ops: Ops,
     writer: Option<JoinHandle<()>>,
     deliverer: Option<JoinHandle<()>>,
     stop_delivery: Option<oneshot::Sender<()>>,
@@ -439,7 +481,7 @@ impl OutboxService {
     pub fn start(
         dir: &Path,
         max_events: u64,
-        hooks: Arc<HookTable>,
+        hooks: Hooks,
         tls: Arc<rustls::ClientConfig>,
         done: DoneTracker,
     ) -> Result<(Outbox, OutboxService), OutboxError> {
@@ -454,14 +496,19 @@ impl OutboxService {
                 "outbox: pending on_done events to deliver"
             );
         }
-        let (ops_tx, ops_rx) = mpsc::channel::<Op>();
+        let (tx, ops_rx) = mpsc::channel::<Op>();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let ops_tx = Ops {
+            tx,
+            depth: depth.clone(),
+        };
         let (events_tx, events_rx) = tmpsc::unbounded_channel::<Event>();
         for event in pending {
             let _ = events_tx.send(event);
         }
         let writer = std::thread::Builder::new()
             .name("outbox-writer".into())
-            .spawn(move || write_loop(store, ops_rx, events_tx))
+            .spawn(move || write_loop(store, ops_rx, depth, events_tx))
             .map_err(|error| OutboxError::Create {
                 path: dir.to_path_buf(),
                 error,
@@ -503,6 +550,7 @@ impl OutboxService {
         Ok((
             Outbox {
                 ops: ops_tx.clone(),
+                dropped: Arc::default(),
             },
             OutboxService {
                 ops: ops_tx,
@@ -541,7 +589,15 @@ impl Drop for OutboxService {
 }
 
 /// The writer: everything queued, one transaction (group commit); new events to delivery.
-fn write_loop(mut store: Store, ops: mpsc::Receiver<Op>, events: tmpsc::UnboundedSender<Event>) {
+///
+/// The events it hands on need no bound of their own: there is at most one per session (its
+/// end) and the deliverer takes each at once, keeping at most `<outbox_max_events>`.
+fn write_loop(
+    mut store: Store,
+    ops: mpsc::Receiver<Op>,
+    depth: Arc<AtomicUsize>,
+    events: tmpsc::UnboundedSender<Event>,
+) {
     let mut batch = Vec::new();
     loop {
         let Ok(first) = ops.recv() else { return };
@@ -552,6 +608,7 @@ fn write_loop(mut store: Store, ops: mpsc::Receiver<Op>, events: tmpsc::Unbounde
                 Err(_) => break,
             }
         }
+        depth.fetch_sub(batch.len(), Ordering::Relaxed);
         let stop = batch.iter().any(|op| matches!(op, Op::Stop));
         match store.apply(&batch) {
             Ok(stored) => {
@@ -595,9 +652,9 @@ struct Waiting {
 }
 
 struct Delivery {
-    hooks: Arc<HookTable>,
+    hooks: Hooks,
     client: HookClient,
-    delivered: mpsc::Sender<Op>,
+    delivered: Ops,
     done: DoneTracker,
     max_events: usize,
 }
@@ -723,7 +780,7 @@ impl Delivery {
     fn finished(&self, event: &Event) {
         crate::metrics::metrics().on_done_pending.dec();
         if event.id > 0 {
-            let _ = self.delivered.send(Op::Delivered { id: event.id });
+            self.delivered.send(Op::Delivered { id: event.id });
         }
         if event.owed {
             self.done.finish();
@@ -738,8 +795,9 @@ impl Delivery {
         event: Event,
         attempt: u32,
     ) -> impl std::future::Future<Output = (u64, Outcome)> + Send + 'static {
-        let config = self.hooks.get(event.info.protocol).clone();
-        let node = self.hooks.node.clone();
+        let hooks = self.hooks.load();
+        let config = hooks.get(event.info.protocol).clone();
+        let node = hooks.node.clone();
         let client = self.client.clone();
         async move {
             let Some(url) = config.on_done.clone() else {
@@ -911,6 +969,48 @@ mod tests {
             Err(e) => panic!("not refused as locked: {e}"),
             Ok(_) => panic!("a second store opened a locked data dir"),
         }
+    }
+
+    #[test]
+    fn a_writer_far_behind_drops_checkpoints_and_keeps_begins_and_ends() {
+        let (tx, rx) = mpsc::channel();
+        let depth = Arc::new(AtomicUsize::new(CHECKPOINT_QUEUE_LIMIT - 1));
+        let outbox = Outbox {
+            ops: Ops {
+                tx,
+                depth: depth.clone(),
+            },
+            dropped: Arc::default(),
+        };
+        outbox.checkpoint(1, used(10));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Op::Checkpoint { clientid: 1, .. })
+        ));
+        assert_eq!(depth.load(Ordering::Relaxed), CHECKPOINT_QUEUE_LIMIT);
+        outbox.checkpoint(1, used(20));
+        assert!(
+            rx.try_recv().is_err(),
+            "past the limit a checkpoint is dropped"
+        );
+        assert_eq!(outbox.dropped.lock().map(|d| d.0).ok(), Some(1));
+        outbox.begin(&info(2), used(0));
+        outbox.done(
+            info(1),
+            UsageReport {
+                used: used(30),
+                reason: EndReason::Closed,
+            },
+        );
+        assert!(matches!(rx.try_recv(), Ok(Op::Begin { .. })));
+        assert!(matches!(rx.try_recv(), Ok(Op::Done { .. })));
+        // The writer caught up: checkpoints go again.
+        depth.store(0, Ordering::Relaxed);
+        outbox.checkpoint(2, used(40));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Op::Checkpoint { clientid: 2, .. })
+        ));
     }
 
     #[test]

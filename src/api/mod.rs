@@ -23,6 +23,7 @@ use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use arc_swap::ArcSwap;
 use serde::Deserialize;
 use streamgate_actors::media::{Codec, MetaValue, StreamKey};
 use streamgate_actors::registry::{ListStreams, Registry};
@@ -32,9 +33,11 @@ use utoipa::{IntoParams, OpenApi};
 
 use crate::config::ApiConfig;
 use crate::protocol::codec;
+use crate::server::Reloader;
 use crate::session::table::{self, SessionSummary};
 use model::{
-    Audio, Kicked, Problem, Publisher, ServerInfo, Session, SessionPage, Stream, StreamList, Video,
+    Audio, Kicked, Problem, Publisher, Reloaded, ServerInfo, Session, SessionPage, Stream,
+    StreamList, Video,
 };
 
 /// The most sessions on one page, and the default page size.
@@ -48,10 +51,13 @@ pub struct ApiState {
     pub workers: Arc<Vec<ArbiterHandle>>,
     /// The stream registry.
     pub registry: Addr<Registry>,
-    /// `<api><token>`: when set, `/api/*` needs `Authorization: Bearer <token>`.
-    pub token: Option<Arc<str>>,
-    /// The server's name and listeners, set once they are bound.
-    pub server: Arc<std::sync::OnceLock<ServerInfo>>,
+    /// `<api><token>`: when set, `/api/*` needs `Authorization: Bearer <token>`. A reload
+    /// replaces it.
+    pub token: Arc<ArcSwap<Option<Arc<str>>>>,
+    /// The server's name and listeners, as they are bound now.
+    pub server: Arc<ArcSwap<ServerInfo>>,
+    /// Reads the config file again (`POST /api/v1/reload`).
+    pub reloader: Reloader,
     /// The cluster this node is in (`<cluster>`).
     pub cluster: Option<crate::cluster::Cluster>,
 }
@@ -85,6 +91,7 @@ pub fn start(config: &ApiConfig, state: ApiState) -> std::io::Result<Api> {
                     .wrap(actix_web::middleware::from_fn(authorize))
                     .service(resource("/openapi.json").get(openapi))
                     .service(resource("/server").get(server_info))
+                    .service(resource("/reload").post(reload))
                     .service(resource("/sessions").get(list_sessions))
                     .service(
                         resource("/sessions/{clientid}")
@@ -138,6 +145,16 @@ impl Resource {
         self
     }
 
+    fn post<F, Args>(mut self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.methods.push(("POST", web::post().to(handler)));
+        self
+    }
+
     fn delete<F, Args>(mut self, handler: F) -> Self
     where
         F: actix_web::Handler<Args>,
@@ -187,7 +204,8 @@ async fn authorize(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
     let state = req.app_data::<web::Data<ApiState>>().cloned();
-    if let Some(token) = state.as_ref().and_then(|s| s.token.clone()) {
+    let token = state.as_ref().and_then(|s| s.token.load().as_ref().clone());
+    if let Some(token) = token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -628,7 +646,41 @@ async fn end_stream(state: web::Data<ApiState>, path: web::Path<String>) -> Http
     security((), ("bearer" = []))
 )]
 async fn server_info(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.server.get().cloned().unwrap_or_default())
+    HttpResponse::Ok().json(state.server.load().as_ref())
+}
+
+/// Reads the config file again and puts it in force, as SIGHUP does: hook settings, limits,
+/// queue and merge settings and the log level apply to new sessions at once; sessions
+/// already running go on untouched; listeners whose `<enable>`, `<address>` or `<port>`
+/// changed are opened or closed (closing one ends none of its sessions). An invalid file
+/// changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reload",
+    responses(
+        (status = 200, description = "The file is in force", body = Reloaded),
+        (status = 400, description = "The file is invalid (its error names the file and line), or the server runs without a file; nothing changed", body = Problem),
+        (status = 401, description = "The token is missing or wrong"),
+        (status = 409, description = "A listener the file asks for cannot be opened; nothing changed", body = Problem),
+        (status = 503, description = "The server is shutting down", body = Problem)
+    ),
+    security((), ("bearer" = []))
+)]
+async fn reload(state: web::Data<ApiState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match state.reloader.reload().await {
+        Ok(done) => HttpResponse::Ok().json(done),
+        Err(e) => {
+            let status = if e.is_config() {
+                StatusCode::BAD_REQUEST
+            } else if matches!(e, crate::server::ReloadError::Stopped) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::CONFLICT
+            };
+            problem(status, e.to_string())
+        }
+    }
 }
 
 /// The bearer token scheme of `<api><token>`.
@@ -655,6 +707,7 @@ impl utoipa::Modify for Bearer {
     ),
     paths(
         server_info,
+        reload,
         list_sessions,
         get_session,
         kick_session,

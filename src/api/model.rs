@@ -124,3 +124,16 @@ pub struct ServerInfo {
     /// Its listeners' ports.
     pub listeners: Listeners,
 }
+
+/// What a reload put in force.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reloaded {
+    /// The config file read.
+    pub file: String,
+    /// What changed: `hooks`, `<protocol> settings`, listeners opened or closed, `log level
+    /// <level>`, `api token`, the API's address.
+    pub applied: Vec<String>,
+    /// Elements that changed in the file but only take effect at the next restart
+    /// (`<workers>`, `<node_id>`, `<data_dir>`, `<outbox_max_events>`, `<log_format>`).
+    pub restart_required: Vec<String>,
+}

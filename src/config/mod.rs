@@ -110,6 +110,9 @@ pub struct Config {
     /// `<cluster>`: the Redis-backed cluster this node belongs to; `None` (absent): a node on
     /// its own, no Redis.
     pub cluster: Option<ClusterConfig>,
+    /// The file it was read from ([`Config::load`]); a reload reads it again. None for the
+    /// embedded default and a parsed document.
+    pub source: Option<PathBuf>,
 }
 
 /// The `<data_dir>` used when it is absent (relative: in the working directory).
@@ -269,6 +272,7 @@ impl Default for Config {
             httpflv: Section::default(),
             api: ApiConfig::default(),
             cluster: None,
+            source: None,
         }
     }
 }
@@ -380,6 +384,7 @@ impl Config {
             httpflv,
             api,
             cluster,
+            source: None,
         })
     }
 
@@ -389,7 +394,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Config::parse(&xml).map_err(|e| e.in_file(path))?)
+        let mut config = Config::parse(&xml).map_err(|e| e.in_file(path))?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// The embedded default config ([`DEFAULT_CONFIG_XML`]).

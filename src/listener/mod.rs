@@ -138,12 +138,13 @@ pub struct Admit {
     pub refuse: Refuse,
 }
 
-/// Accepts connections until the future is dropped.
+/// Accepts connections until the future is dropped (which closes the listening socket; the
+/// sessions it started own their sockets and go on).
 pub async fn accept_loop(
     listener: TcpListener,
     pool: Arc<Pool>,
     protocol: &'static str,
-    settings: SessionSettings,
+    settings: Arc<arc_swap::ArcSwap<SessionSettings>>,
     start: StartSession,
     admit: Admit,
 ) {
@@ -180,7 +181,8 @@ pub async fn accept_loop(
         };
         let worker = pool.pick();
         let context = worker.context.clone();
-        let settings = settings.clone();
+        // The settings in force now: a reload changes them for the connections after it.
+        let settings = SessionSettings::clone(&settings.load());
         let sent = worker
             .arbiter
             .spawn_fn(move || match TcpStream::from_std(socket) {

@@ -40,10 +40,9 @@ use srt_protocol::packet::{
 };
 use srt_protocol::protocol::handshake::Handshake;
 use srt_protocol::settings::ConnInitSettings;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Worker;
-use crate::config::SrtConfig;
 use crate::protocol::contain;
 use crate::protocol::srt::check_datagram;
 use crate::protocol::srt::handshake::{announce_negotiated_latency, KeyMaterial};
@@ -64,34 +63,84 @@ const RESPONSES: usize = 4096;
 /// client sending them at line rate must not write the log at line rate.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Binds the SRT port and starts the supervised listener task on the current arbiter. Each
+/// An SRT port bound, its options checked against it, not yet served.
+pub struct Bound {
+    socket: StdUdpSocket,
+    addr: SocketAddr,
+}
+
+/// Binds the SRT port on `address` (see [`bind_udp`]) and checks `settings` against it
+/// (srt-protocol refuses options with port 0, so they are checked with the port bound).
+pub fn bind(address: Option<IpAddr>, port: u16, settings: &SrtSettings) -> io::Result<Bound> {
+    let socket = bind_udp(address, port)?;
+    let addr = socket.local_addr()?;
+    settings.connection_settings(addr)?;
+    Ok(Bound { socket, addr })
+}
+
+/// What a serving listener is told: the settings for new callers, or to close (`None`).
+type Control = Option<Arc<SrtSettings>>;
+
+/// A serving SRT listener: its task and how to reconfigure or close it.
+pub struct Serving {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    control: watch::Sender<Control>,
+    task: actix_rt::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// New callers get `settings` (a reload); connections open keep theirs.
+    pub fn update(&self, settings: Arc<SrtSettings>) {
+        self.control.send_replace(Some(settings));
+    }
+
+    /// Takes no new callers; the task ends, and the socket is closed, once the last of its
+    /// connections has ended. Handshakes in progress are dropped (the caller tries again).
+    pub fn close(&self) {
+        self.control.send_replace(None);
+    }
+
+    /// Whether it has closed and its last connection ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Ends it now, with every connection it carries (shutdown).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the supervised listener task on `bound`'s socket on the current arbiter. Each
 /// connection request becomes an [`SrtSession`] on the next worker of `workers`.
-pub async fn listen(
-    config: &SrtConfig,
+pub fn serve(
+    bound: Bound,
+    settings: Arc<SrtSettings>,
     workers: Vec<Worker>,
-) -> io::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
-    let settings = Arc::new(SrtSettings::from_config(config)?);
+) -> io::Result<Serving> {
     if workers.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "no worker arbiter for SRT sessions",
         ));
     }
-    let socket = bind_udp(config.address, settings.port)?;
-    // srt-protocol refuses options with port 0: they are checked with the port bound.
-    let bound = socket.local_addr()?;
-    settings.connection_settings(bound)?;
     tracing::info!(
         protocol = "srt",
-        port = settings.port,
-        address = %bound.ip(),
+        port = bound.addr.port(),
+        address = %bound.addr.ip(),
         latency_ms = settings.latency.as_millis() as u64,
         encrypted = settings.passphrase.is_some(),
         payload_size = settings.chunk_size(),
         "listening (UDP)"
     );
-    let task = actix_rt::spawn(supervise(Arc::new(socket), settings, workers.into()));
-    Ok((bound, task))
+    let (control, commands) = watch::channel(Some(settings));
+    let task = actix_rt::spawn(supervise(Arc::new(bound.socket), commands, workers.into()));
+    Ok(Serving {
+        addr: bound.addr,
+        control,
+        task,
+    })
 }
 
 /// A non-blocking UDP socket with large buffers on `<address>` (by default dual-stack `::`,
@@ -112,12 +161,26 @@ fn bind_udp(address: Option<IpAddr>, port: u16) -> io::Result<StdUdpSocket> {
 }
 
 /// Runs the listener; if it ever ends (a bug of ours: srt-protocol's panics are contained
-/// inside it), says so loudly and starts it again on the same socket. Ends only when aborted
-/// (shutdown), which drops the listener and so ends every SRT connection.
-async fn supervise(socket: Arc<StdUdpSocket>, settings: Arc<SrtSettings>, workers: Arc<[Worker]>) {
+/// inside it), says so loudly and starts it again on the same socket. Ends when closed and
+/// its last connection has ended, or when aborted (shutdown), which drops the listener and so
+/// ends every SRT connection.
+async fn supervise(
+    socket: Arc<StdUdpSocket>,
+    control: watch::Receiver<Control>,
+    workers: Arc<[Worker]>,
+) {
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
     loop {
-        let run = Listener::run(socket.clone(), settings.clone(), workers.clone());
+        let run = Listener::run(socket.clone(), control.clone(), workers.clone());
         let ended = AssertUnwindSafe(run).catch_unwind().await;
+        if matches!(ended, Ok(Ok(()))) && control.borrow().is_none() {
+            tracing::info!(
+                protocol = "srt",
+                port,
+                "closed listener's last connection ended"
+            );
+            return;
+        }
         let why = match ended {
             Ok(Ok(())) => "ended".to_owned(),
             Ok(Err(e)) => format!("failed: {e}"),
@@ -132,7 +195,7 @@ async fn supervise(socket: Arc<StdUdpSocket>, settings: Arc<SrtSettings>, worker
         };
         tracing::error!(
             protocol = "srt",
-            port = settings.port,
+            port,
             why,
             "the SRT listener stopped: every SRT connection on this port was lost; restarting it"
         );
@@ -179,6 +242,10 @@ struct Listener {
     init: ConnInitSettings,
     mux: MultiplexListener,
     settings: Arc<SrtSettings>,
+    /// New settings, or the word to close.
+    control: watch::Receiver<Control>,
+    /// Closed: no new callers; ends when `open` is empty.
+    closed: bool,
     workers: Arc<[Worker]>,
     next_worker: usize,
     /// Key material of each caller's last conclusion handshake, until its access request.
@@ -233,9 +300,13 @@ impl Throttle {
 impl Listener {
     async fn run(
         socket: Arc<StdUdpSocket>,
-        settings: Arc<SrtSettings>,
+        mut control: watch::Receiver<Control>,
         workers: Arc<[Worker]>,
     ) -> io::Result<()> {
+        // Closed before (re)starting: nothing to serve.
+        let Some(settings) = control.borrow_and_update().clone() else {
+            return Ok(());
+        };
         let local = socket.local_addr()?;
         let recv = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
         let init = settings.connection_settings(local)?;
@@ -250,6 +321,8 @@ impl Listener {
             mux: MultiplexListener::new(Instant::now(), local, init.clone()),
             init,
             settings,
+            control,
+            closed: false,
             workers,
             next_worker: 0,
             key_material: HashMap::new(),
@@ -277,6 +350,9 @@ impl Listener {
         let mut tick = actix_rt::time::interval(Duration::from_millis(100));
         let mut input = MuxInput::Timer;
         loop {
+            if self.closed && self.open.is_empty() {
+                return;
+            }
             let now = Instant::now();
             let mux = &mut self.mux;
             let step = match contain(move || Step::of(mux.handle_input(now, input))) {
@@ -381,10 +457,49 @@ impl Listener {
                                 self.sweep();
                                 MuxInput::Timer
                             }
+                            changed = self.control.changed(), if !self.closed => {
+                                match changed {
+                                    Ok(()) => self.reconfigure(Instant::now()),
+                                    // The server is gone; shutdown aborts this task next.
+                                    Err(_) => self.closed = true,
+                                }
+                                MuxInput::Timer
+                            }
                         }
                     }
                 },
             };
+        }
+    }
+
+    /// Takes the settings a reload sent, or closes. New options (latency, passphrase, payload
+    /// size) need a new handshake state machine: handshakes in progress are lost then (their
+    /// callers try again), open connections go on with what they agreed.
+    fn reconfigure(&mut self, now: Instant) {
+        let Some(settings) = self.control.borrow_and_update().clone() else {
+            self.closed = true;
+            self.awaiting.clear();
+            self.key_material.clear();
+            return;
+        };
+        match settings.connection_settings(self.local) {
+            Ok(init) => {
+                if settings.latency != self.settings.latency
+                    || settings.passphrase != self.settings.passphrase
+                    || settings.pbkeylen != self.settings.pbkeylen
+                    || settings.payload_size != self.settings.payload_size
+                {
+                    self.mux = MultiplexListener::new(now, self.local, init.clone());
+                    self.init = init;
+                    self.awaiting.clear();
+                }
+                self.settings = settings;
+            }
+            Err(e) => tracing::error!(
+                protocol = "srt",
+                error = %e,
+                "new SRT settings refused; the listener keeps its own"
+            ),
         }
     }
 
@@ -419,6 +534,10 @@ impl Listener {
         };
         if self.open.contains_key(&from) {
             self.deliver(from, (packet, from));
+            return None;
+        }
+        if self.closed {
+            // A closed listener takes no new callers.
             return None;
         }
         if let Packet::Control(ControlPacket {
@@ -503,7 +622,7 @@ impl Listener {
         metrics().connection("srt", true);
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);
-        let local = SocketAddr::new(local_ip_toward(peer), self.settings.port);
+        let local = SocketAddr::new(local_ip_toward(peer), self.local.port());
         let context = worker.context.clone();
         let settings = self.settings.clone();
         let sent = worker.arbiter.spawn_fn(move || {

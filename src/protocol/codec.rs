@@ -330,11 +330,93 @@ pub fn avc_sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
     (width > 0 && height > 0).then_some((width, height))
 }
 
-/// The picture size a video track's configuration record codes, where it can be read: H.264
-/// (its first SPS); `None` for the others (the publisher's metadata may tell it).
+/// The picture size an H.265 SPS NAL unit codes, conformance window applied (ITU-T H.265
+/// 7.3.2.2.1, 7.4.3.2.1): `(width, height)` in pixels.
+pub fn hevc_sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
+    let rbsp = unescape_rbsp(sps.get(2..)?);
+    let mut bits = BitReader::new(&rbsp);
+    bits.bits(4)?; // sps_video_parameter_set_id
+    let sub_layers = bits.bits(3)?; // sps_max_sub_layers_minus1
+    bits.bits(1)?; // sps_temporal_id_nesting_flag
+                   // profile_tier_level(1, sps_max_sub_layers_minus1): the general profile (88 bits) and
+                   // level (8 bits), then each sub-layer's presence flags and what they say is present.
+    bits.bits(32)?;
+    bits.bits(32)?;
+    bits.bits(32)?;
+    let mut present = Vec::with_capacity(sub_layers as usize);
+    for _ in 0..sub_layers {
+        present.push((bits.bits(1)? == 1, bits.bits(1)? == 1));
+    }
+    if sub_layers > 0 {
+        for _ in sub_layers..8 {
+            bits.bits(2)?; // reserved_zero_2bits
+        }
+    }
+    for (profile, level) in present {
+        if profile {
+            bits.bits(32)?;
+            bits.bits(32)?;
+            bits.bits(24)?;
+        }
+        if level {
+            bits.bits(8)?;
+        }
+    }
+    bits.ue()?; // sps_seq_parameter_set_id
+    let chroma_format_idc = bits.ue()?;
+    let separate_colour_plane = chroma_format_idc == 3 && bits.bits(1)? == 1;
+    let width = bits.ue()?;
+    let height = bits.ue()?;
+    let (mut left, mut right, mut top, mut bottom) = (0, 0, 0, 0);
+    if bits.bits(1)? == 1 {
+        (left, right, top, bottom) = (bits.ue()?, bits.ue()?, bits.ue()?, bits.ue()?);
+    }
+    let (sub_w, sub_h): (u32, u32) = match (chroma_format_idc, separate_colour_plane) {
+        (1, _) => (2, 2),
+        (2, _) => (2, 1),
+        _ => (1, 1),
+    };
+    let width = width.checked_sub(sub_w.checked_mul(left.checked_add(right)?)?)?;
+    let height = height.checked_sub(sub_h.checked_mul(top.checked_add(bottom)?)?)?;
+    (width > 0 && height > 0).then_some((width, height))
+}
+
+/// The first SPS of an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1).
+fn hevc_record_sps(record: &[u8]) -> Option<&[u8]> {
+    let arrays = *record.get(22)?;
+    let mut at = 23;
+    for _ in 0..arrays {
+        let nal_type = record.get(at)? & 0x3f;
+        let count = u16::from_be_bytes([*record.get(at + 1)?, *record.get(at + 2)?]);
+        at += 3;
+        for _ in 0..count {
+            let len = u16::from_be_bytes([*record.get(at)?, *record.get(at + 1)?]) as usize;
+            let nal = record.get(at + 2..at + 2 + len)?;
+            if nal_type == HEVC_SPS {
+                return Some(nal);
+            }
+            at += 2 + len;
+        }
+    }
+    None
+}
+
+/// The picture size a video track's configuration record codes: H.264 and H.265 from their
+/// first SPS, AV1 from its sequence header (its largest frame, which a live encoder keeps);
+/// `None` when it cannot be read (the publisher's metadata may tell it).
 pub fn video_dimensions(codec: Codec, record: &[u8]) -> Option<(u32, u32)> {
     match codec {
         Codec::H264 => avc_sps_dimensions(AvcConfig::parse(record).ok()?.sps.first()?),
+        Codec::H265 => hevc_sps_dimensions(hevc_record_sps(record)?),
+        Codec::Av1 => {
+            let config = Av1Config::parse(record).ok()?;
+            let obus = av1_obus(&config.config_obus).ok()?;
+            let (_, obu) = obus
+                .into_iter()
+                .find(|(kind, _)| *kind == AV1_OBU_SEQUENCE_HEADER)?;
+            let payload = av1_obu_payload(obu)?;
+            Some(Av1SequenceHeader::parse(payload).ok()?.max_size)
+        }
         _ => None,
     }
 }
@@ -847,6 +929,9 @@ pub struct Av1SequenceHeader {
     pub chroma_sample_position: u8,
     /// reduced_still_picture_header: every frame is a key frame with no frame header flags.
     pub reduced_still_picture: bool,
+    /// max_frame_width_minus_1 + 1, max_frame_height_minus_1 + 1: the largest picture of the
+    /// sequence (a live encoder's picture size).
+    pub max_size: (u32, u32),
 }
 
 impl Av1SequenceHeader {
@@ -903,8 +988,7 @@ impl Av1SequenceHeader {
         }
         let width_bits = r.bits(4)? + 1;
         let height_bits = r.bits(4)? + 1;
-        r.bits(width_bits)?;
-        r.bits(height_bits)?;
+        let max_size = (r.bits(width_bits)? + 1, r.bits(height_bits)? + 1);
         if !reduced && r.bits(1)? == 1 {
             r.bits(4)?; // delta_frame_id_length_minus_2
             r.bits(3)?; // additional_frame_id_length_minus_1
@@ -966,6 +1050,7 @@ impl Av1SequenceHeader {
             subsampling,
             chroma_sample_position,
             reduced_still_picture: reduced,
+            max_size,
         })
     }
 
@@ -1235,6 +1320,36 @@ mod tests {
             .collect()
     }
 
+    /// SPS NAL units of x265 (FFmpeg's libx265, one frame of lavfi testsrc) and the sizes
+    /// they were encoded at; 360 and 1080 are cropped by the conformance window. Through the
+    /// record, as a track carries them.
+    #[test]
+    fn hevc_sps_dimensions_of_x265_streams() {
+        for (sps, want) in [
+            (
+                "4201010408000003009e0800000300005d9000501005a2cb2b349265780b7020200040000003004000000642",
+                (1280, 720),
+            ),
+            (
+                "4201010408000003009e0800000300003f9000a0402d2cb2b349265780b7020200040000030004000003006420",
+                (640, 360),
+            ),
+            (
+                "4201010408000003009e0800000300007890007810021cb2cacd24995e02dc080800100000030010000003019080",
+                (1920, 1080),
+            ),
+        ] {
+            let sps = unhex(sps);
+            assert_eq!(hevc_sps_dimensions(&sps), Some(want), "{sps:02x?}");
+            let vps = Bytes::from_static(&[0x40, 0x01, 0x0c, 0x01]);
+            let pps = Bytes::from_static(&[0x44, 0x01, 0xc1, 0x72]);
+            let record = hevc_record(&[vps, Bytes::from(sps), pps]).expect("record");
+            assert_eq!(video_dimensions(Codec::H265, &record), Some(want));
+        }
+        assert_eq!(hevc_sps_dimensions(&[0x42, 0x01, 0x01]), None, "truncated");
+        assert_eq!(video_dimensions(Codec::H265, &[1, 2, 3]), None);
+    }
+
     /// SPS NAL units of x264 (FFmpeg's libx264, one frame of lavfi testsrc) and the sizes
     /// they were encoded at: cropped (360, 1080), exact (144) and 4:2:2 High 4:2:2.
     #[test]
@@ -1280,6 +1395,7 @@ mod tests {
         let obus = av1_obus(&cfg.config_obus).expect("whole OBUs");
         assert_eq!(obus.len(), 1);
         assert_eq!(obus[0].0, AV1_OBU_SEQUENCE_HEADER);
+        assert_eq!(video_dimensions(Codec::Av1, FFMPEG_AV1C), Some((320, 240)));
         assert_eq!(
             Av1Config::parse(&FFMPEG_AV1C[..3]),
             Err(CodecError::Truncated("AV1CodecConfigurationRecord"))

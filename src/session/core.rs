@@ -154,7 +154,7 @@ fn recorded(
     context
         .outbox
         .as_ref()
-        .filter(|_| context.hooks.get(protocol).on_done.is_some())
+        .filter(|_| context.hooks.load().get(protocol).on_done.is_some())
 }
 
 /// What every session has; see the module documentation.
@@ -327,7 +327,8 @@ impl SessionCore {
         if let Some(view) = &self.view {
             *view.active.borrow_mut() = Some((role, info.clone()));
         }
-        let hooks = self.context.hooks.get(self.protocol);
+        let table = self.context.hooks.load();
+        let hooks = table.get(self.protocol);
         self.next_update = hooks
             .on_update
             .as_ref()
@@ -555,7 +556,8 @@ impl SessionCore {
             return;
         };
         outbox.checkpoint(self.clientid, self.usage.used());
-        self.next_checkpoint = Some(now + self.context.hooks.get(self.protocol).update_interval);
+        self.next_checkpoint =
+            Some(now + self.context.hooks.load().get(self.protocol).update_interval);
     }
 
     /// The active play or publish's `on_update`, when one is due (every `update_interval` from
@@ -567,7 +569,7 @@ impl SessionCore {
         if now < due {
             return None;
         }
-        let interval = self.context.hooks.get(self.protocol).update_interval;
+        let interval = self.context.hooks.load().get(self.protocol).update_interval;
         self.next_update = Some(now + interval);
         let update = notify::Update {
             info: active.info.clone(),

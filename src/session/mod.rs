@@ -24,7 +24,7 @@ use std::time::Duration;
 use actix::Addr;
 use bytes::BytesMut;
 use streamgate_actors::media::{Codec, MediaFrame, Track};
-use streamgate_actors::notify::{DoneTracker, HookTable, NotifyActor};
+use streamgate_actors::notify::{DoneTracker, Hooks, NotifyActor};
 use streamgate_actors::registry::Registry;
 
 use output::PlayerLimits;
@@ -56,8 +56,8 @@ pub struct SessionContext {
     pub registry: Addr<Registry>,
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
-    /// Every protocol's hook settings.
-    pub hooks: std::sync::Arc<HookTable>,
+    /// Every protocol's hook settings, as a reload leaves them.
+    pub hooks: Hooks,
     /// The outbox that makes `on_done` durable (for the protocols with an `on_done` URL).
     pub outbox: Option<streamgate_actors::outbox::Outbox>,
     /// The cluster this node is in (`<cluster>`): publish claims and remote streams.

@@ -6,12 +6,20 @@
 # streamgate / nginx-rtmp printed as Markdown tables. See docs/benchmarks.md.
 #
 #   bash tests/bench/compare.sh
+#   SRS_BIN=/path/to/srs/trunk/objs/srs bash tests/bench/compare.sh     # with SRS beside them
+#
+# SRS (optional, when SRS_BIN names its binary; built from its public repository, see
+# docs/benchmarks.md) runs beside nginx-rtmp in the RTMP and HTTP-FLV efficiency cases twice:
+# `srs-40` with mw_latency 40 ms (streamgate's <write_merge_ms> default: equal merge windows)
+# and `srs-default` with SRS's own default (350 ms); both with gop_cache on and HTTP-FLV
+# (http_remux) on.
 #
 # Cases: 200 and 1000 RTMP players (fan-out efficiency: CPU per delivered Gbit/s, RSS per
 # player, play start and first keyframe); 1000 HTTP-FLV players (streamgate only, against its
 # own RTMP figure); play start with hooks off and on, 1000 players at 500/s and all at once; a
 # hook that makes new players wait 5 s while 200 existing players play (their largest frame
-# gap); 1000 RTMP players again with <workers>2</workers>.
+# gap); 1000 RTMP players again with <workers>2</workers>; 1000 RTSP (TCP-interleaved and UDP)
+# and 1000 SRT players of streamgate against its own RTMP figure (case "proto").
 #
 # Knobs (environment): PLAYERS (1000), SMALL (200), REPEAT (3), RAMP players/s of the
 # efficiency runs (500), SETTLE seconds between the last player's start and the window (3),
@@ -19,7 +27,7 @@
 # JOIN_PHASE_MS (1000: join runs start this long after a live keyframe, half of the 2 s GOP,
 # so that every run lands at the same point of the GOP; see streamgate-load --after-keyframe),
 # SLOW_EXISTING (200), SLOW_NEW (200), SLOW_SECONDS (5), CASES (space-separated subset of
-# "eff flv join hooks slow w2", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
+# "eff flv join hooks slow w2 proto", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
 # profile streamgate: perf's cpu-clock sampling during a PLAYERS-player RTMP window, or
 # callgrind on a short run with PROFILE_PLAYERS (20) players), KEEP=DIR (copy the raw results
 # and logs there), WRITE_MERGE_MS (streamgate's <write_merge_ms>; its default when unset).
@@ -40,7 +48,7 @@ JOIN_PHASE_MS=${JOIN_PHASE_MS:-1000}
 SLOW_EXISTING=${SLOW_EXISTING:-200}
 SLOW_NEW=${SLOW_NEW:-200}
 SLOW_SECONDS=${SLOW_SECONDS:-5}
-CASES=${CASES:-eff flv join hooks slow w2}
+CASES=${CASES:-eff flv join hooks slow w2 proto}
 PROFILE=${PROFILE:-}
 PROFILE_PLAYERS=${PROFILE_PLAYERS:-20}
 T_START=$(date +%s)
@@ -137,6 +145,13 @@ nginx -v 2>&1
 echo "libnginx-mod-rtmp: $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?')"
 echo "streamgate: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src actors 2>/dev/null || echo ' + uncommitted changes')"
 echo "streamgate <write_merge_ms>: ${WRITE_MERGE_MS:-default}"
+if [ -n "${SRS_BIN:-}" ]; then
+    [ -x "$SRS_BIN" ] || { echo "compare.sh: SRS_BIN=$SRS_BIN is not an executable" >&2; exit 2; }
+    echo "srs: $("$SRS_BIN" -v 2>&1 | tail -n1)"
+    # SRS refuses more connections than its open-file limit allows.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    echo "open files: $(ulimit -n)"
+fi
 
 if [ "${SKIP_BUILD:-0}" = 1 ]; then
     echo "== build skipped (SKIP_BUILD=1): using the binaries in target/release"
@@ -252,13 +267,19 @@ EOF
 # ------------------------------------------------------------------------------------------
 # the servers
 
-SG_PID="" SG_FF="" SG_RTMP="" SG_FLV="" SG_URL="" SG_FLV_URL=""
+SG_PID="" SG_FF="" SG_RTMP="" SG_FLV="" SG_URL="" SG_FLV_URL="" SG_RTSP_URL="" SG_SRT_URL=""
 start_streamgate() { # workers, hooks (on|off)
     local workers=$1 hooks=$2 conf="$tmp/streamgate.xml" call
     SG_RTMP=$(free_port)
     SG_FLV=$(free_port)
+    local rtsp srt
+    rtsp=$(free_port)
+    srt=$(free_port)
     {
         echo "<config>"
+        # RTSP and SRT listen too (idle unless a case plays them; no hooks).
+        echo "  <rtsp><enable>true</enable><port>$rtsp</port><rtp_port_min>20000</rtp_port_min><rtp_port_max>59999</rtp_port_max></rtsp>"
+        echo "  <srt><enable>true</enable><port>$srt</port></srt>"
         echo "  <data_dir>$tmp/data-sg</data_dir>"
         echo "  <workers>$workers</workers>"
         echo "  <log_level>warn</log_level>"
@@ -286,6 +307,8 @@ start_streamgate() { # workers, hooks (on|off)
         echo "streamgate did not start" >&2; tail -20 "$tmp/streamgate.log" >&2; exit 1; }
     SG_URL="rtmp://127.0.0.1:$SG_RTMP/live/bench"
     SG_FLV_URL="http://127.0.0.1:$SG_FLV/live/bench.flv"
+    SG_RTSP_URL="rtsp://127.0.0.1:$rtsp/live/bench"
+    SG_SRT_URL="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request"
     publish "$SG_URL"
     SG_FF=$PUB_PID
 }
@@ -320,6 +343,45 @@ EOF
 }
 stop_nginx() { stop_pids "$NG_FF"; stop_pids "+$NG_PID"; NG_PID="" NG_FF=""; }
 
+# SRS, one instance per merge window: srs-40 (mw_latency 40 ms) and srs-default (SRS's own).
+declare -A SRS_PID SRS_FF SRS_URL SRS_FLV_URL
+start_srs() { # name (srs-40 | srs-default)
+    local name=$1 prefix="$tmp/$1" port flv mw=""
+    mkdir -p "$prefix"
+    port=$(free_port)
+    flv=$(free_port)
+    [ "$name" = srs-40 ] && mw="mw_latency 40;"
+    cat >"$prefix/srs.conf" <<SRSCONF
+listen $port;
+max_connections 4000;
+daemon off;
+pid $prefix/srs.pid;
+srs_log_tank file;
+srs_log_file $prefix/srs.log;
+srs_log_level warn;
+http_api { enabled off; }
+http_server { enabled on; listen $flv; dir $prefix; }
+vhost __defaultVhost__ {
+    play { gop_cache on; $mw }
+    http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
+}
+SRSCONF
+    (cd "$prefix" && exec "$SRS_BIN" -c "$prefix/srs.conf") >>"$prefix/srs.out" 2>&1 &
+    SRS_PID[$name]=$!
+    pids+=("${SRS_PID[$name]}")
+    wait_port "$port" "${SRS_PID[$name]}" && wait_port "$flv" "${SRS_PID[$name]}" || {
+        echo "$name did not start" >&2; tail -n 20 "$prefix/srs.out" "$prefix/srs.log" >&2; exit 1; }
+    SRS_URL[$name]="rtmp://127.0.0.1:$port/live/bench"
+    SRS_FLV_URL[$name]="http://127.0.0.1:$flv/live/bench.flv"
+    publish "${SRS_URL[$name]}"
+    SRS_FF[$name]=$PUB_PID
+}
+stop_srs() { # name
+    stop_pids "${SRS_FF[$1]}"; stop_pids "${SRS_PID[$1]}"; SRS_PID[$1]="" SRS_FF[$1]=""
+}
+SRS_NAMES=()
+[ -n "${SRS_BIN:-}" ] && SRS_NAMES=(srs-40 srs-default)
+
 # Starts the servers named (streamgate:WORKERS, nginx), each with its publisher, hooks on or
 # off, and waits until each is live and streamgate's GOP cache holds a whole GOP.
 fresh() { # hooks, servers...
@@ -327,27 +389,52 @@ fresh() { # hooks, servers...
     shift
     [ -n "$SG_PID" ] && stop_streamgate
     [ -n "$NG_PID" ] && stop_nginx
+    for s in "${!SRS_PID[@]}"; do [ -n "${SRS_PID[$s]}" ] && stop_srs "$s"; done
     for s in "$@"; do
         case $s in
             streamgate:*) start_streamgate "${s#streamgate:}" "$hooks" ;;
             nginx) start_nginx "$hooks" ;;
+            srs-*) start_srs "$s" ;;
         esac
     done
     [ -n "$SG_PID" ] && wait_live "$SG_URL"
     [ -n "$NG_PID" ] && wait_live "$NG_URL"
+    for s in "${!SRS_PID[@]}"; do [ -n "${SRS_PID[$s]}" ] && wait_live "${SRS_URL[$s]}"; done
     sleep 2.5
 }
 
-server_pid() { [ "$1" = streamgate ] && echo "$SG_PID" || echo "+$NG_PID"; }
-server_ff() { [ "$1" = streamgate ] && echo "$SG_FF" || echo "$NG_FF"; }
+server_pid() {
+    case $1 in
+        streamgate) echo "$SG_PID" ;;
+        nginx-rtmp) echo "+$NG_PID" ;;
+        srs-*) echo "${SRS_PID[$1]}" ;;
+    esac
+}
+server_ff() {
+    case $1 in
+        streamgate) echo "$SG_FF" ;;
+        nginx-rtmp) echo "$NG_FF" ;;
+        srs-*) echo "${SRS_FF[$1]}" ;;
+    esac
+}
+# The RTMP and HTTP-FLV play URLs of a server started by `fresh`.
+rtmp_url() {
+    case $1 in
+        streamgate) echo "$SG_URL" ;;
+        nginx-rtmp) echo "$NG_URL" ;;
+        srs-*) echo "${SRS_URL[$1]}" ;;
+    esac
+}
+flv_url() { if [ "$1" = streamgate ]; then echo "$SG_FLV_URL"; else echo "${SRS_FLV_URL[$1]}"; fi; }
 
 # ------------------------------------------------------------------------------------------
 # the runs
 
 # An efficiency run: N players at RAMP/s, then SETTLE s, then a WINDOW s window in which the
 # load tool counts delivered media and sample_procs.py reads CPU and RSS.
-measure() { # case, server (streamgate|nginx-rtmp), url, players, rep
+measure() { # case, server (streamgate|nginx-rtmp|srs-*), url, players, rep, load tool options...
     local case=$1 server=$2 url=$3 n=$4 rep=$5
+    shift 5
     local spid ff idle span wstart dur tp sp
     spid=$(server_pid "$server")
     ff=$(server_ff "$server")
@@ -355,7 +442,7 @@ measure() { # case, server (streamgate|nginx-rtmp), url, players, rep
     span=$(python3 -c "print(round(($n - 1) / $RAMP, 3))")
     wstart=$(python3 -c "print($span + $SETTLE)")
     dur=$(python3 -c "print($SETTLE + $WINDOW + 0.5)")
-    timeout $((n / RAMP + SETTLE + WINDOW + 40)) "$LOAD" --url "$url" --players "$n" --ramp "$RAMP" \
+    timeout $((n / RAMP + SETTLE + WINDOW + 40)) "$LOAD" --url "$url" "$@" --players "$n" --ramp "$RAMP" \
         --duration "$dur" --start-timeout 10 --window-start "$wstart" --window "$WINDOW" --json \
         >"$tmp/load.json" 2>"$tmp/load.err" &
     tp=$!
@@ -419,18 +506,24 @@ if has_case eff || has_case flv; then
         if has_case eff; then
             for n in "$SMALL" "$PLAYERS"; do
                 echo "== rtmp$n, run $rep: $n RTMP players at $RAMP/s, window $WINDOW s ($(elapsed))"
-                fresh off streamgate:1 nginx
-                if [ $((rep % 2)) = 1 ]; then order="nginx-rtmp streamgate"; else order="streamgate nginx-rtmp"; fi
+                fresh off streamgate:1 nginx "${SRS_NAMES[@]}"
+                # The order alternates between runs, so no server always goes first.
+                if [ $((rep % 2)) = 1 ]; then
+                    order="nginx-rtmp ${SRS_NAMES[*]} streamgate"
+                else
+                    order="streamgate ${SRS_NAMES[*]} nginx-rtmp"
+                fi
                 for server in $order; do
-                    if [ "$server" = streamgate ]; then url=$SG_URL; else url=$NG_URL; fi
-                    measure "rtmp$n" "$server" "$url" "$n" "$rep"
+                    measure "rtmp$n" "$server" "$(rtmp_url "$server")" "$n" "$rep"
                 done
             done
         fi
         if has_case flv; then
-            echo "== flv$PLAYERS, run $rep: $PLAYERS HTTP-FLV players (streamgate) ($(elapsed))"
-            fresh off streamgate:1
-            measure "flv$PLAYERS" streamgate "$SG_FLV_URL" "$PLAYERS" "$rep"
+            echo "== flv$PLAYERS, run $rep: $PLAYERS HTTP-FLV players (streamgate ${SRS_NAMES[*]}) ($(elapsed))"
+            fresh off streamgate:1 "${SRS_NAMES[@]}"
+            for server in streamgate "${SRS_NAMES[@]}"; do
+                measure "flv$PLAYERS" "$server" "$(flv_url "$server")" "$PLAYERS" "$rep"
+            done
         fi
     done
 fi
@@ -482,6 +575,18 @@ if has_case w2; then
         echo "== rtmp${PLAYERS}_w2, run $rep: $PLAYERS RTMP players, streamgate <workers>2</workers> ($(elapsed))"
         fresh off streamgate:2
         measure "rtmp${PLAYERS}_w2" streamgate "$SG_URL" "$PLAYERS" "$rep"
+    done
+fi
+
+# --- every output protocol of streamgate against its RTMP, one server, same stream ---
+if has_case proto; then
+    for rep in $(seq "$REPEAT"); do
+        echo "== proto$PLAYERS, run $rep: $PLAYERS RTMP, RTSP (TCP, UDP) and SRT players of streamgate ($(elapsed))"
+        fresh off streamgate:1
+        measure "rtmp${PLAYERS}_p" streamgate "$SG_URL" "$PLAYERS" "$rep"
+        measure "rtsp$PLAYERS" streamgate "$SG_RTSP_URL" "$PLAYERS" "$rep"
+        measure "rtspudp$PLAYERS" streamgate "$SG_RTSP_URL" "$PLAYERS" "$rep" --rtsp-transport udp
+        measure "srt$PLAYERS" streamgate "$SG_SRT_URL" "$PLAYERS" "$rep"
     done
 fi
 

@@ -7,7 +7,8 @@
       load tool's report(s) without the per-player array, the window sample of
       sample_procs.py and the hook server's /_stats; prints a one-line digest of the run.
   compare_report.py summary RESULTS
-      prints the tables (medians over the repeats, ratios streamgate/nginx-rtmp) as Markdown.
+      prints the tables (medians over the repeats, ratios streamgate/nginx-rtmp and
+      streamgate/SRS where SRS ran) as Markdown.
 """
 
 import json
@@ -186,6 +187,11 @@ def medians(rows, fn):
     return {k: med([m[k] for m in ms]) for k in keys}
 
 
+# The servers compare.sh runs, in table order; streamgate's ratios are taken against each peer.
+PEERS = ("nginx-rtmp", "srs-40", "srs-default")
+SERVERS = PEERS + ("streamgate",)
+
+
 def summary(argv):
     rows = [json.loads(l) for l in open(argv[0]) if l.strip()]
     out = []
@@ -198,8 +204,13 @@ def summary(argv):
     E = {k: medians(v, eff_metrics) for k, v in eff.items()}
     reps = {k: len(v) for k, v in eff.items()}
 
-    # Cases are named rtmpN, flvN and rtmpN_w2 by compare.sh.
-    names = sorted({c for c, _ in eff}, key=lambda c: (c.endswith("_w2"), c.startswith("flv"), int("".join(ch for ch in c.split("_")[0] if ch.isdigit()) or 0)))
+    # Cases are named rtmpN, flvN and rtmpN_w2 by compare.sh, and rtmpN_p, rtspN and srtN for
+    # the run of every output protocol on one server (against that run's RTMP).
+    def order(c):
+        proto = c.startswith("rtsp") or c.startswith("srt") or c.endswith("_p")
+        return (proto, c.endswith("_w2"), c.startswith("flv"), c.startswith("srt"), c.startswith("rtsp"),
+                int("".join(ch for ch in c.split("_")[0] if ch.isdigit()) or 0))
+    names = sorted({c for c, _ in eff}, key=order)
     cases = []
     for c in names:
         n = "".join(ch for ch in c.split("_")[0] if ch.isdigit())
@@ -207,6 +218,14 @@ def summary(argv):
             cases.append((c, "%s RTMP players, `<workers>2</workers>`" % n, "rtmp" + n))
         elif c.startswith("flv"):
             cases.append((c, "%s HTTP-FLV players" % n, "rtmp" + n))
+        elif c.endswith("_p"):
+            cases.append((c, "%s RTMP players (protocol run)" % n, None))
+        elif c.startswith("rtspudp"):
+            cases.append((c, "%s RTSP (UDP) players" % n, "rtmp%s_p" % n))
+        elif c.startswith("rtsp"):
+            cases.append((c, "%s RTSP (TCP) players" % n, "rtmp%s_p" % n))
+        elif c.startswith("srt"):
+            cases.append((c, "%s SRT players" % n, "rtmp%s_p" % n))
         else:
             cases.append((c, "%s RTMP players" % n, None))
     p("### Fan-out efficiency (median of %s runs per row)" % ("/".join(sorted({str(v) for v in reps.values()})) or "0"))
@@ -236,17 +255,21 @@ def summary(argv):
             fx(ratio(a["kf50"], b["kf50"])), fx(ratio(a["kf99"], b["kf99"]))))
 
     for case, label, base in cases:
-        for server in ("nginx-rtmp", "streamgate"):
+        for server in SERVERS:
             m = E.get((case, server))
             if m:
                 n = eff[(case, server)][0].get("players")
                 m = dict(m, n=n, contended_any=any(eff_metrics(r)["contended"] for r in eff[(case, server)]))
                 row(case, label, server, m)
-        sg, ng = E.get((case, "streamgate")), E.get((case, "nginx-rtmp"))
-        if sg and ng:
-            ratio_row(label, sg, ng, "ratio streamgate / nginx-rtmp")
+        sg = E.get((case, "streamgate"))
+        for peer in PEERS:
+            if sg and E.get((case, peer)):
+                ratio_row(label, sg, E[(case, peer)], "ratio streamgate / %s" % peer)
         if case.startswith("flv") and sg and E.get((base, "streamgate")):
             ratio_row(label, sg, E[(base, "streamgate")], "ratio HTTP-FLV / streamgate's RTMP")
+        if (case.startswith("rtsp") or case.startswith("srt")) and sg and E.get((base, "streamgate")):
+            what = "RTSP (UDP)" if case.startswith("rtspudp") else "RTSP (TCP)" if case.startswith("rtsp") else "SRT"
+            ratio_row(label, sg, E[(base, "streamgate")], "ratio %s / streamgate's RTMP (same run)" % what)
         if case.endswith("_w2") and sg:
             if E.get((base, "streamgate")):
                 ratio_row(label, sg, E[(base, "streamgate")], "ratio workers 2 / workers 1")
@@ -260,7 +283,7 @@ def summary(argv):
     p("| case | server | user | kernel | total |")
     p("|---|---|---|---|---|")
     for case, label, base in cases:
-        for server in ("nginx-rtmp", "streamgate"):
+        for server in SERVERS:
             m = E.get((case, server))
             if m:
                 p("| %s | %s | %s | %s | %s |" % (label, server, fmt(m["user_per_gbps"], 3), fmt(m["sys_per_gbps"], 3), fmt(m["cpu_per_gbps"], 3)))

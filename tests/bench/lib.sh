@@ -1,5 +1,24 @@
 # Helpers the benchmark scripts share; sourced, not run.
 
+# Makes $tmp, a fresh directory named after the benchmark, and an empty $pids; on exit (or
+# INT/TERM) every process in $pids is killed and $tmp removed (kept with KEEP=1), with the
+# script's exit code.
+bench_tmp() { # name
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-$1.XXXXXX")
+    pids=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$tmp"
+    exit "$rc"
+}
+
 # A loopback TCP port nobody listens on right now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -19,21 +19,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p stre
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-outbox.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    [ "${KEEP:-0}" = 1 ] || rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port, wait_port
+# bench_tmp, free_port, wait_port
 . tests/bench/lib.sh
+bench_tmp outbox
 
 stats() { curl -s "http://127.0.0.1:$HOOK_PORT/_stats"; }
 calls() { # call name -> how many the hook server answered

@@ -62,6 +62,8 @@ impl Server {
             .as_ref()
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |(_, ip)| *ip);
         let child = command
+            // The config's <log_level> decides, unless the test sets RUST_LOG itself.
+            .env_remove("RUST_LOG")
             .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
             .arg(&config_path)

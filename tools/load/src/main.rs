@@ -98,6 +98,10 @@ struct Cli {
     /// (a GOP cache's content) is the same from run to run.
     #[arg(long, value_name = "MS", conflicts_with = "publish")]
     after_keyframe: Option<f64>,
+    /// RTSP players: `tcp` (interleaved in the RTSP connection) or `udp` (RTP and RTCP to
+    /// two UDP sockets of each player's own, `client_port`; at most two tracks).
+    #[arg(long, value_name = "TRANSPORT", default_value = "tcp", value_parser = ["tcp", "udp"])]
+    rtsp_transport: String,
 }
 
 /// A keyframe that arrives this long after play start is live, not replayed from a GOP cache.
@@ -146,6 +150,8 @@ struct Target {
     streamid: Option<String>,
     /// How many clients the run opens (`--players`).
     clients: usize,
+    /// RTSP: RTP over UDP (`--rtsp-transport udp`) instead of interleaved in the connection.
+    rtsp_udp: bool,
 }
 
 impl Target {
@@ -202,6 +208,7 @@ impl Target {
             url: url.to_string(),
             streamid: None,
             clients: 1,
+            rtsp_udp: false,
         };
         if protocol == Protocol::Srt {
             let query = path.split_once('?').map_or("", |(_, q)| q);
@@ -1376,6 +1383,7 @@ fn main() -> ExitCode {
     let target = match Target::parse(&cli.url) {
         Ok(mut t) => {
             t.clients = cli.players;
+            t.rtsp_udp = cli.rtsp_transport == "udp";
             Arc::new(t)
         }
         Err(e) => {

@@ -1,6 +1,8 @@
 //! RTSP players (RFC 2326) over TCP-interleaved transport: DESCRIBE, SETUP of every H.264,
 //! H.265 and AAC track of the description with `RTP/AVP/TCP;interleaved=`, PLAY, then `$`
-//! frames read in place.
+//! frames read in place. With `--rtsp-transport udp` the tracks (two at most) are set up with
+//! `RTP/AVP;unicast;client_port=` instead: each player binds an RTP and an RTCP socket per
+//! track and reads its RTP datagrams (RTCP is received by the kernel and not looked at).
 //!
 //! The whole connection goes through one buffer, parsed where it was read: RTP packets are
 //! looked at, never copied or reassembled. Video is counted per access unit (the RTP marker bit,
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use streamgate::protocol::rtsp::rtp::AuHeaderLayout;
 use streamgate::protocol::rtsp::sdp;
 use streamgate_actors::media::Codec;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{sleep, Sleep};
 
 use crate::{read_some, tcp_connect, write_all, PlayerStats, Res, Target, READ_BUF};
@@ -32,6 +34,10 @@ const MAX_SDP: usize = 64 * 1024;
 const MAX_BUF: usize = MAX_HEAD + MAX_SDP;
 /// Most tracks a player sets up.
 const MAX_TRACKS: usize = 8;
+/// Tracks a UDP player sets up at most (each needs two sockets of its own).
+const MAX_UDP_TRACKS: usize = 2;
+/// Largest RTP datagram read.
+const MAX_DATAGRAM: usize = 65_536;
 /// How often a playing session is kept alive; well inside the 60 s the server announces.
 const KEEPALIVE: Duration = Duration::from_secs(25);
 const USER_AGENT: &str = "streamgate-load";
@@ -46,6 +52,26 @@ pub async fn session(
     let mut sock = tcp_connect(t, st).await?;
     let mut input = Input::new();
     let mut p = Player::new(t);
+    // UDP: the RTP and RTCP sockets of every track, bound before the first SETUP.
+    let mut udp = Vec::new();
+    if t.rtsp_udp {
+        let ip = sock
+            .local_addr()
+            .map_err(|e| format!("local address: {e}"))?
+            .ip();
+        for _ in 0..MAX_UDP_TRACKS {
+            let bind = || async {
+                UdpSocket::bind((ip, 0))
+                    .await
+                    .map_err(|e| format!("UDP bind: {e}"))
+            };
+            let (rtp, rtcp) = (bind().await?, bind().await?);
+            let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).unwrap_or(0);
+            p.client_ports.push((port(&rtp), port(&rtcp)));
+            udp.push((rtp, rtcp));
+        }
+    }
+    let mut datagram = vec![0u8; if t.rtsp_udp { MAX_DATAGRAM } else { 0 }];
     write_all(&mut sock, p.describe().as_bytes()).await?;
     let keepalive = sleep(KEEPALIVE);
     tokio::pin!(keepalive);
@@ -54,6 +80,11 @@ pub async fn session(
         let read = tokio::select! {
             r = input.fill(&mut sock, timer, armed, start_timeout) => Some(r?),
             _ = keepalive.as_mut(), if p.phase == Phase::Playing => None,
+            r = recv(&udp, &mut datagram), if !udp.is_empty() => {
+                let (track, n) = r?;
+                p.frame(2 * track as u8, &datagram[..n], Instant::now(), st)?;
+                continue;
+            }
         };
         let Some(now) = read else {
             let req = p.keepalive();
@@ -81,6 +112,27 @@ pub async fn session(
                             .reset(tokio::time::Instant::now() + KEEPALIVE);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The next RTP datagram on any track's RTP socket: the track and its length in `buf`.
+async fn recv(udp: &[(UdpSocket, UdpSocket)], buf: &mut [u8]) -> Res<(usize, usize)> {
+    let [(video, _), (audio, _)] = udp else {
+        return std::future::pending().await;
+    };
+    loop {
+        // Whichever is readable first; each read takes one whole datagram.
+        tokio::select! {
+            r = video.readable() => r.map_err(|e| format!("UDP: {e}"))?,
+            r = audio.readable() => r.map_err(|e| format!("UDP: {e}"))?,
+        }
+        for (track, socket) in [video, audio].into_iter().enumerate() {
+            match socket.try_recv(buf) {
+                Ok(n) => return Ok((track, n)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("UDP receive: {e}")),
             }
         }
     }
@@ -329,6 +381,8 @@ struct Player<'t> {
     /// The aggregate URL (PLAY, GET_PARAMETER).
     control: String,
     tracks: Vec<Track>,
+    /// UDP: the RTP and RTCP ports of each track's sockets (empty: TCP-interleaved).
+    client_ports: Vec<(u16, u16)>,
 }
 
 impl<'t> Player<'t> {
@@ -340,6 +394,7 @@ impl<'t> Player<'t> {
             session: String::new(),
             control: t.url.clone(),
             tracks: Vec::new(),
+            client_ports: Vec::new(),
         }
     }
 
@@ -364,11 +419,14 @@ impl<'t> Player<'t> {
 
     fn setup(&mut self, i: usize) -> String {
         let url = self.tracks[i].url.clone();
-        let transport = format!(
-            "Transport: RTP/AVP/TCP;unicast;interleaved={}-{}\r\n",
-            2 * i,
-            2 * i + 1
-        );
+        let transport = match self.client_ports.get(i) {
+            Some((rtp, rtcp)) => format!("Transport: RTP/AVP;unicast;client_port={rtp}-{rtcp}\r\n"),
+            None => format!(
+                "Transport: RTP/AVP/TCP;unicast;interleaved={}-{}\r\n",
+                2 * i,
+                2 * i + 1
+            ),
+        };
         self.phase = Phase::Setup(i);
         self.request("SETUP", &url, &transport)
     }
@@ -434,9 +492,14 @@ impl<'t> Player<'t> {
                     return Err("SETUP answered without a Session".into());
                 }
                 let transport = header(head, "transport").unwrap_or("");
-                self.tracks[i].channel = interleaved_channel(transport).ok_or_else(|| {
-                    format!("SETUP answered without interleaved channels: {transport:?}")
-                })?;
+                if self.client_ports.is_empty() {
+                    self.tracks[i].channel = interleaved_channel(transport).ok_or_else(|| {
+                        format!("SETUP answered without interleaved channels: {transport:?}")
+                    })?;
+                } else if !transport.contains("server_port") {
+                    // Track i's datagrams come to its own socket: channel 2i stands for it.
+                    return Err(format!("SETUP answered without UDP ports: {transport:?}"));
+                }
                 if i + 1 < self.tracks.len() {
                     Ok(Some(self.setup(i + 1)))
                 } else {
@@ -471,6 +534,11 @@ impl<'t> Player<'t> {
             };
             if self.tracks.len() == MAX_TRACKS {
                 return Err(format!("SDP has more than {MAX_TRACKS} tracks"));
+            }
+            if !self.client_ports.is_empty() && self.tracks.len() == self.client_ports.len() {
+                return Err(format!(
+                    "over UDP, at most {MAX_UDP_TRACKS} tracks are set up"
+                ));
             }
             self.tracks.push(Track {
                 kind,
@@ -826,6 +894,39 @@ a=control:rtsp://127.0.0.1:8554/live/x/trackID=1\r\n";
         assert_eq!(p.phase, Phase::Playing);
         assert_eq!(p.tracks[1].channel, 4);
         p
+    }
+
+    #[test]
+    fn udp_players_ask_for_their_ports_and_need_the_servers() {
+        let t = target();
+        let mut p = Player::new(&t);
+        p.client_ports = vec![(5000, 5001), (6002, 6003)];
+        p.describe();
+        let head = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Base: rtsp://127.0.0.1:8554/live/x/\r\nContent-Length: {}\r\n\r\n",
+            SDP.len()
+        );
+        let setup = p
+            .message(head.as_bytes(), SDP.as_bytes())
+            .expect("describe")
+            .expect("a SETUP");
+        assert!(
+            setup.contains("Transport: RTP/AVP;unicast;client_port=5000-5001\r\n"),
+            "{setup}"
+        );
+        let ok = "RTSP/1.0 200 OK\r\nCSeq: 2\r\nSession: s1\r\nTransport: RTP/AVP;unicast;client_port=5000-5001;server_port=7000-7001\r\n\r\n";
+        let setup = p
+            .message(ok.as_bytes(), b"")
+            .expect("setup")
+            .expect("a second SETUP");
+        assert!(setup.contains("client_port=6002-6003"), "{setup}");
+        let no_ports = "RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: s1\r\nTransport: RTP/AVP;unicast;client_port=6002-6003\r\n\r\n";
+        assert!(p.message(no_ports.as_bytes(), b"").is_err());
+        // Video arrives on track 0's socket, read as channel 0.
+        let mut st = stats();
+        let idr = rtp(true, 96, 3000, &[0x65, 0x88]);
+        p.frame(0, &idr, Instant::now(), &mut st).expect("frame");
+        assert_eq!(st.video_frames, 1);
     }
 
     #[test]

@@ -10,26 +10,21 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use streamgate_actors::notify::{
-    tls_client_config, DoneTracker, HookTable, NotifyActor, MIN_SECRET_LEN,
+    tls_client_config, DoneTracker, HookTable, Hooks, NotifyActor, MIN_SECRET_LEN,
 };
 use streamgate_actors::outbox::{OutboxError, OutboxService};
 use streamgate_actors::registry::{EndAll, Registry};
 use streamgate_actors::stream::Kick;
 use streamgate_actors::usage::EndReason;
-use tokio::net::TcpListener;
 
-/// Pending connections the kernel queues per listening socket.
-const LISTEN_BACKLOG: i32 = 1024;
+mod listeners;
+pub mod reload;
 
-use crate::config::{Config, Protocol, Section};
-use crate::limits::ConnectionLimits;
-use crate::listener::{accept_loop, Admit, Pool, Refuse, StartSession, Worker};
-use crate::session::httpflv::HttpFlvSession;
-use crate::session::output::PlayerLimits;
-use crate::session::rtmp::RtmpSession;
-use crate::session::rtsp::ports::RtpPorts;
-use crate::session::rtsp::RtspSession;
-use crate::session::{SessionContext, SessionSettings};
+use crate::config::Config;
+use crate::listener::Worker;
+use crate::session::SessionContext;
+use listeners::Listeners;
+pub use reload::{ReloadError, Reloader};
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +64,8 @@ pub struct Server {
     registry: Addr<Registry>,
     done: DoneTracker,
     outbox: OutboxService,
-    listeners: Vec<actix_rt::task::JoinHandle<()>>,
-    api: Option<crate::api::Api>,
-    shutdown_grace: Duration,
+    hooks: Hooks,
+    reloader: Reloader,
     /// The API's listening address, when the API is enabled.
     pub api_addr: Option<SocketAddr>,
     /// The RTMP listening address, when RTMP is enabled.
@@ -84,60 +78,9 @@ pub struct Server {
     pub srt_addr: Option<SocketAddr>,
 }
 
-/// Binds one protocol's TCP port and starts its accept loop. `write_merge` and `rtp_ports` (the
-/// RTSP listener's port pairs, which it owns) are the protocol's own settings its sessions need.
-async fn listen<P: Protocol>(
-    config: &Section<P>,
-    write_merge: Duration,
-    rtp_ports: Option<Arc<RtpPorts>>,
-    pool: &Arc<Pool>,
-    start: StartSession,
-    refuse: Refuse,
-) -> Result<(SocketAddr, actix_rt::task::JoinHandle<()>), ServerError> {
-    let protocol = P::NAME;
-    let port = config.port;
-    let bind = |source| ServerError::Bind {
-        protocol,
-        port,
-        source,
-    };
-    // A backlog of 1024 rather than std's 128: a burst of players connecting at once would
-    // otherwise lose SYNs and retry a second later.
-    let listener = crate::listener::bind::tcp(config.address, port, LISTEN_BACKLOG, protocol)
-        .and_then(TcpListener::from_std)
-        .map_err(bind)?;
-    let addr = listener.local_addr().map_err(bind)?;
-    tracing::info!(protocol, port, address = %addr.ip(), "listening");
-    let settings = SessionSettings {
-        player: PlayerLimits {
-            queue_bytes: config.queue_bytes,
-            stall_timeout: config.stall_timeout,
-        },
-        rtp_ports,
-        write_merge,
-    };
-    let admit = Admit {
-        limits: ConnectionLimits::new(
-            protocol,
-            config.max_connections,
-            config.max_connections_per_ip,
-        ),
-        refuse,
-    };
-    let task = actix_rt::spawn(accept_loop(
-        listener,
-        pool.clone(),
-        protocol,
-        settings,
-        start,
-        admit,
-    ));
-    Ok((addr, task))
-}
-
 /// A `<secret>` shorter than [`MIN_SECRET_LEN`] bytes is allowed (an operator may have to
 /// match an existing one) but easier to guess, so start-up says so once per protocol.
-fn warn_short_secrets(hooks: &HookTable) {
+pub(crate) fn warn_short_secrets(hooks: &HookTable) {
     for (section, notify) in [
         ("rtmp", &hooks.rtmp),
         ("rtsp", &hooks.rtsp),
@@ -159,8 +102,8 @@ fn warn_short_secrets(hooks: &HookTable) {
 impl Server {
     /// Starts the worker pool and binds every enabled listener.
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
-        let hooks = Arc::new(config.hooks());
-        warn_short_secrets(&hooks);
+        let hooks = Hooks::new(config.hooks());
+        warn_short_secrets(&hooks.load());
         let done = DoneTracker::default();
         let tls = tls_client_config()?;
         // The outbox first: a data dir that cannot be opened, or that another server holds,
@@ -212,135 +155,70 @@ impl Server {
             arbiters.push(arbiter);
             arbiters.push(notify_arbiter);
         }
-        let server_info = Arc::new(std::sync::OnceLock::new());
+        let (reloader, commands) = reload::channel();
+        let api_state = crate::api::ApiState {
+            workers: Arc::new(workers.iter().map(|w| w.arbiter.clone()).collect()),
+            registry: registry.clone(),
+            token: Arc::new(arc_swap::ArcSwap::from_pointee(
+                config.api.token.as_deref().map(Arc::from),
+            )),
+            server: Default::default(),
+            reloader: reloader.clone(),
+            cluster: cluster.clone(),
+        };
         let api = if config.api.enable {
-            let state = crate::api::ApiState {
-                workers: Arc::new(workers.iter().map(|w| w.arbiter.clone()).collect()),
-                registry: registry.clone(),
-                token: config.api.token.as_deref().map(Arc::from),
-                server: server_info.clone(),
-                cluster: cluster.clone(),
-            };
-            let api = crate::api::start(&config.api, state).map_err(|source| ServerError::Api {
-                address: SocketAddr::new(config.api.address, config.api.port),
-                source,
+            let api = crate::api::start(&config.api, api_state.clone()).map_err(|source| {
+                ServerError::Api {
+                    address: SocketAddr::new(config.api.address, config.api.port),
+                    source,
+                }
             })?;
             Some(api)
         } else {
             None
         };
-        // SRT sessions run on the same workers (see the SRT block below).
-        let srt_workers = workers.clone();
-        let pool = Arc::new(Pool::new(workers));
-
-        let mut listeners = Vec::new();
-        let mut rtmp_addr = None;
-        let mut httpflv_addr = None;
-        let mut rtsp_addr = None;
-        let mut srt_addr = None;
-        if config.rtmp.enable {
-            let (addr, task) = listen(
-                &config.rtmp,
-                config.rtmp.options.write_merge,
-                None,
-                &pool,
-                |accepted| {
-                    RtmpSession::start(accepted);
-                },
-                Refuse::Close,
-            )
-            .await?;
-            rtmp_addr = Some(addr);
-            listeners.push(task);
-        }
-        if config.httpflv.enable {
-            let (addr, task) = listen(
-                &config.httpflv,
-                config.httpflv.options.write_merge,
-                None,
-                &pool,
-                |accepted| {
-                    HttpFlvSession::start(accepted);
-                },
-                Refuse::Http,
-            )
-            .await?;
-            httpflv_addr = Some(addr);
-            listeners.push(task);
-        }
-        if config.rtsp.enable {
-            let (addr, task) = listen(
-                &config.rtsp,
-                config.rtsp.options.write_merge,
-                // The listener's own port pairs, handed to each of its sessions.
-                Some(RtpPorts::new(config.rtsp.options.rtp_ports)),
-                &pool,
-                |accepted| {
-                    RtspSession::start(accepted);
-                },
-                Refuse::Rtsp,
-            )
-            .await?;
-            rtsp_addr = Some(addr);
-            listeners.push(task);
-        }
-        // ---- SRT (UDP): the supervised SRT listener; see listener::srt ----
-        if config.srt.enable {
-            let (addr, task) = crate::listener::srt::listen(&config.srt, srt_workers)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    protocol: "srt",
-                    port: config.srt.port,
-                    source,
-                })?;
-            srt_addr = Some(addr);
-            listeners.push(task);
-        }
-        // ---- end of SRT ----
-        let port = |addr: Option<SocketAddr>| addr.map(|a| a.port());
-        let _ = server_info.set(crate::api::model::ServerInfo {
-            node: config.node_id.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            listeners: crate::api::model::Listeners {
-                rtmp: port(rtmp_addr),
-                rtsp: port(rtsp_addr),
-                srt: port(srt_addr),
-                httpflv: port(httpflv_addr),
-            },
-        });
+        let listeners = Listeners::start(config, workers).await?;
+        let addresses = listeners.addresses();
+        api_state
+            .server
+            .store(Arc::new(reload::server_info(config, &listeners)));
         tracing::info!(workers = config.workers, "server started");
-        let table = config.hooks();
-        let longest_hook = [&table.rtmp, &table.rtsp, &table.srt, &table.httpflv]
-            .iter()
-            .map(|notify| notify.timeout)
-            .max()
-            .unwrap_or_default();
+        let api_addr = api.as_ref().map(|a| a.addr);
+        actix_rt::spawn(reload::serve(
+            reload::Running {
+                config: config.clone(),
+                hooks: hooks.clone(),
+                listeners,
+                api,
+                api_state,
+            },
+            commands,
+        ));
         Ok(Server {
-            api_addr: api.as_ref().map(|a| a.addr),
-            api,
+            api_addr,
             arbiters,
             registry,
             done,
             outbox: outbox_service,
-            listeners,
-            shutdown_grace: longest_hook + Duration::from_secs(2),
-            rtmp_addr,
-            httpflv_addr,
-            rtsp_addr,
-            srt_addr,
+            hooks,
+            reloader,
+            rtmp_addr: addresses.rtmp,
+            httpflv_addr: addresses.httpflv,
+            rtsp_addr: addresses.rtsp,
+            srt_addr: addresses.srt,
         })
+    }
+
+    /// Reads the config file again and puts it in force (SIGHUP, `POST /api/v1/reload`).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Stops accepting, ends every stream (each of its sessions sends its `on_done`), waits
     /// until every owed `on_done` has been delivered or the grace time (longest hook timeout
     /// plus two seconds) is over, and stops the workers.
     pub async fn shutdown(self) {
-        for listener in &self.listeners {
-            listener.abort();
-        }
-        if let Some(api) = &self.api {
-            api.handle.stop(false).await;
-        }
+        self.reloader.stop().await;
         let streams = self
             .registry
             .send(EndAll {
@@ -359,7 +237,13 @@ impl Server {
                 });
             });
         }
-        let deadline = Instant::now() + self.shutdown_grace;
+        let table = self.hooks.load();
+        let longest_hook = [&table.rtmp, &table.rtsp, &table.srt, &table.httpflv]
+            .iter()
+            .map(|notify| notify.timeout)
+            .max()
+            .unwrap_or_default();
+        let deadline = Instant::now() + longest_hook + Duration::from_secs(2);
         // Ended sessions send their on_done from their own arbiters; give them a moment to
         // stop before the first look.
         actix_rt::time::sleep(Duration::from_millis(50)).await;
