@@ -606,3 +606,36 @@ fn nodes_at_their_own_addresses_relay_over_the_network() {
     );
     publisher.kill();
 }
+
+#[test]
+fn a_reload_keeps_the_cluster_as_it_runs() {
+    let redis = Redis::start();
+    let hook = HookServer::start();
+    let srv = node("node-a", &redis, &hook);
+    let xml = std::fs::read_to_string(&srv.config_path).expect("the config");
+    let changed = xml.replace(
+        &format!("<lease_ms>{LEASE_MS}</lease_ms>"),
+        "<lease_ms>9000</lease_ms>",
+    );
+    assert_ne!(xml, changed);
+    std::fs::write(&srv.config_path, changed).expect("write the config");
+    let answer = api_call(srv.api_port, "POST", "/api/v1/reload", None);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(
+        answer.body["restart_required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|e| e == "<cluster>")),
+        "{}",
+        answer.text
+    );
+    // Still a node of the cluster: its publishes are claimed in Redis.
+    let mut publisher = publish(&srv, "reloaded", 20);
+    wait_publish(&hook, "node-a", "reloaded", &mut publisher);
+    assert!(
+        redis
+            .command("EXISTS streamgate:stream:live/reloaded")
+            .is_some_and(|a| a.starts_with(":1")),
+        "the claim is in Redis"
+    );
+    publisher.kill();
+}
