@@ -38,10 +38,7 @@ thread_local! {
         groups: RefCell::new(HashMap::new()),
         merges: RefCell::new(Vec::new()),
         sessions: RefCell::new(HashMap::new()),
-        totals: RefCell::new(Totals {
-            gone: HashMap::new(),
-            ended: HashMap::new(),
-        }),
+        totals: RefCell::new(Totals::default()),
     };
 }
 
