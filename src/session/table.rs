@@ -468,32 +468,27 @@ impl PageEntry {
 }
 
 /// The current arbiter's sessions that match `filter`: how many, and the first `first` of
-/// them by clientid. Only those are copied out, and only their counters are read.
+/// them by clientid (the table's order). Only those are copied out, and only their counters
+/// are read.
 pub fn page(filter: &Filter, first: usize) -> (usize, Vec<PageEntry>) {
     ArbiterState::with(|s| {
         let sessions = s.sessions.borrow();
-        let mut matching: Vec<&Rc<SessionView>> =
-            sessions.values().filter(|v| v.matches(filter)).collect();
-        let total = matching.len();
-        if first < matching.len() {
-            if first > 0 {
-                matching.select_nth_unstable_by_key(first - 1, |v| v.clientid);
+        let mut total = 0;
+        let mut entries = Vec::with_capacity(first.min(sessions.len()));
+        for view in sessions.values().filter(|v| v.matches(filter)) {
+            total += 1;
+            if entries.len() < first {
+                entries.push(PageEntry {
+                    clientid: view.clientid,
+                    head: view.head(),
+                    counters: [
+                        view.usage.bytes_in.get(),
+                        view.usage.bytes_out.get(),
+                        view.usage.frames_dropped.get(),
+                    ],
+                });
             }
-            matching.truncate(first);
         }
-        matching.sort_unstable_by_key(|v| v.clientid);
-        let entries = matching
-            .into_iter()
-            .map(|v| PageEntry {
-                clientid: v.clientid,
-                head: v.head(),
-                counters: [
-                    v.usage.bytes_in.get(),
-                    v.usage.bytes_out.get(),
-                    v.usage.frames_dropped.get(),
-                ],
-            })
-            .collect();
         (total, entries)
     })
 }
