@@ -12,7 +12,8 @@
 #   BIN=path/to/other/streamgate bash tests/bench/api_poll_callgrind.sh
 #
 # Knobs (environment): PLAYERS (1000), WINDOW seconds (20), REPEAT (3), BIN, SKIP_BUILD=1,
-# KEEP=dir (keep the callgrind dumps there, for callgrind_annotate).
+# DUMPS=dir (copy the callgrind dumps there, one file per thread and window, for
+# callgrind_annotate).
 # Needs valgrind, cargo, ffmpeg (libx264), python3, curl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -26,22 +27,9 @@ fi
 BIN=${BIN:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-apipoll-cg.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 1
-    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp"/cg.out* "$KEEP"/ 2>/dev/null || true; fi
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port
+# bench_tmp, free_port
 . tests/bench/lib.sh
+bench_tmp apipoll-cg
 
 echo "== source: 60 s of 320x180 1 fps H.264 at 30 kbit/s, no audio, FLV"
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x180:rate=1 -t 60 \
@@ -115,3 +103,4 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "instructions per poll of sessions?limit=1000 + /metrics with $PLAYERS players, median of $REPEAT: $(median "${PER_POLL[@]}")"
+if [ -n "${DUMPS:-}" ]; then mkdir -p "$DUMPS" && cp "$tmp"/cg.out.* "$DUMPS"/; fi

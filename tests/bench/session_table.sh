@@ -16,21 +16,9 @@ AFTER=${AFTER:-target/release/streamgate}
 : "${BEFORE:?BEFORE=path of the build to compare with}"
 LOAD=target/release/streamgate-load
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-table.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port, wait_port
+# bench_tmp, free_port, wait_port
 . tests/bench/lib.sh
+bench_tmp table
 
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x180:rate=5 -t 60 \
     -c:v libx264 -preset veryfast -b:v 100k -g 10 -pix_fmt yuv420p -f flv "$tmp/source.flv"
