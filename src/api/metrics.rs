@@ -54,9 +54,8 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     }
 
     let sessions = Family::<ProtocolRole, Gauge>::default();
-    for protocol in super::PROTOCOLS {
-        for role in super::ROLES {
-            let n = stats.sessions.get(&(protocol, role)).copied().unwrap_or(0);
+    for (protocol, counts) in super::PROTOCOLS.into_iter().zip(stats.sessions) {
+        for (role, n) in super::ROLES.into_iter().zip(counts) {
             sessions
                 .get_or_create(&ProtocolRole { protocol, role })
                 .set(n as i64);
@@ -72,8 +71,7 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
         Family::<ProtocolOnly, Counter>::default(),
         Family::<ProtocolOnly, Counter>::default(),
     );
-    for protocol in super::PROTOCOLS {
-        let traffic = stats.traffic.get(protocol).copied().unwrap_or_default();
+    for (protocol, traffic) in super::PROTOCOLS.into_iter().zip(stats.traffic) {
         let labels = ProtocolOnly { protocol };
         bytes_in.get_or_create(&labels).inc_by(traffic.bytes_in);
         bytes_out.get_or_create(&labels).inc_by(traffic.bytes_out);

@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use streamgate_actors::media::{Codec, MetaValue, StreamKey};
 use streamgate_actors::registry::{ListStreams, Registry};
+use streamgate_actors::session::Protocol;
 use streamgate_actors::stream::{Describe, EndStream, Kick, StreamDescription};
 use streamgate_actors::usage::EndReason;
 use utoipa::{IntoParams, OpenApi};
@@ -34,6 +35,7 @@ use utoipa::{IntoParams, OpenApi};
 use crate::config::ApiConfig;
 use crate::protocol::codec;
 use crate::server::Reloader;
+use crate::session::core::Role;
 use crate::session::table::{self, SessionSummary};
 use model::{
     Audio, Kicked, Problem, Publisher, Reloaded, ServerInfo, Session, SessionPage, Stream,
@@ -304,12 +306,12 @@ pub enum ProtocolName {
 }
 
 impl ProtocolName {
-    fn as_str(self) -> &'static str {
+    fn protocol(self) -> Protocol {
         match self {
-            ProtocolName::Rtmp => "rtmp",
-            ProtocolName::Rtsp => "rtsp",
-            ProtocolName::Srt => "srt",
-            ProtocolName::Httpflv => "httpflv",
+            ProtocolName::Rtmp => Protocol::Rtmp,
+            ProtocolName::Rtsp => Protocol::Rtsp,
+            ProtocolName::Srt => Protocol::Srt,
+            ProtocolName::Httpflv => Protocol::HttpFlv,
         }
     }
 }
@@ -327,17 +329,24 @@ pub enum RoleName {
 }
 
 impl RoleName {
-    fn as_str(self) -> &'static str {
+    fn role(self) -> Option<Role> {
         match self {
-            RoleName::Connecting => "connecting",
-            RoleName::Publisher => "publisher",
-            RoleName::Player => "player",
+            RoleName::Connecting => None,
+            RoleName::Publisher => Some(Role::Publisher),
+            RoleName::Player => Some(Role::Player),
         }
     }
 }
 
-pub(crate) const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
-pub(crate) const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
+pub(crate) use table::{PROTOCOLS, ROLES};
+
+/// The head of a page of sessions: [`SessionPage`]'s fields before `sessions`.
+#[derive(serde::Serialize)]
+struct PageHead {
+    total: usize,
+    offset: usize,
+    limit: usize,
+}
 
 /// Every connection, filtered and paged.
 #[utoipa::path(
@@ -364,24 +373,56 @@ async fn list_sessions(
         );
     }
     let offset = filter.offset.unwrap_or(0);
-    let matching: Vec<SessionSummary> = all_sessions(&state)
-        .await
-        .into_iter()
-        .filter(|s| {
-            filter.app.as_deref().is_none_or(|a| s.app == a)
-                && filter.name.as_deref().is_none_or(|n| s.name == n)
-                && filter.protocol.is_none_or(|p| s.protocol == p.as_str())
-                && filter.role.is_none_or(|r| s.role == r.as_str())
-        })
-        .collect();
-    let total = matching.len();
-    let sessions = matching.into_iter().skip(offset).take(limit).collect();
-    HttpResponse::Ok().json(SessionPage {
-        total,
-        offset,
-        limit,
-        sessions,
-    })
+    let filter = table::Filter {
+        app: filter.app.clone(),
+        name: filter.name.clone(),
+        protocol: filter.protocol.map(ProtocolName::protocol),
+        role: filter.role.map(RoleName::role),
+    };
+    // Each worker filters its own sessions and sends only the first `offset + limit` of them,
+    // by clientid: the page is among those.
+    let first = offset.saturating_add(limit);
+    let mut total = 0;
+    let mut entries = Vec::new();
+    for (count, page) in on_workers(&state.workers, move || table::page(&filter, first)).await {
+        total += count;
+        entries.extend(page);
+    }
+    // Sorted runs, one per worker: a stable sort merges them.
+    entries.sort_by_key(|e| e.clientid);
+    let page = entries.get(offset..).unwrap_or_default();
+    let page = &page[..page.len().min(limit)];
+    HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(page_json(total, offset, limit, page))
+}
+
+/// The JSON of a [`SessionPage`], written from the table's entries: what serializing the page
+/// of their summaries writes, without building them.
+fn page_json(total: usize, offset: usize, limit: usize, page: &[table::PageEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + page.iter().map(|e| e.json_len() + 1).sum::<usize>());
+    if serde_json::to_writer(
+        &mut out,
+        &PageHead {
+            total,
+            offset,
+            limit,
+        },
+    )
+    .is_ok()
+    {
+        // `{"total":..,"limit":N}` -> `{"total":..,"limit":N,"sessions":[`
+        out.pop();
+    }
+    out.extend_from_slice(b",\"sessions\":[");
+    for (i, entry) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        entry.write(&mut out);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// One connection.
@@ -398,10 +439,11 @@ async fn list_sessions(
 )]
 async fn get_session(state: web::Data<ApiState>, clientid: web::Path<u64>) -> HttpResponse {
     let clientid = clientid.into_inner();
-    match all_sessions(&state)
+    match on_workers(&state.workers, move || table::find(clientid))
         .await
         .into_iter()
-        .find(|s| s.clientid == clientid)
+        .flatten()
+        .next()
     {
         Some(s) => HttpResponse::Ok().json(s),
         None => no_session(clientid),
@@ -472,7 +514,7 @@ fn stream_view(d: &StreamDescription, sessions: &[SessionSummary]) -> Stream {
         PROTOCOLS.iter().map(|p| ((*p).to_owned(), 0)).collect();
     for s in sessions
         .iter()
-        .filter(|s| s.role == "player" && s.app == d.key.app && s.name == d.key.name)
+        .filter(|s| s.role == "player" && *s.app == *d.key.app && *s.name == *d.key.name)
     {
         *players.entry(s.protocol.to_owned()).or_default() += 1;
     }
@@ -501,7 +543,7 @@ fn stream_view(d: &StreamDescription, sessions: &[SessionSummary]) -> Stream {
         publisher: Publisher {
             clientid: d.publisher,
             protocol: publisher.map(|p| p.protocol).unwrap_or_default().to_owned(),
-            addr: publisher.map(|p| p.addr.clone()).unwrap_or_default(),
+            addr: publisher.map(|p| p.addr.to_string()).unwrap_or_default(),
         },
         since: d.since,
         video,
@@ -724,4 +766,186 @@ pub struct ApiDoc;
 /// The OpenAPI document.
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::time::{Instant, SystemTime};
+
+    use actix::{Actor, Context, Handler};
+    use streamgate_actors::session::SessionInfo;
+
+    use super::*;
+    use crate::session::core::Usage;
+    use crate::session::table::SessionView;
+
+    struct Nobody;
+
+    impl Actor for Nobody {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Kick> for Nobody {
+        type Result = ();
+        fn handle(&mut self, _: Kick, _: &mut Context<Self>) {}
+    }
+
+    /// A session on this thread's table, playing or publishing `app`/`name` when `role` is set.
+    fn session(
+        protocol: Protocol,
+        peer: &str,
+        role: Option<(Role, &str, &str)>,
+        bytes: u64,
+    ) -> Rc<SessionView> {
+        let usage = Usage {
+            start: SystemTime::now(),
+            started: Instant::now(),
+            bytes_in: Default::default(),
+            bytes_out: Default::default(),
+            frames_dropped: Default::default(),
+        };
+        usage.bytes_in.set(bytes);
+        usage.bytes_out.set(bytes * 1000);
+        usage.frames_dropped.set(bytes % 7);
+        let view = Rc::new(SessionView::new(
+            streamgate_actors::session::next_client_id(),
+            protocol,
+            peer.parse().expect("a socket address"),
+            usage,
+            Nobody.start().recipient(),
+        ));
+        table::register(view.clone());
+        if let Some((role, app, name)) = role {
+            view.begin(
+                role,
+                &SessionInfo {
+                    protocol,
+                    clientid: view.clientid,
+                    addr: view.addr.parse().expect("an address"),
+                    app: app.into(),
+                    url: format!("{}://host/{app}/{name}?t=\"é\\\n", protocol.as_str()),
+                    name: name.into(),
+                    tcurl: String::new(),
+                },
+            );
+        }
+        view
+    }
+
+    /// The page the old way: every summary, filtered, sorted, paged, serialized by serde.
+    fn expected(
+        all: &[SessionSummary],
+        keep: impl Fn(&SessionSummary) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> String {
+        let mut matching: Vec<SessionSummary> = all.iter().filter(|s| keep(s)).cloned().collect();
+        matching.sort_by_key(|s| s.clientid);
+        let total = matching.len();
+        let sessions = matching.into_iter().skip(offset).take(limit).collect();
+        serde_json::to_string(&SessionPage {
+            total,
+            offset,
+            limit,
+            sessions,
+        })
+        .expect("JSON")
+    }
+
+    fn written(filter: &table::Filter, offset: usize, limit: usize) -> String {
+        let (total, entries) = table::page(filter, offset + limit);
+        let page = entries.get(offset..).unwrap_or_default();
+        let page = &page[..page.len().min(limit)];
+        String::from_utf8(page_json(total, offset, limit, page)).expect("UTF-8")
+    }
+
+    #[actix_rt::test]
+    async fn a_page_written_from_the_table_is_what_serializing_its_summaries_writes() {
+        let mut views = Vec::new();
+        for i in 0..30u64 {
+            let role = match i % 3 {
+                0 => None,
+                1 => Some((Role::Player, "live", "cam")),
+                _ => Some((
+                    Role::Publisher,
+                    "li\"ve/ü",
+                    if i % 2 == 0 { "a" } else { "b" },
+                )),
+            };
+            let protocol = [
+                Protocol::Rtmp,
+                Protocol::Rtsp,
+                Protocol::Srt,
+                Protocol::HttpFlv,
+            ][(i % 4) as usize];
+            let peer = if i % 5 == 0 {
+                "[::1]:4000"
+            } else {
+                "127.0.0.1:4000"
+            };
+            views.push(session(protocol, peer, role, i * 123_457));
+        }
+        // A play that ended: connecting again.
+        views[4].end();
+        let all = table::snapshot();
+        assert_eq!(all.len(), 30);
+
+        let no_filter = table::Filter::default();
+        for (offset, limit) in [(0, 1000), (0, 1), (3, 5), (28, 10), (40, 10)] {
+            assert_eq!(
+                written(&no_filter, offset, limit),
+                expected(&all, |_| true, offset, limit)
+            );
+        }
+        let filter = table::Filter {
+            app: Some("li\"ve/ü".into()),
+            name: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            written(&filter, 1, 3),
+            expected(&all, |s| &*s.app == "li\"ve/ü" && &*s.name == "a", 1, 3)
+        );
+        let filter = table::Filter {
+            protocol: Some(Protocol::Srt),
+            role: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(
+            written(&filter, 0, 100),
+            expected(
+                &all,
+                |s| s.protocol == "srt" && s.role == "connecting",
+                0,
+                100
+            )
+        );
+
+        // The counts kept as sessions change are what a walk of the table finds.
+        let walked = |all: &[SessionSummary]| {
+            let mut counts = [[0u64; 3]; 4];
+            for s in all {
+                let p = PROTOCOLS
+                    .iter()
+                    .position(|p| *p == s.protocol)
+                    .expect("protocol");
+                let r = ROLES.iter().position(|r| *r == s.role).expect("role");
+                counts[p][r] += 1;
+            }
+            counts
+        };
+        assert_eq!(table::stats().sessions, walked(&all));
+        for view in views.iter().step_by(4) {
+            view.end();
+        }
+        for view in views.iter().skip(1).step_by(3) {
+            table::unregister(view.clientid);
+        }
+        assert_eq!(table::stats().sessions, walked(&table::snapshot()));
+        for view in &views {
+            table::unregister(view.clientid);
+        }
+        assert_eq!(table::stats().sessions, [[0; 3]; 4]);
+    }
 }

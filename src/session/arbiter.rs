@@ -5,7 +5,7 @@
 //! used only there, without locks; each arbiter has its own.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 use actix::Addr;
@@ -26,8 +26,9 @@ pub struct ArbiterState {
     pub(super) groups: RefCell<HashMap<Addr<StreamActor>, Group>>,
     /// The TCP outputs waiting for each merge window's timer.
     pub(super) merges: RefCell<Vec<MergeList>>,
-    /// Its sessions, by clientid ([`super::table`]).
-    pub(super) sessions: RefCell<HashMap<ClientId, Rc<SessionView>>>,
+    /// Its sessions, in the order of their clientids ([`super::table`]): a page of them is
+    /// read in order, never sorted (clientids grow, so a new session is the last).
+    pub(super) sessions: RefCell<BTreeMap<ClientId, Rc<SessionView>>>,
     /// What its sessions that are gone did ([`super::table::Totals`]).
     pub(super) totals: RefCell<Totals>,
 }
@@ -37,11 +38,8 @@ thread_local! {
         encodings: RefCell::new(VecDeque::with_capacity(ENCODING_CACHE)),
         groups: RefCell::new(HashMap::new()),
         merges: RefCell::new(Vec::new()),
-        sessions: RefCell::new(HashMap::new()),
-        totals: RefCell::new(Totals {
-            gone: HashMap::new(),
-            ended: HashMap::new(),
-        }),
+        sessions: RefCell::new(BTreeMap::new()),
+        totals: RefCell::new(Totals::default()),
     };
 }
 

@@ -264,14 +264,13 @@ impl SessionCore {
     /// Enters the session into its arbiter's table, where a kick of every session (shutdown)
     /// and the operator's view reach it; `kick` ends it.
     pub fn register(&mut self, kick: Recipient<Kick>) {
-        let view = Rc::new(table::SessionView {
-            clientid: self.clientid,
-            protocol: self.protocol,
-            peer: self.peer,
-            usage: self.usage.clone(),
-            active: Default::default(),
+        let view = Rc::new(table::SessionView::new(
+            self.clientid,
+            self.protocol,
+            self.peer,
+            self.usage.clone(),
             kick,
-        });
+        ));
         table::register(view.clone());
         self.view = Some(view);
     }
@@ -325,7 +324,7 @@ impl SessionCore {
         self.last_media = Instant::now();
         self.term += 1;
         if let Some(view) = &self.view {
-            *view.active.borrow_mut() = Some((role, info.clone()));
+            view.begin(role, &info);
         }
         let table = self.context.hooks.load();
         let hooks = table.get(self.protocol);
@@ -422,7 +421,7 @@ impl SessionCore {
         self.next_update = None;
         self.next_checkpoint = None;
         if let Some(view) = &self.view {
-            view.active.borrow_mut().take();
+            view.end();
         }
         let reason = self.end.take().unwrap_or(reason);
         let Some(active) = self.active.take() else {

@@ -9,7 +9,8 @@
 #
 # Knobs (environment): PLAYERS (1000), PHASE seconds (20), REPEAT (3), RATE (polls per second
 # of each endpoint, 1; a higher rate magnifies the cost of a poll above the run-to-run noise,
-# and the script then also prints streamgate's CPU milliseconds per poll of both), SKIP_BUILD=1.
+# and the script then also prints streamgate's CPU milliseconds per poll of both), SKIP_BUILD=1,
+# BIN (another streamgate binary to measure, e.g. an older build; the load tool is this tree's).
 # Needs cargo, ffmpeg (libx264, aac), python3, curl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -19,7 +20,7 @@ REPEAT=${REPEAT:-3}
 RATE=${RATE:-1}
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p streamgate-load; fi
-BIN=target/release/streamgate
+BIN=${BIN:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 
 # bench_tmp, free_port, wait_port
