@@ -23,21 +23,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p stre
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/streamgate-cluster.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port, wait_port
+# bench_tmp, free_port, wait_port
 . tests/bench/lib.sh
+bench_tmp cluster
 
 echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s + AAC, FLV"
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
