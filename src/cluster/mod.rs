@@ -376,6 +376,16 @@ impl Cluster {
         }
     }
 
+    /// Whether a relay pull of `key` is starting on this node: its local stream is in the
+    /// registry already, but the owner's snapshot (the codec configs, the GOP) is not in it
+    /// yet, so a player finding it there waits for the pull ([`Cluster::pull`]) instead.
+    pub fn is_starting(&self, key: &StreamKey) -> bool {
+        self.0
+            .relays
+            .lock()
+            .is_ok_and(|relays| matches!(relays.get(key), Some(Slot::Starting(_))))
+    }
+
     /// The local stream of `key`, pulled from its owner: the running relay's, or a new one
     /// (one per stream per node; concurrent players wait for the same). `None` when no node
     /// publishes it, Redis cannot be reached or the owner cannot be pulled from.

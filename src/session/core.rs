@@ -712,6 +712,15 @@ pub async fn request_play(
     let key = allowed.key();
     let local = context.registry.send(Lookup { key: key.clone() }).await;
     let stream = match (local, &context.cluster) {
+        // A relay pull that is starting has its stream registered before the owner's
+        // snapshot is in it: wait for the pull, as its other players do, so the player
+        // starts with the codec configs (RTSP's DESCRIBE needs them at once).
+        (Ok(Some(_)), Some(cluster)) if cluster.is_starting(&key) => {
+            match cluster.pull(&key).await {
+                Some(stream) => stream,
+                None => return PlayOutcome::NotFound(allowed),
+            }
+        }
         (Ok(Some(stream)), _) => stream,
         // Not live here: pulled from the node that has it, when one does.
         (Ok(None), Some(cluster)) => match cluster.pull(&key).await {
