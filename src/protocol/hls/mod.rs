@@ -86,3 +86,114 @@ impl Default for HlsConfig {
         }
     }
 }
+
+/// Synthetic streams for the unit tests: H.264 (a real SPS/PPS) and AAC LC 48 kHz stereo.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use bytes::Bytes;
+    use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
+
+    use crate::protocol::codec::AvcConfig;
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    /// AAC LC, 48 kHz, stereo.
+    pub const ASC: &[u8] = &[0x11, 0x90];
+
+    pub fn avc_record() -> Bytes {
+        AvcConfig::from_parameter_sets(vec![Bytes::from_static(SPS)], vec![Bytes::from_static(PPS)])
+            .expect("valid sets")
+            .to_record()
+    }
+
+    pub fn config(track: Track) -> MediaFrame {
+        let (codec, payload) = match track {
+            Track::Video => (Codec::H264, avc_record()),
+            Track::Audio => (Codec::Aac, Bytes::from_static(ASC)),
+        };
+        MediaFrame {
+            track,
+            codec,
+            kind: FrameKind::Config,
+            dts: 0,
+            pts: 0,
+            keyframe: true,
+            payload,
+        }
+    }
+
+    /// A video access unit: one length-prefixed IDR or non-IDR slice tagged with `n`.
+    pub fn video(n: usize, dts: i64, pts: i64, key: bool) -> MediaFrame {
+        let nal = if key { 0x65 } else { 0x41 };
+        let tag = (n as u32).to_be_bytes();
+        MediaFrame {
+            track: Track::Video,
+            codec: Codec::H264,
+            kind: FrameKind::Media,
+            dts,
+            pts,
+            keyframe: key,
+            payload: Bytes::from(vec![0, 0, 0, 5, nal, tag[0], tag[1], tag[2], tag[3]]),
+        }
+    }
+
+    pub fn audio(n: usize, dts: i64) -> MediaFrame {
+        MediaFrame {
+            track: Track::Audio,
+            codec: Codec::Aac,
+            kind: FrameKind::Media,
+            dts,
+            pts: dts,
+            keyframe: true,
+            payload: Bytes::from(vec![0x21, (n % 251) as u8, 0x80]),
+        }
+    }
+
+    /// `seconds` of a stream in decode order: video at `fps` with a keyframe every `gop`
+    /// frames (every other non-key frame shown one frame later, like a B-frame stream's
+    /// composition offsets), AAC frames over the same time.
+    pub fn stream(
+        seconds: f64,
+        fps: i64,
+        gop: usize,
+        with_video: bool,
+        with_audio: bool,
+    ) -> Vec<MediaFrame> {
+        let end = (seconds * 1e6) as i64;
+        let mut frames = Vec::new();
+        if with_video {
+            let mut n = 0;
+            loop {
+                let dts = n as i64 * 1_000_000 / fps;
+                if dts >= end {
+                    break;
+                }
+                let key = n % gop == 0;
+                let pts = if !key && n % 2 == 1 {
+                    dts + 1_000_000 / fps
+                } else {
+                    dts
+                };
+                frames.push(video(n, dts, pts, key));
+                n += 1;
+            }
+        }
+        if with_audio {
+            let mut n = 0;
+            loop {
+                let dts = n as i64 * 1024 * 1_000_000 / 48_000;
+                if dts >= end {
+                    break;
+                }
+                frames.push(audio(n, dts));
+                n += 1;
+            }
+        }
+        // Decode order, video first at equal times.
+        frames.sort_by_key(|f| (f.dts, f.track == Track::Audio));
+        frames
+    }
+}

@@ -427,3 +427,422 @@ pub fn multivariant_playlist(
     let _ = writeln!(out, "\n{media_uri}");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use streamgate_actors::media::{MediaFrame, Track};
+
+    use super::*;
+    use crate::protocol::hls::fixtures::{avc_record, config, stream, ASC};
+    use crate::protocol::hls::validate::{check_blocking_answer, check_media, check_succession};
+    use crate::protocol::hls::HlsConfig;
+
+    fn segmenter(kept: usize, container: Container) -> Segmenter {
+        let config_ = HlsConfig {
+            segment_us: 1_000_000,
+            part_us: 250_000,
+            segments_kept: kept,
+            container,
+        };
+        Segmenter::new(config_, &[config(Track::Video), config(Track::Audio)]).expect("segmenter")
+    }
+
+    const LL: MediaOptions<'static> = MediaOptions {
+        suffix: "?s=abc",
+        low_latency: true,
+        skip: false,
+    };
+
+    #[test]
+    fn every_playlist_of_a_stream_passes_the_validator() {
+        for container in [Container::Fmp4, Container::Ts] {
+            let mut seg = segmenter(5, container);
+            let mut previous = None;
+            let mut served = 0;
+            for frame in stream(20.0, 30, 30, true, true) {
+                if !seg.push(&frame).expect("push").any() {
+                    continue;
+                }
+                for opts in [LL, MediaOptions { skip: true, ..LL }] {
+                    let text = media_playlist(&seg, &opts);
+                    let pl = check_media(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+                    assert!(text
+                        .lines()
+                        .all(|l| l.starts_with('#') || l.ends_with("?s=abc")));
+                    assert!(pl
+                        .preload_hint
+                        .as_deref()
+                        .is_some_and(|u| u.ends_with("?s=abc")));
+                    if !opts.skip {
+                        if let Some(prev) = &previous {
+                            check_succession(prev, &pl).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+                        }
+                        previous = Some(pl);
+                    }
+                    served += 1;
+                }
+                // Every part the edge says is there, a blocking request gets.
+                let edge = LiveEdge::of(&seg);
+                for part in 0..edge.open_parts {
+                    let d = Directives {
+                        msn: Some(edge.open_msn),
+                        part: Some(part),
+                        skip: false,
+                    };
+                    assert_eq!(blocking(&d, &edge), Blocking::Now);
+                    let answer = check_media(&media_playlist(&seg, &LL)).expect("valid");
+                    check_blocking_answer(&d, &answer).expect("lists the part");
+                }
+                let next = Directives {
+                    msn: Some(edge.open_msn),
+                    part: Some(edge.open_parts),
+                    skip: false,
+                };
+                assert_eq!(blocking(&next, &edge), Blocking::Wait);
+            }
+            assert!(served > 100);
+            seg.finish().expect("finish");
+            let text = media_playlist(&seg, &LL);
+            let pl = check_media(&text).expect("valid");
+            assert!(pl.ended && pl.preload_hint.is_none());
+            assert_eq!(pl.media_sequence, seg.media_sequence());
+            assert_eq!(pl.segments.len(), 5);
+            assert_eq!(pl.map.is_some(), container == Container::Fmp4);
+        }
+    }
+
+    #[test]
+    fn media_playlist_tags() {
+        let mut seg = segmenter(20, Container::Fmp4);
+        for frame in stream(15.5, 30, 30, true, true) {
+            seg.push(&frame).expect("push");
+        }
+        let text = media_playlist(&seg, &LL);
+        let head: Vec<&str> = text.lines().take(8).collect();
+        assert_eq!(
+            head,
+            [
+                "#EXTM3U",
+                "#EXT-X-VERSION:6",
+                "#EXT-X-TARGETDURATION:1",
+                "#EXT-X-INDEPENDENT-SEGMENTS",
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.0,PART-HOLD-BACK=0.75",
+                "#EXT-X-PART-INF:PART-TARGET=0.25",
+                "#EXT-X-MEDIA-SEQUENCE:0",
+                "#EXT-X-MAP:URI=\"init.mp4?s=abc\"",
+            ]
+        );
+        assert!(text.contains("#EXTINF:1.0,\nseg0.m4s?s=abc\n"));
+        assert!(text
+            .contains("#EXT-X-PART:DURATION=0.23333,URI=\"part14.0.m4s?s=abc\",INDEPENDENT=YES\n"));
+        assert!(text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part15.2.m4s?s=abc\"\n"));
+        // Parts only for the last three target durations: not for segment 10.
+        assert!(!text.contains("part10.0"));
+        assert!(text.contains("part12.0"));
+
+        // A delta update skips what lies over CAN-SKIP-UNTIL (6 s) from the end.
+        let delta = media_playlist(&seg, &MediaOptions { skip: true, ..LL });
+        assert!(delta.contains("#EXT-X-VERSION:9\n"));
+        assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=9\n"));
+        assert!(!delta.contains("seg8.m4s") && delta.contains("seg9.m4s"));
+        let full = check_media(&text).expect("valid");
+        let skipped = check_media(&delta).expect("valid");
+        assert_eq!(full.open_msn(), skipped.open_msn());
+
+        // Plain HLS over MPEG-TS: no LL tags, no map, version 3.
+        let mut ts = segmenter(20, Container::Ts);
+        for frame in stream(3.5, 30, 30, true, true) {
+            ts.push(&frame).expect("push");
+        }
+        let plain = media_playlist(
+            &ts,
+            &MediaOptions {
+                suffix: "",
+                low_latency: false,
+                skip: false,
+            },
+        );
+        assert_eq!(
+            plain,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1.0,\nseg0.ts\n#EXTINF:1.0,\nseg1.ts\n\
+             #EXTINF:1.0,\nseg2.ts\n"
+        );
+    }
+
+    #[test]
+    fn target_duration_covers_long_segments() {
+        let mut seg = segmenter(20, Container::Fmp4);
+        // A 2.6 s GOP against a 1 s target.
+        for frame in stream(8.0, 30, 78, true, true) {
+            seg.push(&frame).expect("push");
+        }
+        assert_eq!(target_duration(&seg), 3);
+        check_media(&media_playlist(&seg, &LL)).expect("valid");
+    }
+
+    #[test]
+    fn multivariant_playlist_names_codecs_and_size() {
+        let mut seg = segmenter(20, Container::Fmp4);
+        let text = multivariant_playlist(&seg, "index.m3u8?s=1", 900_000);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS=\"avc1.64000d,mp4a.40.2\",\
+             RESOLUTION=320x240\nindex.m3u8?s=1\n"
+        );
+        for frame in stream(3.0, 30, 30, true, true) {
+            seg.push(&frame).expect("push");
+        }
+        assert!(!multivariant_playlist(&seg, "i", 900_000).contains("BANDWIDTH=900000,"));
+        assert_eq!(
+            codec_string(Codec::H264, &avc_record()).as_deref(),
+            Some("avc1.64000d")
+        );
+        assert_eq!(codec_string(Codec::Aac, ASC).as_deref(), Some("mp4a.40.2"));
+        // HEVC Main, level 3.1 (93), progressive source flag: as FFmpeg names it.
+        let mut hvcc = vec![0u8; 23];
+        hvcc[0] = 1;
+        hvcc[1] = 0x01;
+        hvcc[2..6].copy_from_slice(&[0x60, 0, 0, 0]);
+        hvcc[6] = 0x90;
+        hvcc[12] = 93;
+        assert_eq!(
+            codec_string(Codec::H265, &hvcc).as_deref(),
+            Some("hvc1.1.6.L93.90")
+        );
+        hvcc[1] = 0x22; // Main 10, high tier
+        hvcc[2..6].copy_from_slice(&[0x20, 0, 0, 0]);
+        assert_eq!(
+            codec_string(Codec::H265, &hvcc).as_deref(),
+            Some("hvc1.2.4.H93.90")
+        );
+        assert_eq!(codec_string(Codec::H264, &[1]), None);
+    }
+
+    #[test]
+    fn resource_names_round_trip() {
+        for container in [Container::Fmp4, Container::Ts] {
+            for r in [
+                Resource::Segment(0),
+                Resource::Segment(u64::MAX),
+                Resource::Part(PartRef { msn: 7, part: 3 }),
+            ] {
+                assert_eq!(Resource::parse(&r.name(container), container), Some(r));
+            }
+        }
+        assert_eq!(
+            Resource::parse("init.mp4", Container::Fmp4),
+            Some(Resource::Init)
+        );
+        assert_eq!(Resource::parse("init.mp4", Container::Ts), None);
+        for bad in [
+            "",
+            "seg.m4s",
+            "seg-1.m4s",
+            "seg1.ts",
+            "part1.m4s",
+            "part1..m4s",
+            "part.1.m4s",
+            "seg99999999999999999999.m4s",
+            "seg+1.m4s",
+            "seg1.m4s.m4s",
+            "part1.2.3.m4s",
+            "index.m3u8",
+            "seg١.m4s",
+        ] {
+            assert_eq!(Resource::parse(bad, Container::Fmp4), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn directives_parse() {
+        let d = Directives::parse("s=abc&_HLS_msn=12&_HLS_part=3&token=x").expect("valid");
+        assert_eq!((d.msn, d.part, d.skip), (Some(12), Some(3), false));
+        assert_eq!(Directives::parse("").expect("empty"), Directives::default());
+        assert!(
+            Directives::parse("_HLS_msn=4&_HLS_skip=YES")
+                .expect("valid")
+                .skip
+        );
+        assert!(Directives::parse("_HLS_skip=v2").expect("valid").skip);
+        for bad in [
+            "_HLS_msn=",
+            "_HLS_msn=-1",
+            "_HLS_msn=1.0",
+            "_HLS_msn=0x10",
+            "_HLS_msn=18446744073709551616",
+            "_HLS_msn=%31",
+            "_HLS_msn= 1",
+            "_HLS_part=1",
+            "_HLS_msn=1&_HLS_part=a",
+            "_HLS_skip=NO",
+            "_HLS_msn",
+        ] {
+            assert!(Directives::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn directives_never_panic() {
+        // Deterministic garbage from the characters queries are made of, and any bytes.
+        let alphabet: Vec<char> = "_HLS_msnpartskip=&0123456789-+.%YESv2 \u{0}\u{fffd}é١"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = Directives::parse(&s);
+            let _ = Resource::parse(&s, Container::Fmp4);
+            let edge = LiveEdge {
+                open_msn: next() % 4,
+                open_parts: next() % 4,
+                ended: false,
+            };
+            if let Ok(d) = Directives::parse(&s) {
+                let _ = blocking(&d, &edge);
+            }
+        }
+        for d in [
+            Directives {
+                msn: Some(u64::MAX),
+                part: Some(u64::MAX),
+                skip: true,
+            },
+            Directives {
+                msn: Some(0),
+                part: Some(u64::MAX),
+                skip: false,
+            },
+        ] {
+            let edge = LiveEdge {
+                open_msn: u64::MAX,
+                open_parts: u64::MAX,
+                ended: false,
+            };
+            let _ = blocking(&d, &edge);
+        }
+    }
+
+    #[test]
+    fn blocking_decisions() {
+        let edge = LiveEdge {
+            open_msn: 10,
+            open_parts: 2,
+            ended: false,
+        };
+        let at = |msn, part| Directives {
+            msn: Some(msn),
+            part,
+            skip: false,
+        };
+        assert_eq!(blocking(&Directives::default(), &edge), Blocking::Now);
+        // Listed already.
+        assert_eq!(blocking(&at(3, None), &edge), Blocking::Now);
+        assert_eq!(blocking(&at(9, None), &edge), Blocking::Now);
+        assert_eq!(blocking(&at(9, Some(50)), &edge), Blocking::Now);
+        assert_eq!(blocking(&at(10, Some(1)), &edge), Blocking::Now);
+        // Not yet.
+        assert_eq!(blocking(&at(10, None), &edge), Blocking::Wait);
+        assert_eq!(blocking(&at(10, Some(2)), &edge), Blocking::Wait);
+        assert_eq!(blocking(&at(10, Some(4)), &edge), Blocking::Wait);
+        assert_eq!(blocking(&at(11, Some(0)), &edge), Blocking::Wait);
+        assert_eq!(blocking(&at(12, None), &edge), Blocking::Wait);
+        // Too far ahead: 400.
+        assert_eq!(blocking(&at(10, Some(5)), &edge), Blocking::OutOfRange);
+        assert_eq!(blocking(&at(13, None), &edge), Blocking::OutOfRange);
+        assert_eq!(
+            blocking(&at(11, Some(MAX_PART_INDEX + 1)), &edge),
+            Blocking::OutOfRange
+        );
+        // After the end everything is answered.
+        let ended = LiveEdge {
+            ended: true,
+            ..edge
+        };
+        assert_eq!(blocking(&at(13, None), &ended), Blocking::Now);
+    }
+
+    #[test]
+    fn the_validator_catches_broken_playlists() {
+        let good = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n\
+            #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.6\n\
+            #EXT-X-PART-INF:PART-TARGET=0.2\n#EXT-X-MEDIA-SEQUENCE:5\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"p5.0\",INDEPENDENT=YES\n#EXTINF:2.4,\ns5\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"p6.0\"\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p6.1\"\n";
+        let pl = check_media(good).expect("valid");
+        assert_eq!((pl.open_msn(), pl.open_parts.len()), (6, 1));
+        for (bad, rule) in [
+            (
+                good.replace("#EXTINF:2.4", "#EXTINF:2.5"),
+                "over EXT-X-TARGETDURATION",
+            ),
+            (
+                good.replace("DURATION=0.2,URI=\"p6.0\"", "DURATION=0.21,URI=\"p6.0\""),
+                "over PART-TARGET",
+            ),
+            (
+                good.replace("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p6.1\"\n", ""),
+                "PRELOAD-HINT",
+            ),
+            (
+                good.replace("PART-HOLD-BACK=0.6", "PART-HOLD-BACK=0.5"),
+                "PART-HOLD-BACK",
+            ),
+            (
+                good.replace("CAN-BLOCK-RELOAD=YES,", ""),
+                "CAN-BLOCK-RELOAD",
+            ),
+            (
+                good.replace("#EXT-X-TARGETDURATION:2\n", ""),
+                "TARGETDURATION",
+            ),
+            (good.replace("#EXTM3U\n", ""), "EXTM3U"),
+        ] {
+            let errors = check_media(&bad).expect_err(rule);
+            assert!(
+                errors.iter().any(|e| e.0.contains(rule)),
+                "{rule}: {errors:?}"
+            );
+        }
+        let back = check_media(&good.replace(":5\n", ":4\n")).expect("valid alone");
+        assert!(check_succession(&pl, &back).is_err());
+        let renamed = check_media(&good.replace("\ns5\n", "\ns5b\n")).expect("valid alone");
+        assert!(check_succession(&pl, &renamed).is_err());
+        check_succession(&pl, &pl).expect("the same playlist twice");
+        let d = |part| Directives {
+            msn: Some(6),
+            part: Some(part),
+            skip: false,
+        };
+        check_blocking_answer(&d(0), &pl).expect("part 6.0 is listed");
+        assert!(check_blocking_answer(&d(1), &pl).is_err());
+    }
+
+    #[test]
+    fn frames_of_other_codecs_are_ignored() {
+        let mut seg = segmenter(5, Container::Fmp4);
+        let mut opus = stream(1.0, 30, 30, false, true)[0].clone();
+        opus.codec = Codec::Opus;
+        let hevc = MediaFrame {
+            codec: Codec::H265,
+            ..stream(1.0, 30, 30, true, false)[0].clone()
+        };
+        assert!(!seg.push(&opus).expect("ignored").any());
+        assert!(!seg.push(&hevc).expect("ignored").any());
+        assert!(
+            seg.next_part().is_none(),
+            "no keyframe of the carried codec yet"
+        );
+    }
+}

@@ -36,6 +36,10 @@ pub const MAX_FRAME_GAP_US: i64 = 5_000_000;
 /// Playlists print durations to 10 µs, so a part this much over the target prints as the
 /// target.
 pub const PART_SLACK_US: i64 = 4;
+/// Slack in the segment cut: a keyframe this close to the segment target counts as at it,
+/// so that timestamps rounded to milliseconds (RTMP) or microseconds do not push a GOP-long
+/// segment to the next keyframe.
+pub const SEGMENT_SLACK_US: i64 = 1_000;
 
 /// One partial segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,7 +381,7 @@ impl Segmenter {
             None => return Ok(progress),
         };
         let starts_segment = !lead_is_video || frame.keyframe;
-        if starts_segment && at - segment_start >= self.config.segment_us {
+        if starts_segment && at - segment_start + SEGMENT_SLACK_US >= self.config.segment_us {
             self.close_part(at, frame.keyframe || !lead_is_video, &mut progress)?;
             self.close_segment(at, &mut progress);
         } else if at > part_start && at - part_start + step > self.config.part_us + PART_SLACK_US {
@@ -561,5 +565,300 @@ impl Segmenter {
             self.segments.pop_front();
         }
         progress.segments += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mp4_atom::{Any, Buf as _, DecodeMaybe, Moof};
+
+    use super::*;
+    use crate::protocol::hls::fixtures::{self, config, stream};
+
+    fn cfg(segment_us: i64, part_us: i64, kept: usize, container: Container) -> HlsConfig {
+        HlsConfig {
+            segment_us,
+            part_us,
+            segments_kept: kept,
+            container,
+        }
+    }
+
+    fn run(config_: HlsConfig, frames: &[MediaFrame], tracks: &[Track]) -> Segmenter {
+        let configs: Vec<MediaFrame> = tracks.iter().map(|&t| config(t)).collect();
+        let mut seg = Segmenter::new(config_, &configs).expect("segmenter");
+        for f in frames {
+            seg.push(f).expect("push");
+        }
+        seg
+    }
+
+    const AV: &[Track] = &[Track::Video, Track::Audio];
+
+    #[test]
+    fn segments_start_on_keyframes_and_last_at_least_the_target() {
+        for container in [Container::Fmp4, Container::Ts] {
+            // GOP 1.5 s, target 2 s: each segment is two GOPs, 3 s.
+            let frames = stream(20.0, 30, 45, true, true);
+            let mut seg = run(cfg(2_000_000, 200_000, 100, container), &frames, AV);
+            seg.finish().expect("finish");
+            let segments = seg.segments();
+            assert_eq!(segments.len(), 7, "{container:?}");
+            for (i, s) in segments.iter().enumerate() {
+                assert_eq!(s.msn, i as u64);
+                // Every segment starts on a keyframe: at a multiple of 1.5 s.
+                assert_eq!(s.start_us % 1_500_000, 0, "segment {i} at {}", s.start_us);
+                if i + 1 < segments.len() {
+                    assert_eq!(s.duration_us, 3_000_000, "segment {i}");
+                }
+                assert!(s.parts[0].independent);
+                let total: i64 = s.parts.iter().map(|p| p.duration_us).sum();
+                assert_eq!(total, s.duration_us);
+                for p in &s.parts {
+                    assert!(p.duration_us <= 200_000 + PART_SLACK_US, "{p:?}");
+                    assert!(p.duration_us > 0);
+                }
+                // A part starting on the keyframe in the middle of the segment is independent.
+                let mut at = s.start_us;
+                for p in &s.parts {
+                    assert_eq!(p.independent, at % 1_500_000 == 0, "part at {at}");
+                    at += p.duration_us;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parts_are_slices_of_their_segment() {
+        let frames = stream(6.0, 25, 25, true, true);
+        let seg = run(cfg(1_000_000, 300_000, 10, Container::Fmp4), &frames, AV);
+        for s in seg.segments() {
+            let joined: Vec<u8> = s.parts.iter().flat_map(|p| p.bytes.to_vec()).collect();
+            assert_eq!(joined, s.bytes.to_vec());
+            // The same memory, not a copy.
+            let base = s.bytes.as_ptr() as usize;
+            let first = s.parts[0].bytes.as_ptr() as usize;
+            assert_eq!(first, base);
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_n_segments_and_numbers_them() {
+        let frames = stream(30.0, 30, 30, true, true);
+        let seg = run(cfg(1_000_000, 250_000, 4, Container::Fmp4), &frames, AV);
+        assert_eq!(seg.segments().len(), 4);
+        let open = seg.open_msn();
+        assert!(open >= 28, "open msn {open}");
+        assert_eq!(seg.media_sequence(), open - 4);
+        let msns: Vec<u64> = seg.segments().iter().map(|s| s.msn).collect();
+        assert_eq!(msns, (open - 4..open).collect::<Vec<_>>());
+        assert!(seg.segment(open - 5).is_none());
+        assert!(seg.segment(open - 4).is_some());
+        assert!(seg.segment(open).is_none());
+        let next = seg.next_part().expect("next part");
+        assert_eq!(next.msn, open);
+        assert_eq!(next.part, seg.open_parts().len() as u64);
+        assert!(seg.part(next).is_none());
+        if next.part > 0 {
+            assert!(seg.part(PartRef { msn: open, part: 0 }).is_some());
+        }
+        assert!(seg
+            .part(PartRef {
+                msn: open - 1,
+                part: 0
+            })
+            .is_some());
+    }
+
+    #[test]
+    fn audio_only_and_video_only_streams() {
+        let audio = stream(8.0, 30, 30, false, true);
+        let mut seg = run(
+            cfg(2_000_000, 200_000, 10, Container::Fmp4),
+            &audio,
+            &[Track::Audio],
+        );
+        seg.finish().expect("finish");
+        assert_eq!(seg.segments().len(), 4);
+        let all: Vec<&Segment> = seg.segments().iter().collect();
+        let (last, full) = all.split_last().expect("segments");
+        assert!(last.duration_us > 0);
+        for s in full {
+            assert!(
+                s.duration_us >= 2_000_000 - SEGMENT_SLACK_US,
+                "{}",
+                s.duration_us
+            );
+            assert!(s
+                .parts
+                .iter()
+                .all(|p| p.independent && p.duration_us <= 200_004));
+        }
+        assert!(seg.init_segment().is_some());
+        assert!(seg.video_track().is_none());
+
+        let video = stream(8.0, 30, 60, true, false);
+        let seg = run(
+            cfg(2_000_000, 200_000, 10, Container::Ts),
+            &video,
+            &[Track::Video],
+        );
+        assert_eq!(seg.segments().len(), 3);
+        assert!(seg.init_segment().is_none());
+        assert!(seg.audio_track().is_none());
+        // MPEG-TS bytes: whole packets, each starting with the sync byte.
+        for s in seg.segments() {
+            assert_eq!(s.bytes.len() % 188, 0);
+            assert!(s.bytes.chunks(188).all(|p| p[0] == 0x47));
+        }
+    }
+
+    #[test]
+    fn frames_before_the_first_keyframe_are_dropped() {
+        let mut frames = vec![
+            fixtures::audio(0, 0),
+            fixtures::video(0, 0, 0, false),
+            fixtures::video(1, 33_333, 33_333, false),
+        ];
+        for f in stream(4.0, 30, 30, true, true) {
+            let mut f = f;
+            f.dts += 66_666;
+            f.pts += 66_666;
+            frames.push(f);
+        }
+        let seg = run(cfg(1_000_000, 200_000, 10, Container::Fmp4), &frames, AV);
+        let first = &seg.segments()[0];
+        assert_eq!(first.start_us, 0);
+        let moof = first_moof(&first.parts[0].bytes);
+        // Video then audio, both starting at the keyframe's time (the output origin).
+        assert_eq!(moof.traf[0].tfhd.track_id, fmp4::VIDEO_TRACK_ID);
+        assert_eq!(
+            moof.traf[0].tfdt.as_ref().map(|t| t.base_media_decode_time),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_timestamp_reset_keeps_the_output_timeline_going() {
+        let mut frames = stream(3.0, 30, 30, true, true);
+        frames.extend(stream(3.0, 30, 30, true, true));
+        let seg = run(cfg(1_000_000, 200_000, 10, Container::Fmp4), &frames, AV);
+        let mut end = 0;
+        for s in seg.segments() {
+            assert_eq!(s.start_us, end, "segments are contiguous");
+            end = s.start_us + s.duration_us;
+        }
+        assert_eq!(
+            seg.segments().len(),
+            5,
+            "the keyframe after the reset starts a segment"
+        );
+    }
+
+    #[test]
+    fn finish_ends_the_stream_with_every_frame() {
+        let frames = stream(2.5, 30, 30, true, true);
+        let mut seg = run(cfg(1_000_000, 200_000, 10, Container::Fmp4), &frames, AV);
+        assert!(seg.next_part().is_some());
+        let progress = seg.finish().expect("finish");
+        assert!(progress.segments == 1 && progress.parts >= 1);
+        assert!(seg.ended());
+        assert!(seg.next_part().is_none());
+        let video_samples: usize = seg
+            .segments()
+            .iter()
+            .flat_map(|s| &s.parts)
+            .map(|p| first_moof(&p.bytes).traf[0].trun[0].entries.len())
+            .sum();
+        assert_eq!(video_samples, 75);
+        // Nothing after the end.
+        let more = seg.push(&fixtures::video(99, 9_000_000, 9_000_000, true));
+        assert_eq!(more, Ok(Progress::default()));
+    }
+
+    fn first_moof(bytes: &Bytes) -> Moof {
+        let mut buf = &bytes[..];
+        match Any::decode_maybe(&mut buf) {
+            Ok(Some(Any::Moof(moof))) => moof,
+            other => panic!("not a moof: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fragments_point_into_their_mdat() {
+        let frames = stream(2.0, 30, 30, true, true);
+        let seg = run(cfg(1_000_000, 200_000, 10, Container::Fmp4), &frames, AV);
+        let part = &seg.segments()[0].parts[1];
+        let moof = first_moof(&part.bytes);
+        let mut buf = &part.bytes[..];
+        let moof_len = {
+            let before = buf.remaining();
+            let _ = Any::decode_maybe(&mut buf);
+            before - buf.remaining()
+        };
+        assert_eq!(&part.bytes[moof_len + 4..moof_len + 8], b"mdat");
+        assert_eq!(moof.traf.len(), 2);
+        let video = &moof.traf[0].trun[0];
+        let offset = video.data_offset.expect("data offset") as usize;
+        assert_eq!(offset, moof_len + 8);
+        // The first video sample is the frame tagged with its index: 6 frames per 200 ms part.
+        let size = video.entries[0].size.expect("size") as usize;
+        let sample = &part.bytes[offset..offset + size];
+        assert_eq!(&sample[4..], &[0x41, 0, 0, 0, 6]);
+        // Durations in 90 kHz ticks, composition offsets of the shifted frames.
+        assert!(video.entries.iter().all(|e| e.duration == Some(3000)));
+        assert!(video.entries.iter().any(|e| e.cts == Some(3000)));
+        let audio = &moof.traf[1];
+        assert_eq!(audio.tfhd.track_id, fmp4::AUDIO_TRACK_ID);
+        assert!(audio.trun[0]
+            .entries
+            .iter()
+            .all(|e| e.duration == Some(1024)));
+    }
+
+    #[test]
+    fn init_segment_describes_the_tracks() {
+        let seg = run(cfg(1_000_000, 200_000, 10, Container::Fmp4), &[], AV);
+        let init = seg.init_segment().expect("init");
+        let mut buf = &init[..];
+        let mut kinds = Vec::new();
+        while let Ok(Some(atom)) = Any::decode_maybe(&mut buf) {
+            if let Any::Moov(moov) = &atom {
+                assert_eq!(moov.trak.len(), 2);
+                assert_eq!(moov.mvex.as_ref().map(|m| m.trex.len()), Some(2));
+                let video = &moov.trak[0].mdia;
+                assert_eq!(video.mdhd.timescale, 90_000);
+                assert!(matches!(
+                    video.minf.stbl.stsd.codecs[0],
+                    mp4_atom::Codec::Avc1(_)
+                ));
+                let audio = &moov.trak[1].mdia;
+                assert_eq!(audio.mdhd.timescale, 48_000);
+                assert!(matches!(
+                    audio.minf.stbl.stsd.codecs[0],
+                    mp4_atom::Codec::Mp4a(_)
+                ));
+            }
+            kinds.push(format!("{:?}", std::mem::discriminant(&atom)));
+        }
+        assert_eq!(kinds.len(), 2, "ftyp and moov");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn unsupported_tracks_are_refused() {
+        let av1 = MediaFrame {
+            codec: Codec::Av1,
+            ..config(Track::Video)
+        };
+        assert_eq!(
+            Segmenter::new(HlsConfig::default(), &[av1]).err(),
+            Some(HlsError::NoTracks)
+        );
+        let bad = MediaFrame {
+            payload: Bytes::from_static(&[0]),
+            ..config(Track::Audio)
+        };
+        assert!(Segmenter::new(HlsConfig::default(), &[bad]).is_err());
     }
 }
