@@ -151,6 +151,7 @@ fn package(dir: &Path, source: &Path, container: Container) {
         suffix: "",
         low_latency: true,
         skip: false,
+        program_date_time: false,
     };
     let mut previous = None;
     let mut checked = 0;

@@ -38,6 +38,10 @@ pub enum HlsError {
     /// An ISO BMFF box could not be written.
     #[error("MP4 box: {0}")]
     Mp4(String),
+    /// A codec config frame that changes a track the segmenter was built for (the payload
+    /// format of its init segment or TS parameter sets): start a new segmenter.
+    #[error("the {0:?} codec configuration changed")]
+    ConfigChanged(streamgate_actors::media::Track),
     /// A fragment over 2 GiB.
     #[error("fragment too large")]
     TooLarge,

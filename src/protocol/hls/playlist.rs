@@ -207,6 +207,34 @@ pub struct MediaOptions<'a> {
     /// A delta update (`_HLS_skip`) was asked for: older segments are replaced by
     /// `EXT-X-SKIP` where the skip boundary allows.
     pub skip: bool,
+    /// `EXT-X-PROGRAM-DATE-TIME` before each segment, once the segmenter's wall clock is
+    /// anchored ([`Segmenter::anchor_wall_clock`]).
+    pub program_date_time: bool,
+}
+
+/// An `EXT-X-PROGRAM-DATE-TIME` value: ISO 8601 UTC with milliseconds (RFC 3339), from Unix
+/// milliseconds.
+pub fn date_time(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (H. Hinnant, "chrono-Compatible Low-Level Date
+    // Algorithms").
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
 }
 
 /// Seconds as a decimal-floating-point with up to five decimals (rounded to 10 µs).
@@ -266,7 +294,10 @@ pub fn media_playlist(segmenter: &Segmenter, opts: &MediaOptions<'_>) -> String 
     let _ = writeln!(out, "#EXTM3U");
     let _ = writeln!(out, "#EXT-X-VERSION:{version}");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
-    let _ = writeln!(out, "#EXT-X-INDEPENDENT-SEGMENTS");
+    let open_independent = segmenter.open_parts().first().is_none_or(|p| p.independent);
+    if open_independent && segments.iter().all(|s| s.independent) {
+        let _ = writeln!(out, "#EXT-X-INDEPENDENT-SEGMENTS");
+    }
     if opts.low_latency {
         let _ = writeln!(
             out,
@@ -316,7 +347,16 @@ pub fn media_playlist(segmenter: &Segmenter, opts: &MediaOptions<'_>) -> String 
         }
         out.push('\n');
     };
+    let program_date_time = |out: &mut String, start_us: i64| {
+        if let Some(ms) = segmenter
+            .wall_clock_ms(start_us)
+            .filter(|_| opts.program_date_time)
+        {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", date_time(ms));
+        }
+    };
     for (i, s) in segments.iter().enumerate().skip(skipped) {
+        program_date_time(&mut out, s.start_us);
         if opts.low_latency && with_parts[i] {
             for (p, part) in s.parts.iter().enumerate() {
                 write_part(&mut out, s.msn, p, part.duration_us, part.independent);
@@ -326,6 +366,12 @@ pub fn media_playlist(segmenter: &Segmenter, opts: &MediaOptions<'_>) -> String 
         let _ = writeln!(out, "{}{sfx}", Resource::Segment(s.msn).name(container));
     }
     if opts.low_latency {
+        if let Some(start) = segmenter
+            .open_start_us()
+            .filter(|_| !segmenter.open_parts().is_empty())
+        {
+            program_date_time(&mut out, start);
+        }
         for (p, part) in segmenter.open_parts().iter().enumerate() {
             write_part(
                 &mut out,
@@ -451,6 +497,7 @@ mod tests {
         suffix: "?s=abc",
         low_latency: true,
         skip: false,
+        program_date_time: false,
     };
 
     #[test]
@@ -560,6 +607,7 @@ mod tests {
                 suffix: "",
                 low_latency: false,
                 skip: false,
+                program_date_time: false,
             },
         );
         assert_eq!(
@@ -844,5 +892,77 @@ mod tests {
             seg.next_part().is_none(),
             "no keyframe of the carried codec yet"
         );
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use streamgate_actors::media::Track;
+
+    use super::*;
+    use crate::protocol::hls::fixtures::{config, stream};
+    use crate::protocol::hls::validate::check_media;
+    use crate::protocol::hls::HlsConfig;
+
+    #[test]
+    fn date_times_are_rfc3339_utc() {
+        assert_eq!(date_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(date_time(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(date_time(1_796_266_758_042), "2026-12-03T02:59:18.042Z");
+        assert_eq!(date_time(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn program_date_time_follows_the_anchor() {
+        let mut seg = Segmenter::new(
+            HlsConfig {
+                segment_us: 1_000_000,
+                part_us: 250_000,
+                segments_kept: 10,
+                container: Container::Fmp4,
+            },
+            &[config(Track::Video), config(Track::Audio)],
+        )
+        .expect("segmenter");
+        let frames = stream(3.5, 30, 30, true, true);
+        for (i, frame) in frames.iter().enumerate() {
+            seg.push(frame).expect("push");
+            if i == 0 {
+                // The first keyframe (output time 0) arrived at 2026-12-03T02:59:18.000Z.
+                seg.anchor_wall_clock(1_796_266_758_000);
+            }
+        }
+        let opts = MediaOptions {
+            suffix: "",
+            low_latency: true,
+            skip: false,
+            program_date_time: true,
+        };
+        let text = media_playlist(&seg, &opts);
+        check_media(&text).expect("valid");
+        let dates: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+            .collect();
+        assert_eq!(
+            dates,
+            [
+                "2026-12-03T02:59:18.000Z",
+                "2026-12-03T02:59:19.000Z",
+                "2026-12-03T02:59:20.000Z",
+                "2026-12-03T02:59:21.000Z"
+            ],
+            "{text}"
+        );
+        // Each stands right before its segment's first line (a part or EXTINF).
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-12-03T02:59:21.000Z\n#EXT-X-PART:"));
+        let without = media_playlist(
+            &seg,
+            &MediaOptions {
+                program_date_time: false,
+                ..opts
+            },
+        );
+        assert!(!without.contains("PROGRAM-DATE-TIME"));
     }
 }

@@ -40,6 +40,10 @@ pub const PART_SLACK_US: i64 = 4;
 /// so that timestamps rounded to milliseconds (RTMP) or microseconds do not push a GOP-long
 /// segment to the next keyframe.
 pub const SEGMENT_SLACK_US: i64 = 1_000;
+/// Least bound on a segment's length: a stream whose keyframes are further apart (or never
+/// come again) is cut anyway at [`Segmenter::max_segment_us`], so memory stays bounded by
+/// the segments kept; such a segment does not start independent.
+pub const MAX_SEGMENT_FLOOR_US: i64 = 10_000_000;
 
 /// One partial segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,9 @@ pub struct Segment {
     pub parts: Vec<Part>,
     /// The whole segment.
     pub bytes: Bytes,
+    /// Starts with a keyframe (every segment does unless a keyframe was later than
+    /// [`Segmenter::max_segment_us`]).
+    pub independent: bool,
 }
 
 /// A part by its segment's media sequence number and its index in that segment.
@@ -168,6 +175,8 @@ pub struct Segmenter {
     origin_dts: Option<i64>,
     fragment_seq: u32,
     ended: bool,
+    /// A point of the lead track's output timeline (µs) and its wall-clock time (Unix ms).
+    wall_clock: Option<(i64, i64)>,
 }
 
 impl Segmenter {
@@ -238,6 +247,7 @@ impl Segmenter {
             origin_dts: None,
             fragment_seq: 0,
             ended: false,
+            wall_clock: None,
         })
     }
 
@@ -310,16 +320,63 @@ impl Segmenter {
         })
     }
 
+    /// The longest a segment grows waiting for a keyframe: ten segment targets, at least
+    /// [`MAX_SEGMENT_FLOOR_US`].
+    pub fn max_segment_us(&self) -> i64 {
+        self.config
+            .segment_us
+            .saturating_mul(10)
+            .max(MAX_SEGMENT_FLOOR_US)
+    }
+
+    /// Ties the newest lead frame's time to the wall clock (`unix_ms`, read by the caller when
+    /// that frame arrived), for `EXT-X-PROGRAM-DATE-TIME`. Call it once, or again to follow
+    /// drift; before any frame it does nothing.
+    pub fn anchor_wall_clock(&mut self, unix_ms: i64) {
+        if let Some(lead) = self.lead() {
+            if self.origin_dts.is_some() {
+                self.wall_clock = Some((lead.timeline_us, unix_ms));
+            }
+        }
+    }
+
+    /// The wall-clock time (Unix ms) of a point of the lead track's output timeline, once
+    /// anchored.
+    pub fn wall_clock_ms(&self, timeline_us: i64) -> Option<i64> {
+        let (at_us, at_ms) = self.wall_clock?;
+        Some(at_ms.saturating_add(timeline_us.saturating_sub(at_us).div_euclid(1000)))
+    }
+
+    /// Start of the segment being filled on the lead track's output timeline.
+    pub fn open_start_us(&self) -> Option<i64> {
+        self.open.as_ref().map(|o| o.start_us)
+    }
+
     /// True once [`Self::finish`] ran: the playlist ends (`EXT-X-ENDLIST`).
     pub fn ended(&self) -> bool {
         self.ended
     }
 
-    /// Takes one frame. Config frames, frames of tracks not carried, frames before the
-    /// first lead keyframe and any frame after [`Self::finish`] are ignored.
+    /// Takes one frame. Frames of tracks not carried, frames before the first lead
+    /// keyframe and any frame after [`Self::finish`] are ignored, and so is a config frame
+    /// equal to its track's; a config frame that changes a carried track's is
+    /// [`HlsError::ConfigChanged`]: the init segment and the TS muxer's parameter sets
+    /// would be wrong, so the caller starts a new segmenter.
     pub fn push(&mut self, frame: &MediaFrame) -> Result<Progress, HlsError> {
         let mut progress = Progress::default();
-        if self.ended || frame.kind != FrameKind::Media {
+        if self.ended {
+            return Ok(progress);
+        }
+        if frame.kind == FrameKind::Config {
+            let current = match frame.track {
+                Track::Video => self.video.as_ref(),
+                Track::Audio => self.audio.as_ref(),
+            };
+            if let Some(current) = current {
+                if current.info.codec != frame.codec || current.info.config != frame.payload {
+                    return Err(HlsError::ConfigChanged(frame.track));
+                }
+            }
             return Ok(progress);
         }
         let lead_is_video = self.video.is_some();
@@ -381,11 +438,14 @@ impl Segmenter {
             None => return Ok(progress),
         };
         let starts_segment = !lead_is_video || frame.keyframe;
-        if starts_segment && at - segment_start + SEGMENT_SLACK_US >= self.config.segment_us {
-            self.close_part(at, frame.keyframe || !lead_is_video, &mut progress)?;
-            self.close_segment(at, &mut progress);
+        let independent = frame.keyframe || !lead_is_video;
+        if (starts_segment && at - segment_start + SEGMENT_SLACK_US >= self.config.segment_us)
+            || at - segment_start >= self.max_segment_us()
+        {
+            self.close_part(at, independent, &mut progress)?;
+            self.close_segment(at, independent, &mut progress);
         } else if at > part_start && at - part_start + step > self.config.part_us + PART_SLACK_US {
-            self.close_part(at, frame.keyframe || !lead_is_video, &mut progress)?;
+            self.close_part(at, independent, &mut progress)?;
         }
         Ok(progress)
     }
@@ -415,7 +475,7 @@ impl Segmenter {
             self.close_part(end, false, &mut progress)?;
         }
         if !self.open_parts().is_empty() {
-            self.close_segment(end, &mut progress);
+            self.close_segment(end, false, &mut progress);
         }
         self.open = None;
         Ok(progress)
@@ -532,8 +592,9 @@ impl Segmenter {
         Ok(out.freeze())
     }
 
-    /// Closes the segment being filled at `end_us` (its last part closed) and opens the next.
-    fn close_segment(&mut self, end_us: i64, progress: &mut Progress) {
+    /// Closes the segment being filled at `end_us` (its last part closed) and opens the next,
+    /// which starts `independent` or not.
+    fn close_segment(&mut self, end_us: i64, independent: bool, progress: &mut Progress) {
         let Some(open) = self.open.as_mut() else {
             return;
         };
@@ -541,7 +602,7 @@ impl Segmenter {
         let start_us = open.start_us;
         open.start_us = end_us;
         open.part_start_us = end_us;
-        open.part_independent = true;
+        open.part_independent = independent;
         let mut whole = BytesMut::with_capacity(parts.iter().map(|p| p.bytes.len()).sum());
         for part in &parts {
             whole.extend_from_slice(&part.bytes);
@@ -553,7 +614,9 @@ impl Segmenter {
             part.bytes = bytes.slice(at..at + len);
             at += len;
         }
+        let starts_independent = parts.first().is_some_and(|p| p.independent);
         self.segments.push_back(Segment {
+            independent: starts_independent,
             msn: self.next_msn,
             start_us,
             duration_us: end_us - start_us,
@@ -860,5 +923,50 @@ mod tests {
             ..config(Track::Audio)
         };
         assert!(Segmenter::new(HlsConfig::default(), &[bad]).is_err());
+    }
+
+    #[test]
+    fn a_stream_without_keyframes_is_still_cut() {
+        // One keyframe, then none for 40 s: segments are cut at ten targets (10 s floor),
+        // not independent, and at most `kept` are held.
+        let mut frames = stream(40.0, 30, usize::MAX, true, true);
+        frames[0].keyframe = true;
+        let mut seg = run(cfg(500_000, 250_000, 2, Container::Fmp4), &frames, AV);
+        assert_eq!(seg.max_segment_us(), MAX_SEGMENT_FLOOR_US);
+        assert_eq!(seg.open_msn(), 3);
+        let segments: Vec<&Segment> = seg.segments().iter().collect();
+        assert_eq!(segments.len(), 2);
+        assert!(segments
+            .iter()
+            .all(|s| s.duration_us == 10_000_000 && !s.independent));
+        assert!(!segments[0].parts[0].independent);
+        seg.finish().expect("finish");
+        let text = super::super::playlist::media_playlist(
+            &seg,
+            &super::super::playlist::MediaOptions {
+                suffix: "",
+                low_latency: true,
+                skip: false,
+                program_date_time: false,
+            },
+        );
+        assert!(!text.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{text}");
+        super::super::validate::check_media(&text).expect("valid");
+    }
+
+    #[test]
+    fn a_changed_codec_config_is_an_error() {
+        let frames = stream(2.0, 30, 30, true, true);
+        let mut seg = run(cfg(1_000_000, 250_000, 5, Container::Ts), &frames, AV);
+        // The same config again (publishers repeat it) is fine.
+        assert_eq!(seg.push(&config(Track::Video)), Ok(Progress::default()));
+        let changed = MediaFrame {
+            payload: Bytes::from_static(&[0x12, 0x10]),
+            ..config(Track::Audio)
+        };
+        assert_eq!(
+            seg.push(&changed),
+            Err(HlsError::ConfigChanged(Track::Audio))
+        );
     }
 }
