@@ -530,7 +530,13 @@ impl Segmenter {
                 }
                 fmp4::fragment(self.fragment_seq, &runs)?.unwrap_or_default()
             }
-            Container::Ts => self.ts_part(&video, &audio)?,
+            Container::Ts => {
+                let first_of_segment = self.open.as_ref().is_some_and(|o| o.parts.is_empty());
+                if let (true, Some(mux)) = (first_of_segment, self.ts.as_mut()) {
+                    mux.repeat_tables();
+                }
+                self.ts_part(&video, &audio)?
+            }
         };
         let Some(open) = self.open.as_mut() else {
             return Ok(());
@@ -773,6 +779,24 @@ mod tests {
         for s in seg.segments() {
             assert_eq!(s.bytes.len() % 188, 0);
             assert!(s.bytes.chunks(188).all(|p| p[0] == 0x47));
+        }
+        // Every TS segment starts with PAT (PID 0) and PMT, audio-only ones too.
+        let audio = stream(8.0, 30, 30, false, true);
+        let seg = run(
+            cfg(2_000_000, 200_000, 10, Container::Ts),
+            &audio,
+            &[Track::Audio],
+        );
+        assert_eq!(seg.segments().len(), 3);
+        for s in seg.segments() {
+            let pid = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+            assert_eq!(
+                pid(&s.bytes[..188]),
+                0,
+                "segment {} starts with the PAT",
+                s.msn
+            );
+            assert_eq!(pid(&s.bytes[188..376]), crate::protocol::ts::PMT_PID);
         }
     }
 
