@@ -1202,3 +1202,40 @@ pub fn config_xml(data: &[u8]) {
         let _ = config.hooks();
     }
 }
+
+/// An HLS request's last path component and query as a viewer sends them
+/// (`seg12.m4s?s=abc`, `index.m3u8?_HLS_msn=12&_HLS_part=3`): the resource name through
+/// [`crate::protocol::hls::playlist::Resource::parse`], the query through
+/// [`crate::protocol::hls::playlist::Directives::parse`] and the blocking decision against a
+/// live edge taken from the first bytes. The text also goes through the playlist validator.
+pub fn hls_request(data: &[u8]) {
+    use crate::protocol::hls::playlist::{blocking, Directives, LiveEdge, Resource};
+    use crate::protocol::hls::{validate, Container};
+
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        for (k, v) in b.iter_mut().enumerate() {
+            *v = data.get(i * 8 + k).copied().unwrap_or(0);
+        }
+        u64::from_le_bytes(b)
+    };
+    let edge = LiveEdge {
+        open_msn: word(0),
+        open_parts: word(1),
+        ended: data.first().is_some_and(|b| b & 1 == 1),
+    };
+    let text = String::from_utf8_lossy(data);
+    let (name, query) = text.split_once('?').unwrap_or((&text, ""));
+    for container in [Container::Fmp4, Container::Ts] {
+        if let Some(resource) = Resource::parse(name, container) {
+            assert_eq!(
+                Resource::parse(&resource.name(container), container),
+                Some(resource)
+            );
+        }
+    }
+    if let Ok(d) = Directives::parse(query) {
+        let _ = blocking(&d, &edge);
+    }
+    let _ = validate::check_media(&text);
+}

@@ -84,6 +84,7 @@ targets!(
     srt_packet,
     config_xml,
     hook_answer,
+    hls_request,
 );
 
 /// A fuzz target added without a replay here would go unchecked on stable.

@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod flv;
+pub mod hls;
 pub mod http;
 pub mod pacing;
 pub mod rtmp;

@@ -1261,6 +1261,12 @@ impl TsMuxer {
         Ok(())
     }
 
+    /// Makes the next frame written start with PAT and PMT, whatever their interval: an HLS
+    /// segment must carry them at its start for a player that begins there.
+    pub fn repeat_tables(&mut self) {
+        self.last_psi_us = None;
+    }
+
     /// Appends the buffered packets (fewer than seven) to `out` as one shorter chunk.
     pub fn flush(&mut self, out: &mut Vec<Bytes>) {
         if !self.buf.is_empty() {
