@@ -9,6 +9,7 @@
 //! - [`fmp4`]: the CMAF init segment and media fragments.
 //! - [`playlist`]: media and multivariant playlists, the resource names the URIs use, and
 //!   the blocking-reload decision for `_HLS_msn` / `_HLS_part`.
+//! - [`session_id`]: the signed, expiring session id a viewer carries in its URIs.
 //! - [`validate`]: checks a served playlist (and a succession of them) against the RFC rules
 //!   players rely on; used by the tests against every playlist served.
 //!
@@ -17,6 +18,7 @@
 pub mod fmp4;
 pub mod playlist;
 pub mod segmenter;
+pub mod session_id;
 pub mod validate;
 
 use streamgate_actors::media::Codec;
