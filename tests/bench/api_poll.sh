@@ -23,23 +23,12 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p stre
 BIN=${BIN:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 
-# bench_tmp, free_port, wait_port
+# bench_tmp, bench_source, publish_source, cpu, sent, free_port, wait_port
 . tests/bench/lib.sh
 bench_tmp apipoll
 
-echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s + AAC, FLV"
-ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
-    -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
-    -b:v 2M -maxrate 2M -bufsize 2M -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p \
-    -c:a aac -b:a 64k -f flv "$tmp/source.flv"
+bench_source
 
-# CPU seconds (user + system) streamgate used so far.
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
-# Bytes streamgate wrote to RTMP clients so far.
-sent() {
-    curl -s "http://127.0.0.1:$1/metrics" |
-        awk '/^streamgate_sent_bytes_total\{protocol="rtmp"\}/ { print $2 }'
-}
 
 # One phase of PHASE seconds; with POLL=1 the poller runs. Prints "cpu_per_gbit p50s p99s p50m p99m".
 phase() { # sg_pid api_port poll
@@ -79,10 +68,8 @@ for rep in $(seq "$REPEAT"); do
     sg=$!
     pids+=("$sg")
     wait_port "$port" "$sg" || { echo "streamgate did not start" >&2; exit 1; }
-    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
-        -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
-    ff=$!
-    pids+=("$ff")
+    publish_source "$port"
+    ff=$PUB_PID
     sleep 3
     "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" \
         --duration $((2 * PHASE + 15)) --json >"$tmp/load.json" 2>/dev/null &

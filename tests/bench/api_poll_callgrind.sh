@@ -27,7 +27,7 @@ fi
 BIN=${BIN:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 
-# bench_tmp, free_port
+# bench_tmp, publish_source, free_port
 . tests/bench/lib.sh
 bench_tmp apipoll-cg
 
@@ -47,9 +47,7 @@ for _ in $(seq 600); do
     kill -0 "$sg" 2>/dev/null || { cat "$tmp/streamgate.log" >&2; exit 1; }
     sleep 0.1
 done
-ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
-    -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
-pids+=("$!")
+publish_source "$port"
 sleep 5
 "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --ramp 100 \
     --start-timeout 120 --duration $((REPEAT * 2 * WINDOW * 3 + 120)) --json >"$tmp/load.json" 2>/dev/null &

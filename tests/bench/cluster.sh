@@ -23,15 +23,11 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p stre
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load
 
-# bench_tmp, free_port, wait_port
+# bench_tmp, bench_source, publish_source, cpu, sent, free_port, wait_port
 . tests/bench/lib.sh
 bench_tmp cluster
 
-echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s + AAC, FLV"
-ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
-    -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
-    -b:v 2M -maxrate 2M -bufsize 2M -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p \
-    -c:a aac -b:a 64k -f flv "$tmp/source.flv"
+bench_source
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
@@ -40,12 +36,7 @@ pids+=($!)
 wait_port "$redis_port" "${pids[-1]}" || { echo "redis-server did not start" >&2; exit 1; }
 
 # CPU seconds (user + system) a process used so far.
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # Bytes a node wrote to RTMP clients so far.
-sent() {
-    curl -s "http://127.0.0.1:$1/metrics" |
-        awk '/^streamgate_sent_bytes_total\{protocol="rtmp"\}/ { print $2 }'
-}
 
 # Starts a node; sets NODE_PID, NODE_RTMP, NODE_API. CLUSTER=1 makes it one of the cluster.
 start_node() { # name
@@ -64,10 +55,7 @@ start_node() { # name
 }
 
 publish() { # rtmp port
-    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
-        -c copy -f flv "rtmp://127.0.0.1:$1/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
-    PUB_PID=$!
-    pids+=("$PUB_PID")
+    publish_source "$1"
     sleep 3
 }
 

@@ -28,15 +28,11 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then cargo build --release -p streamgate -p stre
 BIN=target/release/streamgate
 LOAD=target/release/streamgate-load
 
-# bench_tmp, free_port, wait_port
+# bench_tmp, bench_source, publish_source, free_port, wait_port
 . tests/bench/lib.sh
 bench_tmp hookburst
 
-echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s (GOP $GOP frames) + AAC, FLV"
-ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
-    -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
-    -b:v 2M -maxrate 2M -bufsize 2M -g "$GOP" -keyint_min "$GOP" -sc_threshold 0 -pix_fmt yuv420p \
-    -c:a aac -b:a 64k -f flv "$tmp/source.flv"
+bench_source "$GOP"
 
 # The two hook servers.
 python3 tests/bench/hook_server.py >"$tmp/hook.port" 2>"$tmp/hook.log" &
@@ -66,9 +62,8 @@ run() {
     "$BIN" --config "$conf" >>"$tmp/streamgate.log" 2>&1 &
     sg=$!
     wait_port "$port" "$sg" || { echo "streamgate did not start" >&2; exit 1; }
-    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
-        -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
-    ff=$!
+    publish_source "$port"
+    ff=$PUB_PID
     # Live once a player gets a keyframe; then 3 s more for a full GOP in the cache.
     for _ in $(seq 60); do
         if timeout 10 "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --duration 0.2 --json 2>/dev/null |

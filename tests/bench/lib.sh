@@ -19,6 +19,37 @@ bench_cleanup() {
     exit "$rc"
 }
 
+# Writes 60 s of 1280x720 25 fps H.264 at 2 Mbit/s (a keyframe every GOP frames, 50 by
+# default) + AAC 64 kbit/s to $tmp/source.flv, the stream the benchmarks publish.
+bench_source() { # [gop]
+    local gop=${1:-50}
+    echo "== source: 60 s of 1280x720 25 fps H.264 at 2 Mbit/s (GOP $gop frames) + AAC, FLV"
+    ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=25 \
+        -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
+        -b:v 2M -maxrate 2M -bufsize 2M -g "$gop" -keyint_min "$gop" -sc_threshold 0 \
+        -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$tmp/source.flv"
+}
+
+# Publishes $tmp/source.flv in a loop, in real time (-c copy), to
+# rtmp://127.0.0.1:PORT/live/bench; PUB_PID is its pid (also in $pids).
+publish_source() { # port
+    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
+        -c copy -f flv "rtmp://127.0.0.1:$1/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
+    PUB_PID=$!
+    pids+=("$PUB_PID")
+}
+
+# CPU seconds (user + system) process PID used so far.
+cpu() { # pid
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+# Bytes the server with its API on PORT has written to RTMP clients so far.
+sent() { # api port
+    curl -s "http://127.0.0.1:$1/metrics" |
+        awk '/^streamgate_sent_bytes_total\{protocol="rtmp"\}/ { print $2 }'
+}
+
 # A loopback TCP port nobody listens on right now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

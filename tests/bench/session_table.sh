@@ -16,7 +16,7 @@ AFTER=${AFTER:-target/release/streamgate}
 : "${BEFORE:?BEFORE=path of the build to compare with}"
 LOAD=target/release/streamgate-load
 
-# bench_tmp, free_port, wait_port
+# bench_tmp, publish_source, cpu, free_port, wait_port
 . tests/bench/lib.sh
 bench_tmp table
 
@@ -24,7 +24,6 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x180:rate=5 -t 
     -c:v libx264 -preset veryfast -b:v 100k -g 10 -pix_fmt yuv420p -f flv "$tmp/source.flv"
 
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 one() { # binary label
     local port api sg ff ld r0 r1 c0 c1
@@ -33,9 +32,8 @@ one() { # binary label
     "$1" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
     sg=$!; pids+=("$sg")
     wait_port "$port" "$sg" || { echo "streamgate did not start" >&2; exit 1; }
-    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$tmp/source.flv" \
-        -c copy -f flv "rtmp://127.0.0.1:$port/live/bench" >>"$tmp/ffmpeg.log" 2>&1 &
-    ff=$!; pids+=("$ff")
+    publish_source "$port"
+    ff=$PUB_PID
     sleep 3
     r0=$(rss "$sg"); c0=$(cpu "$sg")
     "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --duration 8 \
