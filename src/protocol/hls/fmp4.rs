@@ -145,6 +145,33 @@ fn trex_for(track_id: u32) -> Trex {
     }
 }
 
+/// The media box of a track whose one sample entry is `entry`: a video track (`vide`, with a
+/// video media header) or an audio track (`soun`, with a sound media header).
+fn mdia_for(track: &TrackInfo, entry: mp4_atom::Codec, video: bool) -> Mdia {
+    let (handler, name) = if video {
+        (b"vide", "streamgate video")
+    } else {
+        (b"soun", "streamgate audio")
+    };
+    Mdia {
+        mdhd: Mdhd {
+            timescale: track.timescale,
+            language: "und".into(),
+            ..Default::default()
+        },
+        hdlr: Hdlr {
+            handler: FourCC::new(handler),
+            name: name.into(),
+        },
+        minf: minf_for(
+            Stsd {
+                codecs: vec![entry],
+            },
+            video,
+        ),
+    }
+}
+
 fn minf_for(stsd: Stsd, video: bool) -> Minf {
     Minf {
         vmhd: video.then(Vmhd::default),
@@ -210,23 +237,7 @@ fn video_trak(track: &TrackInfo) -> Result<Trak, HlsError> {
             height: height.into(),
             ..Default::default()
         },
-        mdia: Mdia {
-            mdhd: Mdhd {
-                timescale: track.timescale,
-                language: "und".into(),
-                ..Default::default()
-            },
-            hdlr: Hdlr {
-                handler: FourCC::new(b"vide"),
-                name: "streamgate video".into(),
-            },
-            minf: minf_for(
-                Stsd {
-                    codecs: vec![entry],
-                },
-                true,
-            ),
-        },
+        mdia: mdia_for(track, entry, true),
         ..Default::default()
     })
 }
@@ -296,23 +307,7 @@ fn audio_trak(track: &TrackInfo) -> Result<Trak, HlsError> {
             volume: 1.into(),
             ..Default::default()
         },
-        mdia: Mdia {
-            mdhd: Mdhd {
-                timescale: track.timescale,
-                language: "und".into(),
-                ..Default::default()
-            },
-            hdlr: Hdlr {
-                handler: FourCC::new(b"soun"),
-                name: "streamgate audio".into(),
-            },
-            minf: minf_for(
-                Stsd {
-                    codecs: vec![entry],
-                },
-                false,
-            ),
-        },
+        mdia: mdia_for(track, entry, false),
         ..Default::default()
     })
 }
