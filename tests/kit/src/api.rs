@@ -37,3 +37,19 @@ pub fn api_call(port: u16, method: &str, path: &str, token: Option<&str>) -> Api
 pub fn api_get(port: u16, path: &str) -> ApiAnswer {
     api_call(port, "GET", path, None)
 }
+
+/// Runs schemathesis (Python's, every check) against the OpenAPI document of the API at
+/// `port`, with `args` after it (`--include-path`, `--max-examples`, `--header`, ...),
+/// bounded by `timeout`.
+pub fn schemathesis(port: u16, args: &[&str], timeout: Duration) -> crate::process::Output {
+    crate::process::run(
+        "schemathesis",
+        std::process::Command::new("python3")
+            .args(["-m", "schemathesis.cli", "run"])
+            .arg(format!("http://127.0.0.1:{port}/api/v1/openapi.json"))
+            .args(["--checks", "all"])
+            .args(args)
+            .env("SCHEMATHESIS_HOOKS", ""),
+        timeout,
+    )
+}
