@@ -209,6 +209,8 @@ pub struct HookTable {
     pub srt: NotifyConfig,
     /// `<httpflv><http_notify>`.
     pub httpflv: NotifyConfig,
+    /// `<hls><http_notify>`.
+    pub hls: NotifyConfig,
     /// `<node_id>`: the `node` field of every callback.
     pub node: String,
 }
@@ -245,6 +247,7 @@ impl HookTable {
             Protocol::Rtsp => &self.rtsp,
             Protocol::Srt => &self.srt,
             Protocol::HttpFlv => &self.httpflv,
+            Protocol::Hls => &self.hls,
         }
     }
 }

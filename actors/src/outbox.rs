@@ -152,6 +152,7 @@ fn protocol_named(name: &str) -> Option<Protocol> {
         Protocol::Rtsp,
         Protocol::Srt,
         Protocol::HttpFlv,
+        Protocol::Hls,
     ]
     .into_iter()
     .find(|p| p.as_str() == name)

@@ -18,16 +18,19 @@ pub enum Protocol {
     Srt,
     /// HTTP-FLV (play only).
     HttpFlv,
+    /// HLS and Low-Latency HLS (play only): a session is a viewer, across its requests.
+    Hls,
 }
 
 impl Protocol {
-    /// The name used in hook fields and logs: `rtmp`, `rtsp`, `srt`, `httpflv`.
+    /// The name used in hook fields and logs: `rtmp`, `rtsp`, `srt`, `httpflv`, `hls`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::Rtsp => "rtsp",
             Protocol::Srt => "srt",
             Protocol::HttpFlv => "httpflv",
+            Protocol::Hls => "hls",
         }
     }
 }

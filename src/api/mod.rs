@@ -303,6 +303,8 @@ pub enum ProtocolName {
     Srt,
     /// HTTP-FLV.
     Httpflv,
+    /// HLS.
+    Hls,
 }
 
 impl ProtocolName {
@@ -312,6 +314,7 @@ impl ProtocolName {
             ProtocolName::Rtsp => Protocol::Rtsp,
             ProtocolName::Srt => Protocol::Srt,
             ProtocolName::Httpflv => Protocol::HttpFlv,
+            ProtocolName::Hls => Protocol::Hls,
         }
     }
 }
@@ -924,7 +927,7 @@ mod tests {
 
         // The counts kept as sessions change are what a walk of the table finds.
         let walked = |all: &[SessionSummary]| {
-            let mut counts = [[0u64; 3]; 4];
+            let mut counts = [[0u64; 3]; PROTOCOLS.len()];
             for s in all {
                 let p = PROTOCOLS
                     .iter()
@@ -946,6 +949,6 @@ mod tests {
         for view in &views {
             table::unregister(view.clientid);
         }
-        assert_eq!(table::stats().sessions, [[0; 3]; 4]);
+        assert_eq!(table::stats().sessions, [[0; 3]; PROTOCOLS.len()]);
     }
 }

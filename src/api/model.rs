@@ -112,6 +112,8 @@ pub struct Listeners {
     pub srt: Option<u16>,
     /// HTTP-FLV (TCP).
     pub httpflv: Option<u16>,
+    /// HLS (HTTP over TCP).
+    pub hls: Option<u16>,
 }
 
 /// The server: its name, version and listeners.

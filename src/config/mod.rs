@@ -34,14 +34,17 @@ use streamgate_actors::notify::HookTable;
 pub use api::{ApiConfig, DEFAULT_API_PORT};
 pub use cluster::ClusterConfig;
 pub use error::{ConfigError, ErrorKind, LoadError, Location};
-pub use protocols::{HttpFlvOptions, RtmpOptions, RtspOptions, SrtOptions};
+pub use protocols::{
+    HlsContainer, HlsOptions, HttpFlvOptions, RtmpOptions, RtspOptions, SrtOptions,
+};
 pub use section::{Protocol, Section, Transport};
 
 use section::Placed;
 use tree::build_tree;
 
 /// The shipped `config/streamgate.xml`, used when no config file is given. It serves RTMP on
-/// 1935, HTTP-FLV on 8080, RTSP on 8554 and SRT on UDP 8890, and sets no hook URL.
+/// 1935, HTTP-FLV on 8080, RTSP on 8554, SRT on UDP 8890 and HLS on 8888, and sets no hook
+/// URL.
 pub const DEFAULT_CONFIG_XML: &str = include_str!("../../config/streamgate.xml");
 
 /// The URL schemes a hook may use.
@@ -55,6 +58,8 @@ pub const DEFAULT_RTSP_PORT: u16 = 8554;
 pub const DEFAULT_SRT_PORT: u16 = 8890;
 /// Default `<httpflv><port>`.
 pub const DEFAULT_HTTPFLV_PORT: u16 = 8080;
+/// Default `<hls><port>`.
+pub const DEFAULT_HLS_PORT: u16 = 8888;
 /// The largest `<workers>` accepted.
 pub const MAX_WORKERS: usize = 256;
 /// Default `<queue_bytes>`: 4 MiB of unwritten output per player.
@@ -96,6 +101,8 @@ pub struct Config {
     pub srt: SrtConfig,
     /// `<httpflv>`: disabled by default (port 8080); the shipped config enables it.
     pub httpflv: HttpFlvConfig,
+    /// `<hls>`: disabled by default (port 8888); the shipped config enables it.
+    pub hls: HlsConfig,
     /// `<node_id>`: this server's name, the `node` field of every callback; default the
     /// host name ([`default_node_id`]).
     pub node_id: String,
@@ -128,6 +135,8 @@ pub type RtspConfig = Section<RtspOptions>;
 pub type SrtConfig = Section<SrtOptions>;
 /// `<httpflv>`.
 pub type HttpFlvConfig = Section<HttpFlvOptions>;
+/// `<hls>`.
+pub type HlsConfig = Section<HlsOptions>;
 
 /// `<log_level>`: the least severe level that is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +279,7 @@ impl Default for Config {
             rtsp: Section::default(),
             srt: Section::default(),
             httpflv: Section::default(),
+            hls: Section::default(),
             api: ApiConfig::default(),
             cluster: None,
             source: None,
@@ -278,7 +288,7 @@ impl Default for Config {
 }
 
 /// The elements `<config>` may hold.
-const CONFIG_ELEMENTS: [&str; 12] = [
+const CONFIG_ELEMENTS: [&str; 13] = [
     "workers",
     "log_level",
     "node_id",
@@ -288,6 +298,7 @@ const CONFIG_ELEMENTS: [&str; 12] = [
     "rtsp",
     "srt",
     "httpflv",
+    "hls",
     "api",
     "log_format",
     "cluster",
@@ -367,8 +378,9 @@ impl Config {
         let (rtsp, rtsp_at) = Section::read(children.get("rtsp"))?;
         let (srt, srt_at) = Section::read(children.get("srt"))?;
         let (httpflv, httpflv_at) = Section::read(children.get("httpflv"))?;
+        let (hls, hls_at) = Section::read(children.get("hls"))?;
         let (api, api_at) = api::read(children.get("api"))?;
-        check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at, api_at])?;
+        check_port_conflicts(&[rtmp_at, rtsp_at, srt_at, httpflv_at, hls_at, api_at])?;
         let cluster = cluster::read(children.get("cluster"), children.get("node_id").is_some())?;
 
         Ok(Config {
@@ -382,6 +394,7 @@ impl Config {
             rtsp,
             srt,
             httpflv,
+            hls,
             api,
             cluster,
             source: None,
@@ -413,6 +426,7 @@ impl Config {
             rtsp: self.rtsp.notify.clone(),
             srt: self.srt.notify.clone(),
             httpflv: self.httpflv.notify.clone(),
+            hls: self.hls.notify.clone(),
             node: self.node_id.clone(),
         }
     }
@@ -1100,10 +1114,10 @@ mod tests {
         );
         assert!(matches!(e.kind, ErrorKind::Unknown { .. }));
         assert_error(
-            "<config>\n\n<hls/>\n</config>",
+            "<config>\n\n<dash/>\n</config>",
             3,
-            "<hls>",
-            "allowed in <config>: <workers>, <log_level>, <node_id>, <data_dir>, <outbox_max_events>, <rtmp>, <rtsp>, <srt>, <httpflv>, <api>",
+            "<dash>",
+            "allowed in <config>: <workers>, <log_level>, <node_id>, <data_dir>, <outbox_max_events>, <rtmp>, <rtsp>, <srt>, <httpflv>, <hls>, <api>",
         );
         assert_error(
             &rtmp_notify("<on_stop>http://h/</on_stop>"),

@@ -10,8 +10,8 @@ use super::error::{ConfigError, ErrorKind};
 use super::section::{Protocol, Transport};
 use super::tree::Children;
 use super::{
-    DEFAULT_HTTPFLV_PORT, DEFAULT_RTMP_PORT, DEFAULT_RTP_PORTS, DEFAULT_RTSP_PORT,
-    DEFAULT_SRT_PORT, DEFAULT_WRITE_MERGE, MAX_WRITE_MERGE_MS,
+    DEFAULT_HLS_PORT, DEFAULT_HTTPFLV_PORT, DEFAULT_RTMP_PORT, DEFAULT_RTP_PORTS,
+    DEFAULT_RTSP_PORT, DEFAULT_SRT_PORT, DEFAULT_WRITE_MERGE, MAX_WRITE_MERGE_MS,
 };
 
 /// `<write_merge_ms>`, the TCP protocols' merge window.
@@ -202,5 +202,111 @@ impl Protocol for SrtOptions {
             }
         }
         Ok(srt)
+    }
+}
+
+/// The container `<hls><container>` names: `fmp4` (CMAF, the default, needed for Low-Latency
+/// HLS in most players) or `mpegts` (for old players).
+pub use crate::protocol::hls::Container as HlsContainer;
+
+/// The settings only `<hls>` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsOptions {
+    /// `<segment_duration_ms>`: a segment ends on the first keyframe at least this long after
+    /// its start.
+    pub segment: Duration,
+    /// `<part_duration_ms>`: the partial segment target of Low-Latency HLS.
+    pub part: Duration,
+    /// `<segment_count>`: complete segments kept in memory and listed in the playlist.
+    pub segments: usize,
+    /// `<container>`: `fmp4` or `mpegts`.
+    pub container: HlsContainer,
+    /// `<low_latency>`: list partial segments, the preload hint and server control, and
+    /// hold blocking playlist requests.
+    pub low_latency: bool,
+    /// `<idle_timeout_ms>`: a viewer that requests nothing for this long is done.
+    pub idle_timeout: Duration,
+    /// `<session_lifetime_s>`: how long a viewer's session id is accepted after it was issued.
+    pub session_lifetime: Duration,
+}
+
+impl Default for HlsOptions {
+    fn default() -> Self {
+        HlsOptions {
+            segment: Duration::from_secs(2),
+            part: Duration::from_millis(200),
+            segments: 7,
+            container: HlsContainer::Fmp4,
+            low_latency: true,
+            idle_timeout: Duration::from_secs(10),
+            session_lifetime: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl Protocol for HlsOptions {
+    const NAME: &'static str = "hls";
+    const TRANSPORT: Transport = Transport::Tcp;
+    const DEFAULT_PORT: u16 = DEFAULT_HLS_PORT;
+    const ENABLED_BY_DEFAULT: bool = false;
+    const ELEMENTS: &'static [&'static str] = &[
+        "segment_duration_ms",
+        "part_duration_ms",
+        "segment_count",
+        "container",
+        "low_latency",
+        "idle_timeout_ms",
+        "session_lifetime_s",
+    ];
+
+    fn read(children: &Children<'_>) -> Result<Self, ConfigError> {
+        let mut hls = HlsOptions::default();
+        if let Some(el) = children.get("segment_duration_ms") {
+            hls.segment = el.millis("segment duration in milliseconds", 500, 30_000)?;
+        }
+        if let Some(el) = children.get("part_duration_ms") {
+            hls.part = el.millis("part duration in milliseconds", 50, 5_000)?;
+        }
+        if hls.part > hls.segment {
+            let el = children
+                .get("part_duration_ms")
+                .or(children.get("segment_duration_ms"));
+            if let Some(el) = el {
+                return Err(el.error(ErrorKind::InvalidValue {
+                    value: format!("{} ms", hls.part.as_millis()),
+                    reason: format!(
+                        "a part ({} ms) cannot be longer than a segment ({} ms)",
+                        hls.part.as_millis(),
+                        hls.segment.as_millis()
+                    ),
+                }));
+            }
+        }
+        if let Some(el) = children.get("segment_count") {
+            hls.segments = el.count("number of segments", 2, 100)?;
+        }
+        if let Some(el) = children.get("container") {
+            hls.container = match el.value()? {
+                "fmp4" => HlsContainer::Fmp4,
+                "mpegts" => HlsContainer::Ts,
+                other => {
+                    return Err(el.error(ErrorKind::InvalidValue {
+                        value: other.to_owned(),
+                        reason: "the container is fmp4 or mpegts".into(),
+                    }))
+                }
+            };
+        }
+        if let Some(el) = children.get("low_latency") {
+            hls.low_latency = el.boolean()?;
+        }
+        if let Some(el) = children.get("idle_timeout_ms") {
+            hls.idle_timeout = el.millis("idle time in milliseconds", 1_000, 600_000)?;
+        }
+        if let Some(el) = children.get("session_lifetime_s") {
+            hls.session_lifetime =
+                Duration::from_secs(el.integer("session lifetime in seconds", 60, 604_800)?);
+        }
+        Ok(hls)
     }
 }

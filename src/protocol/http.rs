@@ -80,6 +80,17 @@ pub fn flv_path(target: &str) -> Option<FlvPath> {
     let path = path.strip_prefix('/')?;
     let (app, file) = path.rsplit_once('/')?;
     let name = file.strip_suffix(".flv")?;
+    let (app, name) = stream_of(app, name)?;
+    Some(FlvPath {
+        app,
+        name,
+        query: query.to_owned(),
+    })
+}
+
+/// The app (one or more path segments) and name (one segment) of a stream's URL path,
+/// decoded; `None` for an empty, `.` or `..` segment or a bad escape.
+fn stream_of(app: &str, name: &str) -> Option<(String, String)> {
     let app = percent_decode(app)?;
     let name = percent_decode(name)?;
     let bad = |s: &str| {
@@ -87,12 +98,39 @@ pub fn flv_path(target: &str) -> Option<FlvPath> {
             || s.split('/')
                 .any(|seg| seg.is_empty() || seg == "." || seg == "..")
     };
-    if bad(&app) || name.is_empty() || name.contains('/') {
+    if bad(&app) || name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return None;
     }
-    Some(FlvPath {
+    Some((app, name))
+}
+
+/// A request target of an HLS player: `/{app}/{name}/{file}[?query]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsPath {
+    /// The stream's app (may hold `/`).
+    pub app: String,
+    /// The stream's name.
+    pub name: String,
+    /// The resource, as sent (not decoded): `index.m3u8`, `media.m3u8`, `seg3.m4s`, ...
+    pub file: String,
+    /// The raw query, without `?`.
+    pub query: String,
+}
+
+/// The parts of an HLS request target; `None` when it is not `/{app}/{name}/{file}`.
+pub fn hls_path(target: &str) -> Option<HlsPath> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = path.strip_prefix('/')?;
+    let (stream, file) = path.rsplit_once('/')?;
+    let (app, name) = stream.rsplit_once('/')?;
+    if file.is_empty() {
+        return None;
+    }
+    let (app, name) = stream_of(app, name)?;
+    Some(HlsPath {
         app,
         name,
+        file: file.to_owned(),
         query: query.to_owned(),
     })
 }
@@ -182,6 +220,31 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         assert_eq!(parse_request(&big), Err(HttpError::TooLarge));
+    }
+
+    #[test]
+    fn hls_paths() {
+        assert_eq!(
+            hls_path("/live/cam1/index.m3u8?token=abc"),
+            Some(HlsPath {
+                app: "live".into(),
+                name: "cam1".into(),
+                file: "index.m3u8".into(),
+                query: "token=abc".into()
+            })
+        );
+        let deep = hls_path("/a/b/c%20d/seg3.m4s").expect("an app of two segments");
+        assert_eq!((deep.app.as_str(), deep.name.as_str()), ("a/b", "c d"));
+        for bad in [
+            "/cam1/index.m3u8",
+            "/live/cam1/",
+            "live/cam1/index.m3u8",
+            "/live/../index.m3u8",
+            "//cam1/index.m3u8",
+            "/live/%zz/index.m3u8",
+        ] {
+            assert_eq!(hls_path(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The server's four protocol listeners, as a reload finds and leaves them.
+//! The server's protocol listeners, as a reload finds and leaves them.
 //!
 //! Each protocol has one [`Listening`] for the life of the server: its connection limits and
 //! the settings its new sessions get, which a reload replaces in place, and its socket while
@@ -21,6 +21,7 @@ use crate::config::{Config, Section};
 use crate::limits::ConnectionLimits;
 use crate::listener::srt::{self, Serving};
 use crate::listener::{accept_loop, Admit, Pool, Refuse, StartSession, Worker};
+use crate::session::hls::{serve as hls_serve, Hls};
 use crate::session::httpflv::HttpFlvSession;
 use crate::session::output::PlayerLimits;
 use crate::session::rtmp::RtmpSession;
@@ -74,6 +75,74 @@ struct SrtListening {
     closing: Vec<Serving>,
 }
 
+/// HLS's listener: actix-web on threads of its own, its viewers' sessions on the workers.
+struct HlsListening {
+    hls: Arc<Hls>,
+    threads: usize,
+    open: Option<(Place, hls_serve::Serving)>,
+}
+
+impl HlsListening {
+    fn prepare(&self, config: &Config) -> Result<Option<Bound>, ServerError> {
+        let wanted = place(&config.hls);
+        if wanted == self.open.as_ref().map(|(place, _)| *place) {
+            return Ok(None);
+        }
+        match wanted {
+            Some(place) => Ok(Some(Bound::Tcp(place, bind_tcp("hls", place)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn apply(
+        &mut self,
+        config: &Config,
+        bound: Option<Bound>,
+        changes: &mut Vec<String>,
+    ) -> Result<(), ServerError> {
+        self.hls.set(config.hls.options.clone());
+        self.hls.limits.set(
+            config.hls.max_connections,
+            config.hls.max_connections_per_ip,
+        );
+        let wanted = place(&config.hls);
+        if wanted == self.open.as_ref().map(|(place, _)| *place) {
+            return Ok(());
+        }
+        if let Some((_, old)) = self.open.take() {
+            // Viewers' sessions go on; their next requests go to where the file now says.
+            actix_rt::spawn(old.handle.stop(false));
+            tracing::info!(protocol = "hls", addr = %old.addr, "listener closed");
+            changes.push(format!("hls listener closed on {}", old.addr));
+        }
+        if let Some(Bound::Tcp(place, socket)) = bound {
+            let serving =
+                hls_serve::start(socket, self.hls.clone(), self.threads).map_err(|source| {
+                    ServerError::Bind {
+                        protocol: "hls",
+                        port: place.port,
+                        source,
+                    }
+                })?;
+            tracing::info!(
+                protocol = "hls",
+                port = serving.addr.port(),
+                address = %serving.addr.ip(),
+                "listening"
+            );
+            changes.push(format!("hls listener opened on {}", serving.addr));
+            self.open = Some((place, serving));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if let Some((_, serving)) = self.open.take() {
+            actix_rt::spawn(serving.handle.stop(false));
+        }
+    }
+}
+
 /// A socket bound for a reload, not yet served.
 enum Bound {
     Tcp(Place, std::net::TcpListener),
@@ -86,6 +155,7 @@ pub struct Prepared {
     httpflv: Option<Bound>,
     rtsp: Option<Bound>,
     srt: Option<Bound>,
+    hls: Option<Bound>,
     /// `<srt>`'s settings for new connections.
     srt_settings: Arc<SrtSettings>,
 }
@@ -101,6 +171,8 @@ pub struct Addresses {
     pub rtsp: Option<SocketAddr>,
     /// SRT (UDP).
     pub srt: Option<SocketAddr>,
+    /// HLS.
+    pub hls: Option<SocketAddr>,
 }
 
 /// Every protocol's listener.
@@ -111,6 +183,7 @@ pub struct Listeners {
     httpflv: TcpListening,
     rtsp: TcpListening,
     srt: SrtListening,
+    hls: HlsListening,
 }
 
 fn bind_tcp(protocol: &'static str, place: Place) -> Result<std::net::TcpListener, ServerError> {
@@ -359,6 +432,19 @@ impl Listeners {
     /// Opens every listener `config` enables. SRT sessions run on `workers` too.
     pub async fn start(config: &Config, workers: Vec<Worker>) -> Result<Listeners, ServerError> {
         let pool = Arc::new(Pool::new(workers.clone()));
+        let hls = HlsListening {
+            hls: Hls::new(
+                workers.clone(),
+                config.hls.options.clone(),
+                ConnectionLimits::new(
+                    "hls",
+                    config.hls.max_connections,
+                    config.hls.max_connections_per_ip,
+                ),
+            ),
+            threads: workers.len(),
+            open: None,
+        };
         let srt_limits = ConnectionLimits::new(
             "srt",
             config.srt.max_connections,
@@ -401,6 +487,7 @@ impl Listeners {
                 open: None,
                 closing: Vec::new(),
             },
+            hls,
         };
         let prepared = listeners.prepare(config)?;
         listeners.apply(config, prepared)?;
@@ -416,6 +503,7 @@ impl Listeners {
             httpflv: self.httpflv.prepare(&config.httpflv)?,
             rtsp: self.rtsp.prepare(&config.rtsp)?,
             srt: self.srt.prepare(config, &srt_settings)?,
+            hls: self.hls.prepare(config)?,
             srt_settings: Arc::new(srt_settings),
         })
     }
@@ -465,6 +553,7 @@ impl Listeners {
             &self.workers,
             &mut changes,
         )?;
+        self.hls.apply(config, prepared.hls, &mut changes)?;
         Ok(changes)
     }
 
@@ -475,6 +564,7 @@ impl Listeners {
             httpflv: self.httpflv.addr(),
             rtsp: self.rtsp.addr(),
             srt: self.srt.open.as_ref().map(|(_, serving)| serving.addr),
+            hls: self.hls.open.as_ref().map(|(_, serving)| serving.addr),
         }
     }
 
@@ -484,5 +574,6 @@ impl Listeners {
         self.httpflv.close();
         self.rtsp.close();
         self.srt.close();
+        self.hls.close();
     }
 }

@@ -76,6 +76,8 @@ pub struct Server {
     pub rtsp_addr: Option<SocketAddr>,
     /// The SRT (UDP) listening address, when SRT is enabled.
     pub srt_addr: Option<SocketAddr>,
+    /// The HLS listening address, when HLS is enabled.
+    pub hls_addr: Option<SocketAddr>,
 }
 
 /// A `<secret>` shorter than [`MIN_SECRET_LEN`] bytes is allowed (an operator may have to
@@ -86,6 +88,7 @@ pub(crate) fn warn_short_secrets(hooks: &HookTable) {
         ("rtsp", &hooks.rtsp),
         ("srt", &hooks.srt),
         ("httpflv", &hooks.httpflv),
+        ("hls", &hooks.hls),
     ] {
         if let Some(signer) = notify.signer.as_ref() {
             if signer.secret_len() < MIN_SECRET_LEN {
@@ -206,6 +209,7 @@ impl Server {
             httpflv_addr: addresses.httpflv,
             rtsp_addr: addresses.rtsp,
             srt_addr: addresses.srt,
+            hls_addr: addresses.hls,
         })
     }
 
@@ -238,11 +242,17 @@ impl Server {
             });
         }
         let table = self.hooks.load();
-        let longest_hook = [&table.rtmp, &table.rtsp, &table.srt, &table.httpflv]
-            .iter()
-            .map(|notify| notify.timeout)
-            .max()
-            .unwrap_or_default();
+        let longest_hook = [
+            &table.rtmp,
+            &table.rtsp,
+            &table.srt,
+            &table.httpflv,
+            &table.hls,
+        ]
+        .iter()
+        .map(|notify| notify.timeout)
+        .max()
+        .unwrap_or_default();
         let deadline = Instant::now() + longest_hook + Duration::from_secs(2);
         // Ended sessions send their on_done from their own arbiters; give them a moment to
         // stop before the first look.

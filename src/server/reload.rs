@@ -158,6 +158,7 @@ pub(super) fn server_info(config: &Config, listeners: &Listeners) -> ServerInfo 
             rtsp: port(addresses.rtsp),
             srt: port(addresses.srt),
             httpflv: port(addresses.httpflv),
+            hls: port(addresses.hls),
         },
     }
 }
@@ -211,6 +212,7 @@ impl Running {
             ("rtsp", settings_differ(&old.rtsp, &new.rtsp)),
             ("srt", settings_differ(&old.srt, &new.srt)),
             ("httpflv", settings_differ(&old.httpflv, &new.httpflv)),
+            ("hls", settings_differ(&old.hls, &new.hls)),
         ] {
             if differ {
                 applied.push(format!("{name} settings"));

@@ -704,30 +704,9 @@ pub async fn request_play(
     attach: Attach,
 ) -> PlayOutcome {
     let clientid = info.clientid;
-    let decision = ask(context.notify.send(notify::Play { info: info.clone() })).await;
-    if !decision.is_allow() {
-        return PlayOutcome::Denied(decision);
-    }
-    let allowed = Allowed::by(&decision, info);
-    let key = allowed.key();
-    let local = context.registry.send(Lookup { key: key.clone() }).await;
-    let stream = match (local, &context.cluster) {
-        // A relay pull that is starting has its stream registered before the owner's
-        // snapshot is in it: wait for the pull, as its other players do, so the player
-        // starts with the codec configs (RTSP's DESCRIBE needs them at once).
-        (Ok(Some(_)), Some(cluster)) if cluster.is_starting(&key) => {
-            match cluster.pull(&key).await {
-                Some(stream) => stream,
-                None => return PlayOutcome::NotFound(allowed),
-            }
-        }
-        (Ok(Some(stream)), _) => stream,
-        // Not live here: pulled from the node that has it, when one does.
-        (Ok(None), Some(cluster)) => match cluster.pull(&key).await {
-            Some(stream) => stream,
-            None => return PlayOutcome::NotFound(allowed),
-        },
-        _ => return PlayOutcome::NotFound(allowed),
+    let (allowed, stream) = match find_play(&context, info).await {
+        Ok(found) => found,
+        Err(outcome) => return *outcome,
     };
     match attach {
         Attach::Own { media, ended } => match stream
@@ -748,6 +727,42 @@ pub async fn request_play(
             None => PlayOutcome::NotFound(allowed),
         },
     }
+}
+
+/// The first half of [`request_play`]: asks the hook about a play of the stream `info` names,
+/// then finds the stream (the one a hook's redirect named, if it did), here or (in a
+/// cluster) pulled from the node that has it, without subscribing to it. `Err` is the
+/// outcome when the hook refused or no such stream is live.
+pub async fn find_play(
+    context: &SessionContext,
+    info: SessionInfo,
+) -> Result<(Allowed, Addr<StreamActor>), Box<PlayOutcome>> {
+    let decision = ask(context.notify.send(notify::Play { info: info.clone() })).await;
+    if !decision.is_allow() {
+        return Err(Box::new(PlayOutcome::Denied(decision)));
+    }
+    let allowed = Allowed::by(&decision, info);
+    let key = allowed.key();
+    let local = context.registry.send(Lookup { key: key.clone() }).await;
+    let stream = match (local, &context.cluster) {
+        // A relay pull that is starting has its stream registered before the owner's
+        // snapshot is in it: wait for the pull, as its other players do, so the player
+        // starts with the codec configs (RTSP's DESCRIBE needs them at once).
+        (Ok(Some(_)), Some(cluster)) if cluster.is_starting(&key) => {
+            match cluster.pull(&key).await {
+                Some(stream) => stream,
+                None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
+            }
+        }
+        (Ok(Some(stream)), _) => stream,
+        // Not live here: pulled from the node that has it, when one does.
+        (Ok(None), Some(cluster)) => match cluster.pull(&key).await {
+            Some(stream) => stream,
+            None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
+        },
+        _ => return Err(Box::new(PlayOutcome::NotFound(allowed))),
+    };
+    Ok((allowed, stream))
 }
 
 /// How a publish request ended.

@@ -12,6 +12,7 @@ pub mod actor;
 pub mod arbiter;
 pub mod core;
 pub mod fanout;
+pub mod hls;
 pub mod httpflv;
 pub mod output;
 pub mod rtmp;

@@ -59,6 +59,7 @@ fn protocol_index(protocol: Protocol) -> usize {
         Protocol::Rtsp => 1,
         Protocol::Srt => 2,
         Protocol::HttpFlv => 3,
+        Protocol::Hls => 4,
     }
 }
 
@@ -72,7 +73,7 @@ fn role_index(role: Option<Role>) -> usize {
 }
 
 /// The protocols, in the order of the per-protocol counts.
-pub const PROTOCOLS: [&str; 4] = ["rtmp", "rtsp", "srt", "httpflv"];
+pub const PROTOCOLS: [&str; 5] = ["rtmp", "rtsp", "srt", "httpflv", "hls"];
 /// The roles, in the order of the per-role counts.
 pub const ROLES: [&str; 3] = ["connecting", "publisher", "player"];
 
@@ -297,9 +298,9 @@ impl Traffic {
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     /// Sessions now, by protocol ([`PROTOCOLS`]) and role ([`ROLES`]).
-    pub live: [[u64; 3]; 4],
+    pub live: [[u64; 3]; PROTOCOLS.len()],
     /// Traffic of the sessions gone, by protocol ([`PROTOCOLS`]).
-    pub gone: [Traffic; 4],
+    pub gone: [Traffic; PROTOCOLS.len()],
     /// Plays and publishes ended, by protocol, role and reason.
     pub ended: HashMap<(&'static str, &'static str, &'static str), u64>,
 }
@@ -308,9 +309,9 @@ pub struct Totals {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Sessions now, by protocol ([`PROTOCOLS`]) and role ([`ROLES`]).
-    pub sessions: [[u64; 3]; 4],
+    pub sessions: [[u64; 3]; PROTOCOLS.len()],
     /// Traffic since the start, by protocol ([`PROTOCOLS`]): the sessions gone and those live.
-    pub traffic: [Traffic; 4],
+    pub traffic: [Traffic; PROTOCOLS.len()],
     /// Plays and publishes ended, by protocol, role and reason.
     pub ended: HashMap<(&'static str, &'static str, &'static str), u64>,
 }

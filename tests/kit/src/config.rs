@@ -36,6 +36,8 @@ pub struct Config {
     pub rtsp: Option<Rtsp>,
     /// The `<srt>` section, when enabled.
     pub srt: Option<Srt>,
+    /// The `<hls>` section, when enabled.
+    pub hls: Option<Hls>,
     /// `(section, xml)`: more elements written at the start of a section.
     pub extra: Vec<(String, String)>,
     /// `<data_dir>`: the outbox's directory. When unset, every server the kit starts gets a
@@ -52,6 +54,16 @@ pub struct Config {
     /// `(namespace, address)`: the server runs in that network namespace (`ip netns exec`)
     /// and is reached at that address ([`crate::netns::Lan`]).
     pub netns: Option<(String, std::net::IpAddr)>,
+}
+
+/// The `<hls>` section of a test's config.
+#[derive(Debug, Clone, Default)]
+pub struct Hls {
+    pub port: u16,
+    /// `(base, suffix)`: hooks at `{base}/connect{suffix}` and so on.
+    pub hooks: Option<(String, String)>,
+    /// More elements of the section (`<idle_timeout_ms>`, ...).
+    pub options: String,
 }
 
 /// The `<httpflv>` section of a test's config.
@@ -83,6 +95,7 @@ impl Config {
             httpflv: None,
             rtsp: None,
             srt: None,
+            hls: None,
             extra: Vec::new(),
             data_dir: None,
             outbox_max_events: None,
@@ -229,6 +242,26 @@ impl Config {
             "  <srt>\n    <enable>true</enable>\n    <port>{}</port>\n{extra}    <http_notify>\n{inner}    </http_notify>\n  </srt>\n",
             s.port
         )
+    }
+
+    /// Enables HLS on a free port (keeps the section if already enabled), with `options`
+    /// (elements such as `<idle_timeout_ms>2000</idle_timeout_ms>`) added to the section.
+    pub fn hls(mut self, options: &str) -> Config {
+        let hls = self.hls.get_or_insert_with(|| Hls {
+            port: free_port(),
+            ..Hls::default()
+        });
+        hls.options.push_str(options);
+        self
+    }
+
+    /// Enables HLS with its hooks at `{base}/connect{suffix}`, ...
+    pub fn hls_hooks(self, base: &str, suffix: &str) -> Config {
+        let mut c = self.hls("");
+        if let Some(h) = c.hls.as_mut() {
+            h.hooks = Some((base.into(), suffix.into()));
+        }
+        c
     }
 
     /// Enables HTTP-FLV on a free port (keeps the section if already enabled).
@@ -405,6 +438,22 @@ impl Config {
                 h.port
             );
         }
+        let mut hls = String::new();
+        if let Some(h) = &self.hls {
+            let mut inner = String::new();
+            if let Some((base, suffix)) = &h.hooks {
+                for call in ["connect", "play", "done"] {
+                    inner.push_str(&format!(
+                        "      <on_{call}>{}</on_{call}>\n",
+                        esc(&format!("{base}/{call}{suffix}"))
+                    ));
+                }
+            }
+            hls = format!(
+                "  <hls>\n    <enable>true</enable>\n    <port>{}</port>\n    {}\n    <http_notify>\n{inner}    </http_notify>\n  </hls>\n",
+                h.port, h.options
+            );
+        }
         let rtmp_limits = self.rtmp_limits.map_or(String::new(), |(q, t)| {
             format!("    <queue_bytes>{q}</queue_bytes>\n    <stall_timeout_ms>{t}</stall_timeout_ms>\n")
         });
@@ -423,7 +472,7 @@ impl Config {
             .as_ref()
             .map_or(String::new(), |t| format!("<token>{}</token>", esc(t)));
         format!(
-            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n{top}  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{rtsp}{srt}</config>\n",
+            "<config>\n  <workers>{}</workers>\n  <log_level>{}</log_level><node_id>{}</node_id>\n{top}  <api><port>{}</port>{api_token}</api>\n  <rtmp>\n    <enable>true</enable>\n    <port>{}</port>\n{rtmp_limits}    <http_notify>\n{notify}    </http_notify>\n  </rtmp>\n{httpflv}{hls}{rtsp}{srt}</config>\n",
             self.workers,
             self.log_level,
             self.node_id,

@@ -26,6 +26,16 @@ pub trait Endpoints {
     fn rtsp_port(&self) -> Option<u16>;
     /// The SRT (UDP) port, when enabled.
     fn srt_port(&self) -> Option<u16>;
+    /// The HLS port, when enabled.
+    fn hls_port(&self) -> Option<u16>;
+
+    /// `http://127.0.0.1:HLS_PORT/{path}` (HLS must be enabled).
+    fn hls_url(&self, path: &str) -> String {
+        let port = self
+            .hls_port()
+            .expect("HLS is enabled in this test's config");
+        format!("http://127.0.0.1:{port}/{path}")
+    }
 
     /// `rtmp://127.0.0.1:PORT/{path}`.
     fn url(&self, path: &str) -> String {
@@ -102,8 +112,8 @@ fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
-/// The addresses the server bound: RTMP, HTTP-FLV, RTSP, SRT, the API.
-type Bound = [Option<SocketAddr>; 5];
+/// The addresses the server bound: RTMP, HTTP-FLV, RTSP, SRT, the API, HLS.
+type Bound = [Option<SocketAddr>; 6];
 
 /// `streamgate::server::Server` running in an actix system on a thread of the test, every
 /// listener on a port the kernel picked. Shut down gracefully (every owed `on_done` sent) when
@@ -119,6 +129,8 @@ pub struct InProcess {
     pub srt_port: Option<u16>,
     /// The API's port.
     pub api_port: Option<u16>,
+    /// The HLS port, when enabled.
+    pub hls_port: Option<u16>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// Where this server's lines start in the log buffer.
@@ -148,6 +160,7 @@ impl InProcess {
         config.rtsp.port = 0;
         config.srt.port = 0;
         config.api.port = 0;
+        config.hls.port = 0;
         let log = log_buffer();
         let log_from = log.lock().map_or(0, |l| l.len());
         let (bound_tx, bound_rx) = mpsc::channel::<Result<Bound, String>>();
@@ -163,6 +176,7 @@ impl InProcess {
                             server.rtsp_addr,
                             server.srt_addr,
                             server.api_addr,
+                            server.hls_addr,
                         ];
                         let _ = bound_tx.send(Ok(bound));
                         // Dropped sender or a stop: either way, shut down.
@@ -187,6 +201,7 @@ impl InProcess {
             rtsp_port: port(bound[2]),
             srt_port: port(bound[3]),
             api_port: port(bound[4]),
+            hls_port: port(bound[5]),
             stop: Some(stop_tx),
             thread: Some(thread),
             log_from,
@@ -221,6 +236,9 @@ impl Endpoints for InProcess {
     }
     fn srt_port(&self) -> Option<u16> {
         self.srt_port
+    }
+    fn hls_port(&self) -> Option<u16> {
+        self.hls_port
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`process`]: the real `streamgate` binary ([`Server`]), for tests that need its log
 //!   lines, signals or exit status, and child processes bounded by timeouts ([`Proc`]);
 //! - [`ffmpeg`]: real `ffmpeg`/`ffprobe` publishers and players;
+//! - [`hls`]: a proxy that validates every playlist HLS players are served, and a
+//!   Low-Latency HLS viewer of the test's own;
 //! - [`rtmp`]: raw sockets and a blocking RTMP client for exact looks at what the server sends;
 //! - [`redis`]: a real `redis-server` of the test's own, for the cluster's tests;
 //! - [`netns`]: a test network of network namespaces, a server's own address in each;
@@ -24,6 +26,7 @@ pub mod assert;
 pub mod codecs;
 pub mod config;
 pub mod ffmpeg;
+pub mod hls;
 pub mod hooks;
 pub mod inprocess;
 pub mod load;

@@ -27,6 +27,8 @@ pub struct Server {
     pub srt_port: Option<u16>,
     /// The API's port.
     pub api_port: u16,
+    /// The HLS port, when enabled.
+    pub hls_port: Option<u16>,
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -78,6 +80,7 @@ impl Server {
             rtsp_port: cfg.rtsp.as_ref().map(|r| r.port),
             srt_port: cfg.srt.as_ref().map(|s| s.port),
             api_port: cfg.api_port,
+            hls_port: cfg.hls.as_ref().map(|h| h.port),
             dir,
             config_path,
             log_path,
@@ -87,6 +90,7 @@ impl Server {
         let ports: Vec<u16> = std::iter::once(srv.port)
             .chain(srv.httpflv_port)
             .chain(srv.rtsp_port)
+            .chain(srv.hls_port)
             .collect();
         let end = Instant::now() + Duration::from_secs(20);
         loop {
@@ -190,6 +194,9 @@ impl Endpoints for Server {
     }
     fn srt_port(&self) -> Option<u16> {
         self.srt_port
+    }
+    fn hls_port(&self) -> Option<u16> {
+        self.hls_port
     }
 }
 
