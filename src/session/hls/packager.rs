@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use streamgate_actors::media::{MediaFrame, StreamKey};
+use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::session::{next_internal_id, ClientId};
 use streamgate_actors::stream::{
     Deliver, Delivery, StreamActor, StreamEnded, Subscribe, Unsubscribe,
@@ -174,6 +174,7 @@ impl Streams {
             streams: self.clone(),
             config,
             id: next_internal_id(),
+            waiting: None,
         }
         .start();
         output
@@ -198,6 +199,11 @@ impl Streams {
     }
 }
 
+/// How long (in media time) a packager that has one track's codec config waits for the
+/// other's before it starts without it: an MPEG-TS publisher's audio config comes with its
+/// first audio frame, which may follow the first video frames.
+const CONFIG_WAIT_US: i64 = 500_000;
+
 /// Subscribes to one stream and feeds its segmenter.
 struct Packager {
     output: Arc<HlsStream>,
@@ -206,6 +212,9 @@ struct Packager {
     config: HlsConfig,
     /// The id it subscribes with.
     id: u64,
+    /// Before the segmenter exists: the codec configs so far (one per track) and the frames
+    /// that came after them.
+    waiting: Option<(Vec<MediaFrame>, Vec<MediaFrame>)>,
 }
 
 fn unix_ms() -> i64 {
@@ -227,7 +236,63 @@ impl Packager {
         ctx.stop();
     }
 
+    /// Takes a frame while the segmenter does not exist yet; makes it once both tracks' configs
+    /// are known, or one's and [`CONFIG_WAIT_US`] of media after it.
+    fn wait_for_configs(&mut self, frame: &MediaFrame, ctx: &mut Context<Self>) {
+        let Some((configs, frames)) = self.waiting.as_mut() else {
+            return;
+        };
+        if frame.kind == FrameKind::Config {
+            configs.retain(|c| c.track != frame.track);
+            configs.push(frame.clone());
+        } else {
+            frames.push(frame.clone());
+        }
+        let both = [Track::Video, Track::Audio]
+            .iter()
+            .all(|t| configs.iter().any(|c| c.track == *t));
+        let waited = match (frames.first(), frames.last()) {
+            (Some(first), Some(last)) => last.dts - first.dts >= CONFIG_WAIT_US,
+            _ => false,
+        };
+        if !configs.is_empty() && (both || waited) {
+            let (configs, frames) = self.waiting.take().unwrap_or_default();
+            self.make(&configs, &frames, ctx);
+        }
+    }
+
+    /// Makes the segmenter for `configs` and gives it `frames`.
+    fn make(&mut self, configs: &[MediaFrame], frames: &[MediaFrame], ctx: &mut Context<Self>) {
+        let made = Segmenter::new(self.config, configs).and_then(|mut segmenter| {
+            for frame in frames {
+                segmenter.push(frame)?;
+            }
+            segmenter.anchor_wall_clock(unix_ms());
+            Ok(segmenter)
+        });
+        match made {
+            Ok(segmenter) => {
+                tracing::info!(stream = %self.output.key, "HLS output started");
+                self.output.update(|state| {
+                    *state = Packaged::Ready(Box::new(segmenter));
+                    true
+                });
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.output.key, error = %e, "stream cannot be served as HLS");
+                self.output.update(|state| {
+                    *state = Packaged::Failed(e.to_string());
+                    true
+                });
+                self.close(None, ctx);
+            }
+        }
+    }
+
     fn push(&mut self, frame: &MediaFrame, ctx: &mut Context<Self>) {
+        if self.waiting.is_some() {
+            return self.wait_for_configs(frame, ctx);
+        }
         let mut failed = None;
         self.output.update(|state| {
             let Packaged::Ready(segmenter) = state else {
@@ -278,30 +343,12 @@ impl Actor for Packager {
                 };
                 return act.close(Some(end), ctx);
             };
-            let made = Segmenter::new(act.config, &snapshot.configs).and_then(|mut segmenter| {
-                for frame in &snapshot.gop {
-                    segmenter.push(frame)?;
-                }
-                segmenter.anchor_wall_clock(unix_ms());
-                Ok(segmenter)
-            });
-            match made {
-                Ok(segmenter) => {
-                    tracing::info!(stream = %act.output.key, "HLS output started");
-                    act.output.update(|state| {
-                        *state = Packaged::Ready(Box::new(segmenter));
-                        true
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(stream = %act.output.key, error = %e, "stream cannot be served as HLS");
-                    act.output.update(|state| {
-                        *state = Packaged::Failed(e.to_string());
-                        true
-                    });
-                    act.close(None, ctx);
-                }
+            if snapshot.configs.is_empty() {
+                // A stream that has just started: its codec configs are still to come.
+                act.waiting = Some((Vec::new(), snapshot.gop));
+                return;
             }
+            act.make(&snapshot.configs, &snapshot.gop, ctx);
         }));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             let idle = {

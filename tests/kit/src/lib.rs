@@ -46,4 +46,6 @@ pub use inprocess::*;
 pub use process::*;
 pub use redis::*;
 pub use rtmp::*;
+/// The HTTP client the kit uses, for tests that make their own requests.
+pub use ureq;
 pub use util::*;
