@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, Arbiter, Recipient};
 use streamgate_actors::media::{MediaFrame, StreamKey};
 use streamgate_actors::notify::{self, Decision, DenyReason, NotifyActor};
-use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
+use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{
     Deliver, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded, Subscribe,
@@ -758,20 +758,18 @@ pub async fn find_play(
     }
     let allowed = Allowed::by(&decision, info);
     let key = allowed.key();
-    let local = context.registry.send(Lookup { key: key.clone() }).await;
+    let local = context.streams.lookup(&key);
     let stream = match (local, &context.cluster) {
         // A relay pull that is starting has its stream registered before the owner's
         // snapshot is in it: wait for the pull, as its other players do, so the player
         // starts with the codec configs (RTSP's DESCRIBE needs them at once).
-        (Ok(Some(_)), Some(cluster)) if cluster.is_starting(&key) => {
-            match cluster.pull(&key).await {
-                Some(stream) => stream,
-                None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
-            }
-        }
-        (Ok(Some(stream)), _) => stream,
+        (Some(_), Some(cluster)) if cluster.is_starting(&key) => match cluster.pull(&key).await {
+            Some(stream) => stream,
+            None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
+        },
+        (Some(stream), _) => stream,
         // Not live here: pulled from the node that has it, when one does.
-        (Ok(None), Some(cluster)) => match cluster.pull(&key).await {
+        (None, Some(cluster)) => match cluster.pull(&key).await {
             Some(stream) => stream,
             None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
         },

@@ -55,6 +55,8 @@ pub struct SessionContext {
     pub notify: Addr<NotifyActor>,
     /// The server's stream registry.
     pub registry: Addr<Registry>,
+    /// Its directory, read without a message to the registry's thread.
+    pub streams: streamgate_actors::registry::Directory,
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
     /// Every protocol's hook settings, as a reload leaves them.
