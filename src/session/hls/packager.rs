@@ -408,3 +408,49 @@ impl Handler<StreamEnded> for Packager {
         self.close(Some(msg), ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use streamgate_actors::media::Codec;
+
+    fn frame(track: Track, kind: FrameKind, dts_ms: i64) -> MediaFrame {
+        MediaFrame {
+            track,
+            codec: match track {
+                Track::Video => Codec::H264,
+                Track::Audio => Codec::Aac,
+            },
+            kind,
+            dts: dts_ms * 1000,
+            pts: dts_ms * 1000,
+            keyframe: true,
+            payload: Bytes::from_static(b"x"),
+        }
+    }
+
+    fn video(from_ms: i64, to_ms: i64) -> Vec<MediaFrame> {
+        (from_ms..=to_ms)
+            .step_by(40)
+            .map(|ms| frame(Track::Video, FrameKind::Media, ms))
+            .collect()
+    }
+
+    /// An MPEG-TS publisher's audio config comes after its first video frames: a snapshot
+    /// with the video config alone does not make the segmenter yet.
+    #[test]
+    fn one_config_waits_for_the_other_for_half_a_second_of_media() {
+        let v = frame(Track::Video, FrameKind::Config, 0);
+        let a = frame(Track::Audio, FrameKind::Config, 0);
+        assert!(!configs_known(&[], &video(0, 2000)), "no config at all");
+        assert!(
+            !configs_known(std::slice::from_ref(&v), &[]),
+            "video config, no frame"
+        );
+        assert!(!configs_known(std::slice::from_ref(&v), &video(0, 440)));
+        assert!(configs_known(&[v.clone(), a], &[]), "both configs");
+        // A stream with one track only is packaged after half a second of it.
+        assert!(configs_known(&[v], &video(0, 520)));
+    }
+}
