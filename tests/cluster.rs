@@ -636,3 +636,45 @@ fn a_reload_keeps_the_cluster_as_it_runs() {
     );
     publisher.kill();
 }
+
+#[test]
+fn hls_viewers_of_another_nodes_stream_are_sessions_of_their_own_node() {
+    let redis = Redis::start();
+    let hook = HookServer::start();
+    let a = node("node-a", &redis, &hook);
+    let b = Server::start(
+        &Config::new()
+            .cluster("node-b", &redis.url(), free_port(), LEASE_MS)
+            .hooks(&hook.url("/rtmp"), "")
+            .hls_hooks(&hook.url("/hls"), "")
+            .hls("<idle_timeout_ms>1000</idle_timeout_ms><segment_duration_ms>1000</segment_duration_ms>"),
+    );
+    let mut publisher = publish(&a, "h", 60);
+    wait_publish(&hook, "node-a", "h", &mut publisher);
+    // ffmpeg reads the stream from B's HLS port: B pulls it from A and packages it.
+    let (frames, log) = read_frames(&b.hls_url("live/h/index.m3u8?token=t"), 3.0, secs(40.0));
+    assert!(
+        frames >= 40,
+        "ffmpeg decoded {frames} frames over HLS on B: {log}\npublisher: {}",
+        publisher.stderr()
+    );
+    let play = hook
+        .wait_for(
+            |r| r.field("protocol") == "hls" && r.call() == "play",
+            Duration::from_secs(5),
+        )
+        .expect("on_play of the HLS viewer");
+    assert_eq!(play.field("node"), "node-b");
+    assert!(play.field("url").ends_with("/live/h/index.m3u8?token=t"));
+    // It stopped: its one on_done comes from B, after the idle time, with what it fetched.
+    let done = done_of(&hook, play.clientid(), || b.log_tail(30));
+    assert_eq!(done.field("node"), "node-b");
+    assert_eq!(done.field("reason"), "idle");
+    assert!(number(&done, "bytes_out") > 50_000, "{done:?}");
+    assert_eq!(
+        hook.count(|r| r.field("protocol") == "hls" && r.call() == "play"),
+        1,
+        "{}",
+        hook.dump()
+    );
+}

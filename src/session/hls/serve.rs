@@ -35,8 +35,8 @@ use crate::protocol::hls::session_id::Refused;
 use crate::protocol::hls::Container;
 use crate::protocol::http::{hls_path, CORS};
 
-/// How long a new viewer's first request waits for its stream's output to be ready.
-const READY_WAIT: Duration = Duration::from_secs(5);
+/// How long a new viewer's first request waits for its stream's first complete segment.
+const READY_WAIT: Duration = Duration::from_secs(6);
 /// The `BANDWIDTH` of a multivariant playlist before a segment was measured.
 const FALLBACK_BANDWIDTH: u64 = 2_000_000;
 /// The multivariant playlist's one variant.
@@ -255,33 +255,29 @@ async fn start_viewer(
     }
 }
 
-/// Waits until the output has media to list: its segmenter exists and has seen the stream's
-/// first keyframe (a playlist before it would list nothing, not even a preload hint).
+/// Waits until the output has a complete segment to list (players that do not read parts,
+/// ffmpeg among them, give up on a live playlist without one), at most [`READY_WAIT`]; past
+/// it, an output whose first segment is slow to complete (a publisher with a long GOP) is
+/// served with the parts it has.
 async fn ready(output: &HlsStream) -> Result<(), (u16, String)> {
     let deadline = Instant::now() + READY_WAIT;
     loop {
         let mut progress = output.watch();
+        let late = Instant::now() >= deadline;
         match &*output.read() {
-            Packaged::Ready(segmenter)
-                if segmenter.next_part().is_some()
-                    || segmenter.ended()
-                    || !segmenter.segments().is_empty() =>
-            {
+            Packaged::Ready(segmenter) if segmenter.ended() || !segmenter.segments().is_empty() => {
                 return Ok(())
             }
-            Packaged::Ready(_) => {}
+            Packaged::Ready(segmenter) if late && segmenter.next_part().is_some() => return Ok(()),
             Packaged::Failed(why) => {
                 return Err((404, format!("this stream cannot be served as HLS: {why}")))
             }
-            Packaged::Starting => {}
+            _ if late => return Err((503, "the stream's HLS output is not ready".to_owned())),
+            _ => {}
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        if actix_rt::time::timeout(wait, progress.changed())
-            .await
-            .is_err()
-        {
-            return Err((503, "the stream's HLS output is not ready".to_owned()));
-        }
+        // A timeout is looked at again, as late.
+        let _ = actix_rt::time::timeout(wait, progress.changed()).await;
     }
 }
 
