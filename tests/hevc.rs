@@ -1,6 +1,6 @@
 //! End-to-end tests of H.265 across protocols: FFmpeg (libx265) publishes H.265 over SRT
 //! (MPEG-TS, stream type 0x24) and over RTSP (RFC 7798), and ffprobe / ffmpeg players over
-//! SRT and RTSP see `hevc` and decode pictures. The operator's hooks are answered by the real
+//! SRT and RTSP (and HLS, for the SRT publish) see `hevc` and decode pictures. The operator's hooks are answered by the real
 //! test hook server, which also tells when a publish is on.
 
 use std::process::Command;
@@ -28,7 +28,8 @@ fn server(hook: &HookServer) -> Server {
     Server::start(
         &Config::new()
             .rtsp_hooks(&hook.url("/rtsp"), "")
-            .srt_hooks(&hook.url("/srt"), ""),
+            .srt_hooks(&hook.url("/srt"), "")
+            .hls("<segment_duration_ms>1000</segment_duration_ms>"),
     )
 }
 
@@ -147,6 +148,24 @@ fn h265_published_over_srt_plays_over_srt_and_rtsp() {
     assert!(
         played.frames >= 40,
         "SRT H.265 over RTSP: {} pictures decoded: {}\n{}",
+        played.frames,
+        played.out.stderr,
+        srv.log_tail(20)
+    );
+    // And over HLS: CMAF with hvc1 (what Apple's players take) and AAC.
+    let url = srv.hls_url("live/hevcsrt/index.m3u8");
+    let (streams, out) = probe_streams(&url, &[]);
+    assert!(
+        streams.iter().any(|s| s.starts_with("hevc,"))
+            && streams.iter().any(|s| s.starts_with("aac,")),
+        "an HLS player of an SRT H.265 stream sees hevc and aac: {streams:?} {}\n{}",
+        out.stderr,
+        srv.log_tail(20)
+    );
+    let played = decoded_frames(&url, &[], 2.0);
+    assert!(
+        played.frames >= 40,
+        "SRT H.265 over HLS: {} pictures decoded: {}\n{}",
         played.frames,
         played.out.stderr,
         srv.log_tail(20)
