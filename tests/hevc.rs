@@ -1,7 +1,7 @@
 //! End-to-end tests of H.265 across protocols: FFmpeg (libx265) publishes H.265 over SRT
 //! (MPEG-TS, stream type 0x24) and over RTSP (RFC 7798), and ffprobe / ffmpeg players over
-//! SRT and RTSP (and HLS, for the SRT publish) see `hevc` and decode pictures. The operator's hooks are answered by the real
-//! test hook server, which also tells when a publish is on.
+//! SRT and RTSP (and HLS, for the SRT publish) see `hevc` and decode pictures. The operator's
+//! hooks are answered by the real test hook server, which also tells when a publish is on.
 
 use std::process::Command;
 use std::thread;
