@@ -279,7 +279,13 @@ impl ServerConnection {
 
     /// The next event, in the order the client caused them.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            // A player causes events at its start and hardly ever after: its queue is not
+            // kept allocated for the connection's life.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// Bytes to send to the client, all at once.
@@ -301,6 +307,11 @@ impl ServerConnection {
                 break;
             };
             self.handle_message(msg)?;
+        }
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            // Everything read was taken: the buffer goes until the next read (a player's
+            // connection is otherwise quiet for its whole life).
+            self.input = BytesMut::new();
         }
         if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
             self.acked = self.received;
