@@ -29,7 +29,10 @@
 # "ll flv plain nginx srs", all by default; srs needs SRS_BIN), SKIP_BUILD=1, KEEP=1 (keep the
 # temp dir with the raw results and logs), PROFILE=perf (then also: perf's cpu-clock samples of
 # streamgate during a VIEWERS-viewer Low-Latency window, its top symbols; CASES=none for the
-# profile alone). Needs cargo, ffmpeg (libx264, aac), nginx with
+# profile alone), PROFILE=callgrind (then also: instructions streamgate executes, counted by
+# callgrind, while PROFILE_VIEWERS (20) LL-HLS viewers play for WINDOW s: in all, per request,
+# and in the playlist and request functions), STREAMGATE_BIN (the streamgate binary to measure,
+# target/release/streamgate by default: two builds compared with the same command). Needs cargo, ffmpeg (libx264, aac), nginx with
 # libnginx-mod-rtmp (installed with apt-get when missing, as compare.sh does), python3, curl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -81,7 +84,7 @@ else
     echo "== build (cargo build --release -p streamgate -p streamgate-load)"
     timeout 1800 cargo build --release -p streamgate -p streamgate-load --quiet
 fi
-BIN=target/release/streamgate
+BIN=${STREAMGATE_BIN:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 [ -x "$BIN" ] && [ -x "$LOAD" ] || { echo "hls.sh: no release binaries" >&2; exit 1; }
 
@@ -113,6 +116,10 @@ rss_kib() {
 # The servers of one run: NAME -> pid (for the sampler), play URL(s), and what else to stop.
 declare -A SPID URL
 RUN_PIDS=()
+# A wrapper for streamgate (valgrind for PROFILE=callgrind), and how many 10 s waits its start
+# may take.
+WRAP=()
+WAIT_ROUNDS=1
 
 start_streamgate() { # name, low_latency (true|false)
     local name=$1 ll=$2 rtmp flv hls conf="$tmp/$1.xml"
@@ -137,9 +144,11 @@ start_streamgate() { # name, low_latency (true|false)
   </hls>
 </config>
 EOF
-    "$BIN" --config "$conf" >>"$tmp/$name.log" 2>&1 &
+    "${WRAP[@]}" "$BIN" --config "$conf" >>"$tmp/$name.log" 2>&1 &
     SPID[$name]=$!
     pids+=("$!") RUN_PIDS+=("$!")
+    # Under valgrind the start takes longer.
+    for _ in $(seq "$WAIT_ROUNDS"); do wait_port "$rtmp" "${SPID[$name]}" && break; done
     wait_port "$rtmp" "${SPID[$name]}" && wait_port "$hls" "${SPID[$name]}" || {
         echo "$name did not start" >&2; tail -20 "$tmp/$name.log" >&2; exit 1; }
     publish_source "$rtmp"
@@ -358,6 +367,50 @@ if [ "${PROFILE:-}" = perf ]; then
     echo "-- inclusive time (self + callees), streamgate's functions"
     { perf report -i "$tmp/perf.data" --stdio --children -g none --sort symbol --percent-limit 1 2>/dev/null || true; } |
         grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | grep -E 'streamgate|actix_http|actix_web|sha|hmac|ring' | head -40 || true
+fi
+
+if [ "${PROFILE:-}" = callgrind ]; then
+    command -v valgrind >/dev/null 2>&1 ||
+        timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y -qq valgrind >/dev/null
+    PROFILE_VIEWERS=${PROFILE_VIEWERS:-20}
+    echo "== profile: callgrind on $BIN, $PROFILE_VIEWERS LL-HLS viewers for $WINDOW s ($(elapsed))"
+    WRAP=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$tmp/callgrind.out")
+    WAIT_ROUNDS=12
+    CASES="ll" fresh
+    sleep 3
+    callgrind_control -i on "${SPID[sg-ll]}" >/dev/null 2>&1 || true
+    timeout 120 "$LOAD" --url "${URL[sg-ll]}" --players "$PROFILE_VIEWERS" --ramp "$PROFILE_VIEWERS" \
+        --duration "$WINDOW" --start-timeout 30 --json >"$tmp/load-cg.json" 2>&1 || true
+    callgrind_control -i off "${SPID[sg-ll]}" >/dev/null 2>&1 || true
+    kill -INT "${SPID[sg-ll]}" 2>/dev/null || true
+    for _ in $(seq 600); do kill -0 "${SPID[sg-ll]}" 2>/dev/null || break; sleep 0.1; done
+    stop "${RUN_PIDS[@]}"
+    RUN_PIDS=() WRAP=() WAIT_ROUNDS=1
+    python3 - "$tmp/load-cg.json" "$tmp"/callgrind.out* <<'PY'
+import json, re, subprocess, sys
+load = next(json.loads(l) for l in open(sys.argv[1]) if l.startswith("{"))
+h = load.get("hls") or {}
+req, pls = h.get("requests", 0), h.get("playlists", 0)
+out = subprocess.run(["callgrind_annotate", "--inclusive=yes", *sys.argv[2:]], capture_output=True, text=True).stdout
+total = 0
+m = re.search(r"^([0-9,]+) \(100.0%\)\s+PROGRAM TOTALS", out, re.M)
+if m:
+    total = int(m.group(1).replace(",", ""))
+print(f"-- {load.get('playing')} viewers playing, {load.get('errors')} errors, {req} requests ({pls} playlists, {h.get('parts', 0)} parts), {load.get('media_bytes', 0) / 1e6:.1f} MB of media")
+print(f"-- instructions while they played: {total / 1e6:.1f} M in all, {total / max(req, 1) / 1e3:.1f} k per request")
+def incl(pattern):
+    best = 0
+    for line in out.splitlines():
+        mm = re.match(r"^\s*([0-9,]+) \(\s*[0-9.]+%\)\s+(\S.*)$", line)
+        if mm and re.search(pattern, mm.group(2)):
+            best = max(best, int(mm.group(1).replace(",", "")))
+    return best
+for name, pattern in [("serve::handle (every request)", r"serve::handle::\{\{closure\}\}"),
+                      ("media_playlist (rendering)", r"playlist::media_playlist[^:]*$|playlist::media_playlist \["),
+                      ("PlaylistCache::media", r"PlaylistCache::media")]:
+    v = incl(pattern)
+    print(f"-- inclusive {name}: {v / 1e6:.1f} M, {v / max(pls, 1) / 1e3:.1f} k per playlist request")
+PY
 fi
 
 echo "== done in $(elapsed)"
