@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests run as real peers when it is missing
 # (ffmpeg/ffprobe, openssl, python3, chromium, npm, GStreamer, mpv, VLC, srt-live-transmit and
-# redis-server, from Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js from npm for the browser test), then
+# redis-server, from Debian; FFmpeg 9 from PyPI's imageio-ffmpeg; mpegts.js and hls.js from npm for the browser tests), then
 # checks formatting and lints, then runs every test of the workspace: the server package,
 # actors/, the load tool (tools/load, its tests start the server in process) and the test kit
 # (tests/kit).
@@ -34,7 +34,9 @@ for pkg in vlc-bin vlc-plugin-base vlc-plugin-access-extra; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 # The interop tests (tests/interop.rs) run GStreamer 1.22 as a publisher: gst-launch-1.0,
-# rtspclientsink (gstreamer1.0-rtsp), x264enc (ugly), avenc_aac (libav), opusenc (base).
+# rtspclientsink (gstreamer1.0-rtsp), x264enc (ugly), avenc_aac (libav), opusenc (base); the
+# HLS player tests (tests/hls_players.rs) run it as a player: souphttpsrc and hlsdemux2
+# (good), hlsdemux (bad), avdec_h264 (libav).
 for pkg in gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-rtsp gstreamer1.0-libav; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -73,12 +75,13 @@ for module in prometheus_client:prometheus_client schemathesis:schemathesis; do
     fi
 done
 
-# The browser test's page plays the stream with mpegts.js, and the dashboard test drives
-# Chromium with Playwright (playwright-core, which uses Debian's Chromium, no download of its
-# own): both from the npm registry.
+# The browser test's page plays the stream with mpegts.js, the HLS player tests' page with
+# hls.js, and the dashboard test drives Chromium with Playwright (playwright-core, which uses
+# Debian's Chromium, no download of its own): all from the npm registry.
 if [ ! -e tests/browser/node_modules/mpegts.js/dist/mpegts.js ] ||
+    [ ! -e tests/browser/node_modules/hls.js/dist/hls.js ] ||
     [ ! -e tests/browser/node_modules/playwright-core/package.json ]; then
-    echo "tests/run.sh: installing mpegts.js and playwright-core in tests/browser" >&2
+    echo "tests/run.sh: installing mpegts.js, hls.js and playwright-core in tests/browser" >&2
     if [ -f tests/browser/package-lock.json ]; then
         (cd tests/browser && npm ci --no-audit --no-fund)
     else

@@ -520,7 +520,8 @@ impl DoneTracker {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(crate) fn finish(&self) {
+    /// A session's `Done` was delivered, or has nowhere to go.
+    pub fn finish(&self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 

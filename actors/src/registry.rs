@@ -5,6 +5,7 @@
 //! One registry runs for the whole server. It must not hold media or know any protocol.
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use actix::prelude::*;
 
@@ -67,11 +68,48 @@ pub struct EndAll {
 #[rtype(result = "Vec<Addr<StreamActor>>")]
 pub struct ListStreams;
 
-/// The live streams of the server.
+/// The live streams by key, as the registry last wrote them: a reader on any thread finds a
+/// stream without a message to the registry's thread (a player's join looks one up).
+#[derive(Clone, Default)]
+pub struct Directory(Arc<RwLock<Streams>>);
+
+/// Each live stream's instance id and address.
+type Streams = HashMap<StreamKey, (u64, Addr<StreamActor>)>;
+
+impl Directory {
+    /// The live stream `key`, if there is one.
+    pub fn lookup(&self, key: &StreamKey) -> Option<Addr<StreamActor>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map(|(_, addr)| addr.clone())
+            .filter(|addr| addr.connected())
+    }
+
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<StreamKey, (u64, Addr<StreamActor>)>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Streams> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The live streams of the server. It alone writes its [`Directory`]; anyone may read it.
 #[derive(Default)]
 pub struct Registry {
-    streams: HashMap<StreamKey, (u64, Addr<StreamActor>)>,
+    streams: Directory,
     next_id: u64,
+}
+
+impl Registry {
+    /// The directory this registry keeps.
+    pub fn directory(&self) -> Directory {
+        self.streams.clone()
+    }
 }
 
 impl Actor for Registry {
@@ -82,10 +120,8 @@ impl Handler<ClaimPublish> for Registry {
     type Result = Result<Addr<StreamActor>, PublishRefused>;
 
     fn handle(&mut self, msg: ClaimPublish, ctx: &mut Self::Context) -> Self::Result {
-        if let Some((_, addr)) = self.streams.get(&msg.key) {
-            if addr.connected() {
-                return Err(PublishRefused::AlreadyPublishing(msg.key));
-            }
+        if self.streams.lookup(&msg.key).is_some() {
+            return Err(PublishRefused::AlreadyPublishing(msg.key));
         }
         self.next_id += 1;
         let id = self.next_id;
@@ -94,7 +130,7 @@ impl Handler<ClaimPublish> for Registry {
         let addr = StreamActor::start_in_arbiter(&msg.arbiter, move |_| {
             StreamActor::new(key, id, clientid, kick, registry)
         });
-        self.streams.insert(msg.key, (id, addr.clone()));
+        self.streams.write().insert(msg.key, (id, addr.clone()));
         Ok(addr)
     }
 }
@@ -105,6 +141,7 @@ impl Handler<ListStreams> for Registry {
     fn handle(&mut self, _: ListStreams, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(
             self.streams
+                .read()
                 .values()
                 .map(|(_, addr)| addr.clone())
                 .filter(|addr| addr.connected())
@@ -117,10 +154,7 @@ impl Handler<Lookup> for Registry {
     type Result = Option<Addr<StreamActor>>;
 
     fn handle(&mut self, msg: Lookup, _ctx: &mut Self::Context) -> Self::Result {
-        self.streams
-            .get(&msg.key)
-            .map(|(_, addr)| addr.clone())
-            .filter(|addr| addr.connected())
+        self.streams.lookup(&msg.key)
     }
 }
 
@@ -128,8 +162,9 @@ impl Handler<StreamStopped> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: StreamStopped, _ctx: &mut Self::Context) {
-        if self.streams.get(&msg.key).map(|(id, _)| *id) == Some(msg.id) {
-            self.streams.remove(&msg.key);
+        let mut streams = self.streams.write();
+        if streams.get(&msg.key).map(|(id, _)| *id) == Some(msg.id) {
+            streams.remove(&msg.key);
         }
     }
 }
@@ -138,12 +173,13 @@ impl Handler<EndAll> for Registry {
     type Result = usize;
 
     fn handle(&mut self, msg: EndAll, _ctx: &mut Self::Context) -> usize {
-        for (_, addr) in self.streams.values() {
+        let streams = self.streams.read();
+        for (_, addr) in streams.values() {
             addr.do_send(EndStream {
                 reason: msg.reason,
                 end: EndReason::Shutdown,
             });
         }
-        self.streams.len()
+        streams.len()
     }
 }

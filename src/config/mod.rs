@@ -568,20 +568,29 @@ mod tests {
         assert_eq!(config.rtsp.port, 8554);
         assert!(config.srt.enable, "the embedded default config serves SRT");
         assert_eq!(config.srt.port, 8890);
+        assert!(config.hls.enable, "the embedded default config serves HLS");
+        assert_eq!(config.hls.port, 8888);
         let hooks = config.hooks();
-        for notify in [&hooks.rtmp, &hooks.rtsp, &hooks.srt, &hooks.httpflv] {
+        for notify in [
+            &hooks.rtmp,
+            &hooks.rtsp,
+            &hooks.srt,
+            &hooks.httpflv,
+            &hooks.hls,
+        ] {
             assert_eq!(notify.on_connect, None);
             assert_eq!(notify.on_play, None);
             assert_eq!(notify.on_publish, None);
             assert_eq!(notify.on_done, None);
         }
-        // The shipped file states every default but three, and leaves <workers> to the core
-        // count: it turns HTTP-FLV, RTSP and SRT on, which a file without those sections
-        // leaves off.
+        // The shipped file states every default but four, and leaves <workers> to the core
+        // count: it turns HTTP-FLV, RTSP, SRT and HLS on, which a file without those
+        // sections leaves off.
         let mut defaults = Config::default();
         defaults.httpflv.enable = true;
         defaults.rtsp.enable = true;
         defaults.srt.enable = true;
+        defaults.hls.enable = true;
         assert_eq!(config, defaults);
     }
 
@@ -1557,6 +1566,65 @@ mod tests {
         assert!(c.srt.enable);
         assert_eq!(c.srt.port, 9000);
         assert_eq!(c.srt.options, SrtOptions::default());
+    }
+
+    #[test]
+    fn hls_section() {
+        let c = Config::parse(
+            "<config><hls><enable>true</enable><port>8889</port>\
+             <segment_duration_ms>1000</segment_duration_ms><part_duration_ms>250</part_duration_ms>\
+             <segment_count>4</segment_count><container>mpegts</container>\
+             <low_latency>false</low_latency><idle_timeout_ms>3000</idle_timeout_ms>\
+             <session_lifetime_s>600</session_lifetime_s><max_connections>50</max_connections>\
+             <http_notify><on_play>http://127.0.0.1:9000/hls/play</on_play></http_notify>\
+             </hls></config>",
+        )
+        .expect("a valid <hls>");
+        assert!(c.hls.enable);
+        assert_eq!(c.hls.port, 8889);
+        assert_eq!(c.hls.max_connections, 50);
+        let o = &c.hls.options;
+        assert_eq!(o.segment, Duration::from_millis(1000));
+        assert_eq!(o.part, Duration::from_millis(250));
+        assert_eq!(o.segments, 4);
+        assert_eq!(o.container, HlsContainer::Ts);
+        assert!(!o.low_latency);
+        assert_eq!(o.idle_timeout, Duration::from_secs(3));
+        assert_eq!(o.session_lifetime, Duration::from_secs(600));
+        assert_eq!(
+            c.hooks().hls.on_play.as_deref(),
+            Some("http://127.0.0.1:9000/hls/play")
+        );
+        let defaults = Config::default().hls;
+        assert!(!defaults.enable);
+        assert_eq!(defaults.port, DEFAULT_HLS_PORT);
+        assert_eq!(defaults.options, HlsOptions::default());
+        assert_error(
+            "<config>\n<hls>\n<segment_duration_ms>1000</segment_duration_ms>\n\
+             <part_duration_ms>2000</part_duration_ms>\n</hls>\n</config>",
+            4,
+            "<hls><part_duration_ms>",
+            "cannot be longer than a segment",
+        );
+        assert_error(
+            "<config>\n<hls>\n<container>mp4</container>\n</hls>\n</config>",
+            3,
+            "<hls><container>",
+            "fmp4 or mpegts",
+        );
+        assert_error(
+            "<config>\n<hls>\n<segment_count>1</segment_count>\n</hls>\n</config>",
+            3,
+            "<hls><segment_count>",
+            "2",
+        );
+        assert_error(
+            "<config>\n<httpflv><enable>true</enable><port>8888</port></httpflv>\n\
+             <hls>\n<enable>true</enable>\n</hls>\n</config>",
+            4,
+            "<hls><port>",
+            "8888",
+        );
     }
 
     #[test]

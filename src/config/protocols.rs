@@ -305,7 +305,7 @@ impl Protocol for HlsOptions {
         }
         if let Some(el) = children.get("session_lifetime_s") {
             hls.session_lifetime =
-                Duration::from_secs(el.integer("session lifetime in seconds", 60, 604_800)?);
+                Duration::from_secs(el.integer("session lifetime in seconds", 1, 604_800)?);
         }
         Ok(hls)
     }

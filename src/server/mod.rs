@@ -119,7 +119,9 @@ impl Server {
             done.clone(),
         )?;
         tracing::info!(data_dir = %config.data_dir.display(), "outbox open");
-        let registry = Registry::default().start();
+        let registry = Registry::default();
+        let streams = registry.directory();
+        let registry = registry.start();
         // In a cluster: Redis (connected lazily), the heartbeat and the relay listener.
         let cluster = match &config.cluster {
             Some(cluster) => Some(
@@ -149,6 +151,7 @@ impl Server {
                 context: SessionContext {
                     notify,
                     registry: registry.clone(),
+                    streams: streams.clone(),
                     done: done.clone(),
                     hooks: hooks.clone(),
                     outbox: Some(outbox.clone()),

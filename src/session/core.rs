@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::{Actor, Addr, Arbiter, Recipient};
 use streamgate_actors::media::{MediaFrame, StreamKey};
 use streamgate_actors::notify::{self, Decision, DenyReason, NotifyActor};
-use streamgate_actors::registry::{ClaimPublish, Lookup, PublishRefused};
+use streamgate_actors::registry::{ClaimPublish, PublishRefused};
 use streamgate_actors::session::{next_client_id, ClientId, Protocol, SessionInfo};
 use streamgate_actors::stream::{
     Deliver, Kick, PublishFrame, PublishMetadata, Snapshot, StreamActor, StreamEnded, Subscribe,
@@ -137,6 +137,17 @@ impl Active {
         match recorded(context, self.info.protocol) {
             // Stored first, then delivered (and retried) from the outbox.
             Some(outbox) => outbox.done(self.info, usage),
+            // Without an on_done URL the notifier would only count it delivered: no message
+            // to its thread (a wake-up per ended session) for that.
+            None if context
+                .hooks
+                .load()
+                .get(self.info.protocol)
+                .on_done
+                .is_none() =>
+            {
+                context.done.finish()
+            }
             None => context.notify.do_send(notify::Done {
                 info: self.info,
                 usage,
@@ -737,26 +748,28 @@ pub async fn find_play(
     context: &SessionContext,
     info: SessionInfo,
 ) -> Result<(Allowed, Addr<StreamActor>), Box<PlayOutcome>> {
-    let decision = ask(context.notify.send(notify::Play { info: info.clone() })).await;
+    let decision = if hooked(context, info.protocol, |n| &n.on_play) {
+        ask(context.notify.send(notify::Play { info: info.clone() })).await
+    } else {
+        Decision::Allow
+    };
     if !decision.is_allow() {
         return Err(Box::new(PlayOutcome::Denied(decision)));
     }
     let allowed = Allowed::by(&decision, info);
     let key = allowed.key();
-    let local = context.registry.send(Lookup { key: key.clone() }).await;
+    let local = context.streams.lookup(&key);
     let stream = match (local, &context.cluster) {
         // A relay pull that is starting has its stream registered before the owner's
         // snapshot is in it: wait for the pull, as its other players do, so the player
         // starts with the codec configs (RTSP's DESCRIBE needs them at once).
-        (Ok(Some(_)), Some(cluster)) if cluster.is_starting(&key) => {
-            match cluster.pull(&key).await {
-                Some(stream) => stream,
-                None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
-            }
-        }
-        (Ok(Some(stream)), _) => stream,
+        (Some(_), Some(cluster)) if cluster.is_starting(&key) => match cluster.pull(&key).await {
+            Some(stream) => stream,
+            None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
+        },
+        (Some(stream), _) => stream,
         // Not live here: pulled from the node that has it, when one does.
-        (Ok(None), Some(cluster)) => match cluster.pull(&key).await {
+        (None, Some(cluster)) => match cluster.pull(&key).await {
             Some(stream) => stream,
             None => return Err(Box::new(PlayOutcome::NotFound(allowed))),
         },
@@ -809,7 +822,11 @@ pub async fn request_publish(
 ) -> PublishOutcome {
     let clientid = info.clientid;
     let arbiter = Arbiter::current();
-    let decision = ask(context.notify.send(notify::Publish { info: info.clone() })).await;
+    let decision = if hooked(&context, info.protocol, |n| &n.on_publish) {
+        ask(context.notify.send(notify::Publish { info: info.clone() })).await
+    } else {
+        Decision::Allow
+    };
     if !decision.is_allow() {
         return PublishOutcome::Denied(decision);
     }
@@ -878,5 +895,23 @@ pub fn request_connect(
     context: &SessionContext,
     info: SessionInfo,
 ) -> impl std::future::Future<Output = Decision> + 'static {
-    ask(context.notify.send(notify::Connect { info }))
+    let request = hooked(context, info.protocol, |n| &n.on_connect)
+        .then(|| context.notify.send(notify::Connect { info }));
+    async move {
+        match request {
+            Some(request) => ask(request).await,
+            None => Decision::Allow,
+        }
+    }
+}
+
+/// Whether `protocol` has a URL for the callback `url` picks now. A callback without one is
+/// allowed without asking the notifier (its answer would be `Allow`): a join with hooks off
+/// then costs no round trip to the notifier's thread.
+fn hooked(
+    context: &SessionContext,
+    protocol: streamgate_actors::session::Protocol,
+    url: impl Fn(&notify::NotifyConfig) -> &Option<String>,
+) -> bool {
+    url(context.hooks.load().get(protocol)).is_some()
 }

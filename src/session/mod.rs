@@ -30,22 +30,60 @@ use streamgate_actors::registry::Registry;
 
 use output::PlayerLimits;
 
-/// Bytes read from a client socket at most per read. Players, by far the most connections,
-/// send almost nothing after their request, and a read buffer stays allocated for the life of
-/// the connection: tokio-util's default of 8 KiB was the largest single share of a player's
-/// memory (valgrind massif at 300 players). A publisher at 8 Mbit/s needs about 1000 reads a
-/// second with it, a cost counted in publishers, not players.
-pub const READ_BUFFER: usize = 1024;
+/// Bytes read from a client socket at most per read, into one buffer per arbiter
+/// ([`reader`]).
+pub const READ_BUFFER: usize = 64 << 10;
 
-/// The framed reader of a session's socket: every read handed over as it came.
-pub fn reader<R: tokio::io::AsyncRead>(
+thread_local! {
+    /// The arbiter's read buffer: every socket read on this thread lands here first.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_BUFFER].into_boxed_slice());
+}
+
+/// A session's socket as a stream of reads, each handed over as it came.
+///
+/// A buffer held per connection stays allocated for the connection's life, and players, by
+/// far the most connections, send almost nothing after their request: with tokio-util's
+/// `FramedRead` it was the largest single share of a player's memory (8 KiB by default, 1 KiB
+/// as it was set here). Reads land in one buffer of the arbiter's instead ([`READ_BUFFER`])
+/// and only the bytes read are copied out: a player holds no read buffer at all, and a
+/// publisher reads up to 64 KiB per system call.
+pub struct Reader<R> {
     read: R,
-) -> tokio_util::codec::FramedRead<R, tokio_util::codec::BytesCodec> {
-    tokio_util::codec::FramedRead::with_capacity(
-        read,
-        tokio_util::codec::BytesCodec::new(),
-        READ_BUFFER,
-    )
+    done: bool,
+}
+
+/// The [`Reader`] of a session's socket.
+pub fn reader<R: tokio::io::AsyncRead + Unpin>(read: R) -> Reader<R> {
+    Reader { read, done: false }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> futures_util::Stream for Reader<R> {
+    type Item = std::io::Result<BytesMut>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch[..]);
+            match std::pin::Pin::new(&mut this.read).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    this.done = true;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(BytesMut::from(buf.filled())))),
+            }
+        })
+    }
 }
 
 /// What every session on one arbiter shares.
@@ -55,6 +93,8 @@ pub struct SessionContext {
     pub notify: Addr<NotifyActor>,
     /// The server's stream registry.
     pub registry: Addr<Registry>,
+    /// Its directory, read without a message to the registry's thread.
+    pub streams: streamgate_actors::registry::Directory,
     /// Counts `on_done` calls owed, for shutdown.
     pub done: DoneTracker,
     /// Every protocol's hook settings, as a reload leaves them.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use streamgate_actors::media::{MediaFrame, StreamKey};
+use streamgate_actors::media::{FrameKind, MediaFrame, StreamKey, Track};
 use streamgate_actors::session::{next_internal_id, ClientId};
 use streamgate_actors::stream::{
     Deliver, Delivery, StreamActor, StreamEnded, Subscribe, Unsubscribe,
@@ -178,6 +178,7 @@ impl Streams {
             streams: self.clone(),
             config,
             id: next_internal_id(),
+            waiting: None,
         }
         .start();
         output
@@ -202,6 +203,25 @@ impl Streams {
     }
 }
 
+/// How long (in media time) a packager that has one track's codec config waits for the
+/// other's before it starts without it: an MPEG-TS publisher's audio config comes with its
+/// first audio frame, which may follow the first video frames.
+const CONFIG_WAIT_US: i64 = 500_000;
+
+/// Whether a packager waiting with `configs` (one per track) and the `frames` after them can
+/// make its segmenter: both tracks' configs are known, or one's and [`CONFIG_WAIT_US`] of
+/// media.
+fn configs_known(configs: &[MediaFrame], frames: &[MediaFrame]) -> bool {
+    let both = [Track::Video, Track::Audio]
+        .iter()
+        .all(|t| configs.iter().any(|c| c.track == *t));
+    let waited = match (frames.first(), frames.last()) {
+        (Some(first), Some(last)) => last.dts - first.dts >= CONFIG_WAIT_US,
+        _ => false,
+    };
+    !configs.is_empty() && (both || waited)
+}
+
 /// Subscribes to one stream and feeds its segmenter.
 struct Packager {
     output: Arc<HlsStream>,
@@ -210,6 +230,9 @@ struct Packager {
     config: HlsConfig,
     /// The id it subscribes with.
     id: u64,
+    /// Before the segmenter exists: the codec configs so far (one per track) and the frames
+    /// that came after them.
+    waiting: Option<(Vec<MediaFrame>, Vec<MediaFrame>)>,
 }
 
 fn unix_ms() -> i64 {
@@ -231,14 +254,80 @@ impl Packager {
         ctx.stop();
     }
 
+    /// Takes a frame while the segmenter does not exist yet, and makes it when
+    /// [`configs_known`].
+    fn wait_for_configs(&mut self, frame: &MediaFrame, ctx: &mut Context<Self>) {
+        let Some((configs, frames)) = self.waiting.as_mut() else {
+            return;
+        };
+        if frame.kind == FrameKind::Config {
+            configs.retain(|c| c.track != frame.track);
+            configs.push(frame.clone());
+        } else {
+            frames.push(frame.clone());
+        }
+        self.make_when_known(ctx);
+    }
+
+    /// Makes the segmenter from what it waited with, once [`configs_known`].
+    fn make_when_known(&mut self, ctx: &mut Context<Self>) {
+        if !self
+            .waiting
+            .as_ref()
+            .is_some_and(|(configs, frames)| configs_known(configs, frames))
+        {
+            return;
+        }
+        let (configs, frames) = self.waiting.take().unwrap_or_default();
+        self.make(&configs, &frames, ctx);
+    }
+
+    /// Makes the segmenter for `configs` and gives it `frames`.
+    fn make(&mut self, configs: &[MediaFrame], frames: &[MediaFrame], ctx: &mut Context<Self>) {
+        let made = Segmenter::new(self.config, configs).and_then(|mut segmenter| {
+            for frame in frames {
+                segmenter.push(frame)?;
+            }
+            segmenter.anchor_wall_clock(unix_ms());
+            Ok(segmenter)
+        });
+        match made {
+            Ok(segmenter) => {
+                tracing::info!(stream = %self.output.key, "HLS output started");
+                self.output.update(|state| {
+                    *state = Packaged::Ready(Box::new(segmenter));
+                    true
+                });
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.output.key, error = %e, "stream cannot be served as HLS");
+                self.output.update(|state| {
+                    *state = Packaged::Failed(e.to_string());
+                    true
+                });
+                self.close(None, ctx);
+            }
+        }
+    }
+
     fn push(&mut self, frame: &MediaFrame, ctx: &mut Context<Self>) {
+        if self.waiting.is_some() {
+            return self.wait_for_configs(frame, ctx);
+        }
         let mut failed = None;
         self.output.update(|state| {
             let Packaged::Ready(segmenter) = state else {
                 return false;
             };
             match segmenter.push(frame) {
-                Ok(progress) => progress.any(),
+                Ok(progress) => {
+                    // A segmenter made before the stream's first frame is tied to the wall
+                    // clock by its first frame (for EXT-X-PROGRAM-DATE-TIME).
+                    if segmenter.wall_clock_ms(0).is_none() {
+                        segmenter.anchor_wall_clock(unix_ms());
+                    }
+                    progress.any()
+                }
                 Err(e) => {
                     failed = Some(e);
                     false
@@ -282,30 +371,11 @@ impl Actor for Packager {
                 };
                 return act.close(Some(end), ctx);
             };
-            let made = Segmenter::new(act.config, &snapshot.configs).and_then(|mut segmenter| {
-                for frame in &snapshot.gop {
-                    segmenter.push(frame)?;
-                }
-                segmenter.anchor_wall_clock(unix_ms());
-                Ok(segmenter)
-            });
-            match made {
-                Ok(segmenter) => {
-                    tracing::info!(stream = %act.output.key, "HLS output started");
-                    act.output.update(|state| {
-                        *state = Packaged::Ready(Box::new(segmenter));
-                        true
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(stream = %act.output.key, error = %e, "stream cannot be served as HLS");
-                    act.output.update(|state| {
-                        *state = Packaged::Failed(e.to_string());
-                        true
-                    });
-                    act.close(None, ctx);
-                }
-            }
+            // A stream that has just started has its codec configs still to come, and one
+            // published in MPEG-TS (SRT) may have its video config and not yet its audio's:
+            // the segmenter is made once both are known, or one has been alone long enough.
+            act.waiting = Some((snapshot.configs, snapshot.gop));
+            act.make_when_known(ctx);
         }));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             let idle = {
@@ -340,5 +410,51 @@ impl Handler<StreamEnded> for Packager {
     fn handle(&mut self, msg: StreamEnded, ctx: &mut Context<Self>) {
         tracing::info!(stream = %self.output.key, "HLS output ended with its stream");
         self.close(Some(msg), ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use streamgate_actors::media::Codec;
+
+    fn frame(track: Track, kind: FrameKind, dts_ms: i64) -> MediaFrame {
+        MediaFrame {
+            track,
+            codec: match track {
+                Track::Video => Codec::H264,
+                Track::Audio => Codec::Aac,
+            },
+            kind,
+            dts: dts_ms * 1000,
+            pts: dts_ms * 1000,
+            keyframe: true,
+            payload: Bytes::from_static(b"x"),
+        }
+    }
+
+    fn video(from_ms: i64, to_ms: i64) -> Vec<MediaFrame> {
+        (from_ms..=to_ms)
+            .step_by(40)
+            .map(|ms| frame(Track::Video, FrameKind::Media, ms))
+            .collect()
+    }
+
+    /// An MPEG-TS publisher's audio config comes after its first video frames: a snapshot
+    /// with the video config alone does not make the segmenter yet.
+    #[test]
+    fn one_config_waits_for_the_other_for_half_a_second_of_media() {
+        let v = frame(Track::Video, FrameKind::Config, 0);
+        let a = frame(Track::Audio, FrameKind::Config, 0);
+        assert!(!configs_known(&[], &video(0, 2000)), "no config at all");
+        assert!(
+            !configs_known(std::slice::from_ref(&v), &[]),
+            "video config, no frame"
+        );
+        assert!(!configs_known(std::slice::from_ref(&v), &video(0, 440)));
+        assert!(configs_known(&[v.clone(), a], &[]), "both configs");
+        // A stream with one track only is packaged after half a second of it.
+        assert!(configs_known(&[v], &video(0, 520)));
     }
 }

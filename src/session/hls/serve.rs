@@ -258,13 +258,21 @@ async fn start_viewer(
     }
 }
 
-/// Waits until the output's segmenter exists (the stream's snapshot has arrived).
+/// Waits until the output has media to list: its segmenter exists and has seen the stream's
+/// first keyframe (a playlist before it would list nothing, not even a preload hint).
 async fn ready(output: &HlsStream) -> Result<(), (u16, String)> {
     let deadline = Instant::now() + READY_WAIT;
     loop {
         let mut progress = output.watch();
         match &*output.read() {
-            Packaged::Ready(_) => return Ok(()),
+            Packaged::Ready(segmenter)
+                if segmenter.next_part().is_some()
+                    || segmenter.ended()
+                    || !segmenter.segments().is_empty() =>
+            {
+                return Ok(())
+            }
+            Packaged::Ready(_) => {}
             Packaged::Failed(why) => {
                 return Err((404, format!("this stream cannot be served as HLS: {why}")))
             }

@@ -3,6 +3,8 @@
 //!
 //! - [`hooks`]: a real HTTP business server ([`HookServer`]) that records every callback;
 //! - [`assert`]: the assertions on hook fields every protocol's tests share;
+//! - [`browser`]: headless Chromium on a page of `tests/browser`, and the page's server that
+//!   records what the page reports;
 //! - [`config`]: the XML config of one test's server ([`Config`]);
 //! - [`inprocess`]: the server started inside the test on port 0, every bound address read
 //!   from the handle ([`InProcess`]);
@@ -23,6 +25,7 @@
 
 pub mod api;
 pub mod assert;
+pub mod browser;
 pub mod codecs;
 pub mod config;
 pub mod ffmpeg;
@@ -46,4 +49,6 @@ pub use inprocess::*;
 pub use process::*;
 pub use redis::*;
 pub use rtmp::*;
+/// The HTTP client the kit uses, for tests that make their own requests.
+pub use ureq;
 pub use util::*;

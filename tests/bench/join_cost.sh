@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# What a burst of RTMP joins costs the server natively: one worker, one low-rate stream
+# (1 fps, so media costs little), then REPEAT bursts of PLAYERS players joining at RAMP per
+# second, each staying 1 s and leaving. Per burst: the server's CPU time (user + system) and
+# its threads' context switches (voluntary and not, from /proc) over the burst, per player,
+# and the players' first keyframe (from their connect). Context switches are what a join's
+# hops between threads cost (each wakes a thread that sleeps); they move far less with the
+# machine's load than CPU time does.
+#
+#   bash tests/bench/join_cost.sh
+#   BIN=path/to/other/streamgate bash tests/bench/join_cost.sh
+#
+# Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), LEVEL (warn: the
+# server's log level), HOOKS=1 (on_connect/on_play/on_done to a local nginx `return 200`),
+# BIN, SKIP_BUILD=1. Needs cargo, ffmpeg (libx264), python3, curl (nginx with HOOKS=1).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+PLAYERS=${PLAYERS:-1000}
+RAMP=${RAMP:-5000}
+REPEAT=${REPEAT:-3}
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${BIN:-}" ]; then
+    cargo build --release -p streamgate -p streamgate-load
+fi
+BIN=${BIN:-target/release/streamgate}
+LOAD=target/release/streamgate-load
+
+. tests/bench/lib.sh
+bench_tmp join-cost
+ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x180:rate=1 -t 60 \
+    -c:v libx264 -preset veryfast -b:v 30k -g 2 -pix_fmt yuv420p -f flv "$tmp/source.flv"
+notify=""
+if [ "${HOOKS:-0}" = 1 ]; then
+    hookport=$(free_port)
+    write_hook_nginx_conf "$tmp/nginx" "$hookport"
+    nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
+    pids+=("$!")
+    h="http://127.0.0.1:$hookport"
+    notify="<http_notify><on_connect>$h/c</on_connect><on_play>$h/p</on_play><on_done>$h/d</on_done></http_notify>"
+fi
+port=$(free_port); api=$(free_port)
+echo "<config><workers>1</workers><log_level>${LEVEL:-warn}</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port>$notify</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+"$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+sg=$!
+pids+=("$sg")
+wait_port "$port" "$sg"
+publish_source "$port"
+sleep 3
+switches() { cat /proc/"$sg"/task/*/status | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
+for rep in $(seq "$REPEAT"); do
+    c0=$(cpu "$sg"); x0=$(switches)
+    "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --ramp "$RAMP" \
+        --duration 1 --json >"$tmp/load.json" 2>/dev/null || true
+    sleep 2
+    c1=$(cpu "$sg"); x1=$(switches)
+    python3 -c "
+import json; r = json.load(open('$tmp/load.json')); k = r['first_keyframe_ms']
+print('burst $rep: %.0f us of CPU and %.2f context switches per player; first keyframe p50 %.1f ms, p99 %.1f ms (%d players)'
+      % (($c1 - $c0) / $PLAYERS * 1e6, ($x1 - $x0) / $PLAYERS, k['p50'], k['p99'], k['count']))"
+done

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Memory per RTMP player: one worker, the 2 Mbit/s source (tests/bench/lib.sh), the server's
+# VmRSS idle, then with 1000 players (joined at 1000/s), sampled six times 0.5 s apart from
+# 6 s after the start; per player = (mean loaded - idle) / 1000.
+#
+#   bash tests/bench/player_rss.sh              # target/release/streamgate
+#   BIN=path/to/other/streamgate bash tests/bench/player_rss.sh
+#   MENV="MALLOC_ARENA_MAX=1" bash tests/bench/player_rss.sh   # environment for the server
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+. tests/bench/lib.sh
+bench_tmp rss
+bench_source
+port=$(free_port); api=$(free_port)
+echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+env ${MENV:-} ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+sg=$!; pids+=("$sg")
+wait_port "$port" "$sg"
+publish_source "$port"
+sleep 4
+idle=$(awk '/VmRSS/ {print $2}' /proc/$sg/status)
+target/release/streamgate-load --url "rtmp://127.0.0.1:$port/live/bench" --players 1000 --ramp 1000 --duration 12 --json > $tmp/l.json 2>/dev/null &
+lp=$!
+sleep 6
+s=0; for i in 1 2 3 4 5 6; do r=$(awk '/VmRSS/ {print $2}' /proc/$sg/status); s=$((s+r)); sleep 0.5; done
+wait $lp || true
+python3 -c "print('idle %d KiB, loaded %.0f KiB, per player %.2f KiB' % ($idle, $s/6, ($s/6-$idle)/1000))"
