@@ -20,6 +20,7 @@ use streamgate_actors::stream::{
 use streamgate_actors::usage::EndReason;
 use tokio::sync::watch;
 
+use super::serve::PlaylistCache;
 use crate::protocol::hls::segmenter::Segmenter;
 use crate::protocol::hls::{HlsConfig, HlsError};
 
@@ -60,6 +61,8 @@ pub struct HlsStream {
     state: RwLock<Packaged>,
     progress: watch::Sender<u64>,
     members: Mutex<Members>,
+    /// Its last media playlist, shared by the viewers' requests.
+    pub playlist: PlaylistCache,
 }
 
 impl HlsStream {
@@ -68,6 +71,7 @@ impl HlsStream {
             key,
             state: RwLock::new(Packaged::Starting),
             progress: watch::channel(0).0,
+            playlist: PlaylistCache::default(),
             members: Mutex::new(Members {
                 viewers: HashMap::new(),
                 empty_since: Some(Instant::now()),

@@ -10,12 +10,15 @@
 //!   is). A forged or expired id, or one whose session has ended, is `403`;
 //! - `OPTIONS` is a CORS preflight (`204`); other methods `405`.
 //!
+//! A media playlist is rendered once per state of the stream's segmenter, with a mark where
+//! each viewer's URI suffix goes ([`PlaylistCache`]); a request copies it with its own suffix.
+//!
 //! Playlists are `no-cache`; init segments, segments and parts are cacheable for as long as
 //! they are listed, so a CDN can sit in front. Every answer has the CORS headers of
 //! HTTP-FLV.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::{Method, StatusCode};
@@ -292,6 +295,94 @@ fn multivariant(output: &HlsStream, suffix: &str) -> Result<Body, (u16, String)>
     }
 }
 
+/// Where a viewer's URI suffix goes in a cached media playlist: a character no playlist
+/// has otherwise.
+const SUFFIX_MARK: &str = "\0";
+
+/// What a media playlist's text depends on besides the viewer's URI suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PlaylistKey {
+    edge: LiveEdge,
+    media_sequence: u64,
+    init: bool,
+    low_latency: bool,
+    skip: bool,
+    program_date_time: bool,
+}
+
+/// A media playlist without its viewer's URI suffixes, and where they go.
+struct Unsuffixed {
+    text: String,
+    /// Byte offsets in `text` where a suffix goes, in order.
+    at: Vec<usize>,
+}
+
+impl Unsuffixed {
+    /// Reads a playlist rendered with [`SUFFIX_MARK`] as its suffix.
+    fn of(marked: &str) -> Unsuffixed {
+        let mut text = String::with_capacity(marked.len());
+        let mut at = Vec::new();
+        for (i, piece) in marked.split(SUFFIX_MARK).enumerate() {
+            if i > 0 {
+                at.push(text.len());
+            }
+            text.push_str(piece);
+        }
+        Unsuffixed { text, at }
+    }
+
+    /// The playlist with `suffix` in every place.
+    fn with(&self, suffix: &str) -> String {
+        let mut out = String::with_capacity(self.text.len() + self.at.len() * suffix.len());
+        let mut from = 0;
+        for &at in &self.at {
+            out.push_str(&self.text[from..at]);
+            out.push_str(suffix);
+            from = at;
+        }
+        out.push_str(&self.text[from..]);
+        out
+    }
+}
+
+/// An output's last media playlist, rendered once for every viewer that asks while the
+/// segmenter is in the same state (1000 Low-Latency viewers ask about five times a second
+/// each, for a handful of states), without the viewers' URI suffixes: a request copies it
+/// with its suffix put in instead of formatting every URI, duration and date of the
+/// playlist again.
+#[derive(Default)]
+pub struct PlaylistCache(Mutex<Option<(PlaylistKey, Arc<Unsuffixed>)>>);
+
+impl PlaylistCache {
+    /// The media playlist of `segmenter` with `opts` (the same text as
+    /// [`media_playlist`]).
+    pub fn media(&self, segmenter: &Segmenter, opts: &MediaOptions<'_>) -> String {
+        let key = PlaylistKey {
+            edge: LiveEdge::of(segmenter),
+            media_sequence: segmenter.media_sequence(),
+            init: segmenter.init_segment().is_some(),
+            low_latency: opts.low_latency,
+            skip: opts.skip,
+            program_date_time: opts.program_date_time,
+        };
+        let slot = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = slot()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, text)| text.clone());
+        let template = cached.unwrap_or_else(|| {
+            let marked = MediaOptions {
+                suffix: SUFFIX_MARK,
+                ..*opts
+            };
+            let text = Arc::new(Unsuffixed::of(&media_playlist(segmenter, &marked)));
+            *slot() = Some((key, text.clone()));
+            text
+        });
+        template.with(opts.suffix)
+    }
+}
+
 /// What a blocking request does next.
 enum Step<T> {
     Done(Result<T, (u16, String)>),
@@ -351,7 +442,7 @@ async fn media(
             Blocking::Now
         };
         match decision {
-            Blocking::Now => Step::Done(Ok(playlist_body(media_playlist(segmenter, &opts)))),
+            Blocking::Now => Step::Done(Ok(playlist_body(output.playlist.media(segmenter, &opts)))),
             Blocking::Wait => Step::Wait(hold_limit(segmenter)),
             Blocking::OutOfRange => Step::Done(Err((
                 400,
@@ -403,4 +494,52 @@ async fn resource(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use streamgate_actors::media::Track;
+
+    use super::*;
+    use crate::protocol::hls::fixtures::{config, stream};
+    use crate::protocol::hls::HlsConfig;
+
+    #[test]
+    fn a_cached_playlist_is_the_rendered_one_with_each_viewers_suffix() {
+        let config_ = HlsConfig {
+            segment_us: 1_000_000,
+            part_us: 250_000,
+            segments_kept: 4,
+            container: Container::Fmp4,
+        };
+        let mut segmenter = Segmenter::new(config_, &[config(Track::Video), config(Track::Audio)])
+            .expect("segmenter");
+        let cache = PlaylistCache::default();
+        let opts = |suffix, low_latency, skip| MediaOptions {
+            suffix,
+            low_latency,
+            skip,
+            program_date_time: false,
+        };
+        let mut states = 0;
+        for frame in stream(8.0, 25, 25, true, true) {
+            if !segmenter.push(&frame).expect("push").any() {
+                continue;
+            }
+            states += 1;
+            // The first request of a state asks as the last one of the state before did:
+            // it finds that state's playlist cached.
+            for (ll, skip) in [(true, false), (true, true), (false, false), (true, false)] {
+                for suffix in ["?s=first", "?s=second.viewer", ""] {
+                    let o = opts(suffix, ll, skip);
+                    assert_eq!(
+                        cache.media(&segmenter, &o),
+                        media_playlist(&segmenter, &o),
+                        "state {states}, low latency {ll}, skip {skip}, suffix {suffix:?}"
+                    );
+                }
+            }
+        }
+        assert!(states > 20, "{states} states");
+    }
 }

@@ -1,4 +1,4 @@
-//! `streamgate-load`: opens N live players against an RTMP, HTTP-FLV, RTSP or SRT URL and
+//! `streamgate-load`: opens N live players against an RTMP, HTTP-FLV, RTSP, SRT or HLS URL and
 //! reports what they got: players connected, errors, media bytes and bit rate per player, time
 //! from connect to play start and to the first video keyframe (p50/p90/p99/max), and the
 //! largest gap between two video frames' arrival. With `--publish FILE.flv` it is N RTMP
@@ -9,6 +9,7 @@
 //! streamgate-load --url http://127.0.0.1:8080/live/cam1.flv --players 200
 //! streamgate-load --url rtsp://127.0.0.1:8554/live/cam1 --players 20
 //! streamgate-load --url 'srt://127.0.0.1:8890?streamid=#!::r=live/cam1,m=request' --players 20
+//! streamgate-load --url http://127.0.0.1:8888/live/cam1/index.m3u8 --players 1000 [--hls-mode plain]
 //! streamgate-load --url rtmp://127.0.0.1:1935/live/load --publish source.flv --players 10
 //! ```
 //!
@@ -22,7 +23,8 @@
 //! Every time is measured from the moment the player starts its connect. Play start is
 //! `onStatus NetStream.Play.Start` for RTMP, the end of the HTTP response headers for
 //! HTTP-FLV, the `200` answer to `PLAY` for RTSP ([`rtsp`], TCP-interleaved) and the accepted
-//! handshake for SRT ([`srt`]). A player whose session ends before the run does (connection closed, refused, stream
+//! handshake for SRT ([`srt`]) and the first `200` playlist for HLS ([`hls`], which also
+//! says what its frames and keyframes are). A player whose session ends before the run does (connection closed, refused, stream
 //! ended, malformed data, no play start within `--start-timeout`) counts as an error.
 
 use std::borrow::Cow;
@@ -44,6 +46,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Sleep};
 
+mod hls;
 mod publish;
 mod rtsp;
 mod srt;
@@ -102,6 +105,11 @@ struct Cli {
     /// two UDP sockets of each player's own, `client_port`; at most two tracks).
     #[arg(long, value_name = "TRANSPORT", default_value = "tcp", value_parser = ["tcp", "udp"])]
     rtsp_transport: String,
+    /// HLS players (a URL whose path ends in `.m3u8`): `ll` follows the live edge with
+    /// blocking playlist reloads and fetches every part (Low-Latency HLS); `plain` reloads the
+    /// playlist about every target duration and fetches every new segment.
+    #[arg(long, value_name = "MODE", default_value = "ll", value_parser = ["ll", "plain"])]
+    hls_mode: String,
 }
 
 /// A keyframe that arrives this long after play start is live, not replayed from a GOP cache.
@@ -116,6 +124,7 @@ enum Protocol {
     HttpFlv,
     Rtsp,
     Srt,
+    Hls,
 }
 
 impl Protocol {
@@ -125,6 +134,7 @@ impl Protocol {
             Protocol::HttpFlv => "httpflv",
             Protocol::Rtsp => "rtsp",
             Protocol::Srt => "srt",
+            Protocol::Hls => "hls",
         }
     }
 }
@@ -152,6 +162,8 @@ struct Target {
     clients: usize,
     /// RTSP: RTP over UDP (`--rtsp-transport udp`) instead of interleaved in the connection.
     rtsp_udp: bool,
+    /// HLS: how players follow the live edge (`--hls-mode`).
+    hls_mode: hls::Mode,
 }
 
 impl Target {
@@ -166,13 +178,24 @@ impl Target {
             (Protocol::Srt, r, 0)
         } else {
             return Err(format!(
-                "unsupported URL {url:?}: expected rtmp://host[:port]/app/name, http://host[:port]/app/name.flv, rtsp://host[:port]/app/name or srt://host:port?streamid=..."
+                "unsupported URL {url:?}: expected rtmp://host[:port]/app/name, http://host[:port]/app/name.flv, http://host[:port]/.../index.m3u8, rtsp://host[:port]/app/name or srt://host:port?streamid=..."
             ));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
+        };
+        let protocol = match protocol {
+            Protocol::HttpFlv
+                if path
+                    .split(['?', '#'])
+                    .next()
+                    .is_some_and(|p| p.ends_with(".m3u8")) =>
+            {
+                Protocol::Hls
+            }
+            p => p,
         };
         if authority.is_empty() {
             return Err(format!("no host in {url:?}"));
@@ -209,6 +232,7 @@ impl Target {
             streamid: None,
             clients: 1,
             rtsp_udp: false,
+            hls_mode: hls::Mode::LowLatency,
         };
         if protocol == Protocol::Srt {
             let query = path.split_once('?').map_or("", |(_, q)| q);
@@ -283,6 +307,8 @@ struct PlayerStats {
     window_max_gap: Option<Duration>,
     /// The `--after-keyframe` pilot's signal, raised at its first live keyframe.
     live_keyframe: Option<Arc<tokio::sync::Notify>>,
+    /// HLS: requests, playlists, parts and segments.
+    hls: hls::HlsStats,
 }
 
 impl PlayerStats {
@@ -305,6 +331,7 @@ impl PlayerStats {
             window_bytes: 0,
             window_max_gap: None,
             live_keyframe: None,
+            hls: hls::HlsStats::default(),
         }
     }
 
@@ -379,6 +406,12 @@ impl PlayerStats {
     /// decoder can start at it.
     fn video_frame(&mut self, keyframe: bool, now: Instant) {
         self.video_frames += 1;
+        self.arrival(keyframe, now);
+    }
+
+    /// A whole unit of video has arrived at `now` (a frame; for HLS a part or segment);
+    /// `keyframe` when a decoder can start at it.
+    fn arrival(&mut self, keyframe: bool, now: Instant) {
         if let Some(last) = self.last_video {
             let gap = now - last;
             if self.max_gap.is_none_or(|g| gap > g) {
@@ -919,6 +952,9 @@ async fn player(
                 (Protocol::HttpFlv, _) => httpflv_session(&t, &mut st, &mut timer, start_timeout).await,
                 (Protocol::Rtsp, _) => rtsp::session(&t, &mut st, &mut timer, start_timeout).await,
                 (Protocol::Srt, _) => srt::session(&t, &mut st, &mut timer, start_timeout).await,
+                (Protocol::Hls, _) => {
+                    hls::session(&t, t.hls_mode, &mut st, &mut timer, start_timeout).await
+                }
             }
         } => r,
         _ = sleep_until(deadline) => Ok(()),
@@ -1093,6 +1129,18 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
     let cpu = cpu_time();
     let cpu_pct = cpu.map(|c| 100.0 * c.as_secs_f64() / wall.as_secs_f64().max(1e-9));
     let rss = peak_rss_kib();
+    let hls_total = (t.protocol == Protocol::Hls).then(|| {
+        players.iter().fold(hls::HlsStats::default(), |mut a, p| {
+            a.requests += p.hls.requests;
+            a.playlists += p.hls.playlists;
+            a.blocking += p.hls.blocking;
+            a.playlist_bytes += p.hls.playlist_bytes;
+            a.parts += p.hls.parts;
+            a.segments += p.hls.segments;
+            a.reconnects += p.hls.reconnects;
+            a
+        })
+    });
     let ramp = cli
         .ramp
         .map_or("all at once".to_string(), |r| format!("{r}/s"));
@@ -1137,6 +1185,20 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
         let _ = writeln!(
             text,
             "bit rate per player (media bytes from play start): {kmean:.0} kbit/s mean (min {kmin:.0}, max {kmax:.0})"
+        );
+    }
+    if let Some(h) = &hls_total {
+        let _ = writeln!(
+            text,
+            "hls ({}): {} requests: {} playlists ({} blocking reloads, {:.1} MB), {} parts, {} segments; {} reconnects",
+            t.hls_mode.name(),
+            h.requests,
+            h.playlists,
+            h.blocking,
+            h.playlist_bytes as f64 / 1e6,
+            h.parts,
+            h.segments,
+            h.reconnects
         );
     }
     let _ = writeln!(
@@ -1214,6 +1276,23 @@ fn report(cli: &Cli, t: &Target, players: &[PlayerStats], wall: Duration) -> Rep
                 j,
                 "\"window\":{{\"start_s\":{from},\"len_s\":{len},\"media_bytes\":{bytes},\"gbps\":{gbps:.6},\"players_through\":{full},\"max_frame_gap_ms\":{}}},",
                 Dist::json(gaps)
+            );
+        }
+    }
+    match &hls_total {
+        None => j.push_str("\"hls\":null,"),
+        Some(h) => {
+            let _ = write!(
+                j,
+                "\"hls\":{{\"mode\":\"{}\",\"requests\":{},\"playlists\":{},\"blocking_reloads\":{},\"playlist_bytes\":{},\"parts\":{},\"segments\":{},\"reconnects\":{}}},",
+                t.hls_mode.name(),
+                h.requests,
+                h.playlists,
+                h.blocking,
+                h.playlist_bytes,
+                h.parts,
+                h.segments,
+                h.reconnects
             );
         }
     }
@@ -1384,6 +1463,11 @@ fn main() -> ExitCode {
         Ok(mut t) => {
             t.clients = cli.players;
             t.rtsp_udp = cli.rtsp_transport == "udp";
+            t.hls_mode = if cli.hls_mode == "plain" {
+                hls::Mode::Plain
+            } else {
+                hls::Mode::LowLatency
+            };
             Arc::new(t)
         }
         Err(e) => {
