@@ -15,7 +15,7 @@ const HOOK_WAIT: Duration = Duration::from_secs(15);
 /// Short segments and parts, so a test sees many of them.
 const FAST: &str = "<segment_duration_ms>1000</segment_duration_ms>\
                     <part_duration_ms>100</part_duration_ms>\
-                    <idle_timeout_ms>2000</idle_timeout_ms>";
+                    <idle_timeout_ms>3000</idle_timeout_ms>";
 
 /// A server with HLS (`options` added to `<hls>`) and its hooks on `hook`, an RTMP publisher
 /// of `live/cam` for `seconds`, live when this returns, and a validating proxy in front of
@@ -97,7 +97,7 @@ fn one_on_play_and_one_on_done_per_viewer_with_its_bytes() {
         "bytes_out is every body byte the viewer received"
     );
     let duration = number(&done, "duration_ms");
-    let expected = (followed + Duration::from_secs(2)).as_millis() as u64;
+    let expected = (followed + Duration::from_secs(3)).as_millis() as u64;
     assert!(
         duration.abs_diff(expected) <= 1500,
         "duration_ms {duration} vs about {expected} (followed, then the idle time)"
@@ -196,7 +196,7 @@ fn a_forged_expired_or_foreign_session_id_is_refused() {
 #[test]
 fn a_kicked_viewer_is_done_and_its_requests_refused() {
     let hook = HookServer::start();
-    let options = FAST.replace("2000</idle", "30000</idle");
+    let options = FAST.replace("3000</idle", "30000</idle");
     let (srv, _publisher, proxy) = live(&hook, &options, 60);
     let mut viewer = LlViewer::start(&proxy.url("live/cam/index.m3u8")).expect("a viewer");
     viewer.follow(secs(2.0));

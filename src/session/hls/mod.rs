@@ -111,9 +111,12 @@ impl Hls {
         }
     }
 
-    /// `<idle_timeout_ms>`.
+    /// How long a viewer may request nothing before it is done: `<idle_timeout_ms>`, but at
+    /// least three segment durations, since a plain HLS player that is watching reloads its
+    /// playlist only about once per target duration.
     pub fn idle_timeout(&self) -> Duration {
-        self.settings.load().idle_timeout
+        let s = self.settings.load();
+        s.idle_timeout.max(3 * s.segment)
     }
 
     /// The worker the next viewer lives on.
