@@ -419,3 +419,65 @@ fn mpegts_segments_for_old_players() {
     );
     proxy.assert_valid(2);
 }
+
+#[test]
+fn a_reload_moves_the_hls_listener_and_its_viewers_sessions_go_on() {
+    let hook = HookServer::start();
+    let cfg = Config::new().hls_hooks(&hook.url("/hls"), "").hls(FAST);
+    let srv = Server::start(&cfg);
+    let _publisher = publish(&srv.url("live/cam"), 60);
+    poll(secs(15.0), || {
+        (api_get(srv.api_port, "/api/v1/streams/live/cam").status == 200).then_some(())
+    })
+    .expect("the stream went live");
+    let old = srv.hls_port.expect("hls");
+    let mut viewer = LlViewer::start(&srv.hls_url("live/cam/index.m3u8")).expect("a viewer");
+    viewer.follow(secs(1.0));
+    // The file moves HLS to another port and turns low latency off.
+    let mut moved = cfg.clone();
+    let new = free_port();
+    if let Some(h) = moved.hls.as_mut() {
+        h.port = new;
+        h.options = FAST.replace("3000</idle", "30000</idle") + "<low_latency>false</low_latency>";
+    }
+    let mut file = moved.clone();
+    file.data_dir = Some(srv.dir.file("data"));
+    std::fs::write(&srv.config_path, file.to_xml()).expect("write the config");
+    let answer = api_call(srv.api_port, "POST", "/api/v1/reload", None);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let applied = answer.text;
+    for expected in [
+        "hls settings".to_owned(),
+        format!("hls listener closed on [::]:{old}"),
+        format!("hls listener opened on [::]:{new}"),
+    ] {
+        assert!(applied.contains(&expected), "{expected} in {applied}");
+    }
+    let server = api_get(srv.api_port, "/api/v1/server");
+    assert_eq!(server.body["listeners"]["hls"], new, "{}", server.text);
+    // The viewer's session goes on: its id opens the same session on the new port, and the
+    // playlist there has no parts any more.
+    let agent = ureq::Agent::new();
+    let playlist = fetch(
+        &agent,
+        &format!("http://127.0.0.1:{new}/live/cam/{}", viewer.media),
+    );
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert!(
+        !playlist.text().contains("#EXT-X-PART:"),
+        "{}",
+        playlist.text()
+    );
+    assert_eq!(
+        hook.count(|r| r.field("protocol") == "hls" && r.call() == "play"),
+        1,
+        "no new session: {}",
+        hook.dump()
+    );
+    poll(secs(5.0), || {
+        std::net::TcpStream::connect(("127.0.0.1", old))
+            .is_err()
+            .then_some(())
+    })
+    .expect("the old port is closed");
+}
