@@ -474,6 +474,16 @@ pub fn http_request(data: &[u8]) {
             Ok(Some((request, len))) => {
                 assert!(len <= buf.len());
                 let _ = http::flv_path(&request.target);
+                if let Some(path) = http::hls_path(&request.target) {
+                    // What the HLS handler goes on with: a name, an app without empty,
+                    // `.` or `..` segments, the file as sent.
+                    assert!(!path.name.is_empty() && !path.name.contains('/'));
+                    assert!(path
+                        .app
+                        .split('/')
+                        .all(|s| !s.is_empty() && s != "." && s != ".."));
+                    assert!(!path.file.is_empty() && !path.file.contains('/'));
+                }
                 return;
             }
             Ok(None) => {}
