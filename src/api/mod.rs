@@ -283,8 +283,9 @@ pub struct SessionFilter {
     protocol: Option<ProtocolName>,
     /// Only this role.
     role: Option<RoleName>,
-    /// Skip this many matching sessions (default 0).
-    #[param(minimum = 0)]
+    /// Skip this many matching sessions (default 0; at most 2^31 - 1, far more sessions than
+    /// a server holds).
+    #[param(minimum = 0, maximum = 2147483647)]
     offset: Option<usize>,
     /// At most this many on the page (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -352,6 +353,9 @@ struct PageHead {
 }
 
 /// Every connection, filtered and paged.
+/// The largest `offset` of a sessions page (the OpenAPI document says the same).
+const MAX_OFFSET: usize = i32::MAX as usize;
+
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
@@ -376,6 +380,12 @@ async fn list_sessions(
         );
     }
     let offset = filter.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("offset {offset} is over {MAX_OFFSET}"),
+        );
+    }
     let filter = table::Filter {
         app: filter.app.clone(),
         name: filter.name.clone(),
