@@ -491,7 +491,11 @@ fn vlc_srt_stats(
     home: &TempDir,
 ) -> (u64, u64, u64, String) {
     use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    // Its own process group: runuser forks VLC, so killing the child alone would leave VLC
+    // running with our end of its stdout open (and the output below never ending).
     let mut child = Command::new("runuser")
+        .process_group(0)
         .args(["-u", "nobody", "--", "env"])
         .arg(format!("HOME={}", home.file("").display()))
         .args([
@@ -521,7 +525,11 @@ fn vlc_srt_stats(
     while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
+    // Whatever of the group is left (nothing, when VLC quit as asked).
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(std::process::Stdio::null())
+        .status();
     let out = child.wait_with_output().expect("VLC's output");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let stat = |key: &str| {
