@@ -175,8 +175,9 @@ fn a_reload_opens_and_closes_listeners_and_their_sessions_go_on() {
     let mut publisher = publish(&srv.url("live/moving"), 60);
     hook.wait_call("publish", "moving", HOOK_WAIT)
         .unwrap_or_else(|| panic!("no on_publish: {}\n{}", hook.dump(), publisher.stderr()));
-    let rtmp_player = spawn_player(&srv.url("live/moving"), 16.0);
-    let srt_player = spawn_player(&srt_play_url(&srv, "moving"), 16.0);
+    // Longer than the test: they are ended below, once they have shown they went on.
+    let mut rtmp_player = spawn_player(&srv.url("live/moving"), 60.0);
+    let srt_player = spawn_player(&srt_play_url(&srv, "moving"), 60.0);
     wait_decoding(&rtmp_player, 10, "the RTMP player");
     wait_decoding(&srt_player, 10, "the SRT player");
 
@@ -252,6 +253,11 @@ fn a_reload_opens_and_closes_listeners_and_their_sessions_go_on() {
 
     // The new limit counts the connections held: the publisher and the RTMP player, so one
     // more RTMP connection is admitted and the next refused.
+    assert!(
+        rtmp_player.running(),
+        "the RTMP player of the closed port ended: {}",
+        rtmp_player.stderr()
+    );
     let third = spawn_player(&at(new_rtmp), 4.0);
     wait_decoding(&third, 0, "the third RTMP connection");
     let (frames, _) = read_frames(&at(new_rtmp), 1.0, Duration::from_secs(30));
@@ -286,15 +292,16 @@ fn a_reload_opens_and_closes_listeners_and_their_sessions_go_on() {
         server.text
     );
 
-    for (player, what) in [(rtmp_player, "RTMP"), (srt_player, "SRT")] {
-        // 16 s asked for: well past the reload, which came after 2 s or so.
-        let played = finish_player(player, Duration::from_secs(40));
+    for (mut player, what) in [(rtmp_player, "RTMP"), (srt_player, "SRT")] {
+        // 12 s of frames: well past the reload, which came after 2 s or so; and still playing.
+        wait_decoding(&player, 12 * 25, what);
         assert!(
-            played.frames >= 12 * 25,
-            "the {what} player of the closed listener was cut short: {} frames; {}",
-            played.frames,
-            played.out.stderr
+            player.running(),
+            "the {what} player of the closed listener was cut short: {}",
+            player.stderr()
         );
+        let played = finish_player(player, Duration::ZERO);
+        assert!(played.frames >= 12 * 25, "{what}: {}", played.out.stderr);
     }
     drop(taken);
     publisher.kill();
