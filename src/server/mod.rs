@@ -22,7 +22,7 @@ pub mod reload;
 
 use crate::config::Config;
 use crate::listener::Worker;
-use crate::session::SessionContext;
+use crate::session::{SessionContext, SessionShared};
 use listeners::Listeners;
 pub use reload::{ReloadError, Reloader};
 
@@ -148,7 +148,7 @@ impl Server {
             });
             workers.push(Worker {
                 arbiter: handle,
-                context: SessionContext {
+                context: SessionContext::new(SessionShared {
                     notify,
                     registry: registry.clone(),
                     streams: streams.clone(),
@@ -156,7 +156,7 @@ impl Server {
                     hooks: hooks.clone(),
                     outbox: Some(outbox.clone()),
                     cluster: cluster.clone(),
-                },
+                }),
             });
             arbiters.push(arbiter);
             arbiters.push(notify_arbiter);

@@ -83,25 +83,26 @@ fn update<A: Session>(act: &mut A, ctx: &mut Context<A>) {
 
 /// Starts what every session runs: the mailbox bound, the first log line, the deadline of the
 /// client's first request (`deadline`, where the session has one) and the one-second checks
-/// (the protocol's [`Session::check`], then [`SessionCore::tick`]).
+/// (the deadline, the protocol's [`Session::check`], then [`SessionCore::tick`]). The deadline
+/// is checked by the one-second timer rather than a timer of its own, which a session would
+/// otherwise hold (allocated) until it ran out, long after the first request: it ends the
+/// session within a second after it passes.
 pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
     ctx.set_mailbox_capacity(SESSION_MAILBOX);
     act.parts().0.register(ctx.address().recipient());
     act.parts().0.started();
-    if let Some(deadline) = deadline {
-        ctx.run_later(deadline, |act, ctx| {
-            if !act.first_request_done() {
-                let core = act.parts().0;
-                let _s = core.enter();
-                tracing::info!("no accepted request in time; closing");
-                drop(_s);
-                core.ending(EndReason::Idle);
-                ctx.stop();
-            }
-        });
-    }
-    ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-        if let Some((reason, why)) = act.check() {
+    ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
+        let late = |act: &mut A| {
+            deadline.is_some_and(|deadline| {
+                !act.first_request_done() && act.parts().0.usage.started.elapsed() >= deadline
+            })
+        };
+        let closing = if late(act) {
+            Some((EndReason::Idle, "no accepted request in time"))
+        } else {
+            act.check()
+        };
+        if let Some((reason, why)) = closing {
             let core = act.parts().0;
             let _s = core.enter();
             tracing::info!("{why}; closing");

@@ -86,9 +86,28 @@ impl<R: tokio::io::AsyncRead + Unpin> futures_util::Stream for Reader<R> {
     }
 }
 
-/// What every session on one arbiter shares.
+/// What every session on one arbiter shares: made once per worker, held by each session as a
+/// reference (cloning it allocates nothing; two actor addresses' clones did, per session).
 #[derive(Clone)]
-pub struct SessionContext {
+pub struct SessionContext(std::sync::Arc<SessionShared>);
+
+impl SessionContext {
+    /// The context of one worker's sessions.
+    pub fn new(shared: SessionShared) -> Self {
+        SessionContext(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for SessionContext {
+    type Target = SessionShared;
+
+    fn deref(&self) -> &SessionShared {
+        &self.0
+    }
+}
+
+/// What a [`SessionContext`] holds.
+pub struct SessionShared {
     /// This arbiter's notifier.
     pub notify: Addr<NotifyActor>,
     /// The server's stream registry.
