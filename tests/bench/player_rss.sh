@@ -6,22 +6,45 @@
 #   bash tests/bench/player_rss.sh              # target/release/streamgate
 #   BIN=path/to/other/streamgate bash tests/bench/player_rss.sh
 #   MENV="MALLOC_ARENA_MAX=1" bash tests/bench/player_rss.sh   # environment for the server
+#   PROFILE=dhat bash tests/bench/player_rss.sh   # where the bytes are: the server under
+#       valgrind's DHAT, a 200 kbit/s source (valgrind keeps up with it), players joined at
+#       100/s; prints the allocation sites holding a block per player (tests/bench/dhat_sites.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 . tests/bench/lib.sh
 bench_tmp rss
-bench_source
+if [ "${PROFILE:-}" = dhat ]; then
+    ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x240:rate=25 \
+        -f lavfi -i sine=frequency=440:sample_rate=44100 -t 60 -c:v libx264 -preset veryfast \
+        -b:v 200k -g 50 -keyint_min 50 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 32k \
+        -f flv "$tmp/source.flv"
+    MENV="${MENV:-} valgrind --tool=dhat --dhat-out-file=$tmp/dhat.out"
+    ramp=100
+else
+    bench_source
+    ramp=1000
+fi
 port=$(free_port); api=$(free_port)
 echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
 env ${MENV:-} ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!; pids+=("$sg")
-wait_port "$port" "$sg"
+for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$sg" 2>/dev/null || exit 1
+    sleep 0.1
+done
 publish_source "$port"
 sleep 4
 idle=$(awk '/VmRSS/ {print $2}' /proc/$sg/status)
-target/release/streamgate-load --url "rtmp://127.0.0.1:$port/live/bench" --players 1000 --ramp 1000 --duration 12 --json > $tmp/l.json 2>/dev/null &
+target/release/streamgate-load --url "rtmp://127.0.0.1:$port/live/bench" --players 1000 --ramp $ramp --duration 12 --json > $tmp/l.json 2>/dev/null &
 lp=$!
 sleep 6
 s=0; for i in 1 2 3 4 5 6; do r=$(awk '/VmRSS/ {print $2}' /proc/$sg/status); s=$((s+r)); sleep 0.5; done
 wait $lp || true
+if [ "${PROFILE:-}" = dhat ]; then
+    kill -INT "$sg"
+    wait "$sg" || true
+    python3 tests/bench/dhat_sites.py "$tmp/dhat.out" 1000
+    exit 0
+fi
 python3 -c "print('idle %d KiB, loaded %.0f KiB, per player %.2f KiB' % ($idle, $s/6, ($s/6-$idle)/1000))"
