@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# What one output protocol costs the server per player, in CPU time and system calls: one
+# worker, the 2 Mbit/s source (tests/bench/lib.sh) published over RTMP, PLAYERS players of
+# PROTO joined at 100/s, then `perf stat` on the server over a 10 s window (task-clock and the
+# system calls that carry media and wake threads), and the media the players got in it.
+#
+#   PROTO=srt bash tests/bench/output_syscalls.sh      # rtmp | httpflv | rtsp | rtsp-udp | srt
+#   PROTO=rtmp PLAYERS=100 BIN=path/to/other/streamgate bash tests/bench/output_syscalls.sh
+#
+# Needs perf (Debian's linux-perf) with tracepoints readable (root), ffmpeg, python3.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+. tests/bench/lib.sh
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${BIN:-}" ]; then
+    cargo build --release -p streamgate -p streamgate-load
+fi
+bench_tmp outsys
+bench_source
+port=$(free_port); api=$(free_port); flv=$(free_port); rtsp=$(free_port); srt=$(free_port)
+echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>true</enable><port>$flv</port></httpflv><rtsp><enable>true</enable><port>$rtsp</port></rtsp><srt><enable>true</enable><port>$srt</port></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+sg=$!; pids+=("$sg")
+wait_port "$port" "$sg"
+publish_source "$port"
+sleep 3
+extra=()
+case ${PROTO:-srt} in
+    rtmp) url="rtmp://127.0.0.1:$port/live/bench" ;;
+    httpflv) url="http://127.0.0.1:$flv/live/bench.flv" ;;
+    rtsp) url="rtsp://127.0.0.1:$rtsp/live/bench" ;;
+    rtsp-udp) url="rtsp://127.0.0.1:$rtsp/live/bench"; extra=(--rtsp-transport udp) ;;
+    srt) url="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request" ;;
+    *) echo "PROTO: rtmp, httpflv, rtsp, rtsp-udp or srt" >&2; exit 2 ;;
+esac
+players=${PLAYERS:-50}
+target/release/streamgate-load --url "$url" "${extra[@]}" --players "$players" --ramp 100 \
+    --duration 22 --window-start 8 --window 10 --json >"$tmp/load.json" 2>/dev/null &
+lp=$!
+sleep 8
+perf stat -x, -o "$tmp/perf.csv" -p "$sg" \
+    -e task-clock,context-switches,raw_syscalls:sys_enter \
+    -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_writev \
+    -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait -- sleep 10
+wait $lp || true
+python3 - "$tmp/perf.csv" "$tmp/load.json" "$players" "${PROTO:-srt}" <<'PY'
+import json, sys
+perf, load, players, proto = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), sys.argv[4]
+counts = {}
+for line in open(perf):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0] and not line.startswith("#"):
+        try:
+            counts[f[2].split(":")[-1]] = float(f[0])
+        except ValueError:
+            pass
+media = (load.get("window") or {}).get("media_bytes", 0)
+cpu_s = counts.get("task-clock", 0) / 1000
+print(f"{proto}: {load['playing']} playing, {load['errors']} errors; "
+      f"{media * 8 / 10 / 1e9:.3f} Gbit/s delivered in the window")
+print(f"  CPU {cpu_s:.3f} s in 10 s; {cpu_s / (media * 8 / 1e9):.3f} CPU s per delivered Gbit" if media else "  no media")
+for name, n in counts.items():
+    if name != "task-clock":
+        print(f"  {name}: {n / 10 / players:.1f} per player per second")
+PY
