@@ -191,21 +191,28 @@ impl RtspSession {
         }));
     }
 
-    /// Sends `packets` (by track index) on each track's link: RTP, or (`rtcp`) RTCP.
+    /// Sends `packets` (by track index) on each track's link: RTP, or (`rtcp`) RTCP. Over
+    /// UDP, the packets of one track that follow each other go out together
+    /// ([`UdpOut::send_all`](crate::session::output::udp::UdpOut::send_all)).
     pub(super) fn send_packets(&mut self, packets: &[(usize, Bytes)], rtcp: bool) {
-        for (index, packet) in packets {
+        let mut rest = packets;
+        while let Some((index, packet)) = rest.first() {
             match self.links_out.get(*index).and_then(Option::as_ref) {
                 Some(Link::Interleaved { rtp, rtcp: channel }) => {
                     let channel = if rtcp { *channel } else { *rtp };
                     let _ = self.rtsp.send_interleaved(channel, &[packet]);
+                    rest = &rest[1..];
                 }
                 Some(Link::Udp { rtp, rtcp: out, .. }) => {
                     let out = if rtcp { out } else { rtp };
-                    // A full socket buffer drops the datagram and sends the player to the
+                    let run = rest.iter().take_while(|(i, _)| i == index).count();
+                    let datagrams: Vec<&[u8]> = rest[..run].iter().map(|(_, p)| &p[..]).collect();
+                    // A full socket buffer drops the datagrams and sends the player to the
                     // next keyframe, as a full TCP queue does.
-                    let _ = self.core.backlog.sent(out.send(packet));
+                    let _ = self.core.backlog.sent(out.send_all(&datagrams));
+                    rest = &rest[run..];
                 }
-                None => {}
+                None => rest = &rest[1..],
             }
         }
     }
