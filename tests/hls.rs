@@ -98,8 +98,10 @@ fn one_on_play_and_one_on_done_per_viewer_with_its_bytes() {
     );
     let duration = number(&done, "duration_ms");
     let expected = (followed + Duration::from_secs(3)).as_millis() as u64;
+    // The idle time is judged by the one-second check of every session (up to a second
+    // late, more on a loaded machine) from the viewer's last answered request.
     assert!(
-        duration.abs_diff(expected) <= 1500,
+        duration + 1500 >= expected && duration <= expected + 2500,
         "duration_ms {duration} vs about {expected} (followed, then the idle time)"
     );
     thread_sleep(1.0);
