@@ -68,23 +68,8 @@ fn publisher(srv: &Server, ingest: Ingest, name: &str) -> Proc {
         ),
         Ingest::Srt => (&["-f", "mpegts"], srt_publish_url(srv, name)),
     };
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", TESTSRC])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &PUBLISH_S.to_string()])
-        .args(format)
-        .arg(&url);
+    let output: Vec<&str> = format.iter().copied().chain([url.as_str()]).collect();
+    let mut cmd = publisher_command_to("ffmpeg", PUBLISH_S, TESTSRC, 25, &output);
     Proc::spawn(&format!("publish {ingest:?} {url}"), &mut cmd)
 }
 

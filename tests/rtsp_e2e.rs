@@ -21,22 +21,8 @@ const HOOK_WAIT: Duration = Duration::from_secs(10);
 
 /// Publishes the synthetic H.264+AAC stream over RTSP (`transport` is `tcp` or `udp`).
 fn publish_rtsp(url: &str, transport: &str, seconds: u32) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", TESTSRC])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-f", "rtsp", "-rtsp_transport", transport, url]);
+    let output = ["-f", "rtsp", "-rtsp_transport", transport, url];
+    let mut cmd = publisher_command_to("ffmpeg", seconds, TESTSRC, 25, &output);
     Proc::spawn(&format!("publish {url} ({transport})"), &mut cmd)
 }
 

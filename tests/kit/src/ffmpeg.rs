@@ -34,6 +34,18 @@ pub fn publisher_command(
     gop: u32,
     format: &str,
 ) -> Command {
+    publisher_command_to(exe, seconds, video, gop, &["-f", format, url])
+}
+
+/// [`publisher_command`] with the output given whole: the muxer and its options, then the
+/// URL (`["-f", "rtsp", "-rtsp_transport", "tcp", url]`).
+pub fn publisher_command_to(
+    exe: &str,
+    seconds: u32,
+    video: &str,
+    gop: u32,
+    output: &[&str],
+) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", video])
@@ -48,7 +60,8 @@ pub fn publisher_command(
         ])
         .args(["-g", &gop.to_string(), "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &seconds.to_string(), "-f", format, url]);
+        .args(["-t", &seconds.to_string()])
+        .args(output);
     cmd
 }
 
