@@ -48,11 +48,9 @@ perf stat -x, -o "$tmp/perf.csv" -e task-clock,syscalls:sys_enter_writev -p "$se
 wait $lp || true
 python3 - "$tmp/perf.csv" "$tmp/load.json" "$players" "${WHO:-sg}" <<'PY'
 import json, sys
-counts = {}
-for line in open(sys.argv[1]):
-    f = line.strip().split(",")
-    if len(f) > 2 and f[0] and not line.startswith("#"):
-        counts[f[2].split(":")[-1]] = float(f[0])
+sys.path.insert(0, "tests/bench")
+from perf_counts import perf_counts
+counts = perf_counts(sys.argv[1])
 load, players = json.load(open(sys.argv[2])), int(sys.argv[3])
 gbit = (load.get("window") or {}).get("media_bytes", 0) * 8 / 1e9
 cpu = counts["task-clock"] / 1000

@@ -44,15 +44,10 @@ perf stat -x, -o "$tmp/perf.csv" -p "$sg" \
 wait $lp || true
 python3 - "$tmp/perf.csv" "$tmp/load.json" "$players" "${PROTO:-srt}" <<'PY'
 import json, sys
-perf, load, players, proto = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), sys.argv[4]
-counts = {}
-for line in open(perf):
-    f = line.strip().split(",")
-    if len(f) > 2 and f[0] and not line.startswith("#"):
-        try:
-            counts[f[2].split(":")[-1]] = float(f[0])
-        except ValueError:
-            pass
+sys.path.insert(0, "tests/bench")
+from perf_counts import perf_counts
+load, players, proto = json.load(open(sys.argv[2])), int(sys.argv[3]), sys.argv[4]
+counts = perf_counts(sys.argv[1])
 media = (load.get("window") or {}).get("media_bytes", 0)
 cpu_s = counts.get("task-clock", 0) / 1000
 print(f"{proto}: {load['playing']} playing, {load['errors']} errors; "

@@ -20,19 +20,17 @@ if [ "${PROFILE:-}" = dhat ]; then
         -f flv "$tmp/source.flv"
     MENV="${MENV:-} valgrind --tool=dhat --dhat-out-file=$tmp/dhat.out"
     ramp=100
+    tries=600 # valgrind starts the server slowly: up to 30 s
 else
     bench_source
     ramp=1000
+    tries=200
 fi
 port=$(free_port); api=$(free_port)
 echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
 env ${MENV:-} ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!; pids+=("$sg")
-for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    kill -0 "$sg" 2>/dev/null || exit 1
-    sleep 0.1
-done
+wait_port "$port" "$sg" "$tries"
 publish_source "$port"
 sleep 4
 idle=$(awk '/VmRSS/ {print $2}' /proc/$sg/status)
