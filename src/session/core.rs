@@ -312,6 +312,17 @@ impl SessionCore {
         Backlog::new(self.limits, self.usage.frames_dropped.clone()).in_span(self.span.clone())
     }
 
+    /// An allowed play of a stream that is not live: the play begins (so its `on_done` says
+    /// what was asked) and ends at once, refused. The protocol answers its client.
+    pub fn play_not_found(&mut self, allowed: Allowed) {
+        self.log_decision("play", &Decision::Allow);
+        self.begin(Role::Player, allowed, None);
+        let _s = self.enter();
+        tracing::info!("no such stream");
+        drop(_s);
+        self.ending(EndReason::Refused);
+    }
+
     /// A play or publish the hook allowed: from here on exactly one `on_done` is owed, with
     /// the fields it was allowed as. A rename is logged and put in the session's span.
     pub fn begin(&mut self, role: Role, allowed: Allowed, stream: Option<Addr<StreamActor>>) {

@@ -158,12 +158,7 @@ impl HttpFlvSession {
                             );
                         }
                         PlayOutcome::NotFound(allowed) => {
-                            act.core.log_decision("play", &Decision::Allow);
-                            act.core.begin(Role::Player, allowed, None);
-                            let _s = act.core.enter();
-                            tracing::info!("no such stream");
-                            drop(_s);
-                            act.core.ending(EndReason::Refused);
+                            act.core.play_not_found(allowed);
                             act.answer(error_response(404, "no such live stream"), ctx);
                         }
                         PlayOutcome::Playing(allowed, _, snapshot, joining) => {

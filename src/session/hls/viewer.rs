@@ -125,12 +125,7 @@ impl Handler<Begin> for HlsViewer {
                     Begun::Refused(decision.deny_status())
                 }
                 Err(PlayOutcome::NotFound(allowed)) => {
-                    act.core.log_decision("play", &Decision::Allow);
-                    act.core.begin(Role::Player, allowed, None);
-                    let _s = act.core.enter();
-                    tracing::info!("no such stream");
-                    drop(_s);
-                    act.core.ending(EndReason::Refused);
+                    act.core.play_not_found(allowed);
                     ctx.stop();
                     Begun::NotFound
                 }
