@@ -1,8 +1,8 @@
 //! RTMP server connection core, sans-IO: bytes in, [`Event`]s and bytes out.
 //!
-//! Built on rml_rtmp for the handshake (including the Flash Player 9 digest handshake) and the
-//! message bodies of protocol-control messages and commands, with our own chunk layer
-//! ([`chunk`]) and AMF0 decoder ([`amf`]) where rml_rtmp 0.8 falls short (see those modules),
+//! Built on rml_rtmp for the message bodies of protocol-control messages and commands, with
+//! our own handshake ([`handshake`]), chunk layer ([`chunk`]) and AMF0 decoder ([`amf`]) where
+//! rml_rtmp 0.8 falls short (see those modules),
 //! and our own command handling: rml_rtmp's `ServerSession` drops the connect command's
 //! `tcUrl`, which the hooks must report as the client sent it.
 //!
@@ -18,12 +18,12 @@
 pub mod amf;
 pub mod chunk;
 pub mod client;
+pub mod handshake;
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use rml_amf0::Amf0Value;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventType};
 use rml_rtmp::time::RtmpTimestamp;
 
@@ -165,7 +165,7 @@ pub enum RtmpError {
 }
 
 enum Phase {
-    Handshake(Box<Handshake>),
+    Handshake(handshake::ServerHandshake),
     Messages,
     Closed,
 }
@@ -233,7 +233,7 @@ impl ServerConnection {
     /// A connection at the start of the handshake.
     pub fn new() -> Self {
         ServerConnection {
-            phase: Phase::Handshake(Box::new(Handshake::new(PeerType::Server))),
+            phase: Phase::Handshake(handshake::ServerHandshake::new()),
             input: BytesMut::new(),
             decoder: ChunkDecoder::default(),
             output: BytesMut::new(),
@@ -256,18 +256,11 @@ impl ServerConnection {
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
         self.received += bytes.len() as u64;
         if let Phase::Handshake(hs) = &mut self.phase {
-            match hs.process_bytes(bytes) {
-                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
-                    self.output.extend_from_slice(&response_bytes);
-                    return Ok(());
-                }
-                Ok(HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                }) => {
-                    self.output.extend_from_slice(&response_bytes);
+            match hs.feed(bytes, &mut self.output) {
+                Ok(handshake::Progress::InProgress) => return Ok(()),
+                Ok(handshake::Progress::Done { consumed }) => {
                     self.phase = Phase::Messages;
-                    self.input.extend_from_slice(&remaining_bytes);
+                    self.input.extend_from_slice(&bytes[consumed..]);
                 }
                 Err(e) => return Err(RtmpError::Handshake(e.to_string())),
             }

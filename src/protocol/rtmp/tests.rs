@@ -2,6 +2,7 @@
 //! `ClientSession`), or commands encoded by hand where a test needs bytes no polite client sends.
 
 use super::*;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
