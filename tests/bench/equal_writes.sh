@@ -5,9 +5,12 @@
 # writev calls. SRS's `mw_latency` also waits for a number of messages, so at `mw_latency 40`
 # it writes about 7 times a second per player of this stream; streamgate's
 # `<write_merge_ms>` is a plain window (40 ms: about 17 writes a second). Comparing the two at
-# the same writes per second compares them at the same merging.
+# the same writes per second compares them at the same merging. MW_MSGS sets SRS's `mw_msgs`
+# (the messages it waits for; unset: SRS's default, 8 for RTMP): `MW_MSGS=0` makes
+# `mw_latency` a plain window like streamgate's.
 #
 #   WHO=srs SRS_BIN=/path/to/srs/trunk/objs/srs MW=40 bash tests/bench/equal_writes.sh
+#   WHO=srs SRS_BIN=/path/to/srs/trunk/objs/srs MW=40 MW_MSGS=0 bash tests/bench/equal_writes.sh
 #   WHO=sg MERGE=130 bash tests/bench/equal_writes.sh
 #
 # Needs perf (Debian's linux-perf, root for its tracepoints), ffmpeg, python3; SRS built as in
@@ -28,7 +31,7 @@ max_connections 4000;
 srs_log_tank file;
 srs_log_file $tmp/srs.log;
 pid $tmp/srs.pid;
-vhost __defaultVhost__ { play { gop_cache on; mw_latency ${MW:-40}; } }
+vhost __defaultVhost__ { play { gop_cache on; mw_latency ${MW:-40}; ${MW_MSGS:+mw_msgs $MW_MSGS;} } }
 EOC
     "${SRS_BIN:?SRS_BIN names the SRS binary}" -c "$tmp/srs.conf" >>"$tmp/srs.out" 2>&1 &
 else

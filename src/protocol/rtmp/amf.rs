@@ -1,13 +1,127 @@
-//! AMF0 decoding for RTMP commands and data messages, into rml_amf0's value type.
+//! AMF0 for RTMP commands and data messages: decoding into rml_amf0's value type, and encoding
+//! of the server's own messages.
 //!
 //! rml_amf0 decodes nested objects by recursion with no depth limit, so a few kilobytes of
 //! nested object markers from a hostile client overflow the stack and abort the whole process.
-//! This decoder bounds nesting and never pre-allocates from a length field. Encoding stays with
-//! rml_amf0 (we only encode our own, well-formed values).
+//! This decoder bounds nesting and never pre-allocates from a length field.
+//!
+//! The server's answers (`_result`, `onStatus`, ...) are encoded from borrowed [`Out`] values
+//! straight into the message body: building them as rml_amf0 values took a map and a string
+//! allocation per field, and rml_rtmp's message serialization another copy, for every command
+//! of every join. A value that is already an rml_amf0 value (a publisher's metadata) is
+//! encoded through [`Out::Value`].
 
 use std::collections::HashMap;
 
 use rml_amf0::Amf0Value;
+
+// Type markers (AMF0 specification, section 2.1).
+const NUMBER: u8 = 0x00;
+const BOOLEAN: u8 = 0x01;
+const STRING: u8 = 0x02;
+const OBJECT: u8 = 0x03;
+const NULL: u8 = 0x05;
+const UNDEFINED: u8 = 0x06;
+const OBJECT_END: u8 = 0x09;
+const STRICT_ARRAY: u8 = 0x0A;
+const LONG_STRING: u8 = 0x0C;
+
+/// A value of one of the server's own messages, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Out<'a> {
+    /// A number.
+    Number(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(&'a str),
+    /// `null`.
+    Null,
+    /// `undefined`.
+    Undefined,
+    /// An anonymous object, its properties in this order.
+    Object(&'a [(&'a str, Out<'a>)]),
+    /// An rml_amf0 value (decoded from a client, so at most [`MAX_DEPTH`] deep).
+    Value(&'a Amf0Value),
+}
+
+/// Appends the AMF0 encoding of `values`.
+pub fn encode(out: &mut Vec<u8>, values: &[Out<'_>]) {
+    for value in values {
+        encode_out(out, value);
+    }
+}
+
+fn encode_out(out: &mut Vec<u8>, value: &Out<'_>) {
+    match *value {
+        Out::Number(n) => encode_number(out, n),
+        Out::Bool(b) => out.extend_from_slice(&[BOOLEAN, u8::from(b)]),
+        Out::Str(s) => encode_string(out, s),
+        Out::Null => out.push(NULL),
+        Out::Undefined => out.push(UNDEFINED),
+        Out::Object(props) => {
+            out.push(OBJECT);
+            for (key, value) in props {
+                encode_key(out, key);
+                encode_out(out, value);
+            }
+            out.extend_from_slice(&[0, 0, OBJECT_END]);
+        }
+        Out::Value(value) => encode_value(out, value),
+    }
+}
+
+fn encode_value(out: &mut Vec<u8>, value: &Amf0Value) {
+    match value {
+        Amf0Value::Number(n) => encode_number(out, *n),
+        Amf0Value::Boolean(b) => out.extend_from_slice(&[BOOLEAN, u8::from(*b)]),
+        Amf0Value::Utf8String(s) => encode_string(out, s),
+        Amf0Value::Null => out.push(NULL),
+        Amf0Value::Undefined => out.push(UNDEFINED),
+        Amf0Value::Object(props) => {
+            out.push(OBJECT);
+            for (key, value) in props {
+                encode_key(out, key);
+                encode_value(out, value);
+            }
+            out.extend_from_slice(&[0, 0, OBJECT_END]);
+        }
+        Amf0Value::StrictArray(items) => {
+            out.push(STRICT_ARRAY);
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            for item in items {
+                encode_value(out, item);
+            }
+        }
+    }
+}
+
+fn encode_number(out: &mut Vec<u8>, n: f64) {
+    out.push(NUMBER);
+    out.extend_from_slice(&n.to_be_bytes());
+}
+
+/// A string value: the long form past 65535 bytes.
+fn encode_string(out: &mut Vec<u8>, s: &str) {
+    match u16::try_from(s.len()) {
+        Ok(len) => {
+            out.push(STRING);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        Err(_) => {
+            out.push(LONG_STRING);
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A property name (decoded ones are at most 65535 bytes; ours are short).
+fn encode_key(out: &mut Vec<u8>, key: &str) {
+    let key = &key.as_bytes()[..key.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(key);
+}
 
 /// Deepest nesting of objects and arrays accepted.
 pub const MAX_DEPTH: usize = 16;
@@ -173,6 +287,88 @@ pub fn decode_all(bytes: &[u8]) -> Result<Vec<Amf0Value>, AmfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`encode`] writes, rml_amf0's decoder (and ours) reads back as the same values,
+    /// and its bytes are rml_amf0's own encoding wherever the property order is fixed.
+    #[test]
+    fn encodes_what_rml_amf0_and_ours_decode() {
+        let mut meta = HashMap::new();
+        meta.insert("width".to_string(), Amf0Value::Number(1280.0));
+        meta.insert("encoder".to_string(), Amf0Value::Utf8String("x".into()));
+        meta.insert(
+            "list".to_string(),
+            Amf0Value::StrictArray(vec![Amf0Value::Null, Amf0Value::Boolean(true)]),
+        );
+        let meta = Amf0Value::Object(meta);
+        let status = [
+            ("level", Out::Str("status")),
+            ("code", Out::Str("NetStream.Play.Start")),
+        ];
+        let mut bytes = Vec::new();
+        encode(
+            &mut bytes,
+            &[
+                Out::Str("onStatus"),
+                Out::Number(0.0),
+                Out::Null,
+                Out::Object(&status),
+                Out::Undefined,
+                Out::Bool(false),
+                Out::Value(&meta),
+            ],
+        );
+        let expected = vec![
+            Amf0Value::Utf8String("onStatus".into()),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::Object(HashMap::from([
+                ("level".to_string(), Amf0Value::Utf8String("status".into())),
+                (
+                    "code".to_string(),
+                    Amf0Value::Utf8String("NetStream.Play.Start".into()),
+                ),
+            ])),
+            Amf0Value::Undefined,
+            Amf0Value::Boolean(false),
+            meta.clone(),
+        ];
+        let mut cursor = std::io::Cursor::new(bytes.clone());
+        assert_eq!(
+            rml_amf0::deserialize(&mut cursor).expect("rml_amf0 reads it"),
+            expected
+        );
+        assert_eq!(decode_all(&bytes).expect("ours reads it"), expected);
+        // Without objects (whose order rml_amf0 takes from a map), byte for byte the same.
+        let plain = [
+            Out::Str("_result"),
+            Out::Number(2.0),
+            Out::Null,
+            Out::Number(1.0),
+        ];
+        let mut ours = Vec::new();
+        encode(&mut ours, &plain);
+        let theirs = rml_amf0::serialize(&vec![
+            Amf0Value::Utf8String("_result".into()),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+            Amf0Value::Number(1.0),
+        ])
+        .expect("rml_amf0 encodes it");
+        assert_eq!(ours, theirs);
+    }
+
+    /// A string past 65535 bytes takes the long form, which both decoders read.
+    #[test]
+    fn long_strings_take_the_long_form() {
+        let long = "a".repeat(70_000);
+        let mut bytes = Vec::new();
+        encode(&mut bytes, &[Out::Str(&long)]);
+        assert_eq!(bytes[0], LONG_STRING);
+        assert_eq!(
+            decode_all(&bytes).expect("decodes"),
+            vec![Amf0Value::Utf8String(long)]
+        );
+    }
 
     #[test]
     fn decodes_what_rml_amf0_encodes() {

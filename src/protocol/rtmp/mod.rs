@@ -24,9 +24,10 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use rml_amf0::Amf0Value;
-use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventType};
+use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::time::RtmpTimestamp;
 
+use amf::Out;
 use chunk::{encode_message, ChunkDecoder, ChunkHeader, RawMessage};
 
 /// Identifies a request awaiting the application's decision.
@@ -208,26 +209,28 @@ impl Default for ServerConnection {
     }
 }
 
-fn text(s: &str) -> Amf0Value {
-    Amf0Value::Utf8String(s.to_owned())
+/// The info object of an `onStatus` or `_error`.
+fn status<'a>(level: &'a str, code: &'a str, description: &'a str) -> [(&'a str, Out<'a>); 3] {
+    [
+        ("level", Out::Str(level)),
+        ("code", Out::Str(code)),
+        ("description", Out::Str(description)),
+    ]
 }
 
-fn object(props: &[(&str, Amf0Value)]) -> Amf0Value {
-    Amf0Value::Object(
-        props
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    )
-}
-
-fn status(level: &str, code: &str, description: &str) -> Amf0Value {
-    object(&[
-        ("level", text(level)),
-        ("code", text(code)),
-        ("description", text(description)),
-    ])
-}
+// Message type ids of the server's own messages.
+const SET_CHUNK_SIZE: u8 = 1;
+const ACKNOWLEDGEMENT: u8 = 3;
+const USER_CONTROL: u8 = 4;
+const WINDOW_ACK_SIZE: u8 = 5;
+const SET_PEER_BANDWIDTH: u8 = 6;
+const AMF0_DATA: u8 = 18;
+const AMF0_COMMAND: u8 = 20;
+// User control events.
+const STREAM_BEGIN: u16 = 0;
+const STREAM_EOF: u16 = 1;
+/// Set Peer Bandwidth's limit type "dynamic".
+const LIMIT_DYNAMIC: u8 = 2;
 
 impl ServerConnection {
     /// A connection at the start of the handshake.
@@ -308,13 +311,7 @@ impl ServerConnection {
         }
         if self.ack_window > 0 && self.received - self.acked >= u64::from(self.ack_window) {
             self.acked = self.received;
-            self.send(
-                RtmpMessage::Acknowledgement {
-                    sequence_number: self.received as u32,
-                },
-                CSID_CONTROL,
-                0,
-            );
+            self.control(ACKNOWLEDGEMENT, &(self.received as u32).to_be_bytes());
         }
         Ok(())
     }
@@ -452,21 +449,16 @@ impl ServerConnection {
                 let id = self.next_stream_id;
                 self.next_stream_id += 1;
                 self.streams.push(id);
-                self.command_reply(
-                    "_result",
-                    txn,
-                    Amf0Value::Null,
-                    Amf0Value::Number(f64::from(id)),
-                );
+                self.command_reply("_result", txn, Out::Null, Out::Number(f64::from(id)));
             }
             // FFmpeg's rtmpproto.c (and so mpv and VLC) reads this answer as
             // `_result, txn, null, <number>`, the duration in seconds, and warns on anything
             // else; a live stream has no length, so the number is 0 (as SRS answers).
             "getStreamLength" if txn != 0.0 => {
-                self.command_reply("_result", txn, Amf0Value::Null, Amf0Value::Number(0.0));
+                self.command_reply("_result", txn, Out::Null, Out::Number(0.0));
             }
             "releaseStream" | "FCPublish" | "FCSubscribe" if txn != 0.0 => {
-                self.command_reply("_result", txn, Amf0Value::Null, Amf0Value::Undefined);
+                self.command_reply("_result", txn, Out::Null, Out::Undefined);
             }
             "publish" | "play" => {
                 let Some(Amf0Value::Utf8String(stream_name)) = args.into_iter().next() else {
@@ -556,63 +548,41 @@ impl ServerConnection {
     pub fn accept_noting(&mut self, request: RequestId, note: &str) -> Result<(), RtmpError> {
         match self.take_pending(request)? {
             Pending::Connect { txn, encoding } => {
-                self.send(
-                    RtmpMessage::WindowAcknowledgement { size: WINDOW },
-                    CSID_CONTROL,
-                    0,
-                );
-                self.send(
-                    RtmpMessage::SetPeerBandwidth {
-                        size: WINDOW,
-                        limit_type: PeerBandwidthLimitType::Dynamic,
-                    },
-                    CSID_CONTROL,
-                    0,
-                );
-                self.send(
-                    RtmpMessage::SetChunkSize {
-                        size: OUT_CHUNK_SIZE,
-                    },
-                    CSID_CONTROL,
-                    0,
-                );
-                let properties = object(&[
-                    ("fmsVer", text("FMS/3,0,1,123")),
-                    ("capabilities", Amf0Value::Number(31.0)),
-                ]);
-                let mut info = match status(
-                    "status",
-                    "NetConnection.Connect.Success",
-                    "Connection succeeded.",
-                ) {
-                    Amf0Value::Object(map) => map,
-                    _ => HashMap::new(),
-                };
-                info.insert("objectEncoding".into(), Amf0Value::Number(encoding));
-                self.command_reply("_result", txn, properties, Amf0Value::Object(info));
+                self.control(WINDOW_ACK_SIZE, &WINDOW.to_be_bytes());
+                let mut bandwidth = [LIMIT_DYNAMIC; 5];
+                bandwidth[..4].copy_from_slice(&WINDOW.to_be_bytes());
+                self.control(SET_PEER_BANDWIDTH, &bandwidth);
+                // Set Chunk Size itself goes out at the old size; everything after at the new.
+                self.control(SET_CHUNK_SIZE, &OUT_CHUNK_SIZE.to_be_bytes());
+                self.out_chunk_size = OUT_CHUNK_SIZE;
+                let properties = [
+                    ("fmsVer", Out::Str("FMS/3,0,1,123")),
+                    ("capabilities", Out::Number(31.0)),
+                ];
+                let info = [
+                    ("level", Out::Str("status")),
+                    ("code", Out::Str("NetConnection.Connect.Success")),
+                    ("description", Out::Str("Connection succeeded.")),
+                    ("objectEncoding", Out::Number(encoding)),
+                ];
+                self.command_reply("_result", txn, Out::Object(&properties), Out::Object(&info));
                 self.connected = true;
             }
             Pending::Publish { stream_id, name } => {
                 self.stream_begin(stream_id);
+                let description = format!("{name} is now published.");
                 self.on_status(
                     stream_id,
-                    status(
-                        "status",
-                        "NetStream.Publish.Start",
-                        &format!("{name} is now published."),
-                    ),
+                    &status("status", "NetStream.Publish.Start", &description),
                 );
                 self.active = Some((stream_id, Role::Publishing));
             }
             Pending::Play { stream_id, name } => {
                 self.stream_begin(stream_id);
+                let description = format!("Playing and resetting {name}.");
                 self.on_status(
                     stream_id,
-                    status(
-                        "status",
-                        "NetStream.Play.Reset",
-                        &format!("Playing and resetting {name}."),
-                    ),
+                    &status("status", "NetStream.Play.Reset", &description),
                 );
                 let description = if note.is_empty() {
                     format!("Started playing {name}.")
@@ -621,18 +591,17 @@ impl ServerConnection {
                 };
                 self.on_status(
                     stream_id,
-                    status("status", "NetStream.Play.Start", &description),
+                    &status("status", "NetStream.Play.Start", &description),
                 );
-                self.send(
-                    RtmpMessage::Amf0Data {
-                        values: vec![
-                            text("|RtmpSampleAccess"),
-                            Amf0Value::Boolean(true),
-                            Amf0Value::Boolean(true),
-                        ],
-                    },
+                self.amf(
+                    AMF0_DATA,
                     CSID_STREAM_COMMAND,
                     stream_id,
+                    &[
+                        Out::Str("|RtmpSampleAccess"),
+                        Out::Bool(true),
+                        Out::Bool(true),
+                    ],
                 );
                 self.active = Some((stream_id, Role::Playing));
             }
@@ -651,26 +620,22 @@ impl ServerConnection {
         };
         match self.take_pending(request)? {
             Pending::Connect { txn, .. } => {
-                self.command_reply(
-                    "_error",
-                    txn,
-                    Amf0Value::Null,
-                    status("error", "NetConnection.Connect.Rejected", description),
-                );
+                let info = status("error", "NetConnection.Connect.Rejected", description);
+                self.command_reply("_error", txn, Out::Null, Out::Object(&info));
             }
             Pending::Publish { stream_id, .. } => {
                 let code = match why {
                     Rejection::AlreadyPublishing => "NetStream.Publish.BadName",
                     _ => "NetStream.Publish.Unauthorized",
                 };
-                self.on_status(stream_id, status("error", code, description));
+                self.on_status(stream_id, &status("error", code, description));
             }
             Pending::Play { stream_id, .. } => {
                 let code = match why {
                     Rejection::NotFound => "NetStream.Play.StreamNotFound",
                     _ => "NetStream.Play.Failed",
                 };
-                self.on_status(stream_id, status("error", code, description));
+                self.on_status(stream_id, &status("error", code, description));
             }
         }
         self.phase = Phase::Closed;
@@ -679,12 +644,12 @@ impl ServerConnection {
 
     /// Sends stream metadata to a player as `onMetaData`.
     pub fn send_metadata(&mut self, stream_id: u32, properties: HashMap<String, Amf0Value>) {
-        self.send(
-            RtmpMessage::Amf0Data {
-                values: vec![text("onMetaData"), Amf0Value::Object(properties)],
-            },
+        let properties = Amf0Value::Object(properties);
+        self.amf(
+            AMF0_DATA,
             CSID_STREAM_COMMAND,
             stream_id,
+            &[Out::Str("onMetaData"), Out::Value(&properties)],
         );
     }
 
@@ -707,19 +672,10 @@ impl ServerConnection {
 
     /// Tells a player its stream ended (the publisher left).
     pub fn end_of_stream(&mut self, stream_id: u32) {
-        self.send(
-            RtmpMessage::UserControl {
-                event_type: UserControlEventType::StreamEof,
-                stream_id: Some(stream_id),
-                buffer_length: None,
-                timestamp: None,
-            },
-            CSID_CONTROL,
-            0,
-        );
+        self.user_control(STREAM_EOF, stream_id);
         self.on_status(
             stream_id,
-            status(
+            &status(
                 "status",
                 "NetStream.Play.UnpublishNotify",
                 "The stream was unpublished.",
@@ -727,7 +683,7 @@ impl ServerConnection {
         );
         self.on_status(
             stream_id,
-            status("status", "NetStream.Play.Stop", "Stopped playing."),
+            &status("status", "NetStream.Play.Stop", "Stopped playing."),
         );
         self.active = None;
     }
@@ -741,75 +697,66 @@ impl ServerConnection {
         } else {
             "NetStream.Play.Failed"
         };
-        self.on_status(stream_id, status("error", code, description));
+        self.on_status(stream_id, &status("error", code, description));
         self.active = None;
     }
 
     fn stream_begin(&mut self, stream_id: u32) {
-        self.send(
-            RtmpMessage::UserControl {
-                event_type: UserControlEventType::StreamBegin,
-                stream_id: Some(stream_id),
-                buffer_length: None,
-                timestamp: None,
-            },
-            CSID_CONTROL,
-            0,
-        );
+        self.user_control(STREAM_BEGIN, stream_id);
     }
 
-    fn on_status(&mut self, stream_id: u32, info: Amf0Value) {
-        self.send(
-            RtmpMessage::Amf0Command {
-                command_name: "onStatus".into(),
-                transaction_id: 0.0,
-                command_object: Amf0Value::Null,
-                additional_arguments: vec![info],
-            },
+    fn on_status(&mut self, stream_id: u32, info: &[(&str, Out<'_>)]) {
+        self.amf(
+            AMF0_COMMAND,
             CSID_STREAM_COMMAND,
             stream_id,
+            &[
+                Out::Str("onStatus"),
+                Out::Number(0.0),
+                Out::Null,
+                Out::Object(info),
+            ],
         );
     }
 
-    fn command_reply(&mut self, name: &str, txn: f64, object: Amf0Value, info: Amf0Value) {
-        self.send(
-            RtmpMessage::Amf0Command {
-                command_name: name.into(),
-                transaction_id: txn,
-                command_object: object,
-                additional_arguments: vec![info],
-            },
+    fn command_reply(&mut self, name: &str, txn: f64, object: Out<'_>, info: Out<'_>) {
+        self.amf(
+            AMF0_COMMAND,
             CSID_COMMAND,
             0,
+            &[Out::Str(name), Out::Number(txn), object, info],
         );
     }
 
-    /// Serializes one of our own messages. Our messages are well-formed and small, so the
-    /// only failure (a string over 64 KiB) cannot happen; it is dropped rather than sent torn.
-    fn send(&mut self, message: RtmpMessage, csid: u32, stream_id: u32) {
-        let new_size = match &message {
-            RtmpMessage::SetChunkSize { size } => Some(*size),
-            _ => None,
+    /// A user control event about a message stream (Stream Begin, Stream EOF).
+    fn user_control(&mut self, event: u16, stream_id: u32) {
+        let mut body = [0u8; 6];
+        body[..2].copy_from_slice(&event.to_be_bytes());
+        body[2..].copy_from_slice(&stream_id.to_be_bytes());
+        self.control(USER_CONTROL, &body);
+    }
+
+    /// A protocol control message (chunk stream 2, message stream 0).
+    fn control(&mut self, type_id: u8, body: &[u8]) {
+        self.message(type_id, CSID_CONTROL, 0, body);
+    }
+
+    /// A command or data message of AMF0 values.
+    fn amf(&mut self, type_id: u8, csid: u32, stream_id: u32, values: &[Out<'_>]) {
+        let mut body = Vec::with_capacity(256);
+        amf::encode(&mut body, values);
+        self.message(type_id, csid, stream_id, &body);
+    }
+
+    /// Appends one of our own messages as chunks.
+    fn message(&mut self, type_id: u8, csid: u32, stream_id: u32, body: &[u8]) {
+        let header = ChunkHeader {
+            csid,
+            timestamp: 0,
+            type_id,
+            stream_id,
         };
-        let type_id = message.get_message_type_id();
-        if let Ok(payload) = message.into_message_payload(RtmpTimestamp::new(0), stream_id) {
-            let header = ChunkHeader {
-                csid,
-                timestamp: 0,
-                type_id,
-                stream_id,
-            };
-            encode_message(
-                &mut self.output,
-                self.out_chunk_size,
-                header,
-                &[&payload.data],
-            );
-            // Set Chunk Size itself goes out at the old size; everything after at the new.
-            if let Some(size) = new_size {
-                self.out_chunk_size = size;
-            }
-        }
+        encode_message(&mut self.output, self.out_chunk_size, header, &[body]);
     }
 }
 

@@ -7,6 +7,19 @@ use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 
+fn text(s: &str) -> Amf0Value {
+    Amf0Value::Utf8String(s.to_owned())
+}
+
+fn object(props: &[(&str, Amf0Value)]) -> Amf0Value {
+    Amf0Value::Object(
+        props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
 struct Pair {
     server: ServerConnection,
     client: ClientSession,
