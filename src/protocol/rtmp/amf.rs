@@ -59,14 +59,7 @@ fn encode_out(out: &mut Vec<u8>, value: &Out<'_>) {
         Out::Str(s) => encode_string(out, s),
         Out::Null => out.push(NULL),
         Out::Undefined => out.push(UNDEFINED),
-        Out::Object(props) => {
-            out.push(OBJECT);
-            for (key, value) in props {
-                encode_key(out, key);
-                encode_out(out, value);
-            }
-            out.extend_from_slice(&[0, 0, OBJECT_END]);
-        }
+        Out::Object(props) => encode_object(out, props.iter().copied()),
         Out::Value(value) => encode_value(out, value),
     }
 }
@@ -74,17 +67,12 @@ fn encode_out(out: &mut Vec<u8>, value: &Out<'_>) {
 fn encode_value(out: &mut Vec<u8>, value: &Amf0Value) {
     match value {
         Amf0Value::Number(n) => encode_number(out, *n),
-        Amf0Value::Boolean(b) => out.extend_from_slice(&[BOOLEAN, u8::from(*b)]),
+        Amf0Value::Boolean(b) => encode_out(out, &Out::Bool(*b)),
         Amf0Value::Utf8String(s) => encode_string(out, s),
         Amf0Value::Null => out.push(NULL),
         Amf0Value::Undefined => out.push(UNDEFINED),
         Amf0Value::Object(props) => {
-            out.push(OBJECT);
-            for (key, value) in props {
-                encode_key(out, key);
-                encode_value(out, value);
-            }
-            out.extend_from_slice(&[0, 0, OBJECT_END]);
+            encode_object(out, props.iter().map(|(k, v)| (k.as_str(), Out::Value(v))))
         }
         Amf0Value::StrictArray(items) => {
             out.push(STRICT_ARRAY);
@@ -94,6 +82,15 @@ fn encode_value(out: &mut Vec<u8>, value: &Amf0Value) {
             }
         }
     }
+}
+
+fn encode_object<'a>(out: &mut Vec<u8>, props: impl Iterator<Item = (&'a str, Out<'a>)>) {
+    out.push(OBJECT);
+    for (key, value) in props {
+        encode_key(out, key);
+        encode_out(out, &value);
+    }
+    out.extend_from_slice(&[0, 0, OBJECT_END]);
 }
 
 fn encode_number(out: &mut Vec<u8>, n: f64) {

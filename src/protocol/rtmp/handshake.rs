@@ -226,6 +226,14 @@ mod tests {
     use super::*;
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 
+    /// The client's C2 for the server's S0+S1+S2.
+    fn client_c2(client: &mut Handshake, s: &[u8]) -> Vec<u8> {
+        match client.process_bytes(s).expect("client takes s0s1s2") {
+            HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
+            other => panic!("client did not complete: {other:?}"),
+        }
+    }
+
     /// rml_rtmp's client (the digest form) completes against this server, with the client's
     /// first chunk bytes after C2 handed back untouched.
     #[test]
@@ -236,10 +244,7 @@ mod tests {
         let mut s = BytesMut::new();
         assert_eq!(server.feed(&c0c1, &mut s), Ok(Progress::InProgress));
         assert_eq!(s.len(), 1 + 2 * PACKET);
-        let c2 = match client.process_bytes(&s).expect("client takes s0s1s2") {
-            HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
-            other => panic!("client did not complete: {other:?}"),
-        };
+        let c2 = client_c2(&mut client, &s);
         let mut input = c2.clone();
         input.extend_from_slice(b"chunks");
         let mut more = BytesMut::new();
@@ -301,10 +306,7 @@ mod tests {
             assert_eq!(server.feed(&[*b], &mut s), Ok(Progress::InProgress));
             assert_eq!(s.is_empty(), i < c0c1.len() - 1);
         }
-        let c2 = match client.process_bytes(&s).expect("client takes s0s1s2") {
-            HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
-            other => panic!("client did not complete: {other:?}"),
-        };
+        let c2 = client_c2(&mut client, &s);
         for b in &c2[..PACKET - 1] {
             assert_eq!(server.feed(&[*b], &mut s), Ok(Progress::InProgress));
         }

@@ -507,10 +507,10 @@ pub struct Srt {
     pub latency_ms: Option<u64>,
 }
 
-/// A UDP port nobody uses right now (bind 127.0.0.1:0 and drop).
+/// A UDP port nobody uses right now ([`free_port`]: free for UDP and TCP, from below the
+/// ephemeral range).
 pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
-    s.local_addr().expect("local_addr").port()
+    free_port()
 }
 
 /// A random even port in 40000..59000 (per process, per call), the base of a test's RTP range.

@@ -8,10 +8,54 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A port nobody listens on right now (bind 127.0.0.1:0 and drop).
+/// A port nobody listens on right now, for TCP and UDP alike.
+///
+/// Taken from below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default), never from it: the kernel hands ephemeral ports to binds to port 0 and to the
+/// source side of every outgoing connection, so a port picked there could be taken by another
+/// test's client (an FFmpeg, a hook call, a Redis connection) between this pick and the
+/// server's bind, and the server would fail to start. Each call of a test process moves on to
+/// the next port, so two servers started at once do not get the same one.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static NEXT: AtomicUsize = AtomicUsize::new(usize::MAX);
+    const LOW: usize = 10_000;
+    let high = ephemeral_low().unwrap_or(32_768);
+    if high <= LOW + 1000 {
+        // An unusual ephemeral range: let the kernel pick (the old way).
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        return l.local_addr().expect("local_addr").port();
+    }
+    let span = high - LOW;
+    // Test processes run one after another; a start that differs per process keeps a port a
+    // lingering server of the process before still holds out of the first tries.
+    let seed = std::process::id() as usize * 7919
+        + SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize);
+    let _ = NEXT.compare_exchange(
+        usize::MAX,
+        seed % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if tcp && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{high}");
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> Option<usize> {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Seconds as a `Duration` (readability).
