@@ -139,7 +139,9 @@ impl Writer {
             let result = poll_fn(|cx| drain(&state, &mut socket, cx)).await;
             match result {
                 Ok(()) => {
-                    let _ = tokio::time::timeout(WRITE_STALL, socket.shutdown()).await;
+                    // Boxed: a timer held inline would sit in every connection's task for its
+                    // whole life, though only its last moment uses it.
+                    let _ = Box::pin(tokio::time::timeout(WRITE_STALL, socket.shutdown())).await;
                 }
                 Err(e) => {
                     let _s = span.enter();
