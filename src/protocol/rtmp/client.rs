@@ -28,6 +28,8 @@ pub const ACKNOWLEDGEMENT: u8 = 3;
 pub const USER_CONTROL: u8 = 4;
 /// Window Acknowledgement Size.
 pub const WINDOW_ACK_SIZE: u8 = 5;
+/// Set Peer Bandwidth.
+pub const SET_PEER_BANDWIDTH: u8 = 6;
 /// Audio (an FLV audio tag body).
 pub const AUDIO: u8 = 8;
 /// Video (an FLV video tag body).

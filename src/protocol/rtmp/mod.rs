@@ -29,6 +29,10 @@ use rml_rtmp::time::RtmpTimestamp;
 
 use amf::Out;
 use chunk::{encode_message, ChunkDecoder, ChunkHeader, RawMessage};
+use client::{
+    ACKNOWLEDGEMENT, COMMAND as AMF0_COMMAND, DATA as AMF0_DATA, SET_CHUNK_SIZE,
+    SET_PEER_BANDWIDTH, USER_CONTROL, WINDOW_ACK_SIZE,
+};
 
 /// Identifies a request awaiting the application's decision.
 pub type RequestId = u32;
@@ -42,7 +46,6 @@ pub const MAX_COMMAND_SIZE: usize = 1 << 20;
 /// Most message streams one connection may create.
 const MAX_STREAMS: usize = 8;
 
-const CSID_CONTROL: u32 = 2;
 const CSID_COMMAND: u32 = 3;
 const CSID_AUDIO: u32 = 4;
 const CSID_STREAM_COMMAND: u32 = 5;
@@ -218,14 +221,6 @@ fn status<'a>(level: &'a str, code: &'a str, description: &'a str) -> [(&'a str,
     ]
 }
 
-// Message type ids of the server's own messages.
-const SET_CHUNK_SIZE: u8 = 1;
-const ACKNOWLEDGEMENT: u8 = 3;
-const USER_CONTROL: u8 = 4;
-const WINDOW_ACK_SIZE: u8 = 5;
-const SET_PEER_BANDWIDTH: u8 = 6;
-const AMF0_DATA: u8 = 18;
-const AMF0_COMMAND: u8 = 20;
 // User control events.
 const STREAM_BEGIN: u16 = 0;
 const STREAM_EOF: u16 = 1;
@@ -738,7 +733,7 @@ impl ServerConnection {
 
     /// A protocol control message (chunk stream 2, message stream 0).
     fn control(&mut self, type_id: u8, body: &[u8]) {
-        self.message(type_id, CSID_CONTROL, 0, body);
+        client::control(&mut self.output, self.out_chunk_size, type_id, body);
     }
 
     /// A command or data message of AMF0 values.
