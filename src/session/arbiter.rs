@@ -15,7 +15,7 @@ use streamgate_actors::session::ClientId;
 use streamgate_actors::stream::StreamActor;
 
 use super::fanout::Group;
-use super::output::tcp::MergeList;
+use super::output::tcp::{DueList, MergeList};
 use super::table::{SessionView, Totals};
 
 /// The state one worker arbiter's sessions share.
@@ -26,6 +26,8 @@ pub struct ArbiterState {
     pub(super) groups: RefCell<HashMap<Addr<StreamActor>, Group>>,
     /// The TCP outputs waiting for each merge window's timer.
     pub(super) merges: RefCell<Vec<MergeList>>,
+    /// The TCP outputs to be written at the end of the current turn.
+    pub(super) due: RefCell<DueList>,
     /// Its sessions, in the order of their clientids ([`super::table`]): a page of them is
     /// read in order, never sorted (clientids grow, so a new session is the last).
     pub(super) sessions: RefCell<BTreeMap<ClientId, Rc<SessionView>>>,
@@ -38,6 +40,7 @@ thread_local! {
         encodings: RefCell::new(VecDeque::with_capacity(ENCODING_CACHE)),
         groups: RefCell::new(HashMap::new()),
         merges: RefCell::new(Vec::new()),
+        due: RefCell::new(DueList::default()),
         sessions: RefCell::new(BTreeMap::new()),
         totals: RefCell::new(Totals::default()),
     };

@@ -370,9 +370,8 @@ mod tests {
             .await
             .expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        let writer = Rc::new(Writer::spawn(
+        let writer = Rc::new(Writer::new(
             server.into_split().1,
-            tracing::Span::none(),
             Duration::ZERO,
             Default::default(),
         ));

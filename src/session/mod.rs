@@ -168,12 +168,8 @@ impl TcpAccept {
             .map(crate::listener::bind::canonical)
             .unwrap_or(peer);
         let (read, write) = socket.into_split();
-        let writer = output::tcp::Writer::spawn(
-            write,
-            core.span.clone(),
-            settings.write_merge,
-            core.usage.bytes_out.clone(),
-        );
+        let writer =
+            output::tcp::Writer::new(write, settings.write_merge, core.usage.bytes_out.clone());
         TcpParts {
             core,
             read,

@@ -42,6 +42,10 @@ pub trait Output {
     fn write_stalled(&self) -> bool {
         false
     }
+    /// The error that ended the writes, if one did.
+    fn write_error(&self) -> Option<std::io::ErrorKind> {
+        None
+    }
 }
 
 /// Why a player's output ended its session ([`Backlog::output_gone`]).
@@ -151,6 +155,10 @@ impl Backlog {
             return Some(Gone::Stalled);
         }
         if output.is_closed() {
+            if let Some(error) = output.write_error() {
+                let _s = self.span.enter();
+                tracing::debug!(%error, "write failed; closing");
+            }
             return Some(Gone::Closed);
         }
         let pending = output.pending_bytes();

@@ -1,16 +1,22 @@
-//! The write side of a client connection: a task on the session's arbiter that drains the
-//! session's queued buffers into the socket with vectored writes.
+//! The write side of a client connection: the session's queued buffers, written into the
+//! socket with vectored writes by its arbiter, without a task per connection.
 //!
 //! The queue is state with the session on its own thread (no channel): the session appends,
-//! the task takes from the front as the socket accepts bytes. Two kinds of sends:
-//! - [`Writer::send`]: written as soon as the task runs (answers, control messages, the
-//!   replay a joining player gets);
+//! and the bytes are written from the front as the socket takes them. Two kinds of sends:
+//! - [`Writer::send`]: written once the current turn of the arbiter's event loop is over, by
+//!   one flush for every connection of the arbiter that sent in that turn (answers, control
+//!   messages, the replay a joining player gets);
 //! - [`Writer::send_merged`]: live media, written within the connection's merge window. Every
-//!   connection of an arbiter with a merged send waiting is flushed by one timer of that
+//!   connection of an arbiter with a merged send waiting is written by one timer of that
 //!   arbiter, so each connection makes one system call per window for all the frames of the
 //!   window instead of one per frame. The kernel's cost of a TCP send was measured to be
 //!   mostly per call, not per byte (on loopback, docs/benchmarks.md); on a network, fewer and
 //!   larger writes also mean fewer, fuller packets.
+//!
+//! Both write directly (`try_write_vectored`) while the socket takes bytes. A socket that
+//! takes less than it is offered gets a waiter, a task of its own that writes the rest as the
+//! socket drains and ends once the queue is empty: a connection costs a task only while its
+//! peer is behind, not for its whole life.
 //!
 //! Bounded: the queue holds at most [`QUEUE_BUFFERS`] buffers and [`MAX_QUEUE_BYTES`] bytes,
 //! and the player's drop policy (in its session, or in its fan-out group's member) reads
@@ -19,21 +25,20 @@
 //! the client's input is left in the socket, so a client that sends requests without reading
 //! the answers fills its own socket buffers, not the server's memory. Queued bytes
 //! that make no progress for [`WRITE_STALL`] end the connection ([`Writer::is_closed`], which
-//! sessions check on their timer). Dropping the [`Writer`] flushes what is queued and then
-//! shuts the socket down, so a refusal reaches the client before the close.
+//! sessions check on their timer). Dropping the [`Writer`] writes what is queued and then
+//! the socket is shut down (when the last of its holders lets go), so a refusal reaches the
+//! client before the close; a peer that takes none of it for [`WRITE_STALL`] is cut off.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 
 use super::{Output, SendError};
@@ -56,22 +61,29 @@ const BATCH: usize = 64;
 /// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
 const IDLE_CAPACITY: usize = 4;
 
-/// What the session and its write task share (one thread).
+/// What the session, its arbiter's writes and its waiter share (one thread). The socket's
+/// write half is shut down when the last of them lets go.
 struct Queue {
+    socket: OwnedWriteHalf,
     queue: RefCell<VecDeque<Bytes>>,
     /// Bytes queued and not yet written.
     pending: Cell<usize>,
     /// When the socket last took bytes (or the queue last went from empty to not empty).
     progress: Cell<Instant>,
-    /// The queue is to be written now.
-    due: Cell<bool>,
+    /// In its arbiter's list of queues written at the end of the turn.
+    listed: Cell<bool>,
     /// Waiting in this arbiter's merge list.
     merging: Cell<bool>,
-    /// The session let go: flush, then shut the socket down.
+    /// The socket took less than it was offered: the waiter writes the rest.
+    blocked: Cell<bool>,
+    /// The waiter, while there is one.
+    waiter: Cell<Option<actix_rt::task::JoinHandle<()>>>,
+    /// The session let go.
     released: Cell<bool>,
-    /// The task has ended (write failed, or done after release).
+    /// Nothing more is written (a write failed, or the peer took nothing for too long).
     ended: Cell<bool>,
-    waker: Cell<Option<Waker>>,
+    /// The error that ended the writes, if one did.
+    error: Cell<Option<std::io::ErrorKind>>,
     /// Unwritten bytes above which a [`Gated`] input is not read.
     read_limit: Cell<usize>,
     /// The [`Gated`] input waiting for the queue to go under the read limit.
@@ -81,13 +93,6 @@ struct Queue {
 }
 
 impl Queue {
-    fn make_due(&self) {
-        self.due.set(true);
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-
     /// Whether the gated input may be read now.
     fn readable(&self) -> bool {
         self.ended.get() || self.pending.get() <= self.read_limit.get()
@@ -101,68 +106,52 @@ impl Queue {
             }
         }
     }
+
+    /// Ends the writes: what is queued is let go and a gated input reads on (to its end).
+    fn end(&self, error: Option<std::io::ErrorKind>) {
+        self.ended.set(true);
+        if self.error.get().is_none() {
+            self.error.set(error);
+        }
+        self.queue.borrow_mut().clear();
+        self.wake_reader();
+    }
 }
 
 /// Queue handle held by the session actor.
 pub struct Writer {
     state: Rc<Queue>,
     merge: Duration,
-    task: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the write task on the current arbiter. `merge` is the connection's merge window
+    /// The output of `socket` on the current arbiter. `merge` is the connection's merge window
     /// for [`Writer::send_merged`] (zero: no merging).
     /// Every byte the socket takes is counted into `written`.
-    pub fn spawn(
-        mut socket: OwnedWriteHalf,
-        span: tracing::Span,
-        merge: Duration,
-        written: Counter,
-    ) -> Writer {
+    pub fn new(socket: OwnedWriteHalf, merge: Duration, written: Counter) -> Writer {
         let state = Rc::new(Queue {
+            socket,
             queue: RefCell::new(VecDeque::new()),
             pending: Cell::new(0),
             progress: Cell::new(Instant::now()),
-            due: Cell::new(false),
+            listed: Cell::new(false),
             merging: Cell::new(false),
+            blocked: Cell::new(false),
+            waiter: Cell::new(None),
             released: Cell::new(false),
             ended: Cell::new(false),
-            waker: Cell::new(None),
+            error: Cell::new(None),
             read_limit: Cell::new(DEFAULT_READ_LIMIT),
             read_waker: Cell::new(None),
             written,
         });
-        let task_state = state.clone();
-        let task = actix_rt::spawn(async move {
-            let state = task_state;
-            let result = poll_fn(|cx| drain(&state, &mut socket, cx)).await;
-            match result {
-                Ok(()) => {
-                    // Boxed: a timer held inline would sit in every connection's task for its
-                    // whole life, though only its last moment uses it.
-                    let _ = Box::pin(tokio::time::timeout(WRITE_STALL, socket.shutdown())).await;
-                }
-                Err(e) => {
-                    let _s = span.enter();
-                    tracing::debug!(error = %e, "write failed; closing");
-                }
-            }
-            state.ended.set(true);
-            state.queue.borrow_mut().clear();
-            state.wake_reader();
-        });
-        Writer {
-            state,
-            merge,
-            task: Some(task),
-        }
+        Writer { state, merge }
     }
 
-    /// Queues bytes to be written as soon as the write task runs.
+    /// Queues bytes to be written at the end of the arbiter's current turn.
     pub fn send(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
-        self.state.make_due();
+        write_soon(&self.state);
         Ok(())
     }
 
@@ -172,8 +161,8 @@ impl Writer {
         self.push(bytes)?;
         let state = &self.state;
         if self.merge.is_zero() {
-            state.make_due();
-        } else if !state.due.get() && !state.merging.get() {
+            write_soon(state);
+        } else if !(state.listed.get() || state.merging.get() || state.blocked.get()) {
             state.merging.set(true);
             merge_later(self.merge, state.clone());
         }
@@ -224,7 +213,7 @@ impl Writer {
         self.state.wake_reader();
     }
 
-    /// True when the socket's write task has ended, or when queued bytes have made no
+    /// True when the writes have ended (the socket failed), or when queued bytes have made no
     /// progress into the socket for [`WRITE_STALL`] (the session then closes). Sessions check
     /// this on their timer, so no timer is armed per write.
     pub fn is_closed(&self) -> bool {
@@ -249,21 +238,22 @@ impl Output for Writer {
             && state.pending.get() > 0
             && state.progress.get().elapsed() > WRITE_STALL
     }
+
+    fn write_error(&self) -> Option<std::io::ErrorKind> {
+        self.state.error.get()
+    }
 }
 
 impl Drop for Writer {
-    /// The task flushes what is queued (a refusal must reach the client) and then shuts the
-    /// socket down; a peer that never reads gets [`WRITE_STALL`] before the task is ended.
+    /// What is queued is still written (a refusal must reach the client); a peer that takes
+    /// none of it for [`WRITE_STALL`] is cut off.
     fn drop(&mut self) {
-        self.state.released.set(true);
-        self.state.make_due();
-        if let Some(task) = self.task.take() {
-            if !task.is_finished() {
-                actix_rt::spawn(async move {
-                    actix_rt::time::sleep(WRITE_STALL).await;
-                    task.abort();
-                });
-            }
+        let state = &self.state;
+        state.released.set(true);
+        if state.blocked.get() {
+            cut_off_later(state);
+        } else if state.pending.get() > 0 {
+            write_soon(state);
         }
     }
 }
@@ -279,7 +269,7 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         if !self.state.readable() {
-            // Woken by the write task when the queue drains under the limit (or it ends).
+            // Woken when the queue drains under the limit (or the writes end).
             self.state.read_waker.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
@@ -287,27 +277,16 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
     }
 }
 
-/// Writes the queue while it is due and the socket takes bytes. Ready when the session has
-/// let go and everything is written; `Err` when the socket fails.
-fn drain(
-    state: &Queue,
-    socket: &mut OwnedWriteHalf,
-    cx: &mut Context<'_>,
-) -> Poll<std::io::Result<()>> {
+/// Writes the queue while the socket takes bytes: ready when it is empty, pending when the
+/// socket is full, `Err` when it fails.
+fn write_some(state: &Queue) -> Poll<std::io::Result<()>> {
+    let mut queue = state.queue.borrow_mut();
     loop {
-        let mut queue = state.queue.borrow_mut();
-        if queue.is_empty() || !(state.due.get() || state.released.get()) {
-            if queue.is_empty() {
-                state.due.set(false);
-                if queue.capacity() > IDLE_CAPACITY {
-                    queue.shrink_to(IDLE_CAPACITY);
-                }
-                if state.released.get() {
-                    return Poll::Ready(Ok(()));
-                }
+        if queue.is_empty() {
+            if queue.capacity() > IDLE_CAPACITY {
+                queue.shrink_to(IDLE_CAPACITY);
             }
-            state.waker.set(Some(cx.waker().clone()));
-            return Poll::Pending;
+            return Poll::Ready(Ok(()));
         }
         // On the stack: no allocation per write.
         let mut slices = [IoSlice::new(&[]); BATCH];
@@ -315,14 +294,11 @@ fn drain(
         for (slot, b) in slices.iter_mut().zip(queue.iter()) {
             *slot = IoSlice::new(b);
         }
-        let written = match Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..n]) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-            Poll::Ready(Ok(written)) => written,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => {
-                // Woken by the socket when it takes bytes again.
-                return Poll::Pending;
-            }
+        let written = match state.socket.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Ok(written) => written,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
         };
         state.progress.set(Instant::now());
         state.written.set(state.written.get() + written as u64);
@@ -344,6 +320,90 @@ fn drain(
     }
 }
 
+/// Writes what `state` has queued, now; a socket that is full gets a waiter for the rest.
+fn write_out(state: &Rc<Queue>) {
+    if state.blocked.get() || state.ended.get() {
+        return;
+    }
+    match write_some(state) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => state.end(Some(e.kind())),
+        Poll::Pending => {
+            state.blocked.set(true);
+            state.waiter.set(Some(actix_rt::spawn(wait(state.clone()))));
+            if state.released.get() {
+                cut_off_later(state);
+            }
+        }
+    }
+}
+
+/// The waiter of a full socket: writes as the socket drains, until the queue is empty.
+async fn wait(state: Rc<Queue>) {
+    loop {
+        if let Err(e) = state.socket.writable().await {
+            state.end(Some(e.kind()));
+            break;
+        }
+        match write_some(&state) {
+            Poll::Pending => continue,
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(e)) => {
+                state.end(Some(e.kind()));
+                break;
+            }
+        }
+    }
+    state.blocked.set(false);
+    // Its own handle: dropping it lets the task run to its end.
+    drop(state.waiter.take());
+}
+
+/// A released queue whose socket is full: its waiter is ended after [`WRITE_STALL`] unless
+/// the socket took everything by then. Holds it weakly, so a socket that did is shut down
+/// at once.
+fn cut_off_later(state: &Rc<Queue>) {
+    let state = Rc::downgrade(state);
+    actix_rt::spawn(async move {
+        actix_rt::time::sleep(WRITE_STALL).await;
+        let Some(state) = Weak::upgrade(&state) else {
+            return;
+        };
+        if let Some(waiter) = state.waiter.take() {
+            waiter.abort();
+        }
+        state.blocked.set(false);
+        state.end(None);
+    });
+}
+
+/// Lists `state` to be written once the arbiter's current turn is over: the first
+/// connection listed in a turn starts the one flush that writes them all.
+fn write_soon(state: &Rc<Queue>) {
+    if state.listed.get() || state.blocked.get() || state.ended.get() {
+        return;
+    }
+    state.listed.set(true);
+    let first = ArbiterState::with(|arbiter| {
+        let mut due = arbiter.due.borrow_mut();
+        due.0.push(state.clone());
+        due.0.len() == 1
+    });
+    if first {
+        actix_rt::spawn(async {
+            let due = ArbiterState::with(|arbiter| std::mem::take(&mut arbiter.due.borrow_mut().0));
+            for state in due {
+                state.listed.set(false);
+                write_out(&state);
+            }
+        });
+    }
+}
+
+/// The connections listed to be written at the end of the arbiter's turn ([`write_soon`]).
+#[derive(Default)]
+pub struct DueList(Vec<Rc<Queue>>);
+
 /// The connections of one merge window waiting on this arbiter, and whether its timer runs.
 pub struct MergeList {
     window: Duration,
@@ -351,8 +411,8 @@ pub struct MergeList {
     armed: bool,
 }
 
-/// Makes `state` due when this arbiter's timer for `window` fires: the first connection to
-/// wait arms it, every later one joins the same list.
+/// Writes `state` when this arbiter's timer for `window` fires: the first connection to wait
+/// arms it, every later one joins the same list.
 fn merge_later(window: Duration, state: Rc<Queue>) {
     let arm = ArbiterState::with(|arbiter| {
         let mut lists = arbiter.merges.borrow_mut();
@@ -385,7 +445,7 @@ fn merge_later(window: Duration, state: Rc<Queue>) {
             });
             for state in due {
                 state.merging.set(false);
-                state.make_due();
+                write_out(&state);
             }
         });
     }
@@ -405,10 +465,7 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (_read, write) = server.into_split();
         // The read half may go: the socket stays open for writing.
-        (
-            Writer::spawn(write, tracing::Span::none(), merge, Default::default()),
-            client,
-        )
+        (Writer::new(write, merge, Default::default()), client)
     }
 
     #[actix_rt::test]
@@ -430,6 +487,33 @@ mod tests {
             .await
             .expect("read until the close");
         assert_eq!(got, b"one two three now last");
+    }
+
+    #[actix_rt::test]
+    async fn what_a_full_socket_did_not_take_is_written_as_it_drains_even_after_a_drop() {
+        let (writer, mut client) = pair(Duration::ZERO).await;
+        // Far more than the socket buffers take while the client does not read.
+        let chunk = Bytes::from((0..1u32 << 20).map(|i| i as u8).collect::<Vec<u8>>());
+        for _ in 0..16 {
+            writer.send(chunk.clone()).expect("queued");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting = writer.pending_bytes();
+        assert!(waiting > 0, "the socket could not take it all");
+        assert!(writer.state.blocked.get(), "a waiter writes the rest");
+        let state = Rc::downgrade(&writer.state);
+        drop(writer);
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .await
+            .expect("read until the close");
+        assert_eq!(got.len(), 16 << 20);
+        assert!(got.chunks(1 << 20).all(|c| c == &chunk[..]));
+        assert!(
+            state.upgrade().is_none(),
+            "the queue is let go once written"
+        );
     }
 
     #[actix_rt::test]
