@@ -100,6 +100,18 @@ impl MediaFrame {
     pub fn is_video_keyframe(&self) -> bool {
         self.track == Track::Video && self.kind == FrameKind::Media && self.keyframe
     }
+
+    /// The frame with a payload that is the only view of its allocation: copied when it is a
+    /// view into a buffer it shares (an RTMP message cut from the connection's read buffer,
+    /// AAC units cut from one RTP packet or PES). A stream holds frames for seconds (its GOP
+    /// cache); held as views, they would keep whole read buffers alive, and a holder could
+    /// not tell from the payload (`Bytes::is_unique`) when nobody else holds the frame.
+    pub fn with_own_payload(mut self) -> Self {
+        if !self.payload.is_unique() {
+            self.payload = Bytes::copy_from_slice(&self.payload);
+        }
+        self
+    }
 }
 
 /// One value of stream metadata (FLV `onMetaData`, SDP attributes and the like).
@@ -119,4 +131,38 @@ pub enum MetaValue {
 pub struct Metadata {
     /// Name/value pairs.
     pub entries: Vec<(String, MetaValue)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: Bytes) -> MediaFrame {
+        MediaFrame {
+            track: Track::Audio,
+            codec: Codec::Aac,
+            kind: FrameKind::Media,
+            dts: 0,
+            pts: 0,
+            keyframe: true,
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_payload_cut_from_a_shared_buffer_is_copied_and_an_own_one_is_kept() {
+        let read = Bytes::from(vec![7u8; 4096]);
+        let cut = frame(read.slice(100..200)).with_own_payload();
+        assert_eq!(&cut.payload[..], &read[100..200]);
+        assert!(
+            cut.payload.is_unique(),
+            "no longer a view into the read buffer"
+        );
+        assert!(!std::ptr::eq(cut.payload.as_ptr(), read[100..].as_ptr()));
+
+        let own = Bytes::from(vec![1u8; 64]);
+        let at = own.as_ptr();
+        let kept = frame(own).with_own_payload();
+        assert_eq!(kept.payload.as_ptr(), at, "not copied");
+    }
 }

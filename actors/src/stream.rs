@@ -454,7 +454,7 @@ impl Handler<PublishFrame> for StreamActor {
     type Result = ();
 
     fn handle(&mut self, msg: PublishFrame, _ctx: &mut Self::Context) {
-        let frame = msg.frame;
+        let frame = msg.frame.with_own_payload();
         if frame.track == Track::Video {
             self.has_video = true;
         }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Memory per RTMP player: one worker, the 2 Mbit/s source (tests/bench/lib.sh), the server's
-# VmRSS idle, then with 1000 players (joined at 1000/s), sampled six times 0.5 s apart from
-# 6 s after the start; per player = (mean loaded - idle) / 1000.
+# VmRSS idle (the stream published, no player), then with PLAYERS players (1000; joined at
+# 1000/s), sampled twelve times 0.5 s apart from 10 s after the first join, when the server's
+# memory has settled; per player = (mean loaded - idle) / PLAYERS.
 #
 #   bash tests/bench/player_rss.sh              # target/release/streamgate
+#   PLAYERS=1 bash tests/bench/player_rss.sh    # what the first player costs (the shared parts)
 #   BIN=path/to/other/streamgate bash tests/bench/player_rss.sh
 #   MENV="MALLOC_ARENA_MAX=1" bash tests/bench/player_rss.sh   # environment for the server
 #   PROFILE=dhat bash tests/bench/player_rss.sh   # where the bytes are: the server under
@@ -34,15 +36,16 @@ wait_port "$port" "$sg" "$tries"
 publish_source "$port"
 sleep 4
 idle=$(awk '/VmRSS/ {print $2}' /proc/$sg/status)
-target/release/streamgate-load --url "rtmp://127.0.0.1:$port/live/bench" --players 1000 --ramp $ramp --duration 12 --json > $tmp/l.json 2>/dev/null &
+players=${PLAYERS:-1000}
+target/release/streamgate-load --url "rtmp://127.0.0.1:$port/live/bench" --players "$players" --ramp $ramp --duration 18 --json > $tmp/l.json 2>/dev/null &
 lp=$!
-sleep 6
-s=0; for i in 1 2 3 4 5 6; do r=$(awk '/VmRSS/ {print $2}' /proc/$sg/status); s=$((s+r)); sleep 0.5; done
+sleep 10
+s=0; for i in $(seq 12); do r=$(awk '/VmRSS/ {print $2}' /proc/$sg/status); s=$((s+r)); sleep 0.5; done
 wait $lp || true
 if [ "${PROFILE:-}" = dhat ]; then
     kill -INT "$sg"
     wait "$sg" || true
-    python3 tests/bench/dhat_sites.py "$tmp/dhat.out" 1000
+    python3 tests/bench/dhat_sites.py "$tmp/dhat.out" "$players"
     exit 0
 fi
-python3 -c "print('idle %d KiB, loaded %.0f KiB, per player %.2f KiB' % ($idle, $s/6, ($s/6-$idle)/1000))"
+python3 -c "print('idle %d KiB, loaded %.0f KiB, per player %.2f KiB' % ($idle, $s/12, ($s/12-$idle)/$players))"
