@@ -647,6 +647,57 @@ fn rtmp_in_plays_over_rtsp_tcp_and_udp() {
     publisher.kill();
 }
 
+/// RTSP players of one worker share each frame's packetization and write their own RTP
+/// headers over it: several players that joined at different moments (so with different
+/// sequence numbers, timestamps and SSRCs) each decode the stream over TCP without a gap in
+/// their sequence numbers, which FFmpeg reports as "RTP: missed N packets".
+#[test]
+fn rtsp_players_on_one_worker_share_packets_under_their_own_headers() {
+    let srv = Server::start(&Config::new().rtsp().workers(1));
+    let mut publisher = publish(&srv.url("live/shared"), 20);
+    wait_live(&srv, "live/shared");
+    let url = srv.rtsp_url("live/shared");
+    let players: Vec<Proc> = (0..3)
+        .map(|i| {
+            let mut cmd = Command::new("ffmpeg");
+            cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+                .args(["-rtsp_transport", "tcp", "-i", &url])
+                .args(["-t", "3", "-map", "0:v:0", "-map", "0:a:0"])
+                .args(["-f", "framemd5", "-"]);
+            let player = Proc::spawn(&format!("play {url} (tcp, player {i})"), &mut cmd);
+            thread::sleep(Duration::from_millis(400));
+            player
+        })
+        .collect();
+    for (i, player) in players.into_iter().enumerate() {
+        let played = finish_player(player, secs(30.0));
+        let video = played
+            .out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("0,"))
+            .count();
+        let audio = played
+            .out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("1,"))
+            .count();
+        assert!(
+            video >= 50 && audio >= 50,
+            "player {i} decoded {video} video and {audio} audio frames: {:?}",
+            played.out
+        );
+        assert!(
+            !played.out.stderr.contains("missed"),
+            "player {i} saw a gap in its RTP sequence numbers: {}",
+            played.out.stderr
+        );
+    }
+    assert!(publisher.running(), "the publisher still runs");
+    publisher.kill();
+}
+
 // ------------------------------------------------------------------------------------------
 // 5
 

@@ -96,6 +96,15 @@ impl RtpHeader {
         out.put_u32(self.timestamp);
         out.put_u32(self.ssrc);
     }
+
+    /// Rewrites the header of `packet` (one this server wrote, [`Self::LEN`] bytes) with
+    /// another sender's payload type, sequence number, timestamp and SSRC; the marker stays.
+    pub fn restamp(packet: &mut [u8], payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) {
+        packet[1] = (packet[1] & 0x80) | (payload_type & 0x7f);
+        packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+        packet[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    }
 }
 
 /// One RTP packet: its header and its payload (padding, CSRCs and extension removed).
@@ -864,6 +873,12 @@ struct Sender {
 }
 
 impl Sender {
+    fn skip(&mut self, packets: u16, octets: u32) {
+        self.sequence = self.sequence.wrapping_add(packets);
+        self.packets = self.packets.wrapping_add(u32::from(packets));
+        self.octets = self.octets.wrapping_add(octets);
+    }
+
     fn packet(&mut self, marker: bool, timestamp: u32, parts: &[&[u8]]) -> Bytes {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut out = BytesMut::with_capacity(RtpHeader::LEN + len);
@@ -966,6 +981,13 @@ impl VideoPacketizer {
             }
         }
         Ok(())
+    }
+
+    /// Counts `packets` packets with `octets` payload octets as sent, their sequence numbers
+    /// taken: packets of this packetizer's output that were made by another player's
+    /// packetizer with the same settings and restamped ([`RtpHeader::restamp`]).
+    pub fn skip(&mut self, packets: u16, octets: u32) {
+        self.sender.skip(packets, octets);
     }
 
     /// Counters so far.
@@ -1464,6 +1486,13 @@ impl AacPacketizer {
         self.max_payload = max.max(16);
     }
 
+    /// Counts `packets` packets with `octets` payload octets as sent, their sequence numbers
+    /// taken: packets of this packetizer's output that were made by another player's
+    /// packetizer with the same settings and restamped ([`RtpHeader::restamp`]).
+    pub fn skip(&mut self, packets: u16, octets: u32) {
+        self.sender.skip(packets, octets);
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SenderStats {
         SenderStats {
@@ -1567,6 +1596,13 @@ impl OpusPacketizer {
             },
             clock,
         }
+    }
+
+    /// Counts `packets` packets with `octets` payload octets as sent, their sequence numbers
+    /// taken: packets of this packetizer's output that were made by another player's
+    /// packetizer with the same settings and restamped ([`RtpHeader::restamp`]).
+    pub fn skip(&mut self, packets: u16, octets: u32) {
+        self.sender.skip(packets, octets);
     }
 
     /// Counters so far.

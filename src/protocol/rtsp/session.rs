@@ -10,15 +10,15 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
 
 use super::reorder::ReorderBuffer;
 use super::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
     AacPacketizer, AuHeaderLayout, Av1Depacketizer, Av1Packetizer, LatmDepacketizer,
-    OpusDepacketizer, OpusPacketizer, RtcpPacket, RtpClock, RtpPacket, VideoDepacketizer,
-    VideoPacketizer, OPUS_CLOCK_RATE,
+    OpusDepacketizer, OpusPacketizer, RtcpPacket, RtpClock, RtpHeader, RtpPacket,
+    VideoDepacketizer, VideoPacketizer, OPUS_CLOCK_RATE,
 };
 use super::sdp::{self, SdpError, SdpTrack};
 use crate::protocol::codec::{avcc_nals, hevc_record, AacConfig};
@@ -351,6 +351,26 @@ impl Packetizer {
         Some(packetizer)
     }
 
+    /// The sequence number of its next packet.
+    fn next_sequence(&self) -> u16 {
+        match self {
+            Packetizer::Video(p) => p.stats().next_sequence,
+            Packetizer::Audio(p) => p.stats().next_sequence,
+            Packetizer::Opus(p) => p.stats().next_sequence,
+            Packetizer::Av1(p) => p.stats().next_sequence,
+        }
+    }
+
+    /// Counts packets made by another player's packetizer as this one's ([`RtpPlay::packetize_shared`]).
+    fn skip(&mut self, packets: u16, octets: u32) {
+        match self {
+            Packetizer::Video(p) => p.skip(packets, octets),
+            Packetizer::Audio(p) => p.skip(packets, octets),
+            Packetizer::Opus(p) => p.skip(packets, octets),
+            Packetizer::Av1(p) => p.skip(packets, octets),
+        }
+    }
+
     /// The RTP clock rate of a track.
     fn clock_rate(codec: Codec, config: &[u8]) -> u32 {
         match codec {
@@ -398,6 +418,23 @@ struct Outgoing {
     payload_type: u8,
     ssrc: u32,
     packetizer: Option<Packetizer>,
+    /// What its packetizer's output depends on besides the frame (codec, clock rate, the
+    /// config it last took), hashed: players whose tracks have the same form make the same
+    /// packets of a frame but for their headers ([`RtpPlay::packetize_shared`]).
+    form: u64,
+}
+
+/// Where players share packets ([`RtpPlay::packetize_shared`]): given a form and what makes
+/// the packets of the frame in it, returns them, from a cache or made.
+pub type SharedPackets<'a> = dyn FnMut(u64, &mut dyn FnMut(&mut BytesMut)) -> Bytes + 'a;
+
+/// The form of a track's packets ([`Outgoing::form`]); the top bit is set, so it never
+/// equals the other protocols' forms of the arbiter's encoding cache.
+fn packet_form(codec: Codec, rate: u32, config: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (b"rtp", codec, rate, config).hash(&mut hasher);
+    hasher.finish() | 1 << 63
 }
 
 /// A player's tracks: frames in, RTP and RTCP packets (by track index) out.
@@ -437,6 +474,7 @@ impl RtpPlay {
                         payload_type: t.payload_type,
                         ssrc: ssrc(),
                         packetizer: None,
+                        form: 0,
                     });
                     described.push(t);
                 }
@@ -505,6 +543,7 @@ impl RtpPlay {
             };
             info.push((url.clone(), sequence, clock.rtp_time(first)));
             out.packetizer = Some(packetizer);
+            out.form = packet_form(out.codec, rate, &out.config);
         }
         self.started = Some((now, first));
         info
@@ -524,6 +563,85 @@ impl RtpPlay {
             packets.clear();
             packetizer.packetize(frame, &mut packets);
             out.extend(packets.drain(..).map(|p| (index, p)));
+        }
+    }
+
+    /// [`Self::packetize`], with the packetizing shared between the players of a frame.
+    /// `shared(form, make)` returns the packets of the frame in that form, from a cache or
+    /// (`make` called) made by this player: the first player of a form packetizes (its
+    /// packets preceded by their first sequence number and timestamp, each by its length),
+    /// and every other player takes a copy with its own payload type, sequence numbers,
+    /// timestamps and SSRC written into the headers ([`RtpHeader::restamp`]). A player thus
+    /// copies a frame's packets instead of parsing and packetizing the frame again.
+    pub fn packetize_shared(
+        &mut self,
+        frame: &MediaFrame,
+        out: &mut Vec<(usize, Bytes)>,
+        shared: &mut SharedPackets<'_>,
+    ) {
+        let mut packets = Vec::new();
+        for (index, track) in self.tracks.iter_mut().enumerate() {
+            if track.track != frame.track {
+                continue;
+            }
+            let Some(packetizer) = track.packetizer.as_mut() else {
+                continue;
+            };
+            packets.clear();
+            if frame.kind == FrameKind::Config {
+                // A new config: the packetizer takes it, and with it the track's form.
+                packetizer.packetize(frame, &mut packets);
+                let rate = packetizer.clock().rate;
+                track.form = packet_form(track.codec, rate, &frame.payload);
+                out.extend(packets.drain(..).map(|p| (index, p)));
+                continue;
+            }
+            let sequence = packetizer.next_sequence();
+            let timestamp = packetizer.clock().rtp_time(frame.pts);
+            let mut made = false;
+            let record = shared(track.form, &mut |buf| {
+                made = true;
+                packetizer.packetize(frame, &mut packets);
+                buf.put_u16(sequence);
+                buf.put_u32(timestamp);
+                for p in &packets {
+                    buf.put_u16(p.len() as u16);
+                    buf.put_slice(p);
+                }
+            });
+            if made {
+                out.extend(packets.drain(..).map(|p| (index, p)));
+                continue;
+            }
+            let mut rest = &record[..];
+            let (first_sequence, first_timestamp) = (rest.get_u16(), rest.get_u32());
+            let mut copy = BytesMut::with_capacity(rest.len());
+            let mut lens = Vec::new();
+            while rest.len() >= 2 {
+                let len = usize::from(rest.get_u16());
+                let start = copy.len();
+                copy.put_slice(&rest[..len]);
+                rest = &rest[len..];
+                let packet = &mut copy[start..];
+                let theirs = |at: usize| {
+                    u32::from_be_bytes([packet[at], packet[at + 1], packet[at + 2], packet[at + 3]])
+                };
+                let their_sequence = u16::from_be_bytes([packet[2], packet[3]]);
+                RtpHeader::restamp(
+                    packet,
+                    track.payload_type,
+                    sequence.wrapping_add(their_sequence.wrapping_sub(first_sequence)),
+                    timestamp.wrapping_add(theirs(4).wrapping_sub(first_timestamp)),
+                    track.ssrc,
+                );
+                lens.push(len);
+            }
+            let octets = lens.iter().map(|l| (l - RtpHeader::LEN) as u32).sum();
+            packetizer.skip(lens.len() as u16, octets);
+            let mut copy = copy.freeze();
+            for len in lens {
+                out.push((index, copy.split_to(len)));
+            }
         }
     }
 
@@ -672,6 +790,107 @@ mod tests {
             p,
             RtcpPacket::SenderReport { rtp_time, .. } if *rtp_time == 180_000
         )));
+    }
+
+    #[test]
+    fn shared_packets_restamped_are_what_each_player_would_have_made() {
+        let configs = [
+            config(Track::Video, Codec::H264, AVCC),
+            config(Track::Audio, Codec::Aac, &[0x11, 0x90]),
+        ];
+        let set_up = [
+            (0, "rtsp://h/live/a/trackID=0".to_string()),
+            (1, "rtsp://h/live/a/trackID=1".to_string()),
+        ];
+        let now = Instant::now();
+        // Three players, each with its own SSRCs, sequence numbers and clock offsets.
+        let player = |seed: u32| {
+            let mut n = seed;
+            let mut random = move || {
+                n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                n
+            };
+            let (mut play, _, _) = RtpPlay::describe(&configs, &mut random);
+            play.start(&set_up, 1_000_000, now, &mut random);
+            play
+        };
+        let (mut first, mut second, mut alone) = (player(1), player(2), player(2));
+        let nal = |header: u8, len: usize| {
+            let mut v = (1 + len as u32).to_be_bytes().to_vec();
+            v.push(header);
+            v.extend((0..len).map(|i| i as u8));
+            v
+        };
+        let video = |pts: i64, payload: Vec<u8>| MediaFrame {
+            track: Track::Video,
+            codec: Codec::H264,
+            kind: FrameKind::Media,
+            dts: pts,
+            pts,
+            keyframe: true,
+            payload: Bytes::from(payload),
+        };
+        let frames = [
+            // A keyframe in fragmentation units, the parameter sets before it.
+            video(1_000_000, nal(0x65, 5000)),
+            MediaFrame {
+                track: Track::Audio,
+                codec: Codec::Aac,
+                kind: FrameKind::Media,
+                dts: 1_010_000,
+                pts: 1_010_000,
+                keyframe: true,
+                payload: Bytes::from_static(&[0x21, 0x10, 0x04]),
+            },
+            video(1_040_000, [nal(0x41, 300), nal(0x41, 200)].concat()),
+            // A new config: the form changes, and with it what the players share.
+            config(
+                Track::Video,
+                Codec::H264,
+                &[
+                    0x01, 0x64, 0x00, 0x28, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x28, 0x01,
+                    0x00, 0x02, 0x68, 0xef,
+                ],
+            ),
+            video(1_080_000, nal(0x65, 2000)),
+        ];
+        let mut cache: Vec<(u64, i64, Track, Bytes)> = Vec::new();
+        let mut made = 0;
+        for frame in &frames {
+            let mut shared = |form: u64, make: &mut dyn FnMut(&mut BytesMut)| {
+                let hit = cache.iter().find(|(f, pts, track, _)| {
+                    *f == form && *pts == frame.pts && *track == frame.track
+                });
+                if let Some((_, _, _, bytes)) = hit {
+                    return bytes.clone();
+                }
+                made += 1;
+                let mut out = BytesMut::new();
+                make(&mut out);
+                let bytes = out.freeze();
+                cache.push((form, frame.pts, frame.track, bytes.clone()));
+                bytes
+            };
+            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+            first.packetize_shared(frame, &mut a, &mut shared);
+            second.packetize_shared(frame, &mut b, &mut shared);
+            alone.packetize(frame, &mut c);
+            assert_eq!(b, c, "restamped packets of {:?} {}", frame.track, frame.pts);
+            assert_eq!(a.len(), b.len());
+            assert!(
+                frame.kind == FrameKind::Config || (!a.is_empty() && a != b),
+                "packets, with the players' own headers"
+            );
+        }
+        assert_eq!(made, 4, "each media frame packetized once");
+        assert_eq!(
+            second.tracks[0].packetizer.as_ref().map(|p| p.stats()),
+            alone.tracks[0].packetizer.as_ref().map(|p| p.stats())
+        );
+        assert_eq!(
+            second.tracks[1].packetizer.as_ref().map(|p| p.stats()),
+            alone.tracks[1].packetizer.as_ref().map(|p| p.stats())
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::protocol::flv::track_names;
 use crate::protocol::rtsp::sdp;
 use crate::protocol::rtsp::session::RtpPlay;
 use crate::protocol::rtsp::RequestId;
+use crate::session::arbiter::cached_encoding;
 use crate::session::core::{request_play, Attach, PlayOutcome, Role};
 use crate::session::ProtocolShell;
 
@@ -217,10 +218,15 @@ impl RtspSession {
         }
     }
 
-    /// Packetizes and sends one frame to every track of its kind that is set up.
+    /// Packetizes and sends one frame to every track of its kind that is set up: packetized
+    /// by the first player of this arbiter with the same track form, restamped by the others
+    /// ([`RtpPlay::packetize_shared`]).
     pub(super) fn send_frame(&mut self, frame: &MediaFrame) {
         let mut packets = Vec::new();
-        self.play.packetize(frame, &mut packets);
+        self.play
+            .packetize_shared(frame, &mut packets, &mut |form, make| {
+                cached_encoding(frame, form, |out| make(out))
+            });
         self.send_packets(&packets, false);
     }
 

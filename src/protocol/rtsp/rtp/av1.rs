@@ -113,6 +113,13 @@ impl Av1Packetizer {
         Ok(())
     }
 
+    /// Counts `packets` packets with `octets` payload octets as sent, their sequence numbers
+    /// taken: packets of this packetizer's output that were made by another player's
+    /// packetizer with the same settings and restamped ([`RtpHeader::restamp`]).
+    pub fn skip(&mut self, packets: u16, octets: u32) {
+        self.sender.skip(packets, octets);
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SenderStats {
         SenderStats {
