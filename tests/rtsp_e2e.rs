@@ -671,18 +671,11 @@ fn rtsp_players_on_one_worker_share_packets_under_their_own_headers() {
         .collect();
     for (i, player) in players.into_iter().enumerate() {
         let played = finish_player(player, secs(30.0));
-        let video = played
-            .out
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with("0,"))
-            .count();
-        let audio = played
-            .out
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with("1,"))
-            .count();
+        let frames = |stream: &str| {
+            let lines = played.out.stdout.lines();
+            lines.filter(|l| l.starts_with(stream)).count()
+        };
+        let (video, audio) = (frames("0,"), frames("1,"));
         assert!(
             video >= 50 && audio >= 50,
             "player {i} decoded {video} video and {audio} audio frames: {:?}",

@@ -552,18 +552,12 @@ impl RtpPlay {
     /// Packetizes `frame` for every started track of its kind: `(track index, packet)` to
     /// `out`.
     pub fn packetize(&mut self, frame: &MediaFrame, out: &mut Vec<(usize, Bytes)>) {
-        let mut packets = Vec::new();
-        for (index, track) in self.tracks.iter_mut().enumerate() {
-            if track.track != frame.track {
-                continue;
-            }
-            let Some(packetizer) = track.packetizer.as_mut() else {
-                continue;
-            };
-            packets.clear();
-            packetizer.packetize(frame, &mut packets);
-            out.extend(packets.drain(..).map(|p| (index, p)));
-        }
+        // Nothing shared: every frame is made by this player.
+        self.packetize_shared(frame, out, &mut |_, make| {
+            let mut record = BytesMut::new();
+            make(&mut record);
+            record.freeze()
+        });
     }
 
     /// [`Self::packetize`], with the packetizing shared between the players of a frame.

@@ -383,13 +383,15 @@ fn write_soon(state: &Rc<Queue>) {
     if state.listed.get() || state.blocked.get() || state.ended.get() {
         return;
     }
-    state.listed.set(true);
-    let first = ArbiterState::with(|arbiter| {
+    // None while the arbiter's thread is ending (a writer let go with its fan-out group):
+    // nothing runs after that to write it.
+    let first = ArbiterState::try_with(|arbiter| {
         let mut due = arbiter.due.borrow_mut();
         due.0.push(state.clone());
         due.0.len() == 1
     });
-    if first {
+    state.listed.set(first.is_some());
+    if first == Some(true) {
         actix_rt::spawn(async {
             let due = ArbiterState::with(|arbiter| std::mem::take(&mut arbiter.due.borrow_mut().0));
             for state in due {
