@@ -36,7 +36,7 @@ EOC
     "${SRS_BIN:?SRS_BIN names the SRS binary}" -c "$tmp/srs.conf" >>"$tmp/srs.out" 2>&1 &
 else
     merge=${MERGE:+<write_merge_ms>$MERGE</write_merge_ms>}
-    echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port>$merge</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+    one_worker_config "$port" "$api" "$merge"
     ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 fi
 server=$!; pids+=("$server")

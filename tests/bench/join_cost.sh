@@ -38,7 +38,7 @@ if [ "${HOOKS:-0}" = 1 ]; then
     notify="<http_notify><on_connect>$h/c</on_connect><on_play>$h/p</on_play><on_done>$h/d</on_done></http_notify>"
 fi
 port=$(free_port); api=$(free_port)
-echo "<config><workers>1</workers><log_level>${LEVEL:-warn}</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port>$notify</rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+one_worker_config "$port" "$api" "$notify"
 "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!
 pids+=("$sg")

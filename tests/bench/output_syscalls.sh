@@ -17,7 +17,8 @@ fi
 bench_tmp outsys
 bench_source
 port=$(free_port); api=$(free_port); flv=$(free_port); rtsp=$(free_port); srt=$(free_port)
-echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>true</enable><port>$flv</port></httpflv><rtsp><enable>true</enable><port>$rtsp</port></rtsp><srt><enable>true</enable><port>$srt</port></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+one_worker_config "$port" "$api" "" \
+    "<httpflv><enable>true</enable><port>$flv</port></httpflv><rtsp><enable>true</enable><port>$rtsp</port></rtsp><srt><enable>true</enable><port>$srt</port></srt><hls><enable>false</enable></hls>"
 ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!; pids+=("$sg")
 wait_port "$port" "$sg"

@@ -29,7 +29,7 @@ else
     tries=200
 fi
 port=$(free_port); api=$(free_port)
-echo "<config><workers>1</workers><log_level>warn</log_level><data_dir>$tmp/data</data_dir><api><port>$api</port></api><rtmp><port>$port</port></rtmp><httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls></config>" >"$tmp/streamgate.xml"
+one_worker_config "$port" "$api"
 env ${MENV:-} ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!; pids+=("$sg")
 wait_port "$port" "$sg" "$tries"
