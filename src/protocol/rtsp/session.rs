@@ -17,7 +17,7 @@ use super::reorder::ReorderBuffer;
 use super::rtp::{
     is_rtcp, ntp_timestamp, ntp_to_unix_micros, parse_rtcp, sender_report, AacDepacketizer,
     AacPacketizer, AuHeaderLayout, Av1Depacketizer, Av1Packetizer, LatmDepacketizer,
-    OpusDepacketizer, OpusPacketizer, RtcpPacket, RtpClock, RtpHeader, RtpPacket,
+    OpusDepacketizer, OpusPacketizer, RtcpPacket, RtpClock, RtpHeader, RtpPacket, SenderStats,
     VideoDepacketizer, VideoPacketizer, OPUS_CLOCK_RATE,
 };
 use super::sdp::{self, SdpError, SdpTrack};
@@ -351,16 +351,6 @@ impl Packetizer {
         Some(packetizer)
     }
 
-    /// The sequence number of its next packet.
-    fn next_sequence(&self) -> u16 {
-        match self {
-            Packetizer::Video(p) => p.stats().next_sequence,
-            Packetizer::Audio(p) => p.stats().next_sequence,
-            Packetizer::Opus(p) => p.stats().next_sequence,
-            Packetizer::Av1(p) => p.stats().next_sequence,
-        }
-    }
-
     /// Counts packets made by another player's packetizer as this one's ([`RtpPlay::packetize_shared`]).
     fn skip(&mut self, packets: u16, octets: u32) {
         match self {
@@ -398,15 +388,15 @@ impl Packetizer {
         }
     }
 
-    /// Packets and payload octets sent (for sender reports).
-    fn stats(&self) -> (u32, u32) {
-        let s = match self {
+    /// Its counters: the next sequence number, packets and payload octets sent (for sender
+    /// reports).
+    fn stats(&self) -> SenderStats {
+        match self {
             Packetizer::Video(p) => p.stats(),
             Packetizer::Audio(p) => p.stats(),
             Packetizer::Opus(p) => p.stats(),
             Packetizer::Av1(p) => p.stats(),
-        };
-        (s.packets, s.octets)
+        }
     }
 }
 
@@ -590,7 +580,7 @@ impl RtpPlay {
                 out.extend(packets.drain(..).map(|p| (index, p)));
                 continue;
             }
-            let sequence = packetizer.next_sequence();
+            let sequence = packetizer.stats().next_sequence;
             let timestamp = packetizer.clock().rtp_time(frame.pts);
             let mut made = false;
             let record = shared(track.form, &mut |buf| {
@@ -617,15 +607,14 @@ impl RtpPlay {
                 copy.put_slice(&rest[..len]);
                 rest = &rest[len..];
                 let packet = &mut copy[start..];
-                let theirs = |at: usize| {
-                    u32::from_be_bytes([packet[at], packet[at + 1], packet[at + 2], packet[at + 3]])
-                };
                 let their_sequence = u16::from_be_bytes([packet[2], packet[3]]);
+                let their_timestamp =
+                    u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
                 RtpHeader::restamp(
                     packet,
                     track.payload_type,
                     sequence.wrapping_add(their_sequence.wrapping_sub(first_sequence)),
-                    timestamp.wrapping_add(theirs(4).wrapping_sub(first_timestamp)),
+                    timestamp.wrapping_add(their_timestamp.wrapping_sub(first_timestamp)),
                     track.ssrc,
                 );
                 lens.push(len);
@@ -652,7 +641,9 @@ impl RtpPlay {
             let Some(packetizer) = track.packetizer.as_ref() else {
                 continue;
             };
-            let (packets, octets) = packetizer.stats();
+            let SenderStats {
+                packets, octets, ..
+            } = packetizer.stats();
             let report = sender_report(
                 track.ssrc,
                 ntp,

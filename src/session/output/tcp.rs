@@ -470,6 +470,16 @@ mod tests {
         (Writer::new(write, merge, Default::default()), client)
     }
 
+    /// Everything the client reads until the server shuts the socket down.
+    async fn read_to_close(client: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .await
+            .expect("read until the close");
+        got
+    }
+
     #[actix_rt::test]
     async fn merged_and_immediate_sends_arrive_in_order_and_a_drop_flushes() {
         let (writer, mut client) = pair(Duration::from_millis(30)).await;
@@ -483,11 +493,7 @@ mod tests {
             .send_merged(Bytes::from_static(b"last"))
             .expect("queued");
         drop(writer);
-        let mut got = Vec::new();
-        client
-            .read_to_end(&mut got)
-            .await
-            .expect("read until the close");
+        let got = read_to_close(&mut client).await;
         assert_eq!(got, b"one two three now last");
     }
 
@@ -505,11 +511,7 @@ mod tests {
         assert!(writer.state.blocked.get(), "a waiter writes the rest");
         let state = Rc::downgrade(&writer.state);
         drop(writer);
-        let mut got = Vec::new();
-        client
-            .read_to_end(&mut got)
-            .await
-            .expect("read until the close");
+        let got = read_to_close(&mut client).await;
         assert_eq!(got.len(), 16 << 20);
         assert!(got.chunks(1 << 20).all(|c| c == &chunk[..]));
         assert!(
