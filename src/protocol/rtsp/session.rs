@@ -418,6 +418,45 @@ struct Outgoing {
 /// the packets of the frame in it, returns them, from a cache or made.
 pub type SharedPackets<'a> = dyn FnMut(u64, &mut dyn FnMut(&mut BytesMut)) -> Bytes + 'a;
 
+/// One RTP packet for one player: its header, the player's own, and its payload, which the
+/// players of a form share ([`RtpPlay::packetize_shared`]). Sent as two parts, so a player's
+/// packets cost it their headers, not a copy of the media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerPacket {
+    /// The fixed RTP header.
+    pub header: [u8; RtpHeader::LEN],
+    /// The payload.
+    pub payload: Bytes,
+}
+
+impl PlayerPacket {
+    /// A whole packet this server wrote (its header is [`RtpHeader::LEN`] bytes), in two parts.
+    fn split(mut packet: Bytes) -> PlayerPacket {
+        let mut header = [0; RtpHeader::LEN];
+        header.copy_from_slice(&packet[..RtpHeader::LEN]);
+        packet.advance(RtpHeader::LEN);
+        PlayerPacket {
+            header,
+            payload: packet,
+        }
+    }
+
+    /// Bytes of the whole packet.
+    pub fn len(&self) -> usize {
+        RtpHeader::LEN + self.payload.len()
+    }
+
+    /// Always false: a packet has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The whole packet in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        [&self.header[..], &self.payload].concat()
+    }
+}
+
 /// The form of a track's packets ([`Outgoing::form`]); the top bit is set, so it never
 /// equals the other protocols' forms of the arbiter's encoding cache.
 fn packet_form(codec: Codec, rate: u32, config: &[u8]) -> u64 {
@@ -541,7 +580,7 @@ impl RtpPlay {
 
     /// Packetizes `frame` for every started track of its kind: `(track index, packet)` to
     /// `out`.
-    pub fn packetize(&mut self, frame: &MediaFrame, out: &mut Vec<(usize, Bytes)>) {
+    pub fn packetize(&mut self, frame: &MediaFrame, out: &mut Vec<(usize, PlayerPacket)>) {
         // Nothing shared: every frame is made by this player.
         self.packetize_shared(frame, out, &mut |_, make| {
             let mut record = BytesMut::new();
@@ -554,13 +593,14 @@ impl RtpPlay {
     /// `shared(form, make)` returns the packets of the frame in that form, from a cache or
     /// (`make` called) made by this player: the first player of a form packetizes (its
     /// packets preceded by their first sequence number and timestamp, each by its length),
-    /// and every other player takes a copy with its own payload type, sequence numbers,
-    /// timestamps and SSRC written into the headers ([`RtpHeader::restamp`]). A player thus
-    /// copies a frame's packets instead of parsing and packetizing the frame again.
+    /// and every other player takes the packets' payloads as they are, under headers of its
+    /// own: its payload type, sequence numbers, timestamps and SSRC written over the shared
+    /// ones ([`RtpHeader::restamp`]). A player thus writes a frame's headers instead of
+    /// parsing, packetizing or copying the frame.
     pub fn packetize_shared(
         &mut self,
         frame: &MediaFrame,
-        out: &mut Vec<(usize, Bytes)>,
+        out: &mut Vec<(usize, PlayerPacket)>,
         shared: &mut SharedPackets<'_>,
     ) {
         let mut packets = Vec::new();
@@ -577,7 +617,7 @@ impl RtpPlay {
                 packetizer.packetize(frame, &mut packets);
                 let rate = packetizer.clock().rate;
                 track.form = packet_form(track.codec, rate, &frame.payload);
-                out.extend(packets.drain(..).map(|p| (index, p)));
+                out.extend(packets.drain(..).map(|p| (index, PlayerPacket::split(p))));
                 continue;
             }
             let sequence = packetizer.stats().next_sequence;
@@ -594,37 +634,34 @@ impl RtpPlay {
                 }
             });
             if made {
-                out.extend(packets.drain(..).map(|p| (index, p)));
+                out.extend(packets.drain(..).map(|p| (index, PlayerPacket::split(p))));
                 continue;
             }
             let mut rest = &record[..];
             let (first_sequence, first_timestamp) = (rest.get_u16(), rest.get_u32());
-            let mut copy = BytesMut::with_capacity(rest.len());
-            let mut lens = Vec::new();
-            while rest.len() >= 2 {
-                let len = usize::from(rest.get_u16());
-                let start = copy.len();
-                copy.put_slice(&rest[..len]);
-                rest = &rest[len..];
-                let packet = &mut copy[start..];
-                let their_sequence = u16::from_be_bytes([packet[2], packet[3]]);
+            let (mut count, mut octets) = (0u16, 0u32);
+            while rest.len() >= 2 + RtpHeader::LEN {
+                let len = usize::from(rest.get_u16()).min(rest.len());
+                let start = record.len() - rest.len();
+                let mut header = [0; RtpHeader::LEN];
+                header.copy_from_slice(&rest[..RtpHeader::LEN]);
+                let their_sequence = u16::from_be_bytes([header[2], header[3]]);
                 let their_timestamp =
-                    u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                    u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
                 RtpHeader::restamp(
-                    packet,
+                    &mut header,
                     track.payload_type,
                     sequence.wrapping_add(their_sequence.wrapping_sub(first_sequence)),
                     timestamp.wrapping_add(their_timestamp.wrapping_sub(first_timestamp)),
                     track.ssrc,
                 );
-                lens.push(len);
+                let payload = record.slice(start + RtpHeader::LEN..start + len);
+                count += 1;
+                octets += payload.len() as u32;
+                out.push((index, PlayerPacket { header, payload }));
+                rest = &rest[len..];
             }
-            let octets = lens.iter().map(|l| (l - RtpHeader::LEN) as u32).sum();
-            packetizer.skip(lens.len() as u16, octets);
-            let mut copy = copy.freeze();
-            for len in lens {
-                out.push((index, copy.split_to(len)));
-            }
+            packetizer.skip(count, octets);
         }
     }
 

@@ -159,6 +159,40 @@ impl Writer {
     /// connection queued in it.
     pub fn send_merged(&self, bytes: Bytes) -> Result<(), SendError> {
         self.push(bytes)?;
+        self.merge_soon();
+        Ok(())
+    }
+
+    /// Queues `parts` (taken out of the vector) all or none, so a unit split over buffers
+    /// (a frame's packets, each as its framing and its payload) is never queued in part:
+    /// live media (`merged`, as [`Self::send_merged`]) or written at the end of the turn (as
+    /// [`Self::send`]).
+    pub fn send_parts(&self, parts: &mut Vec<Bytes>, merged: bool) -> Result<(), SendError> {
+        let state = &self.state;
+        if state.ended.get() {
+            parts.clear();
+            return Err(SendError::Closed);
+        }
+        let bytes: usize = parts.iter().map(Bytes::len).sum();
+        let fits = state.queue.borrow().len() + parts.len() <= QUEUE_BUFFERS
+            && state.pending.get() + bytes <= MAX_QUEUE_BYTES;
+        if !fits {
+            parts.clear();
+            return Err(SendError::Full);
+        }
+        for part in parts.drain(..) {
+            self.push(part)?;
+        }
+        if merged {
+            self.merge_soon();
+        } else {
+            write_soon(state);
+        }
+        Ok(())
+    }
+
+    /// Has what is queued written within the merge window.
+    fn merge_soon(&self) {
         let state = &self.state;
         if self.merge.is_zero() {
             write_soon(state);
@@ -166,7 +200,6 @@ impl Writer {
             state.merging.set(true);
             merge_later(self.merge, state.clone());
         }
-        Ok(())
     }
 
     fn push(&self, bytes: Bytes) -> Result<(), SendError> {
@@ -495,6 +528,29 @@ mod tests {
         drop(writer);
         let got = read_to_close(&mut client).await;
         assert_eq!(got, b"one two three now last");
+    }
+
+    #[actix_rt::test]
+    async fn parts_are_queued_all_or_none() {
+        let (writer, mut client) = pair(Duration::from_millis(30)).await;
+        let mut parts = vec![
+            Bytes::from_static(b"$head "),
+            Bytes::from_static(b"payload "),
+        ];
+        writer.send_parts(&mut parts, true).expect("queued");
+        assert!(parts.is_empty(), "taken out of the vector");
+        // More buffers than a queue holds: none of them is queued.
+        let mut too_many = vec![Bytes::from_static(b"x"); QUEUE_BUFFERS];
+        assert!(matches!(
+            writer.send_parts(&mut too_many, true),
+            Err(SendError::Full)
+        ));
+        assert!(too_many.is_empty());
+        let mut last = vec![Bytes::from_static(b"$next "), Bytes::from_static(b"end")];
+        writer.send_parts(&mut last, false).expect("queued");
+        drop(writer);
+        let got = read_to_close(&mut client).await;
+        assert_eq!(got, b"$head payload $next end");
     }
 
     #[actix_rt::test]

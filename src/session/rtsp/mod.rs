@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use streamgate_actors::session::{Protocol, SessionInfo};
 use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
 use streamgate_actors::usage::EndReason;
@@ -38,7 +38,8 @@ use super::output::{Output, SendError};
 use super::{tcp_input, ProtocolShell, TcpAccept, TcpParts};
 use crate::protocol::pacing::JoinPacer;
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
-use crate::protocol::rtsp::session::{app_and_name, RtpPlay, RtpPublish};
+use crate::protocol::rtsp::rtp::RtpHeader;
+use crate::protocol::rtsp::session::{app_and_name, PlayerPacket, RtpPlay, RtpPublish};
 use crate::protocol::rtsp::{Event, RequestId, RtspConnection, RtspError};
 use ports::RtpPorts;
 use transport::{Datagram, Link, PairRefused};
@@ -55,6 +56,9 @@ const JOIN_SPEED: f64 = 1.0;
 const PACE_TICK: Duration = Duration::from_millis(100);
 /// How often a player gets RTCP sender reports.
 const SENDER_REPORT_EVERY: Duration = Duration::from_secs(5);
+/// An interleaved RTP packet's `$` framing (RFC 2326 §10.12) and RTP header: the part of a
+/// packet that is the player's own.
+const INTERLEAVED_HEAD: usize = 4 + RtpHeader::LEN;
 
 /// A random 32-bit value (session ids, SSRCs, RTP offsets): the std hasher's keys are
 /// random per instance.
@@ -96,6 +100,11 @@ pub struct RtspSession {
     pacer: JoinPacer,
     /// The timer that releases the pacer's next frames.
     pace_timer: Option<SpawnHandle>,
+    /// Interleaved media queued for the next flush: each packet's framing and header, then its
+    /// payload.
+    media: Vec<Bytes>,
+    /// The packets of the frame being sent (kept for its capacity).
+    packets: Vec<(usize, PlayerPacket)>,
 }
 
 impl RtspSession {
@@ -131,6 +140,8 @@ impl RtspSession {
                 from_seq: 0,
                 pacer: JoinPacer::new(JOIN_SPEED, queue_bytes),
                 pace_timer: None,
+                media: Vec::new(),
+                packets: Vec::new(),
             }
         })
     }
@@ -150,26 +161,43 @@ impl RtspSession {
             } else {
                 self.writer.send(bytes)
             };
-            match sent {
-                Ok(()) => {}
-                Err(SendError::Full) if merged => self.core.backlog.overflowed(),
-                Err(SendError::Full) => {
-                    // Answers (or a replay) that do not fit: the client is not reading.
-                    let _s = self.core.enter();
-                    tracing::info!("client not reading its answers; closing");
-                    drop(_s);
-                    self.core.send_failed(SendError::Full);
-                    ctx.stop();
-                }
-                Err(SendError::Closed) => {
-                    self.core.send_failed(SendError::Closed);
-                    ctx.stop();
-                }
+            if !self.sent(ctx, sent, merged) {
+                self.media.clear();
             }
+        }
+        if !self.media.is_empty() {
+            let sent = self.writer.send_parts(&mut self.media, merged);
+            self.sent(ctx, sent, merged);
         }
         if self.rtsp.is_finished() {
             ctx.stop();
         }
+    }
+
+    /// What a queued write's outcome means: a player's live media that does not fit drops to
+    /// the next keyframe; anything else that does not fit, or a closed output, ends the session.
+    /// False when the session ends.
+    fn sent(&mut self, ctx: &mut Context<Self>, sent: Result<(), SendError>, merged: bool) -> bool {
+        match sent {
+            Ok(()) => return true,
+            Err(SendError::Full) if merged => {
+                self.core.backlog.overflowed();
+                return true;
+            }
+            Err(SendError::Full) => {
+                // Answers (or a replay) that do not fit: the client is not reading.
+                let _s = self.core.enter();
+                tracing::info!("client not reading its answers; closing");
+                drop(_s);
+                self.core.send_failed(SendError::Full);
+                ctx.stop();
+            }
+            Err(SendError::Closed) => {
+                self.core.send_failed(SendError::Closed);
+                ctx.stop();
+            }
+        }
+        false
     }
 
     /// Puts the app in the connection's span once (a field recorded twice is logged twice).

@@ -6,13 +6,13 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use streamgate_actors::media::MediaFrame;
 use streamgate_actors::notify::Decision;
 use streamgate_actors::stream::{Subscribe, Unsubscribe};
 
 use super::transport::Link;
-use super::{random_u32, unix_micros, RtspSession, PACE_TICK};
+use super::{random_u32, unix_micros, RtspSession, INTERLEAVED_HEAD, PACE_TICK};
 use crate::protocol::flv::track_names;
 use crate::protocol::rtsp::sdp;
 use crate::protocol::rtsp::session::RtpPlay;
@@ -192,48 +192,90 @@ impl RtspSession {
         }));
     }
 
-    /// Sends `packets` (by track index) on each track's link: RTP, or (`rtcp`) RTCP. Over
-    /// UDP, the packets of one track that follow each other go out together
+    /// Sends RTCP `packets` (by track index) on each track's link. Over UDP, the packets of
+    /// one track that follow each other go out together
     /// ([`UdpOut::send_all`](crate::session::output::udp::UdpOut::send_all)).
-    pub(super) fn send_packets(&mut self, packets: &[(usize, Bytes)], rtcp: bool) {
+    fn send_rtcp(&mut self, packets: &[(usize, Bytes)]) {
         let mut rest = packets;
-        while let Some((index, packet)) = rest.first() {
+        while let Some((index, _)) = rest.first() {
+            let run = rest.iter().take_while(|(i, _)| i == index).count();
             match self.links_out.get(*index).and_then(Option::as_ref) {
-                Some(Link::Interleaved { rtp, rtcp: channel }) => {
-                    let channel = if rtcp { *channel } else { *rtp };
-                    let _ = self.rtsp.send_interleaved(channel, &[packet]);
-                    rest = &rest[1..];
+                Some(Link::Interleaved { rtcp, .. }) => {
+                    for (_, packet) in &rest[..run] {
+                        let _ = self.rtsp.send_interleaved(*rtcp, &[packet]);
+                    }
                 }
-                Some(Link::Udp { rtp, rtcp: out, .. }) => {
-                    let out = if rtcp { out } else { rtp };
-                    let run = rest.iter().take_while(|(i, _)| i == index).count();
+                Some(Link::Udp { rtcp, .. }) => {
                     let datagrams: Vec<&[u8]> = rest[..run].iter().map(|(_, p)| &p[..]).collect();
-                    // A full socket buffer drops the datagrams and sends the player to the
-                    // next keyframe, as a full TCP queue does.
-                    let _ = self.core.backlog.sent(out.send_all(&datagrams));
-                    rest = &rest[run..];
+                    let _ = rtcp.send_all(&datagrams);
                 }
-                None => rest = &rest[1..],
+                None => {}
             }
+            rest = &rest[run..];
         }
     }
 
-    /// Packetizes and sends one frame to every track of its kind that is set up: packetized
-    /// by the first player of this arbiter with the same track form, restamped by the others
-    /// ([`RtpPlay::packetize_shared`]).
+    /// Packetizes one frame for every track of its kind that is set up: packetized by the
+    /// first player of this arbiter with the same track form, the others writing only their
+    /// headers ([`RtpPlay::packetize_shared`]). Interleaved packets are queued as their `$`
+    /// framing and header, then the shared payload (two buffers, no copy of the media; written
+    /// by the next flush); UDP datagrams are sent now, the packets of one track together
+    /// ([`UdpOut::send_all`](crate::session::output::udp::UdpOut::send_all)).
     pub(super) fn send_frame(&mut self, frame: &MediaFrame) {
-        let mut packets = Vec::new();
+        let mut packets = std::mem::take(&mut self.packets);
         self.play
             .packetize_shared(frame, &mut packets, &mut |form, make| {
                 cached_encoding(frame, form, |out| make(out))
             });
-        self.send_packets(&packets, false);
+        // An interleaved frame's length is 16 bits; RTP packets are far smaller (MTU-sized).
+        packets.retain(|(_, p)| p.len() <= usize::from(u16::MAX));
+        let mut heads = BytesMut::with_capacity(packets.len() * INTERLEAVED_HEAD);
+        let mut datagrams = BytesMut::new();
+        for (index, packet) in &packets {
+            match self.links_out.get(*index).and_then(Option::as_ref) {
+                Some(Link::Interleaved { rtp, .. }) => {
+                    heads.put_u8(b'$');
+                    heads.put_u8(*rtp);
+                    heads.put_u16(packet.len() as u16);
+                    heads.put_slice(&packet.header);
+                }
+                Some(Link::Udp { .. }) => {
+                    datagrams.put_slice(&packet.header);
+                    datagrams.put_slice(&packet.payload);
+                }
+                None => {}
+            }
+        }
+        let (mut heads, datagrams) = (heads.freeze(), datagrams.freeze());
+        let mut offset = 0;
+        let mut run: Vec<&[u8]> = Vec::new();
+        for (i, (index, packet)) in packets.iter().enumerate() {
+            match self.links_out.get(*index).and_then(Option::as_ref) {
+                Some(Link::Interleaved { .. }) => {
+                    self.media.push(heads.split_to(INTERLEAVED_HEAD));
+                    self.media.push(packet.payload.clone());
+                }
+                Some(Link::Udp { rtp, .. }) => {
+                    run.push(&datagrams[offset..offset + packet.len()]);
+                    offset += packet.len();
+                    if packets.get(i + 1).is_none_or(|(next, _)| next != index) {
+                        // A full socket buffer drops the datagrams and sends the player to
+                        // the next keyframe, as a full TCP queue does.
+                        let _ = self.core.backlog.sent(rtp.send_all(&run));
+                        run.clear();
+                    }
+                }
+                None => {}
+            }
+        }
+        packets.clear();
+        self.packets = packets;
     }
 
     /// RTCP sender reports for every playing track: NTP now and the RTP time it maps to.
     pub(super) fn send_reports(&mut self, ctx: &mut Context<Self>) {
         let reports = self.play.sender_reports(Instant::now(), unix_micros());
-        self.send_packets(&reports, true);
+        self.send_rtcp(&reports);
         self.flush(ctx);
     }
 }
