@@ -149,6 +149,18 @@ impl JoinPacer {
     }
 }
 
+/// The first instant at or after `at` on the grid of `tick`s from `epoch` (`at` itself when
+/// it is before `epoch`). Timers of many players put on one grid fire together: one wake-up
+/// of their thread per tick instead of one per player.
+pub fn on_grid(at: Instant, epoch: Instant, tick: Duration) -> Instant {
+    let Some(since) = at.checked_duration_since(epoch) else {
+        return at;
+    };
+    let tick_ns = tick.as_nanos().max(1);
+    let ticks = since.as_nanos().div_ceil(tick_ns);
+    epoch + Duration::from_nanos((ticks * tick_ns) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +198,22 @@ mod tests {
 
     fn dts_ms(frames: &[MediaFrame]) -> Vec<i64> {
         frames.iter().map(|f| f.dts / 1000).collect()
+    }
+
+    #[test]
+    fn instants_are_put_on_the_grid_at_or_after_them() {
+        let epoch = Instant::now();
+        let tick = Duration::from_millis(100);
+        let ms = |n: u64| epoch + Duration::from_millis(n);
+        assert_eq!(on_grid(ms(0), epoch, tick), ms(0));
+        assert_eq!(on_grid(ms(1), epoch, tick), ms(100));
+        assert_eq!(on_grid(ms(100), epoch, tick), ms(100));
+        assert_eq!(on_grid(ms(250), epoch, tick), ms(300));
+        // Two players' timers 40 ms apart fire together.
+        assert_eq!(
+            on_grid(ms(1210), epoch, tick),
+            on_grid(ms(1250), epoch, tick)
+        );
     }
 
     #[test]

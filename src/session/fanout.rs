@@ -46,8 +46,24 @@ const GROUP_MAILBOX: usize = 1024;
 
 /// How a member's players want their frames on the wire.
 pub trait Encode {
+    /// Queues `frame` on `writer` as live media, in this player's wire form (nothing when it
+    /// has none).
+    fn write(&mut self, frame: &MediaFrame, writer: &Writer) -> Result<(), SendError>;
+}
+
+/// A player whose frames are one buffer each, shared by the players of its form.
+pub trait Frames {
     /// `frame` in this player's wire form, or `None` when it has no such form.
     fn encode(&self, frame: &MediaFrame) -> Option<Bytes>;
+}
+
+impl<T: Frames> Encode for T {
+    fn write(&mut self, frame: &MediaFrame, writer: &Writer) -> Result<(), SendError> {
+        match self.encode(frame) {
+            Some(bytes) => writer.send_merged(bytes),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One player of a group: where its frames go and how.
@@ -71,10 +87,7 @@ impl Member {
         if seq < self.from_seq || !self.backlog.admit(frame, self.writer.pending_bytes()) {
             return;
         }
-        let Some(bytes) = self.encoder.encode(frame) else {
-            return;
-        };
-        match self.writer.send_merged(bytes) {
+        match self.encoder.write(frame, &self.writer) {
             Ok(()) => {}
             Err(SendError::Full) => self.backlog.overflowed(),
             // The session sees its writer closed on its next timer tick and leaves.
@@ -338,7 +351,7 @@ mod tests {
     /// Each frame on the wire is its 8-byte number.
     struct Numbers;
 
-    impl Encode for Numbers {
+    impl Frames for Numbers {
         fn encode(&self, frame: &MediaFrame) -> Option<Bytes> {
             Some(frame.payload.clone())
         }

@@ -24,7 +24,7 @@ use streamgate_actors::usage::EndReason;
 use super::actor::{session_actor, Session};
 use super::arbiter::cached_encoding;
 use super::core::{after_connect, request_play, Attach, PlayOutcome, Role, SessionCore};
-use super::fanout::Encode;
+use super::fanout::Frames;
 use super::output::tcp::Writer;
 use super::output::{Output, SendError};
 use super::{tcp_input, TcpAccept, TcpParts};
@@ -268,7 +268,7 @@ fn frame_tag(frame: &MediaFrame) -> Bytes {
 /// A player's frames as FLV tags.
 struct FlvTags;
 
-impl Encode for FlvTags {
+impl Frames for FlvTags {
     fn encode(&self, frame: &MediaFrame) -> Option<Bytes> {
         Some(frame_tag(frame))
     }

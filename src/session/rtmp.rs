@@ -27,7 +27,7 @@ use super::core::{
     request_connect, request_play, request_publish, Allowed, Attach, PlayOutcome, PublishAnswer,
     Role, SessionCore,
 };
-use super::fanout::Encode;
+use super::fanout::Frames;
 use super::output::tcp::Writer;
 use super::output::{Output, SendError};
 use super::{tcp_input, ProtocolShell, TcpAccept, TcpParts};
@@ -71,7 +71,7 @@ struct RtmpChunks {
     stream_id: u32,
 }
 
-impl Encode for RtmpChunks {
+impl Frames for RtmpChunks {
     fn encode(&self, frame: &MediaFrame) -> Option<Bytes> {
         rtmp_chunks(self.chunk_size, self.stream_id, frame)
     }

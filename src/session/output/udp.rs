@@ -21,7 +21,7 @@ use super::{Output, SendError};
 use crate::session::core::Counter;
 
 /// One UDP socket of a track and where its datagrams go.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UdpOut {
     socket: Rc<UdpSocket>,
     to: SocketAddr,

@@ -7,28 +7,32 @@
 //! anything is answered. Publish: RTP from interleaved frames or UDP datagrams becomes frames
 //! for the `StreamActor`. Play: DESCRIBE subscribes for the snapshot that gives the SDP and
 //! unsubscribes at once: a client that describes and never plays holds no media. PLAY
-//! subscribes again and sends that snapshot's GOP (paced, [`JoinPacer`]), then live frames;
-//! RTP goes out interleaved or by UDP ([`transport`]) with RTCP sender reports. UDP ports come
-//! from the listener's RTP port range ([`ports`]). The client's input is read only while its
+//! joins the arbiter's fan-out group, sends that snapshot's GOP (paced, [`JoinPacer`]) and
+//! becomes a member, which the group hands live frames (`feed`); RTP goes out interleaved
+//! or by UDP ([`transport`]) with RTCP sender reports. UDP ports come from the listener's
+//! RTP port range ([`ports`]). The client's input is read only while its
 //! unwritten output is under a bound ([`Writer::gate`]), so requests pipelined without
 //! reading the answers cost the server nothing past that bound.
 //!
 //! `on_done` is sent once per allowed play or publish (the [`SessionCore`]).
 
+mod feed;
 mod play;
 pub mod ports;
 mod publish;
 pub mod transport;
 
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use streamgate_actors::session::{Protocol, SessionInfo};
-use streamgate_actors::stream::{Deliver, Delivery, Snapshot};
+use streamgate_actors::stream::Deliver;
 use streamgate_actors::usage::EndReason;
 
 use super::actor::{session_actor, Session};
@@ -39,8 +43,9 @@ use super::{tcp_input, ProtocolShell, TcpAccept, TcpParts};
 use crate::protocol::pacing::JoinPacer;
 use crate::protocol::rtsp::message::{ClientTransport, ServerTransport, TransportSpec};
 use crate::protocol::rtsp::rtp::RtpHeader;
-use crate::protocol::rtsp::session::{app_and_name, PlayerPacket, RtpPlay, RtpPublish};
+use crate::protocol::rtsp::session::{app_and_name, RtpPlay, RtpPublish};
 use crate::protocol::rtsp::{Event, RequestId, RtspConnection, RtspError};
+use feed::{Feed, SharedFeed};
 use ports::RtpPorts;
 use transport::{Datagram, Link, PairRefused};
 
@@ -76,7 +81,7 @@ fn unix_micros() -> i64 {
 pub struct RtspSession {
     core: SessionCore,
     rtsp: RtspConnection,
-    writer: Writer,
+    writer: Rc<Writer>,
     /// The listener's UDP port pairs.
     ports: Option<Arc<RtpPorts>>,
     connected: bool,
@@ -90,21 +95,12 @@ pub struct RtspSession {
     /// A timer releasing a gap of the track's reorder buffer is pending.
     reorder_timers: Vec<bool>,
     // play
-    play: RtpPlay,
+    /// The packetizers, where their RTP goes and the pacer: shared with the session's member
+    /// of its arbiter's fan-out group once it plays.
+    feed: SharedFeed,
     links_out: Vec<Option<Link>>,
-    snapshot: Option<Snapshot>,
-    /// The number of the first live frame after the snapshot PLAY sent; earlier deliveries
-    /// are in it (or older).
-    from_seq: u64,
-    /// Paces the cached GOP and the frames behind it until the player has caught up.
-    pacer: JoinPacer,
     /// The timer that releases the pacer's next frames.
     pace_timer: Option<SpawnHandle>,
-    /// Interleaved media queued for the next flush: each packet's framing and header, then its
-    /// payload.
-    media: Vec<Bytes>,
-    /// The packets of the frame being sent (kept for its capacity).
-    packets: Vec<(usize, PlayerPacket)>,
 }
 
 impl RtspSession {
@@ -125,7 +121,7 @@ impl RtspSession {
             RtspSession {
                 core,
                 rtsp: RtspConnection::new(session_id),
-                writer,
+                writer: Rc::new(writer),
                 ports: settings.rtp_ports,
                 connected: false,
                 app_recorded: false,
@@ -134,16 +130,19 @@ impl RtspSession {
                 publish: RtpPublish::new(&[]),
                 links_in: Vec::new(),
                 reorder_timers: Vec::new(),
-                play: RtpPlay::describe(&[], random_u32).0,
+                feed: Rc::new(RefCell::new(Feed::new(
+                    RtpPlay::describe(&[], random_u32).0,
+                    JoinPacer::new(JOIN_SPEED, queue_bytes),
+                ))),
                 links_out: Vec::new(),
-                snapshot: None,
-                from_seq: 0,
-                pacer: JoinPacer::new(JOIN_SPEED, queue_bytes),
                 pace_timer: None,
-                media: Vec::new(),
-                packets: Vec::new(),
             }
         })
+    }
+
+    /// Whether PLAY started.
+    fn playing(&self) -> bool {
+        self.feed.borrow().play.is_playing()
     }
 
     /// A read from the client: any request keeps the session alive.
@@ -162,13 +161,11 @@ impl RtspSession {
                 self.writer.send(bytes)
             };
             if !self.sent(ctx, sent, merged) {
-                self.media.clear();
+                return;
             }
         }
-        if !self.media.is_empty() {
-            let sent = self.writer.send_parts(&mut self.media, merged);
-            self.sent(ctx, sent, merged);
-        }
+        let sent = self.feed.borrow_mut().flush(&self.writer, merged);
+        self.sent(ctx, sent, merged);
         if self.rtsp.is_finished() {
             ctx.stop();
         }
@@ -181,6 +178,7 @@ impl RtspSession {
         match sent {
             Ok(()) => return true,
             Err(SendError::Full) if merged => {
+                // Only answers sent with live media get here (the feed drops its own).
                 self.core.backlog.overflowed();
                 return true;
             }
@@ -327,6 +325,13 @@ impl RtspSession {
             self.publish.set_reordering(index, udp);
             self.links_in[index] = Some(link);
         } else {
+            // A track set up while playing sends from now on.
+            let mut feed = self.feed.borrow_mut();
+            if feed.play.is_playing() {
+                feed.outs.resize_with(self.links_out.len(), || None);
+                feed.outs[index] = Some(feed::Out::of(&link));
+            }
+            drop(feed);
             self.links_out[index] = Some(link);
         }
         Ok(server)
@@ -340,7 +345,7 @@ impl RtspSession {
 
 impl Session for RtspSession {
     fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>) {
-        (&mut self.core, Some(&self.writer))
+        (&mut self.core, Some(&*self.writer))
     }
 
     fn first_request_done(&self) -> bool {
@@ -349,7 +354,7 @@ impl Session for RtspSession {
 
     fn starting(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(SENDER_REPORT_EVERY, |act, ctx| {
-            if act.play.is_playing() {
+            if act.playing() {
                 act.send_reports(ctx);
             }
         });
@@ -358,7 +363,7 @@ impl Session for RtspSession {
     /// RTSP's session timeout (RFC 2326 §12.37), and requests alone (OPTIONS, DESCRIBE,
     /// GET_PARAMETER) not holding a connection.
     fn check(&mut self) -> Option<(EndReason, &'static str)> {
-        if self.core.is_publisher() || self.play.is_playing() {
+        if self.core.is_publisher() || self.playing() {
             self.inactive_since = Instant::now();
         }
         if self.last_activity.elapsed() > SESSION_TIMEOUT {
@@ -375,11 +380,7 @@ impl Session for RtspSession {
 
     /// What the pacer still holds is the end of the stream: it goes out before the close.
     fn stream_ending(&mut self, ctx: &mut Context<Self>) {
-        let mut rest = Vec::new();
-        self.pacer.finish(&mut rest);
-        for frame in &rest {
-            self.send_frame(frame);
-        }
+        self.feed.borrow_mut().finish();
         self.flush(ctx);
     }
 }
@@ -473,31 +474,11 @@ impl StreamHandler<Datagram> for RtspSession {
     fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
+/// A player's live frames come through its arbiter's fan-out group
+/// ([`feed::RtspFrames`]); what reaches the session itself is metadata (nothing to RTSP)
+/// and what its DESCRIBE's subscription still had on its way.
 impl Handler<Deliver> for RtspSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let Delivery::Frame(frame) = msg.item else {
-            return;
-        };
-        // Before PLAY nothing is kept (deliveries still on their way after DESCRIBE let go);
-        // after it, frames the snapshot already held are skipped.
-        if !self.play.is_playing() || msg.seq < self.from_seq {
-            return;
-        }
-        if !self.core.backlog.admit(&frame, self.writer.pending_bytes()) {
-            return;
-        }
-        if self.pacer.is_done() {
-            self.send_frame(&frame);
-        } else {
-            let mut due = Vec::new();
-            self.pacer.push(frame, Instant::now(), &mut due);
-            for frame in &due {
-                self.send_frame(frame);
-            }
-            self.arm_pacer(ctx);
-        }
-        self.flush_as(ctx, true);
-    }
+    fn handle(&mut self, _: Deliver, _: &mut Self::Context) {}
 }

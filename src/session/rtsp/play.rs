@@ -1,24 +1,26 @@
 //! The playing half of [`RtspSession`]: DESCRIBE asks `on_play` and answers the description
-//! of the stream's tracks; PLAY subscribes and sends the cached GOP (paced) and live frames
-//! as RTP through [`RtpPlay`], with RTCP sender reports.
+//! of the stream's tracks; PLAY joins the arbiter's fan-out group and sends the cached GOP
+//! (paced) and live frames as RTP through the session's [`Feed`](super::feed::Feed), with
+//! RTCP sender reports.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use actix::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
-use streamgate_actors::media::MediaFrame;
+use bytes::Bytes;
 use streamgate_actors::notify::Decision;
-use streamgate_actors::stream::{Subscribe, Unsubscribe};
+use streamgate_actors::stream::Unsubscribe;
 
+use super::feed::{Out, RtspFrames};
 use super::transport::Link;
-use super::{random_u32, unix_micros, RtspSession, INTERLEAVED_HEAD, PACE_TICK};
+use super::{random_u32, unix_micros, RtspSession, PACE_TICK};
 use crate::protocol::flv::track_names;
+use crate::protocol::pacing;
 use crate::protocol::rtsp::sdp;
 use crate::protocol::rtsp::session::RtpPlay;
 use crate::protocol::rtsp::RequestId;
-use crate::session::arbiter::cached_encoding;
 use crate::session::core::{request_play, Attach, PlayOutcome, Role};
+use crate::session::fanout;
 use crate::session::ProtocolShell;
 
 impl RtspSession {
@@ -77,7 +79,7 @@ impl RtspSession {
                 );
             }
             act.links_out = tracks.iter().map(|_| None).collect();
-            act.play = play;
+            act.feed.borrow_mut().play = play;
             let host = match act.core.peer.ip() {
                 IpAddr::V4(_) => "0.0.0.0",
                 IpAddr::V6(_) => "::",
@@ -92,13 +94,14 @@ impl RtspSession {
         }));
     }
 
-    /// PLAY: subscribes to the stream again (DESCRIBE let go of it) and, with its snapshot,
-    /// makes the packetizers, answers with `RTP-Info` and sends the GOP. A stream that ended
-    /// since DESCRIBE answers `404`.
+    /// PLAY: joins the stream again (DESCRIBE let go of it) through the arbiter's fan-out
+    /// group and, with its snapshot, makes the packetizers, answers with `RTP-Info`, sends the
+    /// GOP (paced) and becomes a member of the group, which hands it the live frames. A stream
+    /// that ended since DESCRIBE answers `404`.
     pub(super) fn resume_play(&mut self, ctx: &mut Context<Self>, request: RequestId) {
-        if self.play.is_playing() {
+        if self.playing() {
             // A PLAY while playing: new RTP-Info, the media goes on as it was.
-            let rtp_info = self.start_playing();
+            let rtp_info = self.start_playing(None);
             if self
                 .guarded(ctx, |rtsp| rtsp.accept_play(request, rtp_info))
                 .is_some()
@@ -110,41 +113,44 @@ impl RtspSession {
         let Some(stream) = self.core.active().and_then(|a| a.stream.clone()) else {
             return self.refuse(ctx, request, 454, "PLAY in a session that has no stream");
         };
-        let subscribed = stream.send(Subscribe {
-            clientid: self.core.clientid,
-            media: ctx.address().recipient(),
-            ended: ctx.address().recipient(),
-        });
-        ctx.wait(subscribed.into_actor(self).map(move |snapshot, act, ctx| {
-            let Ok(snapshot) = snapshot else {
-                return act.refuse(ctx, request, 404, "the stream ended before PLAY");
-            };
-            act.play.update_configs(&snapshot.configs);
-            act.from_seq = snapshot.next_seq;
-            act.snapshot = Some(snapshot);
-            let rtp_info = act.start_playing();
-            if act
-                .guarded(ctx, |rtsp| rtsp.accept_play(request, rtp_info))
-                .is_none()
-            {
-                return;
-            }
-            // A player a little behind still has its keep-alives and reports read.
-            act.writer.set_read_limit(act.core.limits.queue_bytes);
-            act.flush(ctx);
-            act.send_reports(ctx);
-            act.replay(ctx);
-            act.pump(ctx);
-        }));
+        ctx.wait(
+            fanout::join(stream)
+                .into_actor(self)
+                .map(move |joined, act, ctx| {
+                    let Some((snapshot, joining)) = joined else {
+                        return act.refuse(ctx, request, 404, "the stream ended before PLAY");
+                    };
+                    act.feed.borrow_mut().play.update_configs(&snapshot.configs);
+                    let rtp_info = act.start_playing(snapshot.gop.first().map(|f| f.pts));
+                    if act
+                        .guarded(ctx, |rtsp| rtsp.accept_play(request, rtp_info))
+                        .is_none()
+                    {
+                        return;
+                    }
+                    // A player a little behind still has its keep-alives and reports read.
+                    act.writer.set_read_limit(act.core.limits.queue_bytes);
+                    act.flush(ctx);
+                    act.send_reports(ctx);
+                    // The cached GOP, paced (see [`JoinPacer`]): its first keyframe now, the rest as
+                    // the pacer releases it.
+                    let from_seq = snapshot.next_seq;
+                    act.feed.borrow_mut().start(snapshot.gop, Instant::now());
+                    act.flush(ctx);
+                    let member = Box::new(RtspFrames(act.feed.clone()));
+                    let writer = act.writer.clone();
+                    act.core
+                        .join_group(joining, writer, member, from_seq, &ctx.address());
+                    act.arm_pacer(ctx);
+                    act.pump(ctx);
+                }),
+        );
     }
 
-    /// Starts the packetizers of the tracks set up; returns the RTP-Info of PLAY.
-    pub(super) fn start_playing(&mut self) -> Vec<(String, u16, u32)> {
-        let first = self
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.gop.first().map(|f| f.pts))
-            .unwrap_or(0);
+    /// Starts the packetizers of the tracks set up, the media timeline at `first` (µs: the
+    /// snapshot's first frame; `None`, a PLAY while playing, starts it at 0 again); returns
+    /// the RTP-Info of PLAY.
+    pub(super) fn start_playing(&mut self, first: Option<i64>) -> Vec<(String, u16, u32)> {
         let setups = self.rtsp.setups();
         let set_up: Vec<(usize, String)> = (0..self.links_out.len())
             .filter(|i| self.links_out[*i].is_some())
@@ -153,40 +159,36 @@ impl RtspSession {
                 (i, url.map(|s| s.url.clone()).unwrap_or_default())
             })
             .collect();
-        self.play.start(&set_up, first, Instant::now(), random_u32)
+        let mut feed = self.feed.borrow_mut();
+        feed.outs = self
+            .links_out
+            .iter()
+            .map(|link| link.as_ref().map(Out::of))
+            .collect();
+        feed.play
+            .start(&set_up, first.unwrap_or(0), Instant::now(), random_u32)
     }
 
-    /// Sends the cached GOP of the snapshot PLAY took, paced (see [`JoinPacer`]): its first
-    /// keyframe now, the rest as the pacer releases it.
-    pub(super) fn replay(&mut self, ctx: &mut Context<Self>) {
-        let frames = self.snapshot.take().unwrap_or_default().gop;
-        let mut due = Vec::new();
-        self.pacer.start(frames, Instant::now(), &mut due);
-        for frame in &due {
-            self.send_frame(frame);
-        }
-        self.flush(ctx);
-        self.arm_pacer(ctx);
-    }
-
-    /// Arms the timer for the pacer's next frames, unless one is armed. Live deliveries also
+    /// Arms the timer for the pacer's next frames, unless one is armed. Live frames also
     /// release what is due, so the timer matters only between them: it waits at least
-    /// [`PACE_TICK`], which bounds the timers of a paced player.
+    /// [`PACE_TICK`], which bounds the timers of a paced player, and fires on the tick grid
+    /// every paced player's timer is on ([`pacing::on_grid`]), so 1000 paced players cost
+    /// their thread ten wake-ups a second, not ten thousand. While the pacer holds frames it
+    /// is armed again after each release.
     pub(super) fn arm_pacer(&mut self, ctx: &mut Context<Self>) {
         if self.pace_timer.is_some() {
             return;
         }
-        let Some(due) = self.pacer.next_due() else {
+        let Some(due) = self.feed.borrow().pacer.next_due() else {
             return;
         };
-        let wait = due.saturating_duration_since(Instant::now()).max(PACE_TICK);
+        // On a grid shared by the arbiter's players: their timers wake the thread together.
+        let now = Instant::now();
+        let at = pacing::on_grid(due.max(now + PACE_TICK), pace_epoch(), PACE_TICK);
+        let wait = at.saturating_duration_since(now);
         self.pace_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.pace_timer = None;
-            let mut due = Vec::new();
-            act.pacer.release(Instant::now(), &mut due);
-            for frame in &due {
-                act.send_frame(frame);
-            }
+            act.feed.borrow_mut().release(Instant::now());
             act.flush_as(ctx, true);
             act.arm_pacer(ctx);
         }));
@@ -215,67 +217,20 @@ impl RtspSession {
         }
     }
 
-    /// Packetizes one frame for every track of its kind that is set up: packetized by the
-    /// first player of this arbiter with the same track form, the others writing only their
-    /// headers ([`RtpPlay::packetize_shared`]). Interleaved packets are queued as their `$`
-    /// framing and header, then the shared payload (two buffers, no copy of the media; written
-    /// by the next flush); UDP datagrams are sent now, the packets of one track together
-    /// ([`UdpOut::send_all`](crate::session::output::udp::UdpOut::send_all)).
-    pub(super) fn send_frame(&mut self, frame: &MediaFrame) {
-        let mut packets = std::mem::take(&mut self.packets);
-        self.play
-            .packetize_shared(frame, &mut packets, &mut |form, make| {
-                cached_encoding(frame, form, |out| make(out))
-            });
-        // An interleaved frame's length is 16 bits; RTP packets are far smaller (MTU-sized).
-        packets.retain(|(_, p)| p.len() <= usize::from(u16::MAX));
-        let mut heads = BytesMut::with_capacity(packets.len() * INTERLEAVED_HEAD);
-        let mut datagrams = BytesMut::new();
-        for (index, packet) in &packets {
-            match self.links_out.get(*index).and_then(Option::as_ref) {
-                Some(Link::Interleaved { rtp, .. }) => {
-                    heads.put_u8(b'$');
-                    heads.put_u8(*rtp);
-                    heads.put_u16(packet.len() as u16);
-                    heads.put_slice(&packet.header);
-                }
-                Some(Link::Udp { .. }) => {
-                    datagrams.put_slice(&packet.header);
-                    datagrams.put_slice(&packet.payload);
-                }
-                None => {}
-            }
-        }
-        let (mut heads, datagrams) = (heads.freeze(), datagrams.freeze());
-        let mut offset = 0;
-        let mut run: Vec<&[u8]> = Vec::new();
-        for (i, (index, packet)) in packets.iter().enumerate() {
-            match self.links_out.get(*index).and_then(Option::as_ref) {
-                Some(Link::Interleaved { .. }) => {
-                    self.media.push(heads.split_to(INTERLEAVED_HEAD));
-                    self.media.push(packet.payload.clone());
-                }
-                Some(Link::Udp { rtp, .. }) => {
-                    run.push(&datagrams[offset..offset + packet.len()]);
-                    offset += packet.len();
-                    if packets.get(i + 1).is_none_or(|(next, _)| next != index) {
-                        // A full socket buffer drops the datagrams and sends the player to
-                        // the next keyframe, as a full TCP queue does.
-                        let _ = self.core.backlog.sent(rtp.send_all(&run));
-                        run.clear();
-                    }
-                }
-                None => {}
-            }
-        }
-        packets.clear();
-        self.packets = packets;
-    }
-
     /// RTCP sender reports for every playing track: NTP now and the RTP time it maps to.
     pub(super) fn send_reports(&mut self, ctx: &mut Context<Self>) {
-        let reports = self.play.sender_reports(Instant::now(), unix_micros());
+        let reports = self
+            .feed
+            .borrow()
+            .play
+            .sender_reports(Instant::now(), unix_micros());
         self.send_rtcp(&reports);
         self.flush(ctx);
     }
+}
+
+/// The origin of the pacers' tick grid (the first use in the process).
+fn pace_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }

@@ -73,7 +73,7 @@ impl RtspSession {
             });
         if let Some((index, rtcp)) = found {
             self.ingest(index, rtcp, data);
-        } else if self.play.is_playing() {
+        } else if self.playing() {
             // A player's RTCP receiver reports: proof of life, nothing more.
             self.last_activity = Instant::now();
         }

@@ -1,0 +1,213 @@
+//! A playing RTSP session's media path, [`Feed`]: its packetizers ([`RtpPlay`]), where each
+//! track's RTP goes, and the pacer of its start. The session and its member of the arbiter's
+//! fan-out group share it: the group hands live frames to the member ([`RtspFrames`]), the
+//! session sends the snapshot at PLAY, what the pacer's timer releases, sender reports (from
+//! the packetizers' counts) and what is held at the end of the stream.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use streamgate_actors::media::MediaFrame;
+
+use super::transport::Link;
+use super::INTERLEAVED_HEAD;
+use crate::protocol::pacing::JoinPacer;
+use crate::protocol::rtsp::session::{PlayerPacket, RtpPlay};
+use crate::session::arbiter::cached_encoding;
+use crate::session::fanout::Encode;
+use crate::session::output::tcp::Writer;
+use crate::session::output::udp::UdpOut;
+use crate::session::output::SendError;
+
+/// Where a played track's RTP goes: the sending half of its [`Link`].
+pub(super) enum Out {
+    /// `$` frames on this channel of the RTSP connection.
+    Interleaved(u8),
+    /// Datagrams to the client's RTP port.
+    Udp(UdpOut),
+}
+
+impl Out {
+    /// The RTP half of `link`.
+    pub(super) fn of(link: &Link) -> Out {
+        match link {
+            Link::Interleaved { rtp, .. } => Out::Interleaved(*rtp),
+            Link::Udp { rtp, .. } => Out::Udp(rtp.clone()),
+        }
+    }
+}
+
+/// See the module documentation.
+pub(super) struct Feed {
+    /// The tracks' packetizers.
+    pub play: RtpPlay,
+    /// Where each track set up sends its RTP (from the session's links at PLAY).
+    pub outs: Vec<Option<Out>>,
+    /// Paces the cached GOP and the frames behind it until the player has caught up.
+    pub pacer: JoinPacer,
+    /// The player's output was found full outside its member (a UDP socket, or media sent by
+    /// the session): the member drops to the next keyframe.
+    overflowed: bool,
+    /// Interleaved media not yet queued on the writer: each packet's framing and header, then
+    /// its payload.
+    media: Vec<Bytes>,
+    /// The packets of the frame being sent (kept for its capacity).
+    packets: Vec<(usize, PlayerPacket)>,
+    /// The frames the pacer released (kept for its capacity).
+    due: Vec<MediaFrame>,
+}
+
+/// A [`Feed`] shared by its session and its fan-out member.
+pub(super) type SharedFeed = Rc<RefCell<Feed>>;
+
+impl Feed {
+    /// The feed of `play`'s tracks (sent nowhere until [`Self::outs`] is set), paced by `pacer`.
+    pub(super) fn new(play: RtpPlay, pacer: JoinPacer) -> Feed {
+        Feed {
+            play,
+            outs: Vec::new(),
+            pacer,
+            overflowed: false,
+            media: Vec::new(),
+            packets: Vec::new(),
+            due: Vec::new(),
+        }
+    }
+
+    /// Starts the pacer with the snapshot's GOP and sends what is due now.
+    pub(super) fn start(&mut self, gop: Vec<MediaFrame>, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.pacer.start(gop, now, &mut due);
+        self.send_all(due);
+    }
+
+    /// A live frame: sent, or held by the pacer while it paces (sending what is due).
+    pub(super) fn live(&mut self, frame: &MediaFrame) {
+        if self.pacer.is_done() {
+            return self.send_frame(frame);
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.pacer.push(frame.clone(), Instant::now(), &mut due);
+        self.send_all(due);
+    }
+
+    /// Sends what the pacer releases at `now`.
+    pub(super) fn release(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.pacer.release(now, &mut due);
+        self.send_all(due);
+    }
+
+    /// Sends everything the pacer holds and stops pacing.
+    pub(super) fn finish(&mut self) {
+        let mut rest = std::mem::take(&mut self.due);
+        self.pacer.finish(&mut rest);
+        self.send_all(rest);
+    }
+
+    /// Sends `frames` (the pacer's), and keeps the vector for the next ones.
+    fn send_all(&mut self, mut frames: Vec<MediaFrame>) {
+        for frame in frames.drain(..) {
+            self.send_frame(&frame);
+        }
+        self.due = frames;
+    }
+
+    /// Packetizes one frame for every track of its kind that is set up: packetized by the
+    /// first player of this arbiter with the same track form, the others writing only their
+    /// headers ([`RtpPlay::packetize_shared`]). Interleaved packets wait for
+    /// [`Self::flush`] as their `$` framing and header, then the shared payload (two buffers,
+    /// no copy of the media); UDP datagrams are sent now, the packets of one track together
+    /// ([`UdpOut::send_all`]).
+    fn send_frame(&mut self, frame: &MediaFrame) {
+        let mut packets = std::mem::take(&mut self.packets);
+        self.play
+            .packetize_shared(frame, &mut packets, &mut |form, make| {
+                cached_encoding(frame, form, |out| make(out))
+            });
+        // An interleaved frame's length is 16 bits; RTP packets are far smaller (MTU-sized).
+        packets.retain(|(_, p)| p.len() <= usize::from(u16::MAX));
+        let mut heads = BytesMut::with_capacity(packets.len() * INTERLEAVED_HEAD);
+        let mut datagrams = BytesMut::new();
+        for (index, packet) in &packets {
+            match self.outs.get(*index).and_then(Option::as_ref) {
+                Some(Out::Interleaved(channel)) => {
+                    heads.put_u8(b'$');
+                    heads.put_u8(*channel);
+                    heads.put_u16(packet.len() as u16);
+                    heads.put_slice(&packet.header);
+                }
+                Some(Out::Udp(_)) => {
+                    datagrams.put_slice(&packet.header);
+                    datagrams.put_slice(&packet.payload);
+                }
+                None => {}
+            }
+        }
+        let (mut heads, datagrams) = (heads.freeze(), datagrams.freeze());
+        let mut offset = 0;
+        let mut run: Vec<&[u8]> = Vec::new();
+        let mut each = packets.drain(..).peekable();
+        while let Some((index, packet)) = each.next() {
+            match self.outs.get(index).and_then(Option::as_ref) {
+                Some(Out::Interleaved(_)) => {
+                    self.media.push(heads.split_to(INTERLEAVED_HEAD));
+                    self.media.push(packet.payload);
+                }
+                Some(Out::Udp(rtp)) => {
+                    run.push(&datagrams[offset..offset + packet.len()]);
+                    offset += packet.len();
+                    if each.peek().is_none_or(|(next, _)| *next != index) {
+                        // A full socket buffer drops the datagrams and sends the player to
+                        // the next keyframe, as a full TCP queue does.
+                        if rtp.send_all(&run).is_err() {
+                            self.overflowed = true;
+                        }
+                        run.clear();
+                    }
+                }
+                None => {}
+            }
+        }
+        drop(each);
+        self.packets = packets;
+    }
+
+    /// Queues the interleaved media sent since the last flush on `writer`: live media
+    /// (`merged`) that does not fit is dropped and the player goes on at the next keyframe;
+    /// anything else that does not fit is the error.
+    pub(super) fn flush(&mut self, writer: &Writer, merged: bool) -> Result<(), SendError> {
+        if self.media.is_empty() {
+            return Ok(());
+        }
+        match writer.send_parts(&mut self.media, merged) {
+            Err(SendError::Full) if merged => {
+                self.overflowed = true;
+                Ok(())
+            }
+            sent => sent,
+        }
+    }
+}
+
+/// A playing RTSP session as a member of its arbiter's fan-out group: live frames go through
+/// its [`Feed`].
+pub(super) struct RtspFrames(pub SharedFeed);
+
+impl Encode for RtspFrames {
+    fn write(&mut self, frame: &MediaFrame, writer: &Writer) -> Result<(), SendError> {
+        let mut feed = self.0.borrow_mut();
+        // Found full since the last frame: this one goes too, and the player resumes at a
+        // keyframe.
+        if !std::mem::take(&mut feed.overflowed) {
+            feed.live(frame);
+            feed.flush(writer, true)?;
+            if !std::mem::take(&mut feed.overflowed) {
+                return Ok(());
+            }
+        }
+        Err(SendError::Full)
+    }
+}
