@@ -101,8 +101,13 @@ pub(super) struct GroupState {
     id: u64,
     stream: Addr<StreamActor>,
     addr: Option<Addr<FanoutGroup>>,
-    members: Vec<(u64, Member)>,
-    next_member: u64,
+    /// The members, by slot: a slot a member left is `None` until the next joins into it,
+    /// so leaving costs the same whatever the number of members.
+    members: Vec<Option<Member>>,
+    /// The free slots of `members`.
+    free: Vec<usize>,
+    /// How many members there are.
+    count: usize,
     /// Players waiting for their snapshot through this group.
     joining: usize,
     /// The last frames handled, with their numbers.
@@ -131,7 +136,8 @@ fn group_for(stream: &Addr<StreamActor>) -> Group {
                     stream: stream.clone(),
                     addr: None,
                     members: Vec::new(),
-                    next_member: 0,
+                    free: Vec::new(),
+                    count: 0,
                     joining: 0,
                     history: VecDeque::new(),
                     history_bytes: 0,
@@ -152,7 +158,7 @@ fn group_for(stream: &Addr<StreamActor>) -> Group {
 /// Leaves this arbiter's table and the stream once no player is in or joining the group.
 fn close_if_empty(state: &Group) {
     let mut group = state.borrow_mut();
-    if group.closed || group.joining > 0 || !group.members.is_empty() {
+    if group.closed || group.joining > 0 || group.count > 0 {
         return;
     }
     group.closed = true;
@@ -222,11 +228,19 @@ impl Joining {
                 }
             }
         }
-        let id = group.next_member;
-        group.next_member += 1;
-        group.members.push((id, member));
+        let slot = match group.free.pop() {
+            Some(slot) => {
+                group.members[slot] = Some(member);
+                slot
+            }
+            None => {
+                group.members.push(Some(member));
+                group.members.len() - 1
+            }
+        };
+        group.count += 1;
         drop(group);
-        Membership { state, id }
+        Membership { state, slot }
     }
 }
 
@@ -242,15 +256,24 @@ impl Drop for Joining {
 /// A player's place in its group; dropping it leaves.
 pub struct Membership {
     state: Group,
-    id: u64,
+    /// Its slot in the group's members.
+    slot: usize,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.state
-            .borrow_mut()
-            .members
-            .retain(|(id, _)| *id != self.id);
+        let mut group = self.state.borrow_mut();
+        let member = group.members[self.slot].take();
+        group.count -= 1;
+        if group.count == 0 {
+            group.members.clear();
+            group.free.clear();
+        } else {
+            group.free.push(self.slot);
+        }
+        drop(group);
+        // Its writer and encoder are let go outside the group's borrow.
+        drop(member);
         close_if_empty(&self.state);
     }
 }
@@ -275,7 +298,7 @@ impl Handler<Deliver> for FanoutGroup {
         let mut group = self.state.borrow_mut();
         match msg.item {
             Delivery::Frame(frame) => {
-                for (_, member) in group.members.iter_mut() {
+                for member in group.members.iter_mut().flatten() {
                     member.take(&frame, msg.seq);
                 }
                 group.history_bytes += frame.payload.len();
@@ -290,7 +313,7 @@ impl Handler<Deliver> for FanoutGroup {
                 }
             }
             Delivery::Metadata(metadata) => {
-                for (_, member) in &group.members {
+                for member in group.members.iter().flatten() {
                     let _ = member.metadata.try_send(Deliver {
                         item: Delivery::Metadata(metadata.clone()),
                         seq: msg.seq,
@@ -306,7 +329,7 @@ impl Handler<StreamEnded> for FanoutGroup {
 
     fn handle(&mut self, msg: StreamEnded, _ctx: &mut Self::Context) {
         let mut group = self.state.borrow_mut();
-        for (_, member) in &group.members {
+        for member in group.members.iter().flatten() {
             member.ended.do_send(msg.clone());
         }
         group.ended = Some(msg);
@@ -440,7 +463,7 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn players_joining_at_any_moment_get_every_frame_once_and_in_order() {
+    async fn players_joining_and_leaving_at_any_moment_get_every_frame_once_and_in_order() {
         let session = Session.start();
         let stream = StreamActor::new(
             StreamKey::new("live", "n"),
@@ -471,10 +494,22 @@ mod tests {
         activate(&mut third, &session);
         publish(25..30);
         settle().await;
-        let all: Vec<u64> = (0..30).collect();
+        // The second leaves; a fourth joins into its slot.
+        assert_eq!(received(second).await, (0..30).collect::<Vec<_>>());
+        let mut fourth = join_player(&stream).await;
+        activate(&mut fourth, &session);
+        let slots = ArbiterState::with(|a| {
+            let groups = a.groups.borrow();
+            let group = groups.values().next().expect("one group").borrow();
+            (group.members.len(), group.count)
+        });
+        assert_eq!(slots, (3, 3), "the fourth took the slot the second left");
+        publish(30..35);
+        settle().await;
+        let all: Vec<u64> = (0..35).collect();
         assert_eq!(received(first).await, all);
-        assert_eq!(received(second).await, all);
         assert_eq!(received(third).await, all);
+        assert_eq!(received(fourth).await, all);
         // Every player left: the group left the stream and this arbiter's table.
         assert!(ArbiterState::with(|a| a.groups.borrow().is_empty()));
     }
