@@ -1889,6 +1889,57 @@ fn describe_without_play_holds_no_media() {
     );
 }
 
+/// An RTSP/TCP player that stops reading a 100 Mbit/s stream: past its `<queue_bytes>` it
+/// drops to the next keyframe, after its `<stall_timeout_ms>` over the queue it is closed,
+/// and a new player still plays.
+#[test]
+fn a_stalled_rtsp_player_drops_to_keyframes_and_is_closed_after_the_stall_timeout() {
+    let srv = Server::start(&Config::new().rtsp().section_xml(
+        "rtsp",
+        "<queue_bytes>65536</queue_bytes><stall_timeout_ms>3000</stall_timeout_ms>",
+    ));
+    let port = srv.rtsp_port.expect("rtsp");
+    let (stop, publisher) = fat_publisher(&srv, "stall");
+    let url = srv.rtsp_url("live/stall");
+    wait_live(&srv, "live/stall");
+    let play = |what: &str| {
+        let (mut c, d) = describe(port, &url);
+        assert_eq!(d.status, 200, "DESCRIBE: {}", d.head);
+        let tracks = track_urls(&d, &url);
+        let setup = c.request(
+            "SETUP",
+            &tracks[0],
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+        );
+        assert_eq!(setup.status, 200, "SETUP: {}", setup.head);
+        let session = setup.session().expect("a session");
+        let r = c.request("PLAY", &url, &[("Session", &session)]);
+        assert_eq!(r.status, 200, "PLAY: {}", r.head);
+        assert!(c.wait_frames(400, secs(10.0)), "{what} gets media");
+        c
+    };
+    let mut stalled = play("the player before it stops reading");
+    // It reads nothing more until the server has given up on it.
+    let logged = |what: &str| poll(secs(30.0), || srv.log().contains(what).then_some(())).is_some();
+    assert!(
+        logged("player is behind; dropping to the next keyframe"),
+        "{}",
+        srv.log_tail(40)
+    );
+    assert!(logged("player stalled; closing"), "{}", srv.log_tail(40));
+    // What was queued is written as it reads again, then the connection ends.
+    let end = Instant::now() + secs(30.0);
+    while !stalled.closed && Instant::now() < end {
+        stalled.fill();
+        stalled.buf.clear();
+    }
+    assert!(stalled.closed, "the stalled player's connection is closed");
+    let next = play("a new player");
+    assert!(!next.closed, "the new player stays connected");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = publisher.join();
+}
+
 /// An RTMP player of a stream of 512 KiB frames: the server holds a bounded number of bytes
 /// for it (its fan-out group's history is bounded in bytes, not only in frames).
 #[test]
