@@ -175,6 +175,11 @@ impl Feed {
         self.packets = packets;
     }
 
+    /// Notes that the player's output was found full: its member drops to the next keyframe.
+    pub(super) fn overflowed(&mut self) {
+        self.overflowed = true;
+    }
+
     /// Queues the interleaved media sent since the last flush on `writer`: live media
     /// (`merged`) that does not fit is dropped and the player goes on at the next keyframe;
     /// anything else that does not fit is the error.
@@ -184,7 +189,7 @@ impl Feed {
         }
         match writer.send_parts(&mut self.media, merged) {
             Err(SendError::Full) if merged => {
-                self.overflowed = true;
+                self.overflowed();
                 Ok(())
             }
             sent => sent,

@@ -178,8 +178,9 @@ impl RtspSession {
         match sent {
             Ok(()) => return true,
             Err(SendError::Full) if merged => {
-                // Only answers sent with live media get here (the feed drops its own).
-                self.core.backlog.overflowed();
+                // Answers sent with live media (the feed notes its own): the player's member
+                // drops to the next keyframe.
+                self.feed.borrow_mut().overflowed();
                 return true;
             }
             Err(SendError::Full) => {
