@@ -168,17 +168,10 @@ impl Writer {
     /// live media (`merged`, as [`Self::send_merged`]) or written at the end of the turn (as
     /// [`Self::send`]).
     pub fn send_parts(&self, parts: &mut Vec<Bytes>, merged: bool) -> Result<(), SendError> {
-        let state = &self.state;
-        if state.ended.get() {
-            parts.clear();
-            return Err(SendError::Closed);
-        }
         let bytes: usize = parts.iter().map(Bytes::len).sum();
-        let fits = state.queue.borrow().len() + parts.len() <= QUEUE_BUFFERS
-            && state.pending.get() + bytes <= MAX_QUEUE_BYTES;
-        if !fits {
+        if let Err(e) = self.room(parts.len(), bytes) {
             parts.clear();
-            return Err(SendError::Full);
+            return Err(e);
         }
         for part in parts.drain(..) {
             self.push(part)?;
@@ -186,7 +179,7 @@ impl Writer {
         if merged {
             self.merge_soon();
         } else {
-            write_soon(state);
+            write_soon(&self.state);
         }
         Ok(())
     }
@@ -202,19 +195,30 @@ impl Writer {
         }
     }
 
-    fn push(&self, bytes: Bytes) -> Result<(), SendError> {
+    /// Whether `buffers` more buffers, `bytes` in all, may be queued: `Closed` once the
+    /// writes ended, `Full` past [`QUEUE_BUFFERS`] or [`MAX_QUEUE_BYTES`].
+    fn room(&self, buffers: usize, bytes: usize) -> Result<(), SendError> {
         let state = &self.state;
         if state.ended.get() {
             return Err(SendError::Closed);
         }
+        if state.queue.borrow().len() + buffers > QUEUE_BUFFERS
+            || state.pending.get() + bytes > MAX_QUEUE_BYTES
+        {
+            return Err(SendError::Full);
+        }
+        Ok(())
+    }
+
+    fn push(&self, bytes: Bytes) -> Result<(), SendError> {
+        // An empty buffer takes no room (it is not queued) but a closed output still refuses it.
+        self.room(usize::from(!bytes.is_empty()), bytes.len())?;
         if bytes.is_empty() {
             // Nothing to write; queued, it would read as a socket that takes no bytes.
             return Ok(());
         }
+        let state = &self.state;
         let mut queue = state.queue.borrow_mut();
-        if queue.len() >= QUEUE_BUFFERS || state.pending.get() + bytes.len() > MAX_QUEUE_BYTES {
-            return Err(SendError::Full);
-        }
         if state.pending.get() == 0 {
             state.progress.set(Instant::now());
         }
