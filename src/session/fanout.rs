@@ -106,8 +106,6 @@ pub(super) struct GroupState {
     members: Vec<Option<Member>>,
     /// The free slots of `members`.
     free: Vec<usize>,
-    /// How many members there are.
-    count: usize,
     /// Players waiting for their snapshot through this group.
     joining: usize,
     /// The last frames handled, with their numbers.
@@ -118,6 +116,13 @@ pub(super) struct GroupState {
     ended: Option<StreamEnded>,
     /// Taken out of this arbiter's table.
     closed: bool,
+}
+
+impl GroupState {
+    /// How many members there are: the slots less the free ones.
+    fn members(&self) -> usize {
+        self.members.len() - self.free.len()
+    }
 }
 
 /// A group's state, shared by the group actor and its players' sessions on one arbiter.
@@ -137,7 +142,6 @@ fn group_for(stream: &Addr<StreamActor>) -> Group {
                     addr: None,
                     members: Vec::new(),
                     free: Vec::new(),
-                    count: 0,
                     joining: 0,
                     history: VecDeque::new(),
                     history_bytes: 0,
@@ -158,7 +162,7 @@ fn group_for(stream: &Addr<StreamActor>) -> Group {
 /// Leaves this arbiter's table and the stream once no player is in or joining the group.
 fn close_if_empty(state: &Group) {
     let mut group = state.borrow_mut();
-    if group.closed || group.joining > 0 || group.count > 0 {
+    if group.closed || group.joining > 0 || group.members() > 0 {
         return;
     }
     group.closed = true;
@@ -238,7 +242,6 @@ impl Joining {
                 group.members.len() - 1
             }
         };
-        group.count += 1;
         drop(group);
         Membership { state, slot }
     }
@@ -264,12 +267,10 @@ impl Drop for Membership {
     fn drop(&mut self) {
         let mut group = self.state.borrow_mut();
         let member = group.members[self.slot].take();
-        group.count -= 1;
-        if group.count == 0 {
+        group.free.push(self.slot);
+        if group.members() == 0 {
             group.members.clear();
             group.free.clear();
-        } else {
-            group.free.push(self.slot);
         }
         drop(group);
         // Its writer and encoder are let go outside the group's borrow.
@@ -501,7 +502,7 @@ mod tests {
         let slots = ArbiterState::with(|a| {
             let groups = a.groups.borrow();
             let group = groups.values().next().expect("one group").borrow();
-            (group.members.len(), group.count)
+            (group.members.len(), group.members())
         });
         assert_eq!(slots, (3, 3), "the fourth took the slot the second left");
         publish(30..35);
