@@ -450,11 +450,6 @@ impl PlayerPacket {
     pub fn is_empty(&self) -> bool {
         false
     }
-
-    /// The whole packet in one buffer.
-    pub fn to_vec(&self) -> Vec<u8> {
-        [&self.header[..], &self.payload].concat()
-    }
 }
 
 /// The form of a track's packets ([`Outgoing::form`]); the top bit is set, so it never

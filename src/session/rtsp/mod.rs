@@ -326,14 +326,11 @@ impl RtspSession {
             self.publish.set_reordering(index, udp);
             self.links_in[index] = Some(link);
         } else {
-            // A track set up while playing sends from now on.
-            let mut feed = self.feed.borrow_mut();
-            if feed.play.is_playing() {
-                feed.outs.resize_with(self.links_out.len(), || None);
-                feed.outs[index] = Some(feed::Out::of(&link));
-            }
-            drop(feed);
             self.links_out[index] = Some(link);
+            // A track set up again while playing sends on its new link from now on.
+            if self.playing() {
+                self.update_outs();
+            }
         }
         Ok(server)
     }

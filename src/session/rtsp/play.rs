@@ -132,8 +132,8 @@ impl RtspSession {
                     act.writer.set_read_limit(act.core.limits.queue_bytes);
                     act.flush(ctx);
                     act.send_reports(ctx);
-                    // The cached GOP, paced (see [`JoinPacer`]): its first keyframe now, the rest as
-                    // the pacer releases it.
+                    // The cached GOP, paced (see [`JoinPacer`]): its first keyframe now,
+                    // the rest as the pacer releases it.
                     let from_seq = snapshot.next_seq;
                     act.feed.borrow_mut().start(snapshot.gop, Instant::now());
                     act.flush(ctx);
@@ -159,14 +159,20 @@ impl RtspSession {
                 (i, url.map(|s| s.url.clone()).unwrap_or_default())
             })
             .collect();
-        let mut feed = self.feed.borrow_mut();
-        feed.outs = self
+        self.update_outs();
+        self.feed
+            .borrow_mut()
+            .play
+            .start(&set_up, first.unwrap_or(0), Instant::now(), random_u32)
+    }
+
+    /// Gives the feed where each track's RTP goes now (the RTP half of its link).
+    pub(super) fn update_outs(&mut self) {
+        self.feed.borrow_mut().outs = self
             .links_out
             .iter()
             .map(|link| link.as_ref().map(Out::of))
             .collect();
-        feed.play
-            .start(&set_up, first.unwrap_or(0), Instant::now(), random_u32)
     }
 
     /// Arms the timer for the pacer's next frames, unless one is armed. Live frames also
