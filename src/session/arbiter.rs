@@ -20,8 +20,8 @@ use super::table::{SessionView, Totals};
 
 /// The state one worker arbiter's sessions share.
 pub struct ArbiterState {
-    /// Frames in the wire forms its players asked for, newest last.
-    encodings: RefCell<VecDeque<Encoding>>,
+    /// Frames in the wire forms its players asked for.
+    encodings: RefCell<Encodings>,
     /// One fan-out group per stream with players here.
     pub(super) groups: RefCell<HashMap<Addr<StreamActor>, Group>>,
     /// The TCP outputs waiting for each merge window's timer.
@@ -37,7 +37,7 @@ pub struct ArbiterState {
 
 thread_local! {
     static ARBITER: ArbiterState = ArbiterState {
-        encodings: RefCell::new(VecDeque::with_capacity(ENCODING_CACHE)),
+        encodings: RefCell::new(Encodings::default()),
         groups: RefCell::new(HashMap::new()),
         merges: RefCell::new(Vec::new()),
         due: RefCell::new(DueList::default()),
@@ -62,13 +62,35 @@ impl ArbiterState {
 /// Most encodings each arbiter keeps for [`cached_encoding`].
 const ENCODING_CACHE: usize = 512;
 
-/// A frame's encoding in one wire form, cached per arbiter.
-pub(super) struct Encoding {
-    /// Holds the payload alive, so its address cannot be reused while the entry exists.
-    payload: Bytes,
-    dts: i64,
+/// A frame in one wire form: the frame by its payload's address and length and its
+/// timestamp (its payload is held, so the address is not reused while the entry exists).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct EncodingKey {
     form: u64,
-    encoded: Bytes,
+    dts: i64,
+    address: usize,
+    len: usize,
+}
+
+impl EncodingKey {
+    fn of(frame: &MediaFrame, form: u64) -> EncodingKey {
+        EncodingKey {
+            form,
+            dts: frame.dts,
+            address: frame.payload.as_ptr() as usize,
+            len: frame.payload.len(),
+        }
+    }
+}
+
+/// The encodings of one arbiter, found by key: players that are paced (RTSP's join pacer)
+/// ask for frames anywhere in the GOP, not only the newest, so a lookup is a hash, not a
+/// scan of the cache.
+#[derive(Default)]
+struct Encodings {
+    /// Oldest first, with the payload that keeps each key's address alive.
+    order: VecDeque<(EncodingKey, Bytes)>,
+    by_key: HashMap<EncodingKey, Bytes, foldhash::fast::RandomState>,
 }
 
 /// The wire bytes of `frame` in `form` (a protocol and whatever per-player setting shapes the
@@ -76,37 +98,33 @@ pub(super) struct Encoding {
 /// other player here as a reference-counted `Bytes`. Fan-out to many players of one protocol
 /// thus encodes each frame once per arbiter instead of once per player.
 pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut BytesMut)) -> Bytes {
-    let same = |e: &Encoding| {
-        e.form == form
-            && e.dts == frame.dts
-            && e.payload.len() == frame.payload.len()
-            && e.payload.as_ptr() == frame.payload.as_ptr()
-    };
+    let key = EncodingKey::of(frame, form);
     ArbiterState::with(|state| {
         let mut cache = state.encodings.borrow_mut();
-        // Newest first: the players of one frame ask for it one after another.
-        if let Some(hit) = cache.iter().rev().find(|e| same(e)) {
-            return hit.encoded.clone();
+        if let Some(hit) = cache.by_key.get(&key) {
+            return hit.clone();
         }
         let mut out = BytesMut::new();
         encode(&mut out);
         let encoded = out.freeze();
+        let Encodings { order, by_key } = &mut *cache;
         // A frame only the cache still holds has left the stream's GOP cache and every
         // group's history and queue: nobody can ask for its encoding again. Dropping those
         // keeps the cache at what joining players can still be sent, instead of holding
-        // (and keeping alive) up to ENCODING_CACHE frames. `is_unique` may say false for a
-        // payload that is still unused (one carved from a shared buffer); the count bound
+        // (and keeping alive) up to ENCODING_CACHE frames. Frames are let go in the order
+        // they came (a GOP at a time, players' queues from the front), so the oldest are
+        // looked at, not every entry on every new encoding. `is_unique` may say false for
+        // a payload that is still unused (one carved from a shared buffer); the count bound
         // then applies.
-        cache.retain(|e| !e.payload.is_unique());
-        if cache.len() == ENCODING_CACHE {
-            cache.pop_front();
+        while let Some((oldest, payload)) = order.front() {
+            if !(payload.is_unique() || order.len() == ENCODING_CACHE) {
+                break;
+            }
+            by_key.remove(oldest);
+            order.pop_front();
         }
-        cache.push_back(Encoding {
-            payload: frame.payload.clone(),
-            dts: frame.dts,
-            form,
-            encoded: encoded.clone(),
-        });
+        order.push_back((key, frame.payload.clone()));
+        by_key.insert(key, encoded.clone());
         encoded
     })
 }
@@ -114,7 +132,11 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
 /// How many encodings this arbiter holds.
 #[cfg(test)]
 fn cached_encodings() -> usize {
-    ArbiterState::with(|state| state.encodings.borrow().len())
+    ArbiterState::with(|state| {
+        let cache = state.encodings.borrow();
+        assert_eq!(cache.order.len(), cache.by_key.len());
+        cache.order.len()
+    })
 }
 
 #[cfg(test)]
@@ -186,5 +208,14 @@ mod tests {
         let mut calls = 0;
         let _ = cached_encoding(&b, 7, |_| calls += 1);
         assert_eq!(calls, 0, "b is still served from the cache");
+        // Frames are let go from the oldest: one let go behind a held one waits for it.
+        drop(c);
+        let d = frame(4);
+        let _ = enc(&d);
+        assert_eq!(cached_encodings(), 3, "c waits behind b, which is held");
+        drop(b);
+        let e = frame(5);
+        let _ = enc(&e);
+        assert_eq!(cached_encodings(), 2, "b and c went, d and e stay");
     }
 }
