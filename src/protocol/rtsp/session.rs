@@ -621,6 +621,7 @@ impl RtpPlay {
             let record = shared(track.form, &mut |buf| {
                 made = true;
                 packetizer.packetize(frame, &mut packets);
+                buf.reserve(6 + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
                 buf.put_u16(sequence);
                 buf.put_u32(timestamp);
                 for p in &packets {

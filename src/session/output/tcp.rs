@@ -173,9 +173,8 @@ impl Writer {
             parts.clear();
             return Err(e);
         }
-        for part in parts.drain(..) {
-            self.push(part)?;
-        }
+        // Room for all of them was checked at once, not again per part.
+        self.enqueue(parts.drain(..), bytes);
         if merged {
             self.merge_soon();
         } else {
@@ -213,18 +212,23 @@ impl Writer {
     fn push(&self, bytes: Bytes) -> Result<(), SendError> {
         // An empty buffer takes no room (it is not queued) but a closed output still refuses it.
         self.room(usize::from(!bytes.is_empty()), bytes.len())?;
-        if bytes.is_empty() {
-            // Nothing to write; queued, it would read as a socket that takes no bytes.
-            return Ok(());
-        }
+        let len = bytes.len();
+        self.enqueue(std::iter::once(bytes), len);
+        Ok(())
+    }
+
+    /// Queues `buffers`, `bytes` in all, that [`Self::room`] made room for.
+    fn enqueue(&self, buffers: impl Iterator<Item = Bytes>, bytes: usize) {
         let state = &self.state;
-        let mut queue = state.queue.borrow_mut();
-        if state.pending.get() == 0 {
+        if bytes > 0 && state.pending.get() == 0 {
             state.progress.set(Instant::now());
         }
-        state.pending.set(state.pending.get() + bytes.len());
-        queue.push_back(bytes);
-        Ok(())
+        state.pending.set(state.pending.get() + bytes);
+        // An empty buffer is not queued: it would read as a socket that takes no bytes.
+        let mut queue = state.queue.borrow_mut();
+        // Grown once for all of them, not a doubling at a time.
+        queue.reserve(buffers.size_hint().0);
+        queue.extend(buffers.filter(|b| !b.is_empty()));
     }
 
     /// Bytes queued and not yet written.

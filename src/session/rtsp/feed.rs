@@ -134,10 +134,11 @@ impl Feed {
         for (index, packet) in &packets {
             match self.outs.get(*index).and_then(Option::as_ref) {
                 Some(Out::Interleaved(channel)) => {
-                    heads.put_u8(b'$');
-                    heads.put_u8(*channel);
-                    heads.put_u16(packet.len() as u16);
-                    heads.put_slice(&packet.header);
+                    let mut head = [0; INTERLEAVED_HEAD];
+                    let len = (packet.len() as u16).to_be_bytes();
+                    head[..4].copy_from_slice(&[b'$', *channel, len[0], len[1]]);
+                    head[4..].copy_from_slice(&packet.header);
+                    heads.put_slice(&head);
                 }
                 Some(Out::Udp(_)) => {
                     datagrams.put_slice(&packet.header);
