@@ -9,6 +9,10 @@
 #
 #   bash tests/bench/join_cost.sh
 #   BIN=path/to/other/streamgate bash tests/bench/join_cost.sh
+#   WHO=srs SRS_BIN=/path/to/srs/trunk/objs/srs bash tests/bench/join_cost.sh
+#
+# With WHO=srs the same bursts go to SRS (one process, `gop_cache on`, its default merge
+# window), for what the same exchange costs another server on this machine.
 #
 # Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), LEVEL (warn: the
 # server's log level), HOOKS=1 (on_connect/on_play/on_done to a local nginx `return 200`),
@@ -38,8 +42,23 @@ if [ "${HOOKS:-0}" = 1 ]; then
     notify="<http_notify><on_connect>$h/c</on_connect><on_play>$h/p</on_play><on_done>$h/d</on_done></http_notify>"
 fi
 port=$(free_port); api=$(free_port)
-one_worker_config "$port" "$api" "$notify"
-"$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+ulimit -n 16384
+if [ "${WHO:-sg}" = srs ]; then
+    cat >"$tmp/srs.conf" <<EOC
+listen $port;
+daemon off;
+max_connections 4000;
+srs_log_tank file;
+srs_log_file $tmp/srs.log;
+srs_log_level warn;
+pid $tmp/srs.pid;
+vhost __defaultVhost__ { play { gop_cache on; } }
+EOC
+    "${SRS_BIN:?SRS_BIN names the SRS binary}" -c "$tmp/srs.conf" >>"$tmp/srs.out" 2>&1 &
+else
+    one_worker_config "$port" "$api" "$notify"
+    "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+fi
 sg=$!
 pids+=("$sg")
 wait_port "$port" "$sg"
