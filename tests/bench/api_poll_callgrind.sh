@@ -65,15 +65,7 @@ sleep 5
 
 # Closes a window: the total instructions of dump N, which `callgrind_control -d` writes as
 # one file per thread.
-dump() { # n
-    callgrind_control -d "$sg" >/dev/null 2>&1
-    for _ in $(seq 100); do
-        ls "$tmp"/cg.out."$1"-* >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    sleep 1
-    cat "$tmp"/cg.out."$1"-* | awk '/^totals:/ { s += $2 } END { print s + 0 }'
-}
+dump() { callgrind_dump "$sg" "$1"; }
 polls() {
     for _ in $(seq "$WINDOW"); do
         curl -s -o /dev/null "http://127.0.0.1:$api/api/v1/sessions?limit=1000"

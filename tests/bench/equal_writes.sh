@@ -24,22 +24,14 @@ ulimit -n 16384
 players=${PLAYERS:-1000}
 port=$(free_port); api=$(free_port)
 if [ "${WHO:-sg}" = srs ]; then
-    cat >"$tmp/srs.conf" <<EOC
-listen $port;
-daemon off;
-max_connections 4000;
-srs_log_tank file;
-srs_log_file $tmp/srs.log;
-pid $tmp/srs.pid;
-vhost __defaultVhost__ { play { gop_cache on; mw_latency ${MW:-40}; ${MW_MSGS:+mw_msgs $MW_MSGS;} } }
-EOC
-    "${SRS_BIN:?SRS_BIN names the SRS binary}" -c "$tmp/srs.conf" >>"$tmp/srs.out" 2>&1 &
+    srs_server "$port" "mw_latency ${MW:-40}; ${MW_MSGS:+mw_msgs $MW_MSGS;}"
 else
     merge=${MERGE:+<write_merge_ms>$MERGE</write_merge_ms>}
     one_worker_config "$port" "$api" "$merge"
     ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+    server=$!
 fi
-server=$!; pids+=("$server")
+pids+=("$server")
 wait_port "$port" "$server"
 publish_source "$port"
 sleep 3

@@ -59,15 +59,7 @@ done
 publish_source "$port"
 sleep 8
 
-dump() { # n
-    callgrind_control -d "$sg" >/dev/null 2>&1
-    for _ in $(seq 100); do
-        ls "$tmp"/cg.out."$1"-* >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    sleep 1
-    cat "$tmp"/cg.out."$1"-* | awk '/^totals:/ { s += $2 } END { print s + 0 }'
-}
+dump() { callgrind_dump "$sg" "$1"; }
 
 callgrind_control -z "$sg" >/dev/null 2>&1
 declare -a PER_JOIN

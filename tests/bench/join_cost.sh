@@ -44,22 +44,13 @@ fi
 port=$(free_port); api=$(free_port)
 ulimit -n 16384
 if [ "${WHO:-sg}" = srs ]; then
-    cat >"$tmp/srs.conf" <<EOC
-listen $port;
-daemon off;
-max_connections 4000;
-srs_log_tank file;
-srs_log_file $tmp/srs.log;
-srs_log_level warn;
-pid $tmp/srs.pid;
-vhost __defaultVhost__ { play { gop_cache on; } }
-EOC
-    "${SRS_BIN:?SRS_BIN names the SRS binary}" -c "$tmp/srs.conf" >>"$tmp/srs.out" 2>&1 &
+    srs_server "$port" "" warn
 else
     one_worker_config "$port" "$api" "$notify"
     "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
+    server=$!
 fi
-sg=$!
+sg=$server
 pids+=("$sg")
 wait_port "$port" "$sg"
 publish_source "$port"

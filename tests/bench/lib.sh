@@ -97,3 +97,34 @@ one_worker_config() {
     local off="<httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls>"
     echo "<config><workers>1</workers><log_level>${LEVEL:-warn}</log_level><data_dir>$tmp/data</data_dir><api><port>$2</port></api><rtmp><port>$1</port>${3:-}</rtmp>${4:-$off}</config>" >"$tmp/streamgate.xml"
 }
+
+# Closes a callgrind window of the process PID (run under valgrind with
+# --callgrind-out-file=$tmp/cg.out --separate-threads=yes): asks for dump N, which callgrind
+# writes as one file per thread, and prints its total instructions.
+callgrind_dump() { # pid, n
+    callgrind_control -d "$1" >/dev/null 2>&1
+    for _ in $(seq 100); do
+        ls "$tmp"/cg.out."$2"-* >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    sleep 1
+    cat "$tmp"/cg.out."$2"-* | awk '/^totals:/ { s += $2 } END { print s + 0 }'
+}
+
+# Starts SRS ($SRS_BIN) on PORT in the foreground of a background job, its log in $tmp at
+# LEVEL (SRS's default: trace), with `gop_cache on` and PLAY (more of the vhost's `play`
+# section: a merge window); sets $server.
+srs_server() { # port, [play], [level]
+    cat >"$tmp/srs.conf" <<EOC
+listen $1;
+daemon off;
+max_connections 4000;
+srs_log_tank file;
+srs_log_file $tmp/srs.log;
+srs_log_level ${3:-trace};
+pid $tmp/srs.pid;
+vhost __defaultVhost__ { play { gop_cache on; ${2:-} } }
+EOC
+    "${SRS_BIN:?SRS_BIN names the SRS binary}" -c "$tmp/srs.conf" >>"$tmp/srs.out" 2>&1 &
+    server=$!
+}

@@ -54,15 +54,7 @@ pids+=("$sg")
 wait_port "$port" "$sg" 600 || { cat "$tmp/streamgate.log" >&2; exit 1; }
 publish_source "$port"
 sleep 8
-dump() { # n
-    callgrind_control -d "$sg" >/dev/null 2>&1
-    for _ in $(seq 100); do
-        ls "$tmp"/cg.out."$1"-* >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    sleep 1
-    cat "$tmp"/cg.out."$1"-* | awk '/^totals:/ { s += $2 } END { print s + 0 }'
-}
+dump() { callgrind_dump "$sg" "$1"; }
 # The stream's own cost (its publisher's input, the worker's timers): a window with no player.
 callgrind_control -z "$sg" >/dev/null 2>&1
 sleep "$WINDOW"
