@@ -61,6 +61,8 @@ impl ArbiterState {
 
 /// Most encodings each arbiter keeps for [`cached_encoding`].
 const ENCODING_CACHE: usize = 512;
+/// New encodings between two sweeps of the cache for entries nobody else holds.
+const SWEEP_EVERY: usize = 8;
 
 /// A frame in one wire form: the frame by its payload's address and length and its
 /// timestamp (its payload is held, so the address is not reused while the entry exists).
@@ -85,12 +87,15 @@ impl EncodingKey {
 
 /// The encodings of one arbiter, found by key: players that are paced (RTSP's join pacer)
 /// ask for frames anywhere in the GOP, not only the newest, so a lookup is a hash, not a
-/// scan of the cache.
+/// scan of the cache (only a new encoding looks at every entry, to drop those let go).
 #[derive(Default)]
 struct Encodings {
-    /// Oldest first, with the payload that keeps each key's address alive.
+    /// Oldest first (the count bound drops the front), with the payload that keeps each
+    /// key's address alive.
     order: VecDeque<(EncodingKey, Bytes)>,
     by_key: HashMap<EncodingKey, Bytes, foldhash::fast::RandomState>,
+    /// New encodings since the last sweep.
+    since_sweep: usize,
 }
 
 /// The wire bytes of `frame` in `form` (a protocol and whatever per-player setting shapes the
@@ -107,21 +112,35 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
         let mut out = BytesMut::new();
         encode(&mut out);
         let encoded = out.freeze();
-        let Encodings { order, by_key } = &mut *cache;
+        let Encodings {
+            order,
+            by_key,
+            since_sweep,
+        } = &mut *cache;
         // A frame only the cache still holds has left the stream's GOP cache and every
         // group's history and queue: nobody can ask for its encoding again. Dropping those
         // keeps the cache at what joining players can still be sent, instead of holding
-        // (and keeping alive) up to ENCODING_CACHE frames. Frames are let go in the order
-        // they came (a GOP at a time, players' queues from the front), so the oldest are
-        // looked at, not every entry on every new encoding. `is_unique` may say false for
-        // a payload that is still unused (one carved from a shared buffer); the count bound
-        // then applies.
-        while let Some((oldest, payload)) = order.front() {
-            if !(payload.is_unique() || order.len() == ENCODING_CACHE) {
-                break;
+        // (and keeping alive) up to ENCODING_CACHE frames. Every entry is looked at, not
+        // only the oldest (a codec config lives as long as its stream, and would otherwise
+        // keep every entry behind it), once every SWEEP_EVERY new encodings: a frame is
+        // kept at most that many encodings longer. `is_unique` may say false for a payload
+        // that is still unused (one carved from a shared buffer); the count bound then
+        // applies.
+        *since_sweep += 1;
+        if *since_sweep == SWEEP_EVERY {
+            *since_sweep = 0;
+            order.retain(|(key, payload)| {
+                let gone = payload.is_unique();
+                if gone {
+                    by_key.remove(key);
+                }
+                !gone
+            });
+        }
+        if order.len() == ENCODING_CACHE {
+            if let Some((oldest, _)) = order.pop_front() {
+                by_key.remove(&oldest);
             }
-            by_key.remove(oldest);
-            order.pop_front();
         }
         order.push_back((key, frame.payload.clone()));
         by_key.insert(key, encoded.clone());
@@ -180,7 +199,7 @@ mod tests {
 
     #[test]
     fn an_encoding_goes_when_nobody_else_holds_its_frame() {
-        use super::{cached_encoding, cached_encodings};
+        use super::{cached_encoding, cached_encodings, SWEEP_EVERY};
         use bytes::{BufMut, Bytes};
         use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
         let frame = |n: u8| MediaFrame {
@@ -198,24 +217,35 @@ mod tests {
         let _ = enc(&b);
         assert_eq!(cached_encodings(), 2, "both frames are still held");
         drop(a);
-        let c = frame(3);
-        let _ = enc(&c);
+        // Held frames, one new encoding each, up to the sweep.
+        let held: Vec<MediaFrame> = (3..).take(SWEEP_EVERY - 2).map(frame).collect();
+        for f in &held[..held.len() - 1] {
+            let _ = enc(f);
+        }
+        assert_eq!(cached_encodings(), SWEEP_EVERY - 1, "a waits for the sweep");
+        let _ = enc(&held[held.len() - 1]);
         assert_eq!(
             cached_encodings(),
-            2,
-            "a's encoding went with its frame, b's and c's stay"
+            SWEEP_EVERY - 1,
+            "a went at the sweep; b and the held ones stay"
         );
         let mut calls = 0;
         let _ = cached_encoding(&b, 7, |_| calls += 1);
         assert_eq!(calls, 0, "b is still served from the cache");
-        // Frames are let go from the oldest: one let go behind a held one waits for it.
-        drop(c);
-        let d = frame(4);
-        let _ = enc(&d);
-        assert_eq!(cached_encodings(), 3, "c waits behind b, which is held");
-        drop(b);
-        let e = frame(5);
-        let _ = enc(&e);
-        assert_eq!(cached_encodings(), 2, "b and c went, d and e stay");
+        // Entries let go behind one that is held (b, as a codec config is held as long as
+        // its stream lives) go at the next sweep all the same.
+        drop(held);
+        let later: Vec<MediaFrame> = (100..).take(SWEEP_EVERY).map(frame).collect();
+        for f in &later {
+            let _ = enc(f);
+        }
+        assert_eq!(
+            cached_encodings(),
+            1 + SWEEP_EVERY,
+            "the entries only the cache held went, b's stayed"
+        );
+        let mut calls = 0;
+        let _ = cached_encoding(&later[0], 7, |_| calls += 1);
+        assert_eq!(calls, 0, "a frame is found by its key");
     }
 }
