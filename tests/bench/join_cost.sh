@@ -14,14 +14,22 @@
 # With WHO=srs the same bursts go to SRS (one process, `gop_cache on`, its default merge
 # window), for what the same exchange costs another server on this machine.
 #
-# Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), LEVEL (warn: the
-# server's log level), HOOKS=1 (on_connect/on_play/on_done to a local nginx `return 200`),
-# BIN, SKIP_BUILD=1. Needs cargo, ffmpeg (libx264), python3, curl (nginx with HOOKS=1).
+#   SOURCE=2m STAY=3 REPEAT=6 bash tests/bench/join_cost.sh
+#
+# With SOURCE=2m the stream is the 2 Mbit/s source of tests/bench/lib.sh (the issue's burst:
+# each player also takes the cached GOP, up to 500 KB, and the live stream); each burst then
+# also reports the server's minor page faults over it.
+#
+# Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), STAY seconds each
+# player stays (1), SOURCE (1fps or 2m), LEVEL (warn: the server's log level), HOOKS=1
+# (on_connect/on_play/on_done to a local nginx `return 200`), BIN, SKIP_BUILD=1.
+# Needs cargo, ffmpeg (libx264), python3, curl (nginx with HOOKS=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PLAYERS=${PLAYERS:-1000}
 RAMP=${RAMP:-5000}
 REPEAT=${REPEAT:-3}
+STAY=${STAY:-1}
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${BIN:-}" ]; then
     cargo build --release -p streamgate -p streamgate-load
 fi
@@ -30,8 +38,12 @@ LOAD=target/release/streamgate-load
 
 . tests/bench/lib.sh
 bench_tmp join-cost
-ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x180:rate=1 -t 60 \
-    -c:v libx264 -preset veryfast -b:v 30k -g 2 -pix_fmt yuv420p -f flv "$tmp/source.flv"
+if [ "${SOURCE:-1fps}" = 2m ]; then
+    bench_source
+else
+    ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=320x180:rate=1 -t 60 \
+        -c:v libx264 -preset veryfast -b:v 30k -g 2 -pix_fmt yuv420p -f flv "$tmp/source.flv"
+fi
 notify=""
 if [ "${HOOKS:-0}" = 1 ]; then
     hookport=$(free_port)
@@ -56,14 +68,15 @@ wait_port "$port" "$sg"
 publish_source "$port"
 sleep 3
 switches() { cat /proc/"$sg"/task/*/status | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
+faults() { awk '{ print $10 }' /proc/"$sg"/stat; }
 for rep in $(seq "$REPEAT"); do
-    c0=$(cpu "$sg"); x0=$(switches)
+    c0=$(cpu "$sg"); x0=$(switches); f0=$(faults)
     "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --ramp "$RAMP" \
-        --duration 1 --json >"$tmp/load.json" 2>/dev/null || true
+        --duration "$STAY" --json >"$tmp/load.json" 2>/dev/null || true
     sleep 2
-    c1=$(cpu "$sg"); x1=$(switches)
+    c1=$(cpu "$sg"); x1=$(switches); f1=$(faults)
     python3 -c "
 import json; r = json.load(open('$tmp/load.json')); k = r['first_keyframe_ms']
-print('burst $rep: %.0f us of CPU and %.2f context switches per player; first keyframe p50 %.1f ms, p99 %.1f ms (%d players)'
-      % (($c1 - $c0) / $PLAYERS * 1e6, ($x1 - $x0) / $PLAYERS, k['p50'], k['p99'], k['count']))"
+print('burst $rep: %.0f us of CPU and %.2f context switches per player; first keyframe p50 %.1f ms, p99 %.1f ms (%d players); %d page faults'
+      % (($c1 - $c0) / $PLAYERS * 1e6, ($x1 - $x0) / $PLAYERS, k['p50'], k['p99'], k['count'], $f1 - $f0))"
 done
