@@ -87,7 +87,8 @@ impl EncodingKey {
 
 /// The encodings of one arbiter, found by key: players that are paced (RTSP's join pacer)
 /// ask for frames anywhere in the GOP, not only the newest, so a lookup is a hash, not a
-/// scan of the cache (only a new encoding looks at every entry, to drop those let go).
+/// scan of the cache (every entry is looked at only by a sweep, once every [`SWEEP_EVERY`]
+/// new encodings, for those let go).
 #[derive(Default)]
 struct Encodings {
     /// Oldest first (the count bound drops the front), with the payload that keeps each
