@@ -89,7 +89,6 @@ for rep in $(seq "$REPEAT"); do
     wait "$ff" "$sg" 2>/dev/null || true
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 q=$(median "${QUIET[@]}"); p=$(median "${POLLED[@]}")
 echo
 echo "| $PLAYERS RTMP players, medians of $REPEAT | value |"

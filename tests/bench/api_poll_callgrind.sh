@@ -55,8 +55,7 @@ pids+=("$!")
 # Until every player plays (the publisher is one more session).
 want=$((PLAYERS + 1))
 for _ in $(seq 300); do
-    n=$(curl -s "http://127.0.0.1:$api/metrics" |
-        awk '/^streamgate_sessions\{/ && /role="player"|role="publisher"/ { s += $2 } END { print s + 0 }')
+    n=$(sessions "$api" 'role="(player|publisher)"')
     [ "$n" -ge "$want" ] && break
     sleep 2
 done
@@ -90,7 +89,6 @@ print('%.0f' % ((p - q * t / $WINDOW) / $WINDOW))")
     PER_POLL+=("$per")
     echo "window $rep: quiet $quiet instructions in $WINDOW s; polled $polled in $(python3 -c "print('%.1f' % ($t1 - $t0))") s ($WINDOW polls); one poll of both: $per instructions"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "instructions per poll of sessions?limit=1000 + /metrics with $PLAYERS players, median of $REPEAT: $(median "${PER_POLL[@]}")"
 if [ -n "${DUMPS:-}" ]; then mkdir -p "$DUMPS" && cp "$tmp"/cg.out.* "$DUMPS"/; fi

@@ -65,7 +65,6 @@ first_keyframe() { # port
         python3 -c 'import json,sys; print(json.load(sys.stdin)["first_keyframe_ms"]["p50"])'
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -a SINGLE ORIGIN EDGE1 EDGE2 ORIGIN_CPU
 for rep in $(seq "$REPEAT"); do

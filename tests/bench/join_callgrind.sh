@@ -71,8 +71,7 @@ for rep in $(seq "$REPEAT"); do
         --start-timeout 120 --duration "$STAY" --json >"$tmp/load.$rep.json" 2>/dev/null || true
     # Until the server has let every player go (the publisher stays).
     for _ in $(seq 300); do
-        n=$(curl -s "http://127.0.0.1:$api/metrics" |
-            awk '/^streamgate_sessions\{/ && /role="player"/ { s += $2 } END { print s + 0 }')
+        n=$(sessions "$api" 'role="player"')
         [ "$n" -eq 0 ] && break
         sleep 0.5
     done
@@ -87,7 +86,6 @@ print('%.0f' % ((j - q * t / $WINDOW) / $PLAYERS))")
     PER_JOIN+=("$per")
     echo "window $rep: quiet $quiet instructions in $WINDOW s; $PLAYERS joins ($played got a keyframe) $joined in $(python3 -c "print('%.1f' % ($t1 - $t0))") s; one join and leave: $per instructions"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "instructions per RTMP player join and leave, median of $REPEAT: $(median "${PER_JOIN[@]}")"
 if [ -n "${DUMPS:-}" ]; then mkdir -p "$DUMPS" && cp "$tmp"/cg.out.* "$DUMPS"/; fi

@@ -44,10 +44,21 @@ cpu() { # pid
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
-# Bytes the server with its API on PORT has written to RTMP clients so far.
-sent() { # api port
+# Bytes the server with its API on PORT has written to clients of PROTOCOL (rtmp) so far.
+sent() { # api port, [protocol]
     curl -s "http://127.0.0.1:$1/metrics" |
-        awk '/^streamgate_sent_bytes_total\{protocol="rtmp"\}/ { print $2 }'
+        awk -v p="${2:-rtmp}" '$1 == "streamgate_sent_bytes_total{protocol=\"" p "\"}" { print $2 }'
+}
+
+# Sessions of ROLES (an awk pattern on the role label) the server with its API on PORT has.
+sessions() { # api port, roles
+    curl -s "http://127.0.0.1:$1/metrics" |
+        awk -v r="$2" '/^streamgate_sessions\{/ && $0 ~ r { s += $2 } END { print s + 0 }'
+}
+
+# The median of the numbers given.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
 
 # A loopback TCP port nobody listens on right now.
@@ -88,6 +99,30 @@ http {
     }
 }
 EOF2
+}
+
+# The config of a one-worker server with every output protocol on (HLS off), written as
+# one_worker_config does; its ports are $port (RTMP), $api, $flv, $rtsp and $srt.
+all_outputs_config() {
+    port=$(free_port); api=$(free_port); flv=$(free_port); rtsp=$(free_port); srt=$(free_port)
+    one_worker_config "$port" "$api" "" \
+        "<httpflv><enable>true</enable><port>$flv</port></httpflv><rtsp><enable>true</enable><port>$rtsp</port></rtsp><srt><enable>true</enable><port>$srt</port></srt><hls><enable>false</enable></hls>"
+}
+
+# What the load tool plays for output protocol PROTO (rtmp, httpflv, rtsp, rtsp-udp or srt)
+# from the server of all_outputs_config: sets $url, $extra (its further options) and $label
+# (the protocol in the server's metrics); fails on another name.
+player_target() { # proto
+    extra=()
+    label=$1
+    case $1 in
+        rtmp) url="rtmp://127.0.0.1:$port/live/bench" ;;
+        httpflv) url="http://127.0.0.1:$flv/live/bench.flv" ;;
+        rtsp) url="rtsp://127.0.0.1:$rtsp/live/bench" ;;
+        rtsp-udp) url="rtsp://127.0.0.1:$rtsp/live/bench"; extra=(--rtsp-transport udp); label=rtsp ;;
+        srt) url="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request" ;;
+        *) echo "PROTO: rtmp, httpflv, rtsp, rtsp-udp or srt" >&2; return 1 ;;
+    esac
 }
 
 # The config of a one-worker server, written to $tmp/streamgate.xml: RTMP on port $1 and the

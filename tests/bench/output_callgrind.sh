@@ -33,19 +33,8 @@ LOAD=target/release/streamgate-load
 . tests/bench/lib.sh
 bench_tmp output-cg
 bench_source
-port=$(free_port); api=$(free_port); flv=$(free_port); rtsp=$(free_port); srt=$(free_port)
-one_worker_config "$port" "$api" "" \
-    "<httpflv><enable>true</enable><port>$flv</port></httpflv><rtsp><enable>true</enable><port>$rtsp</port></rtsp><srt><enable>true</enable><port>$srt</port></srt><hls><enable>false</enable></hls>"
-extra=()
-label=$PROTO
-case $PROTO in
-    rtmp) url="rtmp://127.0.0.1:$port/live/bench" ;;
-    httpflv) url="http://127.0.0.1:$flv/live/bench.flv" ;;
-    rtsp) url="rtsp://127.0.0.1:$rtsp/live/bench" ;;
-    rtsp-udp) url="rtsp://127.0.0.1:$rtsp/live/bench"; extra=(--rtsp-transport udp); label=rtsp ;;
-    srt) url="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request" ;;
-    *) echo "PROTO: rtmp, httpflv, rtsp, rtsp-udp or srt" >&2; exit 2 ;;
-esac
+all_outputs_config
+player_target "$PROTO" || exit 2
 valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --compress-pos=no \
     --callgrind-out-file="$tmp/cg.out" \
     "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
@@ -68,31 +57,24 @@ pids+=("$!")
 want=$((PLAYERS + 1))
 n=0
 for _ in $(seq 120); do
-    n=$(curl -s "http://127.0.0.1:$api/metrics" |
-        awk '/^streamgate_sessions\{/ && /role="player"|role="publisher"/ { s += $2 } END { print s + 0 }')
+    n=$(sessions "$api" 'role="(player|publisher)"')
     [ "$n" -ge "$want" ] && break
     sleep 1
 done
 [ "$n" -ge "$want" ] || { echo "only $n of $want sessions started" >&2; exit 1; }
 sleep 10
 
-sent_bytes() {
-    curl -s "http://127.0.0.1:$api/metrics" |
-        awk -v p="$label" '$1 == "streamgate_sent_bytes_total{protocol=\"" p "\"}" { print $2 }'
-}
-
 declare -a PER_BYTE
 for rep in $(seq "$REPEAT"); do
     callgrind_control -z "$sg" >/dev/null 2>&1
-    b0=$(sent_bytes)
+    b0=$(sent "$api" "$label")
     sleep "$WINDOW"
-    b1=$(sent_bytes)
+    b1=$(sent "$api" "$label")
     ir=$(dump $((rep + 1)))
     per=$(python3 -c "print('%.2f' % (($ir - $base) / ($b1 - $b0)))")
     PER_BYTE+=("$per")
     echo "window $rep: $ir instructions, $((b1 - b0)) bytes sent to $PROTO players: $per per byte"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "$PROTO, $PLAYERS players: instructions per sent byte, median of $REPEAT: $(median "${PER_BYTE[@]}")"
 if [ -n "${DUMPS:-}" ]; then mkdir -p "$DUMPS" && cp "$tmp"/cg.out.* "$DUMPS"/; fi

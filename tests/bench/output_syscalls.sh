@@ -16,23 +16,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${BIN:-}" ]; then
 fi
 bench_tmp outsys
 bench_source
-port=$(free_port); api=$(free_port); flv=$(free_port); rtsp=$(free_port); srt=$(free_port)
-one_worker_config "$port" "$api" "" \
-    "<httpflv><enable>true</enable><port>$flv</port></httpflv><rtsp><enable>true</enable><port>$rtsp</port></rtsp><srt><enable>true</enable><port>$srt</port></srt><hls><enable>false</enable></hls>"
+all_outputs_config
 ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!; pids+=("$sg")
 wait_port "$port" "$sg"
 publish_source "$port"
 sleep 3
-extra=()
-case ${PROTO:-srt} in
-    rtmp) url="rtmp://127.0.0.1:$port/live/bench" ;;
-    httpflv) url="http://127.0.0.1:$flv/live/bench.flv" ;;
-    rtsp) url="rtsp://127.0.0.1:$rtsp/live/bench" ;;
-    rtsp-udp) url="rtsp://127.0.0.1:$rtsp/live/bench"; extra=(--rtsp-transport udp) ;;
-    srt) url="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request" ;;
-    *) echo "PROTO: rtmp, httpflv, rtsp, rtsp-udp or srt" >&2; exit 2 ;;
-esac
+player_target "${PROTO:-srt}" || exit 2
 players=${PLAYERS:-50}
 target/release/streamgate-load --url "$url" "${extra[@]}" --players "$players" --ramp 100 \
     --duration 22 --window-start 8 --window 10 --json >"$tmp/load.json" 2>/dev/null &

@@ -81,7 +81,6 @@ PY
     wait "$ff" "$sg" 2>/dev/null || true
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "| $PLAYERS RTMP players, $RELOADS reloads, medians of $REPEAT | value |"
 echo "|---|---|"
