@@ -5,6 +5,7 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod pacing;
+pub mod prefixed;
 pub mod rtmp;
 pub mod rtsp;
 pub mod srt;

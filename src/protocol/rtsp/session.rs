@@ -8,6 +8,7 @@
 //! session actor owns the transports (interleaved channels or UDP sockets) and sends what
 //! these return.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -22,6 +23,7 @@ use super::rtp::{
 };
 use super::sdp::{self, SdpError, SdpTrack};
 use crate::protocol::codec::{avcc_nals, hevc_record, AacConfig};
+use crate::protocol::prefixed;
 
 /// The app and stream name of an RTSP URL: path segments before the last, and the last
 /// (queries and a track segment removed).
@@ -429,18 +431,19 @@ pub struct PlayerPacket {
     pub payload: Bytes,
 }
 
-impl PlayerPacket {
-    /// A whole packet this server wrote (its header is [`RtpHeader::LEN`] bytes), in two parts.
-    fn split(mut packet: Bytes) -> PlayerPacket {
-        let mut header = [0; RtpHeader::LEN];
-        header.copy_from_slice(&packet[..RtpHeader::LEN]);
-        packet.advance(RtpHeader::LEN);
-        PlayerPacket {
-            header,
-            payload: packet,
-        }
-    }
+/// One track's packets of a frame for one player ([`RtpPlay::packetize_runs`]).
+#[derive(Debug, Clone)]
+pub struct PacketRun {
+    /// The track's index.
+    pub index: usize,
+    /// The packets as the first player of their form made them, each preceded by its length
+    /// ([`prefixed`]): shared by the players of the form.
+    pub record: Bytes,
+    /// Where the player's own header of each packet is in the headers given with the run.
+    pub headers: Range<usize>,
+}
 
+impl PlayerPacket {
     /// Bytes of the whole packet.
     pub fn len(&self) -> usize {
         RtpHeader::LEN + self.payload.len()
@@ -584,18 +587,45 @@ impl RtpPlay {
         });
     }
 
-    /// [`Self::packetize`], with the packetizing shared between the players of a frame.
-    /// `shared(form, make)` returns the packets of the frame in that form, from a cache or
-    /// (`make` called) made by this player: the first player of a form packetizes (its
-    /// packets preceded by their first sequence number and timestamp, each by its length),
-    /// and every other player takes the packets' payloads as they are, under headers of its
-    /// own: its payload type, sequence numbers, timestamps and SSRC written over the shared
-    /// ones ([`RtpHeader::restamp`]). A player thus writes a frame's headers instead of
-    /// parsing, packetizing or copying the frame.
+    /// [`Self::packetize`], with the packetizing shared between the players of a frame
+    /// ([`Self::packetize_runs`]), as one [`PlayerPacket`] per packet.
     pub fn packetize_shared(
         &mut self,
         frame: &MediaFrame,
         out: &mut Vec<(usize, PlayerPacket)>,
+        shared: &mut SharedPackets<'_>,
+    ) {
+        let (mut runs, mut headers) = (Vec::new(), Vec::new());
+        self.packetize_runs(frame, &mut runs, &mut headers, shared);
+        for run in runs {
+            let items = prefixed::items(&run.record);
+            for (header, item) in headers[run.headers].iter().zip(items) {
+                let payload = run.record.slice(item.start + RtpHeader::LEN..item.end);
+                out.push((
+                    run.index,
+                    PlayerPacket {
+                        header: *header,
+                        payload,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Packetizes `frame` for every started track of its kind, sharing the packetizing between
+    /// the players of a frame: a [`PacketRun`] per track to `runs`, the player's own headers of
+    /// its packets to `headers`. `shared(form, make)` returns the packets of the frame in that
+    /// form, from a cache or (`make` called) made by this player: the first player of a form
+    /// packetizes (its packets preceded by their first sequence number and timestamp, each by
+    /// its length), and every other player takes the packets as they are, with headers of its
+    /// own: its payload type, sequence numbers, timestamps and SSRC written over the shared
+    /// ones ([`RtpHeader::restamp`]). A player thus writes a frame's headers instead of
+    /// parsing, packetizing or copying the frame.
+    pub fn packetize_runs(
+        &mut self,
+        frame: &MediaFrame,
+        runs: &mut Vec<PacketRun>,
+        headers: &mut Vec<[u8; RtpHeader::LEN]>,
         shared: &mut SharedPackets<'_>,
     ) {
         let mut packets = Vec::new();
@@ -607,12 +637,26 @@ impl RtpPlay {
                 continue;
             };
             packets.clear();
+            let first = headers.len();
             if frame.kind == FrameKind::Config {
-                // A new config: the packetizer takes it, and with it the track's form.
+                // A new config: the packetizer takes it, and with it the track's form. Its
+                // packets are this player's alone.
                 packetizer.packetize(frame, &mut packets);
                 let rate = packetizer.clock().rate;
                 track.form = packet_form(track.codec, rate, &frame.payload);
-                out.extend(packets.drain(..).map(|p| (index, PlayerPacket::split(p))));
+                let mut record = BytesMut::new();
+                for p in packets.drain(..).filter(|p| p.len() >= RtpHeader::LEN) {
+                    if prefixed::put(&mut record, &p) {
+                        headers.push(p[..RtpHeader::LEN].try_into().expect("a header's length"));
+                    }
+                }
+                let headers = first..headers.len();
+                let record = record.freeze();
+                runs.push(PacketRun {
+                    index,
+                    record,
+                    headers,
+                });
                 continue;
             }
             let sequence = packetizer.stats().next_sequence;
@@ -625,39 +669,48 @@ impl RtpPlay {
                 buf.put_u16(sequence);
                 buf.put_u32(timestamp);
                 for p in &packets {
-                    buf.put_u16(p.len() as u16);
-                    buf.put_slice(p);
+                    // Packetizers make packets of at most an MTU: each has its length.
+                    prefixed::put(buf, p);
                 }
             });
-            if made {
-                out.extend(packets.drain(..).map(|p| (index, PlayerPacket::split(p))));
+            if record.len() < 6 {
                 continue;
             }
-            let mut rest = &record[..];
-            let (first_sequence, first_timestamp) = (rest.get_u16(), rest.get_u32());
+            let mut preamble = &record[..6];
+            let (first_sequence, first_timestamp) = (preamble.get_u16(), preamble.get_u32());
+            let record = record.slice(6..);
             let (mut count, mut octets) = (0u16, 0u32);
-            while rest.len() >= 2 + RtpHeader::LEN {
-                let len = usize::from(rest.get_u16()).min(rest.len());
-                let start = record.len() - rest.len();
-                let mut header = [0; RtpHeader::LEN];
-                header.copy_from_slice(&rest[..RtpHeader::LEN]);
-                let their_sequence = u16::from_be_bytes([header[2], header[3]]);
-                let their_timestamp =
-                    u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-                RtpHeader::restamp(
-                    &mut header,
-                    track.payload_type,
-                    sequence.wrapping_add(their_sequence.wrapping_sub(first_sequence)),
-                    timestamp.wrapping_add(their_timestamp.wrapping_sub(first_timestamp)),
-                    track.ssrc,
-                );
-                let payload = record.slice(start + RtpHeader::LEN..start + len);
+            for item in prefixed::items(&record) {
+                let Some(theirs) = record[item.clone()].get(..RtpHeader::LEN) else {
+                    break;
+                };
+                let mut header: [u8; RtpHeader::LEN] = theirs.try_into().expect("its length");
+                if !made {
+                    let their_sequence = u16::from_be_bytes([header[2], header[3]]);
+                    let their_timestamp =
+                        u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                    RtpHeader::restamp(
+                        &mut header,
+                        track.payload_type,
+                        sequence.wrapping_add(their_sequence.wrapping_sub(first_sequence)),
+                        timestamp.wrapping_add(their_timestamp.wrapping_sub(first_timestamp)),
+                        track.ssrc,
+                    );
+                }
                 count += 1;
-                octets += payload.len() as u32;
-                out.push((index, PlayerPacket { header, payload }));
-                rest = &rest[len..];
+                octets += (item.len() - RtpHeader::LEN) as u32;
+                headers.push(header);
             }
-            packetizer.skip(count, octets);
+            if !made {
+                // Made by another player's packetizer: counted as this one's.
+                packetizer.skip(count, octets);
+            }
+            let headers = first..headers.len();
+            runs.push(PacketRun {
+                index,
+                record,
+                headers,
+            });
         }
     }
 

@@ -42,6 +42,7 @@ use futures_util::Stream;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use super::{Output, SendError};
+use crate::protocol::prefixed;
 use crate::session::arbiter::ArbiterState;
 use crate::session::core::Counter;
 
@@ -61,11 +62,203 @@ const BATCH: usize = 64;
 /// Queue capacity kept for an idle connection; a burst's larger capacity is given back.
 const IDLE_CAPACITY: usize = 4;
 
+/// A unit of a connection's queue: bytes as they are, or a run of packets.
+pub enum Part {
+    /// Written as they are.
+    Bytes(Bytes),
+    /// See [`Packets`].
+    Packets(Packets),
+}
+
+impl From<Bytes> for Part {
+    fn from(bytes: Bytes) -> Part {
+        Part::Bytes(bytes)
+    }
+}
+
+impl From<Packets> for Part {
+    fn from(packets: Packets) -> Part {
+        Part::Packets(packets)
+    }
+}
+
+impl Part {
+    /// Bytes not yet written.
+    fn len(&self) -> usize {
+        match self {
+            Part::Bytes(b) => b.len(),
+            Part::Packets(p) => p.len(),
+        }
+    }
+}
+
+/// A connection's queued parts, in order. Bytes are queued as they are; a run of packets as an
+/// empty buffer in their place (an empty part is never queued otherwise) and the run in a
+/// queue of its own, so a queue's slot stays the size of a buffer (a connection's idle queue
+/// keeps [`IDLE_CAPACITY`] slots) and a connection that never sends packets never allocates
+/// that second queue.
+#[derive(Default)]
+struct Parts {
+    bytes: VecDeque<Bytes>,
+    packets: VecDeque<Packets>,
+}
+
+impl Parts {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.packets.clear();
+    }
+
+    /// Gives back what a burst grew, down to [`IDLE_CAPACITY`] slots.
+    fn shrink(&mut self) {
+        if self.bytes.capacity() > IDLE_CAPACITY {
+            self.bytes.shrink_to(IDLE_CAPACITY);
+        }
+        if self.packets.capacity() > IDLE_CAPACITY {
+            self.packets.shrink_to(IDLE_CAPACITY);
+        }
+    }
+
+    /// Queues `parts`, `count` of them at least (room is made for them at once); empty ones
+    /// are not queued: an empty buffer would read as a socket that takes no bytes.
+    fn extend(&mut self, parts: impl Iterator<Item = Part>, count: usize) {
+        self.bytes.reserve(count);
+        for part in parts {
+            match part {
+                Part::Bytes(b) if !b.is_empty() => self.bytes.push_back(b),
+                Part::Packets(p) if p.len() > 0 => {
+                    self.bytes.push_back(Bytes::new());
+                    self.packets.push_back(p);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Fills `slices` with what is not yet written, from the front; returns how many it filled.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut packets = self.packets.iter();
+        let mut n = 0;
+        for b in &self.bytes {
+            if n == slices.len() {
+                break;
+            }
+            if b.is_empty() {
+                let run = packets.next().expect("a run of packets per empty buffer");
+                n += run.slices(&mut slices[n..]);
+            } else {
+                slices[n] = IoSlice::new(b);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Lets go of `written` bytes from the front.
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let front = self.bytes.front_mut().expect("written bytes were queued");
+            if !front.is_empty() {
+                if written < front.len() {
+                    front.advance(written);
+                    return;
+                }
+                written -= front.len();
+            } else {
+                let run = self.packets.front_mut().expect("a run per empty buffer");
+                if written < run.len() {
+                    run.written += written as u32;
+                    return;
+                }
+                written -= run.len();
+                self.packets.pop_front();
+            }
+            self.bytes.pop_front();
+        }
+    }
+}
+
+/// Packets queued as one part, each written as a head of the connection's own and a body from
+/// a buffer other connections share: the `n`-th packet is the `n`-th `head` bytes of `heads`,
+/// then the `n`-th item of `bodies` ([`prefixed`]) without its first `skip` bytes. A frame's
+/// RTP packets for one RTSP player go so: one part (two buffers' reference counts) instead of
+/// two buffers per packet.
+pub struct Packets {
+    heads: Box<[u8]>,
+    bodies: Bytes,
+    head: u8,
+    skip: u8,
+    /// Bytes of all the packets, and of them written so far.
+    len: u32,
+    written: u32,
+}
+
+impl Packets {
+    /// One packet per `head` bytes of `heads` (its items beyond those are not written), each
+    /// followed by its item of `bodies` less its first `skip` bytes.
+    pub fn new(heads: Vec<u8>, head: u8, bodies: Bytes, skip: u8) -> Packets {
+        let count = heads.len() / usize::from(head.max(1));
+        let (mut len, mut packets) = (0, 0);
+        for item in prefixed::items(&bodies).take(count) {
+            len += usize::from(head) + item.len().saturating_sub(usize::from(skip));
+            packets += 1;
+        }
+        let mut heads = heads;
+        heads.truncate(packets * usize::from(head));
+        Packets {
+            heads: heads.into_boxed_slice(),
+            bodies,
+            head,
+            skip,
+            // A frame's packets: far below 4 GiB (a frame is bounded by the stream's limits).
+            len: len as u32,
+            written: 0,
+        }
+    }
+
+    /// Bytes not yet written.
+    fn len(&self) -> usize {
+        (self.len - self.written) as usize
+    }
+
+    /// Fills `slices` with what is not yet written, from the front; returns how many it filled
+    /// (all of them when there is more).
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let (head, skip) = (usize::from(self.head), usize::from(self.skip));
+        let written = self.written as usize;
+        let (mut at, mut filled) = (0, 0);
+        let heads = self.heads.chunks_exact(head.max(1));
+        for (own, item) in heads.zip(prefixed::items(&self.bodies)) {
+            let body = &self.bodies[(item.start + skip).min(item.end)..item.end];
+            for segment in [own, body] {
+                let end = at + segment.len();
+                if end > written && !segment.is_empty() {
+                    let Some(slot) = slices.get_mut(filled) else {
+                        return filled;
+                    };
+                    *slot = IoSlice::new(&segment[written.saturating_sub(at)..]);
+                    filled += 1;
+                }
+                at = end;
+            }
+        }
+        filled
+    }
+}
+
 /// What the session, its arbiter's writes and its waiter share (one thread). The socket's
 /// write half is shut down when the last of them lets go.
 struct Queue {
     socket: OwnedWriteHalf,
-    queue: RefCell<VecDeque<Bytes>>,
+    queue: RefCell<Parts>,
     /// Bytes queued and not yet written.
     pending: Cell<usize>,
     /// When the socket last took bytes (or the queue last went from empty to not empty).
@@ -131,7 +324,7 @@ impl Writer {
     pub fn new(socket: OwnedWriteHalf, merge: Duration, written: Counter) -> Writer {
         let state = Rc::new(Queue {
             socket,
-            queue: RefCell::new(VecDeque::new()),
+            queue: RefCell::new(Parts::default()),
             pending: Cell::new(0),
             progress: Cell::new(Instant::now()),
             listed: Cell::new(false),
@@ -163,12 +356,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Queues `parts` (taken out of the vector) all or none, so a unit split over buffers
-    /// (a frame's packets, each as its framing and its payload) is never queued in part:
-    /// live media (`merged`, as [`Self::send_merged`]) or written at the end of the turn (as
+    /// Queues `parts` (taken out of the vector) all or none, so a unit split over parts
+    /// (the frames the join pacer released together) is never queued in part: live media
+    /// (`merged`, as [`Self::send_merged`]) or written at the end of the turn (as
     /// [`Self::send`]).
-    pub fn send_parts(&self, parts: &mut Vec<Bytes>, merged: bool) -> Result<(), SendError> {
-        let bytes: usize = parts.iter().map(Bytes::len).sum();
+    pub fn send_parts(&self, parts: &mut Vec<Part>, merged: bool) -> Result<(), SendError> {
+        let bytes: usize = parts.iter().map(Part::len).sum();
         if let Err(e) = self.room(parts.len(), bytes) {
             parts.clear();
             return Err(e);
@@ -213,22 +406,21 @@ impl Writer {
         // An empty buffer takes no room (it is not queued) but a closed output still refuses it.
         self.room(usize::from(!bytes.is_empty()), bytes.len())?;
         let len = bytes.len();
-        self.enqueue(std::iter::once(bytes), len);
+        self.enqueue(std::iter::once(Part::Bytes(bytes)), len);
         Ok(())
     }
 
     /// Queues `buffers`, `bytes` in all, that [`Self::room`] made room for.
-    fn enqueue(&self, buffers: impl Iterator<Item = Bytes>, bytes: usize) {
+    fn enqueue(&self, buffers: impl Iterator<Item = Part>, bytes: usize) {
         let state = &self.state;
         if bytes > 0 && state.pending.get() == 0 {
             state.progress.set(Instant::now());
         }
         state.pending.set(state.pending.get() + bytes);
-        // An empty buffer is not queued: it would read as a socket that takes no bytes.
         let mut queue = state.queue.borrow_mut();
         // Grown once for all of them, not a doubling at a time.
-        queue.reserve(buffers.size_hint().0);
-        queue.extend(buffers.filter(|b| !b.is_empty()));
+        let count = buffers.size_hint().0;
+        queue.extend(buffers, count);
     }
 
     /// Bytes queued and not yet written.
@@ -324,17 +516,12 @@ fn write_some(state: &Queue) -> Poll<std::io::Result<()>> {
     let mut queue = state.queue.borrow_mut();
     loop {
         if queue.is_empty() {
-            if queue.capacity() > IDLE_CAPACITY {
-                queue.shrink_to(IDLE_CAPACITY);
-            }
+            queue.shrink();
             return Poll::Ready(Ok(()));
         }
         // On the stack: no allocation per write.
         let mut slices = [IoSlice::new(&[]); BATCH];
-        let n = queue.len().min(BATCH);
-        for (slot, b) in slices.iter_mut().zip(queue.iter()) {
-            *slot = IoSlice::new(b);
-        }
+        let n = queue.slices(&mut slices);
         let written = match state.socket.try_write_vectored(&slices[..n]) {
             Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
             Ok(written) => written,
@@ -347,17 +534,7 @@ fn write_some(state: &Queue) -> Poll<std::io::Result<()>> {
             .pending
             .set(state.pending.get().saturating_sub(written));
         state.wake_reader();
-        let mut left = written;
-        while left > 0 {
-            let front = queue.front_mut().expect("written bytes were queued");
-            if left >= front.len() {
-                left -= front.len();
-                queue.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        queue.advance(written);
     }
 }
 
@@ -541,24 +718,113 @@ mod tests {
     #[actix_rt::test]
     async fn parts_are_queued_all_or_none() {
         let (writer, mut client) = pair(Duration::from_millis(30)).await;
-        let mut parts = vec![
-            Bytes::from_static(b"$head "),
-            Bytes::from_static(b"payload "),
+        let mut parts: Vec<Part> = vec![
+            Bytes::from_static(b"$head ").into(),
+            Bytes::from_static(b"payload ").into(),
         ];
         writer.send_parts(&mut parts, true).expect("queued");
         assert!(parts.is_empty(), "taken out of the vector");
         // More buffers than a queue holds: none of them is queued.
-        let mut too_many = vec![Bytes::from_static(b"x"); QUEUE_BUFFERS];
+        let mut too_many: Vec<Part> = (0..QUEUE_BUFFERS)
+            .map(|_| Bytes::from_static(b"x").into())
+            .collect();
         assert!(matches!(
             writer.send_parts(&mut too_many, true),
             Err(SendError::Full)
         ));
         assert!(too_many.is_empty());
-        let mut last = vec![Bytes::from_static(b"$next "), Bytes::from_static(b"end")];
+        let mut last: Vec<Part> = vec![
+            Bytes::from_static(b"$next ").into(),
+            Bytes::from_static(b"end").into(),
+        ];
         writer.send_parts(&mut last, false).expect("queued");
         drop(writer);
         let got = read_to_close(&mut client).await;
         assert_eq!(got, b"$head payload $next end");
+    }
+
+    /// `count` packets of `size`-byte bodies behind a `skip`-byte prefix, and 3-byte heads:
+    /// the part, and the bytes it stands for.
+    fn packets(count: usize, size: usize, skip: u8) -> (Packets, Vec<u8>) {
+        let (mut heads, mut bodies, mut expected) = (Vec::new(), Vec::new(), Vec::new());
+        for n in 0..count {
+            let head = [b'<', n as u8, b'>'];
+            let body: Vec<u8> = (0..size).map(|i| (i + n) as u8).collect();
+            let mut item = vec![0xee; usize::from(skip)];
+            item.extend_from_slice(&body);
+            prefixed::put(&mut bodies, &item);
+            heads.extend_from_slice(&head);
+            expected.extend_from_slice(&head);
+            expected.extend_from_slice(&body);
+        }
+        let part = Packets::new(heads, 3, Bytes::from(bodies), skip);
+        (part, expected)
+    }
+
+    #[test]
+    fn packets_stand_for_their_heads_and_bodies_between_other_parts() {
+        let (run, expected) = packets(5, 10, 2);
+        let mut queue = Parts::default();
+        let parts: Vec<Part> = vec![
+            Bytes::from_static(b"[").into(),
+            run.into(),
+            Bytes::new().into(),
+            Bytes::from_static(b"]").into(),
+        ];
+        queue.extend(parts.into_iter(), 4);
+        assert_eq!(queue.len(), 3, "the empty buffer is not queued");
+        let whole: Vec<u8> = [&b"["[..], &expected, b"]"].concat();
+        let unwritten = |queue: &Parts| {
+            let mut slices = [IoSlice::new(&[]); 16];
+            let n = queue.slices(&mut slices);
+            let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.to_vec()).collect();
+            (n, bytes)
+        };
+        let (n, joined) = unwritten(&queue);
+        assert_eq!(n, 12, "a head and a body per packet, and the two buffers");
+        assert_eq!(joined, whole);
+        // Fewer slots than slices: the front of it, then the rest after partial writes.
+        let mut few = [IoSlice::new(&[]); 3];
+        assert_eq!(queue.slices(&mut few), 3);
+        let mut at = 0;
+        for step in [1, 3, 4, 30, 1] {
+            queue.advance(step);
+            at += step;
+            assert_eq!(unwritten(&queue).1, whole[at..], "after {at} bytes");
+        }
+        queue.advance(whole.len() - at);
+        assert!(queue.is_empty() && queue.packets.is_empty());
+        // Heads beyond the bodies' items, and items beyond the heads, are not written.
+        let (short, _) = packets(2, 4, 0);
+        let run = Packets::new(vec![b'h'; 9], 3, short.bodies.clone(), 0);
+        assert_eq!(run.len(), 2 * (3 + 4));
+        let run = Packets::new(vec![b'h'; 3], 3, short.bodies, 0);
+        assert_eq!(run.len(), 3 + 4);
+    }
+
+    #[actix_rt::test]
+    async fn packets_go_out_whole_through_a_full_socket_and_between_other_sends() {
+        let (writer, mut client) = pair(Duration::from_millis(10)).await;
+        let mut expected = Vec::new();
+        for round in 0..40 {
+            // Many packets per part (more slices than one write takes) and large bodies (more
+            // than the socket takes while the client does not read).
+            let (part, bytes) = packets(100 + round, 1400, 6);
+            let mut parts = vec![Part::from(part)];
+            writer
+                .send_parts(&mut parts, round % 2 == 0)
+                .expect("queued");
+            expected.extend_from_slice(&bytes);
+            writer
+                .send(Bytes::from(vec![round as u8; 7]))
+                .expect("queued");
+            expected.extend_from_slice(&[round as u8; 7]);
+        }
+        assert!(writer.pending_bytes() > 0);
+        drop(writer);
+        let got = read_to_close(&mut client).await;
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "every byte in order");
     }
 
     #[actix_rt::test]

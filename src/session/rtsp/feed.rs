@@ -8,16 +8,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use streamgate_actors::media::MediaFrame;
 
 use super::transport::Link;
 use super::INTERLEAVED_HEAD;
 use crate::protocol::pacing::JoinPacer;
-use crate::protocol::rtsp::session::{PlayerPacket, RtpPlay};
+use crate::protocol::prefixed;
+use crate::protocol::rtsp::rtp::RtpHeader;
+use crate::protocol::rtsp::session::{PacketRun, RtpPlay};
 use crate::session::arbiter::cached_encoding;
 use crate::session::fanout::Encode;
-use crate::session::output::tcp::Writer;
+use crate::session::output::tcp::{Packets, Part, Writer};
 use crate::session::output::udp::UdpOut;
 use crate::session::output::SendError;
 
@@ -50,11 +51,12 @@ pub(super) struct Feed {
     /// The player's output was found full outside its member (a UDP socket, or media sent by
     /// the session): the member drops to the next keyframe.
     overflowed: bool,
-    /// Interleaved media not yet queued on the writer: each packet's framing and header, then
-    /// its payload.
-    media: Vec<Bytes>,
-    /// The packets of the frame being sent (kept for its capacity).
-    packets: Vec<(usize, PlayerPacket)>,
+    /// Interleaved media not yet queued on the writer: a part per track of a frame.
+    media: Vec<Part>,
+    /// The tracks' packets of the frame being sent, and the player's headers of them (kept
+    /// for their capacity).
+    runs: Vec<PacketRun>,
+    headers: Vec<[u8; RtpHeader::LEN]>,
     /// The frames the pacer released (kept for its capacity).
     due: Vec<MediaFrame>,
 }
@@ -71,7 +73,8 @@ impl Feed {
             pacer,
             overflowed: false,
             media: Vec::new(),
-            packets: Vec::new(),
+            runs: Vec::new(),
+            headers: Vec::new(),
             due: Vec::new(),
         }
     }
@@ -117,63 +120,70 @@ impl Feed {
 
     /// Packetizes one frame for every track of its kind that is set up: packetized by the
     /// first player of this arbiter with the same track form, the others writing only their
-    /// headers ([`RtpPlay::packetize_shared`]). Interleaved packets wait for
-    /// [`Self::flush`] as their `$` framing and header, then the shared payload (two buffers,
-    /// no copy of the media); UDP datagrams are sent now, the packets of one track together
-    /// ([`UdpOut::send_all`]).
+    /// headers ([`RtpPlay::packetize_runs`]). A track's interleaved packets wait for
+    /// [`Self::flush`] as one part ([`Packets`]): the player's `$` framings and headers in one
+    /// buffer, the payloads in the record the players of the form share (no copy of the media,
+    /// two reference counts per frame); UDP datagrams are sent now, the packets of one track
+    /// together ([`UdpOut::send_all`]).
     fn send_frame(&mut self, frame: &MediaFrame) {
-        let mut packets = std::mem::take(&mut self.packets);
+        let (mut runs, mut headers) = (
+            std::mem::take(&mut self.runs),
+            std::mem::take(&mut self.headers),
+        );
         self.play
-            .packetize_shared(frame, &mut packets, &mut |form, make| {
+            .packetize_runs(frame, &mut runs, &mut headers, &mut |form, make| {
                 cached_encoding(frame, form, |out| make(out))
             });
-        // An interleaved frame's length is 16 bits; RTP packets are far smaller (MTU-sized).
-        packets.retain(|(_, p)| p.len() <= usize::from(u16::MAX));
-        let mut heads = BytesMut::with_capacity(packets.len() * INTERLEAVED_HEAD);
-        let mut datagrams = BytesMut::new();
-        for (index, packet) in &packets {
-            match self.outs.get(*index).and_then(Option::as_ref) {
+        for run in runs.drain(..) {
+            let own = &headers[run.headers];
+            let items = prefixed::items(&run.record);
+            match self.outs.get(run.index).and_then(Option::as_ref) {
                 Some(Out::Interleaved(channel)) => {
-                    let mut head = [0; INTERLEAVED_HEAD];
-                    let len = (packet.len() as u16).to_be_bytes();
-                    head[..4].copy_from_slice(&[b'$', *channel, len[0], len[1]]);
-                    head[4..].copy_from_slice(&packet.header);
-                    heads.put_slice(&head);
-                }
-                Some(Out::Udp(_)) => {
-                    datagrams.put_slice(&packet.header);
-                    datagrams.put_slice(&packet.payload);
-                }
-                None => {}
-            }
-        }
-        let (mut heads, datagrams) = (heads.freeze(), datagrams.freeze());
-        let mut offset = 0;
-        let mut run: Vec<&[u8]> = Vec::new();
-        let mut each = packets.drain(..).peekable();
-        while let Some((index, packet)) = each.next() {
-            match self.outs.get(index).and_then(Option::as_ref) {
-                Some(Out::Interleaved(_)) => {
-                    self.media.push(heads.split_to(INTERLEAVED_HEAD));
-                    self.media.push(packet.payload);
+                    let mut heads = Vec::with_capacity(own.len() * INTERLEAVED_HEAD);
+                    for (header, item) in own.iter().zip(items) {
+                        // An item is at most u16::MAX bytes: an interleaved frame's length.
+                        let len = (item.len() as u16).to_be_bytes();
+                        heads.extend_from_slice(&[b'$', *channel, len[0], len[1]]);
+                        heads.extend_from_slice(header);
+                    }
+                    let packets = Packets::new(
+                        heads,
+                        INTERLEAVED_HEAD as u8,
+                        run.record,
+                        RtpHeader::LEN as u8,
+                    );
+                    self.media.push(packets.into());
                 }
                 Some(Out::Udp(rtp)) => {
-                    run.push(&datagrams[offset..offset + packet.len()]);
-                    offset += packet.len();
-                    if each.peek().is_none_or(|(next, _)| *next != index) {
-                        // A full socket buffer drops the datagrams and sends the player to
-                        // the next keyframe, as a full TCP queue does.
-                        if rtp.send_all(&run).is_err() {
-                            self.overflowed = true;
-                        }
-                        run.clear();
+                    let mut datagrams = Vec::with_capacity(run.record.len());
+                    let mut ends = Vec::with_capacity(own.len());
+                    for (header, item) in own.iter().zip(items) {
+                        datagrams.extend_from_slice(header);
+                        datagrams
+                            .extend_from_slice(&run.record[item.start + RtpHeader::LEN..item.end]);
+                        ends.push(datagrams.len());
+                    }
+                    let mut start = 0;
+                    let run: Vec<&[u8]> = ends
+                        .iter()
+                        .map(|&end| {
+                            let datagram = &datagrams[start..end];
+                            start = end;
+                            datagram
+                        })
+                        .collect();
+                    // A full socket buffer drops the datagrams and sends the player to the
+                    // next keyframe, as a full TCP queue does.
+                    if !run.is_empty() && rtp.send_all(&run).is_err() {
+                        self.overflowed = true;
                     }
                 }
                 None => {}
             }
         }
-        drop(each);
-        self.packets = packets;
+        headers.clear();
+        self.runs = runs;
+        self.headers = headers;
     }
 
     /// Notes that the player's output was found full: its member drops to the next keyframe.
