@@ -175,7 +175,7 @@ impl Parts {
             } else {
                 let run = self.packets.front_mut().expect("a run per empty buffer");
                 if written < run.len() {
-                    run.written += written as u32;
+                    run.written += written;
                     return;
                 }
                 written -= run.len();
@@ -197,15 +197,16 @@ pub struct Packets {
     head: u8,
     skip: u8,
     /// Bytes of all the packets, and of them written so far.
-    len: u32,
-    written: u32,
+    len: usize,
+    written: usize,
 }
 
 impl Packets {
     /// One packet per `head` bytes of `heads` (its items beyond those are not written), each
-    /// followed by its item of `bodies` less its first `skip` bytes.
+    /// followed by its item of `bodies` less its first `skip` bytes. `head` is not zero.
     pub fn new(heads: Vec<u8>, head: u8, bodies: Bytes, skip: u8) -> Packets {
-        let count = heads.len() / usize::from(head.max(1));
+        assert!(head > 0, "a packet has a head");
+        let count = heads.len() / usize::from(head);
         let (mut len, mut packets) = (0, 0);
         for item in prefixed::items(&bodies).take(count) {
             len += usize::from(head) + item.len().saturating_sub(usize::from(skip));
@@ -218,24 +219,23 @@ impl Packets {
             bodies,
             head,
             skip,
-            // A frame's packets: far below 4 GiB (a frame is bounded by the stream's limits).
-            len: len as u32,
+            len,
             written: 0,
         }
     }
 
     /// Bytes not yet written.
     fn len(&self) -> usize {
-        (self.len - self.written) as usize
+        self.len - self.written
     }
 
     /// Fills `slices` with what is not yet written, from the front; returns how many it filled
     /// (all of them when there is more).
     fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let (head, skip) = (usize::from(self.head), usize::from(self.skip));
-        let written = self.written as usize;
+        let written = self.written;
         let (mut at, mut filled) = (0, 0);
-        let heads = self.heads.chunks_exact(head.max(1));
+        let heads = self.heads.chunks_exact(head);
         for (own, item) in heads.zip(prefixed::items(&self.bodies)) {
             let body = &self.bodies[(item.start + skip).min(item.end)..item.end];
             for segment in [own, body] {
