@@ -353,7 +353,7 @@ impl Packetizer {
         Some(packetizer)
     }
 
-    /// Counts packets made by another player's packetizer as this one's ([`RtpPlay::packetize_shared`]).
+    /// Counts packets made by another player's packetizer as this one's ([`RtpPlay::packetize_runs`]).
     fn skip(&mut self, packets: u16, octets: u32) {
         match self {
             Packetizer::Video(p) => p.skip(packets, octets),
@@ -412,24 +412,13 @@ struct Outgoing {
     packetizer: Option<Packetizer>,
     /// What its packetizer's output depends on besides the frame (codec, clock rate, the
     /// config it last took), hashed: players whose tracks have the same form make the same
-    /// packets of a frame but for their headers ([`RtpPlay::packetize_shared`]).
+    /// packets of a frame but for their headers ([`RtpPlay::packetize_runs`]).
     form: u64,
 }
 
-/// Where players share packets ([`RtpPlay::packetize_shared`]): given a form and what makes
+/// Where players share packets ([`RtpPlay::packetize_runs`]): given a form and what makes
 /// the packets of the frame in it, returns them, from a cache or made.
 pub type SharedPackets<'a> = dyn FnMut(u64, &mut dyn FnMut(&mut BytesMut)) -> Bytes + 'a;
-
-/// One RTP packet for one player: its header, the player's own, and its payload, which the
-/// players of a form share ([`RtpPlay::packetize_shared`]). Sent as two parts, so a player's
-/// packets cost it their headers, not a copy of the media.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlayerPacket {
-    /// The fixed RTP header.
-    pub header: [u8; RtpHeader::LEN],
-    /// The payload.
-    pub payload: Bytes,
-}
 
 /// One track's packets of a frame for one player ([`RtpPlay::packetize_runs`]).
 #[derive(Debug, Clone)]
@@ -441,18 +430,6 @@ pub struct PacketRun {
     pub record: Bytes,
     /// Where the player's own header of each packet is in the headers given with the run.
     pub headers: Range<usize>,
-}
-
-impl PlayerPacket {
-    /// Bytes of the whole packet.
-    pub fn len(&self) -> usize {
-        RtpHeader::LEN + self.payload.len()
-    }
-
-    /// Always false: a packet has at least its header.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 /// The form of a track's packets ([`Outgoing::form`]); the top bit is set, so it never
@@ -576,42 +553,6 @@ impl RtpPlay {
         info
     }
 
-    /// Packetizes `frame` for every started track of its kind: `(track index, packet)` to
-    /// `out`.
-    pub fn packetize(&mut self, frame: &MediaFrame, out: &mut Vec<(usize, PlayerPacket)>) {
-        // Nothing shared: every frame is made by this player.
-        self.packetize_shared(frame, out, &mut |_, make| {
-            let mut record = BytesMut::new();
-            make(&mut record);
-            record.freeze()
-        });
-    }
-
-    /// [`Self::packetize`], with the packetizing shared between the players of a frame
-    /// ([`Self::packetize_runs`]), as one [`PlayerPacket`] per packet.
-    pub fn packetize_shared(
-        &mut self,
-        frame: &MediaFrame,
-        out: &mut Vec<(usize, PlayerPacket)>,
-        shared: &mut SharedPackets<'_>,
-    ) {
-        let (mut runs, mut headers) = (Vec::new(), Vec::new());
-        self.packetize_runs(frame, &mut runs, &mut headers, shared);
-        for run in runs {
-            let items = prefixed::items(&run.record);
-            for (header, item) in headers[run.headers].iter().zip(items) {
-                let payload = run.record.slice(item.start + RtpHeader::LEN..item.end);
-                out.push((
-                    run.index,
-                    PlayerPacket {
-                        header: *header,
-                        payload,
-                    },
-                ));
-            }
-        }
-    }
-
     /// Packetizes `frame` for every started track of its kind, sharing the packetizing between
     /// the players of a frame: a [`PacketRun`] per track to `runs`, the player's own headers of
     /// its packets to `headers`. `shared(form, make)` returns the packets of the frame in that
@@ -637,8 +578,8 @@ impl RtpPlay {
                 continue;
             };
             packets.clear();
-            let first = headers.len();
-            if frame.kind == FrameKind::Config {
+            // The packets, and how to restamp their headers when another player made them.
+            let (record, restamp) = if frame.kind == FrameKind::Config {
                 // A new config: the packetizer takes it, and with it the track's form. Its
                 // packets are this player's alone.
                 packetizer.packetize(frame, &mut packets);
@@ -646,46 +587,40 @@ impl RtpPlay {
                 track.form = packet_form(track.codec, rate, &frame.payload);
                 let mut record = BytesMut::new();
                 for p in packets.drain(..).filter(|p| p.len() >= RtpHeader::LEN) {
-                    if prefixed::put(&mut record, &p) {
-                        headers.push(p[..RtpHeader::LEN].try_into().expect("a header's length"));
+                    prefixed::put(&mut record, &p);
+                }
+                (record.freeze(), None)
+            } else {
+                let sequence = packetizer.stats().next_sequence;
+                let timestamp = packetizer.clock().rtp_time(frame.pts);
+                let mut made = false;
+                let record = shared(track.form, &mut |buf| {
+                    made = true;
+                    packetizer.packetize(frame, &mut packets);
+                    buf.reserve(6 + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
+                    buf.put_u16(sequence);
+                    buf.put_u32(timestamp);
+                    for p in &packets {
+                        // Packetizers make packets of at most an MTU: each has its length.
+                        prefixed::put(buf, p);
                     }
-                }
-                let headers = first..headers.len();
-                let record = record.freeze();
-                runs.push(PacketRun {
-                    index,
-                    record,
-                    headers,
                 });
-                continue;
-            }
-            let sequence = packetizer.stats().next_sequence;
-            let timestamp = packetizer.clock().rtp_time(frame.pts);
-            let mut made = false;
-            let record = shared(track.form, &mut |buf| {
-                made = true;
-                packetizer.packetize(frame, &mut packets);
-                buf.reserve(6 + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
-                buf.put_u16(sequence);
-                buf.put_u32(timestamp);
-                for p in &packets {
-                    // Packetizers make packets of at most an MTU: each has its length.
-                    prefixed::put(buf, p);
+                if record.len() < 6 {
+                    continue;
                 }
-            });
-            if record.len() < 6 {
-                continue;
-            }
-            let mut preamble = &record[..6];
-            let (first_sequence, first_timestamp) = (preamble.get_u16(), preamble.get_u32());
-            let record = record.slice(6..);
+                let mut preamble = &record[..6];
+                let theirs = (preamble.get_u16(), preamble.get_u32());
+                let restamp = (!made).then_some((sequence, timestamp, theirs));
+                (record.slice(6..), restamp)
+            };
+            let first = headers.len();
             let (mut count, mut octets) = (0u16, 0u32);
             for item in prefixed::items(&record) {
                 let Some(theirs) = record[item.clone()].get(..RtpHeader::LEN) else {
                     break;
                 };
                 let mut header: [u8; RtpHeader::LEN] = theirs.try_into().expect("its length");
-                if !made {
+                if let Some((sequence, timestamp, (first_sequence, first_timestamp))) = restamp {
                     let their_sequence = u16::from_be_bytes([header[2], header[3]]);
                     let their_timestamp =
                         u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -701,7 +636,7 @@ impl RtpPlay {
                 octets += (item.len() - RtpHeader::LEN) as u32;
                 headers.push(header);
             }
-            if !made {
+            if restamp.is_some() {
                 // Made by another player's packetizer: counted as this one's.
                 packetizer.skip(count, octets);
             }
@@ -747,6 +682,41 @@ impl RtpPlay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One RTP packet for one player: its header and its payload.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct PlayerPacket {
+        header: [u8; RtpHeader::LEN],
+        payload: Bytes,
+    }
+
+    /// [`RtpPlay::packetize_runs`] as one `(track index, packet)` per packet.
+    fn packetize_shared(
+        play: &mut RtpPlay,
+        frame: &MediaFrame,
+        out: &mut Vec<(usize, PlayerPacket)>,
+        shared: &mut SharedPackets<'_>,
+    ) {
+        let (mut runs, mut headers) = (Vec::new(), Vec::new());
+        play.packetize_runs(frame, &mut runs, &mut headers, shared);
+        for run in runs {
+            let items = prefixed::items(&run.record);
+            for (header, item) in headers[run.headers].iter().zip(items) {
+                let payload = run.record.slice(item.start + RtpHeader::LEN..item.end);
+                let header = *header;
+                out.push((run.index, PlayerPacket { header, payload }));
+            }
+        }
+    }
+
+    /// [`packetize_shared`] with nothing shared: every frame is made by this player.
+    fn packetize(play: &mut RtpPlay, frame: &MediaFrame, out: &mut Vec<(usize, PlayerPacket)>) {
+        packetize_shared(play, frame, out, &mut |_, make| {
+            let mut record = BytesMut::new();
+            make(&mut record);
+            record.freeze()
+        });
+    }
 
     fn config(track: Track, codec: Codec, payload: &'static [u8]) -> MediaFrame {
         MediaFrame {
@@ -843,7 +813,7 @@ mod tests {
             payload: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
         };
         let mut packets = Vec::new();
-        play.packetize(&frame, &mut packets);
+        packetize(&mut play, &frame, &mut packets);
         assert!(!packets.is_empty());
         assert!(packets.iter().all(|(i, _)| *i == 0));
         let audio = MediaFrame {
@@ -852,7 +822,7 @@ mod tests {
             ..frame
         };
         packets.clear();
-        play.packetize(&audio, &mut packets);
+        packetize(&mut play, &audio, &mut packets);
         assert!(packets.is_empty(), "the audio track was not set up");
         let reports = play.sender_reports(now, 0);
         assert_eq!(reports.len(), 1);
@@ -943,9 +913,9 @@ mod tests {
                 bytes
             };
             let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-            first.packetize_shared(frame, &mut a, &mut shared);
-            second.packetize_shared(frame, &mut b, &mut shared);
-            alone.packetize(frame, &mut c);
+            packetize_shared(&mut first, frame, &mut a, &mut shared);
+            packetize_shared(&mut second, frame, &mut b, &mut shared);
+            packetize(&mut alone, frame, &mut c);
             assert_eq!(b, c, "restamped packets of {:?} {}", frame.track, frame.pts);
             assert_eq!(a.len(), b.len());
             assert!(

@@ -155,26 +155,24 @@ impl Feed {
                     self.media.push(packets.into());
                 }
                 Some(Out::Udp(rtp)) => {
-                    let mut datagrams = Vec::with_capacity(run.record.len());
-                    let mut ends = Vec::with_capacity(own.len());
-                    for (header, item) in own.iter().zip(items) {
-                        datagrams.extend_from_slice(header);
-                        datagrams
-                            .extend_from_slice(&run.record[item.start + RtpHeader::LEN..item.end]);
-                        ends.push(datagrams.len());
+                    // Each datagram is its packet's item (`own` header, then payload).
+                    let mut bytes = Vec::with_capacity(run.record.len());
+                    for (header, item) in own.iter().zip(items.clone()) {
+                        bytes.extend_from_slice(header);
+                        bytes.extend_from_slice(&run.record[item.start + RtpHeader::LEN..item.end]);
                     }
-                    let mut start = 0;
-                    let run: Vec<&[u8]> = ends
-                        .iter()
-                        .map(|&end| {
-                            let datagram = &datagrams[start..end];
-                            start = end;
+                    let mut rest = &bytes[..];
+                    let datagrams: Vec<&[u8]> = items
+                        .take(own.len())
+                        .map(|item| {
+                            let (datagram, after) = rest.split_at(item.len());
+                            rest = after;
                             datagram
                         })
                         .collect();
                     // A full socket buffer drops the datagrams and sends the player to the
                     // next keyframe, as a full TCP queue does.
-                    if !run.is_empty() && rtp.send_all(&run).is_err() {
+                    if !datagrams.is_empty() && rtp.send_all(&datagrams).is_err() {
                         self.overflowed = true;
                     }
                 }
