@@ -36,6 +36,9 @@ pub struct JoinPacer {
     /// The decode time of the last media frame offered (to see discontinuities).
     last_dts: Option<i64>,
     done: bool,
+    /// The grid whose steps the timelines of the pacers that share it are apart
+    /// ([`Self::in_phase`]): its origin and step.
+    phase: Option<(Instant, Duration)>,
 }
 
 impl JoinPacer {
@@ -50,7 +53,34 @@ impl JoinPacer {
             max_bytes,
             last_dts: None,
             done: false,
+            phase: None,
         }
+    }
+
+    /// The pacer with its timeline in phase with those of every pacer given the same `epoch`
+    /// and `step`: its first keyframe still goes at once, but the frames behind it are due as
+    /// if it had gone up to `step` earlier (so up to `step` of media goes with it), which puts
+    /// every frame's due time on a whole number of steps from the due times of the same frame
+    /// in the other pacers. Players joining at any moment thus fall into at most one group per
+    /// step of the GOP's age, and the players of a group are sent each frame together: the
+    /// frame's packets and payload are read once per group while in the cache, not once per
+    /// player at a moment of its own.
+    pub fn in_phase(mut self, epoch: Instant, step: Duration) -> JoinPacer {
+        self.phase = Some((epoch, step));
+        self
+    }
+
+    /// The wall time a timeline whose frame of decode time `dts` is due `now` starts at: `now`,
+    /// or up to a step earlier, in phase ([`Self::in_phase`]).
+    fn start_wall(&self, now: Instant, dts: i64) -> Instant {
+        let Some((epoch, step)) = self.phase else {
+            return now;
+        };
+        let step = step.as_micros().max(1) as i64;
+        let since = now.saturating_duration_since(epoch).as_micros() as i64;
+        let shift = (since - dts).rem_euclid(step);
+        now.checked_sub(Duration::from_micros(shift as u64))
+            .unwrap_or(now)
     }
 
     /// Whether the player has caught up: frames go straight through from now on.
@@ -113,7 +143,14 @@ impl JoinPacer {
         }
         while let Some(front) = self.queue.front() {
             if front.kind == FrameKind::Media {
-                let (wall, origin) = *self.origin.get_or_insert((now, front.dts));
+                let (wall, origin) = match self.origin {
+                    Some(origin) => origin,
+                    None => {
+                        let origin = (self.start_wall(now, front.dts), front.dts);
+                        self.origin = Some(origin);
+                        origin
+                    }
+                };
                 if self.due(wall, origin, front.dts) > now + GRANULARITY {
                     return;
                 }
@@ -247,6 +284,47 @@ mod tests {
         );
         assert!(out.iter().all(|f| f.dts / 1000 <= 10_510));
         assert!(!pacer.is_done());
+    }
+
+    #[test]
+    fn pacers_in_phase_send_each_frame_a_whole_number_of_steps_apart() {
+        let epoch = Instant::now();
+        let step = Duration::from_millis(200);
+        let ms = |n: u64| epoch + Duration::from_millis(n);
+        // Three players of one GOP joining at moments of their own, and one of another GOP.
+        let joins = [
+            (1_000, 10_000),
+            (1_130, 10_000),
+            (1_390, 10_000),
+            (1_075, 20_000),
+        ];
+        let mut due = Vec::new();
+        for (joined, keyframe) in joins {
+            let mut pacer = JoinPacer::new(1.0, 1 << 20).in_phase(epoch, step);
+            let mut out = Vec::new();
+            pacer.start(gop(keyframe), ms(joined), &mut out);
+            // The keyframe goes at once, with at most a step of media behind it.
+            assert_eq!(out.first().map(|f| f.dts / 1000), Some(keyframe));
+            assert!(out.iter().all(|f| f.dts / 1000 < keyframe + 200 + 10));
+            let next = pacer.next_due().expect("frames held");
+            let next_dts = pacer.queue.front().expect("held").dts / 1000;
+            assert!(
+                next >= ms(joined) - Duration::from_millis(10),
+                "not due before it joined"
+            );
+            // When the frame of decode time 0 would be due, in µs from the epoch.
+            let since = next.duration_since(epoch).as_micros() as i64;
+            due.push(since - next_dts * 1000);
+        }
+        for d in &due {
+            assert_eq!((d - due[0]).rem_euclid(200_000), 0, "{due:?}");
+        }
+        // Without a phase a pacer's timeline starts when it joins.
+        let mut pacer = JoinPacer::new(1.0, 1 << 20);
+        let mut out = Vec::new();
+        pacer.start(gop(10_000), ms(1_130), &mut out);
+        assert_eq!(dts_ms(&out), vec![10_000, 10_003]);
+        assert_eq!(pacer.next_due(), Some(ms(1_170)));
     }
 
     #[test]

@@ -46,6 +46,7 @@ use crate::protocol::rtsp::rtp::RtpHeader;
 use crate::protocol::rtsp::session::{app_and_name, RtpPlay, RtpPublish};
 use crate::protocol::rtsp::{Event, RequestId, RtspConnection, RtspError};
 use feed::{Feed, SharedFeed};
+use play::pace_epoch;
 use ports::RtpPorts;
 use transport::{Datagram, Link, PairRefused};
 
@@ -57,6 +58,9 @@ pub const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// How much faster than real time a joining player's cached GOP and the frames behind it are
 /// sent until it has caught up with live frames (see [`JoinPacer`]).
 const JOIN_SPEED: f64 = 1.0;
+/// The step of the grid joining players' timelines are put on ([`JoinPacer::in_phase`]): the
+/// most media a joining player gets at once behind its first keyframe.
+const JOIN_PHASE: Duration = Duration::from_millis(100);
 /// The shortest wait of the pacer's timer.
 const PACE_TICK: Duration = Duration::from_millis(100);
 /// How often a player gets RTCP sender reports.
@@ -132,7 +136,7 @@ impl RtspSession {
                 reorder_timers: Vec::new(),
                 feed: Rc::new(RefCell::new(Feed::new(
                     RtpPlay::describe(&[], random_u32).0,
-                    JoinPacer::new(JOIN_SPEED, queue_bytes),
+                    JoinPacer::new(JOIN_SPEED, queue_bytes).in_phase(pace_epoch(), JOIN_PHASE),
                 ))),
                 links_out: Vec::new(),
                 pace_timer: None,

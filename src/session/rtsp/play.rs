@@ -236,7 +236,7 @@ impl RtspSession {
 }
 
 /// The origin of the pacers' tick grid (the first use in the process).
-fn pace_epoch() -> Instant {
+pub(super) fn pace_epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
