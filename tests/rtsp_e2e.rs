@@ -657,14 +657,40 @@ fn rtsp_players_on_one_worker_share_packets_under_their_own_headers() {
     let mut publisher = publish(&srv.url("live/shared"), 20);
     wait_live(&srv, "live/shared");
     let url = srv.rtsp_url("live/shared");
+    // Two players that start at the same keyframe are of one family: the same SSRC, and the
+    // same first sequence number and RTP time (they send the same bytes). A keyframe may
+    // come between two PLAYs: one pair of three is asked to.
+    let port = srv.rtsp_port.expect("rtsp enabled");
+    let start = |raw: &mut RawRtsp| {
+        let d = raw.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+        let tracks = track_urls(&d, &url);
+        let interleaved = [("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")];
+        let setup = raw.request("SETUP", &tracks[0], &interleaved);
+        let session = setup.session().expect("a session");
+        let play = raw.request("PLAY", &url, &[("Session", &session)]);
+        assert_eq!(play.status, 200, "PLAY: {}", play.head);
+        (setup.header("transport"), play.header("rtp-info"))
+    };
+    let pairs: Vec<_> = (0..3)
+        .map(|_| {
+            let (mut a, mut b) = (RawRtsp::open(port), RawRtsp::open(port));
+            (start(&mut a), start(&mut b))
+        })
+        .collect();
+    assert!(
+        pairs.iter().any(|(a, b)| a == b && a.1.is_some()),
+        "no pair numbered alike: {pairs:?}"
+    );
     let players: Vec<Proc> = (0..3)
         .map(|i| {
+            // The last over UDP: its family's packets are its datagrams.
+            let transport = if i == 2 { "udp" } else { "tcp" };
             let mut cmd = Command::new("ffmpeg");
             cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
-                .args(["-rtsp_transport", "tcp", "-i", &url])
+                .args(["-rtsp_transport", transport, "-i", &url])
                 .args(["-t", "3", "-map", "0:v:0", "-map", "0:a:0"])
                 .args(["-f", "framemd5", "-"]);
-            let player = Proc::spawn(&format!("play {url} (tcp, player {i})"), &mut cmd);
+            let player = Proc::spawn(&format!("play {url} ({transport}, player {i})"), &mut cmd);
             thread::sleep(Duration::from_millis(400));
             player
         })

@@ -124,11 +124,14 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
         // (and keeping alive) up to ENCODING_CACHE frames. Every entry is looked at, not
         // only the oldest (a codec config lives as long as its stream, and would otherwise
         // keep every entry behind it), once every SWEEP_EVERY new encodings: a frame is
-        // kept at most that many encodings longer. `is_unique` may say false for a payload
+        // kept at most that many encodings longer (up to four times as many when a quarter of
+        // the entries is more, so that a large cache is not looked through every few
+        // encodings).
+        // `is_unique` may say false for a payload
         // that is still unused (one carved from a shared buffer); the count bound then
         // applies.
         *since_sweep += 1;
-        if *since_sweep == SWEEP_EVERY {
+        if *since_sweep >= (order.len() / 4).clamp(SWEEP_EVERY, 4 * SWEEP_EVERY) {
             *since_sweep = 0;
             order.retain(|(key, payload)| {
                 let gone = payload.is_unique();
@@ -147,6 +150,13 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
         by_key.insert(key, encoded.clone());
         encoded
     })
+}
+
+/// The wire bytes of `frame` in `form` if a player of this arbiter made them
+/// ([`cached_encoding`]), without making them.
+pub fn cached_only(frame: &MediaFrame, form: u64) -> Option<Bytes> {
+    let key = EncodingKey::of(frame, form);
+    ArbiterState::with(|state| state.encodings.borrow().by_key.get(&key).cloned())
 }
 
 /// How many encodings this arbiter holds.

@@ -414,6 +414,8 @@ struct Outgoing {
     /// config it last took), hashed: players whose tracks have the same form make the same
     /// packets of a frame but for their headers ([`RtpPlay::packetize_runs`]).
     form: u64,
+    /// The players of the worker it shares packets with ([`Families`]).
+    family: u32,
 }
 
 /// Where players share packets ([`RtpPlay::packetize_runs`]): given a form and what makes
@@ -425,6 +427,11 @@ pub type SharedPackets<'a> = dyn FnMut(u64, &mut dyn FnMut(&mut BytesMut)) -> By
 pub struct PacketRun {
     /// The track's index.
     pub index: usize,
+    /// The form of the packets ([`Outgoing::form`]).
+    pub form: u64,
+    /// The record's headers are the player's own (same SSRC, payload type, clock and
+    /// sequence numbers): `headers` is empty, and the packets go as they are in `record`.
+    pub as_made: bool,
     /// The packets as the first player of their form made them, each preceded by its length
     /// ([`prefixed`]): shared by the players of the form.
     pub record: Bytes,
@@ -439,6 +446,63 @@ fn packet_form(codec: Codec, rate: u32, config: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (b"rtp", codec, rate, config).hash(&mut hasher);
     hasher.finish() | 1 << 63
+}
+
+/// What a shared record says in front of its packets: the numbering of its maker and its
+/// counts. Players whose numbering is the same take the packets as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Preamble {
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload_type: u8,
+    packets: u16,
+    octets: u32,
+}
+
+impl Preamble {
+    const LEN: usize = 17;
+
+    fn put(&self, buf: &mut BytesMut) {
+        buf.put_u16(self.sequence);
+        buf.put_u32(self.timestamp);
+        buf.put_u32(self.ssrc);
+        buf.put_u8(self.payload_type);
+        buf.put_u16(self.packets);
+        buf.put_u32(self.octets);
+    }
+
+    fn read(mut record: &[u8]) -> Option<Preamble> {
+        if record.len() < Self::LEN {
+            return None;
+        }
+        Some(Preamble {
+            sequence: record.get_u16(),
+            timestamp: record.get_u32(),
+            ssrc: record.get_u32(),
+            payload_type: record.get_u8(),
+            packets: record.get_u16(),
+            octets: record.get_u32(),
+        })
+    }
+
+    /// Whether packets numbered so carry the headers a track numbered so would write.
+    fn numbers_as(&self, sequence: u16, timestamp: u32, ssrc: u32, payload_type: u8) -> bool {
+        (self.sequence, self.timestamp, self.ssrc, self.payload_type)
+            == (sequence, timestamp, ssrc, payload_type)
+    }
+}
+
+/// How a starting player joins a family of its worker's players on a track: given the track,
+/// the form of its packets and a new family's number, the family to join (the one whose
+/// player first started at the same first frame, else the new one) and, if that family made
+/// them already, the first frame's PTS and its packets.
+pub type Families<'a> = dyn FnMut(Track, u64, u32) -> (u32, Option<(i64, Bytes)>) + 'a;
+
+/// The form under which the players of `family` share packets of `form`: a family's packets
+/// are numbered as its first player numbers them, so families share nothing but the cache.
+pub fn family_form(form: u64, family: u32) -> u64 {
+    (form ^ u64::from(family).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1 << 63
 }
 
 /// A player's tracks: frames in, RTP and RTCP packets (by track index) out.
@@ -479,6 +543,7 @@ impl RtpPlay {
                         ssrc: ssrc(),
                         packetizer: None,
                         form: 0,
+                        family: 0,
                     });
                     described.push(t);
                 }
@@ -524,30 +589,49 @@ impl RtpPlay {
     }
 
     /// Starts playing at media time `first` (µs), `now`: makes the packetizers of the tracks
-    /// set up (`set_up`: each track's index and its SETUP URL) with random sequence numbers
-    /// and clock offsets from `random`, and returns `RTP-Info` (URL, first sequence number,
-    /// RTP time of `first`) for each.
+    /// set up (`set_up`: each track's index and its SETUP URL) with a random first sequence
+    /// number from `random` and the clock offset `offset` gives the track's index, and returns
+    /// `RTP-Info` (URL, first sequence number, RTP time of `first`) for each. Each track joins
+    /// a family of the worker's players (`families`): when the family packetized the track's
+    /// first frame with this one's SSRC, payload type and clock, the track starts at that
+    /// frame's sequence number instead, and while the two number their packets alike they
+    /// send the same bytes ([`PacketRun::as_made`]).
     pub fn start(
         &mut self,
         set_up: &[(usize, String)],
         first: i64,
         now: Instant,
         mut random: impl FnMut() -> u32,
+        mut offset: impl FnMut(usize) -> u32,
+        families: &mut Families<'_>,
     ) -> Vec<(String, u16, u32)> {
         let mut info = Vec::new();
         for (index, url) in set_up {
             let Some(out) = self.tracks.get_mut(*index) else {
                 continue;
             };
-            let sequence = random() as u16;
             let rate = Packetizer::clock_rate(out.codec, &out.config);
-            let clock = RtpClock::new(rate, random());
+            let clock = RtpClock::new(rate, offset(*index));
+            let form = packet_form(out.codec, rate, &out.config);
+            let mut sequence = random() as u16;
+            // Families are never 0: that form is the families' own ([`Families`]).
+            let (family, first_made) = families(out.track, form, random() | 1);
+            if let Some((pts, record)) = first_made {
+                let made = Preamble::read(&record);
+                let timestamp = clock.rtp_time(pts);
+                if let Some(made) =
+                    made.filter(|m| m.numbers_as(m.sequence, timestamp, out.ssrc, out.payload_type))
+                {
+                    sequence = made.sequence;
+                }
+            }
             let Some(packetizer) = Packetizer::new(out, sequence, clock) else {
                 continue;
             };
             info.push((url.clone(), sequence, clock.rtp_time(first)));
             out.packetizer = Some(packetizer);
-            out.form = packet_form(out.codec, rate, &out.config);
+            out.form = form;
+            out.family = family;
         }
         self.started = Some((now, first));
         info
@@ -593,25 +677,52 @@ impl RtpPlay {
             } else {
                 let sequence = packetizer.stats().next_sequence;
                 let timestamp = packetizer.clock().rtp_time(frame.pts);
+                let (ssrc, payload_type) = (track.ssrc, track.payload_type);
                 let mut made = false;
-                let record = shared(track.form, &mut |buf| {
+                let record = shared(family_form(track.form, track.family), &mut |buf| {
                     made = true;
                     packetizer.packetize(frame, &mut packets);
-                    buf.reserve(6 + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
-                    buf.put_u16(sequence);
-                    buf.put_u32(timestamp);
-                    for p in &packets {
+                    let (kept, mut octets) =
+                        (packets.iter().filter(|p| p.len() >= RtpHeader::LEN), 0);
+                    let count = kept.clone().count() as u16;
+                    for p in kept {
+                        octets += (p.len() - RtpHeader::LEN) as u32;
+                    }
+                    buf.reserve(Preamble::LEN + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
+                    Preamble {
+                        sequence,
+                        timestamp,
+                        ssrc,
+                        payload_type,
+                        packets: count,
+                        octets,
+                    }
+                    .put(buf);
+                    for p in packets.iter().filter(|p| p.len() >= RtpHeader::LEN) {
                         // Packetizers make packets of at most an MTU: each has its length.
                         prefixed::put(buf, p);
                     }
                 });
-                if record.len() < 6 {
+                let Some(theirs) = Preamble::read(&record) else {
+                    continue;
+                };
+                let packets_of = record.slice(Preamble::LEN..);
+                if theirs.numbers_as(sequence, timestamp, ssrc, payload_type) {
+                    // Numbered as this player numbers: its packets as they are.
+                    if !made {
+                        packetizer.skip(theirs.packets, theirs.octets);
+                    }
+                    runs.push(PacketRun {
+                        index,
+                        form: family_form(track.form, track.family),
+                        as_made: true,
+                        record: packets_of,
+                        headers: headers.len()..headers.len(),
+                    });
                     continue;
                 }
-                let mut preamble = &record[..6];
-                let theirs = (preamble.get_u16(), preamble.get_u32());
-                let restamp = (!made).then_some((sequence, timestamp, theirs));
-                (record.slice(6..), restamp)
+                let restamp = Some((sequence, timestamp, (theirs.sequence, theirs.timestamp)));
+                (packets_of, restamp)
             };
             let first = headers.len();
             let (mut count, mut octets) = (0u16, 0u32);
@@ -643,6 +754,8 @@ impl RtpPlay {
             let headers = first..headers.len();
             runs.push(PacketRun {
                 index,
+                form: family_form(track.form, track.family),
+                as_made: false,
                 record,
                 headers,
             });
@@ -701,9 +814,18 @@ mod tests {
         play.packetize_runs(frame, &mut runs, &mut headers, shared);
         for run in runs {
             let items = prefixed::items(&run.record);
-            for (header, item) in headers[run.headers].iter().zip(items) {
+            for (n, item) in items.enumerate() {
+                let header = if run.as_made {
+                    run.record[item.start..item.start + RtpHeader::LEN]
+                        .try_into()
+                        .expect("a header")
+                } else {
+                    match headers[run.headers.clone()].get(n) {
+                        Some(header) => *header,
+                        None => break,
+                    }
+                };
                 let payload = run.record.slice(item.start + RtpHeader::LEN..item.end);
-                let header = *header;
                 out.push((run.index, PlayerPacket { header, payload }));
             }
         }
@@ -789,12 +911,13 @@ mod tests {
         let (mut play, _, _) = RtpPlay::describe(&configs, || 7);
         assert!(!play.is_playing());
         let now = Instant::now();
-        let mut random = [0x1234_u32, 90_000].into_iter().cycle();
         let info = play.start(
             &[(0, "rtsp://h/live/a/trackID=0".into())],
             1_000_000,
             now,
-            || random.next().unwrap_or(0),
+            || 0x1234,
+            |_| 90_000,
+            &mut |_, _, new| (new, None),
         );
         assert_eq!(info.len(), 1, "only the video was set up");
         assert_eq!(info[0].1, 0x1234);
@@ -852,7 +975,16 @@ mod tests {
                 n
             };
             let (mut play, _, _) = RtpPlay::describe(&configs, &mut random);
-            play.start(&set_up, 1_000_000, now, &mut random);
+            let offset = |index: usize| seed.wrapping_mul(2_654_435_761).wrapping_add(index as u32);
+            play.start(
+                &set_up,
+                1_000_000,
+                now,
+                &mut random,
+                offset,
+                // One family, its packets numbered otherwise: restamped.
+                &mut |_, _, _| (5, None),
+            );
             play
         };
         let (mut first, mut second, mut alone) = (player(1), player(2), player(2));
@@ -931,6 +1063,102 @@ mod tests {
         assert_eq!(
             second.tracks[1].packetizer.as_ref().map(|p| p.stats()),
             alone.tracks[1].packetizer.as_ref().map(|p| p.stats())
+        );
+    }
+
+    #[test]
+    fn players_numbered_alike_send_the_packets_as_made_until_one_misses_a_frame() {
+        let configs = [config(Track::Video, Codec::H264, AVCC)];
+        let set_up = [(0, "rtsp://h/live/a/trackID=0".to_string())];
+        let now = Instant::now();
+        let video = |pts: i64, len: usize| {
+            let mut payload = (1 + len as u32).to_be_bytes().to_vec();
+            payload.push(if pts == 0 { 0x65 } else { 0x41 });
+            payload.extend((0..len).map(|i| i as u8));
+            MediaFrame {
+                track: Track::Video,
+                codec: Codec::H264,
+                kind: FrameKind::Media,
+                dts: pts,
+                pts,
+                keyframe: pts == 0,
+                payload: Bytes::from(payload),
+            }
+        };
+        let frames: Vec<MediaFrame> = (0..5).map(|n| video(n * 40_000, 3000)).collect();
+        let cache: std::cell::RefCell<Vec<(i64, Bytes)>> = Default::default();
+        let mut shared = |frame: &MediaFrame, make: &mut dyn FnMut(&mut BytesMut)| {
+            let hit = cache
+                .borrow()
+                .iter()
+                .find(|(pts, _)| *pts == frame.pts)
+                .cloned();
+            if let Some((_, bytes)) = hit {
+                return bytes;
+            }
+            let mut out = BytesMut::new();
+            make(&mut out);
+            let bytes = out.freeze();
+            cache.borrow_mut().push((frame.pts, bytes.clone()));
+            bytes
+        };
+        // The same SSRC and clock offset (a stream's, in the server); sequence numbers of
+        // their own unless a first frame made by the other says otherwise.
+        let start = |first: Option<(i64, Bytes)>, sequence: u32| {
+            let (mut play, _, _) = RtpPlay::describe(&configs, || 0x5150);
+            let info = play.start(&set_up, 0, now, || sequence, |_| 77, &mut |_, _, new| {
+                (new, first.clone())
+            });
+            (play, info[0].1)
+        };
+        let (mut a, _) = start(None, 100);
+        type Shared<'a> = dyn FnMut(&MediaFrame, &mut dyn FnMut(&mut BytesMut)) -> Bytes + 'a;
+        let runs_of = |play: &mut RtpPlay, frame: &MediaFrame, shared: &mut Shared<'_>| {
+            let (mut runs, mut headers) = (Vec::new(), Vec::new());
+            play.packetize_runs(frame, &mut runs, &mut headers, &mut |_, make| {
+                shared(frame, make)
+            });
+            assert_eq!(runs.len(), 1);
+            runs.remove(0)
+        };
+        let made = runs_of(&mut a, &frames[0], &mut shared);
+        assert!(made.as_made, "its own packets");
+        // The second player starts at the first frame's sequence number, found in the cache.
+        let first = cache.borrow()[0].1.clone();
+        let (mut b, first_sequence) = start(Some((0, first)), 999);
+        assert_eq!(first_sequence, 100, "RTP-Info tells the adopted number");
+        let (_, other) = start(None, 999);
+        assert_eq!(other, 999, "nothing to adopt: its own");
+        for frame in &frames[..3] {
+            if frame.pts > 0 {
+                assert!(runs_of(&mut a, frame, &mut shared).as_made);
+            }
+            let run = runs_of(&mut b, frame, &mut shared);
+            assert!(run.as_made, "numbered alike at {}", frame.pts);
+            assert!(run.headers.is_empty());
+        }
+        // The second player misses a frame (dropped): from then on its packets are
+        // restamped, its sequence numbers going on without a gap.
+        let _ = runs_of(&mut a, &frames[3], &mut shared);
+        let next = b.tracks[0]
+            .packetizer
+            .as_ref()
+            .map(|p| p.stats().next_sequence);
+        let _ = runs_of(&mut a, &frames[4], &mut shared);
+        let (mut runs, mut headers) = (Vec::new(), Vec::new());
+        b.packetize_runs(&frames[4], &mut runs, &mut headers, &mut |_, make| {
+            shared(&frames[4], make)
+        });
+        assert!(!runs[0].as_made);
+        let first = headers[runs[0].headers.clone()][0];
+        assert_eq!(next, Some(u16::from_be_bytes([first[2], first[3]])));
+        assert_eq!(
+            b.tracks[0].packetizer.as_ref().map(|p| p.stats().packets),
+            a.tracks[0]
+                .packetizer
+                .as_ref()
+                .map(|p| p.stats().packets - headers.len() as u32),
+            "the packets it sent counted as its own"
         );
     }
 

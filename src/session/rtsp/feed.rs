@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::BufMut;
 use streamgate_actors::media::MediaFrame;
 
 use super::transport::Link;
@@ -135,9 +136,26 @@ impl Feed {
                 cached_encoding(frame, form, |out| make(out))
             });
         for run in runs.drain(..) {
-            let own = &headers[run.headers];
+            if run.as_made && self.send_as_made(frame, &run) {
+                continue;
+            }
+            let out = self.outs.get(run.index).and_then(Option::as_ref);
+            // A run sent as made has no headers of the player's own: they are the record's.
+            let made: Vec<[u8; RtpHeader::LEN]> = if run.as_made {
+                prefixed::items(&run.record)
+                    .filter_map(|item| run.record.get(item.start..item.start + RtpHeader::LEN))
+                    .filter_map(|header| header.try_into().ok())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let own = if run.as_made {
+                &made[..]
+            } else {
+                &headers[run.headers.clone()]
+            };
             let items = prefixed::items(&run.record);
-            match self.outs.get(run.index).and_then(Option::as_ref) {
+            match out {
                 Some(Out::Interleaved(channel)) => {
                     let mut heads = Vec::with_capacity(own.len() * INTERLEAVED_HEAD);
                     for (header, item) in own.iter().zip(items) {
@@ -184,6 +202,47 @@ impl Feed {
         self.headers = headers;
     }
 
+    /// Sends a run whose packets are numbered as this player numbers them
+    /// ([`PacketRun::as_made`]) as they are: over UDP each packet of the record is a datagram;
+    /// interleaved, the frame's `$`-framed packets on the player's channel are one buffer the
+    /// worker's players of that numbering and channel share, queued as RTMP's frames are (no
+    /// head of the player's own, one slice per frame). `false` when the shared buffer found
+    /// was framed from packets numbered otherwise (its record was made again since): the run
+    /// is then sent as any other.
+    fn send_as_made(&mut self, frame: &MediaFrame, run: &PacketRun) -> bool {
+        match self.outs.get(run.index).and_then(Option::as_ref) {
+            Some(Out::Interleaved(channel)) => {
+                let form = framed_form(run.form, *channel);
+                let framed = cached_encoding(frame, form, |buf| {
+                    buf.reserve(run.record.len() + 2 * prefixed::items(&run.record).count());
+                    for item in prefixed::items(&run.record) {
+                        buf.put_slice(&[b'$', *channel]);
+                        buf.put_u16(item.len() as u16);
+                        buf.put_slice(&run.record[item]);
+                    }
+                });
+                // The first packet's header, in both.
+                let made = prefixed::items(&run.record)
+                    .next()
+                    .and_then(|item| run.record.get(item.start..item.start + RtpHeader::LEN));
+                if made.is_none() || framed.get(4..4 + RtpHeader::LEN) != made {
+                    return false;
+                }
+                self.media.push(framed.into());
+            }
+            Some(Out::Udp(rtp)) => {
+                let datagrams: Vec<&[u8]> = prefixed::items(&run.record)
+                    .map(|item| &run.record[item])
+                    .collect();
+                if !datagrams.is_empty() && rtp.send_all(&datagrams).is_err() {
+                    self.overflowed = true;
+                }
+            }
+            None => {}
+        }
+        true
+    }
+
     /// Notes that the player's output was found full: its member drops to the next keyframe.
     pub(super) fn overflowed(&mut self) {
         self.overflowed = true;
@@ -204,6 +263,13 @@ impl Feed {
             sent => sent,
         }
     }
+}
+
+/// The form of a track's packets of `form` framed for `channel` of an RTSP connection, in the
+/// arbiter's encoding cache (a form is a hash: it is mixed with the channel, not hashed
+/// again); the top bit is set, as the forms of [`PacketRun`]s' are.
+fn framed_form(form: u64, channel: u8) -> u64 {
+    (form.rotate_left(29) ^ (u64::from(channel) + 1).wrapping_mul(0xff51_afd7_ed55_8ccd)) | 1 << 63
 }
 
 /// A playing RTSP session as a member of its arbiter's fan-out group: live frames go through

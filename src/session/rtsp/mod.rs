@@ -69,10 +69,24 @@ const SENDER_REPORT_EVERY: Duration = Duration::from_secs(5);
 /// packet that is the player's own.
 const INTERLEAVED_HEAD: usize = 4 + RtpHeader::LEN;
 
-/// A random 32-bit value (session ids, SSRCs, RTP offsets): the std hasher's keys are
+/// A random 32-bit value (session ids, first RTP sequence numbers): the std hasher's keys are
 /// random per instance.
 fn random_u32() -> u32 {
     RandomState::new().hash_one(Instant::now()) as u32
+}
+
+/// A value of `stream`'s track `index` that every player of the stream in this process gets
+/// (`what` tells the values of a track apart), random across processes: RTP's SSRC and clock
+/// offset, which players of a worker must share to send the same packets
+/// ([`RtpPlay::start`]).
+fn stream_u32(
+    stream: &Addr<streamgate_actors::stream::StreamActor>,
+    index: usize,
+    what: u8,
+) -> u32 {
+    static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
+        .hash_one((stream, index, what)) as u32
 }
 
 fn unix_micros() -> i64 {

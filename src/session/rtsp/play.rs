@@ -7,18 +7,20 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
+use streamgate_actors::media::{FrameKind, MediaFrame};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::stream::Unsubscribe;
 
 use super::feed::{Out, RtspFrames};
 use super::transport::Link;
-use super::{random_u32, unix_micros, RtspSession, PACE_TICK};
+use super::{random_u32, stream_u32, unix_micros, RtspSession, PACE_TICK};
 use crate::protocol::flv::track_names;
 use crate::protocol::pacing;
 use crate::protocol::rtsp::sdp;
-use crate::protocol::rtsp::session::RtpPlay;
+use crate::protocol::rtsp::session::{family_form, RtpPlay};
 use crate::protocol::rtsp::RequestId;
+use crate::session::arbiter::{cached_encoding, cached_only};
 use crate::session::core::{request_play, Attach, PlayOutcome, Role};
 use crate::session::fanout;
 use crate::session::ProtocolShell;
@@ -48,7 +50,11 @@ impl RtspSession {
             };
             act.core.log_decision("play", &Decision::Allow);
             act.core.begin(Role::Player, allowed, Some(stream.clone()));
-            let (play, tracks, left_out) = RtpPlay::describe(&snapshot.configs, random_u32);
+            let mut index = 0;
+            let (play, tracks, left_out) = RtpPlay::describe(&snapshot.configs, || {
+                index += 1;
+                stream_u32(&stream, index, b's')
+            });
             for left in &left_out {
                 let _s = act.core.enter();
                 tracing::warn!(
@@ -101,7 +107,7 @@ impl RtspSession {
     pub(super) fn resume_play(&mut self, ctx: &mut Context<Self>, request: RequestId) {
         if self.playing() {
             // A PLAY while playing: new RTP-Info, the media goes on as it was.
-            let rtp_info = self.start_playing(None);
+            let rtp_info = self.start_playing(None, &[]);
             if self
                 .guarded(ctx, |rtsp| rtsp.accept_play(request, rtp_info))
                 .is_some()
@@ -121,7 +127,8 @@ impl RtspSession {
                         return act.refuse(ctx, request, 404, "the stream ended before PLAY");
                     };
                     act.feed.borrow_mut().play.update_configs(&snapshot.configs);
-                    let rtp_info = act.start_playing(snapshot.gop.first().map(|f| f.pts));
+                    let first = snapshot.gop.first().map(|f| f.pts);
+                    let rtp_info = act.start_playing(first, &snapshot.gop);
                     if act
                         .guarded(ctx, |rtsp| rtsp.accept_play(request, rtp_info))
                         .is_none()
@@ -148,9 +155,14 @@ impl RtspSession {
     }
 
     /// Starts the packetizers of the tracks set up, the media timeline at `first` (µs: the
-    /// snapshot's first frame; `None`, a PLAY while playing, starts it at 0 again); returns
-    /// the RTP-Info of PLAY.
-    pub(super) fn start_playing(&mut self, first: Option<i64>) -> Vec<(String, u16, u32)> {
+    /// snapshot's first frame; `None`, a PLAY while playing, starts it at 0 again), each
+    /// track numbered as the worker's other players numbered its first frame in `gop` when
+    /// they can be ([`RtpPlay::start`]); returns the RTP-Info of PLAY.
+    pub(super) fn start_playing(
+        &mut self,
+        first: Option<i64>,
+        gop: &[MediaFrame],
+    ) -> Vec<(String, u16, u32)> {
         let setups = self.rtsp.setups();
         let set_up: Vec<(usize, String)> = (0..self.links_out.len())
             .filter(|i| self.links_out[*i].is_some())
@@ -160,10 +172,36 @@ impl RtspSession {
             })
             .collect();
         self.update_outs();
-        self.feed
-            .borrow_mut()
-            .play
-            .start(&set_up, first.unwrap_or(0), Instant::now(), random_u32)
+        let stream = self.core.active().and_then(|a| a.stream.clone());
+        let offset = |index| match &stream {
+            Some(stream) => stream_u32(stream, index, b't'),
+            None => random_u32(),
+        };
+        // A track's family is that of the first player of this worker that started at the
+        // same first frame: its number is cached with the frame (under the form of the
+        // frame's packets less any family), as an encoding would be.
+        let mut families = |track, form, new: u32| {
+            let Some(frame) = gop
+                .iter()
+                .find(|f| f.track == track && f.kind == FrameKind::Media)
+            else {
+                return (new, None);
+            };
+            let first = cached_encoding(frame, family_form(form, 0), |buf| buf.put_u32(new));
+            let family = first
+                .get(..4)
+                .map_or(new, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let made = cached_only(frame, family_form(form, family)).map(|r| (frame.pts, r));
+            (family, made)
+        };
+        self.feed.borrow_mut().play.start(
+            &set_up,
+            first.unwrap_or(0),
+            Instant::now(),
+            random_u32,
+            offset,
+            &mut families,
+        )
     }
 
     /// Gives the feed where each track's RTP goes now (the RTP half of its link).
