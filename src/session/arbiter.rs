@@ -126,10 +126,8 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
         // keep every entry behind it), once every SWEEP_EVERY new encodings: a frame is
         // kept at most that many encodings longer (up to four times as many when a quarter of
         // the entries is more, so that a large cache is not looked through every few
-        // encodings).
-        // `is_unique` may say false for a payload
-        // that is still unused (one carved from a shared buffer); the count bound then
-        // applies.
+        // encodings). `is_unique` may say false for a payload that is still unused (one
+        // carved from a shared buffer); the count bound then applies.
         *since_sweep += 1;
         if *since_sweep >= (order.len() / 4).clamp(SWEEP_EVERY, 4 * SWEEP_EVERY) {
             *since_sweep = 0;
