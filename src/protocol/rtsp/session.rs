@@ -427,7 +427,8 @@ pub type SharedPackets<'a> = dyn FnMut(u64, &mut dyn FnMut(&mut BytesMut)) -> By
 pub struct PacketRun {
     /// The track's index.
     pub index: usize,
-    /// The form of the packets ([`Outgoing::form`]).
+    /// The form the packets are shared under: the track's ([`Outgoing::form`]) for its
+    /// family ([`family_form`]).
     pub form: u64,
     /// The record's headers are the player's own (same SSRC, payload type, clock and
     /// sequence numbers): `headers` is empty, and the packets go as they are in `record`.
@@ -488,8 +489,13 @@ impl Preamble {
 
     /// Whether packets numbered so carry the headers a track numbered so would write.
     fn numbers_as(&self, sequence: u16, timestamp: u32, ssrc: u32, payload_type: u8) -> bool {
-        (self.sequence, self.timestamp, self.ssrc, self.payload_type)
-            == (sequence, timestamp, ssrc, payload_type)
+        self.sequence == sequence && self.same_source(timestamp, ssrc, payload_type)
+    }
+
+    /// Whether its maker had this SSRC, payload type and clock (its first packet's timestamp
+    /// being `timestamp`), whatever its sequence numbers.
+    fn same_source(&self, timestamp: u32, ssrc: u32, payload_type: u8) -> bool {
+        (self.timestamp, self.ssrc, self.payload_type) == (timestamp, ssrc, payload_type)
     }
 }
 
@@ -617,10 +623,9 @@ impl RtpPlay {
             // Families are never 0: that form is the families' own ([`Families`]).
             let (family, first_made) = families(out.track, form, random() | 1);
             if let Some((pts, record)) = first_made {
-                let made = Preamble::read(&record);
                 let timestamp = clock.rtp_time(pts);
-                if let Some(made) =
-                    made.filter(|m| m.numbers_as(m.sequence, timestamp, out.ssrc, out.payload_type))
+                if let Some(made) = Preamble::read(&record)
+                    .filter(|m| m.same_source(timestamp, out.ssrc, out.payload_type))
                 {
                     sequence = made.sequence;
                 }
@@ -662,8 +667,9 @@ impl RtpPlay {
                 continue;
             };
             packets.clear();
-            // The packets, and how to restamp their headers when another player made them.
-            let (record, restamp) = if frame.kind == FrameKind::Config {
+            // The packets, how to restamp their headers when another player made them, and the
+            // form they are shared under.
+            let (record, restamp, form) = if frame.kind == FrameKind::Config {
                 // A new config: the packetizer takes it, and with it the track's form. Its
                 // packets are this player's alone.
                 packetizer.packetize(frame, &mut packets);
@@ -673,21 +679,20 @@ impl RtpPlay {
                 for p in packets.drain(..).filter(|p| p.len() >= RtpHeader::LEN) {
                     prefixed::put(&mut record, &p);
                 }
-                (record.freeze(), None)
+                (record.freeze(), None, family_form(track.form, track.family))
             } else {
+                let form = family_form(track.form, track.family);
                 let sequence = packetizer.stats().next_sequence;
                 let timestamp = packetizer.clock().rtp_time(frame.pts);
                 let (ssrc, payload_type) = (track.ssrc, track.payload_type);
                 let mut made = false;
-                let record = shared(family_form(track.form, track.family), &mut |buf| {
+                let record = shared(form, &mut |buf| {
                     made = true;
                     packetizer.packetize(frame, &mut packets);
-                    let (kept, mut octets) =
-                        (packets.iter().filter(|p| p.len() >= RtpHeader::LEN), 0);
-                    let count = kept.clone().count() as u16;
-                    for p in kept {
-                        octets += (p.len() - RtpHeader::LEN) as u32;
-                    }
+                    let kept = || packets.iter().filter(|p| p.len() >= RtpHeader::LEN);
+                    let (count, octets) = kept().fold((0u16, 0u32), |(count, octets), p| {
+                        (count + 1, octets + (p.len() - RtpHeader::LEN) as u32)
+                    });
                     buf.reserve(Preamble::LEN + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
                     Preamble {
                         sequence,
@@ -698,7 +703,7 @@ impl RtpPlay {
                         octets,
                     }
                     .put(buf);
-                    for p in packets.iter().filter(|p| p.len() >= RtpHeader::LEN) {
+                    for p in kept() {
                         // Packetizers make packets of at most an MTU: each has its length.
                         prefixed::put(buf, p);
                     }
@@ -714,7 +719,7 @@ impl RtpPlay {
                     }
                     runs.push(PacketRun {
                         index,
-                        form: family_form(track.form, track.family),
+                        form,
                         as_made: true,
                         record: packets_of,
                         headers: headers.len()..headers.len(),
@@ -722,7 +727,7 @@ impl RtpPlay {
                     continue;
                 }
                 let restamp = Some((sequence, timestamp, (theirs.sequence, theirs.timestamp)));
-                (packets_of, restamp)
+                (packets_of, restamp, form)
             };
             let first = headers.len();
             let (mut count, mut octets) = (0u16, 0u32);
@@ -754,7 +759,7 @@ impl RtpPlay {
             let headers = first..headers.len();
             runs.push(PacketRun {
                 index,
-                form: family_form(track.form, track.family),
+                form,
                 as_made: false,
                 record,
                 headers,

@@ -141,15 +141,12 @@ impl Feed {
             }
             let out = self.outs.get(run.index).and_then(Option::as_ref);
             // A run sent as made has no headers of the player's own: they are the record's.
-            let made: Vec<[u8; RtpHeader::LEN]> = if run.as_made {
-                prefixed::items(&run.record)
+            let made: Vec<[u8; RtpHeader::LEN]>;
+            let own = if run.as_made {
+                made = prefixed::items(&run.record)
                     .filter_map(|item| run.record.get(item.start..item.start + RtpHeader::LEN))
                     .filter_map(|header| header.try_into().ok())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let own = if run.as_made {
+                    .collect();
                 &made[..]
             } else {
                 &headers[run.headers.clone()]
