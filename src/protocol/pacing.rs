@@ -39,6 +39,9 @@ pub struct JoinPacer {
     /// The grid whose steps the timelines of the pacers that share it are apart
     /// ([`Self::in_phase`]): its origin and step.
     phase: Option<(Instant, Duration)>,
+    /// When the front frame is due, once a release found it not yet due (until it leaves the
+    /// queue): a frame offered behind it is held without working out any due time.
+    front_due: Option<Instant>,
 }
 
 impl JoinPacer {
@@ -54,6 +57,7 @@ impl JoinPacer {
             last_dts: None,
             done: false,
             phase: None,
+            front_due: None,
         }
     }
 
@@ -132,6 +136,9 @@ impl JoinPacer {
             self.finish(out);
             return;
         }
+        if self.front_due.is_some_and(|due| due > now + GRANULARITY) {
+            return;
+        }
         self.release(now, out);
     }
 
@@ -151,10 +158,13 @@ impl JoinPacer {
                         origin
                     }
                 };
-                if self.due(wall, origin, front.dts) > now + GRANULARITY {
+                let due = self.due(wall, origin, front.dts);
+                if due > now + GRANULARITY {
+                    self.front_due = Some(due);
                     return;
                 }
             }
+            self.front_due = None;
             if let Some(frame) = self.queue.pop_front() {
                 self.bytes -= frame.payload.len();
                 out.push(frame);
@@ -167,6 +177,9 @@ impl JoinPacer {
     /// When the next held frame is due, if any is held.
     pub fn next_due(&self) -> Option<Instant> {
         let front = self.queue.front()?;
+        if let Some(due) = self.front_due {
+            return Some(due);
+        }
         Some(match self.origin {
             Some((wall, origin)) => self.due(wall, origin, front.dts),
             None => Instant::now(),
@@ -176,6 +189,7 @@ impl JoinPacer {
     /// Lets everything held through and stops pacing.
     pub fn finish(&mut self, out: &mut Vec<MediaFrame>) {
         out.extend(self.queue.drain(..));
+        self.front_due = None;
         self.bytes = 0;
         self.done = true;
     }

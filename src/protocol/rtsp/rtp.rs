@@ -188,8 +188,13 @@ impl RtpClock {
 
     /// The RTP timestamp of `micros`.
     pub fn rtp_time(&self, micros: i64) -> u32 {
-        let ticks = (i128::from(micros) * i128::from(self.rate)).div_euclid(1_000_000);
-        self.offset.wrapping_add(ticks.rem_euclid(1 << 32) as u32)
+        // In 64 bits unless the product does not fit (a timeline of years): the same ticks,
+        // taken modulo 2^32 (the truncation).
+        let ticks = match micros.checked_mul(i64::from(self.rate)) {
+            Some(product) => product.div_euclid(1_000_000) as u32,
+            None => (i128::from(micros) * i128::from(self.rate)).div_euclid(1_000_000) as u32,
+        };
+        self.offset.wrapping_add(ticks)
     }
 }
 

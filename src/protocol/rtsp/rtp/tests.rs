@@ -125,6 +125,17 @@ fn clocks_wrap_both_ways() {
     assert_eq!(clock.rtp_time(20_000), 0); // 1800 ticks later: wrapped
     assert_eq!(clock.rtp_time(40_000), 1800);
     assert_eq!(clock.rtp_time(-20_000), u32::MAX - 3599);
+    // Timelines whose ticks do not fit 64 bits map as the same arithmetic in 128 bits would.
+    for us in [
+        i64::MAX,
+        i64::MIN,
+        i64::MAX / 90_000 + 1,
+        -(i64::MAX / 90_000) - 7,
+    ] {
+        let ticks = (i128::from(us) * 90_000).div_euclid(1_000_000);
+        let wide = (u32::MAX - 1799).wrapping_add(ticks.rem_euclid(1 << 32) as u32);
+        assert_eq!(clock.rtp_time(us), wide, "{us}");
+    }
     let mut timeline = RtpTimeline::new(90_000);
     let mut last = -1;
     for k in 0..10_000i64 {
