@@ -657,7 +657,7 @@ fn rtsp_players_on_one_worker_share_packets_under_their_own_headers() {
     let mut publisher = publish(&srv.url("live/shared"), 20);
     wait_live(&srv, "live/shared");
     let url = srv.rtsp_url("live/shared");
-    // Two players that start at the same keyframe are of one family: the same SSRC, and the
+    // Two players that start at the same keyframe are numbered alike: the same SSRC, and the
     // same first sequence number and RTP time (they send the same bytes). A keyframe may
     // come between two PLAYs: one pair of three is asked to.
     let port = srv.rtsp_port.expect("rtsp enabled");
@@ -683,7 +683,7 @@ fn rtsp_players_on_one_worker_share_packets_under_their_own_headers() {
     );
     let players: Vec<Proc> = (0..3)
         .map(|i| {
-            // The last over UDP: its family's packets are its datagrams.
+            // The last over UDP: the datagrams of the players numbered as it is.
             let transport = if i == 2 { "udp" } else { "tcp" };
             let mut cmd = Command::new("ffmpeg");
             cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])

@@ -14,8 +14,10 @@
 #   BIN=path/to/other/streamgate PROTO=rtmp bash tests/bench/output_callgrind.sh
 #
 # Knobs (environment): PROTO (rtmp), PLAYERS (20: few enough for the server to keep up under
-# valgrind), WINDOW seconds (15), REPEAT (3), BIN, SKIP_BUILD=1, DUMPS=dir (copy the dumps
-# there, one file per thread and window, for callgrind_annotate).
+# valgrind), RAMP players joining per second (10; 1 spreads 20 players over ten GOPs of the
+# source, as viewers arriving one by one would), WINDOW seconds (15), REPEAT (3), BIN,
+# SKIP_BUILD=1, DUMPS=dir (copy the dumps there, one file per thread and window, for
+# callgrind_annotate).
 # Needs valgrind, cargo, ffmpeg (libx264), python3, curl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -49,7 +51,7 @@ callgrind_control -z "$sg" >/dev/null 2>&1
 sleep "$WINDOW"
 base=$(dump 1)
 echo "no players: $base instructions in $WINDOW s"
-"$LOAD" --url "$url" "${extra[@]}" --players "$PLAYERS" --ramp 10 --start-timeout 120 \
+"$LOAD" --url "$url" "${extra[@]}" --players "$PLAYERS" --ramp "${RAMP:-10}" --start-timeout 120 \
     --duration $((REPEAT * (WINDOW + 5) + 60)) --json >"$tmp/load.json" 2>"$tmp/load.err" &
 pids+=("$!")
 # Until every player plays (the publisher is one more session), then a little longer for the

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What one output protocol costs the server per player, in CPU time and system calls: one
 # worker, the 2 Mbit/s source (tests/bench/lib.sh) published over RTMP, PLAYERS players of
-# PROTO joined at 100/s, then `perf stat` on the server over a 10 s window (task-clock and the
-# system calls that carry media and wake threads), and the media the players got in it.
+# PROTO joined at RAMP per second (100; RAMP=4 spreads 200 players over 25 GOPs of the source,
+# as viewers arriving one by one would), then `perf stat` on the server over a 10 s window
+# (task-clock and the system calls that carry media and wake threads), and the media the
+# players got in it.
 #
 #   PROTO=srt bash tests/bench/output_syscalls.sh      # rtmp | httpflv | rtsp | rtsp-udp | srt
 #   PROTO=rtmp PLAYERS=100 BIN=path/to/other/streamgate bash tests/bench/output_syscalls.sh
@@ -24,10 +26,13 @@ publish_source "$port"
 sleep 3
 player_target "${PROTO:-srt}" || exit 2
 players=${PLAYERS:-50}
-target/release/streamgate-load --url "$url" "${extra[@]}" --players "$players" --ramp 100 \
-    --duration 22 --window-start 8 --window 10 --json >"$tmp/load.json" 2>/dev/null &
+ramp=${RAMP:-100}
+# The window opens 6 s after the last player joined.
+start=$(((players + ramp - 1) / ramp + 6))
+target/release/streamgate-load --url "$url" "${extra[@]}" --players "$players" --ramp "$ramp" \
+    --duration $((start + 14)) --window-start "$start" --window 10 --json >"$tmp/load.json" 2>/dev/null &
 lp=$!
-sleep 8
+sleep "$start"
 perf stat -x, -o "$tmp/perf.csv" -p "$sg" \
     -e task-clock,context-switches,raw_syscalls:sys_enter \
     -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_writev \

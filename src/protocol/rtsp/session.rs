@@ -414,8 +414,6 @@ struct Outgoing {
     /// config it last took), hashed: players whose tracks have the same form make the same
     /// packets of a frame but for their headers ([`RtpPlay::packetize_runs`]).
     form: u64,
-    /// The players of the worker it shares packets with ([`Families`]).
-    family: u32,
 }
 
 /// Where players share packets ([`RtpPlay::packetize_runs`]): given a form and what makes
@@ -427,8 +425,7 @@ pub type SharedPackets<'a> = dyn FnMut(u64, &mut dyn FnMut(&mut BytesMut)) -> By
 pub struct PacketRun {
     /// The track's index.
     pub index: usize,
-    /// The form the packets are shared under: the track's ([`Outgoing::form`]) for its
-    /// family ([`family_form`]).
+    /// The form the packets are shared under: the track's ([`Outgoing::form`]).
     pub form: u64,
     /// The record's headers are the player's own (same SSRC, payload type, clock and
     /// sequence numbers): `headers` is empty, and the packets go as they are in `record`.
@@ -499,17 +496,10 @@ impl Preamble {
     }
 }
 
-/// How a starting player joins a family of its worker's players on a track: given the track,
-/// the form of its packets and a new family's number, the family to join (the one whose
-/// player first started at the same first frame, else the new one) and, if that family made
-/// them already, the first frame's PTS and its packets.
-pub type Families<'a> = dyn FnMut(Track, u64, u32) -> (u32, Option<(i64, Bytes)>) + 'a;
-
-/// The form under which the players of `family` share packets of `form`: a family's packets
-/// are numbered as its first player numbers them, so families share nothing but the cache.
-pub fn family_form(form: u64, family: u32) -> u64 {
-    (form ^ u64::from(family).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1 << 63
-}
+/// What a starting player's track numbers its packets after: given the track and the form of
+/// its packets, the PTS of its first frame and that frame's packets, when a player of the
+/// worker made them already.
+pub type FirstMade<'a> = dyn FnMut(Track, u64) -> Option<(i64, Bytes)> + 'a;
 
 /// A player's tracks: frames in, RTP and RTCP packets (by track index) out.
 pub struct RtpPlay {
@@ -549,7 +539,6 @@ impl RtpPlay {
                         ssrc: ssrc(),
                         packetizer: None,
                         form: 0,
-                        family: 0,
                     });
                     described.push(t);
                 }
@@ -597,11 +586,11 @@ impl RtpPlay {
     /// Starts playing at media time `first` (µs), `now`: makes the packetizers of the tracks
     /// set up (`set_up`: each track's index and its SETUP URL) with a random first sequence
     /// number from `random` and the clock offset `offset` gives the track's index, and returns
-    /// `RTP-Info` (URL, first sequence number, RTP time of `first`) for each. Each track joins
-    /// a family of the worker's players (`families`): when the family packetized the track's
-    /// first frame with this one's SSRC, payload type and clock, the track starts at that
-    /// frame's sequence number instead, and while the two number their packets alike they
-    /// send the same bytes ([`PacketRun::as_made`]).
+    /// `RTP-Info` (URL, first sequence number, RTP time of `first`) for each. When a player
+    /// of the worker packetized the track's first frame (`first_made`) with this one's SSRC,
+    /// payload type and clock, the track starts at that frame's sequence number instead, and
+    /// while the two number their packets alike they send the same bytes
+    /// ([`PacketRun::as_made`]).
     pub fn start(
         &mut self,
         set_up: &[(usize, String)],
@@ -609,7 +598,7 @@ impl RtpPlay {
         now: Instant,
         mut random: impl FnMut() -> u32,
         mut offset: impl FnMut(usize) -> u32,
-        families: &mut Families<'_>,
+        first_made: &mut FirstMade<'_>,
     ) -> Vec<(String, u16, u32)> {
         let mut info = Vec::new();
         for (index, url) in set_up {
@@ -620,9 +609,7 @@ impl RtpPlay {
             let clock = RtpClock::new(rate, offset(*index));
             let form = packet_form(out.codec, rate, &out.config);
             let mut sequence = random() as u16;
-            // Families are never 0: that form is the families' own ([`Families`]).
-            let (family, first_made) = families(out.track, form, random() | 1);
-            if let Some((pts, record)) = first_made {
+            if let Some((pts, record)) = first_made(out.track, form) {
                 let timestamp = clock.rtp_time(pts);
                 if let Some(made) = Preamble::read(&record)
                     .filter(|m| m.same_source(timestamp, out.ssrc, out.payload_type))
@@ -636,7 +623,6 @@ impl RtpPlay {
             info.push((url.clone(), sequence, clock.rtp_time(first)));
             out.packetizer = Some(packetizer);
             out.form = form;
-            out.family = family;
         }
         self.started = Some((now, first));
         info
@@ -679,9 +665,9 @@ impl RtpPlay {
                 for p in packets.drain(..).filter(|p| p.len() >= RtpHeader::LEN) {
                     prefixed::put(&mut record, &p);
                 }
-                (record.freeze(), None, family_form(track.form, track.family))
+                (record.freeze(), None, track.form)
             } else {
-                let form = family_form(track.form, track.family);
+                let form = track.form;
                 let sequence = packetizer.stats().next_sequence;
                 let timestamp = packetizer.clock().rtp_time(frame.pts);
                 let (ssrc, payload_type) = (track.ssrc, track.payload_type);
@@ -922,7 +908,7 @@ mod tests {
             now,
             || 0x1234,
             |_| 90_000,
-            &mut |_, _, new| (new, None),
+            &mut |_, _| None,
         );
         assert_eq!(info.len(), 1, "only the video was set up");
         assert_eq!(info[0].1, 0x1234);
@@ -987,8 +973,8 @@ mod tests {
                 now,
                 &mut random,
                 offset,
-                // One family, its packets numbered otherwise: restamped.
-                &mut |_, _, _| (5, None),
+                // Nothing made before: numbered as each player numbers, restamped.
+                &mut |_, _| None,
             );
             play
         };
@@ -1111,8 +1097,8 @@ mod tests {
         // their own unless a first frame made by the other says otherwise.
         let start = |first: Option<(i64, Bytes)>, sequence: u32| {
             let (mut play, _, _) = RtpPlay::describe(&configs, || 0x5150);
-            let info = play.start(&set_up, 0, now, || sequence, |_| 77, &mut |_, _, new| {
-                (new, first.clone())
+            let info = play.start(&set_up, 0, now, || sequence, |_| 77, &mut |_, _| {
+                first.clone()
             });
             (play, info[0].1)
         };

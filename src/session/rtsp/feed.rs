@@ -5,10 +5,11 @@
 //! the packetizers' counts) and what is held at the end of the stream.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 use streamgate_actors::media::MediaFrame;
 
 use super::transport::Link;
@@ -121,10 +122,11 @@ impl Feed {
 
     /// Packetizes one frame for every track of its kind that is set up: packetized by the
     /// first player of this arbiter with the same track form, the others writing only their
-    /// headers ([`RtpPlay::packetize_runs`]). A track's interleaved packets wait for
-    /// [`Self::flush`] as one part ([`Packets`]): the player's `$` framings and headers in one
-    /// buffer, the payloads in the record the players of the form share (no copy of the media,
-    /// two reference counts per frame); UDP datagrams are sent now, the packets of one track
+    /// headers ([`RtpPlay::packetize_runs`]). The players that number a track's packets alike
+    /// then share what they send ([`numbered_form`]): interleaved, the frame's `$`-framed
+    /// packets on their channel, one buffer queued as RTMP's frames are (one slice per frame,
+    /// sent at [`Self::flush`]); over UDP, the datagrams (the record's own packets when they
+    /// are numbered as this player numbers, with no copy), sent now, the packets of one track
     /// together ([`UdpOut::send_all`]).
     fn send_frame(&mut self, frame: &MediaFrame) {
         let (mut runs, mut headers) = (
@@ -136,55 +138,86 @@ impl Feed {
                 cached_encoding(frame, form, |out| make(out))
             });
         for run in runs.drain(..) {
-            if run.as_made && self.send_as_made(frame, &run) {
-                continue;
-            }
-            let out = self.outs.get(run.index).and_then(Option::as_ref);
-            // A run sent as made has no headers of the player's own: they are the record's.
-            let made: Vec<[u8; RtpHeader::LEN]>;
-            let own = if run.as_made {
-                made = prefixed::items(&run.record)
-                    .filter_map(|item| run.record.get(item.start..item.start + RtpHeader::LEN))
-                    .filter_map(|header| header.try_into().ok())
-                    .collect();
-                &made[..]
-            } else {
-                &headers[run.headers.clone()]
+            let items = || prefixed::items(&run.record);
+            // The player's header of each packet: the record's own when it is numbered so.
+            let header = |n: usize, item: &Range<usize>| -> &[u8] {
+                if run.as_made {
+                    run.record
+                        .get(item.start..item.start + RtpHeader::LEN)
+                        .unwrap_or(&[])
+                } else {
+                    headers.get(run.headers.start + n).map_or(&[], |h| &h[..])
+                }
             };
-            let items = prefixed::items(&run.record);
-            match out {
+            let first = items().next().map(|item| header(0, &item));
+            let Some(first) = first.and_then(|h| <[u8; RtpHeader::LEN]>::try_from(h).ok()) else {
+                continue;
+            };
+            let payload = |item: &Range<usize>| {
+                run.record
+                    .get(item.start + RtpHeader::LEN..item.end)
+                    .unwrap_or(&[])
+            };
+            match self.outs.get(run.index).and_then(Option::as_ref) {
                 Some(Out::Interleaved(channel)) => {
-                    let mut heads = Vec::with_capacity(own.len() * INTERLEAVED_HEAD);
-                    for (header, item) in own.iter().zip(items) {
-                        // An item is at most u16::MAX bytes: an interleaved frame's length.
+                    let form = numbered_form(run.form, Some(*channel), &first);
+                    let framed = cached_encoding(frame, form, |buf| {
+                        buf.reserve(run.record.len() + 2 * items().count());
+                        for (n, item) in items().enumerate() {
+                            buf.put_slice(&[b'$', *channel]);
+                            // An item is at most u16::MAX bytes: an interleaved frame's length.
+                            buf.put_u16(item.len() as u16);
+                            buf.put_slice(header(n, &item));
+                            buf.put_slice(payload(&item));
+                        }
+                    });
+                    // Shared under a hash of the first header: the same header in both (after
+                    // the `$` framing's four bytes).
+                    if framed.get(INTERLEAVED_HEAD - RtpHeader::LEN..INTERLEAVED_HEAD)
+                        == Some(&first[..])
+                    {
+                        self.media.push(framed.into());
+                        continue;
+                    }
+                    let mut heads = Vec::with_capacity(items().count() * INTERLEAVED_HEAD);
+                    for (n, item) in items().enumerate() {
                         let len = (item.len() as u16).to_be_bytes();
                         heads.extend_from_slice(&[b'$', *channel, len[0], len[1]]);
-                        heads.extend_from_slice(header);
+                        heads.extend_from_slice(header(n, &item));
                     }
                     let packets = Packets::new(
                         heads,
                         INTERLEAVED_HEAD as u8,
-                        run.record,
+                        run.record.clone(),
                         RtpHeader::LEN as u8,
                     );
                     self.media.push(packets.into());
                 }
                 Some(Out::Udp(rtp)) => {
-                    // Each datagram is its packet's item (`own` header, then payload).
-                    let mut bytes = Vec::with_capacity(run.record.len());
-                    for (header, item) in own.iter().zip(items.clone()) {
-                        bytes.extend_from_slice(header);
-                        bytes.extend_from_slice(&run.record[item.start + RtpHeader::LEN..item.end]);
-                    }
-                    let mut rest = &bytes[..];
-                    let datagrams: Vec<&[u8]> = items
-                        .take(own.len())
-                        .map(|item| {
-                            let (datagram, after) = rest.split_at(item.len());
-                            rest = after;
-                            datagram
-                        })
-                        .collect();
+                    // Each datagram is its packet's item (its header, then payload).
+                    let numbered = |buf: &mut BytesMut| {
+                        buf.reserve(run.record.len());
+                        for (n, item) in items().enumerate() {
+                            buf.put_u16(item.len() as u16);
+                            buf.put_slice(header(n, &item));
+                            buf.put_slice(payload(&item));
+                        }
+                    };
+                    let bytes = if run.as_made {
+                        run.record.clone()
+                    } else {
+                        let form = numbered_form(run.form, None, &first);
+                        let shared = cached_encoding(frame, form, numbered);
+                        if shared.get(2..2 + RtpHeader::LEN) == Some(&first[..]) {
+                            shared
+                        } else {
+                            let mut own = BytesMut::new();
+                            numbered(&mut own);
+                            own.freeze()
+                        }
+                    };
+                    let datagrams: Vec<&[u8]> =
+                        prefixed::items(&bytes).map(|item| &bytes[item]).collect();
                     // A full socket buffer drops the datagrams and sends the player to the
                     // next keyframe, as a full TCP queue does.
                     if !datagrams.is_empty() && rtp.send_all(&datagrams).is_err() {
@@ -197,47 +230,6 @@ impl Feed {
         headers.clear();
         self.runs = runs;
         self.headers = headers;
-    }
-
-    /// Sends a run whose packets are numbered as this player numbers them
-    /// ([`PacketRun::as_made`]) as they are: over UDP each packet of the record is a datagram;
-    /// interleaved, the frame's `$`-framed packets on the player's channel are one buffer the
-    /// worker's players of that numbering and channel share, queued as RTMP's frames are (no
-    /// head of the player's own, one slice per frame). `false` when the shared buffer found
-    /// was framed from packets numbered otherwise (its record was made again since): the run
-    /// is then sent as any other.
-    fn send_as_made(&mut self, frame: &MediaFrame, run: &PacketRun) -> bool {
-        match self.outs.get(run.index).and_then(Option::as_ref) {
-            Some(Out::Interleaved(channel)) => {
-                let form = framed_form(run.form, *channel);
-                let framed = cached_encoding(frame, form, |buf| {
-                    buf.reserve(run.record.len() + 2 * prefixed::items(&run.record).count());
-                    for item in prefixed::items(&run.record) {
-                        buf.put_slice(&[b'$', *channel]);
-                        buf.put_u16(item.len() as u16);
-                        buf.put_slice(&run.record[item]);
-                    }
-                });
-                // The first packet's header, in both.
-                let made = prefixed::items(&run.record)
-                    .next()
-                    .and_then(|item| run.record.get(item.start..item.start + RtpHeader::LEN));
-                if made.is_none() || framed.get(4..4 + RtpHeader::LEN) != made {
-                    return false;
-                }
-                self.media.push(framed.into());
-            }
-            Some(Out::Udp(rtp)) => {
-                let datagrams: Vec<&[u8]> = prefixed::items(&run.record)
-                    .map(|item| &run.record[item])
-                    .collect();
-                if !datagrams.is_empty() && rtp.send_all(&datagrams).is_err() {
-                    self.overflowed = true;
-                }
-            }
-            None => {}
-        }
-        true
     }
 
     /// Notes that the player's output was found full: its member drops to the next keyframe.
@@ -262,11 +254,21 @@ impl Feed {
     }
 }
 
-/// The form of a track's packets of `form` framed for `channel` of an RTSP connection, in the
-/// arbiter's encoding cache (a form is a hash: it is mixed with the channel, not hashed
-/// again); the top bit is set, as the forms of [`PacketRun`]s' are.
-fn framed_form(form: u64, channel: u8) -> u64 {
-    (form.rotate_left(29) ^ (u64::from(channel) + 1).wrapping_mul(0xff51_afd7_ed55_8ccd)) | 1 << 63
+/// The form, in the arbiter's encoding cache, of a track's packets of `form` numbered as
+/// their first header `first` says (every other header follows from it and the record), framed
+/// for `channel` of an RTSP connection or, with none, as datagrams. A form is a hash: the
+/// header's words are mixed in, not hashed again, and whoever takes a buffer under it checks
+/// its first header. The top bit is set, as the forms of [`PacketRun`]s' are.
+fn numbered_form(form: u64, channel: Option<u8>, first: &[u8]) -> u64 {
+    let framing = channel.map_or(0, |c| u64::from(c) + 1);
+    let mut hash = form.rotate_left(29) ^ framing.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    for word in first.chunks(4) {
+        let word = word.iter().fold(0u64, |w, b| w << 8 | u64::from(*b));
+        hash = (hash ^ word)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(31);
+    }
+    hash | 1 << 63
 }
 
 /// A playing RTSP session as a member of its arbiter's fan-out group: live frames go through
@@ -286,5 +288,124 @@ impl Encode for RtspFrames {
             }
         }
         Err(SendError::Full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::arbiter::cached_only;
+    use bytes::Bytes;
+    use streamgate_actors::media::{Codec, FrameKind, Track};
+
+    /// An H.264 decoder configuration (avcC) with one SPS and one PPS.
+    const AVCC: &[u8] = &[
+        0x01, 0x64, 0x00, 0x28, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x28, 0x01, 0x00, 0x02,
+        0x68, 0xef,
+    ];
+
+    fn video(pts: i64, len: usize) -> MediaFrame {
+        let mut payload = (1 + len as u32).to_be_bytes().to_vec();
+        payload.push(if pts == 0 { 0x65 } else { 0x41 });
+        payload.extend((0..len).map(|i| i as u8));
+        MediaFrame {
+            track: Track::Video,
+            codec: Codec::H264,
+            kind: FrameKind::Media,
+            dts: pts,
+            pts,
+            keyframe: pts == 0,
+            payload: Bytes::from(payload),
+        }
+    }
+
+    /// A feed of the video track on interleaved channel 0, its first sequence number
+    /// `sequence` unless the first frame was sent by another player already and `adopt`.
+    fn feed(sequence: u32, adopt: Option<&MediaFrame>) -> Feed {
+        let config = MediaFrame {
+            kind: FrameKind::Config,
+            payload: Bytes::from_static(AVCC),
+            ..video(0, 0)
+        };
+        let (mut play, _, _) = RtpPlay::describe(&[config], || 0x5150);
+        let set_up = [(0, "rtsp://h/live/a/trackID=0".to_string())];
+        play.start(
+            &set_up,
+            0,
+            Instant::now(),
+            || sequence,
+            |_| 77,
+            &mut |_, form| {
+                let first = adopt?;
+                cached_only(first, form).map(|record| (first.pts, record))
+            },
+        );
+        let mut feed = Feed::new(play, JoinPacer::new(1.0, 1 << 20));
+        feed.outs = vec![Some(Out::Interleaved(0))];
+        feed
+    }
+
+    /// The one buffer a feed queued for a frame, and the sequence numbers of its packets.
+    fn sent(feed: &mut Feed) -> (Bytes, Vec<u16>) {
+        assert_eq!(feed.media.len(), 1, "one part per frame");
+        let Some(Part::Bytes(framed)) = feed.media.pop() else {
+            panic!("a frame's packets go as one buffer");
+        };
+        let mut sequences = Vec::new();
+        let mut rest = &framed[..];
+        while rest.len() >= INTERLEAVED_HEAD {
+            assert_eq!(&rest[..2], b"$\0");
+            let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            sequences.push(u16::from_be_bytes([rest[6], rest[7]]));
+            rest = &rest[4 + len..];
+        }
+        assert!(rest.is_empty());
+        (framed, sequences)
+    }
+
+    #[test]
+    fn players_numbered_alike_queue_one_framed_buffer_and_the_others_their_own() {
+        let frames: Vec<MediaFrame> = (0..4).map(|n| video(n * 40_000, 3000)).collect();
+        let mut first = feed(100, None);
+        first.send_frame(&frames[0]);
+        let mut alike = feed(999, Some(&frames[0]));
+        let mut other = feed(7, None);
+        alike.send_frame(&frames[0]);
+        other.send_frame(&frames[0]);
+        let mut next = [100u16, 100, 7];
+        for (n, frame) in frames.iter().enumerate() {
+            if n > 0 {
+                first.send_frame(frame);
+                alike.send_frame(frame);
+                other.send_frame(frame);
+            }
+            let (a, sequences_a) = sent(&mut first);
+            let (b, sequences_b) = sent(&mut alike);
+            let (c, sequences_c) = sent(&mut other);
+            assert!(sequences_a.len() > 1, "fragmented");
+            assert_eq!(a.as_ptr(), b.as_ptr(), "one buffer for frame {n}");
+            assert_ne!(a.as_ptr(), c.as_ptr());
+            for (sequences, next) in [sequences_a, sequences_b, sequences_c]
+                .iter()
+                .zip(&mut next)
+            {
+                let expected: Vec<u16> = (0..sequences.len() as u16).map(|i| *next + i).collect();
+                assert_eq!(sequences, &expected, "frame {n}");
+                *next += sequences.len() as u16;
+            }
+            // The same packets but for their sequence numbers.
+            let strip = |framed: &Bytes| {
+                let mut v = framed.to_vec();
+                let mut at = 0;
+                while at + INTERLEAVED_HEAD <= v.len() {
+                    let len = usize::from(u16::from_be_bytes([v[at + 2], v[at + 3]]));
+                    v[at + 6..at + 8].fill(0);
+                    at += 4 + len;
+                }
+                v
+            };
+            assert_eq!(strip(&a), strip(&c));
+            assert_eq!(a.len(), c.len());
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use actix::prelude::*;
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use streamgate_actors::media::{FrameKind, MediaFrame};
 use streamgate_actors::notify::Decision;
 use streamgate_actors::stream::Unsubscribe;
@@ -18,9 +18,9 @@ use super::{random_u32, stream_u32, unix_micros, RtspSession, PACE_TICK};
 use crate::protocol::flv::track_names;
 use crate::protocol::pacing;
 use crate::protocol::rtsp::sdp;
-use crate::protocol::rtsp::session::{family_form, RtpPlay};
+use crate::protocol::rtsp::session::RtpPlay;
 use crate::protocol::rtsp::RequestId;
-use crate::session::arbiter::{cached_encoding, cached_only};
+use crate::session::arbiter::cached_only;
 use crate::session::core::{request_play, Attach, PlayOutcome, Role};
 use crate::session::fanout;
 use crate::session::ProtocolShell;
@@ -177,22 +177,13 @@ impl RtspSession {
             Some(stream) => stream_u32(stream, index, b't'),
             None => random_u32(),
         };
-        // A track's family is that of the first player of this worker that started at the
-        // same first frame: its number is cached with the frame (under the form of the
-        // frame's packets less any family), as an encoding would be.
-        let mut families = |track, form, new: u32| {
-            let Some(frame) = gop
+        // A track numbers its packets as the player of this worker that first sent the
+        // track's first frame did (its packets are cached with the frame).
+        let mut first_made = |track, form| {
+            let frame = gop
                 .iter()
-                .find(|f| f.track == track && f.kind == FrameKind::Media)
-            else {
-                return (new, None);
-            };
-            let first = cached_encoding(frame, family_form(form, 0), |buf| buf.put_u32(new));
-            let family = first
-                .get(..4)
-                .map_or(new, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            let made = cached_only(frame, family_form(form, family)).map(|r| (frame.pts, r));
-            (family, made)
+                .find(|f| f.track == track && f.kind == FrameKind::Media)?;
+            cached_only(frame, form).map(|record| (frame.pts, record))
         };
         self.feed.borrow_mut().play.start(
             &set_up,
@@ -200,7 +191,7 @@ impl RtspSession {
             Instant::now(),
             random_u32,
             offset,
-            &mut families,
+            &mut first_made,
         )
     }
 
