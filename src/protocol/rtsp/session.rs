@@ -784,7 +784,7 @@ impl RtpPlay {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// One RTP packet for one player: its header and its payload.
@@ -831,7 +831,7 @@ mod tests {
         });
     }
 
-    fn config(track: Track, codec: Codec, payload: &'static [u8]) -> MediaFrame {
+    pub(crate) fn config(track: Track, codec: Codec, payload: &'static [u8]) -> MediaFrame {
         MediaFrame {
             track,
             codec,
@@ -844,10 +844,26 @@ mod tests {
     }
 
     /// An AVC decoder configuration record with one SPS and one PPS.
-    const AVCC: &[u8] = &[
+    pub(crate) const AVCC: &[u8] = &[
         0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
         0x68, 0xee,
     ];
+
+    /// An H.264 frame of one slice of `len` bytes at `pts` (µs): an IDR slice at 0, else not.
+    pub(crate) fn h264_frame(pts: i64, len: usize) -> MediaFrame {
+        let mut payload = (1 + len as u32).to_be_bytes().to_vec();
+        payload.push(if pts == 0 { 0x65 } else { 0x41 });
+        payload.extend((0..len).map(|i| i as u8));
+        MediaFrame {
+            track: Track::Video,
+            codec: Codec::H264,
+            kind: FrameKind::Media,
+            dts: pts,
+            pts,
+            keyframe: pts == 0,
+            payload: Bytes::from(payload),
+        }
+    }
 
     #[test]
     fn app_and_name_from_rtsp_urls() {
@@ -1062,21 +1078,7 @@ mod tests {
         let configs = [config(Track::Video, Codec::H264, AVCC)];
         let set_up = [(0, "rtsp://h/live/a/trackID=0".to_string())];
         let now = Instant::now();
-        let video = |pts: i64, len: usize| {
-            let mut payload = (1 + len as u32).to_be_bytes().to_vec();
-            payload.push(if pts == 0 { 0x65 } else { 0x41 });
-            payload.extend((0..len).map(|i| i as u8));
-            MediaFrame {
-                track: Track::Video,
-                codec: Codec::H264,
-                kind: FrameKind::Media,
-                dts: pts,
-                pts,
-                keyframe: pts == 0,
-                payload: Bytes::from(payload),
-            }
-        };
-        let frames: Vec<MediaFrame> = (0..5).map(|n| video(n * 40_000, 3000)).collect();
+        let frames: Vec<MediaFrame> = (0..5).map(|n| h264_frame(n * 40_000, 3000)).collect();
         let cache: std::cell::RefCell<Vec<(i64, Bytes)>> = Default::default();
         let mut shared = |frame: &MediaFrame, make: &mut dyn FnMut(&mut BytesMut)| {
             let hit = cache

@@ -294,39 +294,15 @@ impl Encode for RtspFrames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::rtsp::session::tests::{config, h264_frame as video, AVCC};
     use crate::session::arbiter::cached_only;
     use bytes::Bytes;
-    use streamgate_actors::media::{Codec, FrameKind, Track};
-
-    /// An H.264 decoder configuration (avcC) with one SPS and one PPS.
-    const AVCC: &[u8] = &[
-        0x01, 0x64, 0x00, 0x28, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x28, 0x01, 0x00, 0x02,
-        0x68, 0xef,
-    ];
-
-    fn video(pts: i64, len: usize) -> MediaFrame {
-        let mut payload = (1 + len as u32).to_be_bytes().to_vec();
-        payload.push(if pts == 0 { 0x65 } else { 0x41 });
-        payload.extend((0..len).map(|i| i as u8));
-        MediaFrame {
-            track: Track::Video,
-            codec: Codec::H264,
-            kind: FrameKind::Media,
-            dts: pts,
-            pts,
-            keyframe: pts == 0,
-            payload: Bytes::from(payload),
-        }
-    }
+    use streamgate_actors::media::{Codec, Track};
 
     /// A feed of the video track on interleaved channel 0, its first sequence number
     /// `sequence` unless the first frame was sent by another player already and `adopt`.
     fn feed(sequence: u32, adopt: Option<&MediaFrame>) -> Feed {
-        let config = MediaFrame {
-            kind: FrameKind::Config,
-            payload: Bytes::from_static(AVCC),
-            ..video(0, 0)
-        };
+        let config = config(Track::Video, Codec::H264, AVCC);
         let (mut play, _, _) = RtpPlay::describe(&[config], || 0x5150);
         let set_up = [(0, "rtsp://h/live/a/trackID=0".to_string())];
         play.start(
