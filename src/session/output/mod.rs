@@ -63,8 +63,7 @@ pub enum Gone {
 pub struct PlayerLimits {
     /// Unwritten output above which the player drops media until the next keyframe.
     pub queue_bytes: usize,
-    /// A player over its queue (or behind and over half of it) for this long is
-    /// disconnected.
+    /// A player over its queue for this long is disconnected.
     pub stall_timeout: Duration,
 }
 
@@ -171,47 +170,13 @@ impl Backlog {
         None
     }
 
-    /// True when the player has been over its queue for longer than the stall timeout, or
-    /// for as long behind (dropping to a keyframe) with more than half of it unwritten: it
-    /// cannot resume before its client reads, whether or not the writer took the last frame
-    /// in part.
+    /// True when the player has been over its queue for longer than the stall timeout.
     pub fn stalled(&mut self, pending: usize, now: Instant) -> bool {
-        let stuck = pending > self.limits.queue_bytes
-            || (self.resync && pending > self.limits.queue_bytes / 2);
-        if !stuck {
+        if pending <= self.limits.queue_bytes {
             self.full_since = None;
             return false;
         }
         let since = *self.full_since.get_or_insert(now);
         now.duration_since(since) > self.limits.stall_timeout
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_player_behind_and_over_half_its_queue_stalls_after_the_timeout() {
-        let limits = PlayerLimits {
-            queue_bytes: 1000,
-            stall_timeout: Duration::from_secs(3),
-        };
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut backlog = Backlog::new(limits, Counter::default());
-        // Over half its queue but not behind: it goes on.
-        assert!(!backlog.stalled(600, t0));
-        assert!(!backlog.stalled(600, at(10)));
-        // Behind (its writer refused a frame) with 600 bytes it cannot write: it stalls.
-        backlog.overflowed();
-        assert!(!backlog.stalled(600, at(10)));
-        assert!(!backlog.stalled(600, at(12)));
-        assert!(backlog.stalled(600, at(14)));
-        // Its client reads below half: the clock starts again.
-        assert!(!backlog.stalled(400, at(15)));
-        assert!(!backlog.stalled(600, at(16)));
-        assert!(!backlog.stalled(1200, at(18)));
-        assert!(backlog.stalled(1200, at(20)));
     }
 }
