@@ -851,18 +851,11 @@ pub(crate) mod tests {
 
     /// An H.264 frame of one slice of `len` bytes at `pts` (µs): an IDR slice at 0, else not.
     pub(crate) fn h264_frame(pts: i64, len: usize) -> MediaFrame {
-        let mut payload = (1 + len as u32).to_be_bytes().to_vec();
-        payload.push(if pts == 0 { 0x65 } else { 0x41 });
-        payload.extend((0..len).map(|i| i as u8));
-        MediaFrame {
-            track: Track::Video,
-            codec: Codec::H264,
-            kind: FrameKind::Media,
-            dts: pts,
-            pts,
-            keyframe: pts == 0,
-            payload: Bytes::from(payload),
-        }
+        let header = if pts == 0 { 0x65 } else { 0x41 };
+        let nal = std::iter::once(header)
+            .chain((0..len).map(|i| i as u8))
+            .collect();
+        crate::protocol::rtsp::rtp::tests::video_frame(pts, pts == 0, &[nal])
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn nal(header: u8, len: usize, seed: u8) -> Vec<u8> {
     v
 }
 
-fn video_frame(pts: i64, keyframe: bool, nals: &[Vec<u8>]) -> MediaFrame {
+pub(crate) fn video_frame(pts: i64, keyframe: bool, nals: &[Vec<u8>]) -> MediaFrame {
     let refs: Vec<&[u8]> = nals.iter().map(|n| &n[..]).collect();
     MediaFrame {
         track: Track::Video,
