@@ -1916,8 +1916,8 @@ fn describe_without_play_holds_no_media() {
 }
 
 /// An RTSP/TCP player that stops reading a 100 Mbit/s stream: past its `<queue_bytes>` it
-/// drops to the next keyframe, after its `<stall_timeout_ms>` over the queue it is closed,
-/// and a new player still plays.
+/// drops to the next keyframe, after its `<stall_timeout_ms>` (over its queue, or over half
+/// of it with nothing taken) it is closed, and a new player still plays.
 #[test]
 fn a_stalled_rtsp_player_drops_to_keyframes_and_is_closed_after_the_stall_timeout() {
     let srv = Server::start(&Config::new().rtsp().section_xml(

@@ -46,6 +46,11 @@ pub trait Output {
     fn write_error(&self) -> Option<std::io::ErrorKind> {
         None
     }
+    /// How long the queued bytes have waited for the connection to take any of them: `None`
+    /// when nothing is queued, or when the output cannot tell.
+    fn waiting_for(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Why a player's output ended its session ([`Backlog::output_gone`]).
@@ -63,7 +68,8 @@ pub enum Gone {
 pub struct PlayerLimits {
     /// Unwritten output above which the player drops media until the next keyframe.
     pub queue_bytes: usize,
-    /// A player over its queue for this long is disconnected.
+    /// A player over its queue for this long, or over half of it with nothing written for
+    /// this long, is disconnected.
     pub stall_timeout: Duration,
 }
 
@@ -148,7 +154,7 @@ impl Backlog {
     }
 
     /// Whether a connection's output is over: it ended or made no progress, or (a player) it
-    /// has been over its queue for the stall timeout, which is logged. Every session asks
+    /// stalled ([`Self::stalled`]), which is logged. Every session asks
     /// this on its one-second timer ([`super::core::SessionCore::tick`]).
     pub fn output_gone(&mut self, output: &dyn Output) -> Option<Gone> {
         if output.write_stalled() {
@@ -162,7 +168,7 @@ impl Backlog {
             return Some(Gone::Closed);
         }
         let pending = output.pending_bytes();
-        if self.stalled(pending, Instant::now()) {
+        if self.stalled(pending, output.waiting_for(), Instant::now()) {
             let _s = self.span.enter();
             tracing::warn!(pending, "player stalled; closing");
             return Some(Gone::Stalled);
@@ -170,13 +176,67 @@ impl Backlog {
         None
     }
 
-    /// True when the player has been over its queue for longer than the stall timeout.
-    pub fn stalled(&mut self, pending: usize, now: Instant) -> bool {
+    /// True when the player has been over its queue for longer than the stall timeout, or
+    /// over half of it while the connection took none of its bytes (`waiting`) for that long.
+    /// The second is the player that stopped reading while between the two marks: behind, it
+    /// takes no keyframe until under half its queue, so its backlog neither grows past the
+    /// queue nor shrinks.
+    pub fn stalled(&mut self, pending: usize, waiting: Option<Duration>, now: Instant) -> bool {
+        let timeout = self.limits.stall_timeout;
+        if pending > self.limits.queue_bytes / 2 && waiting.is_some_and(|w| w > timeout) {
+            return true;
+        }
         if pending <= self.limits.queue_bytes {
             self.full_since = None;
             return false;
         }
         let since = *self.full_since.get_or_insert(now);
-        now.duration_since(since) > self.limits.stall_timeout
+        now.duration_since(since) > timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Backlog, PlayerLimits};
+
+    const QUEUE: usize = 1000;
+    const TIMEOUT: Duration = Duration::from_secs(3);
+
+    fn backlog() -> Backlog {
+        let limits = PlayerLimits {
+            queue_bytes: QUEUE,
+            stall_timeout: TIMEOUT,
+        };
+        Backlog::new(limits, Default::default())
+    }
+
+    #[test]
+    fn over_the_queue_for_the_stall_timeout_is_stalled_while_writing() {
+        let mut b = backlog();
+        let t0 = Instant::now();
+        let moving = Some(Duration::from_millis(5));
+        assert!(!b.stalled(QUEUE + 1, moving, t0));
+        assert!(!b.stalled(QUEUE + 1, moving, t0 + TIMEOUT));
+        assert!(b.stalled(QUEUE + 1, moving, t0 + TIMEOUT + Duration::from_millis(1)));
+        // Back under the queue, the clock starts again.
+        let t1 = t0 + 2 * TIMEOUT;
+        assert!(!b.stalled(QUEUE, moving, t1));
+        assert!(!b.stalled(QUEUE + 1, moving, t1));
+        assert!(!b.stalled(QUEUE + 1, moving, t1 + TIMEOUT));
+    }
+
+    #[test]
+    fn over_half_the_queue_with_nothing_written_for_the_stall_timeout_is_stalled() {
+        let mut b = backlog();
+        let now = Instant::now();
+        let idle = Some(TIMEOUT + Duration::from_millis(1));
+        assert!(b.stalled(QUEUE / 2 + 1, idle, now));
+        assert!(!b.stalled(QUEUE / 2 + 1, Some(TIMEOUT), now));
+        // At or under half its queue a player still takes keyframes: not this rule.
+        assert!(!b.stalled(QUEUE / 2, idle, now));
+        // An output that cannot tell how long its bytes waited: only the queue rule.
+        assert!(!b.stalled(QUEUE, None, now + 10 * TIMEOUT));
     }
 }

@@ -475,6 +475,11 @@ impl Output for Writer {
     fn write_error(&self) -> Option<std::io::ErrorKind> {
         self.state.error.get()
     }
+
+    fn waiting_for(&self) -> Option<Duration> {
+        let state = &self.state;
+        (!state.ended.get() && state.pending.get() > 0).then(|| state.progress.get().elapsed())
+    }
 }
 
 impl Drop for Writer {
@@ -848,6 +853,28 @@ mod tests {
             state.upgrade().is_none(),
             "the queue is let go once written"
         );
+    }
+
+    #[actix_rt::test]
+    async fn queued_bytes_count_their_wait_until_the_socket_takes_some() {
+        let (writer, mut client) = pair(Duration::ZERO).await;
+        assert_eq!(Output::waiting_for(&writer), None, "nothing queued");
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        for _ in 0..16 {
+            writer.send(chunk.clone()).expect("queued");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waited = Output::waiting_for(&writer).expect("the client reads none of it");
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        // The client reads a little: the socket takes more, and the wait starts again.
+        let mut buf = vec![0u8; 4 << 20];
+        let mut read = 0;
+        while read < buf.len() {
+            read += client.read(&mut buf[read..]).await.expect("read");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waited = Output::waiting_for(&writer).expect("still more queued than read");
+        assert!(waited < Duration::from_millis(200), "{waited:?}");
     }
 
     #[actix_rt::test]
