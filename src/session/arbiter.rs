@@ -61,23 +61,21 @@ impl ArbiterState {
 
 /// Most encodings each arbiter keeps for [`cached_encoding`].
 const ENCODING_CACHE: usize = 512;
-/// New encodings between two sweeps of the cache for entries nobody else holds.
+/// New encodings between two sweeps of the cache for frames nobody else holds.
 const SWEEP_EVERY: usize = 8;
 
-/// A frame in one wire form: the frame by its payload's address and length and its
-/// timestamp (its payload is held, so the address is not reused while the entry exists).
+/// A frame: its payload's address and length and its timestamp (its payload is held, so the
+/// address is not reused while the cache holds the frame).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct EncodingKey {
-    form: u64,
+struct FrameKey {
     dts: i64,
     address: usize,
     len: usize,
 }
 
-impl EncodingKey {
-    fn of(frame: &MediaFrame, form: u64) -> EncodingKey {
-        EncodingKey {
-            form,
+impl FrameKey {
+    fn of(frame: &MediaFrame) -> FrameKey {
+        FrameKey {
             dts: frame.dts,
             address: frame.payload.as_ptr() as usize,
             len: frame.payload.len(),
@@ -85,47 +83,52 @@ impl EncodingKey {
     }
 }
 
-/// The encodings of one arbiter, found by key: players that are paced (RTSP's join pacer)
-/// ask for frames anywhere in the GOP, not only the newest, so a lookup is a hash, not a
-/// scan of the cache (every entry is looked at only by a sweep, once every [`SWEEP_EVERY`]
-/// new encodings, for those let go).
+/// One frame's encodings, by form (a frame has few: RTMP's, HTTP-FLV's, RTSP's packets and
+/// their framings).
+type Forms = Vec<(u64, Bytes)>;
+
+/// The encodings of one arbiter, found by frame and then form: players that are paced
+/// (RTSP's join pacer) ask for frames anywhere in the GOP, not only the newest, so a lookup
+/// is a hash, not a scan of the cache (every frame is looked at only by a sweep, once every
+/// [`SWEEP_EVERY`] new encodings, for those let go). The cache holds one clone of each
+/// frame's payload, whatever the number of its forms, so a frame nobody else holds is known
+/// by its payload's count alone.
 #[derive(Default)]
 struct Encodings {
-    /// Oldest first (the count bound drops the front), with the payload that keeps each
-    /// key's address alive.
-    order: VecDeque<(EncodingKey, Bytes)>,
-    by_key: HashMap<EncodingKey, Bytes, foldhash::fast::RandomState>,
+    /// Frames oldest first (the count bound drops the front), with the payload that keeps
+    /// each key's address alive.
+    order: VecDeque<(FrameKey, Bytes)>,
+    by_frame: HashMap<FrameKey, Forms, foldhash::fast::RandomState>,
+    /// Encodings held, over every frame.
+    held: usize,
     /// New encodings since the last sweep.
     since_sweep: usize,
 }
 
-/// The wire bytes of `frame` in `form` (a protocol and whatever per-player setting shapes the
-/// bytes): encoded by the first player on this arbiter that needs them, then shared by every
-/// other player here as a reference-counted `Bytes`. Fan-out to many players of one protocol
-/// thus encodes each frame once per arbiter instead of once per player.
-pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut BytesMut)) -> Bytes {
-    let key = EncodingKey::of(frame, form);
-    ArbiterState::with(|state| {
-        let mut cache = state.encodings.borrow_mut();
-        if let Some(hit) = cache.by_key.get(&key) {
-            return hit.clone();
-        }
-        let mut out = BytesMut::new();
-        encode(&mut out);
-        let encoded = out.freeze();
+impl Encodings {
+    fn get(&self, frame: FrameKey, form: u64) -> Option<&Bytes> {
+        let forms = self.by_frame.get(&frame)?;
+        forms.iter().find(|(f, _)| *f == form).map(|(_, b)| b)
+    }
+
+    /// Lets go of the frames only the cache still holds (every [`SWEEP_EVERY`] new
+    /// encodings, or more while the cache is large), and of the oldest while over
+    /// [`ENCODING_CACHE`] encodings.
+    fn sweep(&mut self) {
         let Encodings {
             order,
-            by_key,
+            by_frame,
+            held,
             since_sweep,
-        } = &mut *cache;
+        } = self;
         // A frame only the cache still holds has left the stream's GOP cache and every
-        // group's history and queue: nobody can ask for its encoding again. Dropping those
+        // group's history and queue: nobody can ask for its encodings again. Dropping those
         // keeps the cache at what joining players can still be sent, instead of holding
-        // (and keeping alive) up to ENCODING_CACHE frames. Every entry is looked at, not
+        // (and keeping alive) up to ENCODING_CACHE encodings. Every frame is looked at, not
         // only the oldest (a codec config lives as long as its stream, and would otherwise
-        // keep every entry behind it), once every SWEEP_EVERY new encodings: a frame is
+        // keep every frame behind it), once every SWEEP_EVERY new encodings: a frame is
         // kept at most that many encodings longer (up to four times as many when a quarter of
-        // the entries is more, so that a large cache is not looked through every few
+        // the frames is more, so that a large cache is not looked through every few
         // encodings). `is_unique` may say false for a payload that is still unused (one
         // carved from a shared buffer); the count bound then applies.
         *since_sweep += 1;
@@ -134,18 +137,45 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
             order.retain(|(key, payload)| {
                 let gone = payload.is_unique();
                 if gone {
-                    by_key.remove(key);
+                    *held -= by_frame.remove(key).map_or(0, |forms| forms.len());
                 }
                 !gone
             });
         }
-        if order.len() == ENCODING_CACHE {
-            if let Some((oldest, _)) = order.pop_front() {
-                by_key.remove(&oldest);
-            }
+        while *held >= ENCODING_CACHE {
+            let Some((oldest, _)) = order.pop_front() else {
+                break;
+            };
+            *held -= by_frame.remove(&oldest).map_or(0, |forms| forms.len());
         }
-        order.push_back((key, frame.payload.clone()));
-        by_key.insert(key, encoded.clone());
+    }
+}
+
+/// The wire bytes of `frame` in `form` (a protocol and whatever per-player setting shapes the
+/// bytes): encoded by the first player on this arbiter that needs them, then shared by every
+/// other player here as a reference-counted `Bytes`. Fan-out to many players of one protocol
+/// thus encodes each frame once per arbiter instead of once per player.
+pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let key = FrameKey::of(frame);
+    ArbiterState::with(|state| {
+        let mut cache = state.encodings.borrow_mut();
+        if let Some(hit) = cache.get(key, form) {
+            return hit.clone();
+        }
+        let mut out = BytesMut::new();
+        encode(&mut out);
+        let encoded = out.freeze();
+        cache.sweep();
+        let cache = &mut *cache;
+        let forms = match cache.by_frame.entry(key) {
+            std::collections::hash_map::Entry::Occupied(forms) => forms.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                cache.order.push_back((key, frame.payload.clone()));
+                entry.insert(Vec::with_capacity(2))
+            }
+        };
+        forms.push((form, encoded.clone()));
+        cache.held += 1;
         encoded
     })
 }
@@ -153,8 +183,8 @@ pub fn cached_encoding(frame: &MediaFrame, form: u64, encode: impl FnOnce(&mut B
 /// The wire bytes of `frame` in `form` if a player of this arbiter made them
 /// ([`cached_encoding`]), without making them.
 pub fn cached_only(frame: &MediaFrame, form: u64) -> Option<Bytes> {
-    let key = EncodingKey::of(frame, form);
-    ArbiterState::with(|state| state.encodings.borrow().by_key.get(&key).cloned())
+    let key = FrameKey::of(frame);
+    ArbiterState::with(|state| state.encodings.borrow().get(key, form).cloned())
 }
 
 /// How many encodings this arbiter holds.
@@ -162,8 +192,10 @@ pub fn cached_only(frame: &MediaFrame, form: u64) -> Option<Bytes> {
 fn cached_encodings() -> usize {
     ArbiterState::with(|state| {
         let cache = state.encodings.borrow();
-        assert_eq!(cache.order.len(), cache.by_key.len());
-        cache.order.len()
+        assert_eq!(cache.order.len(), cache.by_frame.len());
+        let held: usize = cache.by_frame.values().map(Vec::len).sum();
+        assert_eq!(held, cache.held);
+        held
     })
 }
 
@@ -256,5 +288,42 @@ mod tests {
         let mut calls = 0;
         let _ = cached_encoding(&later[0], 7, |_| calls += 1);
         assert_eq!(calls, 0, "a frame is found by its key");
+    }
+
+    #[test]
+    fn a_frame_in_several_forms_goes_when_nobody_else_holds_it() {
+        use super::{cached_encoding, cached_encodings, SWEEP_EVERY};
+        use bytes::{BufMut, Bytes};
+        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
+        let frame = |n: u8| MediaFrame {
+            track: Track::Video,
+            codec: Codec::H264,
+            kind: FrameKind::Media,
+            dts: i64::from(n),
+            pts: i64::from(n),
+            keyframe: false,
+            payload: Bytes::from(vec![n; 64]),
+        };
+        let enc = |f: &MediaFrame, form: u64| {
+            cached_encoding(f, form, |out| {
+                out.put_u64(form);
+                out.put_slice(&f.payload);
+            })
+        };
+        let a = frame(1);
+        for form in [7, 8, 9] {
+            let _ = enc(&a, form);
+        }
+        assert_eq!(cached_encodings(), 3, "one frame in three forms");
+        drop(a);
+        let held: Vec<MediaFrame> = (2..).take(4 * SWEEP_EVERY).map(frame).collect();
+        for f in &held {
+            let _ = enc(f, 7);
+        }
+        assert_eq!(
+            cached_encodings(),
+            held.len(),
+            "the frame only the cache held went in all its forms"
+        );
     }
 }

@@ -6,6 +6,8 @@
 #
 #   bash tests/bench/player_rss.sh              # target/release/streamgate
 #   PLAYERS=1 bash tests/bench/player_rss.sh    # what the first player costs (the shared parts)
+#   PROTOS="rtmp httpflv" PLAYERS=100 bash tests/bench/player_rss.sh   # PLAYERS of each output
+#       protocol at once (rtmp, httpflv, rtsp, rtsp-udp, srt), all outputs enabled
 #   BIN=path/to/other/streamgate bash tests/bench/player_rss.sh
 #   MENV="MALLOC_ARENA_MAX=1" bash tests/bench/player_rss.sh   # environment for the server
 #   PROFILE=dhat bash tests/bench/player_rss.sh   # where the bytes are: the server under
@@ -28,8 +30,13 @@ else
     ramp=1000
     tries=200
 fi
-port=$(free_port); api=$(free_port)
-one_worker_config "$port" "$api"
+protos=${PROTOS:-rtmp}
+if [ "$protos" = rtmp ]; then
+    port=$(free_port); api=$(free_port)
+    one_worker_config "$port" "$api"
+else
+    all_outputs_config
+fi
 env ${MENV:-} ${BIN:-target/release/streamgate} --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
 sg=$!; pids+=("$sg")
 wait_port "$port" "$sg" "$tries"
@@ -37,15 +44,24 @@ publish_source "$port"
 sleep 4
 idle=$(awk '/VmRSS/ {print $2}' /proc/$sg/status)
 players=${PLAYERS:-1000}
-target/release/streamgate-load --url "rtmp://127.0.0.1:$port/live/bench" --players "$players" --ramp $ramp --duration 18 --json > $tmp/l.json 2>/dev/null &
-lp=$!
+loads=()
+for proto in $protos; do
+    player_target "$proto" || exit 2
+    target/release/streamgate-load --url "$url" "${extra[@]}" --players "$players" --ramp $ramp \
+        --duration 18 --json > "$tmp/l-$proto.json" 2>/dev/null &
+    loads+=($!)
+done
 sleep 10
 s=0; for i in $(seq 12); do r=$(awk '/VmRSS/ {print $2}' /proc/$sg/status); s=$((s+r)); sleep 0.5; done
-wait $lp || true
+for lp in "${loads[@]}"; do wait "$lp" || true; done
+players=$((players * ${#loads[@]}))
 if [ "${PROFILE:-}" = dhat ]; then
     kill -INT "$sg"
     wait "$sg" || true
     python3 tests/bench/dhat_sites.py "$tmp/dhat.out" "$players"
     exit 0
 fi
+for proto in $protos; do
+    python3 -c "import json,sys; l=json.load(open(sys.argv[1])); print('$proto: %d playing, %d errors' % (l['playing'], l['errors']))" "$tmp/l-$proto.json"
+done
 python3 -c "print('idle %d KiB, loaded %.0f KiB, per player %.2f KiB' % ($idle, $s/12, ($s/12-$idle)/$players))"
