@@ -427,14 +427,61 @@ pub struct PacketRun {
     pub index: usize,
     /// The form the packets are shared under: the track's ([`Outgoing::form`]).
     pub form: u64,
-    /// The record's headers are the player's own (same SSRC, payload type, clock and
-    /// sequence numbers): `headers` is empty, and the packets go as they are in `record`.
-    pub as_made: bool,
     /// The packets as the first player of their form made them, each preceded by its length
     /// ([`prefixed`]): shared by the players of the form.
     pub record: Bytes,
-    /// Where the player's own header of each packet is in the headers given with the run.
-    pub headers: Range<usize>,
+    /// How the player's headers differ from the record's: `None` when the record's are the
+    /// player's own (same SSRC, payload type, clock and sequence numbers), and the packets go
+    /// as they are.
+    pub restamp: Option<Restamp>,
+}
+
+impl PacketRun {
+    /// The record's headers are the player's own ([`Self::restamp`] is `None`).
+    pub fn as_made(&self) -> bool {
+        self.restamp.is_none()
+    }
+
+    /// The player's header of the packet at `item` of the record (one of
+    /// `prefixed::items(&self.record)`); `None` when the item is shorter than a header.
+    /// Worked out when asked for, so a player whose framed packets are shared reads the
+    /// record's first header only.
+    pub fn header(&self, item: &Range<usize>) -> Option<[u8; RtpHeader::LEN]> {
+        let made = self.record.get(item.start..item.start + RtpHeader::LEN)?;
+        let mut header: [u8; RtpHeader::LEN] = made.try_into().ok()?;
+        if let Some(restamp) = &self.restamp {
+            restamp.apply(&mut header);
+        }
+        Some(header)
+    }
+}
+
+/// How one player's headers of a shared record are written over the record's: its own
+/// sequence numbers and timestamps from the record's first packet on, payload type and SSRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restamp {
+    sequence: u16,
+    timestamp: u32,
+    record_sequence: u16,
+    record_timestamp: u32,
+    payload_type: u8,
+    ssrc: u32,
+}
+
+impl Restamp {
+    fn apply(&self, header: &mut [u8; RtpHeader::LEN]) {
+        let their_sequence = u16::from_be_bytes([header[2], header[3]]);
+        let their_timestamp = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        RtpHeader::restamp(
+            header,
+            self.payload_type,
+            self.sequence
+                .wrapping_add(their_sequence.wrapping_sub(self.record_sequence)),
+            self.timestamp
+                .wrapping_add(their_timestamp.wrapping_sub(self.record_timestamp)),
+            self.ssrc,
+        );
+    }
 }
 
 /// The form of a track's packets ([`Outgoing::form`]); the top bit is set, so it never
@@ -629,19 +676,18 @@ impl RtpPlay {
     }
 
     /// Packetizes `frame` for every started track of its kind, sharing the packetizing between
-    /// the players of a frame: a [`PacketRun`] per track to `runs`, the player's own headers of
-    /// its packets to `headers`. `shared(form, make)` returns the packets of the frame in that
-    /// form, from a cache or (`make` called) made by this player: the first player of a form
-    /// packetizes (its packets preceded by their first sequence number and timestamp, each by
-    /// its length), and every other player takes the packets as they are, with headers of its
-    /// own: its payload type, sequence numbers, timestamps and SSRC written over the shared
-    /// ones ([`RtpHeader::restamp`]). A player thus writes a frame's headers instead of
-    /// parsing, packetizing or copying the frame.
+    /// the players of a frame: a [`PacketRun`] per track to `runs`. `shared(form, make)`
+    /// returns the packets of the frame in that form, from a cache or (`make` called) made by
+    /// this player: the first player of a form packetizes (its packets preceded by their first
+    /// sequence number and timestamp, each by its length), and every other player takes the
+    /// packets as they are, with headers of its own where its numbering differs: its payload
+    /// type, sequence numbers, timestamps and SSRC written over the shared ones
+    /// ([`PacketRun::header`], [`RtpHeader::restamp`]). A player thus writes at most a frame's
+    /// headers instead of parsing, packetizing or copying the frame.
     pub fn packetize_runs(
         &mut self,
         frame: &MediaFrame,
         runs: &mut Vec<PacketRun>,
-        headers: &mut Vec<[u8; RtpHeader::LEN]>,
         shared: &mut SharedPackets<'_>,
     ) {
         let mut packets = Vec::new();
@@ -653,9 +699,7 @@ impl RtpPlay {
                 continue;
             };
             packets.clear();
-            // The packets, how to restamp their headers when another player made them, and the
-            // form they are shared under.
-            let (record, restamp, form) = if frame.kind == FrameKind::Config {
+            if frame.kind == FrameKind::Config {
                 // A new config: the packetizer takes it, and with it the track's form. Its
                 // packets are this player's alone.
                 packetizer.packetize(frame, &mut packets);
@@ -665,90 +709,67 @@ impl RtpPlay {
                 for p in packets.drain(..).filter(|p| p.len() >= RtpHeader::LEN) {
                     prefixed::put(&mut record, &p);
                 }
-                (record.freeze(), None, track.form)
-            } else {
-                let form = track.form;
-                let sequence = packetizer.stats().next_sequence;
-                let timestamp = packetizer.clock().rtp_time(frame.pts);
-                let (ssrc, payload_type) = (track.ssrc, track.payload_type);
-                let mut made = false;
-                let record = shared(form, &mut |buf| {
-                    made = true;
-                    packetizer.packetize(frame, &mut packets);
-                    let kept = || packets.iter().filter(|p| p.len() >= RtpHeader::LEN);
-                    let (count, octets) = kept().fold((0u16, 0u32), |(count, octets), p| {
-                        (count + 1, octets + (p.len() - RtpHeader::LEN) as u32)
-                    });
-                    buf.reserve(Preamble::LEN + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
-                    Preamble {
-                        sequence,
-                        timestamp,
-                        ssrc,
-                        payload_type,
-                        packets: count,
-                        octets,
-                    }
-                    .put(buf);
-                    for p in kept() {
-                        // Packetizers make packets of at most an MTU: each has its length.
-                        prefixed::put(buf, p);
-                    }
+                runs.push(PacketRun {
+                    index,
+                    form: track.form,
+                    record: record.freeze(),
+                    restamp: None,
                 });
-                let Some(theirs) = Preamble::read(&record) else {
-                    continue;
-                };
-                let packets_of = record.slice(Preamble::LEN..);
-                if theirs.numbers_as(sequence, timestamp, ssrc, payload_type) {
-                    // Numbered as this player numbers: its packets as they are.
-                    if !made {
-                        packetizer.skip(theirs.packets, theirs.octets);
-                    }
-                    runs.push(PacketRun {
-                        index,
-                        form,
-                        as_made: true,
-                        record: packets_of,
-                        headers: headers.len()..headers.len(),
-                    });
-                    continue;
+                continue;
+            }
+            let form = track.form;
+            let sequence = packetizer.stats().next_sequence;
+            let timestamp = packetizer.clock().rtp_time(frame.pts);
+            let (ssrc, payload_type) = (track.ssrc, track.payload_type);
+            let mut made = false;
+            let record = shared(form, &mut |buf| {
+                made = true;
+                packetizer.packetize(frame, &mut packets);
+                let kept = || packets.iter().filter(|p| p.len() >= RtpHeader::LEN);
+                let (count, octets) = kept().fold((0u16, 0u32), |(count, octets), p| {
+                    (count + 1, octets + (p.len() - RtpHeader::LEN) as u32)
+                });
+                buf.reserve(Preamble::LEN + packets.iter().map(|p| 2 + p.len()).sum::<usize>());
+                Preamble {
+                    sequence,
+                    timestamp,
+                    ssrc,
+                    payload_type,
+                    packets: count,
+                    octets,
                 }
-                let restamp = Some((sequence, timestamp, (theirs.sequence, theirs.timestamp)));
-                (packets_of, restamp, form)
+                .put(buf);
+                for p in kept() {
+                    // Packetizers make packets of at most an MTU: each has its length.
+                    prefixed::put(buf, p);
+                }
+            });
+            let Some(theirs) = Preamble::read(&record) else {
+                continue;
             };
-            let first = headers.len();
-            let (mut count, mut octets) = (0u16, 0u32);
-            for item in prefixed::items(&record) {
-                let Some(theirs) = record[item.clone()].get(..RtpHeader::LEN) else {
-                    break;
-                };
-                let mut header: [u8; RtpHeader::LEN] = theirs.try_into().expect("its length");
-                if let Some((sequence, timestamp, (first_sequence, first_timestamp))) = restamp {
-                    let their_sequence = u16::from_be_bytes([header[2], header[3]]);
-                    let their_timestamp =
-                        u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-                    RtpHeader::restamp(
-                        &mut header,
-                        track.payload_type,
-                        sequence.wrapping_add(their_sequence.wrapping_sub(first_sequence)),
-                        timestamp.wrapping_add(their_timestamp.wrapping_sub(first_timestamp)),
-                        track.ssrc,
-                    );
-                }
-                count += 1;
-                octets += (item.len() - RtpHeader::LEN) as u32;
-                headers.push(header);
-            }
-            if restamp.is_some() {
+            let record = record.slice(Preamble::LEN..);
+            let restamp = if theirs.numbers_as(sequence, timestamp, ssrc, payload_type) {
+                // Numbered as this player numbers: its packets as they are.
+                None
+            } else {
+                Some(Restamp {
+                    sequence,
+                    timestamp,
+                    record_sequence: theirs.sequence,
+                    record_timestamp: theirs.timestamp,
+                    payload_type,
+                    ssrc,
+                })
+            };
+            if !made {
                 // Made by another player's packetizer: counted as this one's.
-                packetizer.skip(count, octets);
+                packetizer.skip(theirs.packets, theirs.octets);
             }
-            let headers = first..headers.len();
             runs.push(PacketRun {
                 index,
                 form,
-                as_made: false,
                 record,
-                headers,
+                restamp,
             });
         }
     }
@@ -801,20 +822,12 @@ pub(crate) mod tests {
         out: &mut Vec<(usize, PlayerPacket)>,
         shared: &mut SharedPackets<'_>,
     ) {
-        let (mut runs, mut headers) = (Vec::new(), Vec::new());
-        play.packetize_runs(frame, &mut runs, &mut headers, shared);
+        let mut runs = Vec::new();
+        play.packetize_runs(frame, &mut runs, shared);
         for run in runs {
-            let items = prefixed::items(&run.record);
-            for (n, item) in items.enumerate() {
-                let header = if run.as_made {
-                    run.record[item.start..item.start + RtpHeader::LEN]
-                        .try_into()
-                        .expect("a header")
-                } else {
-                    match headers[run.headers.clone()].get(n) {
-                        Some(header) => *header,
-                        None => break,
-                    }
+            for item in prefixed::items(&run.record) {
+                let Some(header) = run.header(&item) else {
+                    break;
                 };
                 let payload = run.record.slice(item.start + RtpHeader::LEN..item.end);
                 out.push((run.index, PlayerPacket { header, payload }));
@@ -1100,15 +1113,13 @@ pub(crate) mod tests {
         let (mut a, _) = start(None, 100);
         type Shared<'a> = dyn FnMut(&MediaFrame, &mut dyn FnMut(&mut BytesMut)) -> Bytes + 'a;
         let runs_of = |play: &mut RtpPlay, frame: &MediaFrame, shared: &mut Shared<'_>| {
-            let (mut runs, mut headers) = (Vec::new(), Vec::new());
-            play.packetize_runs(frame, &mut runs, &mut headers, &mut |_, make| {
-                shared(frame, make)
-            });
+            let mut runs = Vec::new();
+            play.packetize_runs(frame, &mut runs, &mut |_, make| shared(frame, make));
             assert_eq!(runs.len(), 1);
             runs.remove(0)
         };
         let made = runs_of(&mut a, &frames[0], &mut shared);
-        assert!(made.as_made, "its own packets");
+        assert!(made.as_made(), "its own packets");
         // The second player starts at the first frame's sequence number, found in the cache.
         let first = cache.borrow()[0].1.clone();
         let (mut b, first_sequence) = start(Some((0, first)), 999);
@@ -1117,11 +1128,10 @@ pub(crate) mod tests {
         assert_eq!(other, 999, "nothing to adopt: its own");
         for frame in &frames[..3] {
             if frame.pts > 0 {
-                assert!(runs_of(&mut a, frame, &mut shared).as_made);
+                assert!(runs_of(&mut a, frame, &mut shared).as_made());
             }
             let run = runs_of(&mut b, frame, &mut shared);
-            assert!(run.as_made, "numbered alike at {}", frame.pts);
-            assert!(run.headers.is_empty());
+            assert!(run.as_made(), "numbered alike at {}", frame.pts);
         }
         // The second player misses a frame (dropped): from then on its packets are
         // restamped, its sequence numbers going on without a gap.
@@ -1131,13 +1141,20 @@ pub(crate) mod tests {
             .as_ref()
             .map(|p| p.stats().next_sequence);
         let _ = runs_of(&mut a, &frames[4], &mut shared);
-        let (mut runs, mut headers) = (Vec::new(), Vec::new());
-        b.packetize_runs(&frames[4], &mut runs, &mut headers, &mut |_, make| {
+        let mut runs = Vec::new();
+        b.packetize_runs(&frames[4], &mut runs, &mut |_, make| {
             shared(&frames[4], make)
         });
-        assert!(!runs[0].as_made);
-        let first = headers[runs[0].headers.clone()][0];
+        assert!(!runs[0].as_made());
+        let items: Vec<_> = prefixed::items(&runs[0].record).collect();
+        let headers: Vec<_> = items.iter().filter_map(|i| runs[0].header(i)).collect();
+        assert_eq!(headers.len(), items.len());
+        let first = headers[0];
         assert_eq!(next, Some(u16::from_be_bytes([first[2], first[3]])));
+        for (n, header) in headers.iter().enumerate() {
+            let sequence = u16::from_be_bytes([header[2], header[3]]);
+            assert_eq!(Some(sequence), next.map(|s| s.wrapping_add(n as u16)));
+        }
         assert_eq!(
             b.tracks[0].packetizer.as_ref().map(|p| p.stats().packets),
             a.tracks[0]

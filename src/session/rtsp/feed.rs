@@ -55,10 +55,8 @@ pub(super) struct Feed {
     overflowed: bool,
     /// Interleaved media not yet queued on the writer: a part per track of a frame.
     media: Vec<Part>,
-    /// The tracks' packets of the frame being sent, and the player's headers of them (kept
-    /// for their capacity).
+    /// The tracks' packets of the frame being sent (kept for its capacity).
     runs: Vec<PacketRun>,
-    headers: Vec<[u8; RtpHeader::LEN]>,
     /// The frames the pacer released (kept for its capacity).
     due: Vec<MediaFrame>,
 }
@@ -76,7 +74,6 @@ impl Feed {
             overflowed: false,
             media: Vec::new(),
             runs: Vec::new(),
-            headers: Vec::new(),
             due: Vec::new(),
         }
     }
@@ -129,30 +126,19 @@ impl Feed {
     /// are numbered as this player numbers, with no copy), sent now, the packets of one track
     /// together ([`UdpOut::send_all`]).
     fn send_frame(&mut self, frame: &MediaFrame) {
-        let (mut runs, mut headers) = (
-            std::mem::take(&mut self.runs),
-            std::mem::take(&mut self.headers),
-        );
+        let mut runs = std::mem::take(&mut self.runs);
         self.play
-            .packetize_runs(frame, &mut runs, &mut headers, &mut |form, make| {
+            .packetize_runs(frame, &mut runs, &mut |form, make| {
                 cached_encoding(frame, form, |out| make(out))
             });
         for run in runs.drain(..) {
             let items = || prefixed::items(&run.record);
-            // The player's header of each packet: the record's own when it is numbered so.
-            let header = |n: usize, item: &Range<usize>| -> &[u8] {
-                if run.as_made {
-                    run.record
-                        .get(item.start..item.start + RtpHeader::LEN)
-                        .unwrap_or(&[])
-                } else {
-                    headers.get(run.headers.start + n).map_or(&[], |h| &h[..])
-                }
-            };
-            let first = items().next().map(|item| header(0, &item));
-            let Some(first) = first.and_then(|h| <[u8; RtpHeader::LEN]>::try_from(h).ok()) else {
+            let Some(first) = items().next().and_then(|item| run.header(&item)) else {
                 continue;
             };
+            // The player's header of each packet (the record's own when it is numbered so),
+            // written out only where a buffer is made.
+            let header = |item: &Range<usize>| run.header(item).unwrap_or_default();
             let payload = |item: &Range<usize>| {
                 run.record
                     .get(item.start + RtpHeader::LEN..item.end)
@@ -163,11 +149,11 @@ impl Feed {
                     let form = numbered_form(run.form, Some(*channel), &first);
                     let framed = cached_encoding(frame, form, |buf| {
                         buf.reserve(run.record.len() + 2 * items().count());
-                        for (n, item) in items().enumerate() {
+                        for item in items() {
                             buf.put_slice(&[b'$', *channel]);
                             // An item is at most u16::MAX bytes: an interleaved frame's length.
                             buf.put_u16(item.len() as u16);
-                            buf.put_slice(header(n, &item));
+                            buf.put_slice(&header(&item));
                             buf.put_slice(payload(&item));
                         }
                     });
@@ -180,10 +166,10 @@ impl Feed {
                         continue;
                     }
                     let mut heads = Vec::with_capacity(items().count() * INTERLEAVED_HEAD);
-                    for (n, item) in items().enumerate() {
+                    for item in items() {
                         let len = (item.len() as u16).to_be_bytes();
                         heads.extend_from_slice(&[b'$', *channel, len[0], len[1]]);
-                        heads.extend_from_slice(header(n, &item));
+                        heads.extend_from_slice(&header(&item));
                     }
                     let packets = Packets::new(
                         heads,
@@ -197,13 +183,13 @@ impl Feed {
                     // Each datagram is its packet's item (its header, then payload).
                     let numbered = |buf: &mut BytesMut| {
                         buf.reserve(run.record.len());
-                        for (n, item) in items().enumerate() {
+                        for item in items() {
                             buf.put_u16(item.len() as u16);
-                            buf.put_slice(header(n, &item));
+                            buf.put_slice(&header(&item));
                             buf.put_slice(payload(&item));
                         }
                     };
-                    let bytes = if run.as_made {
+                    let bytes = if run.as_made() {
                         run.record.clone()
                     } else {
                         let form = numbered_form(run.form, None, &first);
@@ -227,9 +213,7 @@ impl Feed {
                 None => {}
             }
         }
-        headers.clear();
         self.runs = runs;
-        self.headers = headers;
     }
 
     /// Notes that the player's output was found full: its member drops to the next keyframe.
