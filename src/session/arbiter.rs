@@ -201,11 +201,13 @@ fn cached_encodings() -> usize {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
+
     #[test]
     fn one_encoding_per_frame_and_form() {
         use super::cached_encoding;
-        use bytes::{BufMut, Bytes};
-        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
+        use bytes::BufMut;
         let frame = |payload: Bytes, dts| MediaFrame {
             track: Track::Audio,
             codec: Codec::Aac,
@@ -238,12 +240,9 @@ mod tests {
         assert_eq!(calls, 4);
     }
 
-    #[test]
-    fn an_encoding_goes_when_nobody_else_holds_its_frame() {
-        use super::{cached_encoding, cached_encodings, SWEEP_EVERY};
-        use bytes::{BufMut, Bytes};
-        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
-        let frame = |n: u8| MediaFrame {
+    /// Video frame `n`: its own 64-byte payload, decode time `n`.
+    fn frame(n: u8) -> MediaFrame {
+        MediaFrame {
             track: Track::Video,
             codec: Codec::H264,
             kind: FrameKind::Media,
@@ -251,7 +250,13 @@ mod tests {
             pts: i64::from(n),
             keyframe: false,
             payload: Bytes::from(vec![n; 64]),
-        };
+        }
+    }
+
+    #[test]
+    fn an_encoding_goes_when_nobody_else_holds_its_frame() {
+        use super::{cached_encoding, cached_encodings, SWEEP_EVERY};
+        use bytes::BufMut;
         let enc = |f: &MediaFrame| cached_encoding(f, 7, |out| out.put_slice(&f.payload));
         let (a, b) = (frame(1), frame(2));
         let _ = enc(&a);
@@ -293,17 +298,7 @@ mod tests {
     #[test]
     fn a_frame_in_several_forms_goes_when_nobody_else_holds_it() {
         use super::{cached_encoding, cached_encodings, SWEEP_EVERY};
-        use bytes::{BufMut, Bytes};
-        use streamgate_actors::media::{Codec, FrameKind, MediaFrame, Track};
-        let frame = |n: u8| MediaFrame {
-            track: Track::Video,
-            codec: Codec::H264,
-            kind: FrameKind::Media,
-            dts: i64::from(n),
-            pts: i64::from(n),
-            keyframe: false,
-            payload: Bytes::from(vec![n; 64]),
-        };
+        use bytes::BufMut;
         let enc = |f: &MediaFrame, form: u64| {
             cached_encoding(f, form, |out| {
                 out.put_u64(form);
