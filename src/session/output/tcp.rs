@@ -450,9 +450,7 @@ impl Writer {
     /// progress into the socket for [`WRITE_STALL`] (the session then closes). Sessions check
     /// this on their timer, so no timer is armed per write.
     pub fn is_closed(&self) -> bool {
-        let state = &self.state;
-        state.ended.get()
-            || (state.pending.get() > 0 && state.progress.get().elapsed() > WRITE_STALL)
+        self.state.ended.get() || Output::write_stalled(self)
     }
 }
 
@@ -466,10 +464,8 @@ impl Output for Writer {
     }
 
     fn write_stalled(&self) -> bool {
-        let state = &self.state;
-        !state.ended.get()
-            && state.pending.get() > 0
-            && state.progress.get().elapsed() > WRITE_STALL
+        self.waiting_for()
+            .is_some_and(|waited| waited > WRITE_STALL)
     }
 
     fn write_error(&self) -> Option<std::io::ErrorKind> {
