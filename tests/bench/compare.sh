@@ -19,7 +19,11 @@
 # own RTMP figure); play start with hooks off and on, 1000 players at 500/s and all at once; a
 # hook that makes new players wait 5 s while 200 existing players play (their largest frame
 # gap); 1000 RTMP players again with <workers>2</workers>; 1000 RTSP (TCP-interleaved and UDP)
-# and 1000 SRT players of streamgate against its own RTMP figure (case "proto").
+# and 1000 SRT players of streamgate against its own RTMP figure (case "proto"); RTSP and SRT
+# against a peer (case "peer", 200 and 1000 players): RTSP (TCP and UDP) beside GStreamer's
+# gst-rtsp-server (tests/bench/rtsp_peer.py, one shared media pulling the stream from
+# streamgate over RTMP), SRT beside SRS's SRT server when SRS_BIN was built with `--srt=on`
+# (`srs-srt`, SRS's defaults; both servers fed by ffmpeg over SRT, MPEG-TS).
 #
 # Knobs (environment): PLAYERS (1000), SMALL (200), REPEAT (3), RAMP players/s of the
 # efficiency runs (500), SETTLE seconds between the last player's start and the window (3),
@@ -27,7 +31,7 @@
 # JOIN_PHASE_MS (1000: join runs start this long after a live keyframe, half of the 2 s GOP,
 # so that every run lands at the same point of the GOP; see streamgate-load --after-keyframe),
 # SLOW_EXISTING (200), SLOW_NEW (200), SLOW_SECONDS (5), CASES (space-separated subset of
-# "eff flv join hooks slow w2 proto", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
+# "eff flv join hooks slow w2 proto peer", all by default), SKIP_BUILD=1, PROFILE=perf|callgrind (also
 # profile streamgate: perf's cpu-clock sampling during a PLAYERS-player RTMP window, or
 # callgrind on a short run with PROFILE_PLAYERS (20) players), KEEP=DIR (copy the raw results
 # and logs there), WRITE_MERGE_MS (streamgate's <write_merge_ms>; its default when unset).
@@ -48,7 +52,7 @@ JOIN_PHASE_MS=${JOIN_PHASE_MS:-1000}
 SLOW_EXISTING=${SLOW_EXISTING:-200}
 SLOW_NEW=${SLOW_NEW:-200}
 SLOW_SECONDS=${SLOW_SECONDS:-5}
-CASES=${CASES:-eff flv join hooks slow w2 proto}
+CASES=${CASES:-eff flv join hooks slow w2 proto peer}
 PROFILE=${PROFILE:-}
 PROFILE_PLAYERS=${PROFILE_PLAYERS:-20}
 T_START=$(date +%s)
@@ -70,6 +74,13 @@ if [ -n "$PROFILE" ] && [ "$PROFILE" = callgrind ] && ! command -v valgrind >/de
 fi
 if [ "$PROFILE" = perf ] && ! command -v perf >/dev/null 2>&1; then
     timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y -qq linux-perf >/dev/null
+fi
+if has_case peer && ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1; then
+    echo "== installing gst-rtsp-server's Python bindings and rtmp2src (the RTSP peer)"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq
+    timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3-gi gir1.2-gst-rtsp-server-1.0 \
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-bad >/dev/null
 fi
 NGINX_RTMP=/usr/lib/nginx/modules/ngx_rtmp_module.so
 for tool in cargo ffmpeg python3 curl timeout nginx getconf; do
@@ -179,6 +190,26 @@ publish() {
     pids+=("$PUB_PID")
 }
 
+# The same, as MPEG-TS over SRT (the caller publishes; $1 carries the streamid).
+publish_srt() {
+    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$SRC" -c copy \
+        -f mpegts "$1" >>"$tmp/ffmpeg.log" 2>&1 &
+    PUB_PID=$!
+    pids+=("$PUB_PID")
+}
+
+# Waits until one player (any protocol) of $1 gets a keyframe.
+wait_keyframe() {
+    local out
+    for _ in $(seq 20); do
+        out=$(timeout 20 "$LOAD" --url "$1" --players 1 --duration 3 --start-timeout 5 --json 2>/dev/null || true)
+        if [[ "$out" == *'"with_keyframe":1,'* ]]; then return 0; fi
+        sleep 0.5
+    done
+    echo "compare.sh: no keyframe from $1" >&2
+    return 1
+}
+
 # Waits until one RTMP player plays $1.
 wait_live() {
     local out
@@ -268,8 +299,8 @@ EOF
 # the servers
 
 SG_PID="" SG_FF="" SG_RTMP="" SG_FLV="" SG_URL="" SG_FLV_URL="" SG_RTSP_URL="" SG_SRT_URL=""
-start_streamgate() { # workers, hooks (on|off)
-    local workers=$1 hooks=$2 conf="$tmp/streamgate.xml" call
+start_streamgate() { # workers, hooks (on|off), source published over (rtmp, the default, | srt)
+    local workers=$1 hooks=$2 ingest=${3:-rtmp} conf="$tmp/streamgate.xml" call
     SG_RTMP=$(free_port)
     SG_FLV=$(free_port)
     local rtsp srt
@@ -309,7 +340,7 @@ start_streamgate() { # workers, hooks (on|off)
     SG_FLV_URL="http://127.0.0.1:$SG_FLV/live/bench.flv"
     SG_RTSP_URL="rtsp://127.0.0.1:$rtsp/live/bench"
     SG_SRT_URL="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request"
-    publish "$SG_URL"
+    if [ "$ingest" = srt ]; then publish_srt "${SG_SRT_URL/m=request/m=publish}"; else publish "$SG_URL"; fi
     SG_FF=$PUB_PID
 }
 stop_streamgate() { stop_pids "$SG_FF"; stop_pids "$SG_PID"; SG_PID="" SG_FF=""; }
@@ -343,14 +374,20 @@ EOF
 }
 stop_nginx() { stop_pids "$NG_FF"; stop_pids "+$NG_PID"; NG_PID="" NG_FF=""; }
 
-# SRS, one instance per merge window: srs-40 (mw_latency 40 ms) and srs-default (SRS's own).
-declare -A SRS_PID SRS_FF SRS_URL SRS_FLV_URL
-start_srs() { # name (srs-40 | srs-default)
-    local name=$1 prefix="$tmp/$1" port flv mw=""
+# SRS, one instance per merge window: srs-40 (mw_latency 40 ms) and srs-default (SRS's own);
+# srs-srt is SRS's defaults with its SRT server on, fed over SRT.
+declare -A SRS_PID SRS_FF SRS_URL SRS_FLV_URL SRS_SRT_URL
+start_srs() { # name (srs-40 | srs-default | srs-srt)
+    local name=$1 prefix="$tmp/$1" port flv srt="" mw="" srt_conf="" srt_vhost=""
     mkdir -p "$prefix"
     port=$(free_port)
     flv=$(free_port)
     [ "$name" = srs-40 ] && mw="mw_latency 40;"
+    if [ "$name" = srs-srt ]; then
+        srt=$(free_port)
+        srt_conf="srt_server { enabled on; listen $srt; }"
+        srt_vhost="srt { enabled on; }"
+    fi
     cat >"$prefix/srs.conf" <<SRSCONF
 listen $port;
 max_connections 4000;
@@ -361,9 +398,11 @@ srs_log_file $prefix/srs.log;
 srs_log_level warn;
 http_api { enabled off; }
 http_server { enabled on; listen $flv; dir $prefix; }
+$srt_conf
 vhost __defaultVhost__ {
     play { gop_cache on; $mw }
     http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
+    $srt_vhost
 }
 SRSCONF
     (cd "$prefix" && exec "$SRS_BIN" -c "$prefix/srs.conf") >>"$prefix/srs.out" 2>&1 &
@@ -373,7 +412,12 @@ SRSCONF
         echo "$name did not start" >&2; tail -n 20 "$prefix/srs.out" "$prefix/srs.log" >&2; exit 1; }
     SRS_URL[$name]="rtmp://127.0.0.1:$port/live/bench"
     SRS_FLV_URL[$name]="http://127.0.0.1:$flv/live/bench.flv"
-    publish "${SRS_URL[$name]}"
+    if [ -n "$srt" ]; then
+        SRS_SRT_URL[$name]="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request"
+        publish_srt "srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=publish"
+    else
+        publish "${SRS_URL[$name]}"
+    fi
     SRS_FF[$name]=$PUB_PID
 }
 stop_srs() { # name
@@ -381,6 +425,24 @@ stop_srs() { # name
 }
 SRS_NAMES=()
 [ -n "${SRS_BIN:-}" ] && SRS_NAMES=(srs-40 srs-default)
+# SRS serves SRT only when built with `--srt=on` (libsrt linked in).
+SRS_SRT=""
+[ -n "${SRS_BIN:-}" ] && grep -qa srt_sendmsg2 "$SRS_BIN" && SRS_SRT=1
+
+# GStreamer's gst-rtsp-server (tests/bench/rtsp_peer.py), its one shared media playing
+# streamgate's RTMP: the RTSP peer of case "peer". Needs streamgate started.
+GP_PID="" GP_URL=""
+start_rtsp_peer() {
+    local port
+    port=$(free_port)
+    /usr/bin/python3 "$BENCH/rtsp_peer.py" "$port" "$SG_URL" >>"$tmp/rtsp_peer.log" 2>&1 &
+    GP_PID=$!
+    pids+=("$GP_PID")
+    wait_port "$port" "$GP_PID" || { echo "rtsp_peer.py did not start" >&2; tail -20 "$tmp/rtsp_peer.log" >&2; exit 1; }
+    GP_URL="rtsp://127.0.0.1:$port/live/bench"
+    wait_keyframe "$GP_URL"
+}
+stop_rtsp_peer() { stop_pids "$GP_PID"; GP_PID=""; }
 
 # Starts the servers named (streamgate:WORKERS, nginx), each with its publisher, hooks on or
 # off, and waits until each is live and streamgate's GOP cache holds a whole GOP.
@@ -392,6 +454,7 @@ fresh() { # hooks, servers...
     for s in "${!SRS_PID[@]}"; do [ -n "${SRS_PID[$s]}" ] && stop_srs "$s"; done
     for s in "$@"; do
         case $s in
+            streamgate:*:srt) s=${s%:srt}; start_streamgate "${s#streamgate:}" "$hooks" srt ;;
             streamgate:*) start_streamgate "${s#streamgate:}" "$hooks" ;;
             nginx) start_nginx "$hooks" ;;
             srs-*) start_srs "$s" ;;
@@ -408,11 +471,12 @@ server_pid() {
         streamgate) echo "$SG_PID" ;;
         nginx-rtmp) echo "+$NG_PID" ;;
         srs-*) echo "${SRS_PID[$1]}" ;;
+        gst-rtsp-server) echo "$GP_PID" ;;
     esac
 }
-server_ff() {
+server_ff() { # the ffmpeg publishing what the server serves
     case $1 in
-        streamgate) echo "$SG_FF" ;;
+        streamgate | gst-rtsp-server) echo "$SG_FF" ;;
         nginx-rtmp) echo "$NG_FF" ;;
         srs-*) echo "${SRS_FF[$1]}" ;;
     esac
@@ -588,6 +652,38 @@ if has_case proto; then
         measure "rtspudp$PLAYERS" streamgate "$SG_RTSP_URL" "$PLAYERS" "$rep" --rtsp-transport udp
         measure "srt$PLAYERS" streamgate "$SG_SRT_URL" "$PLAYERS" "$rep"
     done
+fi
+
+# --- RTSP and SRT against a peer ---
+# RTSP (TCP, UDP): streamgate beside gst-rtsp-server, which plays streamgate's RTMP (its one
+# RTMP player costs streamgate next to nothing); SRT: streamgate beside SRS, each fed over SRT.
+if has_case peer; then
+    for rep in $(seq "$REPEAT"); do
+        for n in "$SMALL" "$PLAYERS"; do
+            if [ $((rep % 2)) = 1 ]; then order="gst-rtsp-server streamgate"; else order="streamgate gst-rtsp-server"; fi
+            echo "== rtsppeer$n, run $rep: $n RTSP players (TCP, then UDP): $order ($(elapsed))"
+            fresh off streamgate:1
+            start_rtsp_peer
+            for server in $order; do
+                if [ "$server" = streamgate ]; then url=$SG_RTSP_URL; else url=$GP_URL; fi
+                measure "rtsppeer$n" "$server" "$url" "$n" "$rep"
+                measure "rtspudppeer$n" "$server" "$url" "$n" "$rep" --rtsp-transport udp
+            done
+            stop_rtsp_peer
+            if [ -n "$SRS_SRT" ]; then
+                if [ $((rep % 2)) = 1 ]; then order="srs-srt streamgate"; else order="streamgate srs-srt"; fi
+                echo "== srtpeer$n, run $rep: $n SRT players, sources published over SRT: $order ($(elapsed))"
+                fresh off streamgate:1:srt srs-srt
+                wait_keyframe "$SG_SRT_URL"
+                wait_keyframe "${SRS_SRT_URL[srs-srt]}"
+                for server in $order; do
+                    if [ "$server" = streamgate ]; then url=$SG_SRT_URL; else url=${SRS_SRT_URL[srs-srt]}; fi
+                    measure "srtpeer$n" "$server" "$url" "$n" "$rep"
+                done
+            fi
+        done
+    done
+    [ -n "$SRS_SRT" ] || echo "== srtpeer: not run (needs SRS_BIN, an SRS built with --srt=on)"
 fi
 
 # --- profile (optional) ---

@@ -188,7 +188,7 @@ def medians(rows, fn):
 
 
 # The servers compare.sh runs, in table order; streamgate's ratios are taken against each peer.
-PEERS = ("nginx-rtmp", "srs-40", "srs-default")
+PEERS = ("nginx-rtmp", "srs-40", "srs-default", "gst-rtsp-server", "srs-srt")
 SERVERS = PEERS + ("streamgate",)
 
 
@@ -204,17 +204,21 @@ def summary(argv):
     E = {k: medians(v, eff_metrics) for k, v in eff.items()}
     reps = {k: len(v) for k, v in eff.items()}
 
-    # Cases are named rtmpN, flvN and rtmpN_w2 by compare.sh, and rtmpN_p, rtspN and srtN for
-    # the run of every output protocol on one server (against that run's RTMP).
+    # Cases are named rtmpN, flvN and rtmpN_w2 by compare.sh, rtmpN_p, rtspN and srtN for the
+    # run of every output protocol on one server (against that run's RTMP), and rtsppeerN,
+    # rtspudppeerN and srtpeerN for RTSP and SRT beside a peer.
     def order(c):
         proto = c.startswith("rtsp") or c.startswith("srt") or c.endswith("_p")
-        return (proto, c.endswith("_w2"), c.startswith("flv"), c.startswith("srt"), c.startswith("rtsp"),
+        return ("peer" in c, proto, c.endswith("_w2"), c.startswith("flv"), c.startswith("srt"), c.startswith("rtsp"),
                 int("".join(ch for ch in c.split("_")[0] if ch.isdigit()) or 0))
     names = sorted({c for c, _ in eff}, key=order)
     cases = []
     for c in names:
         n = "".join(ch for ch in c.split("_")[0] if ch.isdigit())
-        if c.endswith("_w2"):
+        if "peer" in c:
+            what = "RTSP (UDP)" if c.startswith("rtspudp") else "RTSP (TCP)" if c.startswith("rtsp") else "SRT"
+            cases.append((c, "%s %s players (peer run)" % (n, what), None))
+        elif c.endswith("_w2"):
             cases.append((c, "%s RTMP players, `<workers>2</workers>`" % n, "rtmp" + n))
         elif c.startswith("flv"):
             cases.append((c, "%s HTTP-FLV players" % n, "rtmp" + n))
@@ -267,7 +271,7 @@ def summary(argv):
                 ratio_row(label, sg, E[(case, peer)], "ratio streamgate / %s" % peer)
         if case.startswith("flv") and sg and E.get((base, "streamgate")):
             ratio_row(label, sg, E[(base, "streamgate")], "ratio HTTP-FLV / streamgate's RTMP")
-        if (case.startswith("rtsp") or case.startswith("srt")) and sg and E.get((base, "streamgate")):
+        if (case.startswith("rtsp") or case.startswith("srt")) and base and sg and E.get((base, "streamgate")):
             what = "RTSP (UDP)" if case.startswith("rtspudp") else "RTSP (TCP)" if case.startswith("rtsp") else "SRT"
             ratio_row(label, sg, E[(base, "streamgate")], "ratio %s / streamgate's RTMP (same run)" % what)
         if case.endswith("_w2") and sg:

@@ -142,6 +142,27 @@ enum HandshakeEvent {
     Datagram(usize),
 }
 
+/// A player's handshake settings (no encryption, [`LATENCY`] both ways) and its streamid.
+fn caller_settings(
+    remote: SocketAddr,
+    streamid: Option<&str>,
+) -> Res<(ConnInitSettings, Option<String>)> {
+    let mut options = SocketOptions::default();
+    options.receiver.latency = LATENCY;
+    options.sender.peer_latency = LATENCY;
+    let options = CallerOptions::with(remote, streamid, options)
+        .map_err(|e| format!("SRT options: {e}"))?
+        .into_value();
+    let mss = options.socket.session.max_segment_size;
+    let mut init = ConnInitSettings::from(options.socket);
+    // The handshake's size field is the MSS (a whole UDP datagram, 1500), from which libsrt
+    // works out the largest payload it sends to this peer (MSS - 44). srt-protocol puts its
+    // own sender's payload size (1316) there, and a libsrt server (SRS's 1.5.x) then refuses
+    // to send its 1316-byte MPEG-TS messages. This player sends no data.
+    init.max_packet_size = mss;
+    Ok((init, options.stream_id.map(|s| s.to_string())))
+}
+
 /// Runs the caller handshake until the server accepts (the connection) or refuses (an error
 /// with its reject code), or until the play-start timeout.
 async fn handshake(
@@ -153,21 +174,14 @@ async fn handshake(
     timer: &mut Pin<&mut Sleep>,
     start_timeout: f64,
 ) -> Res<Connection> {
-    let mut options = SocketOptions::default();
-    options.receiver.latency = LATENCY;
-    options.sender.peer_latency = LATENCY;
-    let options = CallerOptions::with(remote, t.streamid.as_deref(), options)
-        .map_err(|e| format!("SRT options: {e}"))?
-        .into_value();
+    let (init, streamid) = caller_settings(remote, t.streamid.as_deref())?;
     let local_ip = sock.local_addr().map_err(|e| format!("socket: {e}"))?.ip();
-    let init = ConnInitSettings::from(options.socket);
     // Any starting sequence number will do; a per-process random hash keeps players apart.
     let seq = {
         use std::hash::BuildHasher;
         let bits = std::collections::hash_map::RandomState::new().hash_one(init.local_sockid.0);
         SeqNumber::new_truncate(bits as u32)
     };
-    let streamid = options.stream_id.map(|s| s.to_string());
     let mut connect = Connect::new(remote, local_ip, init, streamid, seq);
     let mut resend = tokio::time::interval(HANDSHAKE_RESEND);
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -389,5 +403,33 @@ impl Drop for Player<'_> {
         self.out.clear();
         shutdown.serialize(&mut self.out);
         let _ = self.sock.try_send(&self.out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srt_protocol::options::PacketSize;
+    use srt_protocol::packet::ControlTypes;
+
+    #[test]
+    fn the_handshake_announces_a_whole_datagram_as_the_mss() {
+        let remote: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let (init, streamid) = caller_settings(remote, Some("#!::r=live/x,m=request")).unwrap();
+        assert_eq!(streamid.as_deref(), Some("#!::r=live/x,m=request"));
+        assert_eq!(init.max_packet_size, PacketSize(1500));
+
+        // On the wire: the induction and the conclusion carry it.
+        let ip = "127.0.0.1".parse().unwrap();
+        let mut connect = Connect::new(remote, ip, init, streamid, SeqNumber::new_truncate(1));
+        let ConnectionResult::SendPacket((Packet::Control(induction), _)) =
+            connect.handle_tick(Instant::now())
+        else {
+            panic!("no induction sent");
+        };
+        let ControlTypes::Handshake(hs) = induction.control_type else {
+            panic!("not a handshake: {induction:?}");
+        };
+        assert_eq!(hs.max_packet_size, PacketSize(1500));
     }
 }

@@ -53,3 +53,21 @@ fn counts_refused_and_unreachable_srt_players_as_errors() {
     assert_eq!(num(&json, "connected"), 0.0, "{json}");
     assert_eq!(num(&json, "errors"), 2.0, "{json}");
 }
+
+/// Against libsrt on the other side, not streamgate: ffmpeg as an SRT listener sending
+/// MPEG-TS (1316 bytes per message) to the one caller it accepts.
+#[test]
+fn plays_from_a_libsrt_listener() {
+    let port = free_udp_port();
+    let listen = format!("srt://127.0.0.1:{port}?mode=listener");
+    let mut cmd = publisher_command_to("ffmpeg", 20, TESTSRC, 25, &["-f", "mpegts", &listen]);
+    let _listener = Proc::spawn("ffmpeg as an SRT listener", &mut cmd);
+
+    let url = format!("srt://127.0.0.1:{port}?streamid=live/x");
+    let played = poll(secs(15.0), || {
+        let (out, json) = load(&url, 1, &["--duration", "2", "--start-timeout", "3"]);
+        (num(&json, "playing") == 1.0).then_some((out, json))
+    });
+    let (out, json) = played.expect("the player never connected to ffmpeg's SRT listener");
+    assert_clean(&url, 1, &out, &json);
+}
