@@ -414,14 +414,20 @@ mod tests {
 
     #[test]
     fn the_handshake_announces_a_whole_datagram_as_the_mss() {
-        let remote: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-        let (init, streamid) = caller_settings(remote, Some("#!::r=live/x,m=request")).unwrap();
+        let remote = SocketAddr::from(([127, 0, 0, 1], 9000));
+        let (init, streamid) =
+            caller_settings(remote, Some("#!::r=live/x,m=request")).expect("settings");
         assert_eq!(streamid.as_deref(), Some("#!::r=live/x,m=request"));
         assert_eq!(init.max_packet_size, PacketSize(1500));
 
         // On the wire: the induction and the conclusion carry it.
-        let ip = "127.0.0.1".parse().unwrap();
-        let mut connect = Connect::new(remote, ip, init, streamid, SeqNumber::new_truncate(1));
+        let mut connect = Connect::new(
+            remote,
+            remote.ip(),
+            init,
+            streamid,
+            SeqNumber::new_truncate(1),
+        );
         let ConnectionResult::SendPacket((Packet::Control(induction), _)) =
             connect.handle_tick(Instant::now())
         else {
