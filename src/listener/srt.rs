@@ -40,6 +40,8 @@ use srt_protocol::packet::{
 };
 use srt_protocol::protocol::handshake::Handshake;
 use srt_protocol::settings::ConnInitSettings;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Worker;
@@ -160,6 +162,37 @@ fn bind_udp(address: Option<IpAddr>, port: u16) -> io::Result<StdUdpSocket> {
     Ok(socket.into())
 }
 
+/// The listener's receive side of the one socket every SRT connection also sends through,
+/// registered with the reactor for reading only. Registered for writing too (as a
+/// `tokio::net::UdpSocket` is), the socket's readiness to write woke the listener's thread
+/// each time the kernel let go of a datagram a connection sent (on loopback, at once): a
+/// wake-up per packet sent, nobody waiting to write. Read-only, the kernel's write-space
+/// notices do not match the registration and wake nobody.
+struct Receiver(AsyncFd<StdUdpSocket>);
+
+impl Receiver {
+    /// `socket` must be non-blocking.
+    fn new(socket: StdUdpSocket) -> io::Result<Self> {
+        // `AsyncFd::register_with_interest`, the form tokio keeps, is `unsafe` because it
+        // takes any descriptor, which the caller must keep open while registered; this crate
+        // has no `unsafe`. The deprecated safe form is sound here: the `AsyncFd` owns the
+        // socket, and deregisters it before closing it.
+        #[allow(deprecated)]
+        let fd = AsyncFd::with_interest(socket, Interest::READABLE)?;
+        Ok(Self(fd))
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            // Would block: the readiness is cleared and the next wait is for a new datagram.
+            if let Ok(received) = ready.try_io(|socket| socket.get_ref().recv_from(buf)) {
+                return received;
+            }
+        }
+    }
+}
+
 /// Runs the listener; if it ever ends (a bug of ours: srt-protocol's panics are contained
 /// inside it), says so loudly and starts it again on the same socket. Ends when closed and
 /// its last connection has ended, or when aborted (shutdown), which drops the listener and so
@@ -236,7 +269,7 @@ impl Step {
 }
 
 struct Listener {
-    recv: tokio::net::UdpSocket,
+    recv: Receiver,
     send: Arc<StdUdpSocket>,
     local: SocketAddr,
     init: ConnInitSettings,
@@ -308,7 +341,7 @@ impl Listener {
             return Ok(());
         };
         let local = socket.local_addr()?;
-        let recv = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+        let recv = Receiver::new(socket.try_clone()?)?;
         let init = settings.connection_settings(local)?;
         // Control path, not media: each pending handshake sends exactly one decision, and the
         // listener takes them as they come. Bounded all the same: past RESPONSES waiting, a
@@ -668,6 +701,38 @@ fn local_ip_toward(peer: SocketAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn the_receiver_takes_every_datagram_as_it_comes() {
+        let socket = StdUdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let at = socket.local_addr().expect("address");
+        let send = socket.try_clone().expect("clone");
+        let recv = Receiver::new(socket).expect("registered");
+        let peer = StdUdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut buf = [0u8; 64];
+        for round in 0..3u8 {
+            // Two queued at once, then one after the receiver found the socket empty.
+            peer.send_to(&[round, 1], at).expect("send");
+            peer.send_to(&[round, 2], at).expect("send");
+            for n in 1..=2 {
+                let (len, from) = recv.recv_from(&mut buf).await.expect("received");
+                assert_eq!(
+                    (&buf[..len], from),
+                    (&[round, n][..], peer.local_addr().expect("peer"))
+                );
+            }
+            let later = async {
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+                peer.send_to(&[round, 3], at).expect("send");
+            };
+            let (received, ()) = tokio::join!(recv.recv_from(&mut buf), later);
+            assert_eq!(&buf[..received.expect("received").0], &[round, 3]);
+            // Sending through the same socket leaves the receiver as it was.
+            send.send_to(&[9], peer.local_addr().expect("peer"))
+                .expect("send");
+        }
+    }
 
     #[test]
     fn throttle_reports_once_per_interval_with_counts() {
