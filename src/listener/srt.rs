@@ -728,7 +728,8 @@ mod tests {
             };
             let (received, ()) = tokio::join!(recv.recv_from(&mut buf), later);
             assert_eq!(&buf[..received.expect("received").0], &[round, 3]);
-            // Sending through the same socket leaves the receiver as it was.
+            // A datagram sent through the same socket between rounds: the receiver goes on
+            // taking what arrives, in order.
             send.send_to(&[9], peer.local_addr().expect("peer"))
                 .expect("send");
         }

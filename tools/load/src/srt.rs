@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(streamid.as_deref(), Some("#!::r=live/x,m=request"));
         assert_eq!(init.max_packet_size, PacketSize(1500));
 
-        // On the wire: the induction and the conclusion carry it.
+        // On the wire: the induction carries it (the conclusion is made from the same settings).
         let mut connect = Connect::new(
             remote,
             remote.ip(),
