@@ -181,43 +181,38 @@ timeout 300 ffmpeg -hide_banner -nostdin -loglevel error -y \
     -c:v libx264 -preset veryfast -b:v 2M -maxrate 2M -bufsize 2M -g 50 -keyint_min 50 -sc_threshold 0 \
     -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$SRC"
 
-# Publishes the source in a loop (real time, -c copy) to an RTMP URL; PUB_PID is its pid.
+# Publishes the source in a loop (real time, -c copy) to a URL: FLV to an RTMP URL by default,
+# MPEG-TS with "mpegts" (an SRT URL whose streamid says m=publish); PUB_PID is its pid.
 PUB_PID=""
-publish() {
+publish() { # url, muxer (flv)
     ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$SRC" -c copy \
-        -f flv "$1" >>"$tmp/ffmpeg.log" 2>&1 &
+        -f "${2:-flv}" "$1" >>"$tmp/ffmpeg.log" 2>&1 &
     PUB_PID=$!
     pids+=("$PUB_PID")
 }
 
-# The same, as MPEG-TS over SRT (the caller publishes; $1 carries the streamid).
-publish_srt() {
-    ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i "$SRC" -c copy \
-        -f mpegts "$1" >>"$tmp/ffmpeg.log" 2>&1 &
-    PUB_PID=$!
-    pids+=("$PUB_PID")
-}
-
-# Waits until one player (any protocol) of $1 gets a keyframe.
-wait_keyframe() {
+# Tries one player of $1 (any protocol) up to TRIES times, each playing SECONDS, until the
+# load tool counts it in FIELD (playing, with_keyframe).
+wait_player() { # url, field, seconds, tries
     local out
-    for _ in $(seq 20); do
-        out=$(timeout 20 "$LOAD" --url "$1" --players 1 --duration 3 --start-timeout 5 --json 2>/dev/null || true)
-        if [[ "$out" == *'"with_keyframe":1,'* ]]; then return 0; fi
+    for _ in $(seq "$4"); do
+        out=$(timeout 20 "$LOAD" --url "$1" --players 1 --duration "$3" --start-timeout 5 --json 2>/dev/null || true)
+        if [[ "$out" == *"\"$2\":1,"* ]]; then return 0; fi
         sleep 0.5
     done
+    return 1
+}
+
+# Waits until one player of $1 gets a keyframe.
+wait_keyframe() {
+    wait_player "$1" with_keyframe 3 20 && return 0
     echo "compare.sh: no keyframe from $1" >&2
     return 1
 }
 
 # Waits until one RTMP player plays $1.
 wait_live() {
-    local out
-    for _ in $(seq 40); do
-        out=$(timeout 20 "$LOAD" --url "$1" --players 1 --duration 0.3 --start-timeout 5 --json 2>/dev/null || true)
-        if [[ "$out" == *'"playing":1,'* ]]; then return 0; fi
-        sleep 0.5
-    done
+    wait_player "$1" playing 0.3 40 && return 0
     echo "compare.sh: $1 never went live" >&2
     tail -20 "$tmp/ffmpeg.log" >&2
     return 1
@@ -340,7 +335,7 @@ start_streamgate() { # workers, hooks (on|off), source published over (rtmp, the
     SG_FLV_URL="http://127.0.0.1:$SG_FLV/live/bench.flv"
     SG_RTSP_URL="rtsp://127.0.0.1:$rtsp/live/bench"
     SG_SRT_URL="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request"
-    if [ "$ingest" = srt ]; then publish_srt "${SG_SRT_URL/m=request/m=publish}"; else publish "$SG_URL"; fi
+    if [ "$ingest" = srt ]; then publish "${SG_SRT_URL/m=request/m=publish}" mpegts; else publish "$SG_URL"; fi
     SG_FF=$PUB_PID
 }
 stop_streamgate() { stop_pids "$SG_FF"; stop_pids "$SG_PID"; SG_PID="" SG_FF=""; }
@@ -414,7 +409,7 @@ SRSCONF
     SRS_FLV_URL[$name]="http://127.0.0.1:$flv/live/bench.flv"
     if [ -n "$srt" ]; then
         SRS_SRT_URL[$name]="srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=request"
-        publish_srt "srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=publish"
+        publish "srt://127.0.0.1:$srt?streamid=#!::r=live/bench,m=publish" mpegts
     else
         publish "${SRS_URL[$name]}"
     fi
