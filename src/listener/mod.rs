@@ -1,11 +1,11 @@
-//! Accept loops: each listener accepts sockets and hands every connection to the next arbiter
-//! of the worker pool, where its session actor lives for the rest of its life.
-//!
-//! A socket is moved between threads as a std socket and registered again with the target
-//! arbiter's reactor, so all of its IO happens on that arbiter. A connection over its
-//! section's limits ([`ConnectionLimits`]) gets no session: it is answered in its protocol's
-//! own words by the protocol core ([`Refuse`]) and closed. Must not parse any protocol itself.
-//! The SRT listener (UDP, one socket for every connection) is [`srt`].
+//! Accept loops: every worker arbiter of the pool accepts on each TCP listener itself, on its
+//! own handle to the listening socket, and starts the session of a connection it accepted
+//! where it is: the socket is registered with that arbiter's reactor once, at the accept, and
+//! all of its IO happens there. Whichever worker is free first takes the next connection. A
+//! connection over its section's limits ([`ConnectionLimits`]) gets no session: it is
+//! answered in its protocol's own words by the protocol core ([`Refuse`]) and closed. Must not
+//! parse any protocol itself. The SRT listener (UDP, one socket for every connection) is
+//! [`srt`].
 
 pub mod bind;
 pub mod srt;
@@ -19,6 +19,7 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::limits::ConnectionLimits;
 use crate::protocol::{http, rtsp};
@@ -31,27 +32,6 @@ pub struct Worker {
     pub arbiter: ArbiterHandle,
     /// The shared handles for sessions on this arbiter.
     pub context: SessionContext,
-}
-
-/// The worker pool; connections go round-robin.
-pub struct Pool {
-    workers: Vec<Worker>,
-    next: AtomicUsize,
-}
-
-impl Pool {
-    /// A pool of the given workers (at least one).
-    pub fn new(workers: Vec<Worker>) -> Self {
-        Pool {
-            workers,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    fn pick(&self) -> &Worker {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        &self.workers[i]
-    }
 }
 
 /// Starts a session for an accepted socket on the current arbiter; the session holds the
@@ -138,67 +118,102 @@ pub struct Admit {
     pub refuse: Refuse,
 }
 
-/// Accepts connections until the future is dropped (which closes the listening socket; the
-/// sessions it started own their sockets and go on).
-pub async fn accept_loop(
-    listener: TcpListener,
-    pool: Arc<Pool>,
+/// A TCP listener being served by every worker; dropping it closes the listening socket (each
+/// worker's accept loop ends and drops its handle) while the sessions go on.
+pub struct Serving {
+    /// Dropped to end the accept loops.
+    _stop: watch::Sender<()>,
+}
+
+/// Serves `listener` on every one of `workers`: each accepts on a handle of its own (a
+/// duplicate of the socket) and starts the sessions of the connections it takes.
+pub fn serve(
+    listener: std::net::TcpListener,
+    workers: &[Worker],
     protocol: &'static str,
     settings: Arc<arc_swap::ArcSwap<SessionSettings>>,
     start: StartSession,
     admit: Admit,
-) {
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            // An IPv4 client of a dual-stack socket is known by its IPv4 address, in the
-            // limits, the hooks and the logs alike.
-            Ok((socket, peer)) => (socket, bind::canonical(peer)),
-            Err(e) => {
-                // Out of file descriptors and the like: wait a moment instead of spinning.
-                tracing::warn!(protocol, error = %e, "accept failed");
-                actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+) -> std::io::Result<Serving> {
+    let (stop, stopped) = watch::channel(());
+    let mut handles = Vec::with_capacity(workers.len());
+    for _ in 1..workers.len() {
+        handles.push(listener.try_clone()?);
+    }
+    handles.push(listener);
+    for (worker, handle) in workers.iter().zip(handles) {
+        let accepting = Accepting {
+            protocol,
+            context: worker.context.clone(),
+            settings: settings.clone(),
+            start,
+            admit: admit.clone(),
         };
-        let admission = match admit.limits.admit(peer.ip()) {
-            Ok(admission) => admission,
-            Err(_) => {
-                metrics().connection(protocol, false);
-                refuse(socket, admit.refuse);
-                continue;
+        let stopped = stopped.clone();
+        let spawned = worker.arbiter.spawn(async move {
+            match TcpListener::from_std(handle) {
+                Ok(listener) => accepting.run(listener, stopped).await,
+                Err(e) => tracing::warn!(protocol, error = %e, "could not register the listener"),
             }
-        };
-        metrics().connection(protocol, true);
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(protocol, %peer, error = %e, "TCP_NODELAY not set");
+        });
+        if !spawned {
+            tracing::warn!(protocol, "worker arbiter is gone; it does not accept");
         }
-        let socket = match socket.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(protocol, %peer, error = %e, "could not hand the socket over");
-                continue;
-            }
-        };
-        let worker = pool.pick();
-        let context = worker.context.clone();
-        // The settings in force now: a reload changes them for the connections after it.
-        let settings = SessionSettings::clone(&settings.load());
-        let sent = worker
-            .arbiter
-            .spawn_fn(move || match TcpStream::from_std(socket) {
-                Ok(socket) => start(TcpAccept {
-                    socket,
-                    peer,
-                    context,
-                    settings,
-                    admission,
-                }),
+    }
+    Ok(Serving { _stop: stop })
+}
+
+/// One worker's accept loop on one listener.
+struct Accepting {
+    protocol: &'static str,
+    /// This worker's shared handles for sessions.
+    context: SessionContext,
+    settings: Arc<arc_swap::ArcSwap<SessionSettings>>,
+    start: StartSession,
+    admit: Admit,
+}
+
+impl Accepting {
+    /// Accepts connections until `stopped` says the listener is closed (its sender dropped).
+    async fn run(self, listener: TcpListener, mut stopped: watch::Receiver<()>) {
+        let protocol = self.protocol;
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stopped.changed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                // An IPv4 client of a dual-stack socket is known by its IPv4 address, in the
+                // limits, the hooks and the logs alike.
+                Ok((socket, peer)) => (socket, bind::canonical(peer)),
                 Err(e) => {
-                    tracing::warn!(protocol, %peer, error = %e, "could not register the socket")
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(protocol, error = %e, "accept failed");
+                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
+            };
+            let admission = match self.admit.limits.admit(peer.ip()) {
+                Ok(admission) => admission,
+                Err(_) => {
+                    metrics().connection(protocol, false);
+                    refuse(socket, self.admit.refuse);
+                    continue;
+                }
+            };
+            metrics().connection(protocol, true);
+            if let Err(e) = socket.set_nodelay(true) {
+                tracing::debug!(protocol, %peer, error = %e, "TCP_NODELAY not set");
+            }
+            (self.start)(TcpAccept {
+                socket,
+                peer,
+                context: self.context.clone(),
+                // The settings in force now: a reload changes them for the connections after it.
+                settings: SessionSettings::clone(&self.settings.load()),
+                admission,
             });
-        if !sent {
-            tracing::warn!(protocol, %peer, "worker arbiter is gone; connection dropped");
         }
     }
 }

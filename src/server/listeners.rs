@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 
 use super::ServerError;
 use crate::config::{Config, Section};
 use crate::limits::ConnectionLimits;
 use crate::listener::srt::{self, Serving};
-use crate::listener::{accept_loop, Admit, Pool, Refuse, StartSession, Worker};
+use crate::listener::{self, Admit, Refuse, StartSession, Worker};
 use crate::session::hls::{serve as hls_serve, Hls};
 use crate::session::httpflv::HttpFlvSession;
 use crate::session::output::PlayerLimits;
@@ -52,7 +51,8 @@ fn place<P>(section: &Section<P>) -> Option<Place> {
 struct OpenTcp {
     place: Place,
     addr: SocketAddr,
-    task: actix_rt::task::JoinHandle<()>,
+    /// Dropped to close the listening socket.
+    _serving: listener::Serving,
 }
 
 /// One TCP protocol's listener.
@@ -177,7 +177,6 @@ pub struct Addresses {
 
 /// Every protocol's listener.
 pub struct Listeners {
-    pool: Arc<Pool>,
     workers: Vec<Worker>,
     rtmp: TcpListening,
     httpflv: TcpListening,
@@ -254,7 +253,7 @@ impl TcpListening {
         section: &Section<P>,
         settings: SessionSettings,
         bound: Option<Bound>,
-        pool: &Arc<Pool>,
+        workers: &[Worker],
         changes: &mut Vec<String>,
     ) -> Result<(), ServerError> {
         self.settings.store(Arc::new(settings));
@@ -265,14 +264,15 @@ impl TcpListening {
             return Ok(());
         }
         if let Some(old) = self.open.take() {
-            // The accept loop owns the listening socket: ending it closes the port. Sessions
-            // own their own sockets and go on.
-            old.task.abort();
-            tracing::info!(protocol = self.protocol, addr = %old.addr, "listener closed");
-            changes.push(format!("{} listener closed on {}", self.protocol, old.addr));
+            // The workers' accept loops own the listening socket: ending them closes the port.
+            // Sessions own their own sockets and go on.
+            let addr = old.addr;
+            drop(old);
+            tracing::info!(protocol = self.protocol, %addr, "listener closed");
+            changes.push(format!("{} listener closed on {addr}", self.protocol));
         }
         if let Some(Bound::Tcp(place, socket)) = bound {
-            let addr = self.serve(place, socket, pool)?;
+            let addr = self.serve(place, socket, workers)?;
             changes.push(format!("{} listener opened on {addr}", self.protocol));
         }
         Ok(())
@@ -282,24 +282,23 @@ impl TcpListening {
         &mut self,
         place: Place,
         socket: std::net::TcpListener,
-        pool: &Arc<Pool>,
+        workers: &[Worker],
     ) -> Result<SocketAddr, ServerError> {
         let error = |source| ServerError::Bind {
             protocol: self.protocol,
             port: place.port,
             source,
         };
-        let listener = TcpListener::from_std(socket).map_err(error)?;
-        let addr = listener.local_addr().map_err(error)?;
+        let addr = socket.local_addr().map_err(error)?;
         tracing::info!(
             protocol = self.protocol,
             port = addr.port(),
             address = %addr.ip(),
             "listening"
         );
-        let task = actix_rt::spawn(accept_loop(
-            listener,
-            pool.clone(),
+        let serving = listener::serve(
+            socket,
+            workers,
             self.protocol,
             self.settings.clone(),
             self.start,
@@ -307,8 +306,13 @@ impl TcpListening {
                 limits: self.limits.clone(),
                 refuse: self.refuse,
             },
-        ));
-        self.open = Some(OpenTcp { place, addr, task });
+        )
+        .map_err(error)?;
+        self.open = Some(OpenTcp {
+            place,
+            addr,
+            _serving: serving,
+        });
         Ok(addr)
     }
 
@@ -317,9 +321,8 @@ impl TcpListening {
     }
 
     fn close(&mut self) {
-        if let Some(open) = self.open.take() {
-            open.task.abort();
-        }
+        // Dropping the listener ends the workers' accept loops, which closes its port.
+        self.open = None;
     }
 }
 
@@ -431,7 +434,6 @@ fn rtsp_settings(config: &Config, ports: Option<Arc<RtpPorts>>) -> SessionSettin
 impl Listeners {
     /// Opens every listener `config` enables. SRT sessions run on `workers` too.
     pub async fn start(config: &Config, workers: Vec<Worker>) -> Result<Listeners, ServerError> {
-        let pool = Arc::new(Pool::new(workers.clone()));
         let hls = HlsListening {
             hls: Hls::new(
                 workers.clone(),
@@ -451,7 +453,6 @@ impl Listeners {
             config.srt.max_connections_per_ip,
         );
         let mut listeners = Listeners {
-            pool,
             workers,
             rtmp: TcpListening::new(
                 "rtmp",
@@ -521,14 +522,14 @@ impl Listeners {
             &config.rtmp,
             rtmp_settings(config),
             prepared.rtmp,
-            &self.pool,
+            &self.workers,
             &mut changes,
         )?;
         self.httpflv.apply(
             &config.httpflv,
             httpflv_settings(config),
             prepared.httpflv,
-            &self.pool,
+            &self.workers,
             &mut changes,
         )?;
         // The RTP port pairs stay the listener's own while their range is the same, so the
@@ -543,7 +544,7 @@ impl Listeners {
             &config.rtsp,
             rtsp_settings(config, Some(ports)),
             prepared.rtsp,
-            &self.pool,
+            &self.workers,
             &mut changes,
         )?;
         self.srt.apply(

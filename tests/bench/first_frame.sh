@@ -9,7 +9,7 @@
 #
 # Knobs (environment): PLAYERS (30), RAMP players/s for the ramp case (10), DURATION seconds
 # each run lasts after its last player started (3), REPEAT runs of each case (3), WORKERS (1),
-# SKIP_BUILD=1 to use the binaries already in target/release.
+# SKIP_BUILD=1 to use the binaries already in target/release, BIN (another streamgate binary).
 # Needs cargo, ffmpeg (with libx264 and aac) and python3.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -70,7 +70,7 @@ else
     echo "== build (release)"
     timeout 1800 cargo build --release -p streamgate -p streamgate-load --quiet
 fi
-BIN=target/release/streamgate
+BIN=${BIN:-target/release/streamgate}
 LOAD=target/release/streamgate-load
 
 # The business server for the hooks case: keep-alive HTTP/1.1, answers 200 at once.

@@ -22,7 +22,8 @@
 #
 # Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), STAY seconds each
 # player stays (1), SOURCE (1fps or 2m), LEVEL (warn: the server's log level), HOOKS=1
-# (on_connect/on_play/on_done to a local nginx `return 200`), BIN, SKIP_BUILD=1.
+# (on_connect/on_play/on_done to a local nginx `return 200`), WORKERS (1: the server's
+# <workers>, every one of which accepts on the listener), BIN, SKIP_BUILD=1.
 # Needs cargo, ffmpeg (libx264), python3, curl (nginx with HOOKS=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -59,6 +60,7 @@ if [ "${WHO:-sg}" = srs ]; then
     srs_server "$port" "" warn
 else
     one_worker_config "$port" "$api" "$notify"
+    sed -i "s|<workers>1</workers>|<workers>${WORKERS:-1}</workers>|" "$tmp/streamgate.xml"
     "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
     server=$!
 fi
