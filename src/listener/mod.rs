@@ -203,6 +203,8 @@ impl Accepting {
                 }
             };
             metrics().connection(protocol, true);
+            // Linux's accepted sockets inherit the listener's TCP_NODELAY (`bind::tcp`).
+            #[cfg(not(target_os = "linux"))]
             if let Err(e) = socket.set_nodelay(true) {
                 tracing::debug!(protocol, %peer, error = %e, "TCP_NODELAY not set");
             }

@@ -61,13 +61,11 @@ pub struct HttpFlvSession {
 impl HttpFlvSession {
     /// Starts the session actor for an accepted socket on the current arbiter.
     pub fn start(accepted: TcpAccept) -> Addr<Self> {
+        let parts = accepted.open(Protocol::HttpFlv);
+        let local = parts.local();
         let TcpParts {
-            core,
-            read,
-            writer,
-            local,
-            ..
-        } = accepted.open(Protocol::HttpFlv);
+            core, read, writer, ..
+        } = parts;
         let writer = Rc::new(writer);
         HttpFlvSession::create(move |ctx| {
             ctx.add_stream(super::reader(read));

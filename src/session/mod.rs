@@ -146,10 +146,19 @@ pub struct TcpParts {
     pub read: tokio::net::tcp::OwnedReadHalf,
     /// The socket's writer, counting into the core's usage.
     pub writer: output::tcp::Writer,
-    /// The server address the client reached.
-    pub local: std::net::SocketAddr,
     /// The listener's settings.
     pub settings: SessionSettings,
+}
+
+impl TcpParts {
+    /// The server address the client reached (a system call: asked only by the protocols
+    /// that use it).
+    pub fn local(&self) -> std::net::SocketAddr {
+        self.read
+            .local_addr()
+            .map(crate::listener::bind::canonical)
+            .unwrap_or(self.core.peer)
+    }
 }
 
 impl TcpAccept {
@@ -163,10 +172,6 @@ impl TcpAccept {
             admission,
         } = self;
         let core = core::SessionCore::new(protocol, peer, context, settings.player, admission);
-        let local = socket
-            .local_addr()
-            .map(crate::listener::bind::canonical)
-            .unwrap_or(peer);
         let (read, write) = socket.into_split();
         let writer =
             output::tcp::Writer::new(write, settings.write_merge, core.usage.bytes_out.clone());
@@ -174,7 +179,6 @@ impl TcpAccept {
             core,
             read,
             writer,
-            local,
             settings,
         }
     }
