@@ -20,6 +20,13 @@
 # each player also takes the cached GOP, up to 500 KB, and the live stream); each burst then
 # also reports the server's minor page faults over it.
 #
+#   SOURCE=2m PHASE=1800 bash tests/bench/join_cost.sh
+#
+# With PHASE=MS every burst starts MS milliseconds after a live keyframe (the load tool's
+# --after-keyframe), so every burst lands at the same point of the 2 s GOP: what a joining
+# player is replayed from the GOP cache grows from one keyframe (PHASE near 0) to the whole
+# GOP, about 450 KB (PHASE near 2000).
+#
 # Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), STAY seconds each
 # player stays (1), SOURCE (1fps or 2m), LEVEL (warn: the server's log level), HOOKS=1
 # (on_connect/on_play/on_done to a local nginx `return 200`), WORKERS (1: the server's
@@ -74,7 +81,8 @@ faults() { awk '{ print $10 }' /proc/"$sg"/stat; }
 for rep in $(seq "$REPEAT"); do
     c0=$(cpu "$sg"); x0=$(switches); f0=$(faults)
     "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --ramp "$RAMP" \
-        --duration "$STAY" --json >"$tmp/load.json" 2>/dev/null || true
+        --duration "$STAY" ${PHASE:+--after-keyframe "$PHASE"} --json >"$tmp/load.json" \
+        2>/dev/null || true
     sleep 2
     c1=$(cpu "$sg"); x1=$(switches); f1=$(faults)
     python3 -c "
