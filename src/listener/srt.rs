@@ -15,9 +15,10 @@
 //! The listener task (on the arbiter the server is started on) parses datagrams, routes those
 //! of open connections straight to their protocol task, and runs srt-protocol's
 //! `MultiplexListener` for handshakes. A connection request becomes an [`SrtSession`] on the
-//! next worker arbiter (round-robin, like the TCP sessions), which decides it ([`Pending`]). A
-//! panic in the handshake state machine resets it (handshakes in progress are lost, open
-//! connections go on); the task itself is supervised and started again if it ever ends.
+//! next worker arbiter (round-robin: one UDP socket has no per-worker accept), which decides
+//! it ([`Pending`]). A panic in the handshake state machine resets it (handshakes in progress
+//! are lost, open connections go on); the task itself is supervised and started again if it
+//! ever ends.
 
 use std::collections::HashMap;
 use std::io::{self, Cursor};
