@@ -66,8 +66,7 @@ ulimit -n 16384
 if [ "${WHO:-sg}" = srs ]; then
     srs_server "$port" "" warn
 else
-    one_worker_config "$port" "$api" "$notify"
-    sed -i "s|<workers>1</workers>|<workers>${WORKERS:-1}</workers>|" "$tmp/streamgate.xml"
+    one_worker_config "$port" "$api" "$notify" "" "${WORKERS:-1}"
     "$BIN" --config "$tmp/streamgate.xml" >>"$tmp/streamgate.log" 2>&1 &
     server=$!
 fi

@@ -127,10 +127,11 @@ player_target() { # proto
 
 # The config of a one-worker server, written to $tmp/streamgate.xml: RTMP on port $1 and the
 # API on $2, log level LEVEL (warn), data in $tmp/data; $3 goes inside <rtmp> (a merge window,
-# hooks); HTTP-FLV, RTSP, SRT and HLS are off unless $4 gives their sections instead.
+# hooks); HTTP-FLV, RTSP, SRT and HLS are off unless $4 gives their sections instead; $5
+# workers instead of one when given.
 one_worker_config() {
     local off="<httpflv><enable>false</enable></httpflv><rtsp><enable>false</enable></rtsp><srt><enable>false</enable></srt><hls><enable>false</enable></hls>"
-    echo "<config><workers>1</workers><log_level>${LEVEL:-warn}</log_level><data_dir>$tmp/data</data_dir><api><port>$2</port></api><rtmp><port>$1</port>${3:-}</rtmp>${4:-$off}</config>" >"$tmp/streamgate.xml"
+    echo "<config><workers>${5:-1}</workers><log_level>${LEVEL:-warn}</log_level><data_dir>$tmp/data</data_dir><api><port>$2</port></api><rtmp><port>$1</port>${3:-}</rtmp>${4:-$off}</config>" >"$tmp/streamgate.xml"
 }
 
 # Closes a callgrind window of the process PID (run under valgrind with
