@@ -8,14 +8,15 @@
 //! of a large video message) corrupt messages. Here every chunk stream has its own header state
 //! and its own partial payload. Pure functions over bytes: no socket, no clock.
 
-use std::collections::HashMap;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Most bytes held in partial messages across all chunk streams of one connection.
 pub const MAX_BUFFERED: usize = 24 << 20;
 /// Most chunk streams with a partial message at once.
 pub const MAX_PARTIAL_STREAMS: usize = 64;
+/// Most chunk streams a peer of [`ChunkDecoder`] may use (each remembers its last header;
+/// clients use a handful).
+pub const MAX_CHUNK_STREAMS: usize = 256;
 /// The chunk size both sides start with.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 /// The largest chunk size a peer may announce (the spec's 31-bit limit is far beyond any
@@ -36,9 +37,10 @@ pub enum ChunkError {
     /// The peer asked for a chunk size that is zero or too large.
     #[error("invalid chunk size {0}")]
     BadChunkSize(u32),
-    /// More than [`MAX_PARTIAL_STREAMS`] chunk streams on a [`ChunkReader`].
-    #[error("more than {MAX_PARTIAL_STREAMS} chunk streams")]
-    TooManyStreams,
+    /// More chunk streams than the bound: [`MAX_PARTIAL_STREAMS`] on a [`ChunkReader`],
+    /// [`MAX_CHUNK_STREAMS`] on a [`ChunkDecoder`].
+    #[error("more than {0} chunk streams")]
+    TooManyStreams(usize),
     /// Partial messages would hold more than [`MAX_BUFFERED`] bytes, or too many streams.
     #[error("peer buffers too much: {streams} partial messages, {bytes} bytes")]
     TooMuchBuffered {
@@ -64,23 +66,35 @@ pub struct RawMessage {
     pub payload: Bytes,
 }
 
-#[derive(Debug, Default)]
+/// The last header of one chunk stream, which compressed headers (types 1 to 3) repeat.
+#[derive(Debug, Clone, Copy)]
 struct ChunkStream {
+    csid: u32,
     timestamp: u32,
     delta: u32,
     length: u32,
-    type_id: u8,
     stream_id: u32,
+    type_id: u8,
     extended: bool,
-    has_header: bool,
-    partial: BytesMut,
+}
+
+/// The payload received so far of one chunk stream's unfinished message (never empty).
+#[derive(Debug)]
+struct Partial {
+    csid: u32,
+    bytes: BytesMut,
 }
 
 /// Reassembles messages from the peer's chunks.
+///
+/// A player's connection keeps this for its whole life after a few commands, so it is kept
+/// small: the chunk streams' headers in a short list (24 bytes each), and the partial messages
+/// apart from them, in a list let go whenever no message is unfinished.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     chunk_size: u32,
-    streams: HashMap<u32, ChunkStream>,
+    streams: Vec<ChunkStream>,
+    partials: Vec<Partial>,
     buffered: usize,
 }
 
@@ -88,7 +102,8 @@ impl Default for ChunkDecoder {
     fn default() -> Self {
         ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: Vec::new(),
+            partials: Vec::new(),
             buffered: 0,
         }
     }
@@ -122,10 +137,23 @@ impl ChunkDecoder {
 
     /// Applies the peer's Abort Message: drops the partial message of `csid`.
     pub fn abort(&mut self, csid: u32) {
-        if let Some(stream) = self.streams.get_mut(&csid) {
-            self.buffered -= stream.partial.len();
-            stream.partial = BytesMut::new();
+        if let Some(i) = self.partial_index(csid) {
+            self.take_partial(i);
         }
+    }
+
+    fn partial_index(&self, csid: u32) -> Option<usize> {
+        self.partials.iter().position(|p| p.csid == csid)
+    }
+
+    /// Takes partial message `i` out of the list (the list's memory goes with its last one).
+    fn take_partial(&mut self, i: usize) -> BytesMut {
+        let bytes = self.partials.swap_remove(i).bytes;
+        self.buffered -= bytes.len();
+        if self.partials.is_empty() {
+            self.partials = Vec::new();
+        }
+        bytes
     }
 
     /// Consumes whole chunks from `input` until a message is complete (returned) or the input
@@ -165,18 +193,23 @@ impl ChunkDecoder {
         let h = &b[pos..pos + header_len];
         pos += header_len;
 
-        let prev = self.streams.get(&csid);
-        let has_header = prev.is_some_and(|s| s.has_header);
-        if fmt != 0 && !has_header {
+        let index = self.streams.iter().position(|s| s.csid == csid);
+        let prev = index.map(|i| self.streams[i]);
+        if fmt != 0 && prev.is_none() {
             return Err(ChunkError::NoPreviousHeader { csid, fmt });
         }
-        if fmt <= 1 && prev.is_some_and(|s| !s.partial.is_empty()) {
+        if index.is_none() && self.streams.len() >= MAX_CHUNK_STREAMS {
+            return Err(ChunkError::TooManyStreams(MAX_CHUNK_STREAMS));
+        }
+        let mut partial = self.partial_index(csid);
+        if let (Some(i), true) = (partial, fmt <= 1) {
             // A new message header before the last message was complete: the peer gave up on
             // it without an Abort. Drop the partial message rather than splice two together.
-            self.abort(csid);
+            self.take_partial(i);
+            partial = None;
         }
-        let prev = self.streams.get(&csid);
-        let mid_message = prev.is_some_and(|s| !s.partial.is_empty());
+        let already = partial.map_or(0, |i| self.partials[i].bytes.len());
+        let mid_message = already > 0;
         let field_ts = if fmt < 3 { be24(&h[0..3]) } else { 0 };
         let extended = if fmt < 3 {
             field_ts == 0x00FF_FFFF
@@ -201,7 +234,6 @@ impl ChunkDecoder {
             (_, Some(p)) => (p.length, p.type_id, p.stream_id),
             (_, None) => return Err(ChunkError::NoPreviousHeader { csid, fmt }),
         };
-        let already = prev.map_or(0, |s| s.partial.len());
         let take = (length as usize - already.min(length as usize)).min(self.chunk_size as usize);
         if b.len() < pos + take {
             return Ok(None);
@@ -209,12 +241,7 @@ impl ChunkDecoder {
 
         let completes = already + take == length as usize;
         if !completes {
-            let partial_streams = self
-                .streams
-                .values()
-                .filter(|s| !s.partial.is_empty())
-                .count()
-                + usize::from(!mid_message);
+            let partial_streams = self.partials.len() + usize::from(!mid_message);
             if partial_streams > MAX_PARTIAL_STREAMS || self.buffered + take > MAX_BUFFERED {
                 return Err(ChunkError::TooMuchBuffered {
                     streams: partial_streams,
@@ -223,47 +250,51 @@ impl ChunkDecoder {
             }
         }
 
-        let stream = self.streams.entry(csid).or_default();
+        let (mut timestamp, mut delta) = prev.map_or((0, 0), |p| (p.timestamp, p.delta));
         if !mid_message {
             let value = if extended { ext_ts } else { field_ts };
-            (stream.timestamp, stream.delta) =
-                advance_clock(fmt, value, stream.timestamp, stream.delta);
+            (timestamp, delta) = advance_clock(fmt, value, timestamp, delta);
         }
-        stream.length = length;
-        stream.type_id = type_id;
-        stream.stream_id = stream_id;
-        stream.extended = extended;
-        stream.has_header = true;
+        let stream = ChunkStream {
+            csid,
+            timestamp,
+            delta,
+            length,
+            stream_id,
+            type_id,
+            extended,
+        };
+        match index {
+            Some(i) => self.streams[i] = stream,
+            None => self.streams.push(stream),
+        }
 
         input.advance(pos);
         let body = input.split_to(take);
-        if stream.partial.is_empty() && take == length as usize {
-            return Ok(Some(Some(RawMessage {
-                csid,
-                timestamp: stream.timestamp,
-                type_id,
-                stream_id,
-                payload: body.freeze(),
-            })));
-        }
-        if stream.partial.is_empty() {
-            // Grow with what arrives; a declared length is not trusted with memory.
-            stream.partial.reserve((length as usize).min(1 << 16));
-        }
-        stream.partial.extend_from_slice(&body);
-        self.buffered += take;
-        if stream.partial.len() < length as usize {
-            return Ok(Some(None));
-        }
-        let payload = std::mem::take(&mut stream.partial).freeze();
-        self.buffered -= payload.len();
-        Ok(Some(Some(RawMessage {
+        let message = |payload: Bytes| RawMessage {
             csid,
-            timestamp: stream.timestamp,
+            timestamp,
             type_id,
             stream_id,
             payload,
-        })))
+        };
+        let Some(i) = partial else {
+            if completes {
+                return Ok(Some(Some(message(body.freeze()))));
+            }
+            // Grow with what arrives; a declared length is not trusted with memory.
+            let mut bytes = BytesMut::with_capacity((length as usize).min(1 << 16));
+            bytes.extend_from_slice(&body);
+            self.buffered += take;
+            self.partials.push(Partial { csid, bytes });
+            return Ok(Some(None));
+        };
+        self.partials[i].bytes.extend_from_slice(&body);
+        self.buffered += take;
+        if !completes {
+            return Ok(Some(None));
+        }
+        Ok(Some(Some(message(self.take_partial(i).freeze()))))
     }
 }
 
@@ -412,7 +443,7 @@ impl ChunkReader {
             return Ok(i);
         }
         if self.streams.len() >= MAX_PARTIAL_STREAMS {
-            return Err(ChunkError::TooManyStreams);
+            return Err(ChunkError::TooManyStreams(MAX_PARTIAL_STREAMS));
         }
         self.streams.push(Walked {
             csid,
@@ -633,6 +664,35 @@ mod tests {
         assert_eq!((msgs[0].type_id, &msgs[0].payload[..]), (8, &audio[..]));
         assert_eq!((msgs[1].type_id, &msgs[1].payload[..]), (9, &video[..]));
         assert_eq!(msgs[1].timestamp, 40);
+        // Nothing unfinished: the list of partial messages holds no memory.
+        assert_eq!((dec.partials.capacity(), dec.buffered), (0, 0));
+    }
+
+    /// Each chunk stream remembers its last header, so a peer's chunk streams are bounded even
+    /// when every message it sends is whole.
+    #[test]
+    fn chunk_streams_are_bounded() {
+        let mut wire = BytesMut::new();
+        for csid in 3..3 + MAX_CHUNK_STREAMS as u32 {
+            encode_message(&mut wire, 128, header(csid, 0, 20, 0), &[&[1u8]]);
+        }
+        let mut dec = ChunkDecoder::default();
+        assert_eq!(decode_all(&mut dec, &wire).len(), MAX_CHUNK_STREAMS);
+        // Known chunk streams go on; one more is refused.
+        let mut more = BytesMut::new();
+        encode_message(&mut more, 128, header(3, 0, 20, 0), &[&[2u8]]);
+        assert_eq!(decode_all(&mut dec, &more).len(), 1);
+        let mut more = BytesMut::new();
+        encode_message(
+            &mut more,
+            128,
+            header(2 + MAX_CHUNK_STREAMS as u32 + 1, 0, 20, 0),
+            &[&[3u8]],
+        );
+        assert_eq!(
+            dec.decode(&mut more),
+            Err(ChunkError::TooManyStreams(MAX_CHUNK_STREAMS))
+        );
     }
 
     #[test]
