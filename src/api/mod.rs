@@ -784,7 +784,6 @@ async fn openapi() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use std::rc::Rc;
-    use std::time::{Instant, SystemTime};
 
     use actix::{Actor, Context, Handler};
     use streamgate_actors::session::SessionInfo;
@@ -811,16 +810,10 @@ mod tests {
         role: Option<(Role, &str, &str)>,
         bytes: u64,
     ) -> Rc<SessionView> {
-        let usage = Usage {
-            start: SystemTime::now(),
-            started: Instant::now(),
-            bytes_in: Default::default(),
-            bytes_out: Default::default(),
-            frames_dropped: Default::default(),
-        };
-        usage.bytes_in.set(bytes);
-        usage.bytes_out.set(bytes * 1000);
-        usage.frames_dropped.set(bytes % 7);
+        let usage = Usage::new();
+        usage.counts.bytes_in.set(bytes);
+        usage.counts.bytes_out.set(bytes * 1000);
+        usage.counts.frames_dropped.set(bytes % 7);
         let view = Rc::new(SessionView::new(
             streamgate_actors::session::next_client_id(),
             protocol,

@@ -40,9 +40,56 @@ pub const SESSION_MAILBOX: usize = 1024;
 /// A publisher that sends no media for this long is dropped, whatever else it still sends.
 pub const PUBLISH_IDLE: Duration = Duration::from_secs(30);
 
-/// A count one session's parts share on its arbiter (its output task counts the bytes it
-/// writes, its drop policy the frames it drops, wherever they run).
-pub type Counter = Rc<Cell<u64>>;
+/// A session's counts, in one allocation its parts share on its arbiter (its output counts
+/// the bytes it writes, its drop policy the frames it drops, wherever they run).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Bytes received on the client's connection.
+    pub bytes_in: Cell<u64>,
+    /// Bytes handed to the client's connection.
+    pub bytes_out: Cell<u64>,
+    /// Frames a player's drop policy left out.
+    pub frames_dropped: Cell<u64>,
+}
+
+/// Which of a session's [`Counts`].
+#[derive(Debug, Clone, Copy)]
+pub enum Count {
+    /// [`Counts::bytes_in`].
+    BytesIn,
+    /// [`Counts::bytes_out`].
+    BytesOut,
+    /// [`Counts::frames_dropped`].
+    FramesDropped,
+}
+
+/// One of a session's counts, for the part of it that adds to it.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    counts: Rc<Counts>,
+    count: Count,
+}
+
+impl Counter {
+    fn cell(&self) -> &Cell<u64> {
+        match self.count {
+            Count::BytesIn => &self.counts.bytes_in,
+            Count::BytesOut => &self.counts.bytes_out,
+            Count::FramesDropped => &self.counts.frames_dropped,
+        }
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        let cell = self.cell();
+        cell.set(cell.get() + n);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.cell().get()
+    }
+}
 
 /// What one session used, from its start. The next callbacks (`on_update`, a usage-carrying
 /// `on_done`) and the operator API report it.
@@ -52,22 +99,25 @@ pub struct Usage {
     pub start: SystemTime,
     /// The same moment on the monotonic clock (for durations).
     pub started: Instant,
-    /// Bytes received on the client's connection.
-    pub bytes_in: Counter,
-    /// Bytes handed to the client's connection.
-    pub bytes_out: Counter,
-    /// Frames a player's drop policy left out.
-    pub frames_dropped: Counter,
+    /// Bytes in and out, frames dropped.
+    pub counts: Rc<Counts>,
 }
 
 impl Usage {
-    fn new() -> Self {
+    /// A session's usage from now, nothing counted yet.
+    pub(crate) fn new() -> Self {
         Usage {
             start: SystemTime::now(),
             started: Instant::now(),
-            bytes_in: Counter::default(),
-            bytes_out: Counter::default(),
-            frames_dropped: Counter::default(),
+            counts: Rc::default(),
+        }
+    }
+
+    /// A handle that adds to `count`.
+    pub fn counter(&self, count: Count) -> Counter {
+        Counter {
+            counts: self.counts.clone(),
+            count,
         }
     }
 
@@ -85,8 +135,8 @@ impl Usage {
         Used {
             start,
             duration_ms: self.duration().as_millis() as u64,
-            bytes_in: self.bytes_in.get(),
-            bytes_out: self.bytes_out.get(),
+            bytes_in: self.counts.bytes_in.get(),
+            bytes_out: self.counts.bytes_out.get(),
         }
     }
 
@@ -236,7 +286,8 @@ impl SessionCore {
             name = Empty
         );
         let usage = Usage::new();
-        let backlog = Backlog::new(limits, usage.frames_dropped.clone()).in_span(span.clone());
+        let backlog =
+            Backlog::new(limits, usage.counter(Count::FramesDropped)).in_span(span.clone());
         SessionCore {
             clientid,
             peer,
@@ -309,7 +360,8 @@ impl SessionCore {
 
     /// A drop policy for this player's frames that counts into its usage (a fan-out member's).
     pub fn player_backlog(&self) -> Backlog {
-        Backlog::new(self.limits, self.usage.frames_dropped.clone()).in_span(self.span.clone())
+        Backlog::new(self.limits, self.usage.counter(Count::FramesDropped))
+            .in_span(self.span.clone())
     }
 
     /// An allowed play of a stream that is not live: the play begins (so its `on_done` says
@@ -409,16 +461,15 @@ impl SessionCore {
         from_seq: u64,
         session: &Addr<A>,
     ) where
-        A: Actor + actix::Handler<Deliver> + actix::Handler<StreamEnded>,
-        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, StreamEnded>,
+        A: Actor + actix::Handler<fanout::News>,
+        A::Context: actix::dev::ToEnvelope<A, fanout::News>,
     {
         let member = fanout::Member {
             writer,
             backlog: self.player_backlog(),
             encoder,
             from_seq,
-            metadata: session.clone().recipient(),
-            ended: session.clone().recipient(),
+            news: session.clone().recipient(),
         };
         self.membership = Some(joining.activate(member));
     }
@@ -503,9 +554,8 @@ impl SessionCore {
 
     /// Counts `bytes` received from the client.
     pub fn received(&self, bytes: usize) {
-        self.usage
-            .bytes_in
-            .set(self.usage.bytes_in.get() + bytes as u64);
+        let counted = &self.usage.counts.bytes_in;
+        counted.set(counted.get() + bytes as u64);
     }
 
     /// Notes that the publisher's media (or its media-related traffic) arrived.
@@ -638,8 +688,8 @@ impl SessionCore {
         self.finish(EndReason::Lost);
         let _s = self.enter();
         tracing::info!(
-            bytes_in = self.usage.bytes_in.get(),
-            bytes_out = self.usage.bytes_out.get(),
+            bytes_in = self.usage.counts.bytes_in.get(),
+            bytes_out = self.usage.counts.bytes_out.get(),
             "connection stopped"
         );
     }

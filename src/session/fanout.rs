@@ -76,11 +76,43 @@ pub struct Member {
     pub encoder: Box<dyn Encode>,
     /// The number of the first live frame it takes (its snapshot's [`Snapshot::next_seq`]).
     pub from_seq: u64,
-    /// The player's session: metadata is told to it.
-    pub metadata: Recipient<Deliver>,
-    /// The player's session: the end of the stream is told to it.
-    pub ended: Recipient<StreamEnded>,
+    /// The player's session: the stream's metadata and its end are told to it.
+    pub news: Recipient<News>,
 }
+
+/// What a group tells a member's session besides its media, through one address (every
+/// handle on a session's address is an allocation the player holds for its life).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum News {
+    /// The stream's metadata changed.
+    Metadata(Deliver),
+    /// The stream ended.
+    Ended(StreamEnded),
+}
+
+/// Writes a session's [`News`] handler: each piece goes to its `Deliver` or `StreamEnded`
+/// handler.
+macro_rules! group_member {
+    ($session:ty) => {
+        impl actix::Handler<$crate::session::fanout::News> for $session {
+            type Result = ();
+
+            fn handle(&mut self, msg: $crate::session::fanout::News, ctx: &mut Self::Context) {
+                use streamgate_actors::stream::{Deliver, StreamEnded};
+                match msg {
+                    $crate::session::fanout::News::Metadata(m) => {
+                        <Self as actix::Handler<Deliver>>::handle(self, m, ctx)
+                    }
+                    $crate::session::fanout::News::Ended(e) => {
+                        <Self as actix::Handler<StreamEnded>>::handle(self, e, ctx)
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use group_member;
 
 impl Member {
     fn take(&mut self, frame: &MediaFrame, seq: u64) {
@@ -217,7 +249,7 @@ impl Joining {
         let mut group = state.borrow_mut();
         group.joining -= 1;
         if let Some(ended) = &group.ended {
-            member.ended.do_send(ended.clone());
+            member.news.do_send(News::Ended(ended.clone()));
         }
         let oldest = group.history.front().map(|(seq, _)| *seq);
         let newest = group.history.back().map(|(seq, _)| *seq);
@@ -315,10 +347,10 @@ impl Handler<Deliver> for FanoutGroup {
             }
             Delivery::Metadata(metadata) => {
                 for member in group.members.iter().flatten() {
-                    let _ = member.metadata.try_send(Deliver {
+                    let _ = member.news.try_send(News::Metadata(Deliver {
                         item: Delivery::Metadata(metadata.clone()),
                         seq: msg.seq,
-                    });
+                    }));
                 }
             }
         }
@@ -331,7 +363,7 @@ impl Handler<StreamEnded> for FanoutGroup {
     fn handle(&mut self, msg: StreamEnded, _ctx: &mut Self::Context) {
         let mut group = self.state.borrow_mut();
         for member in group.members.iter().flatten() {
-            member.ended.do_send(msg.clone());
+            member.news.do_send(News::Ended(msg.clone()));
         }
         group.ended = Some(msg);
     }
@@ -348,6 +380,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::session::core::{Count, Usage};
     use crate::session::PlayerLimits;
 
     /// Stands in for a player's session: takes metadata, the end of the stream and kicks.
@@ -371,6 +404,8 @@ mod tests {
         type Result = ();
         fn handle(&mut self, _: Kick, _: &mut Self::Context) {}
     }
+
+    group_member!(Session);
 
     /// Each frame on the wire is its 8-byte number.
     struct Numbers;
@@ -410,7 +445,7 @@ mod tests {
         let writer = Rc::new(Writer::new(
             server.into_split().1,
             Duration::ZERO,
-            Default::default(),
+            Usage::new().counter(Count::BytesOut),
         ));
         let (snapshot, joining) = join(stream.clone()).await.expect("the stream is live");
         for f in &snapshot.gop {
@@ -432,11 +467,10 @@ mod tests {
         };
         let member = Member {
             writer: player.writer.clone(),
-            backlog: Backlog::new(limits, Default::default()),
+            backlog: Backlog::new(limits, Usage::new().counter(Count::FramesDropped)),
             encoder: Box::new(Numbers),
             from_seq,
-            metadata: session.clone().recipient(),
-            ended: session.clone().recipient(),
+            news: session.clone().recipient(),
         };
         player.membership = Some(joining.activate(member));
     }

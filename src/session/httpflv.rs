@@ -254,6 +254,7 @@ impl Session for HttpFlvSession {
 }
 
 session_actor!(HttpFlvSession, Some(FIRST_REQUEST_DEADLINE));
+super::fanout::group_member!(HttpFlvSession);
 tcp_input!(HttpFlvSession);
 
 /// One FLV tag per frame for every player on this arbiter.

@@ -173,8 +173,11 @@ impl TcpAccept {
         } = self;
         let core = core::SessionCore::new(protocol, peer, context, settings.player, admission);
         let (read, write) = socket.into_split();
-        let writer =
-            output::tcp::Writer::new(write, settings.write_merge, core.usage.bytes_out.clone());
+        let writer = output::tcp::Writer::new(
+            write,
+            settings.write_merge,
+            core.usage.counter(core::Count::BytesOut),
+        );
         TcpParts {
             core,
             read,

@@ -409,6 +409,7 @@ impl Session for RtmpSession {
 }
 
 session_actor!(RtmpSession, Some(FIRST_REQUEST_DEADLINE));
+super::fanout::group_member!(RtmpSession);
 tcp_input!(RtmpSession);
 
 impl ProtocolShell for RtmpSession {

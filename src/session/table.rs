@@ -226,9 +226,9 @@ impl SessionView {
             name: text(|a| &a.name),
             url: text(|a| &a.url),
             since: self.since,
-            bytes_in: self.usage.bytes_in.get(),
-            bytes_out: self.usage.bytes_out.get(),
-            frames_dropped: self.usage.frames_dropped.get(),
+            bytes_in: self.usage.counts.bytes_in.get(),
+            bytes_out: self.usage.counts.bytes_out.get(),
+            frames_dropped: self.usage.counts.frames_dropped.get(),
         }
     }
 }
@@ -281,9 +281,9 @@ pub struct Traffic {
 
 impl Traffic {
     fn add(&mut self, usage: &Usage) {
-        self.bytes_in += usage.bytes_in.get();
-        self.bytes_out += usage.bytes_out.get();
-        self.frames_dropped += usage.frames_dropped.get();
+        self.bytes_in += usage.counts.bytes_in.get();
+        self.bytes_out += usage.counts.bytes_out.get();
+        self.frames_dropped += usage.counts.frames_dropped.get();
     }
 
     fn merge(&mut self, other: &Traffic) {
@@ -483,9 +483,9 @@ pub fn page(filter: &Filter, first: usize) -> (usize, Vec<PageEntry>) {
                     clientid: view.clientid,
                     head: view.head(),
                     counters: [
-                        view.usage.bytes_in.get(),
-                        view.usage.bytes_out.get(),
-                        view.usage.frames_dropped.get(),
+                        view.usage.counts.bytes_in.get(),
+                        view.usage.counts.bytes_out.get(),
+                        view.usage.counts.frames_dropped.get(),
                     ],
                 });
             }

@@ -158,7 +158,7 @@ impl Handler<Served> for HlsViewer {
     type Result = ();
 
     fn handle(&mut self, msg: Served, _ctx: &mut Context<Self>) {
-        let out = &self.core.usage.bytes_out;
+        let out = &self.core.usage.counts.bytes_out;
         out.set(out.get() + msg.bytes);
         self.last_request = Instant::now();
     }

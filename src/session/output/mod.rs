@@ -125,7 +125,7 @@ impl Backlog {
             let resume_point = frame.is_video_keyframe() || !self.seen_video;
             if !resume_point || pending > self.limits.queue_bytes / 2 {
                 self.dropped += 1;
-                self.total.set(self.total.get() + 1);
+                self.total.add(1);
                 return false;
             }
             self.resync = false;
@@ -200,6 +200,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{Backlog, PlayerLimits};
+    use crate::session::core::{Count, Usage};
 
     const QUEUE: usize = 1000;
     const TIMEOUT: Duration = Duration::from_secs(3);
@@ -209,7 +210,7 @@ mod tests {
             queue_bytes: QUEUE,
             stall_timeout: TIMEOUT,
         };
-        Backlog::new(limits, Default::default())
+        Backlog::new(limits, Usage::new().counter(Count::FramesDropped))
     }
 
     #[test]

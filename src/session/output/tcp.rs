@@ -530,7 +530,7 @@ fn write_some(state: &Queue) -> Poll<std::io::Result<()>> {
             Err(e) => return Poll::Ready(Err(e)),
         };
         state.progress.set(Instant::now());
-        state.written.set(state.written.get() + written as u64);
+        state.written.add(written as u64);
         state
             .pending
             .set(state.pending.get().saturating_sub(written));
@@ -675,6 +675,7 @@ fn merge_later(window: Duration, state: Rc<Queue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::core::{Count, Usage};
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -686,7 +687,10 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let (_read, write) = server.into_split();
         // The read half may go: the socket stays open for writing.
-        (Writer::new(write, merge, Default::default()), client)
+        (
+            Writer::new(write, merge, Usage::new().counter(Count::BytesOut)),
+            client,
+        )
     }
 
     /// Everything the client reads until the server shuts the socket down.

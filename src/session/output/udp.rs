@@ -54,7 +54,7 @@ impl UdpOut {
     pub fn send(&self, datagram: &[u8]) -> Result<(), SendError> {
         match self.socket.try_send_to(datagram, self.to) {
             Ok(n) => {
-                self.written.set(self.written.get() + n as u64);
+                self.written.add(n as u64);
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(SendError::Full),
@@ -137,7 +137,7 @@ impl UdpOut {
         );
         match sent {
             Ok(n) => {
-                self.written.set(self.written.get() + n as u64);
+                self.written.add(n as u64);
                 Ok(true)
             }
             Err(Errno::EAGAIN) => Err(SendError::Full),

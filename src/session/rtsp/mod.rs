@@ -313,7 +313,10 @@ impl RtspSession {
             }
             TransportSpec::Udp { client_port } => {
                 let ports = self.ports.clone().ok_or((461, "no RTP port range"))?;
-                let written = self.core.usage.bytes_out.clone();
+                let written = self
+                    .core
+                    .usage
+                    .counter(crate::session::core::Count::BytesOut);
                 let pair =
                     transport::udp_pair(ctx, &ports, self.core.peer, index, client_port, &written);
                 let (link, server_port) = pair.map_err(|refused| {
@@ -402,6 +405,7 @@ impl Session for RtspSession {
 }
 
 session_actor!(RtspSession, Some(FIRST_REQUEST_DEADLINE));
+crate::session::fanout::group_member!(RtspSession);
 tcp_input!(RtspSession);
 
 impl ProtocolShell for RtspSession {

@@ -138,7 +138,7 @@ async fn drive(
             packet.serialize(&mut buf);
             // Would block: the datagram is dropped and SRT retransmits it.
             if socket.send_to(&buf, to).is_ok() {
-                bytes_out.set(bytes_out.get() + buf.len() as u64);
+                bytes_out.add(buf.len() as u64);
             }
         }
         for payload in released {
@@ -169,7 +169,7 @@ async fn drive(
             ConnInput::Packet(None) => packets_open = false,
             ConnInput::Packet(Some(packet)) => {
                 let size = packet.0.wire_size().saturating_sub(IP_UDP_HEADERS);
-                bytes_in.set(bytes_in.get() + size as u64);
+                bytes_in.add(size as u64);
                 if let Packet::Control(ControlPacket {
                     control_type: ControlTypes::Shutdown,
                     ..

@@ -46,7 +46,7 @@ use streamgate_actors::usage::EndReason;
 
 use super::actor::{session_actor, Session};
 use super::core::{
-    after_connect, request_play, request_publish, Attach, PlayOutcome, PublishAnswer,
+    after_connect, request_play, request_publish, Attach, Count, PlayOutcome, PublishAnswer,
     PublishOutcome, Role, SessionCore,
 };
 use super::output::srt::SrtOut;
@@ -331,8 +331,8 @@ impl SrtSession {
         let link = spawn_connection(
             accepted,
             span.clone(),
-            self.core.usage.bytes_in.clone(),
-            self.core.usage.bytes_out.clone(),
+            self.core.usage.counter(Count::BytesIn),
+            self.core.usage.counter(Count::BytesOut),
         );
         ctx.add_stream(futures_util::stream::unfold(
             link.received,
