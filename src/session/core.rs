@@ -84,11 +84,6 @@ impl Counter {
         let cell = self.cell();
         cell.set(cell.get() + n);
     }
-
-    /// The count so far.
-    pub fn get(&self) -> u64 {
-        self.cell().get()
-    }
 }
 
 /// What one session used, from its start. The next callbacks (`on_update`, a usage-carrying
