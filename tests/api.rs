@@ -35,19 +35,9 @@ fn the_api_shows_streams_and_sessions_and_kicks_them() {
     let publish = hook
         .wait_call("publish", "cam", HOOK_WAIT)
         .expect("on_publish");
-    // The players come once the stream has its codecs: an RTSP player that asks before is
-    // refused (there is nothing yet for its SDP to describe).
-    poll(secs(20.0), || {
-        let streams = api_get(api, "/api/v1/streams").body;
-        let stream = streams["streams"].get(0)?;
-        (stream["video"]["codec"].is_string() && stream["audio"]["codec"].is_string()).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "the stream's codecs: {}",
-            api_get(api, "/api/v1/streams").text
-        )
-    });
+    // The players come once the stream has its codecs (an RTSP player that asks before is
+    // refused).
+    wait_codecs(api, "live", "cam");
     let mut rtmp_player = spawn_player(&srv.url("live/cam?who=rtmp"), 60.0);
     let mut flv_player = spawn_player(&srv.flv_url("live/cam.flv"), 60.0);
     let mut rtsp_player = spawn_player(&srv.rtsp_url("live/cam"), 60.0);

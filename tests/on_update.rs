@@ -169,6 +169,9 @@ fn every_protocol_is_asked_and_a_refusal_ends_it() {
     let mut base = publish(&srv.url("live/base"), 60);
     hook.wait_call("publish", "base", HOOK_WAIT)
         .expect("on_publish base");
+    // The players come once the stream has its codecs (an RTSP player that asks before is
+    // refused, and its on_done would say so instead of the kick this test is about).
+    wait_codecs(srv.api_port, "live", "base");
     let players = [
         spawn_player(&srv.flv_url("live/base.flv"), 60.0),
         spawn_player(&srv.rtsp_url("live/base"), 60.0),

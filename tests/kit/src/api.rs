@@ -38,6 +38,30 @@ pub fn api_get(port: u16, path: &str) -> ApiAnswer {
     api_call(port, "GET", path, None)
 }
 
+/// Waits until the API at `port` shows stream `app`/`name` with its video and audio codecs. A
+/// player that asks before they are known may be refused (an RTSP player's SDP would have
+/// nothing to describe), so tests whose players must play start them after this.
+pub fn wait_codecs(port: u16, app: &str, name: &str) {
+    let known = crate::util::poll(Duration::from_secs(20), || {
+        let answer = api_get(port, "/api/v1/streams");
+        let streams = answer.body["streams"].as_array()?.clone();
+        streams
+            .iter()
+            .any(|s| {
+                s["app"] == app
+                    && s["name"] == name
+                    && s["video"]["codec"].is_string()
+                    && s["audio"]["codec"].is_string()
+            })
+            .then_some(())
+    });
+    assert!(
+        known.is_some(),
+        "the codecs of {app}/{name}: {}",
+        api_get(port, "/api/v1/streams").text
+    );
+}
+
 /// Runs schemathesis (Python's, every check) against the OpenAPI document of the API at
 /// `port`, with `args` after it (`--include-path`, `--max-examples`, `--header`, ...),
 /// bounded by `timeout`.
