@@ -798,9 +798,9 @@ mod tests {
         type Context = Context<Self>;
     }
 
-    impl Handler<Kick> for Nobody {
+    impl Handler<table::Control> for Nobody {
         type Result = ();
-        fn handle(&mut self, _: Kick, _: &mut Context<Self>) {}
+        fn handle(&mut self, _: table::Control, _: &mut Context<Self>) {}
     }
 
     /// A session on this thread's table, playing or publishing `app`/`name` when `role` is set.

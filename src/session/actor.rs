@@ -1,8 +1,9 @@
 //! The actor side every session shares: the [`Session`] trait (what differs between the
 //! protocols: their checks, what they do when the stream ends or the session stops), [`start`]
-//! (the mailbox bound, the first-request deadline, the one-second checks) and
-//! [`session_actor!`], which writes each session's `Actor` implementation and its `Kick` and
-//! `StreamEnded` handlers from them.
+//! (the mailbox bound, the table entry), [`tick`] (the first-request deadline and the other
+//! one-second checks, on the arbiter's timer) and [`session_actor!`], which writes each
+//! session's `Actor` implementation and its `Kick`, `Control` and `StreamEnded` handlers from
+//! them.
 
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use super::core::{SessionCore, SESSION_MAILBOX};
 use super::output::Output;
 
 /// What the parts every session shares ([`session_actor!`]) need of a session actor.
-pub trait Session: Actor<Context = Context<Self>> + actix::Handler<Kick> {
+pub trait Session:
+    Actor<Context = Context<Self>> + actix::Handler<Kick> + actix::Handler<super::table::Control>
+{
     /// Its core, and its output once it has one.
     fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
 
@@ -81,48 +84,51 @@ fn update<A: Session>(act: &mut A, ctx: &mut Context<A>) {
     );
 }
 
-/// Starts what every session runs: the mailbox bound, the first log line, the deadline of the
-/// client's first request (`deadline`, where the session has one) and the one-second checks
-/// (the deadline, the protocol's [`Session::check`], then [`SessionCore::tick`]). The deadline
-/// is checked by the one-second timer rather than a timer of its own, which a session would
-/// otherwise hold (allocated) until it ran out, long after the first request: it ends the
-/// session within a second after it passes.
-pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
+/// Starts what every session runs: the mailbox bound, its entry in the arbiter's table (which
+/// brings it kicks and the arbiter's one-second timer, [`tick`]), the first log line.
+pub fn start<A: Session>(act: &mut A, ctx: &mut Context<A>) {
     ctx.set_mailbox_capacity(SESSION_MAILBOX);
     act.parts().0.register(ctx.address().recipient());
     act.parts().0.started();
-    ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
-        let late = |act: &mut A| {
-            deadline.is_some_and(|deadline| {
-                !act.first_request_done() && act.parts().0.usage.started.elapsed() >= deadline
-            })
-        };
-        let closing = if late(act) {
-            Some((EndReason::Idle, "no accepted request in time"))
-        } else {
-            act.check()
-        };
-        if let Some((reason, why)) = closing {
-            let core = act.parts().0;
-            let _s = core.enter();
-            tracing::info!("{why}; closing");
-            drop(_s);
-            core.ending(reason);
-            ctx.stop();
-            return;
-        }
-        let (core, output) = act.parts();
-        if core.tick(output) {
-            ctx.stop();
-            return;
-        }
-        update(act, ctx);
-    });
     act.starting(ctx);
 }
 
-/// The `Actor` implementation of a [`Session`] and its `Kick` and `StreamEnded` handlers: it
-/// starts with [`start`] (the first-request deadline given) and ends with [`SessionCore::stopped`] (after
+/// The one-second checks, on each tick of the arbiter's timer: the deadline of the client's
+/// first request (`deadline`, where the session has one), the protocol's [`Session::check`],
+/// then [`SessionCore::tick`]. The deadline is checked here rather than by a timer of its own,
+/// which a session would otherwise hold (allocated) until it ran out, long after the first
+/// request: it ends the session within a second after it passes.
+pub fn tick<A: Session>(act: &mut A, ctx: &mut Context<A>, deadline: Option<Duration>) {
+    let late = |act: &mut A| {
+        deadline.is_some_and(|deadline| {
+            !act.first_request_done() && act.parts().0.usage.started.elapsed() >= deadline
+        })
+    };
+    let closing = if late(act) {
+        Some((EndReason::Idle, "no accepted request in time"))
+    } else {
+        act.check()
+    };
+    if let Some((reason, why)) = closing {
+        let core = act.parts().0;
+        let _s = core.enter();
+        tracing::info!("{why}; closing");
+        drop(_s);
+        core.ending(reason);
+        ctx.stop();
+        return;
+    }
+    let (core, output) = act.parts();
+    if core.tick(output) {
+        ctx.stop();
+        return;
+    }
+    update(act, ctx);
+}
+
+/// The `Actor` implementation of a [`Session`] and its `Kick`, `Control` and `StreamEnded`
+/// handlers: it starts with [`start`], takes its one-second checks with [`tick`] (the
+/// first-request deadline given) and ends with [`SessionCore::stopped`] (after
 /// [`Session::release`]); a kick closes it; the end of its stream ends a player (after
 /// [`Session::stream_ending`]). Either way its `on_done` follows, once.
 macro_rules! session_actor {
@@ -131,7 +137,7 @@ macro_rules! session_actor {
             type Context = actix::Context<Self>;
 
             fn started(&mut self, ctx: &mut Self::Context) {
-                $crate::session::actor::start(self, ctx, $deadline);
+                $crate::session::actor::start(self, ctx);
             }
 
             fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -146,6 +152,21 @@ macro_rules! session_actor {
 
             fn handle(&mut self, msg: streamgate_actors::stream::Kick, ctx: &mut Self::Context) {
                 $crate::session::actor::kick(self, ctx, &msg);
+            }
+        }
+
+        impl actix::Handler<$crate::session::table::Control> for $session {
+            type Result = ();
+
+            fn handle(&mut self, msg: $crate::session::table::Control, ctx: &mut Self::Context) {
+                match msg {
+                    $crate::session::table::Control::Kick(kick) => {
+                        $crate::session::actor::kick(self, ctx, &kick)
+                    }
+                    $crate::session::table::Control::Tick => {
+                        $crate::session::actor::tick(self, ctx, $deadline)
+                    }
+                }
             }
         }
 

@@ -33,6 +33,8 @@ pub struct ArbiterState {
     pub(super) sessions: RefCell<BTreeMap<ClientId, Rc<SessionView>>>,
     /// What its sessions that are gone did ([`super::table::Totals`]).
     pub(super) totals: RefCell<Totals>,
+    /// Whether its one-second timer runs ([`super::table::register`]).
+    pub(super) ticking: std::cell::Cell<bool>,
 }
 
 thread_local! {
@@ -43,6 +45,7 @@ thread_local! {
         due: RefCell::new(DueList::default()),
         sessions: RefCell::new(BTreeMap::new()),
         totals: RefCell::new(Totals::default()),
+        ticking: std::cell::Cell::new(false),
     };
 }
 

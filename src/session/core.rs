@@ -318,15 +318,15 @@ impl SessionCore {
         }
     }
 
-    /// Enters the session into its arbiter's table, where a kick of every session (shutdown)
-    /// and the operator's view reach it; `kick` ends it.
-    pub fn register(&mut self, kick: Recipient<Kick>) {
+    /// Enters the session into its arbiter's table, where a kick of every session (shutdown),
+    /// the operator's view and the arbiter's one-second timer reach it, through `control`.
+    pub fn register(&mut self, control: Recipient<table::Control>) {
         let view = Rc::new(table::SessionView::new(
             self.clientid,
             self.protocol,
             self.peer,
             self.usage.clone(),
-            kick,
+            control,
         ));
         table::register(view.clone());
         self.view = Some(view);

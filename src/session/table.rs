@@ -40,8 +40,18 @@ pub struct SessionView {
     active: RefCell<Option<ActiveView>>,
     /// The session's JSON up to its counters (see [`SessionView::head`]).
     head: RefCell<Arc<str>>,
-    /// Ends the session.
-    pub kick: Recipient<Kick>,
+    /// Kicks the session, and brings it its one-second checks ([`Control`]).
+    pub control: Recipient<Control>,
+}
+
+/// What a session's arbiter tells it through its table entry.
+#[derive(actix::Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum Control {
+    /// End the session (an operator's kick, the server stopping).
+    Kick(Kick),
+    /// The arbiter's one-second timer: the session's checks are due.
+    Tick,
 }
 
 /// The play or publish a session runs, as the operator's view shows it.
@@ -104,7 +114,7 @@ impl SessionView {
         protocol: Protocol,
         peer: SocketAddr,
         usage: Usage,
-        kick: Recipient<Kick>,
+        control: Recipient<Control>,
     ) -> Self {
         let since = usage.used().start;
         let view = SessionView {
@@ -115,7 +125,7 @@ impl SessionView {
             since,
             active: RefCell::new(None),
             head: RefCell::new(Arc::from("")),
-            kick,
+            control,
         };
         view.write_head();
         view
@@ -233,13 +243,34 @@ impl SessionView {
     }
 }
 
-/// Adds a session to the current arbiter's table.
+/// Adds a session to the current arbiter's table (the arbiter's one-second timer starts with
+/// its first session).
 pub fn register(view: Rc<SessionView>) {
     ArbiterState::with(|s| {
+        if !s.ticking.replace(true) {
+            actix_rt::spawn(tick_every_second());
+        }
         let (protocol, role) = (protocol_index(view.protocol), role_index(view.role()));
         s.totals.borrow_mut().live[protocol][role] += 1;
         s.sessions.borrow_mut().insert(view.clientid, view);
     });
+}
+
+/// The arbiter's one-second timer: one [`Control::Tick`] to each of its sessions a second (one
+/// timer per arbiter instead of one held by every session), for as long as the arbiter runs.
+async fn tick_every_second() {
+    let mut every = actix_rt::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once: a session's first checks come a second after it started.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        ArbiterState::with(|s| {
+            for view in s.sessions.borrow().values() {
+                view.control.do_send(Control::Tick);
+            }
+        });
+    }
 }
 
 /// Takes a session out of the current arbiter's table (nothing while its thread is ending);
@@ -357,7 +388,7 @@ pub fn kick_all(kick: &Kick) -> usize {
     ArbiterState::with(|s| {
         let sessions = s.sessions.borrow();
         for view in sessions.values() {
-            view.kick.do_send(kick.clone());
+            view.control.do_send(Control::Kick(kick.clone()));
         }
         sessions.len()
     })
@@ -498,7 +529,7 @@ pub fn page(filter: &Filter, first: usize) -> (usize, Vec<PageEntry>) {
 pub fn kick(clientid: ClientId, kick: &Kick) -> bool {
     ArbiterState::with(|s| match s.sessions.borrow().get(&clientid) {
         Some(view) => {
-            view.kick.do_send(kick.clone());
+            view.control.do_send(Control::Kick(kick.clone()));
             true
         }
         None => false,
