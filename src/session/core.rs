@@ -10,7 +10,7 @@
 //!   moment a hook allowed it ([`SessionCore::begin`]) to [`SessionCore::finish`];
 //! - usage: start time, bytes in and out, frames dropped ([`Usage`]);
 //! - the publisher's side of ingest (frames to the stream, a busy stream logged, not fatal),
-//!   and the checks of the one-second timer every session runs ([`SessionCore::tick`]);
+//!   and the checks every session runs on its arbiter's one-second tick ([`SessionCore::tick`]);
 //! - what a kick and the end of a stream under a player do.
 
 use std::cell::Cell;
@@ -584,7 +584,7 @@ impl SessionCore {
         }
     }
 
-    /// The checks of the one-second timer every session runs: true when the session is to
+    /// The checks every session runs on its arbiter's one-second tick: true when the session is to
     /// close, which is logged. A publisher whose media stopped for [`PUBLISH_IDLE`]; a
     /// connection whose output ended or made no progress; a player over its queue for its
     /// stall timeout.

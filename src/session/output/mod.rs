@@ -155,7 +155,7 @@ impl Backlog {
 
     /// Whether a connection's output is over: it ended or made no progress, or (a player) it
     /// stalled ([`Self::stalled`]), which is logged. Every session asks
-    /// this on its one-second timer ([`super::core::SessionCore::tick`]).
+    /// this on its arbiter's one-second tick ([`super::core::SessionCore::tick`]).
     pub fn output_gone(&mut self, output: &dyn Output) -> Option<Gone> {
         if output.write_stalled() {
             return Some(Gone::Stalled);
