@@ -261,7 +261,8 @@ pub fn register(view: Rc<SessionView>) {
 async fn tick_every_second() {
     let mut every = actix_rt::time::interval(std::time::Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is at once: a session's first checks come a second after it started.
+    // The first tick is at once (and sends nothing); then every second, so a session's first
+    // checks come within a second of its start, and every second after.
     every.tick().await;
     loop {
         every.tick().await;

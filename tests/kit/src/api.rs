@@ -44,8 +44,8 @@ pub fn api_get(port: u16, path: &str) -> ApiAnswer {
 pub fn wait_codecs(port: u16, app: &str, name: &str) {
     let known = crate::util::poll(Duration::from_secs(20), || {
         let answer = api_get(port, "/api/v1/streams");
-        let streams = answer.body["streams"].as_array()?.clone();
-        streams
+        answer.body["streams"]
+            .as_array()?
             .iter()
             .any(|s| {
                 s["app"] == app
