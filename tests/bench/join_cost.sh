@@ -22,6 +22,12 @@
 #
 #   SOURCE=2m PHASE=1800 bash tests/bench/join_cost.sh
 #
+#   SOURCE=2m PHASE=1800 PIN=1 bash tests/bench/join_cost.sh
+#
+# With PIN=1 the server runs on CPU 0 and the load tool on CPU 1, so that neither takes the
+# other's core in a burst (the tool's side of loopback carries most of the TCP stack's work
+# for the replays it receives).
+#
 # With PHASE=MS every burst starts MS milliseconds after a live keyframe (the load tool's
 # --after-keyframe), so every burst lands at the same point of the 2 s GOP: what a joining
 # player is replayed from the GOP cache grows from one keyframe (PHASE near 0) to the whole
@@ -72,6 +78,13 @@ else
 fi
 sg=$server
 pids+=("$sg")
+# PIN=1: the server's threads on CPU 0, the load tool on CPU 1 (each a core of its own, as
+# with clients on other machines; the live source's ffmpeg goes where the scheduler puts it).
+pin=()
+if [ "${PIN:-0}" = 1 ]; then
+    taskset -a -p -c 0 "$sg" >/dev/null
+    pin=(taskset -c 1)
+fi
 wait_port "$port" "$sg"
 publish_source "$port"
 sleep 3
@@ -79,7 +92,7 @@ switches() { cat /proc/"$sg"/task/*/status | awk '/ctxt_switches/ { s += $2 } EN
 faults() { awk '{ print $10 }' /proc/"$sg"/stat; }
 for rep in $(seq "$REPEAT"); do
     c0=$(cpu "$sg"); x0=$(switches); f0=$(faults)
-    "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --ramp "$RAMP" \
+    "${pin[@]}" "$LOAD" --url "rtmp://127.0.0.1:$port/live/bench" --players "$PLAYERS" --ramp "$RAMP" \
         --duration "$STAY" ${PHASE:+--after-keyframe "$PHASE"} --json >"$tmp/load.json" \
         2>/dev/null || true
     sleep 2
