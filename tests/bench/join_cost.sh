@@ -36,8 +36,8 @@
 # Knobs (environment): PLAYERS (1000), RAMP per second (5000), REPEAT (3), STAY seconds each
 # player stays (1), SOURCE (1fps or 2m), LEVEL (warn: the server's log level), HOOKS=1
 # (on_connect/on_play/on_done to a local nginx `return 200`), WORKERS (1: the server's
-# <workers>, every one of which accepts on the listener), BIN, SKIP_BUILD=1.
-# Needs cargo, ffmpeg (libx264), python3, curl (nginx with HOOKS=1).
+# <workers>, every one of which accepts on the listener), PHASE, PIN=1, BIN, SKIP_BUILD=1.
+# Needs cargo, ffmpeg (libx264), python3, curl (nginx with HOOKS=1), taskset (PIN=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PLAYERS=${PLAYERS:-1000}
