@@ -24,15 +24,15 @@ pub trait Session:
     fn parts(&mut self) -> (&mut SessionCore, Option<&dyn Output>);
 
     /// Whether the client's first request was accepted: until then the deadline given to
-    /// [`start`] runs.
+    /// [`tick`] runs.
     fn first_request_done(&self) -> bool {
         true
     }
 
-    /// What the protocol starts beside the shared timers.
+    /// What the protocol starts beside what [`start`] does (its own timers, streams).
     fn starting(&mut self, _ctx: &mut Context<Self>) {}
 
-    /// The protocol's own checks of the one-second timer: `Some((reason, why))` closes the
+    /// The protocol's own one-second checks ([`tick`]): `Some((reason, why))` closes the
     /// session, `reason` for its `on_done`, `why` for the log.
     fn check(&mut self) -> Option<(EndReason, &'static str)> {
         None

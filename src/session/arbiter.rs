@@ -4,7 +4,7 @@
 //! its TCP outputs ([`super::output::tcp`]) and its sessions ([`super::table`]). All of it lives on that arbiter's thread and is
 //! used only there, without locks; each arbiter has its own.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -34,7 +34,7 @@ pub struct ArbiterState {
     /// What its sessions that are gone did ([`super::table::Totals`]).
     pub(super) totals: RefCell<Totals>,
     /// Whether its one-second timer runs ([`super::table::register`]).
-    pub(super) ticking: std::cell::Cell<bool>,
+    pub(super) ticking: Cell<bool>,
 }
 
 thread_local! {
@@ -45,7 +45,7 @@ thread_local! {
         due: RefCell::new(DueList::default()),
         sessions: RefCell::new(BTreeMap::new()),
         totals: RefCell::new(Totals::default()),
-        ticking: std::cell::Cell::new(false),
+        ticking: Cell::new(false),
     };
 }
 
